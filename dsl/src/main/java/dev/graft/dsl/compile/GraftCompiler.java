@@ -1,0 +1,155 @@
+package dev.graft.dsl.compile;
+
+import dev.graft.dsl.autodiff.Autodiff;
+import dev.graft.dsl.autodiff.GradientRegistry;
+import dev.graft.dsl.autodiff.MissingGradientException;
+import dev.graft.dsl.diag.Diagnostic;
+import dev.graft.dsl.diag.ErrorCode;
+import dev.graft.dsl.ir.Dim;
+import dev.graft.dsl.ir.Graph;
+import dev.graft.dsl.ir.OnnxExport;
+import dev.graft.dsl.ir.OnnxImport;
+import dev.graft.dsl.ir.ShapeInference;
+import dev.graft.dsl.ir.TensorType;
+import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.GraftSpec;
+import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.spec.manifest.AdamW;
+import dev.graft.spec.manifest.ClassificationHead;
+import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.Lora;
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.Pooling;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * Compiles a declaration against its host: import → validate → place adapters → add head and
+ * loss → infer shapes → autodiff → optimizer → emit. Never throws for a bad declaration: every
+ * problem found comes back as a diagnostic.
+ */
+public final class GraftCompiler {
+  /** Suffix of the gradient outputs added by {@link #compile(GraftSpec, HostModel, boolean)}. */
+  public static final String GRADIENT_SUFFIX = ".grad";
+
+  private GraftCompiler() {}
+
+  public static CompileResult compile(GraftSpec spec, HostModel host) {
+    return compile(spec, host, false);
+  }
+
+  /**
+   * @param exposeGradients also output each parameter's gradient from the training step as
+   *     {@code <parameter>.grad} (for gradient checks and debugging)
+   */
+  public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients) {
+    Graph inference = imported(host);
+    Validation validation = new Validation();
+    Validation.Plan plan = validation.check(spec, host, inference);
+    if (!validation.errors().isEmpty()) {
+      return CompileResult.failed(validation.errors());
+    }
+    Map<String, TensorType> hostInputs = new LinkedHashMap<>(inference.inputs());
+
+    List<Parameter> params = new ArrayList<>(LoraPlacement.place(inference, plan.loraSites(), false));
+    params.addAll(ClassificationHeadPass.add(inference, spec.head(), plan.hostOutput(), plan.hidden(), false));
+    ShapeInference.run(inference);
+    inference.removeUnused();
+
+    Graph train = imported(host);
+    LoraPlacement.place(train, plan.loraSites(), true);
+    ClassificationHeadPass.add(train, spec.head(), plan.hostOutput(), plan.hidden(), true);
+    ShapeInference.run(train);
+    List<String> names = params.stream().map(Parameter::getName).toList();
+    Map<String, String> grads;
+    try {
+      grads = Autodiff.differentiate(train, ClassificationHeadPass.LOSS, names);
+    } catch (MissingGradientException e) {
+      return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null,
+          e.node().opType(), e.node().domain(), Graph.OPSET, e.node().name(),
+          GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")));
+    }
+    if (exposeGradients) {
+      for (String p : names) {
+        train.outputs().add(train.opTo(p + GRADIENT_SUFFIX, "/grad/" + p + "/out", "Identity", List.of(grads.get(p))));
+      }
+    }
+    AdamWUpdate.add(train, spec.optimizer(), params, grads);
+    train.removeUnused();
+    ShapeInference.run(train);
+
+    ModelProto inferenceModel = OnnxExport.write(inference, spec.name() + ".infer");
+    ModelProto trainModel = OnnxExport.write(train, spec.name() + ".train");
+    TreeSet<String> external = new TreeSet<>(inference.externalInitializers());
+    external.addAll(train.externalInitializers());
+    Manifest manifest = Manifest.newBuilder()
+        .setName(spec.name())
+        .setHost(spec.host())
+        .setHostSha256(host.sha256())
+        .addAllHostInitializers(external)
+        .addAllInputs(hostInputs(hostInputs))
+        .addAllParameters(params)
+        .addAllLora(loras(plan))
+        .setHead(ClassificationHead.newBuilder()
+            .setNumLabels(spec.head().numLabels())
+            .setPooling(spec.head().pooling() == dev.graft.dsl.spec.ClassificationSpec.Pooling.MEAN
+                ? Pooling.MEAN : Pooling.FIRST_TOKEN)
+            .setHostOutput(plan.hostOutput())
+            .setHiddenSize(plan.hidden()))
+        .setOptimizer(adamW(spec.optimizer()))
+        .setTrain(AdamWUpdate.NAMES)
+        .setLogits(ClassificationHeadPass.LOGITS)
+        .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
+        .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
+        .build();
+    return new CompileResult(new CompiledGraft(inferenceModel, trainModel, manifest), List.of());
+  }
+
+  /** Import pass plus shape inference: the IR every compilation starts from. */
+  static Graph imported(HostModel host) {
+    Graph g = OnnxImport.read(host.model());
+    ShapeInference.run(g);
+    return g;
+  }
+
+  private static List<HostInput> hostInputs(Map<String, TensorType> inputs) {
+    List<HostInput> out = new ArrayList<>();
+    inputs.forEach((name, type) -> {
+      HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType());
+      if (type.hasRank()) {
+        for (Dim d : type.dims()) {
+          b.addShape(d.isKnown()
+              ? dev.graft.spec.manifest.Dim.newBuilder().setSize(d.size())
+              : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?"));
+        }
+      }
+      out.add(b.build());
+    });
+    return out;
+  }
+
+  private static List<Lora> loras(Validation.Plan plan) {
+    List<Lora> out = new ArrayList<>();
+    plan.loraSites().forEach((LoraSpec l, List<LinearSite> sites) -> out.add(Lora.newBuilder()
+        .setTarget(l.target())
+        .setRank(l.rank())
+        .setAlpha(l.alpha())
+        .setDropout(l.dropout())
+        .setRslora(l.rslora())
+        .setScaling(l.scaling())
+        .addAllLayers(l.layers())
+        .addAllTargetModules(new TreeSet<>(sites.stream().map(LinearSite::moduleName).toList()))
+        .build()));
+    return out;
+  }
+
+  private static AdamW adamW(AdamWSpec o) {
+    return AdamW.newBuilder().setBeta1(o.beta1()).setBeta2(o.beta2()).setEpsilon(o.epsilon())
+        .setWeightDecay(o.weightDecay()).build();
+  }
+}

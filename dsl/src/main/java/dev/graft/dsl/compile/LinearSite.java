@@ -1,0 +1,61 @@
+package dev.graft.dsl.compile;
+
+import dev.graft.dsl.ir.Graph;
+import dev.graft.dsl.ir.Node;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.OptionalInt;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}.
+ *
+ * @param node the host node name, e.g. {@code /encoder/layer.0/attention/self/query/MatMul}
+ * @param modulePath the module path PEFT uses, e.g. {@code encoder.layer.0.attention.self.query}
+ * @param layer the layer index found in the name ({@code layer.N}, {@code layers.N}, {@code h.N},
+ *     {@code block.N}), if any
+ */
+public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out) {
+  private static final Pattern LAYER =
+      Pattern.compile("(?:^|[/.])(?:layer|layers|h|block|blocks)[._](\\d+)(?=[/.]|$)");
+
+  /** Every linear site of the graph, in graph order. */
+  public static List<LinearSite> find(Graph graph) {
+    List<LinearSite> sites = new ArrayList<>();
+    for (Node n : graph.nodes()) {
+      if (!n.opType().equals("MatMul") || !n.domain().isEmpty()) {
+        continue;
+      }
+      TensorProto w = graph.initializers().get(n.input(1));
+      if (w == null || w.getDimsCount() != 2) {
+        continue;
+      }
+      sites.add(new LinearSite(n.name(), modulePath(n.name()), layerOf(n.name()), n.input(1),
+          w.getDims(0), w.getDims(1)));
+    }
+    return sites;
+  }
+
+  /** {@code /encoder/layer.0/attention/self/query/MatMul} → {@code encoder.layer.0.attention.self.query}. */
+  public static String modulePath(String nodeName) {
+    String s = nodeName.startsWith("/") ? nodeName.substring(1) : nodeName;
+    int slash = s.lastIndexOf('/');
+    if (slash > 0) {
+      s = s.substring(0, slash);
+    }
+    return s.replace('/', '.');
+  }
+
+  public static OptionalInt layerOf(String nodeName) {
+    Matcher m = LAYER.matcher(nodeName);
+    return m.find() ? OptionalInt.of(Integer.parseInt(m.group(1))) : OptionalInt.empty();
+  }
+
+  /** The last segment of the module path ({@code query}): what PEFT's target_modules lists. */
+  public String moduleName() {
+    int dot = modulePath.lastIndexOf('.');
+    return dot < 0 ? modulePath : modulePath.substring(dot + 1);
+  }
+}

@@ -1,0 +1,159 @@
+package dev.graft.dsl.compile;
+
+import dev.graft.dsl.diag.Diagnostic;
+import dev.graft.dsl.diag.ErrorCode;
+import dev.graft.dsl.ir.Graph;
+import dev.graft.dsl.ir.OnnxImport;
+import dev.graft.dsl.ir.TensorType;
+import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.ClassificationSpec;
+import dev.graft.dsl.spec.GraftSpec;
+import dev.graft.dsl.spec.LoraSpec;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+import java.util.stream.Collectors;
+
+/**
+ * Validation pass: checks a declaration against the imported host and resolves selectors to
+ * sites. Collects every problem rather than stopping at the first.
+ */
+final class Validation {
+  /** Sites chosen for each LoRA declaration, in declaration order. */
+  record Plan(Map<LoraSpec, List<LinearSite>> loraSites, String hostOutput, long hidden) {}
+
+  private final List<Diagnostic> errors = new ArrayList<>();
+
+  List<Diagnostic> errors() {
+    return errors;
+  }
+
+  Plan check(GraftSpec spec, HostModel host, Graph graph) {
+    int opset = OnnxImport.opset(host.model());
+    if (opset < OnnxImport.MIN_OPSET || opset > OnnxImport.MAX_OPSET) {
+      errors.add(Diagnostic.of(ErrorCode.HOST_OPSET_UNSUPPORTED, spec.source(), "host", host.name(), opset));
+    }
+    List<LinearSite> sites = LinearSite.find(graph);
+    TreeSet<Integer> hostLayers = new TreeSet<>();
+    sites.forEach(s -> s.layer().ifPresent(hostLayers::add));
+    Map<LoraSpec, List<LinearSite>> chosen = new LinkedHashMap<>();
+    Map<String, LoraSpec> owner = new LinkedHashMap<>();
+    for (LoraSpec lora : spec.loras()) {
+      checkLora(lora);
+      Pattern p;
+      try {
+        p = Pattern.compile(lora.target());
+      } catch (PatternSyntaxException e) {
+        errors.add(Diagnostic.of(ErrorCode.SELECTOR_INVALID, lora.source(), "target", lora.target(),
+            e.getDescription()));
+        continue;
+      }
+      List<Integer> badLayers = lora.layers().stream().filter(l -> !hostLayers.contains(l)).toList();
+      if (!badLayers.isEmpty()) {
+        errors.add(Diagnostic.of(ErrorCode.LAYERS_INVALID, lora.source(), "layers", badLayers,
+            host.name(), hostLayers));
+        continue;
+      }
+      List<LinearSite> matched = sites.stream()
+          .filter(s -> p.matcher(s.node()).matches())
+          .filter(s -> lora.layers().isEmpty()
+              || (s.layer().isPresent() && lora.layers().contains(s.layer().getAsInt())))
+          .toList();
+      if (matched.isEmpty()) {
+        String where = lora.layers().isEmpty() ? "" : " in layers " + lora.layers();
+        errors.add(Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, lora.source(), "target",
+            lora.target(), host.name(), where, nearest(lora.target(), sites)));
+        continue;
+      }
+      for (LinearSite s : matched) {
+        LoraSpec previous = owner.putIfAbsent(s.node(), lora);
+        if (previous != null) {
+          errors.add(Diagnostic.of(ErrorCode.LORA_SITES_OVERLAP, lora.source(), "target", s.node(),
+              previous.target(), lora.target()));
+        }
+      }
+      chosen.put(lora, matched);
+    }
+    ClassificationSpec head = spec.head();
+    if (head.numLabels() < 2) {
+      errors.add(Diagnostic.of(ErrorCode.HEAD_LABELS_OUT_OF_RANGE, head.source(), "labels", head.numLabels()));
+    }
+    String output = head.hostOutput().isEmpty() ? graph.outputs().get(0) : head.hostOutput();
+    long hidden = -1;
+    if (!graph.outputs().contains(output)) {
+      errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_NOT_FOUND, head.source(), "output", output, graph.outputs()));
+    } else {
+      TensorType t = graph.type(output);
+      if (t == null || !t.hasRank() || t.rank() != 3 || !t.dim(2).isKnown() || !t.isFloating()) {
+        errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_SHAPE, head.source(), "output", output, t));
+      } else {
+        hidden = t.dim(2).size();
+      }
+    }
+    checkOptimizer(spec.optimizer(), spec.source());
+    return new Plan(chosen, output, hidden);
+  }
+
+  private void checkLora(LoraSpec lora) {
+    if (lora.rank() < 1 || lora.rank() > LoraSpec.MAX_RANK) {
+      errors.add(Diagnostic.of(ErrorCode.LORA_RANK_OUT_OF_RANGE, lora.source(), "rank", lora.rank()));
+    }
+    if (!(lora.alpha() > 0) || Double.isInfinite(lora.alpha())) {
+      errors.add(Diagnostic.of(ErrorCode.LORA_ALPHA_NOT_POSITIVE, lora.source(), "alpha", lora.alpha()));
+    }
+    if (!(lora.dropout() >= 0 && lora.dropout() < 1)) {
+      errors.add(Diagnostic.of(ErrorCode.LORA_DROPOUT_OUT_OF_RANGE, lora.source(), "dropout", lora.dropout()));
+    }
+  }
+
+  private void checkOptimizer(AdamWSpec o, Object source) {
+    range("beta1", o.beta1(), 0, 1, "[0, 1)", source);
+    range("beta2", o.beta2(), 0, 1, "[0, 1)", source);
+    if (!(o.epsilon() > 0)) {
+      errors.add(Diagnostic.of(ErrorCode.OPTIMIZER_INVALID, source, "epsilon", "epsilon", "(0, ∞)", o.epsilon()));
+    }
+    if (!(o.weightDecay() >= 0)) {
+      errors.add(Diagnostic.of(ErrorCode.OPTIMIZER_INVALID, source, "weightDecay", "weightDecay", "[0, ∞)", o.weightDecay()));
+    }
+  }
+
+  private void range(String name, double v, double lo, double hi, String text, Object source) {
+    if (!(v >= lo && v < hi)) {
+      errors.add(Diagnostic.of(ErrorCode.OPTIMIZER_INVALID, source, name, name, text, v));
+    }
+  }
+
+  /** The three site names closest to the selector text, by edit distance. */
+  static String nearest(String selector, List<LinearSite> sites) {
+    return sites.stream()
+        .map(LinearSite::node)
+        .distinct()
+        .sorted(Comparator.comparingInt((String s) -> distance(selector, s)).thenComparing(s -> s))
+        .limit(3)
+        .collect(Collectors.joining(", "));
+  }
+
+  private static int distance(String a, String b) {
+    int[] prev = new int[b.length() + 1];
+    int[] cur = new int[b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) {
+      prev[j] = j;
+    }
+    for (int i = 1; i <= a.length(); i++) {
+      cur[0] = i;
+      for (int j = 1; j <= b.length(); j++) {
+        int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
+        cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost);
+      }
+      int[] t = prev;
+      prev = cur;
+      cur = t;
+    }
+    return prev[b.length()];
+  }
+}

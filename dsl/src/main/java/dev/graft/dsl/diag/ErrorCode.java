@@ -1,0 +1,40 @@
+package dev.graft.dsl.diag;
+
+import java.util.Locale;
+
+/** The catalog of Graft's compile-time errors. Codes are stable; messages may improve. */
+public enum ErrorCode {
+  HOST_NOT_FOUND(1, "host model %s not found; looked in %s"),
+  HOST_UNREADABLE(2, "host model %s cannot be read as ONNX: %s"),
+  HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 21"),
+  SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
+  SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no linear site of %s%s; nearest node names: %s"),
+  LORA_RANK_OUT_OF_RANGE(12, "LoRA rank must be in 1..4096, got %d"),
+  LORA_ALPHA_NOT_POSITIVE(13, "LoRA alpha must be positive, got %s"),
+  LORA_DROPOUT_OUT_OF_RANGE(14, "LoRA dropout must be in [0, 1), got %s"),
+  LORA_SITES_OVERLAP(15, "site %s is matched by more than one LoRA selector: '%s' and '%s'"),
+  LAYERS_INVALID(16, "layer filter %s selects no layer of %s; the host has layers %s"),
+  HEAD_LABELS_OUT_OF_RANGE(20, "classification needs at least 2 labels, got %d"),
+  HEAD_OUTPUT_NOT_FOUND(21, "host output '%s' not found; the host's outputs are %s"),
+  HEAD_OUTPUT_SHAPE(22, "host output '%s' must have shape [batch, sequence, hidden] with a fixed hidden size, got %s"),
+  NO_GRADIENT_RULE(30, "no gradient rule for op %s (domain '%s', opset %d) at node '%s'; ops with rules: %s"),
+  OPTIMIZER_INVALID(40, "AdamW %s must be in %s, got %s");
+
+  private final int number;
+  private final String template;
+
+  ErrorCode(int number, String template) {
+    this.number = number;
+    this.template = template;
+  }
+
+  /** The stable code, e.g. {@code GRAFT012}. */
+  public String code() {
+    return String.format(Locale.ROOT, "GRAFT%03d", number);
+  }
+
+  /** The message with its code, e.g. {@code [GRAFT012] LoRA rank must be in 1..4096, got 0}. */
+  public String format(Object... args) {
+    return "[" + code() + "] " + String.format(Locale.ROOT, template, args);
+  }
+}
