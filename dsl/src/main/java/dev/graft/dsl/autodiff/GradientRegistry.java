@@ -134,18 +134,7 @@ public final class GradientRegistry {
       return out;
     });
     RULES.put("Slice", GradientRegistry::slice);
-    RULES.put("Gather", (n, g, c) -> {
-      // Gradient to the data (an embedding table): scatter-add rows back.
-      long axis = n.attrInt("axis", 0);
-      if (axis != 0) {
-        throw new MissingGradientException(n, "Gather gradient supports axis 0 only, got " + axis);
-      }
-      String data = n.input(0);
-      String zeros = c.op("ConstantOfShape", List.of(c.shape(data)),
-          attr("value", Tensors.floats("zero", c.type(data).elemType(), List.of(1L), new double[] {0})));
-      String idx = c.op("Unsqueeze", List.of(n.input(1), c.longs(List.of(-1L))));
-      return nullsAfter(1, n, c.op("ScatterND", List.of(zeros, idx, g.get(0)), attrS("reduction", "add")));
-    });
+    RULES.put("Gather", GradientRegistry::gather);
     RULES.put("GatherElements", (n, g, c) -> {
       String data = n.input(0);
       String zeros = c.op("ConstantOfShape", List.of(c.shape(data)),
@@ -330,6 +319,58 @@ public final class GradientRegistry {
       divisor = c.op("Cast", List.of(c.op("Div", List.of(sizeX, sizeY))), attr("to", (long) tx.elemType()));
     }
     return c.op("Div", List.of(full, divisor));
+  }
+
+  /**
+   * Gather: scatter-add the gradient back into zeros shaped like the data. For {@code axis != 0}
+   * the data's axis is moved to the front, scattered there, and moved back.
+   */
+  private static List<@Nullable String> gather(Node n, List<@Nullable String> g, Grad c) {
+    String data = n.input(0);
+    TensorType td = c.type(data);
+    int rank = td.rank();
+    int q = c.type(n.input(1)).rank();
+    long axis = n.attrInt("axis", 0);
+    int a = (int) (axis < 0 ? axis + rank : axis);
+    String grad = g.get(0);
+    String frontData = data;
+    long[] dataPerm = new long[rank];
+    if (a != 0) {
+      // data [D0..D(a-1), Da, ...] → [Da, D0..D(a-1), D(a+1)..]
+      dataPerm[0] = a;
+      for (int i = 1; i <= a; i++) {
+        dataPerm[i] = i - 1;
+      }
+      for (int i = a + 1; i < rank; i++) {
+        dataPerm[i] = i;
+      }
+      frontData = c.op("Transpose", List.of(data), attr("perm", longList(dataPerm)));
+      // grad [D0..D(a-1), I..., D(a+1)..] → [I..., D0..D(a-1), D(a+1)..]
+      int outRank = rank - 1 + q;
+      List<Long> gradPerm = new ArrayList<>();
+      for (int i = 0; i < q; i++) {
+        gradPerm.add((long) (a + i));
+      }
+      for (int i = 0; i < a; i++) {
+        gradPerm.add((long) i);
+      }
+      for (int i = a + q; i < outRank; i++) {
+        gradPerm.add((long) i);
+      }
+      grad = c.op("Transpose", List.of(grad), attr("perm", gradPerm));
+    }
+    String zeros = c.op("ConstantOfShape", List.of(c.shape(frontData)),
+        attr("value", Tensors.floats("zero", td.elemType(), List.of(1L), new double[] {0})));
+    String idx = c.op("Unsqueeze", List.of(n.input(1), c.longs(List.of(-1L))));
+    String scattered = c.op("ScatterND", List.of(zeros, idx, grad), attrS("reduction", "add"));
+    if (a != 0) {
+      long[] inverse = new long[rank];
+      for (int i = 0; i < rank; i++) {
+        inverse[(int) dataPerm[i]] = i;
+      }
+      scattered = c.op("Transpose", List.of(scattered), attr("perm", longList(inverse)));
+    }
+    return nullsAfter(1, n, scattered);
   }
 
   /** Slice with unit steps: pad the gradient back with zeros. */

@@ -70,13 +70,15 @@ final class Validation {
             lora.target(), host.name(), where, nearest(lora.target(), sites)));
         continue;
       }
+      Map<LoraSpec, List<String>> shared = new LinkedHashMap<>();
       for (LinearSite s : matched) {
         LoraSpec previous = owner.putIfAbsent(s.node(), lora);
         if (previous != null) {
-          errors.add(Diagnostic.of(ErrorCode.LORA_SITES_OVERLAP, lora.source(), "target", s.node(),
-              previous.target(), lora.target()));
+          shared.computeIfAbsent(previous, k -> new ArrayList<>()).add(s.node());
         }
       }
+      shared.forEach((previous, nodes) -> errors.add(Diagnostic.of(ErrorCode.LORA_SITES_OVERLAP,
+          lora.source(), "target", previous.target(), lora.target(), nodes)));
       chosen.put(lora, matched);
     }
     ClassificationSpec head = spec.head();

@@ -7,18 +7,22 @@ public enum ErrorCode {
   HOST_NOT_FOUND(1, "host model %s not found; looked in %s"),
   HOST_UNREADABLE(2, "host model %s cannot be read as ONNX: %s"),
   HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 21"),
+  NOT_AN_INTERFACE(4, "@Graft must be put on an interface; %s is %s"),
   SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
   SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no linear site of %s%s; nearest node names: %s"),
   LORA_RANK_OUT_OF_RANGE(12, "LoRA rank must be in 1..4096, got %d"),
   LORA_ALPHA_NOT_POSITIVE(13, "LoRA alpha must be positive, got %s"),
   LORA_DROPOUT_OUT_OF_RANGE(14, "LoRA dropout must be in [0, 1), got %s"),
-  LORA_SITES_OVERLAP(15, "site %s is matched by more than one LoRA selector: '%s' and '%s'"),
+  LORA_SITES_OVERLAP(15, "LoRA selectors '%s' and '%s' both match %s"),
   LAYERS_INVALID(16, "layer filter %s selects no layer of %s; the host has layers %s"),
   HEAD_LABELS_OUT_OF_RANGE(20, "classification needs at least 2 labels, got %d"),
   HEAD_OUTPUT_NOT_FOUND(21, "host output '%s' not found; the host's outputs are %s"),
+  TASK_MISSING(23, "%s declares no task; add @Classification(labels = ...)"),
   HEAD_OUTPUT_SHAPE(22, "host output '%s' must have shape [batch, sequence, hidden] with a fixed hidden size, got %s"),
   NO_GRADIENT_RULE(30, "no gradient rule for op %s (domain '%s', opset %d) at node '%s'; ops with rules: %s"),
-  OPTIMIZER_INVALID(40, "AdamW %s must be in %s, got %s");
+  OPTIMIZER_INVALID(40, "AdamW %s must be in %s, got %s"),
+  OUTPUT_WRITE_FAILED(50, "cannot write %s: %s"),
+  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;
   private final String template;

@@ -1,0 +1,5 @@
+/** The Graft annotation processor: {@link dev.graft.processor.GraftProcessor}. */
+@NullMarked
+package dev.graft.processor;
+
+import org.jspecify.annotations.NullMarked;

@@ -1,0 +1,90 @@
+package dev.graft.processor.read;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import javax.lang.model.element.AnnotationMirror;
+import javax.lang.model.element.AnnotationValue;
+import javax.lang.model.element.Element;
+import javax.lang.model.element.ExecutableElement;
+import javax.lang.model.element.TypeElement;
+import javax.lang.model.util.Elements;
+import org.jspecify.annotations.Nullable;
+
+/** Finding annotation mirrors on an element and reading their values. */
+public final class Annotations {
+  public static final String GRAFT = "dev.graft.annotations.Graft";
+  public static final String LORA = "dev.graft.annotations.Lora";
+  public static final String LORA_LIST = "dev.graft.annotations.Lora.List";
+  public static final String CLASSIFICATION = "dev.graft.annotations.Classification";
+  public static final String ADAMW = "dev.graft.annotations.AdamW";
+
+  private Annotations() {}
+
+  /** The mirror of the annotation type named {@code qualifiedName} directly on the element. */
+  public static Optional<AnnotationMirror> find(Element element, String qualifiedName) {
+    for (AnnotationMirror m : element.getAnnotationMirrors()) {
+      if (nameOf(m).equals(qualifiedName)) {
+        return Optional.of(m);
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** The mirrors of a repeatable annotation, whether written once or inside its container. */
+  public static List<AnnotationMirror> findRepeated(
+      Element element, String qualifiedName, String containerName) {
+    List<AnnotationMirror> out = new ArrayList<>();
+    for (AnnotationMirror m : element.getAnnotationMirrors()) {
+      String name = nameOf(m);
+      if (name.equals(qualifiedName)) {
+        out.add(m);
+      } else if (name.equals(containerName)) {
+        AnnotationValue v = explicitValue(m, "value");
+        if (v != null && v.getValue() instanceof List<?> items) {
+          for (Object item : items) {
+            if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner) {
+              out.add(inner);
+            }
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  public static String nameOf(AnnotationMirror m) {
+    return ((TypeElement) m.getAnnotationType().asElement()).getQualifiedName().toString();
+  }
+
+  /** The value written for {@code member}, or null when the member was left to its default. */
+  public static @Nullable AnnotationValue explicitValue(AnnotationMirror m, String member) {
+    return valueIn(m.getElementValues(), member);
+  }
+
+  /** The value of {@code member}, written or defaulted; null when absent (javac reports that). */
+  public static @Nullable AnnotationValue value(Elements elements, AnnotationMirror m, String member) {
+    return valueIn(elements.getElementValuesWithDefaults(m), member);
+  }
+
+  /** Whether the annotation type declares a member of that name. */
+  public static boolean hasMember(AnnotationMirror m, String member) {
+    for (Element e : m.getAnnotationType().asElement().getEnclosedElements()) {
+      if (e instanceof ExecutableElement && e.getSimpleName().contentEquals(member)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static @Nullable AnnotationValue valueIn(
+      Map<? extends ExecutableElement, ? extends AnnotationValue> values, String member) {
+    for (Map.Entry<? extends ExecutableElement, ? extends AnnotationValue> e : values.entrySet()) {
+      if (e.getKey().getSimpleName().contentEquals(member)) {
+        return e.getValue();
+      }
+    }
+    return null;
+  }
+}

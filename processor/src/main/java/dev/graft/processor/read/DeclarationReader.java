@@ -1,0 +1,158 @@
+package dev.graft.processor.read;
+
+import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.ClassificationSpec;
+import dev.graft.dsl.spec.GraftSpec;
+import dev.graft.dsl.spec.LoraSpec;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import javax.lang.model.element.AnnotationMirror;
+import javax.lang.model.element.AnnotationValue;
+import javax.lang.model.element.TypeElement;
+import javax.lang.model.element.VariableElement;
+import javax.lang.model.util.Elements;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Read phase: turns an annotated interface into a {@link GraftSpec}. Every spec part carries a
+ * {@link SourceRef} to the annotation it came from. Assumes the structural checks of {@link
+ * dev.graft.processor.validate.DeclarationChecks} passed; returns empty when an annotation value
+ * is missing or malformed, which javac has already reported.
+ */
+public final class DeclarationReader {
+  private final Elements elements;
+
+  public DeclarationReader(Elements elements) {
+    this.elements = elements;
+  }
+
+  /**
+   * The name a declaration compiles to: the interface's simple name, with enclosing type names
+   * joined by {@code _} for nested interfaces (so two nested {@code Lora}s do not collide).
+   */
+  public static String graftName(TypeElement type) {
+    StringBuilder name = new StringBuilder(type.getSimpleName());
+    for (var e = type.getEnclosingElement(); e instanceof TypeElement outer; e = outer.getEnclosingElement()) {
+      name.insert(0, outer.getSimpleName() + "_");
+    }
+    return name.toString();
+  }
+
+  public Optional<GraftSpec> read(TypeElement type) {
+    try {
+      return Optional.of(readOrThrow(type));
+    } catch (MalformedException e) {
+      return Optional.empty();
+    }
+  }
+
+  private GraftSpec readOrThrow(TypeElement type) throws MalformedException {
+    AnnotationMirror graft = Annotations.find(type, Annotations.GRAFT).orElseThrow(MalformedException::new);
+    @Nullable AnnotationMirror adamW = Annotations.find(type, Annotations.ADAMW).orElse(null);
+    AnnotationMirror classification =
+        Annotations.find(type, Annotations.CLASSIFICATION).orElseThrow(MalformedException::new);
+    List<LoraSpec> loras = new ArrayList<>();
+    for (AnnotationMirror lora : Annotations.findRepeated(type, Annotations.LORA, Annotations.LORA_LIST)) {
+      loras.add(lora(type, lora));
+    }
+    AdamWSpec optimizer = adamW == null
+        ? AdamWSpec.DEFAULT
+        : new AdamWSpec(
+            number(adamW, "beta1"), number(adamW, "beta2"), number(adamW, "epsilon"), number(adamW, "weightDecay"));
+    return new GraftSpec(
+        graftName(type),
+        string(graft, "host"),
+        loras,
+        head(type, classification),
+        optimizer,
+        // The declaration as a whole: @Graft first (host, whole-graph errors), then @AdamW, whose
+        // members the optimizer checks name.
+        SourceRef.of(type, graft, adamW));
+  }
+
+  private LoraSpec lora(TypeElement type, AnnotationMirror m) throws MalformedException {
+    List<Integer> layers = new ArrayList<>();
+    for (AnnotationValue v : list(m, "layers")) {
+      if (!(v.getValue() instanceof Integer i)) {
+        throw new MalformedException();
+      }
+      layers.add(i);
+    }
+    return new LoraSpec(
+        string(m, "target"),
+        (int) number(m, "rank"),
+        number(m, "alpha"),
+        number(m, "dropout"),
+        bool(m, "rslora"),
+        layers,
+        SourceRef.of(type, m));
+  }
+
+  private ClassificationSpec head(TypeElement type, AnnotationMirror m) throws MalformedException {
+    Object pooling = value(m, "pooling");
+    if (!(pooling instanceof VariableElement constant)) {
+      throw new MalformedException();
+    }
+    ClassificationSpec.Pooling p;
+    try {
+      p = ClassificationSpec.Pooling.valueOf(constant.getSimpleName().toString());
+    } catch (IllegalArgumentException e) {
+      throw new MalformedException();
+    }
+    return new ClassificationSpec((int) number(m, "labels"), p, string(m, "output"), SourceRef.of(type, m));
+  }
+
+  private Object value(AnnotationMirror m, String member) throws MalformedException {
+    AnnotationValue v = Annotations.value(elements, m, member);
+    if (v == null || v.getValue() == null) {
+      throw new MalformedException();
+    }
+    return v.getValue();
+  }
+
+  private String string(AnnotationMirror m, String member) throws MalformedException {
+    if (value(m, member) instanceof String s) {
+      return s;
+    }
+    throw new MalformedException();
+  }
+
+  private double number(AnnotationMirror m, String member) throws MalformedException {
+    if (value(m, member) instanceof Number n) {
+      return n.doubleValue();
+    }
+    throw new MalformedException();
+  }
+
+  private boolean bool(AnnotationMirror m, String member) throws MalformedException {
+    if (value(m, member) instanceof Boolean b) {
+      return b;
+    }
+    throw new MalformedException();
+  }
+
+  private List<? extends AnnotationValue> list(AnnotationMirror m, String member) throws MalformedException {
+    Object v = value(m, member);
+    if (v instanceof List<?> items) {
+      List<AnnotationValue> out = new ArrayList<>();
+      for (Object item : items) {
+        if (!(item instanceof AnnotationValue av)) {
+          throw new MalformedException();
+        }
+        out.add(av);
+      }
+      return out;
+    }
+    throw new MalformedException();
+  }
+
+  /** An annotation value javac could not attribute; javac has reported it already. */
+  private static final class MalformedException extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    MalformedException() {
+      super(null, null, false, false);
+    }
+  }
+}

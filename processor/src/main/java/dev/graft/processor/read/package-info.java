@@ -1,0 +1,9 @@
+/**
+ * Read phase of the processor: annotated elements into {@link dev.graft.dsl.spec.GraftSpec}.
+ * No {@code javax.lang.model} type leaves this package except inside the opaque {@link
+ * dev.graft.processor.read.SourceRef}.
+ */
+@NullMarked
+package dev.graft.processor.read;
+
+import org.jspecify.annotations.NullMarked;

@@ -1,0 +1,46 @@
+package dev.graft.processor.write;
+
+import com.palantir.javapoet.ArrayTypeName;
+import com.palantir.javapoet.ClassName;
+import com.palantir.javapoet.TypeName;
+import java.util.List;
+
+/**
+ * What the generated class calls in {@code graft-runtime}, in one place so that a change of the
+ * runtime's signatures is a change here:
+ *
+ * <pre>{@code
+ * final class AdapterModel implements AutoCloseable {
+ *   static AdapterModel load(Class<?> anchor, String name);     // resources from anchor's package
+ *   float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate);
+ *   float[][] predict(Map<String, long[][]> hostInputs);
+ *   void close();
+ * }
+ * }</pre>
+ */
+final class RuntimeApi {
+  static final ClassName ADAPTER_MODEL = ClassName.get("dev.graft.runtime", "AdapterModel");
+  static final String LOAD = "load";
+  static final String TRAIN_STEP = "trainStep";
+  static final String PREDICT = "predict";
+  static final String CLOSE = "close";
+
+  /** Labels of a training batch, one class index per example. */
+  static final TypeName LABELS = ArrayTypeName.of(TypeName.LONG);
+
+  static final TypeName LEARNING_RATE = TypeName.FLOAT;
+  static final TypeName LOSS = TypeName.FLOAT;
+  /** Logits, [batch, num_labels]. */
+  static final TypeName LOGITS = ArrayTypeName.of(ArrayTypeName.of(TypeName.FLOAT));
+
+  private RuntimeApi() {}
+
+  /**
+   * The value type of the host-input map: the inputs' Java type when they all share it
+   * ({@code long[][]} for BERT-style hosts), else {@code Object}.
+   */
+  static TypeName inputMapValue(List<TypeName> inputTypes) {
+    TypeName first = inputTypes.isEmpty() ? ClassName.OBJECT : inputTypes.get(0);
+    return inputTypes.stream().allMatch(first::equals) ? first.box() : ClassName.OBJECT;
+  }
+}
