@@ -91,6 +91,15 @@ class MiniLmCompileTest {
   }
 
   @Test
+  void firstTokenPoolingIsDifferentiable() {
+    CompiledGraft g = Graft.host(MiniLmHost.get()).lora(QV)
+        .classification(2, h -> h.pooling(dev.graft.dsl.spec.ClassificationSpec.Pooling.FIRST_TOKEN))
+        .compile();
+    assertTrue(g.train().getGraph().getNodeList().stream()
+        .anyMatch(n -> n.getName().startsWith("/grad/head/first_token") && n.getOpType().equals("ScatterND")));
+  }
+
+  @Test
   void compilationIsDeterministic() {
     CompiledGraft a = Graft.host(MiniLmHost.get()).lora(QV).classification(2).compile();
     CompiledGraft b = Graft.host(MiniLmHost.get()).lora(QV).classification(2).compile();
