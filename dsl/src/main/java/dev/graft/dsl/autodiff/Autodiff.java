@@ -41,7 +41,7 @@ public final class Autodiff {
       if (n.inputs().stream().anyMatch(dependent::contains)) {
         for (String out : n.outputs()) {
           TensorType t = graph.type(out);
-          if (!out.isEmpty() && (t == null || t.isFloating())) {
+          if (!out.isEmpty() && (t == null || t.elemType() == 0 || t.isFloating())) {
             dependent.add(out);
           }
         }
@@ -59,6 +59,17 @@ public final class Autodiff {
           }
         }
       }
+    }
+    TensorType lossType = graph.type(loss);
+    if (lossType == null || !lossType.isFloating()) {
+      // Name the first op on the path whose result type is unknown: that is what to fix.
+      for (Node n : forward) {
+        if (n.outputs().stream().anyMatch(o -> needed.contains(o)
+            && (graph.type(o) == null || graph.type(o).elemType() == 0))) {
+          throw new MissingGradientException(n, "op unknown to shape inference and without a gradient rule");
+        }
+      }
+      throw new IllegalArgumentException("loss '" + loss + "' must be a floating value, got " + lossType);
     }
     // 3. Walk backwards, accumulating gradient contributions per value.
     Map<String, List<String>> contributions = new HashMap<>();

@@ -70,6 +70,9 @@ public final class Grad {
 
   /** The values of a constant integer tensor (initializer or Constant node), or null. */
   public @Nullable List<Long> constLongs(String value) {
+    if (value.isEmpty()) {
+      return null;
+    }
     TensorProto t = graph.initializers().get(value);
     if (t == null) {
       Node p = graph.producer(value);
@@ -77,6 +80,9 @@ public final class Grad {
     }
     if (t == null || graph.externalInitializers().contains(value)) {
       return null;
+    }
+    if (t.getDataType() == TensorType.BOOL) {
+      return List.of(t.hasRawData() ? (long) t.getRawData().byteAt(0) : (long) t.getInt32Data(0));
     }
     return Tensors.readLongs(t);
   }

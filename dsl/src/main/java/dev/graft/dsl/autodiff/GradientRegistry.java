@@ -74,14 +74,20 @@ public final class GradientRegistry {
       return List.of(from.isFloating() ? c.op("Cast", List.of(g.get(0)), attr("to", (long) from.elemType())) : null);
     });
     RULES.put("Dropout", (n, g, c) -> {
-      // Training-mode dropout: y = x * mask / (1 - ratio).
+      // Inference mode (training_mode absent or false) is the identity; training mode is
+      // y = x * mask / (1 - ratio), ratio defaulting to 0.5.
+      List<Long> mode = n.hasInput(2) ? c.constLongs(n.input(2)) : List.of(0L);
+      if (mode != null && mode.get(0) == 0) {
+        return nullsAfter(1, n, g.get(0));
+      }
       if (n.outputs().size() < 2 || n.output(1).isEmpty()) {
         throw new MissingGradientException(n, "Dropout in a differentiated graph must output its mask");
       }
       String x = n.input(0);
+      String ratio = n.hasInput(1) ? n.input(1) : c.scalar(0.5, x);
       String mask = c.op("Cast", List.of(n.output(1)), attr("to", (long) c.type(x).elemType()));
-      String scaled = c.op("Div", List.of(mask, c.op("Sub", List.of(c.scalar(1, x), n.input(1)))));
-      return List.of(c.mul(g.get(0), scaled));
+      String scaled = c.op("Div", List.of(mask, c.op("Sub", List.of(c.scalar(1, x), ratio))));
+      return nullsAfter(1, n, c.mul(g.get(0), scaled));
     });
     RULES.put("MatMul", GradientRegistry::matmul);
     RULES.put("Transpose", (n, g, c) -> {
@@ -101,7 +107,11 @@ public final class GradientRegistry {
     RULES.put("Squeeze", reshapeBack);
     RULES.put("Flatten", reshapeBack);
     RULES.put("Expand", (n, g, c) -> nullsAfter(1, n, c.unbroadcast(g.get(0), c.type(n.output(0)), n.input(0))));
-    RULES.put("ReduceSum", (n, g, c) -> nullsAfter(1, n, reduceBack(n, g.get(0), c, n.hasInput(1) ? constAxes(n, c) : null, false)));
+    RULES.put("ReduceSum", (n, g, c) -> {
+      List<Long> axes = n.hasInput(1) ? constAxes(n, c) : null;
+      boolean noop = (axes == null || axes.isEmpty()) && n.attrInt("noop_with_empty_axes", 0) == 1;
+      return nullsAfter(1, n, noop ? g.get(0) : reduceBack(n, g.get(0), c, axes, false));
+    });
     RULES.put("ReduceMean", (n, g, c) -> List.of(reduceBack(n, g.get(0), c, n.attrInts("axes"), true)));
     RULES.put("Softmax", (n, g, c) -> {
       String y = n.output(0);

@@ -55,7 +55,9 @@ public final class ShapeInference {
       List<TensorType> out = inferNode(node);
       for (int i = 0; i < node.outputs().size(); i++) {
         TensorType t = i < out.size() ? out.get(i) : null;
-        if (t != null && !node.output(i).isEmpty()) {
+        if (t != null && !node.output(i).isEmpty()
+            && (t.elemType() != 0 || !graph.types().containsKey(node.output(i)))) {
+          // An op this pass does not know keeps whatever type the model declared for it.
           graph.types().put(node.output(i), t);
         }
       }
@@ -178,7 +180,8 @@ public final class ShapeInference {
   }
 
   private TensorType inferFirst(Node n) {
-    String op = n.domain().equals(Graph.MS_DOMAIN) ? "ms:" + n.opType() : n.opType();
+    String op = n.domain().isEmpty() || n.domain().equals("ai.onnx") ? n.opType()
+        : n.domain().equals(Graph.MS_DOMAIN) ? "ms:" + n.opType() : n.domain() + ":" + n.opType();
     switch (op) {
       case "Constant": {
         TensorProto v = n.attrTensor("value");
@@ -222,7 +225,7 @@ public final class ShapeInference {
       case "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
           "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Sin", "Cos", "Softmax", "LogSoftmax",
           "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization",
-          "ScatterElements", "Trilu", "ms:Gelu", "ms:FastGelu": {
+          "ScatterElements", "ScatterND", "Trilu", "ms:Gelu", "ms:FastGelu": {
         TensorType in = type(n.input(0));
         if (op.equals("Identity") && values.containsKey(n.input(0))) {
           values.put(n.output(0), values.get(n.input(0)));
