@@ -1,0 +1,102 @@
+package dev.graft.runtime;
+
+import com.google.protobuf.TextFormat;
+import dev.graft.spec.manifest.Manifest;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Objects;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx} and
+ * {@code N.manifest.textproto}, as the compiler writes them into one package folder.
+ *
+ * @param name the graph name N
+ * @param manifest the parsed manifest
+ * @param inferenceGraph bytes of {@code N.infer.onnx}
+ * @param trainGraph bytes of {@code N.train.onnx}, or {@code null} when only inference is shipped
+ * @param classLoader where to look up a host given as a classpath resource name
+ */
+public record AdapterGraphs(
+    String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph, ClassLoader classLoader) {
+  public static final String INFER_SUFFIX = ".infer.onnx";
+  public static final String TRAIN_SUFFIX = ".train.onnx";
+  public static final String MANIFEST_SUFFIX = ".manifest.textproto";
+
+  public AdapterGraphs {
+    Objects.requireNonNull(name, "name");
+    Objects.requireNonNull(manifest, "manifest");
+    Objects.requireNonNull(inferenceGraph, "inferenceGraph");
+    Objects.requireNonNull(classLoader, "classLoader");
+  }
+
+  /** Graphs given in memory (tests, or graphs compiled at run time). */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
+    return new AdapterGraphs(
+        manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
+  }
+
+  /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
+  public static AdapterGraphs fromClasspath(Class<?> anchor, String name) {
+    String pkg = anchor.getPackageName().replace('.', '/');
+    ClassLoader loader = anchor.getClassLoader() != null ? anchor.getClassLoader() : defaultLoader();
+    return fromClasspath(loader, pkg, name);
+  }
+
+  /** Reads N's resources from {@code folder} (e.g. {@code dev/graft/examples/sentiment}) of a class loader. */
+  public static AdapterGraphs fromClasspath(ClassLoader loader, String folder, String name) {
+    String prefix = folder.isEmpty() || folder.endsWith("/") ? folder + name : folder + "/" + name;
+    byte[] manifestBytes = resource(loader, prefix + MANIFEST_SUFFIX, true);
+    Manifest manifest = parseManifest(prefix + MANIFEST_SUFFIX, new String(manifestBytes, StandardCharsets.UTF_8));
+    byte[] infer = resource(loader, prefix + INFER_SUFFIX, true);
+    byte[] train = resource(loader, prefix + TRAIN_SUFFIX, false);
+    return new AdapterGraphs(name, manifest, infer, train, loader);
+  }
+
+  /** Reads N's files from a directory. */
+  public static AdapterGraphs fromDirectory(Path dir, String name) {
+    try {
+      Path m = dir.resolve(name + MANIFEST_SUFFIX);
+      Manifest manifest = parseManifest(m.toString(), Files.readString(m, StandardCharsets.UTF_8));
+      byte[] infer = Files.readAllBytes(dir.resolve(name + INFER_SUFFIX));
+      Path t = dir.resolve(name + TRAIN_SUFFIX);
+      byte[] train = Files.exists(t) ? Files.readAllBytes(t) : null;
+      return new AdapterGraphs(name, manifest, infer, train, defaultLoader());
+    } catch (IOException e) {
+      throw new GraftException(ErrorCodes.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
+    }
+  }
+
+  /** Parses a manifest in protobuf text format. */
+  public static Manifest parseManifest(String source, String text) {
+    try {
+      Manifest.Builder b = Manifest.newBuilder();
+      TextFormat.merge(text, b);
+      return b.build();
+    } catch (TextFormat.ParseException e) {
+      throw new FormatException(source, "not a valid Graft manifest: " + e.getMessage(), e);
+    }
+  }
+
+  private static byte @Nullable [] resource(ClassLoader loader, String path, boolean required) {
+    try (InputStream in = loader.getResourceAsStream(path)) {
+      if (in == null) {
+        if (required) {
+          throw new GraftException(ErrorCodes.IO, "resource '" + path + "' is not on the classpath");
+        }
+        return null;
+      }
+      return in.readAllBytes();
+    } catch (IOException e) {
+      throw new GraftException(ErrorCodes.IO, "cannot read resource '" + path + "': " + e, e);
+    }
+  }
+
+  private static ClassLoader defaultLoader() {
+    ClassLoader l = Thread.currentThread().getContextClassLoader();
+    return l != null ? l : AdapterGraphs.class.getClassLoader();
+  }
+}

@@ -1,0 +1,770 @@
+package dev.graft.runtime;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OnnxJavaType;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxTensorLike;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+import ai.onnxruntime.ValueInfo;
+import com.google.protobuf.CodedInputStream;
+import dev.graft.spec.manifest.Dim;
+import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.TrainStep;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
+import java.nio.LongBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.TreeSet;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * A compiled adapter on its host, open on ONNX Runtime: an inference session and (unless
+ * disabled) a training-step session, both fed the host's frozen weights once.
+ *
+ * <p>Trainable parameters and their AdamW moments live in two sets of direct float buffers. A
+ * training step reads one set as graph inputs and has ONNX Runtime write the updated values
+ * straight into the other set (pinned outputs); then the sets swap roles. On CPU a step copies
+ * no parameter or optimizer state.
+ *
+ * <p>Not thread-safe: use one model from one thread at a time.
+ */
+public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private final Manifest manifest;
+  private final OrtEnvironment env;
+  private final HostWeights host;
+  private final OrtSession inference;
+  private final @Nullable OrtSession training;
+  private final List<Parameter> parameters;
+  private final Map<String, Integer> index;
+  private final long[][] shapes;
+  private final int[] sizes;
+  private final long seed;
+  private StateSet current;
+  private StateSet spare;
+  private final FloatBuffer stepValue;
+  private final FloatBuffer learningRateValue;
+  private final @Nullable OnnxTensor stepTensor;
+  private final @Nullable OnnxTensor learningRateTensor;
+  private final @Nullable ElementType labelType;
+  private final @Nullable ElementType seedType;
+  private long step;
+  private boolean closed;
+
+  /** One role-set of state: parameter, first and second moment per parameter, as tensors over direct buffers. */
+  private static final class StateSet implements AutoCloseable {
+    final FloatBuffer[] value;
+    final FloatBuffer @Nullable [] first;
+    final FloatBuffer @Nullable [] second;
+    final Map<String, OnnxTensor> asInputs = new LinkedHashMap<>();
+    final Map<String, OnnxTensor> asOutputs = new LinkedHashMap<>();
+    final Map<String, OnnxTensor> parametersOnly = new LinkedHashMap<>();
+
+    StateSet(OrtEnvironment env, List<Parameter> params, long[][] shapes, int[] sizes, @Nullable TrainStep train)
+        throws OrtException {
+      int n = params.size();
+      value = new FloatBuffer[n];
+      first = train == null ? null : new FloatBuffer[n];
+      second = train == null ? null : new FloatBuffer[n];
+      for (int i = 0; i < n; i++) {
+        String p = params.get(i).getName();
+        value[i] = directFloats(sizes[i]);
+        OnnxTensor pt = OnnxTensor.createTensor(env, value[i], shapes[i]);
+        parametersOnly.put(p, pt);
+        asInputs.put(p, pt);
+        if (train != null) {
+          String upd = train.getUpdatedSuffix();
+          asOutputs.put(p + upd, pt);
+          first[i] = directFloats(sizes[i]);
+          second[i] = directFloats(sizes[i]);
+          OnnxTensor mt = OnnxTensor.createTensor(env, first[i], shapes[i]);
+          OnnxTensor vt = OnnxTensor.createTensor(env, second[i], shapes[i]);
+          asInputs.put(p + train.getFirstMomentSuffix(), mt);
+          asInputs.put(p + train.getSecondMomentSuffix(), vt);
+          asOutputs.put(p + train.getFirstMomentSuffix() + upd, mt);
+          asOutputs.put(p + train.getSecondMomentSuffix() + upd, vt);
+        }
+      }
+    }
+
+    @Override
+    public void close() {
+      asInputs.values().forEach(OnnxTensor::close);
+    }
+  }
+
+  private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
+    this.manifest = graphs.manifest();
+    this.env = OrtEnvironment.getEnvironment();
+    this.seed = options.seed();
+    this.parameters = List.copyOf(manifest.getParametersList());
+    this.index = new HashMap<>();
+    this.shapes = new long[parameters.size()][];
+    this.sizes = new int[parameters.size()];
+    for (int i = 0; i < parameters.size(); i++) {
+      Parameter p = parameters.get(i);
+      if (index.put(p.getName(), i) != null) {
+        throw new FormatException(manifest.getName(), "parameter '" + p.getName() + "' is declared twice");
+      }
+      shapes[i] = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
+      long count = 1;
+      for (long d : shapes[i]) {
+        if (d <= 0) {
+          throw new FormatException(
+              manifest.getName(), "parameter '" + p.getName() + "' has shape " + Arrays.toString(shapes[i]));
+        }
+        count = Math.multiplyExact(count, d);
+      }
+      sizes[i] = Math.toIntExact(count);
+    }
+    boolean train = options.training() && graphs.trainGraph() != null;
+    if (options.training() && graphs.trainGraph() == null) {
+      throw new GraftException(
+          ErrorCodes.IO,
+          "adapter '" + graphs.name() + "' has no training graph (" + graphs.name() + AdapterGraphs.TRAIN_SUFFIX
+              + "); open it with ModelOptions.withTraining(false) for inference only");
+    }
+    TrainStep ts = train ? manifest.getTrain() : null;
+
+    ModelProto inferProto = parseGraph(graphs.name() + AdapterGraphs.INFER_SUFFIX, graphs.inferenceGraph());
+    ModelProto trainProto =
+        train ? parseGraph(graphs.name() + AdapterGraphs.TRAIN_SUFFIX, graphs.trainGraph()) : null;
+
+    this.host = openHost(graphs, options);
+    OrtSession inf = null;
+    OrtSession trn = null;
+    StateSet a = null;
+    StateSet b = null;
+    try {
+      inf = openSession(graphs.name() + AdapterGraphs.INFER_SUFFIX, graphs.inferenceGraph(), inferProto, options);
+      if (train) {
+        trn = openSession(graphs.name() + AdapterGraphs.TRAIN_SUFFIX, graphs.trainGraph(), trainProto, options);
+      }
+      a = new StateSet(env, parameters, shapes, sizes, ts);
+      b = train ? new StateSet(env, parameters, shapes, sizes, ts) : a;
+      this.stepValue = directFloats(1);
+      this.learningRateValue = directFloats(1);
+      this.stepTensor = train ? OnnxTensor.createTensor(env, stepValue, new long[0]) : null;
+      this.learningRateTensor = train ? OnnxTensor.createTensor(env, learningRateValue, new long[0]) : null;
+    } catch (OrtException e) {
+      closeQuietly(inf, trn, a, b);
+      host.close();
+      throw ort("cannot open the adapter's sessions", e);
+    } catch (RuntimeException e) {
+      closeQuietly(inf, trn, a, b);
+      host.close();
+      throw e;
+    }
+    this.inference = inf;
+    this.training = trn;
+    this.current = a;
+    this.spare = b;
+    try {
+      checkSession(graphs.name() + AdapterGraphs.INFER_SUFFIX, inf, false);
+      this.labelType = trn != null ? checkSession(graphs.name() + AdapterGraphs.TRAIN_SUFFIX, trn, true) : null;
+      this.seedType = trn != null && !ts.getSeed().isEmpty() ? inputType(trn, ts.getSeed()) : null;
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+    initialize();
+  }
+
+  /** Opens the adapter with default options (CPU, seed 42, host from the manifest). */
+  public static AdapterModel open(AdapterGraphs graphs) {
+    return open(graphs, ModelOptions.defaults());
+  }
+
+  /** Opens the adapter: reads the host weights, creates the sessions and initializes the parameters. */
+  public static AdapterModel open(AdapterGraphs graphs, ModelOptions options) {
+    return new AdapterModel(graphs, options);
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  private static ModelProto parseGraph(String source, byte[] bytes) {
+    try {
+      CodedInputStream in = CodedInputStream.newInstance(bytes);
+      in.setSizeLimit(Integer.MAX_VALUE);
+      return ModelProto.parseFrom(in);
+    } catch (IOException e) {
+      throw new FormatException(source, "not an ONNX model: " + e.getMessage(), e);
+    }
+  }
+
+  private HostWeights openHost(AdapterGraphs graphs, ModelOptions options) {
+    List<String> names = manifest.getHostInitializersList();
+    if (names.isEmpty()) {
+      return HostWeights.none();
+    }
+    Path file = options.host();
+    if (file != null) {
+      return HostWeights.read(file, names);
+    }
+    String host = manifest.getHost();
+    if (host.isEmpty()) {
+      throw new FormatException(manifest.getName(), "the manifest names no host; give it with ModelOptions.withHost");
+    }
+    if (graphs.classLoader().getResource(host) != null) {
+      return HostWeights.readResource(graphs.classLoader(), host, names);
+    }
+    Path p = Path.of(host);
+    if (Files.isRegularFile(p)) {
+      return HostWeights.read(p, names);
+    }
+    throw new GraftException(
+        ErrorCodes.IO,
+        "host model '" + host + "' is neither a classpath resource nor a file; add the jar that holds it,"
+            + " or give the host file with ModelOptions.withHost(Path)");
+  }
+
+  private OrtSession openSession(String source, byte[] bytes, ModelProto proto, ModelOptions options)
+      throws OrtException {
+    List<String> external = new ArrayList<>();
+    for (TensorProto init : proto.getGraph().getInitializerList()) {
+      if (init.getDataLocation() != TensorProto.DataLocation.EXTERNAL) {
+        continue;
+      }
+      HostWeights.Weight w = host.weights().get(init.getName());
+      if (w == null) {
+        throw new FormatException(
+            source,
+            "initializer '" + init.getName() + "' is external data but not in the manifest's host_initializers");
+      }
+      long[] dims = init.getDimsList().stream().mapToLong(Long::longValue).toArray();
+      if (!Arrays.equals(dims, w.dims()) || init.getDataType() != w.dataType()) {
+        throw new TensorMismatchException(
+            init.getName(),
+            ElementType.describe(init.getDataType()) + Arrays.toString(dims) + " (declared by " + source + ")",
+            ElementType.describe(w.dataType()) + Arrays.toString(w.dims()) + " (in host " + host.source() + ")",
+            "the host differs from the one the adapter was compiled against");
+      }
+      external.add(init.getName());
+    }
+    try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
+      if (options.intraOpThreads() > 0) {
+        so.setIntraOpNumThreads(options.intraOpThreads());
+      }
+      if (options.device() == Device.CUDA) {
+        try {
+          so.addCUDA(options.cudaDeviceId());
+        } catch (OrtException e) {
+          throw new ExecutionProviderException(
+              "CUDA was asked for but the ONNX Runtime on the classpath cannot use it (" + e.getCode() + ": "
+                  + e.getMessage() + "). Depend on com.microsoft.onnxruntime:onnxruntime_gpu (CUDA 12, cuDNN 9)"
+                  + " instead of com.microsoft.onnxruntime:onnxruntime, or use Device.CPU",
+              e);
+        }
+      }
+      if (!external.isEmpty()) {
+        so.addExternalInitializers(host.subset(external));
+      }
+      return env.createSession(bytes, so);
+    }
+  }
+
+  /** Checks the session's inputs and outputs against the manifest; returns the labels' element type (training). */
+  private @Nullable ElementType checkSession(String source, OrtSession session, boolean train) {
+    Set<String> expectedIn = new TreeSet<>();
+    Set<String> expectedOut = new TreeSet<>();
+    for (HostInput in : manifest.getInputsList()) {
+      expectedIn.add(in.getName());
+    }
+    TrainStep ts = manifest.getTrain();
+    for (Parameter p : parameters) {
+      expectedIn.add(p.getName());
+      if (train) {
+        expectedIn.add(p.getName() + ts.getFirstMomentSuffix());
+        expectedIn.add(p.getName() + ts.getSecondMomentSuffix());
+        expectedOut.add(p.getName() + ts.getUpdatedSuffix());
+        expectedOut.add(p.getName() + ts.getFirstMomentSuffix() + ts.getUpdatedSuffix());
+        expectedOut.add(p.getName() + ts.getSecondMomentSuffix() + ts.getUpdatedSuffix());
+      }
+    }
+    if (train) {
+      expectedIn.add(ts.getLabels());
+      expectedIn.add(ts.getStep());
+      expectedIn.add(ts.getLearningRate());
+      if (!ts.getSeed().isEmpty()) {
+        expectedIn.add(ts.getSeed());
+      }
+      expectedOut.add(ts.getLoss());
+    } else {
+      expectedOut.add(manifest.getLogits());
+    }
+    Set<String> missing = new TreeSet<>(expectedIn);
+    missing.removeAll(session.getInputNames());
+    Set<String> extra = new TreeSet<>(session.getInputNames());
+    extra.removeAll(expectedIn);
+    Set<String> missingOut = new TreeSet<>(expectedOut);
+    missingOut.removeAll(session.getOutputNames());
+    if (!missing.isEmpty() || !extra.isEmpty() || !missingOut.isEmpty()) {
+      throw new FormatException(
+          source,
+          "graph and manifest disagree: inputs the manifest names but the graph lacks " + missing
+              + ", graph inputs the manifest does not name " + extra + ", outputs missing " + missingOut);
+    }
+    for (int i = 0; i < parameters.size(); i++) {
+      checkInput(session, source, parameters.get(i).getName(), ElementType.FLOAT, shapes[i]);
+      if (train) {
+        checkInput(session, source, parameters.get(i).getName() + ts.getFirstMomentSuffix(), ElementType.FLOAT, shapes[i]);
+        checkInput(session, source, parameters.get(i).getName() + ts.getSecondMomentSuffix(), ElementType.FLOAT, shapes[i]);
+      }
+    }
+    if (!train) {
+      return null;
+    }
+    checkInput(session, source, ts.getStep(), ElementType.FLOAT, new long[0]);
+    checkInput(session, source, ts.getLearningRate(), ElementType.FLOAT, new long[0]);
+    ElementType labels = inputType(session, ts.getLabels());
+    if (labels != ElementType.INT64 && labels != ElementType.INT32) {
+      throw new TensorMismatchException(ts.getLabels(), "int64 labels", String.valueOf(labels), source);
+    }
+    return labels;
+  }
+
+  private static void checkInput(OrtSession session, String source, String name, ElementType type, long[] shape) {
+    TensorInfo info = tensorInfo(session, name);
+    if (info.type != type.javaType || !Arrays.equals(info.getShape(), shape)) {
+      throw new TensorMismatchException(
+          name,
+          type.name().toLowerCase(java.util.Locale.ROOT) + Arrays.toString(shape) + " (manifest)",
+          info.type.name().toLowerCase(java.util.Locale.ROOT) + Arrays.toString(info.getShape()) + " (" + source + ")");
+    }
+  }
+
+  private static TensorInfo tensorInfo(OrtSession session, String name) {
+    try {
+      NodeInfo node = session.getInputInfo().get(name);
+      ValueInfo info = node == null ? null : node.getInfo();
+      if (!(info instanceof TensorInfo t)) {
+        throw new GraftException(ErrorCodes.UNKNOWN_NAME, "graph input '" + name + "' is not a tensor");
+      }
+      return t;
+    } catch (OrtException e) {
+      throw ort("cannot read the inputs of a session", e);
+    }
+  }
+
+  private static ElementType inputType(OrtSession session, String name) {
+    OnnxJavaType t = tensorInfo(session, name).type;
+    for (ElementType e : ElementType.values()) {
+      if (e.javaType == t) {
+        return e;
+      }
+    }
+    throw new GraftException(ErrorCodes.UNKNOWN_NAME, "graph input '" + name + "' has unsupported type " + t);
+  }
+
+  /** Sets every parameter to its initial value (seeded) and the optimizer state and step count to zero. */
+  public void initialize() {
+    checkOpen();
+    for (int i = 0; i < parameters.size(); i++) {
+      float[] v = initialValues(parameters.get(i), sizes[i], seed);
+      current.value[i].clear();
+      current.value[i].put(v).clear();
+    }
+    resetOptimizer();
+  }
+
+  /** Zeroes the AdamW moments of both buffer sets and restarts the step count (bias correction) at 1. */
+  public void resetOptimizer() {
+    checkOpen();
+    for (StateSet s : new StateSet[] {current, spare}) {
+      if (s.first != null && s.second != null) {
+        for (int i = 0; i < parameters.size(); i++) {
+          zero(s.first[i]);
+          zero(s.second[i]);
+        }
+      }
+    }
+    step = 0;
+  }
+
+  static float[] initialValues(Parameter p, int size, long seed) {
+    float[] v = new float[size];
+    Random r = new Random(seed * 0x9E3779B97F4A7C15L + p.getName().hashCode());
+    switch (p.getInit()) {
+      case ZEROS -> {}
+      case KAIMING_UNIFORM -> {
+        if (!(p.getInitScale() > 0)) {
+          throw new FormatException(p.getName(), "KAIMING_UNIFORM needs init_scale (the fan-in) > 0, got " + p.getInitScale());
+        }
+        double bound = 1.0 / Math.sqrt(p.getInitScale());
+        for (int i = 0; i < size; i++) {
+          v[i] = (float) ((r.nextDouble() * 2 - 1) * bound);
+        }
+      }
+      case NORMAL -> {
+        for (int i = 0; i < size; i++) {
+          v[i] = (float) (r.nextGaussian() * p.getInitScale());
+        }
+      }
+      default -> throw new FormatException(
+          p.getName(), "parameter has no known initializer (" + p.getInit() + "); the manifest must set init");
+    }
+    return v;
+  }
+
+  // ---------------------------------------------------------------- running
+
+  /**
+   * Runs one training step: forward, backward and the AdamW update, on a batch of host inputs
+   * ({@code [batch, sequence]} per host input name) and labels ({@code [batch]}).
+   *
+   * @return the batch loss before the update
+   */
+  public float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate) {
+    checkOpen();
+    OrtSession session = training;
+    if (session == null) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "this model was opened for inference only; it cannot train");
+    }
+    if (!Float.isFinite(learningRate) || learningRate < 0) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "learning rate must be finite and >= 0, got " + learningRate);
+    }
+    TrainStep ts = manifest.getTrain();
+    Map<String, OnnxTensor> owned = hostTensors(hostInputs);
+    try {
+      int batch = batchSize(hostInputs);
+      if (labels.length != batch) {
+        throw new TensorMismatchException(
+            ts.getLabels(), "[" + batch + "] (one label per example)", "[" + labels.length + "]");
+      }
+      int numLabels = manifest.getHead().getNumLabels();
+      for (int i = 0; i < labels.length; i++) {
+        if (labels[i] < 0 || (numLabels > 0 && labels[i] >= numLabels)) {
+          throw new TensorMismatchException(
+              ts.getLabels(), "labels in [0, " + numLabels + ")", "labels[" + i + "] = " + labels[i]);
+        }
+      }
+      owned.put(ts.getLabels(), labelTensor(labels));
+      if (seedType != null) {
+        owned.put(ts.getSeed(), scalar(seedType, seed * 1_000_003L + step + 1));
+      }
+      stepValue.put(0, (float) (step + 1));
+      learningRateValue.put(0, learningRate);
+      Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
+      inputs.putAll(current.asInputs);
+      inputs.put(ts.getStep(), stepTensor);
+      inputs.put(ts.getLearningRate(), learningRateTensor);
+      float loss;
+      try (OrtSession.Result r = session.run(inputs, Set.of(ts.getLoss()), spare.asOutputs)) {
+        OnnxValue v = r.get(ts.getLoss()).orElseThrow();
+        loss = ((OnnxTensor) v).getFloatBuffer().get(0);
+      } catch (OrtException e) {
+        throw ort("training step " + (step + 1) + " failed", e);
+      }
+      StateSet t = current;
+      current = spare;
+      spare = t;
+      step++;
+      return loss;
+    } catch (OrtException e) {
+      throw ort("cannot create the batch tensors", e);
+    } finally {
+      owned.values().forEach(OnnxTensor::close);
+    }
+  }
+
+  /** Class logits {@code [batch][num_labels]} for a batch of host inputs, with the current parameters. */
+  public float[][] predict(Map<String, long[][]> hostInputs) {
+    checkOpen();
+    Map<String, OnnxTensor> owned = hostTensors(hostInputs);
+    try {
+      Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
+      inputs.putAll(current.parametersOnly);
+      try (OrtSession.Result r = inference.run(inputs, Set.of(manifest.getLogits()))) {
+        OnnxTensor logits = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
+        long[] shape = logits.getInfo().getShape();
+        int batch = batchSize(hostInputs);
+        if (shape.length != 2 || shape[0] != batch) {
+          throw new TensorMismatchException(
+              manifest.getLogits(), "[" + batch + ", num_labels]", Arrays.toString(shape), "graph output");
+        }
+        FloatBuffer fb = logits.getFloatBuffer();
+        float[][] out = new float[batch][(int) shape[1]];
+        for (float[] row : out) {
+          fb.get(row);
+        }
+        return out;
+      }
+    } catch (OrtException e) {
+      throw ort("inference failed", e);
+    } finally {
+      owned.values().forEach(OnnxTensor::close);
+    }
+  }
+
+  private static int batchSize(Map<String, long[][]> hostInputs) {
+    return hostInputs.values().iterator().next().length;
+  }
+
+  /** Validates host inputs against the manifest and makes tensors (the caller closes them). */
+  private Map<String, OnnxTensor> hostTensors(Map<String, long[][]> given) {
+    Set<String> expected = new TreeSet<>();
+    for (HostInput in : manifest.getInputsList()) {
+      expected.add(in.getName());
+    }
+    if (!expected.equals(new TreeSet<>(given.keySet()))) {
+      Set<String> missing = new TreeSet<>(expected);
+      missing.removeAll(given.keySet());
+      Set<String> extra = new TreeSet<>(given.keySet());
+      extra.removeAll(expected);
+      throw new GraftException(
+          ErrorCodes.UNKNOWN_NAME, "host inputs must be exactly " + expected + "; missing " + missing + ", unknown " + extra);
+    }
+    Map<String, Long> symbols = new HashMap<>();
+    Map<String, String> symbolSource = new HashMap<>();
+    Map<String, OnnxTensor> out = new LinkedHashMap<>();
+    try {
+      for (HostInput in : manifest.getInputsList()) {
+        long[][] rows = given.get(in.getName());
+        int batch = rows.length;
+        int seq = batch == 0 ? 0 : rows[0].length;
+        for (int r = 1; r < batch; r++) {
+          if (rows[r].length != seq) {
+            throw new TensorMismatchException(
+                in.getName(), "rectangular [batch, sequence] (pad the batch)",
+                "row 0 has " + seq + " values, row " + r + " has " + rows[r].length);
+          }
+        }
+        long[] actual = {batch, seq};
+        if (batch == 0 || seq == 0) {
+          throw new TensorMismatchException(in.getName(), describe(in), Arrays.toString(actual), "empty batch");
+        }
+        if (in.getShapeCount() != 2) {
+          throw new TensorMismatchException(in.getName(), describe(in), "rank 2 " + Arrays.toString(actual));
+        }
+        for (int d = 0; d < 2; d++) {
+          Dim dim = in.getShape(d);
+          if (dim.hasSize() && dim.getSize() > 0 && dim.getSize() != actual[d]) {
+            throw new TensorMismatchException(in.getName(), describe(in), Arrays.toString(actual));
+          }
+          if (dim.hasSymbol() && !dim.getSymbol().isEmpty()) {
+            Long prior = symbols.putIfAbsent(dim.getSymbol(), actual[d]);
+            if (prior != null && prior != actual[d]) {
+              throw new TensorMismatchException(
+                  in.getName(), describe(in) + " with " + dim.getSymbol() + " = " + prior + " (from "
+                      + symbolSource.get(dim.getSymbol()) + ")",
+                  Arrays.toString(actual));
+            }
+            symbolSource.putIfAbsent(dim.getSymbol(), in.getName());
+          }
+        }
+        if (in.getElemType() == ElementType.INT64.onnx) {
+          LongBuffer buf = ByteBuffer.allocateDirect(batch * seq * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+          for (long[] row : rows) {
+            buf.put(row);
+          }
+          buf.clear();
+          out.put(in.getName(), OnnxTensor.createTensor(env, buf, actual));
+        } else if (in.getElemType() == ElementType.INT32.onnx) {
+          IntBuffer buf = ByteBuffer.allocateDirect(batch * seq * 4).order(ByteOrder.nativeOrder()).asIntBuffer();
+          for (long[] row : rows) {
+            for (long x : row) {
+              buf.put(Math.toIntExact(x));
+            }
+          }
+          buf.clear();
+          out.put(in.getName(), OnnxTensor.createTensor(env, buf, actual));
+        } else {
+          throw new TensorMismatchException(
+              in.getName(), "an integer host input", ElementType.describe(in.getElemType()), "unsupported by this API");
+        }
+      }
+      return out;
+    } catch (OrtException e) {
+      out.values().forEach(OnnxTensor::close);
+      throw ort("cannot create host input tensors", e);
+    } catch (RuntimeException e) {
+      out.values().forEach(OnnxTensor::close);
+      throw e;
+    }
+  }
+
+  private static String describe(HostInput in) {
+    StringBuilder sb = new StringBuilder(ElementType.describe(in.getElemType())).append('[');
+    for (int i = 0; i < in.getShapeCount(); i++) {
+      Dim d = in.getShape(i);
+      sb.append(i == 0 ? "" : ", ").append(d.hasSize() ? String.valueOf(d.getSize()) : d.getSymbol());
+    }
+    return sb.append(']').toString();
+  }
+
+  private OnnxTensor labelTensor(long[] labels) throws OrtException {
+    if (labelType == ElementType.INT32) {
+      IntBuffer b = ByteBuffer.allocateDirect(labels.length * 4).order(ByteOrder.nativeOrder()).asIntBuffer();
+      for (long l : labels) {
+        b.put((int) l);
+      }
+      return OnnxTensor.createTensor(env, b.clear(), new long[] {labels.length});
+    }
+    LongBuffer b = ByteBuffer.allocateDirect(labels.length * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+    b.put(labels).clear();
+    return OnnxTensor.createTensor(env, b, new long[] {labels.length});
+  }
+
+  private OnnxTensor scalar(ElementType type, long value) throws OrtException {
+    return switch (type) {
+      case INT64 -> OnnxTensor.createTensor(
+          env, ByteBuffer.allocateDirect(8).order(ByteOrder.nativeOrder()).asLongBuffer().put(0, value), new long[0]);
+      case INT32 -> OnnxTensor.createTensor(
+          env, ByteBuffer.allocateDirect(4).order(ByteOrder.nativeOrder()).asIntBuffer().put(0, (int) value), new long[0]);
+      case FLOAT -> OnnxTensor.createTensor(env, directFloats(1).put(0, (float) (value & 0xFFFFFF)), new long[0]);
+      default -> throw new TensorMismatchException(
+          manifest.getTrain().getSeed(), "int64, int32 or float scalar", type.name());
+    };
+  }
+
+  // ---------------------------------------------------------------- parameters
+
+  @Override
+  public Manifest getManifest() {
+    return manifest;
+  }
+
+  /** The trainable parameters as the manifest declares them, in manifest order. */
+  public List<Parameter> getParameters() {
+    return parameters;
+  }
+
+  /** Steps taken since opening (or since {@link #resetOptimizer()}). */
+  public long getStep() {
+    return step;
+  }
+
+  /** Whether a training session is open. */
+  public boolean isTrainable() {
+    return training != null;
+  }
+
+  /** The shape of parameter {@code name}. */
+  public long[] getParameterShape(String name) {
+    return shapes[indexOf(name)].clone();
+  }
+
+  @Override
+  public float[] getParameter(String name) {
+    checkOpen();
+    FloatBuffer b = current.value[indexOf(name)].duplicate();
+    b.clear();
+    float[] out = new float[b.remaining()];
+    b.get(out);
+    return out;
+  }
+
+  @Override
+  public void setParameter(String name, float[] values) {
+    checkOpen();
+    int i = indexOf(name);
+    if (values.length != sizes[i]) {
+      throw new TensorMismatchException(
+          name, "float32" + Arrays.toString(shapes[i]) + " = " + sizes[i] + " values", values.length + " values");
+    }
+    FloatBuffer b = current.value[i].duplicate();
+    b.clear();
+    b.put(values);
+  }
+
+  /** All parameters by name (copies), in manifest order. */
+  public Map<String, float[]> getParameterValues() {
+    Map<String, float[]> out = new LinkedHashMap<>();
+    for (Parameter p : parameters) {
+      out.put(p.getName(), getParameter(p.getName()));
+    }
+    return Collections.unmodifiableMap(out);
+  }
+
+  /** The direct buffer that holds parameter {@code name} now (for tests of the zero-copy swap). */
+  FloatBuffer currentBuffer(String name) {
+    return current.value[indexOf(name)];
+  }
+
+  /** A copy of an AdamW moment of parameter {@code name} (first or second), as it is now. */
+  float[] optimizerState(String name, boolean second) {
+    FloatBuffer[] set = second ? current.second : current.first;
+    if (set == null) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "this model was opened for inference only; it has no optimizer state");
+    }
+    FloatBuffer b = set[indexOf(name)].duplicate();
+    b.clear();
+    float[] out = new float[b.remaining()];
+    b.get(out);
+    return out;
+  }
+
+  private int indexOf(String name) {
+    Integer i = index.get(name);
+    if (i == null) {
+      throw new GraftException(
+          ErrorCodes.UNKNOWN_NAME, "no parameter named '" + name + "'; parameters: " + index.keySet());
+    }
+    return i;
+  }
+
+  // ---------------------------------------------------------------- utilities
+
+  private static FloatBuffer directFloats(int count) {
+    return ByteBuffer.allocateDirect(count * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+  }
+
+  private static void zero(FloatBuffer b) {
+    for (int i = 0; i < b.capacity(); i++) {
+      b.put(i, 0f);
+    }
+  }
+
+  static GraftException ort(String what, OrtException e) {
+    return new GraftException(ErrorCodes.ONNX_RUNTIME, what + ": " + e.getCode() + ": " + e.getMessage(), e);
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new GraftException(ErrorCodes.CLOSED, "the adapter model is closed");
+    }
+  }
+
+  private static void closeQuietly(@Nullable Object... things) {
+    for (Object o : things) {
+      try {
+        if (o instanceof AutoCloseable c) {
+          c.close();
+        }
+      } catch (Exception ignored) {
+        // closing after a failure: the first failure is the one to report
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    StateSet spareSet = spare;
+    closeQuietly(training, inference, current, spareSet == current ? null : spareSet, stepTensor, learningRateTensor);
+    host.close();
+  }
+}

@@ -1,0 +1,57 @@
+package dev.graft.runtime;
+
+import java.nio.file.Path;
+import java.util.Objects;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * How to open an {@link AdapterModel}. Immutable; {@code with…} methods return a changed copy.
+ *
+ * @param seed seed of parameter initialization (and of dropout, where the graph has it)
+ * @param host the host ONNX file; {@code null} to use the manifest's {@code host} (classpath resource or file)
+ * @param device execution provider
+ * @param cudaDeviceId CUDA device ordinal when {@code device} is CUDA
+ * @param intraOpThreads ONNX Runtime intra-op threads; 0 for ONNX Runtime's default
+ * @param training whether to open the training session (false: inference only)
+ */
+public record ModelOptions(
+    long seed, @Nullable Path host, Device device, int cudaDeviceId, int intraOpThreads, boolean training) {
+  /** The default seed of parameter initialization. */
+  public static final long DEFAULT_SEED = 42L;
+
+  public ModelOptions {
+    Objects.requireNonNull(device, "device");
+    if (cudaDeviceId < 0 || intraOpThreads < 0) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "cudaDeviceId and intraOpThreads must be >= 0");
+    }
+  }
+
+  /** CPU, seed 42, host from the manifest, training session on. */
+  public static ModelOptions defaults() {
+    return new ModelOptions(DEFAULT_SEED, null, Device.CPU, 0, 0, true);
+  }
+
+  public ModelOptions withSeed(long value) {
+    return new ModelOptions(value, host, device, cudaDeviceId, intraOpThreads, training);
+  }
+
+  public ModelOptions withHost(@Nullable Path value) {
+    return new ModelOptions(seed, value, device, cudaDeviceId, intraOpThreads, training);
+  }
+
+  public ModelOptions withDevice(Device value) {
+    return new ModelOptions(seed, host, value, cudaDeviceId, intraOpThreads, training);
+  }
+
+  public ModelOptions withCudaDeviceId(int value) {
+    return new ModelOptions(seed, host, device, value, intraOpThreads, training);
+  }
+
+  public ModelOptions withIntraOpThreads(int value) {
+    return new ModelOptions(seed, host, device, cudaDeviceId, value, training);
+  }
+
+  public ModelOptions withTraining(boolean value) {
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, value);
+  }
+}

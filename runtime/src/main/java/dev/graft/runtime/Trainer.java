@@ -1,0 +1,229 @@
+package dev.graft.runtime;
+
+import dev.graft.runtime.data.Batch;
+import dev.graft.runtime.data.Example;
+import dev.graft.spec.manifest.HostInput;
+import java.io.PrintStream;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Random;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * The training loop: seeded shuffling, batches padded to their longest sequence (optionally
+ * bucketed by length), a learning-rate schedule, held-out accuracy after every epoch and a
+ * progress line on stderr.
+ */
+public final class Trainer {
+  private final int batchSize;
+  private final int epochs;
+  private final LearningRate learningRate;
+  private final long seed;
+  private final boolean bucketing;
+  private final int evalBatchSize;
+  private final @Nullable PrintStream progress;
+  private final boolean interactive;
+
+  private Trainer(Builder b) {
+    this.batchSize = b.batchSize;
+    this.epochs = b.epochs;
+    this.learningRate = b.learningRate;
+    this.seed = b.seed;
+    this.bucketing = b.bucketing;
+    this.evalBatchSize = b.evalBatchSize;
+    this.progress = b.progress;
+    this.interactive = b.interactive != null ? b.interactive : ProgressBar.isTerminal();
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Settings of a training run; defaults: batch 16, 3 epochs, linear schedule peak 5e-4 with 10% warmup, seed 42. */
+  public static final class Builder {
+    private int batchSize = 16;
+    private int epochs = 3;
+    private LearningRate learningRate = LearningRate.linear(5e-4f, 0.1);
+    private long seed = 42;
+    private boolean bucketing = true;
+    private int evalBatchSize = 64;
+    private @Nullable PrintStream progress = System.err;
+    private @Nullable Boolean interactive;
+
+    private Builder() {}
+
+    public Builder batchSize(int value) {
+      if (value < 1) {
+        throw new GraftException(ErrorCodes.ARGUMENT, "batch size must be >= 1, got " + value);
+      }
+      this.batchSize = value;
+      return this;
+    }
+
+    public Builder epochs(int value) {
+      if (value < 1) {
+        throw new GraftException(ErrorCodes.ARGUMENT, "epochs must be >= 1, got " + value);
+      }
+      this.epochs = value;
+      return this;
+    }
+
+    /** A constant learning rate. */
+    public Builder learningRate(float value) {
+      this.learningRate = LearningRate.constant(value);
+      return this;
+    }
+
+    /** A learning-rate schedule, e.g. {@link LearningRate#linear(float, double)}. */
+    public Builder learningRate(LearningRate value) {
+      this.learningRate = value;
+      return this;
+    }
+
+    /** Seed of the shuffling (parameter initialization is seeded by {@link ModelOptions#seed()}). */
+    public Builder seed(long value) {
+      this.seed = value;
+      return this;
+    }
+
+    /** Sort examples by length within buckets of 50 batches, so padding is small (default on). */
+    public Builder bucketing(boolean value) {
+      this.bucketing = value;
+      return this;
+    }
+
+    public Builder evalBatchSize(int value) {
+      if (value < 1) {
+        throw new GraftException(ErrorCodes.ARGUMENT, "eval batch size must be >= 1, got " + value);
+      }
+      this.evalBatchSize = value;
+      return this;
+    }
+
+    /** Where progress goes ({@code null}: nowhere); default stderr. */
+    public Builder progress(@Nullable PrintStream value) {
+      this.progress = value;
+      return this;
+    }
+
+    /** Redraw one line in place ({@code true}) or print plain lines; default: whether there is a console. */
+    public Builder interactive(boolean value) {
+      this.interactive = value;
+      return this;
+    }
+
+    public Trainer build() {
+      return new Trainer(this);
+    }
+  }
+
+  /** Trains {@code model} on {@code train}, evaluating on {@code heldOut} (may be empty) after each epoch. */
+  public TrainingResult fit(AdapterModel model, List<Example> train, List<Example> heldOut) {
+    if (train.isEmpty()) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "no training examples");
+    }
+    List<String> names = inputNames(model);
+    int stepsPerEpoch = (train.size() + batchSize - 1) / batchSize;
+    long totalSteps = (long) stepsPerEpoch * epochs;
+    ProgressBar bar = progress == null ? null : new ProgressBar(progress, interactive);
+    List<TrainingResult.EpochResult> results = new ArrayList<>();
+    long start = System.nanoTime();
+    long trainNanos = 0;
+    long examples = 0;
+    long step = 0;
+    float lastMean = Float.NaN;
+    for (int epoch = 1; epoch <= epochs; epoch++) {
+      List<List<Example>> batches = batches(train, new Random(seed * 31 + epoch));
+      long epochStart = System.nanoTime();
+      double lossSum = 0;
+      int done = 0;
+      int epochExamples = 0;
+      for (List<Example> b : batches) {
+        Batch batch = Batch.of(b, names);
+        float loss = model.trainStep(batch.inputs(), batch.labels(), learningRate.at(step, totalSteps));
+        step++;
+        if (!Float.isFinite(loss)) {
+          throw new GraftException(
+              ErrorCodes.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
+        }
+        lossSum += loss;
+        done++;
+        epochExamples += b.size();
+        if (bar != null) {
+          double secs = (System.nanoTime() - epochStart) / 1e9;
+          bar.update(epoch, epochs, done, batches.size(), lossSum / done, epochExamples / Math.max(secs, 1e-9));
+        }
+      }
+      long epochNanos = System.nanoTime() - epochStart;
+      trainNanos += epochNanos;
+      examples += epochExamples;
+      lastMean = (float) (lossSum / done);
+      double acc = heldOut.isEmpty() ? Double.NaN : evaluate(model, heldOut);
+      if (bar != null) {
+        bar.endEpoch(epoch, epochs, lastMean, acc, epochNanos / 1e9);
+      }
+      results.add(new TrainingResult.EpochResult(epoch, lastMean, acc, Duration.ofNanos(epochNanos)));
+    }
+    double trainSecs = Math.max(trainNanos / 1e9, 1e-9);
+    return new TrainingResult(
+        lastMean, results, step, step / trainSecs, examples / trainSecs, Duration.ofNanos(System.nanoTime() - start));
+  }
+
+  /** Accuracy (argmax of the logits against the label) of {@code model} on {@code examples}. */
+  public double evaluate(AdapterModel model, List<Example> examples) {
+    if (examples.isEmpty()) {
+      return Double.NaN;
+    }
+    List<String> names = inputNames(model);
+    List<Example> sorted = new ArrayList<>(examples);
+    sorted.sort(Comparator.comparingInt(Example::length));
+    long correct = 0;
+    for (int i = 0; i < sorted.size(); i += evalBatchSize) {
+      Batch batch = Batch.of(sorted.subList(i, Math.min(sorted.size(), i + evalBatchSize)), names);
+      float[][] logits = model.predict(batch.inputs());
+      for (int r = 0; r < logits.length; r++) {
+        if (argmax(logits[r]) == batch.labels()[r]) {
+          correct++;
+        }
+      }
+    }
+    return (double) correct / examples.size();
+  }
+
+  static int argmax(float[] v) {
+    int best = 0;
+    for (int i = 1; i < v.length; i++) {
+      if (v[i] > v[best]) {
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  private static List<String> inputNames(AdapterModel model) {
+    return model.getManifest().getInputsList().stream().map(HostInput::getName).toList();
+  }
+
+  /** The epoch's batches: shuffled; with bucketing, sorted by length within buckets, then batch order shuffled. */
+  List<List<Example>> batches(List<Example> train, Random rng) {
+    List<Example> order = new ArrayList<>(train);
+    Collections.shuffle(order, rng);
+    if (bucketing) {
+      int bucket = batchSize * 50;
+      for (int i = 0; i < order.size(); i += bucket) {
+        order.subList(i, Math.min(order.size(), i + bucket)).sort(Comparator.comparingInt(Example::length));
+      }
+    }
+    List<List<Example>> batches = new ArrayList<>();
+    for (int i = 0; i < order.size(); i += batchSize) {
+      batches.add(List.copyOf(order.subList(i, Math.min(order.size(), i + batchSize))));
+    }
+    if (bucketing) {
+      Collections.shuffle(batches, rng);
+    }
+    return batches;
+  }
+}

@@ -1,0 +1,54 @@
+package dev.graft.runtime.data;
+
+import dev.graft.runtime.ErrorCodes;
+import dev.graft.runtime.GraftException;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Examples stacked into {@code [batch, sequence]} arrays, padded with 0 to the longest sequence
+ * in the batch (not to the tokenizer's maximum).
+ *
+ * @param inputs host input name → {@code [batch][sequence]}
+ * @param labels {@code [batch]}
+ */
+public record Batch(Map<String, long[][]> inputs, long[] labels) {
+  /** Stacks examples, padding every feature with 0 to the batch's longest sequence. */
+  public static Batch of(List<Example> examples) {
+    return of(examples, examples.isEmpty() ? List.of() : examples.get(0).features().keySet());
+  }
+
+  /** Stacks the named features of examples (others are left out), padding with 0 to the longest sequence. */
+  public static Batch of(List<Example> examples, Collection<String> names) {
+    if (examples.isEmpty()) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "a batch needs at least one example");
+    }
+    int longest = 0;
+    for (Example e : examples) {
+      longest = Math.max(longest, e.length());
+    }
+    Map<String, long[][]> inputs = new LinkedHashMap<>();
+    for (String name : names) {
+      long[][] rows = new long[examples.size()][longest];
+      for (int i = 0; i < examples.size(); i++) {
+        long[] v = examples.get(i).features().get(name);
+        if (v == null) {
+          throw new GraftException(ErrorCodes.UNKNOWN_NAME, "example " + i + " of the batch has no feature '" + name + "'");
+        }
+        System.arraycopy(v, 0, rows[i], 0, v.length);
+      }
+      inputs.put(name, rows);
+    }
+    long[] labels = new long[examples.size()];
+    for (int i = 0; i < labels.length; i++) {
+      labels[i] = examples.get(i).label();
+    }
+    return new Batch(inputs, labels);
+  }
+
+  public int size() {
+    return labels.length;
+  }
+}

@@ -1,0 +1,3 @@
+/** Graft runtime: tokenization with Hugging Face tokenizers (DJL). */
+@org.jspecify.annotations.NullMarked
+package dev.graft.runtime.text;
