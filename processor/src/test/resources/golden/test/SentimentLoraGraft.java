@@ -2,6 +2,7 @@
 package test;
 
 import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.ModelOptions;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -39,6 +40,14 @@ public final class SentimentLoraGraft implements AutoCloseable {
    */
   public static SentimentLoraGraft load() {
     return new SentimentLoraGraft(AdapterModel.load(SentimentLoraGraft.class, NAME));
+  }
+
+  /**
+   * Loads the graft's graphs from the class path next to this class, opened with {@code options}
+   * (seed, device, threads, host file, inference only).
+   */
+  public static SentimentLoraGraft load(ModelOptions options) {
+    return new SentimentLoraGraft(AdapterModel.load(SentimentLoraGraft.class, NAME, options));
   }
 
   /**

@@ -33,31 +33,11 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The processor end to end, through javac, on the real MiniLM host and tiny hand-made ones. */
 class GraftProcessorTest {
-  /**
-   * The runtime's model as the generated class expects it (see {@code RuntimeApi}), so that
-   * generated code compiles without {@code graft-runtime}.
-   */
-  static final JavaFileObject ADAPTER_MODEL = JavaFileObjects.forSourceLines(
-      "dev.graft.runtime.AdapterModel",
-      "package dev.graft.runtime;",
-      "import java.util.Map;",
-      "public final class AdapterModel implements AutoCloseable {",
-      "  public static AdapterModel load(Class<?> anchor, String name) { return new AdapterModel(); }",
-      "  public float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate) {",
-      "    return 0f;",
-      "  }",
-      "  public float[][] predict(Map<String, long[][]> hostInputs) { return new float[0][]; }",
-      "  @Override public void close() {}",
-      "}");
-
   private static Compilation compile(JavaFileObject... sources) {
-    JavaFileObject[] all = new JavaFileObject[sources.length + 1];
-    System.arraycopy(sources, 0, all, 0, sources.length);
-    all[sources.length] = ADAPTER_MODEL;
     return Compiler.javac()
         .withProcessors(new GraftProcessor())
         .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(all);
+        .compile(sources);
   }
 
   private static JavaFileObject source(String name, String... lines) {
@@ -82,7 +62,7 @@ class GraftProcessorTest {
     // No -Agraft.hostDir: the host comes from the class path, as in a user's build.
     Compilation compilation = Compiler.javac()
         .withProcessors(new GraftProcessor())
-        .compile(src, ADAPTER_MODEL);
+        .compile(src);
 
     assertThat(compilation).succeededWithoutWarnings();
     String generated = compilation.generatedSourceFile("test.SentimentLoraGraft").orElseThrow()
@@ -325,7 +305,7 @@ class GraftProcessorTest {
       files.setLocationFromPaths(StandardLocation.CLASS_OUTPUT, List.of(out));
       files.setLocationFromPaths(StandardLocation.SOURCE_OUTPUT, List.of(out));
       JavaCompiler.CompilationTask task = javac.getTask(null, files, new DiagnosticCollector<>(),
-          List.of("-proc:only", "-Agraft.hostDir=" + TestHosts.dir()), null, List.of(a, b, c, ADAPTER_MODEL));
+          List.of("-proc:only", "-Agraft.hostDir=" + TestHosts.dir()), null, List.of(a, b, c));
       task.setProcessors(List.of(new GraftProcessor()));
       assertFalse(task.call());
     }
@@ -337,6 +317,21 @@ class GraftProcessorTest {
       assertEquals(List.of(), written.map(p -> p.getFileName().toString())
           .filter(n -> n.startsWith("A") || n.startsWith("B")).toList());
     }
+  }
+
+  @Test
+  void generatedClassCannotBeWritten() {
+    JavaFileObject src = source("Clash",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/attention/self/value/MatMul\", rank = 4)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface Clash {}");
+    // A hand-written class already owns the generated class's name: the Filer refuses to write it.
+    JavaFileObject taken = source("ClashGraft", "package test;", "final class ClashGraft {}");
+    Compilation compilation = compile(src, taken);
+    assertThat(compilation).hadErrorContaining("[GRAFT050]").inFile(src).onLineContaining("@dev.graft.annotations.Graft");
+    assertThat(compilation).hadErrorContaining("test.ClashGraft");
   }
 
   // ---------------------------------------------------------------- helpers

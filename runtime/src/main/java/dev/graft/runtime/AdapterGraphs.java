@@ -1,6 +1,7 @@
 package dev.graft.runtime;
 
 import com.google.protobuf.TextFormat;
+import dev.graft.dsl.compile.CompiledGraft;
 import dev.graft.spec.manifest.Manifest;
 import java.io.IOException;
 import java.io.InputStream;
@@ -37,6 +38,11 @@ public record AdapterGraphs(
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
     return new AdapterGraphs(
         manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
+  }
+
+  /** Graphs compiled at run time by the builder ({@code dev.graft.dsl.Graft}). */
+  public static AdapterGraphs of(CompiledGraft graft) {
+    return of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray());
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */

@@ -11,6 +11,7 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import ai.onnxruntime.ValueInfo;
 import com.google.protobuf.CodedInputStream;
+import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.spec.manifest.Dim;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
@@ -198,6 +199,34 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /** Opens the adapter: reads the host weights, creates the sessions and initializes the parameters. */
   public static AdapterModel open(AdapterGraphs graphs, ModelOptions options) {
     return new AdapterModel(graphs, options);
+  }
+
+  /**
+   * Opens the graft named {@code name} whose resources lie in the package of {@code anchor}
+   * (the generated {@code <Name>Graft} class calls this), with default options.
+   */
+  public static AdapterModel load(Class<?> anchor, String name) {
+    return load(anchor, name, ModelOptions.defaults());
+  }
+
+  /** Opens the graft named {@code name} whose resources lie in the package of {@code anchor}. */
+  public static AdapterModel load(Class<?> anchor, String name, ModelOptions options) {
+    return open(AdapterGraphs.fromClasspath(anchor, name), options);
+  }
+
+  /**
+   * Saves the trained parameters as a Hugging Face PEFT adapter folder ({@code
+   * adapter_config.json} + {@code adapter_model.safetensors}), each file replaced atomically.
+   */
+  public void saveAdapter(Path dir) {
+    checkOpen();
+    PeftAdapters.save(this, dir);
+  }
+
+  /** Loads a PEFT adapter folder saved for this graft (checked against the manifest) into the parameters. */
+  public void loadAdapter(Path dir) {
+    checkOpen();
+    PeftAdapters.load(this, dir);
   }
 
   // ---------------------------------------------------------------- opening
@@ -647,6 +676,15 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /** The trainable parameters as the manifest declares them, in manifest order. */
   public List<Parameter> getParameters() {
     return parameters;
+  }
+
+  /** Number of trainable values (the sum of every parameter's element count). */
+  public long getParameterCount() {
+    long n = 0;
+    for (int size : sizes) {
+      n += size;
+    }
+    return n;
   }
 
   /** Steps taken since opening (or since {@link #resetOptimizer()}). */

@@ -95,6 +95,15 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
             .addStatement("return new $T($T.$L($T.class, $N))", className, RuntimeApi.ADAPTER_MODEL,
                 RuntimeApi.LOAD, className, name)
             .build())
+        .addMethod(MethodSpec.methodBuilder("load")
+            .addJavadoc("Loads the graft's graphs from the class path next to this class, opened with {@code options}\n")
+            .addJavadoc("(seed, device, threads, host file, inference only).\n")
+            .addModifiers(Modifier.PUBLIC, Modifier.STATIC)
+            .addParameter(RuntimeApi.MODEL_OPTIONS, "options")
+            .returns(className)
+            .addStatement("return new $T($T.$L($T.class, $N, options))", className, RuntimeApi.ADAPTER_MODEL,
+                RuntimeApi.LOAD, className, name)
+            .build())
         .addMethod(trainStep(model, hostInputs))
         .addMethod(predict(model, hostInputs))
         .addMethod(MethodSpec.methodBuilder("model")

@@ -12,6 +12,7 @@ import java.util.List;
  * <pre>{@code
  * final class AdapterModel implements AutoCloseable {
  *   static AdapterModel load(Class<?> anchor, String name);     // resources from anchor's package
+ *   static AdapterModel load(Class<?> anchor, String name, ModelOptions options);
  *   float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate);
  *   float[][] predict(Map<String, long[][]> hostInputs);
  *   void close();
@@ -20,6 +21,7 @@ import java.util.List;
  */
 final class RuntimeApi {
   static final ClassName ADAPTER_MODEL = ClassName.get("dev.graft.runtime", "AdapterModel");
+  static final ClassName MODEL_OPTIONS = ClassName.get("dev.graft.runtime", "ModelOptions");
   static final String LOAD = "load";
   static final String TRAIN_STEP = "trainStep";
   static final String PREDICT = "predict";
