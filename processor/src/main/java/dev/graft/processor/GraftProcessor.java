@@ -6,6 +6,7 @@ import dev.graft.dsl.compile.CompileResult;
 import dev.graft.dsl.compile.CompiledGraft;
 import dev.graft.dsl.compile.GraftCompiler;
 import dev.graft.dsl.compile.HostModel;
+import dev.graft.dsl.compile.SavedActivations;
 import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.processor.read.Annotations;
@@ -114,7 +115,16 @@ public final class GraftProcessor extends AbstractProcessor {
       result.diagnostics().forEach(d -> reporter.error(d, element));
       return;
     }
-    write(type, spec, result.orThrow());
+    CompiledGraft graft = result.orThrow();
+    write(type, spec, graft);
+    reporter.note(spec.name() + ": the training step keeps " + SavedActivations.perExample(
+        graft.manifest().getSavedActivationsList(), batchSymbol(graft)) + " for its backward pass", element);
+  }
+
+  /** The symbol of the host's batch dimension: dimension 0 of its first input. */
+  private static String batchSymbol(CompiledGraft graft) {
+    var inputs = graft.manifest().getInputsList();
+    return inputs.isEmpty() || inputs.get(0).getShapeCount() == 0 ? "" : inputs.get(0).getShape(0).getSymbol();
   }
 
   private @Nullable CompileResult compile(GraftSpec spec, HostModel host, TypeElement type) {

@@ -39,6 +39,11 @@ final class Reporter {
     this.trees = trees(env);
   }
 
+  /** An informational note on the declaring element (javac prints it as {@code Note: ...}). */
+  void note(String message, Element element) {
+    messager.printMessage(Kind.NOTE, message, element);
+  }
+
   /** @param fallback where to report when the diagnostic carries no {@link SourceRef} */
   void error(Diagnostic d, Element fallback) {
     if (!(d.source() instanceof SourceRef ref)) {

@@ -65,6 +65,8 @@ class GraftProcessorTest {
         .compile(src);
 
     assertThat(compilation).succeededWithoutWarnings();
+    assertThat(compilation).hadNoteContaining(
+        "SentimentLora: the training step keeps 288·sequence_length^2 + ").inFile(src).onLineContaining("interface");
     String generated = compilation.generatedSourceFile("test.SentimentLoraGraft").orElseThrow()
         .getCharContent(true).toString();
     assertGolden("golden/test/SentimentLoraGraft.java", generated);

@@ -95,8 +95,64 @@ public final class Grad {
     return op("Neg", List.of(a));
   }
 
+  /**
+   * The runtime shape of {@code value} as a 1-D int64 tensor. Where shape inference knows every
+   * dimension as a number or as a symbolic dimension of a graph input (batch, sequence), the shape
+   * is assembled from constants and the shapes of those inputs, so the backward pass does not
+   * read {@code value} itself and ONNX Runtime need not keep it alive for its shape alone; else
+   * {@code Shape(value)}.
+   */
   public String shape(String value) {
+    TensorType t = graph.type(value);
+    List<String> parts = new ArrayList<>();
+    List<Long> run = new ArrayList<>();
+    if (t != null && t.hasRank()) {
+      for (Dim d : t.dims()) {
+        if (d.isKnown()) {
+          run.add(d.size());
+          continue;
+        }
+        String source = d.isSymbol() ? symbolSource(d.symbolName()) : null;
+        if (source == null) {
+          return op("Shape", List.of(value));
+        }
+        if (!run.isEmpty()) {
+          parts.add(longs(List.copyOf(run)));
+          run.clear();
+        }
+        parts.add(source);
+      }
+      if (parts.isEmpty()) {
+        return longs(List.copyOf(run));
+      }
+      if (!run.isEmpty()) {
+        parts.add(longs(List.copyOf(run)));
+      }
+      return parts.size() == 1 ? parts.get(0) : op("Concat", parts, Node.attr("axis", 0L));
+    }
     return op("Shape", List.of(value));
+  }
+
+  /** The number of elements of {@code value}, an int64 scalar, from {@link #shape}. */
+  public String size(String value) {
+    return op("ReduceProd", List.of(shape(value)), Node.attr("keepdims", 0L));
+  }
+
+  /** {@code Shape(input, start = axis, end = axis + 1)} of the first graph input with dimension {@code symbol}. */
+  private @Nullable String symbolSource(String symbol) {
+    for (var e : graph.inputs().entrySet()) {
+      TensorType t = e.getValue();
+      if (!t.hasRank()) {
+        continue;
+      }
+      for (int axis = 0; axis < t.rank(); axis++) {
+        Dim d = t.dim(axis);
+        if (d.isSymbol() && symbol.equals(d.symbolName())) {
+          return op("Shape", List.of(e.getKey()), Node.attr("start", (long) axis), Node.attr("end", (long) axis + 1));
+        }
+      }
+    }
+    return null;
   }
 
   /**

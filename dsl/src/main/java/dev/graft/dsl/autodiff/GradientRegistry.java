@@ -324,8 +324,8 @@ public final class GradientRegistry {
     if (count.isKnown()) {
       divisor = c.scalar(count.size(), x);
     } else {
-      String sizeX = c.op("Size", List.of(x));
-      String sizeY = c.op("Size", List.of(n.output(0)));
+      String sizeX = c.size(x);
+      String sizeY = c.size(n.output(0));
       divisor = c.op("Cast", List.of(c.op("Div", List.of(sizeX, sizeY))), attr("to", (long) tx.elemType()));
     }
     return c.op("Div", List.of(full, divisor));

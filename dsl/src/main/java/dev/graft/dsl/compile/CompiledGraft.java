@@ -19,6 +19,14 @@ public record CompiledGraft(ModelProto inference, ModelProto train, Manifest man
     return manifest.getName();
   }
 
+  /**
+   * Bytes of forward activations the training step keeps for its backward pass, for the given
+   * sizes of the host's symbolic dimensions (e.g. {@code batch_size=16, sequence_length=64}).
+   */
+  public long savedActivationBytes(java.util.Map<String, Long> sizes) {
+    return SavedActivations.bytes(manifest.getSavedActivationsList(), sizes);
+  }
+
   /** The manifest in protobuf text format, as written to {@code <name>.manifest.textproto}. */
   public String manifestText() {
     return com.google.protobuf.TextFormat.printer().printToString(manifest);

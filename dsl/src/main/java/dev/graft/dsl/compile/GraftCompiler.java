@@ -21,11 +21,14 @@ import dev.graft.spec.manifest.Lora;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.Pooling;
+import dev.graft.spec.manifest.SavedActivation;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 
 /**
@@ -66,6 +69,8 @@ public final class GraftCompiler {
     ClassificationHeadPass.add(train, spec.head(), plan.hostOutput(), plan.hidden(), true);
     ShapeInference.run(train);
     List<String> names = params.stream().map(Parameter::getName).toList();
+    Set<String> forward = new HashSet<>();
+    train.nodes().forEach(n -> forward.add(n.name()));
     Map<String, String> grads;
     try {
       grads = Autodiff.differentiate(train, ClassificationHeadPass.LOSS, names);
@@ -79,6 +84,7 @@ public final class GraftCompiler {
         train.outputs().add(train.opTo(p + GRADIENT_SUFFIX, "/grad/" + p + "/out", "Identity", List.of(grads.get(p))));
       }
     }
+    List<SavedActivation> saved = SavedActivations.find(train, forward);
     AdamWUpdate.add(train, spec.optimizer(), params, grads);
     train.removeUnused();
     ShapeInference.run(train);
@@ -106,6 +112,7 @@ public final class GraftCompiler {
         .setLogits(ClassificationHeadPass.LOGITS)
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
+        .addAllSavedActivations(saved)
         .build();
     return new CompileResult(new CompiledGraft(inferenceModel, trainModel, manifest), List.of());
   }
