@@ -752,6 +752,49 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     return out;
   }
 
+  /** Replaces an AdamW moment of parameter {@code name} (first or second) in the current set. */
+  void setOptimizerState(String name, boolean second, float[] values) {
+    checkOpen();
+    FloatBuffer[] set = second ? current.second : current.first;
+    int i = indexOf(name);
+    if (set == null) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "this model was opened for inference only; it has no optimizer state");
+    }
+    if (values.length != sizes[i]) {
+      throw new TensorMismatchException(
+          name, "float32" + Arrays.toString(shapes[i]) + " = " + sizes[i] + " values", values.length + " values");
+    }
+    FloatBuffer b = set[i].duplicate();
+    b.clear();
+    b.put(values);
+  }
+
+  /** Sets the number of steps taken (the next step's bias correction uses {@code step + 1}). */
+  void setStep(long value) {
+    if (value < 0) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "step must be >= 0, got " + value);
+    }
+    step = value;
+  }
+
+  /**
+   * Saves the training state (parameters, AdamW moments, step count) to a safetensors file,
+   * replacing it atomically. Resume with {@link #loadCheckpoint(Path)}.
+   */
+  public void saveCheckpoint(Path file) {
+    checkOpen();
+    Checkpoints.save(this, file, Map.of());
+  }
+
+  /**
+   * Restores the training state saved by {@link #saveCheckpoint(Path)}; the file is checked
+   * against this graft (name, host, tensor names and shapes) before anything changes.
+   */
+  public void loadCheckpoint(Path file) {
+    checkOpen();
+    Checkpoints.load(this, file);
+  }
+
   private int indexOf(String name) {
     Integer i = index.get(name);
     if (i == null) {

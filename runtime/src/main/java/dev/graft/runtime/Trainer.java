@@ -4,12 +4,16 @@ import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.spec.manifest.HostInput;
 import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
+import java.util.TreeMap;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -26,6 +30,7 @@ public final class Trainer {
   private final int evalBatchSize;
   private final @Nullable PrintStream progress;
   private final boolean interactive;
+  private final @Nullable Path checkpoint;
 
   private Trainer(Builder b) {
     this.batchSize = b.batchSize;
@@ -36,6 +41,7 @@ public final class Trainer {
     this.evalBatchSize = b.evalBatchSize;
     this.progress = b.progress;
     this.interactive = b.interactive != null ? b.interactive : ProgressBar.isTerminal();
+    this.checkpoint = b.checkpoint;
   }
 
   public static Builder builder() {
@@ -52,6 +58,7 @@ public final class Trainer {
     private int evalBatchSize = 64;
     private @Nullable PrintStream progress = System.err;
     private @Nullable Boolean interactive;
+    private @Nullable Path checkpoint;
 
     private Builder() {}
 
@@ -115,6 +122,19 @@ public final class Trainer {
       return this;
     }
 
+    /**
+     * Writes a training checkpoint to {@code file} after every epoch (atomically), and resumes
+     * from it when it exists: the epochs it records are skipped and training continues exactly
+     * as an uninterrupted run would (shuffling is seeded per epoch, the schedule by step). A
+     * checkpoint written by a run with other settings (batch size, epochs, seed, data size) is an
+     * error, not a silent restart; to train on from a finished run, load its state with {@link
+     * AdapterModel#loadCheckpoint} and start a new run. Default: none.
+     */
+    public Builder checkpoint(@Nullable Path file) {
+      this.checkpoint = file;
+      return this;
+    }
+
     public Trainer build() {
       return new Trainer(this);
     }
@@ -133,9 +153,17 @@ public final class Trainer {
     long start = System.nanoTime();
     long trainNanos = 0;
     long examples = 0;
-    long step = 0;
+    Map<String, String> settings = new TreeMap<>();
+    settings.put("batch_size", Integer.toString(batchSize));
+    settings.put("epochs", Integer.toString(epochs));
+    settings.put("shuffle_seed", Long.toString(seed));
+    settings.put("steps_per_epoch", Integer.toString(stepsPerEpoch));
+    settings.put("train_examples", Integer.toString(train.size()));
+    int epochsDone = resume(model, settings, stepsPerEpoch);
+    long step = (long) epochsDone * stepsPerEpoch;
+    long stepsRun = 0;
     float lastMean = Float.NaN;
-    for (int epoch = 1; epoch <= epochs; epoch++) {
+    for (int epoch = epochsDone + 1; epoch <= epochs; epoch++) {
       List<List<Example>> batches = batches(train, new Random(seed * 31 + epoch));
       long epochStart = System.nanoTime();
       double lossSum = 0;
@@ -145,6 +173,7 @@ public final class Trainer {
         Batch batch = Batch.of(b, names);
         float loss = model.trainStep(batch.inputs(), batch.labels(), learningRate.at(step, totalSteps));
         step++;
+        stepsRun++;
         if (!Float.isFinite(loss)) {
           throw new GraftException(
               ErrorCodes.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
@@ -161,6 +190,11 @@ public final class Trainer {
       trainNanos += epochNanos;
       examples += epochExamples;
       lastMean = (float) (lossSum / done);
+      if (checkpoint != null) {
+        Map<String, String> meta = new TreeMap<>(settings);
+        meta.put(EPOCH, Integer.toString(epoch));
+        Checkpoints.save(model, checkpoint, meta);
+      }
       double acc = heldOut.isEmpty() ? Double.NaN : evaluate(model, heldOut);
       if (bar != null) {
         bar.endEpoch(epoch, epochs, lastMean, acc, epochNanos / 1e9);
@@ -169,7 +203,39 @@ public final class Trainer {
     }
     double trainSecs = Math.max(trainNanos / 1e9, 1e-9);
     return new TrainingResult(
-        lastMean, results, step, step / trainSecs, examples / trainSecs, Duration.ofNanos(System.nanoTime() - start));
+        lastMean, results, stepsRun, stepsRun / trainSecs, examples / trainSecs,
+        Duration.ofNanos(System.nanoTime() - start));
+  }
+
+  private static final String EPOCH = "epoch";
+
+  /** Loads the checkpoint if there is one; returns the number of epochs it has done. */
+  private int resume(AdapterModel model, Map<String, String> settings, int stepsPerEpoch) {
+    if (checkpoint == null || !Files.exists(checkpoint)) {
+      return 0;
+    }
+    Map<String, String> meta = Checkpoints.load(model, checkpoint);
+    String src = checkpoint.toString();
+    for (Map.Entry<String, String> e : settings.entrySet()) {
+      if (!e.getValue().equals(meta.get(e.getKey()))) {
+        throw new FormatException(src, "was written by a run with " + e.getKey() + " = " + meta.get(e.getKey())
+            + ", this run has " + e.getValue() + "; use another checkpoint file or the same settings and data");
+      }
+    }
+    int done;
+    try {
+      done = Integer.parseInt(String.valueOf(meta.get(EPOCH)));
+    } catch (NumberFormatException e) {
+      throw new FormatException(src, "epoch must be an integer, got " + meta.get(EPOCH), e);
+    }
+    if (model.getStep() != (long) done * stepsPerEpoch) {
+      throw new FormatException(src, "records " + model.getStep() + " steps, expected " + done + " epochs × "
+          + stepsPerEpoch + " steps");
+    }
+    if (progress != null) {
+      progress.println("resuming from " + checkpoint + " after epoch " + done);
+    }
+    return done;
   }
 
   /** Accuracy (argmax of the logits against the label) of {@code model} on {@code examples}. */

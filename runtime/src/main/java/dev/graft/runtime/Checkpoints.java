@@ -1,0 +1,119 @@
+package dev.graft.runtime;
+
+import dev.graft.runtime.io.DType;
+import dev.graft.runtime.io.Safetensors;
+import dev.graft.runtime.io.TensorData;
+import dev.graft.spec.manifest.Parameter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * Training checkpoints: every parameter, its AdamW moments and the step count in one safetensors
+ * file, replaced atomically (a crash mid-write leaves the previous checkpoint intact). Tensors
+ * are named as in the manifest ({@code <parameter>}, {@code <parameter>.adam_m}, {@code
+ * <parameter>.adam_v}) in the graph's layout; the metadata names the graft, the host it was
+ * compiled against and the step, plus whatever the caller adds (the {@link Trainer} records its
+ * epoch and settings).
+ */
+public final class Checkpoints {
+  public static final String FORMAT = "graft-checkpoint-1";
+  static final String KEY_FORMAT = "format";
+  static final String KEY_GRAFT = "graft";
+  static final String KEY_HOST = "host_sha256";
+  static final String KEY_STEP = "step";
+
+  private Checkpoints() {}
+
+  /** Writes the model's training state to {@code file}, with {@code extra} metadata. */
+  static void save(AdapterModel model, Path file, Map<String, String> extra) {
+    Map<String, TensorData> tensors = new TreeMap<>();
+    for (Parameter p : model.getParameters()) {
+      long[] shape = model.getParameterShape(p.getName());
+      tensors.put(p.getName(), TensorData.ofFloats(shape, model.getParameter(p.getName())));
+      if (model.isTrainable()) {
+        tensors.put(p.getName() + model.getManifest().getTrain().getFirstMomentSuffix(),
+            TensorData.ofFloats(shape, model.optimizerState(p.getName(), false)));
+        tensors.put(p.getName() + model.getManifest().getTrain().getSecondMomentSuffix(),
+            TensorData.ofFloats(shape, model.optimizerState(p.getName(), true)));
+      }
+    }
+    Map<String, String> meta = new TreeMap<>(extra);
+    meta.put(KEY_FORMAT, FORMAT);
+    meta.put(KEY_GRAFT, model.getManifest().getName());
+    meta.put(KEY_HOST, model.getManifest().getHostSha256());
+    meta.put(KEY_STEP, Long.toString(model.getStep()));
+    Safetensors.write(file, tensors, meta);
+  }
+
+  /**
+   * Reads {@code file}, checks every tensor against the model before changing anything, then
+   * sets the parameters, the AdamW moments (when the model trains) and the step count.
+   *
+   * @return the checkpoint's metadata
+   */
+  static Map<String, String> load(AdapterModel model, Path file) {
+    if (!Files.isRegularFile(file)) {
+      throw new GraftException(ErrorCodes.IO, "no checkpoint at " + file.toAbsolutePath());
+    }
+    String src = file.toString();
+    Safetensors.Contents contents = Safetensors.read(file);
+    Map<String, String> meta = contents.metadata();
+    if (!FORMAT.equals(meta.get(KEY_FORMAT))) {
+      throw new FormatException(src, "not a Graft checkpoint: format is " + meta.get(KEY_FORMAT) + ", expected " + FORMAT);
+    }
+    String graft = model.getManifest().getName();
+    if (!graft.equals(meta.get(KEY_GRAFT))) {
+      throw new FormatException(src, "was saved from graft '" + meta.get(KEY_GRAFT) + "', this model is '" + graft + "'");
+    }
+    String host = model.getManifest().getHostSha256();
+    if (!host.isEmpty() && !host.equals(meta.get(KEY_HOST))) {
+      throw new FormatException(src, "was trained on host sha256 " + meta.get(KEY_HOST) + ", this graft's host is " + host);
+    }
+    long step;
+    try {
+      step = Long.parseLong(String.valueOf(meta.get(KEY_STEP)));
+    } catch (NumberFormatException e) {
+      throw new FormatException(src, "step must be an integer, got " + meta.get(KEY_STEP), e);
+    }
+    String m = model.getManifest().getTrain().getFirstMomentSuffix();
+    String v = model.getManifest().getTrain().getSecondMomentSuffix();
+    Map<String, float[]> values = new LinkedHashMap<>();
+    TreeSet<String> expected = new TreeSet<>();
+    for (Parameter p : model.getParameters()) {
+      long[] shape = model.getParameterShape(p.getName());
+      for (String name : model.isTrainable()
+          ? new String[] {p.getName(), p.getName() + m, p.getName() + v}
+          : new String[] {p.getName()}) {
+        expected.add(name);
+        TensorData t = contents.tensors().get(name);
+        if (t == null) {
+          throw new FormatException(src, "has no tensor '" + name + "'");
+        }
+        if (t.dtype() != DType.F32 || !Arrays.equals(t.shape(), shape)) {
+          throw new TensorMismatchException(name, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
+        }
+        values.put(name, t.toFloats());
+      }
+    }
+    TreeSet<String> extra = new TreeSet<>(contents.tensors().keySet());
+    extra.removeAll(expected);
+    extra.removeIf(name -> !model.isTrainable() && (name.endsWith(m) || name.endsWith(v)));
+    if (!extra.isEmpty()) {
+      throw new FormatException(src, "holds tensors this graft does not have: " + extra);
+    }
+    for (Parameter p : model.getParameters()) {
+      model.setParameter(p.getName(), values.get(p.getName()));
+      if (model.isTrainable()) {
+        model.setOptimizerState(p.getName(), false, values.get(p.getName() + m));
+        model.setOptimizerState(p.getName(), true, values.get(p.getName() + v));
+      }
+    }
+    model.setStep(step);
+    return meta;
+  }
+}
