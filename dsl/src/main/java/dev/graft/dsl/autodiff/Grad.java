@@ -42,6 +42,11 @@ public final class Grad {
     return out;
   }
 
+  /** Emits an ai.onnx node with {@code outputs} outputs; returns their names. */
+  public List<String> ops(String opType, List<String> inputs, int outputs, AttributeProto... attributes) {
+    return graph.add(name(opType), opType, "", inputs, outputs, Node.attrs(attributes));
+  }
+
   /** Like {@link #op} and records the output's type (needed when a later rule step asks). */
   public String typed(TensorType type, String opType, List<String> inputs, AttributeProto... attributes) {
     String out = op(opType, inputs, attributes);

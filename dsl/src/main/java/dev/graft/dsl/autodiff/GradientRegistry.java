@@ -166,6 +166,11 @@ public final class GradientRegistry {
     });
   }
 
+  static {
+    // Gemm and the 2-D CNN ops (Conv, pools, inference-mode BatchNormalization).
+    ConvGradients.register(RULES);
+  }
+
   private GradientRegistry() {}
 
   public static @Nullable GradientRule rule(String opType) {

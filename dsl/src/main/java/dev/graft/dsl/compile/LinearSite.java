@@ -10,7 +10,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}.
+ * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}, or a Gemm
+ * whose B is a 2-D host weight ({@code [in, out]}, or {@code [out, in]} with {@code transB=1}
+ * as torch exports {@code nn.Linear}).
  *
  * @param node the host node name, e.g. {@code /encoder/layer.0/attention/self/query/MatMul}
  * @param modulePath the module path PEFT uses, e.g. {@code encoder.layer.0.attention.self.query}
@@ -25,15 +27,17 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
   public static List<LinearSite> find(Graph graph) {
     List<LinearSite> sites = new ArrayList<>();
     for (Node n : graph.nodes()) {
-      if (!n.opType().equals("MatMul") || !n.domain().isEmpty()) {
+      boolean gemm = n.opType().equals("Gemm");
+      if (!(n.opType().equals("MatMul") || gemm) || !n.domain().isEmpty()) {
         continue;
       }
       TensorProto w = graph.initializers().get(n.input(1));
       if (w == null || w.getDimsCount() != 2) {
         continue;
       }
+      boolean transposed = gemm && n.attrInt("transB", 0) == 1;
       sites.add(new LinearSite(n.name(), modulePath(n.name()), layerOf(n.name()), n.input(1),
-          w.getDims(0), w.getDims(1)));
+          w.getDims(transposed ? 1 : 0), w.getDims(transposed ? 0 : 1)));
     }
     return sites;
   }

@@ -17,7 +17,11 @@ import java.util.Map;
 /**
  * Placement pass for LoRA: beside each chosen linear site {@code y = x·W} it adds {@code y' = y
  * + scaling · (dropout(x) · A) · B} with A {@code [in, r]} and B {@code [r, out]} as new graph
- * inputs, and rewires the site's consumers to {@code y'}. Dropout is only placed in training
+ * inputs, and rewires the site's consumers to {@code y'}. On a Gemm site {@code y = alpha·x'·W'
+ * + beta·C} the update is added to the Gemm's output as {@code alpha · scaling · (x'·A)·B}
+ * ({@code x'} = xᵀ when {@code transA=1}): LoRA adds to the weight term as in PEFT, so merging
+ * {@code W' + scaling·A·B} into the host weight gives the same function; C is untouched.
+ * Dropout is only placed in training
  * graphs. Needs: a typed graph. Guarantees: graph re-sorted; parameters returned in placement
  * order.
  */
@@ -35,6 +39,13 @@ final class LoraPlacement {
         String y = matmul.output(0);
         int elem = graph.typeOrThrow(y).elemType();
         String base = "/" + site.modulePath().replace('.', '/') + "/lora";
+        double scaling = lora.scaling();
+        if (matmul.opType().equals("Gemm")) {
+          if (matmul.attrInt("transA", 0) == 1) {
+            x = graph.op(base + "/Transpose", "Transpose", List.of(x), Node.attr("perm", List.of(1L, 0L)));
+          }
+          scaling *= matmul.attrFloat("alpha", 1f);
+        }
         String a = site.modulePath() + ".lora_A";
         String b = site.modulePath() + ".lora_B";
         graph.addInput(a, TensorType.of(elem, site.in(), lora.rank()));
@@ -54,7 +65,7 @@ final class LoraPlacement {
         String down = graph.op(base + "/MatMul_A", "MatMul", List.of(input, a));
         String up = graph.op(base + "/MatMul_B", "MatMul", List.of(down, b));
         String scaled = graph.op(base + "/Mul", "Mul",
-            List.of(up, graph.scalar(base + "/scaling", elem, lora.scaling())));
+            List.of(up, graph.scalar(base + "/scaling", elem, scaling)));
         graph.add(base + "/Add", "Add", "", List.of(y, scaled), 1, Node.attrs());
         Node add = graph.nodes().get(graph.nodes().size() - 1);
         graph.replaceUses(y, add.output(0), List.of(add));

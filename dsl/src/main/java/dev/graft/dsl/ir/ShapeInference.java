@@ -156,6 +156,7 @@ public final class ShapeInference {
           r.add(stat);
         }
       }
+      case "MaxPool" -> r.add(t.withElemType(TensorType.INT64));
       case "Split" -> {
         TensorType in = type(n.input(0));
         int count = n.outputs().size();
@@ -442,6 +443,8 @@ public final class ShapeInference {
         s.add(a, depth == null ? Dim.unknown() : Dim.of(depth.get(0)));
         return TensorType.of(type(n.input(2)).elemType(), s);
       }
+      case "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization":
+        return ConvGeometry.infer(n, n.inputs().stream().map(this::type).toList());
       default:
         return new TensorType(0, null);
     }
