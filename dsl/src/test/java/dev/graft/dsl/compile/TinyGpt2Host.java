@@ -4,6 +4,7 @@ import static dev.graft.dsl.ir.Node.attr;
 
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.ShapeInference;
+import dev.graft.dsl.ir.TensorType;
 import java.util.List;
 
 /**
@@ -25,17 +26,18 @@ final class TinyGpt2Host extends TinyDecoderHost {
   static final int MAX_POSITIONS = 16;
   static final double LN_EPS = 1e-5;
 
-  private TinyGpt2Host(long seed) {
-    super(seed);
+  private TinyGpt2Host(long seed, int elem) {
+    super(seed, elem);
   }
 
   /** The host graph (shape-inferred), LM logits named {@link #LM_OUTPUT}. */
   static Graph graph(long seed) {
-    return graph(seed, LM_OUTPUT);
+    return graph(seed, LM_OUTPUT, TensorType.FLOAT);
   }
 
-  static Graph graph(long seed, String lmOutput) {
-    TinyGpt2Host h = new TinyGpt2Host(seed);
+  /** The host graph with LM logits named {@code lmOutput}, in FLOAT or DOUBLE. */
+  static Graph graph(long seed, String lmOutput, int elem) {
+    TinyGpt2Host h = new TinyGpt2Host(seed, elem);
     h.build(lmOutput);
     ShapeInference.run(h.g);
     return h.g;
@@ -50,9 +52,9 @@ final class TinyGpt2Host extends TinyDecoderHost {
   private String layerNorm(String module, String param, String x) {
     String mean = g.op(module + "/ReduceMean", "ReduceMean", List.of(x), attr("axes", List.of(-1L)));
     String d = g.op(module + "/Sub", "Sub", List.of(x, mean));
-    String sq = g.op(module + "/Pow", "Pow", List.of(d, g.scalar(module + "/Constant", F, 2.0)));
+    String sq = g.op(module + "/Pow", "Pow", List.of(d, g.scalar(module + "/Constant", elem, 2.0)));
     String var = g.op(module + "/ReduceMean_1", "ReduceMean", List.of(sq), attr("axes", List.of(-1L)));
-    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", F, LN_EPS)));
+    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", elem, LN_EPS)));
     String norm = g.op(module + "/Div", "Div", List.of(d, g.op(module + "/Sqrt", "Sqrt", List.of(eps))));
     String scaled = g.op(module + "/Mul", "Mul", List.of(norm, weight(param + ".weight", 0.1, 1, HIDDEN)));
     return g.op(module + "/Add_1", "Add", List.of(scaled, weight(param + ".bias", 0.1, 0, HIDDEN)));
@@ -60,14 +62,14 @@ final class TinyGpt2Host extends TinyDecoderHost {
 
   /** transformers' NewGELUActivation as exported: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
   private String newGelu(String module, String x) {
-    String half = g.op(module + "/Mul", "Mul", List.of(g.scalar(module + "/Constant", F, 0.5), x));
-    String cube = g.op(module + "/Pow", "Pow", List.of(x, g.scalar(module + "/Constant_1", F, 3.0)));
-    String c = g.op(module + "/Mul_1", "Mul", List.of(g.scalar(module + "/Constant_2", F, 0.044715), cube));
+    String half = g.op(module + "/Mul", "Mul", List.of(g.scalar(module + "/Constant", elem, 0.5), x));
+    String cube = g.op(module + "/Pow", "Pow", List.of(x, g.scalar(module + "/Constant_1", elem, 3.0)));
+    String c = g.op(module + "/Mul_1", "Mul", List.of(g.scalar(module + "/Constant_2", elem, 0.044715), cube));
     String inner = g.op(module + "/Add", "Add", List.of(x, c));
     String scaled = g.op(module + "/Mul_2", "Mul",
-        List.of(g.scalar(module + "/Constant_3", F, Math.sqrt(2 / Math.PI)), inner));
+        List.of(g.scalar(module + "/Constant_3", elem, Math.sqrt(2 / Math.PI)), inner));
     String t = g.op(module + "/Tanh", "Tanh", List.of(scaled));
-    String onePlus = g.op(module + "/Add_1", "Add", List.of(g.scalar(module + "/Constant_4", F, 1.0), t));
+    String onePlus = g.op(module + "/Add_1", "Add", List.of(g.scalar(module + "/Constant_4", elem, 1.0), t));
     return g.op(module + "/Mul_3", "Mul", List.of(half, onePlus));
   }
 
@@ -88,9 +90,9 @@ final class TinyGpt2Host extends TinyDecoderHost {
     // Padding mask, [batch, 1, 1, sequence]: (1 − mask)·finfo.min, added to the scores.
     String mask4 = g.op("/transformer/Unsqueeze_1", "Unsqueeze",
         List.of("attention_mask", g.longs("/transformer/Constant_4", List.of(1L, 2L))));
-    String maskF = g.op("/transformer/Cast", "Cast", List.of(mask4), attr("to", (long) F));
-    String inverted = g.op("/transformer/Sub", "Sub", List.of(g.scalar("/transformer/Constant_5", F, 1.0), maskF));
-    String padding = g.op("/transformer/Mul", "Mul", List.of(inverted, g.scalar("/transformer/Constant_6", F, MASK_MIN)));
+    String maskF = g.op("/transformer/Cast", "Cast", List.of(mask4), attr("to", (long) elem));
+    String inverted = g.op("/transformer/Sub", "Sub", List.of(g.scalar("/transformer/Constant_5", elem, 1.0), maskF));
+    String padding = g.op("/transformer/Mul", "Mul", List.of(inverted, g.scalar("/transformer/Constant_6", elem, MASK_MIN)));
     // Causal buffer bounds: [:, :, 0:sequence, 0:sequence].
     String seq1 = g.op("/transformer/Unsqueeze_2", "Unsqueeze", List.of(seq, g.longs("/transformer/Constant_7", List.of(0L))));
     String ends = g.op("/transformer/Concat", "Concat", List.of(seq1, seq1), attr("axis", 0L));
@@ -119,11 +121,11 @@ final class TinyGpt2Host extends TinyDecoderHost {
           List.of(heads(a, "_1", parts[1])), attr("perm", List.of(0L, 1L, 3L, 2L)));
       String v = heads(a, "_2", parts[2]);
       String scores = g.op(a + "/MatMul", "MatMul", List.of(q, kT));
-      String scaled = g.op(a + "/Div", "Div", List.of(scores, g.scalar(a + "/Constant_1", F, Math.sqrt(HEAD_DIM))));
+      String scaled = g.op(a + "/Div", "Div", List.of(scores, g.scalar(a + "/Constant_1", elem, Math.sqrt(HEAD_DIM))));
       String bias = bools(p + ".attn.bias", List.of(1L, 1L, (long) MAX_POSITIONS, (long) MAX_POSITIONS), lower);
       String causal = g.op(a + "/Slice_3", "Slice", List.of(bias, g.longs(a + "/Constant_2", List.of(0L, 0L)), ends,
           g.longs(a + "/Constant_3", List.of(2L, 3L))));
-      String kept = g.op(a + "/Where", "Where", List.of(causal, scaled, g.scalar(a + "/Constant_4", F, MASK_MIN)));
+      String kept = g.op(a + "/Where", "Where", List.of(causal, scaled, g.scalar(a + "/Constant_4", elem, MASK_MIN)));
       String masked = g.op(a + "/Add", "Add", List.of(kept, padding));
       String probs = g.op(a + "/Softmax", "Softmax", List.of(masked), attr("axis", -1L));
       String ctx = mergeHeads(a, g.op(a + "/MatMul_1", "MatMul", List.of(probs, v)));

@@ -4,6 +4,7 @@ import static dev.graft.dsl.ir.Node.attr;
 
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.ShapeInference;
+import dev.graft.dsl.ir.TensorType;
 import dev.graft.dsl.ir.Tensors;
 import java.util.List;
 
@@ -27,17 +28,18 @@ final class TinyLlamaHost extends TinyDecoderHost {
   static final String LM_HEAD_WEIGHT = "onnx::MatMul_999";
   private int matmulWeights = 100;
 
-  private TinyLlamaHost(long seed) {
-    super(seed);
+  private TinyLlamaHost(long seed, int elem) {
+    super(seed, elem);
   }
 
   /** The host graph (shape-inferred), LM logits named {@link #LM_OUTPUT}. */
   static Graph graph(long seed) {
-    return graph(seed, LM_OUTPUT);
+    return graph(seed, LM_OUTPUT, TensorType.FLOAT);
   }
 
-  static Graph graph(long seed, String lmOutput) {
-    TinyLlamaHost h = new TinyLlamaHost(seed);
+  /** The host graph with LM logits named {@code lmOutput}, in FLOAT or DOUBLE. */
+  static Graph graph(long seed, String lmOutput, int elem) {
+    TinyLlamaHost h = new TinyLlamaHost(seed, elem);
     h.build(lmOutput);
     ShapeInference.run(h.g);
     return h.g;
@@ -49,13 +51,13 @@ final class TinyLlamaHost extends TinyDecoderHost {
   }
 
   private String rmsNorm(String module, String param, String x) {
-    String f = g.op(module + "/Cast", "Cast", List.of(x), attr("to", (long) F));
-    String sq = g.op(module + "/Pow", "Pow", List.of(f, g.scalar(module + "/Constant", F, 2.0)));
+    String f = g.op(module + "/Cast", "Cast", List.of(x), attr("to", (long) elem));
+    String sq = g.op(module + "/Pow", "Pow", List.of(f, g.scalar(module + "/Constant", elem, 2.0)));
     String var = g.op(module + "/ReduceMean", "ReduceMean", List.of(sq), attr("axes", List.of(-1L)));
-    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", F, RMS_EPS)));
+    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", elem, RMS_EPS)));
     String inv = g.op(module + "/Reciprocal", "Reciprocal", List.of(g.op(module + "/Sqrt", "Sqrt", List.of(eps))));
     String norm = g.op(module + "/Mul", "Mul", List.of(f, inv));
-    String back = g.op(module + "/Cast_1", "Cast", List.of(norm), attr("to", (long) F));
+    String back = g.op(module + "/Cast_1", "Cast", List.of(norm), attr("to", (long) elem));
     return g.op(module + "/Mul_1", "Mul", List.of(weight(param + ".weight", 0.1, 1, HIDDEN), back));
   }
 
@@ -93,9 +95,9 @@ final class TinyLlamaHost extends TinyDecoderHost {
     for (int i = 0; i < invFreq.length; i++) {
       invFreq[i] = 1 / Math.pow(ROPE_THETA, 2.0 * i / HEAD_DIM);
     }
-    String inv = g.constant(r + "/inv_freq", Tensors.floats("inv_freq", F, List.of(1L, (long) HEAD_DIM / 2, 1L), invFreq));
+    String inv = g.constant(r + "/inv_freq", Tensors.floats("inv_freq", elem, List.of(1L, (long) HEAD_DIM / 2, 1L), invFreq));
     String pos = g.op(r + "/Cast", "Cast", List.of(g.op(r + "/Unsqueeze", "Unsqueeze",
-        List.of(positionIds, g.longs(r + "/Constant", List.of(1L))))), attr("to", (long) F));
+        List.of(positionIds, g.longs(r + "/Constant", List.of(1L))))), attr("to", (long) elem));
     String freqs = g.op(r + "/Transpose", "Transpose", List.of(g.op(r + "/MatMul", "MatMul", List.of(inv, pos))),
         attr("perm", List.of(0L, 2L, 1L)));
     String emb = g.op(r + "/Concat", "Concat", List.of(freqs, freqs), attr("axis", -1L));
@@ -107,12 +109,12 @@ final class TinyLlamaHost extends TinyDecoderHost {
     String seq1 = g.op("/model/Unsqueeze_3", "Unsqueeze", List.of(seq, g.longs("/model/Constant_5", List.of(0L))));
     String square = g.op("/model/Concat", "Concat", List.of(seq1, seq1), attr("axis", 0L));
     String full = g.op("/model/ConstantOfShape", "ConstantOfShape", List.of(square),
-        attr("value", Tensors.floats("value", F, List.of(1L), new double[] {MASK_MIN})));
+        attr("value", Tensors.floats("value", elem, List.of(1L), new double[] {MASK_MIN})));
     String upper = g.op("/model/Trilu", "Trilu", List.of(full, int64Scalar("/model/Constant_6", 1)), attr("upper", 1L));
     String causal = g.op("/model/Unsqueeze_4", "Unsqueeze", List.of(upper, g.longs("/model/Constant_7", List.of(0L, 1L))));
     String keys = g.op("/model/Unsqueeze_5", "Unsqueeze", List.of("attention_mask", g.longs("/model/Constant_8", List.of(1L, 2L))));
     String padded = g.op("/model/Equal", "Equal", List.of(keys, int64Scalar("/model/Constant_9", 0)));
-    String mask = g.op("/model/Where", "Where", List.of(padded, g.scalar("/model/Constant_10", F, MASK_MIN), causal));
+    String mask = g.op("/model/Where", "Where", List.of(padded, g.scalar("/model/Constant_10", elem, MASK_MIN), causal));
 
     for (int l = 0; l < LAYERS; l++) {
       String m = "/model/layers." + l;
@@ -124,7 +126,7 @@ final class TinyLlamaHost extends TinyDecoderHost {
       String v = heads(a, "_2", linear(a + "/v_proj", x, HIDDEN, HIDDEN));
       String kT = g.op(a + "/Transpose_k", "Transpose", List.of(k), attr("perm", List.of(0L, 1L, 3L, 2L)));
       String scores = g.op(a + "/Mul", "Mul",
-          List.of(g.op(a + "/MatMul", "MatMul", List.of(q, kT)), g.scalar(a + "/Constant", F, 1 / Math.sqrt(HEAD_DIM))));
+          List.of(g.op(a + "/MatMul", "MatMul", List.of(q, kT)), g.scalar(a + "/Constant", elem, 1 / Math.sqrt(HEAD_DIM))));
       String masked = g.op(a + "/Add", "Add", List.of(scores, mask));
       String probs = g.op(a + "/Softmax", "Softmax", List.of(masked), attr("axis", -1L));
       String ctx = mergeHeads(a, g.op(a + "/MatMul_1", "MatMul", List.of(probs, v)));
