@@ -30,7 +30,8 @@ final class AdamWUpdate {
   private AdamWUpdate() {}
 
   static void add(Graph graph, AdamWSpec o, List<Parameter> params, Map<String, String> grads) {
-    int elem = TensorType.FLOAT;
+    // The parameters' type (all share the host's): a float64 host gets a float64 update.
+    int elem = params.isEmpty() ? TensorType.FLOAT : graph.typeOrThrow(params.get(0).getName()).elemType();
     graph.addInput(NAMES.getStep(), TensorType.of(elem));
     graph.addInput(NAMES.getLearningRate(), TensorType.of(elem));
     String one = graph.scalar("/adamw/one", elem, 1);
