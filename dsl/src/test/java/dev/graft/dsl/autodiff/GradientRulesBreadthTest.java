@@ -582,4 +582,17 @@ class GradientRulesBreadthTest {
         g.op("or", "Or", List.of(g.op("nan", "IsNaN", List.of("x")), g.op("inf", "IsInf", List.of("x")))),
         g.scalar("z", F64, 0), "x")));
   }
+
+  @Test
+  void opsetNewerOpsWithoutAnOpset17FormAreListed() {
+    GraphProto gp = GraphProto.newBuilder().setName("m")
+        .addNode(node("RotaryEmbedding", List.of("x", "c", "s"), List.of("r")))
+        .addNode(node("RMSNormalization", List.of("r", "w"), List.of("y")))
+        .addNode(node("Pad", List.of("y", "p"), List.of("z"), str("mode", "wrap"))).build();
+    Graph h = OnnxImport.read(ModelProto.newBuilder().setIrVersion(10)
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(23)).setGraph(gp).build());
+    assertEquals(List.of("RotaryEmbedding at node '/m/RotaryEmbedding'", "Pad at node '/m/Pad'"),
+        OnnxImport.newerThanOpset17(h), "RMSNormalization is decomposed, the others have no opset-17 form");
+    assertTrue(h.nodes().stream().noneMatch(n -> n.opType().equals("RMSNormalization")));
+  }
 }
