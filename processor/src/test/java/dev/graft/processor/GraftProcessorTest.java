@@ -244,15 +244,18 @@ class GraftProcessorTest {
 
   @Test
   void opWithoutGradientRule() {
-    JavaFileObject src = source("SinHost",
+    JavaFileObject src = source("SoftplusHost",
         "package test;",
-        "@dev.graft.annotations.Graft(host = \"tiny-sin.onnx\")",
+        "@dev.graft.annotations.Graft(host = \"tiny-softplus.onnx\")",
         "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
-        "interface SinHost {}");
+        "interface SoftplusHost {}");
     Compilation compilation = compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT030]").inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
-    assertThat(compilation).hadErrorContaining("Sin");
+    // Names the op, its domain, the opset, the node and the ops that have rules.
+    assertThat(compilation).hadErrorContaining(
+        "no gradient rule for op Softplus (domain '', opset 17) at node '/encoder/layer.0/act/Softplus'");
+    assertThat(compilation).hadErrorContaining("ops with rules: [Abs, Add, ");
   }
 
   @Test

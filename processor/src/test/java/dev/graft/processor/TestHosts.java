@@ -31,6 +31,8 @@ final class TestHosts {
   static final String NOT_ONNX = "not-onnx.onnx";
   /** x[batch, sequence, 4] → MatMul → Sin → y (rank 3), and z = ReduceMean(y) (rank 2); opset 17. */
   static final String TINY_SIN = "tiny-sin.onnx";
+  /** The same graph with Softplus (an op without a gradient rule) in place of Sin. */
+  static final String TINY_SOFTPLUS = "tiny-softplus.onnx";
   /** The same graph at opset 9, below what Graft supports. */
   static final String TINY_OPSET_9 = "tiny-opset9.onnx";
 
@@ -52,7 +54,8 @@ final class TestHosts {
         Files.writeString(d.resolve(NOT_ONNX), "this is not an ONNX model\n", StandardCharsets.UTF_8);
         Files.write(d.resolve(TINY_SIN), tiny(17).toByteArray());
         Files.write(d.resolve(TINY_OPSET_9), tiny(9).toByteArray());
-        for (String f : new String[] {MINILM, NOT_ONNX, TINY_SIN, TINY_OPSET_9}) {
+        Files.write(d.resolve(TINY_SOFTPLUS), tiny(17, "Softplus").toByteArray());
+        for (String f : new String[] {MINILM, NOT_ONNX, TINY_SIN, TINY_OPSET_9, TINY_SOFTPLUS}) {
           d.resolve(f).toFile().deleteOnExit();
         }
         dir = d;
@@ -64,6 +67,10 @@ final class TestHosts {
   }
 
   static ModelProto tiny(int opset) {
+    return tiny(opset, "Sin");
+  }
+
+  static ModelProto tiny(int opset, String activation) {
     ByteBuffer w = ByteBuffer.allocate(16 * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < 16; i++) {
       w.putFloat(i % 5 == 0 ? 1f : 0.1f * i);
@@ -79,7 +86,7 @@ final class TestHosts {
             .setRawData(ByteString.copyFrom(w.array())))
         .addNode(NodeProto.newBuilder().setName("/encoder/layer.0/dense/MatMul").setOpType("MatMul")
             .addInput("x").addInput("W").addOutput("h"))
-        .addNode(NodeProto.newBuilder().setName("/encoder/layer.0/act/Sin").setOpType("Sin")
+        .addNode(NodeProto.newBuilder().setName("/encoder/layer.0/act/" + activation).setOpType(activation)
             .addInput("h").addOutput("y"))
         .addNode(NodeProto.newBuilder().setName("/pool/ReduceMean").setOpType("ReduceMean")
             .addInput("y").addOutput("z")

@@ -94,7 +94,7 @@ public final class Autodiff {
       for (String out : n.outputs()) {
         outGrads.add(total(graph, n, out, contributions));
       }
-      if (outGrads.get(0) == null) {
+      if (outGrads.get(0) == null && !GradientRegistry.acceptsAnyOutputGradient(n.opType())) {
         throw new MissingGradientException(n, "only the first output of a node can carry a gradient");
       }
       List<@Nullable String> inGrads = rule.backward(n, outGrads, new Grad(graph, n, needs));

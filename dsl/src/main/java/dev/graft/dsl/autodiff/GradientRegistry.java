@@ -164,6 +164,51 @@ public final class GradientRegistry {
       }
       return r;
     });
+    breadthRules();
+  }
+
+  // ---- Breadth rules (issue 3): elementwise, shape, normalization and contraction ops -------
+
+  /** Ops whose rules accept a missing gradient for their first output (others get zeros). */
+  private static final Set<String> ANY_OUTPUT_GRADIENT = Set.of("Split");
+
+  private static void breadthRules() {
+    NON_DIFFERENTIABLE.addAll(List.of("IsNaN", "IsInf", "EyeLike", "Hardmax", "Bernoulli",
+        "RandomNormalLike", "RandomUniformLike", "Multinomial"));
+    RULES.put("Abs", (n, g, c) -> List.of(c.mul(g.get(0), c.op("Sign", List.of(n.input(0))))));
+    RULES.put("Sin", (n, g, c) -> List.of(c.mul(g.get(0), c.op("Cos", List.of(n.input(0))))));
+    RULES.put("Cos", (n, g, c) -> List.of(c.neg(c.mul(g.get(0), c.op("Sin", List.of(n.input(0)))))));
+    RULES.put("LeakyRelu", (n, g, c) -> {
+      // Slope 1 where x > 0, alpha elsewhere (x = 0 included, as Relu's rule takes 0 there).
+      String x = n.input(0);
+      String positive = c.op("Greater", List.of(x, c.scalar(0, x)));
+      String leaky = c.mul(g.get(0), c.scalar(n.attrFloat("alpha", 0.01f), x));
+      return List.of(c.op("Where", List.of(positive, g.get(0), leaky)));
+    });
+    RULES.put("CastLike", (n, g, c) -> {
+      // Only the first input's values flow; the second gives the element type.
+      TensorType from = c.type(n.input(0));
+      return Arrays.asList(from.isFloating() && c.needs(0) ? c.op("CastLike", List.of(g.get(0), n.input(0))) : null, null);
+    });
+    RULES.put("Clip", GradientRegistry::clip);
+    RULES.put("Max", GradientRegistry::minMax);
+    RULES.put("Min", GradientRegistry::minMax);
+    RULES.put("ReduceMax", GradientRegistry::reduceMax);
+    RULES.put("Tile", GradientRegistry::tile);
+    RULES.put("Trilu", (n, g, c) -> {
+      // Trilu masks its input: the gradient is the same mask applied to the output gradient.
+      List<String> in = n.hasInput(1) ? List.of(g.get(0), n.input(1)) : List.of(g.get(0));
+      return nullsAfter(1, n, c.op("Trilu", in, attr("upper", n.attrInt("upper", 1))));
+    });
+    RULES.put("Pad", GradientRegistry::pad);
+    RULES.put("Split", GradientRegistry::split);
+    RULES.put("Einsum", GradientRegistry::einsum);
+    RULES.put("LayerNormalization", GradientRegistry::layerNorm);
+  }
+
+  /** Whether the rule of {@code opType} handles a null gradient for output 0 (see {@link Autodiff}). */
+  static boolean acceptsAnyOutputGradient(String opType) {
+    return ANY_OUTPUT_GRADIENT.contains(opType);
   }
 
   static {
@@ -388,7 +433,11 @@ public final class GradientRegistry {
     return nullsAfter(1, n, scattered);
   }
 
-  /** Slice with unit steps: pad the gradient back with zeros. */
+  /**
+   * Slice: unit-step axes pad the gradient back with zeros; other steps (negative ones too)
+   * scatter it to the positions {@code start + j·step} of their axis. ONNX's clamping of starts
+   * and ends (different for negative steps) decides the positions.
+   */
   private static List<@Nullable String> slice(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     TensorType tx = c.type(x);
@@ -400,24 +449,373 @@ public final class GradientRegistry {
     if (starts == null || ends == null || (n.hasInput(3) && axes == null) || (n.hasInput(4) && steps == null)) {
       throw new MissingGradientException(n, "Slice gradient needs constant starts, ends, axes and steps");
     }
+    String grad = g.get(0);
     long[] before = new long[rank];
     long[] after = new long[rank];
     for (int k = 0; k < starts.size(); k++) {
       int a = (int) (axes == null ? k : axes.get(k) < 0 ? axes.get(k) + rank : axes.get(k));
       long step = steps == null ? 1 : steps.get(k);
       Dim d = tx.dim(a);
-      if (step != 1 || !d.isKnown()) {
-        throw new MissingGradientException(n, "Slice gradient needs unit steps over fixed-size axes");
+      if (step == 0 || !d.isKnown()) {
+        throw new MissingGradientException(n, "Slice gradient needs non-zero steps over fixed-size axes");
       }
       long len = d.size();
-      long s = Math.max(0, Math.min(len, starts.get(k) < 0 ? starts.get(k) + len : starts.get(k)));
-      long e = Math.max(0, Math.min(len, ends.get(k) < 0 ? ends.get(k) + len : ends.get(k)));
-      before[a] = s;
-      after[a] = len - Math.max(s, e);
+      long s = starts.get(k) < 0 ? starts.get(k) + len : starts.get(k);
+      long e = ends.get(k) < 0 ? ends.get(k) + len : ends.get(k);
+      long count;
+      if (step > 0) {
+        s = Math.max(0, Math.min(len, s));
+        e = Math.max(0, Math.min(len, e));
+        count = Math.max(0, (e - s + step - 1) / step);
+      } else {
+        s = Math.max(0, Math.min(len - 1, s));
+        e = Math.max(-1, Math.min(len - 1, e));
+        count = Math.max(0, (s - e - step - 1) / -step);
+      }
+      if (count == 0) {
+        return nullsAfter(1, n, zerosLike(c, c.shape(x), tx.elemType()));
+      }
+      if (step == 1) {
+        before[a] = s;
+        after[a] = len - s - count;
+        continue;
+      }
+      grad = scatterAlong(c, grad, a, rank, len, s, step, count, tx.elemType());
     }
     long[] pads = new long[2 * rank];
     System.arraycopy(before, 0, pads, 0, rank);
     System.arraycopy(after, 0, pads, rank, rank);
-    return nullsAfter(1, n, c.op("Pad", List.of(g.get(0), c.longs(longList(pads)))));
+    if (Arrays.stream(pads).allMatch(p -> p == 0)) {
+      return nullsAfter(1, n, grad);
+    }
+    return nullsAfter(1, n, c.op("Pad", List.of(grad, c.longs(longList(pads)))));
+  }
+
+  /** Scatters {@code grad}'s {@code count} entries along axis {@code a} to {@code start + j·step} of {@code len}. */
+  private static String scatterAlong(Grad c, String grad, int a, int rank, long len, long start, long step,
+      long count, int elemType) {
+    long[] perm = new long[rank];
+    perm[0] = a;
+    for (int i = 1; i <= a; i++) {
+      perm[i] = i - 1;
+    }
+    for (int i = a + 1; i < rank; i++) {
+      perm[i] = i;
+    }
+    String front = a == 0 ? grad : c.op("Transpose", List.of(grad), attr("perm", longList(perm)));
+    String rest = c.op("Slice", List.of(c.shape(front), c.longs(List.of(1L)), c.longs(List.of(Long.MAX_VALUE))));
+    String zeros = zerosLike(c, c.op("Concat", List.of(c.longs(List.of(len)), rest), attr("axis", 0L)), elemType);
+    List<Long> positions = new ArrayList<>();
+    for (long j = 0; j < count; j++) {
+      positions.add(start + j * step);
+    }
+    String idx = c.op("Unsqueeze", List.of(c.longs(positions), c.longs(List.of(-1L))));
+    String scattered = c.op("ScatterND", List.of(zeros, idx, front));
+    if (a == 0) {
+      return scattered;
+    }
+    long[] inverse = new long[rank];
+    for (int i = 0; i < rank; i++) {
+      inverse[(int) perm[i]] = i;
+    }
+    return c.op("Transpose", List.of(scattered), attr("perm", longList(inverse)));
+  }
+
+  // ---- Breadth rules' helpers (issue 3) -----------------------------------------------------
+
+  private static String zerosLike(Grad c, String shape, int elemType) {
+    return c.op("ConstantOfShape", List.of(shape),
+        attr("value", Tensors.floats("zero", elemType, List.of(1L), new double[] {0})));
+  }
+
+  private static String castTo(Grad c, String value, int elemType) {
+    return c.op("Cast", List.of(value), attr("to", (long) elemType));
+  }
+
+  /**
+   * Clip(x, min, max): the gradient passes where {@code min <= x <= max} (bounds inclusive, as
+   * torch.clamp); below {@code min} it goes to {@code min}, above {@code max} to {@code max}.
+   */
+  private static List<@Nullable String> clip(Node n, List<@Nullable String> g, Grad c) {
+    String x = n.input(0);
+    String gy = g.get(0);
+    TensorType out = c.type(n.output(0));
+    String zero = c.scalar(0, x);
+    String below = n.hasInput(1) ? c.op("Less", List.of(x, n.input(1))) : null;
+    String above = n.hasInput(2) ? c.op("Greater", List.of(x, n.input(2))) : null;
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
+    if (c.needs(0)) {
+      String outside = below == null ? above : above == null ? below : c.op("Or", List.of(below, above));
+      r.set(0, outside == null ? gy : c.op("Where", List.of(outside, zero, gy)));
+    }
+    if (c.needs(1) && below != null) {
+      r.set(1, c.unbroadcast(c.op("Where", List.of(below, gy, zero)), out, n.input(1)));
+    }
+    if (c.needs(2) && above != null) {
+      r.set(2, c.unbroadcast(c.op("Where", List.of(above, gy, zero)), out, n.input(2)));
+    }
+    return r.subList(0, n.inputs().size());
+  }
+
+  /**
+   * Variadic, broadcasting Min/Max: each input gets the gradient where it equals the result.
+   * Ties split it evenly among the inputs attaining the extremum (torch.maximum's convention
+   * for two inputs; at a two-way tie this is also the central difference).
+   */
+  private static List<@Nullable String> minMax(Node n, List<@Nullable String> g, Grad c) {
+    String y = n.output(0);
+    TensorType out = c.type(y);
+    List<String> masks = new ArrayList<>();
+    for (String in : n.inputs()) {
+      masks.add(castTo(c, c.op("Equal", List.of(in, y)), out.elemType()));
+    }
+    String share = masks.size() == 1 ? g.get(0) : c.op("Div", List.of(g.get(0), c.op("Sum", masks)));
+    List<@Nullable String> r = new ArrayList<>();
+    for (int i = 0; i < masks.size(); i++) {
+      r.add(c.needs(i) ? c.unbroadcast(c.mul(share, masks.get(i)), out, n.input(i)) : null);
+    }
+    return r;
+  }
+
+  private static List<Long> normalizedAxes(@Nullable List<Long> axes, int rank) {
+    List<Long> norm = new ArrayList<>();
+    if (axes == null || axes.isEmpty()) {
+      for (long i = 0; i < rank; i++) {
+        norm.add(i);
+      }
+    } else {
+      for (long a : axes) {
+        norm.add(a < 0 ? a + rank : a);
+      }
+    }
+    return norm;
+  }
+
+  /**
+   * ReduceMax (axes as attribute, the opset-17 form the import normalizes to): the gradient goes
+   * to the elements equal to the maximum, split evenly among ties (torch.amax's convention).
+   */
+  private static List<@Nullable String> reduceMax(Node n, List<@Nullable String> g, Grad c) {
+    if (n.hasInput(1)) {
+      throw new MissingGradientException(n, "ReduceMax axes given as a non-constant input are not supported");
+    }
+    String x = n.input(0);
+    TensorType tx = c.type(x);
+    if (!tx.hasRank()) {
+      throw new MissingGradientException(n, "ReduceMax gradient needs the input rank");
+    }
+    List<Long> axes = normalizedAxes(n.attrInts("axes"), tx.rank());
+    String y = n.output(0);
+    String gy = g.get(0);
+    if (n.attrInt("keepdims", 1) == 0) {
+      y = c.op("Unsqueeze", List.of(y, c.longs(axes)));
+      gy = c.op("Unsqueeze", List.of(gy, c.longs(axes)));
+    }
+    String mask = castTo(c, c.op("Equal", List.of(x, y)), tx.elemType());
+    String count = c.op("ReduceSum", List.of(mask, c.longs(axes)), attr("keepdims", 1L));
+    return nullsAfter(1, n, c.mul(c.op("Div", List.of(gy, count)), mask));
+  }
+
+  /** Tile: view output dim i as [repeats[i], d[i]] and sum over the copies. */
+  private static List<@Nullable String> tile(Node n, List<@Nullable String> g, Grad c) {
+    String x = n.input(0);
+    TensorType tx = c.type(x);
+    List<Long> reps = c.constLongs(n.input(1));
+    if (reps == null || !tx.hasRank() || reps.size() != tx.rank()) {
+      throw new MissingGradientException(n, "Tile gradient needs constant repeats and a known input rank");
+    }
+    List<String> dims = new ArrayList<>();
+    List<Long> copies = new ArrayList<>();
+    for (int i = 0; i < tx.rank(); i++) {
+      Dim d = tx.dim(i);
+      dims.add(c.longs(List.of(reps.get(i))));
+      dims.add(d.isKnown() ? c.longs(List.of(d.size()))
+          : c.op("Slice", List.of(c.shape(x), c.longs(List.of((long) i)), c.longs(List.of(i + 1L)))));
+      copies.add(2L * i);
+    }
+    String viewed = c.op("Reshape", List.of(g.get(0), c.op("Concat", dims, attr("axis", 0L))));
+    return nullsAfter(1, n, c.op("ReduceSum", List.of(viewed, c.longs(copies)), attr("keepdims", 0L)));
+  }
+
+  /**
+   * Pad, constant mode: padding the gradient by the negated pads crops what was padded and
+   * zero-fills what negative pads cropped. The constant value gets the sum over the padding.
+   */
+  private static List<@Nullable String> pad(Node n, List<@Nullable String> g, Grad c) {
+    String mode = n.attrString("mode");
+    if (mode != null && !mode.equals("constant")) {
+      throw new MissingGradientException(n, "Pad gradient supports mode 'constant' only, got '" + mode + "'");
+    }
+    if (n.hasInput(3)) {
+      throw new MissingGradientException(n, "Pad axes must be constant (shape inference folds them into pads)");
+    }
+    List<Long> pads = c.constLongs(n.input(1));
+    String negated;
+    if (pads != null) {
+      List<Long> neg = new ArrayList<>();
+      for (long p : pads) {
+        neg.add(-p);
+      }
+      negated = c.longs(neg);
+    } else {
+      negated = c.neg(n.input(1));
+    }
+    String gx = c.op("Pad", List.of(g.get(0), negated));
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(c.needs(0) ? gx : null, null, null));
+    if (c.needs(2)) {
+      String all = c.op("ReduceSum", List.of(g.get(0)), attr("keepdims", 0L));
+      String inner = c.op("ReduceSum", List.of(gx), attr("keepdims", 0L));
+      r.set(2, c.op("Reshape", List.of(c.op("Sub", List.of(all, inner)), c.shape(n.input(2)))));
+    }
+    return r.subList(0, n.inputs().size());
+  }
+
+  /** Split: concatenate the outputs' gradients, zeros for outputs that get none. */
+  private static List<@Nullable String> split(Node n, List<@Nullable String> g, Grad c) {
+    if (n.has("num_outputs")) {
+      throw new MissingGradientException(n, "Split num_outputs must be normalized by shape inference first");
+    }
+    int elemType = c.type(n.input(0)).elemType();
+    List<String> parts = new ArrayList<>();
+    for (int i = 0; i < n.outputs().size(); i++) {
+      String gi = i < g.size() ? g.get(i) : null;
+      parts.add(gi != null ? gi : zerosLike(c, c.shape(n.output(i)), elemType));
+    }
+    return nullsAfter(1, n, c.op("Concat", parts, attr("axis", n.attrInt("axis", 0))));
+  }
+
+  /** A two-operand einsum equation made explicit: operand index strings and the output's. */
+  record EinsumEquation(String a, String b, String out) {
+    /**
+     * Parses {@code equation}; throws naming the node for what the rule does not support
+     * (other than two operands, ellipsis, an index repeated within one term).
+     */
+    static EinsumEquation parse(Node n) {
+      String eq = n.attrString("equation");
+      if (eq == null) {
+        throw new MissingGradientException(n, "Einsum without an equation");
+      }
+      String e = eq.replace(" ", "");
+      String why = null;
+      String[] sides = e.split("->", -1);
+      String[] terms = sides[0].split(",", -1);
+      if (e.contains(".")) {
+        why = "ellipsis ('...') is not supported";
+      } else if (terms.length != 2 || n.inputs().size() != 2) {
+        why = "only two-operand equations are supported";
+      } else if (sides.length > 2) {
+        why = "malformed equation";
+      }
+      if (why == null) {
+        String out;
+        if (sides.length == 2) {
+          out = sides[1];
+        } else {
+          // Implicit output: the indices that occur once, in alphabetical order.
+          StringBuilder o = new StringBuilder();
+          String all = terms[0] + terms[1];
+          all.chars().distinct().sorted().filter(ch -> all.indexOf(ch) == all.lastIndexOf(ch))
+              .forEach(ch -> o.append((char) ch));
+          out = o.toString();
+        }
+        for (String t : List.of(terms[0], terms[1], out)) {
+          if (!t.chars().allMatch(Character::isLetter) || t.chars().distinct().count() != t.length()) {
+            why = "term '" + t + "' repeats an index or has a non-letter (diagonals are not supported)";
+          }
+        }
+        if (why == null) {
+          String[] ops = {terms[0], terms[1]};
+          for (int i = 0; i < 2 && why == null; i++) {
+            for (char ch : ops[i].toCharArray()) {
+              if (out.indexOf(ch) < 0 && ops[1 - i].indexOf(ch) < 0) {
+                why = "index '" + ch + "' of operand " + i + " is summed within that operand alone";
+              }
+            }
+          }
+          for (char ch : out.toCharArray()) {
+            if (terms[0].indexOf(ch) < 0 && terms[1].indexOf(ch) < 0) {
+              why = "output index '" + ch + "' is in no operand";
+            }
+          }
+        }
+        if (why == null) {
+          return new EinsumEquation(terms[0], terms[1], out);
+        }
+      }
+      throw new MissingGradientException(n, "Einsum equation '" + eq + "' is not supported: " + why);
+    }
+  }
+
+  /**
+   * Two-operand Einsum {@code a,b->o}: the gradient of each operand is the einsum of the output
+   * gradient with the other operand, {@code o,b->a} and {@code o,a->b}.
+   */
+  private static List<@Nullable String> einsum(Node n, List<@Nullable String> g, Grad c) {
+    EinsumEquation e = EinsumEquation.parse(n);
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null));
+    if (c.needs(0)) {
+      r.set(0, c.op("Einsum", List.of(g.get(0), n.input(1)), attrS("equation", e.out() + "," + e.b() + "->" + e.a())));
+    }
+    if (c.needs(1)) {
+      r.set(1, c.op("Einsum", List.of(g.get(0), n.input(0)), attrS("equation", e.out() + "," + e.a() + "->" + e.b())));
+    }
+    return r;
+  }
+
+  /**
+   * LayerNormalization over axes {@code [axis, rank)}: with x̂ = (x − mean)·invstd and
+   * ĝ = g·scale, dx = invstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), dscale = Σ g·x̂, dB = Σ g. Uses
+   * the node's Mean/InvStdDev outputs when present in the input's precision, else recomputes them.
+   */
+  private static List<@Nullable String> layerNorm(Node n, List<@Nullable String> g, Grad c) {
+    for (int k = 1; k < g.size(); k++) {
+      if (g.get(k) != null) {
+        throw new MissingGradientException(n, "only output Y of LayerNormalization can carry a gradient "
+            + "(Mean and InvStdDev feed the loss here)");
+      }
+    }
+    String x = n.input(0);
+    TensorType tx = c.type(x);
+    if (!tx.hasRank()) {
+      throw new MissingGradientException(n, "LayerNormalization gradient needs the input rank");
+    }
+    int rank = tx.rank();
+    long axis = n.attrInt("axis", -1);
+    List<Long> axes = new ArrayList<>();
+    for (long i = axis < 0 ? axis + rank : axis; i < rank; i++) {
+      axes.add(i);
+    }
+    String mean;
+    String inv;
+    boolean stats = n.outputs().size() > 2 && !n.output(1).isEmpty() && !n.output(2).isEmpty()
+        && c.type(n.output(1)).elemType() == tx.elemType() && c.type(n.output(2)).elemType() == tx.elemType();
+    if (stats) {
+      mean = n.output(1);
+      inv = n.output(2);
+    } else {
+      mean = c.op("ReduceMean", List.of(x), attr("axes", axes));
+      String d = c.op("Sub", List.of(x, mean));
+      String var = c.op("ReduceMean", List.of(c.mul(d, d)), attr("axes", axes));
+      String eps = c.scalar(n.attrFloat("epsilon", 1e-5f), x);
+      inv = c.op("Reciprocal", List.of(c.op("Sqrt", List.of(c.op("Add", List.of(var, eps))))));
+    }
+    String xhat = c.mul(c.op("Sub", List.of(x, mean)), inv);
+    String gy = g.get(0);
+    TensorType out = c.type(n.output(0));
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
+    if (c.needs(0)) {
+      String gh = c.mul(gy, n.input(1));
+      String m1 = c.op("ReduceMean", List.of(gh), attr("axes", axes));
+      String m2 = c.op("ReduceMean", List.of(c.mul(gh, xhat)), attr("axes", axes));
+      String centred = c.op("Sub", List.of(c.op("Sub", List.of(gh, m1)), c.mul(xhat, m2)));
+      r.set(0, c.unbroadcast(c.mul(inv, centred), out, x));
+    }
+    if (c.needs(1)) {
+      r.set(1, c.unbroadcast(c.mul(gy, xhat), out, n.input(1)));
+    }
+    if (c.needs(2)) {
+      r.set(2, c.unbroadcast(gy, out, n.input(2)));
+    }
+    return r.subList(0, n.inputs().size());
   }
 }

@@ -36,7 +36,13 @@ final class Validation {
   Plan check(GraftSpec spec, HostModel host, Graph graph) {
     int opset = OnnxImport.opset(host.model());
     if (opset < OnnxImport.MIN_OPSET || opset > OnnxImport.MAX_OPSET) {
-      errors.add(Diagnostic.of(ErrorCode.HOST_OPSET_UNSUPPORTED, spec.source(), "host", host.name(), opset));
+      errors.add(Diagnostic.of(ErrorCode.HOST_OPSET_UNSUPPORTED, spec.source(), "host", host.name(), opset, ""));
+    } else {
+      List<String> newer = OnnxImport.newerThanOpset17(graph);
+      if (!newer.isEmpty()) {
+        errors.add(Diagnostic.of(ErrorCode.HOST_OPSET_UNSUPPORTED, spec.source(), "host", host.name(), opset,
+            ", but these ops have no opset-17 form Graft can rewrite them to: " + newer));
+      }
     }
     List<LinearSite> sites = LinearSite.find(graph);
     TreeSet<Integer> hostLayers = new TreeSet<>();

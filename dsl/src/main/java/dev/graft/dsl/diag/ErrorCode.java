@@ -6,7 +6,7 @@ import java.util.Locale;
 public enum ErrorCode {
   HOST_NOT_FOUND(1, "host model %s not found; looked in %s"),
   HOST_UNREADABLE(2, "host model %s cannot be read as ONNX: %s"),
-  HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 21"),
+  HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 23%s"),
   NOT_AN_INTERFACE(4, "@Graft must be put on an interface; %s is %s"),
   SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
   SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no linear site of %s%s; nearest node names: %s"),

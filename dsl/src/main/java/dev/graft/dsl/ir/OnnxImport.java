@@ -28,7 +28,7 @@ public final class OnnxImport {
   public static final long INLINE_LIMIT = 64;
 
   public static final int MIN_OPSET = 11;
-  public static final int MAX_OPSET = 21;
+  public static final int MAX_OPSET = 23;
 
   private OnnxImport() {}
 
@@ -117,13 +117,14 @@ public final class OnnxImport {
         }
       }
       case "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceSumSquare" -> {
-        if (opset >= 18 && n.hasInput(1)) {
-          TensorProto axes = graph.initializers().get(n.input(1));
-          if (axes != null) {
-            SortedMap<String, AttributeProto> a = new TreeMap<>(n.attributes());
-            a.put("axes", Node.attr("axes", Tensors.readLongs(axes)));
-            return new Node(n.name(), n.opType(), n.domain(), List.of(n.input(0)), n.outputs(), a);
-          }
+        if (opset >= 18) {
+          return reduceAxesAsAttribute(n, graph);
+        }
+      }
+      case "Clip", "Gelu", "RMSNormalization" -> {
+        Node rewritten = breadthNormalize(n, opset, graph);
+        if (rewritten != null) {
+          return rewritten;
         }
       }
       case "Dropout" -> {
@@ -134,5 +135,127 @@ public final class OnnxImport {
       default -> {}
     }
     return n;
+  }
+
+  // ---- Breadth normalizations (issue 3) -------------------------------------------------------
+
+  /** ai.onnx ops newer than opset 17 that the import does not rewrite into opset-17 forms. */
+  private static final Set<String> NEWER_THAN_17 = Set.of(
+      "Attention", "RotaryEmbedding", "GroupNormalization", "Mish", "Col2Im", "CenterCropPad",
+      "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "AffineGrid", "ImageDecoder",
+      "RegexFullMatch", "StringConcat", "StringSplit", "DeformConv", "Swish", "TensorScatter");
+
+  /**
+   * The nodes of {@code graph} that have no opset-{@value Graph#OPSET} form after import (ops
+   * introduced later, or later attribute values), as "op at node 'name'"; empty when none.
+   */
+  public static List<String> newerThanOpset17(Graph graph) {
+    List<String> found = new ArrayList<>();
+    for (Node n : graph.nodes()) {
+      if (!n.domain().isEmpty() && !n.domain().equals("ai.onnx")) {
+        continue;
+      }
+      String mode = n.attrString("mode");
+      String reduction = n.attrString("reduction");
+      if (NEWER_THAN_17.contains(n.opType())
+          || (n.opType().equals("Pad") && "wrap".equals(mode))
+          || (n.opType().startsWith("Scatter") && ("max".equals(reduction) || "min".equals(reduction)))) {
+        found.add(n.opType() + " at node '" + n.name() + "'");
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Opset-18 reductions: constant axes (initializer or Constant node) become the attribute;
+   * {@code noop_with_empty_axes} with no axes becomes Identity. Non-constant axes stay an input
+   * (shape inference then leaves the result's shape unknown).
+   */
+  private static Node reduceAxesAsAttribute(Node n, Graph graph) {
+    boolean noop = n.attrInt("noop_with_empty_axes", 0) == 1;
+    Node plain = n.withoutAttribute("noop_with_empty_axes");
+    List<Long> axes = n.hasInput(1) ? constantLongs(n.input(1), graph) : List.of();
+    if (axes == null) {
+      return n;
+    }
+    if (axes.isEmpty() && noop) {
+      return new Node(n.name(), "Identity", "", List.of(n.input(0)), n.outputs(), new TreeMap<>());
+    }
+    SortedMap<String, AttributeProto> a = new TreeMap<>(plain.attributes());
+    if (!axes.isEmpty()) {
+      a.put("axes", Node.attr("axes", axes));
+    }
+    return new Node(n.name(), n.opType(), n.domain(), List.of(n.input(0)), n.outputs(), a);
+  }
+
+  private static @org.jspecify.annotations.Nullable List<Long> constantLongs(String value, Graph graph) {
+    TensorProto t = graph.initializers().get(value);
+    if (t == null) {
+      Node p = graph.producer(value);
+      t = p != null && p.opType().equals("Constant") ? p.attrTensor("value") : null;
+    }
+    return t == null ? null : Tensors.readLongs(t);
+  }
+
+  /** A float constant cast like {@code like} (whose type the import does not know yet). */
+  private static String constLike(Graph graph, String base, double value, String like) {
+    return graph.op(base + "/CastLike", "CastLike", List.of(graph.scalar(base, TensorType.FLOAT, value), like));
+  }
+
+  /**
+   * Clip before opset 11 (min/max attributes) becomes the input form; Gelu (opset 20) and
+   * RMSNormalization (opset 23) are decomposed into opset-17 ops, whose rules differentiate
+   * them. Returns null when the node needs no rewrite.
+   */
+  private static @org.jspecify.annotations.Nullable Node breadthNormalize(Node n, int opset, Graph graph) {
+    String x = n.input(0);
+    switch (n.opType()) {
+      case "Clip" -> {
+        if (!n.has("min") && !n.has("max")) {
+          return null;
+        }
+        String min = n.has("min") ? constLike(graph, n.name() + "/min", n.attrFloat("min", 0), x) : "";
+        String max = n.has("max") ? constLike(graph, n.name() + "/max", n.attrFloat("max", 0), x) : "";
+        Node plain = n.withoutAttribute("min").withoutAttribute("max");
+        return max.isEmpty() ? plain.withInputs(List.of(x, min)) : plain.withInputs(List.of(x, min, max));
+      }
+      case "Gelu" -> {
+        // 0.5·x·(1 + erf(x/√2)), or with approximate="tanh" 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+        String approximate = n.attrString("approximate");
+        String inner;
+        if (approximate == null || approximate.equals("none")) {
+          String scaled = graph.op(n.name() + "/Div", "Div", List.of(x, constLike(graph, n.name() + "/sqrt2", Math.sqrt(2), x)));
+          inner = graph.op(n.name() + "/Erf", "Erf", List.of(scaled));
+        } else if (approximate.equals("tanh")) {
+          String cube = graph.op(n.name() + "/Cube", "Mul", List.of(x, graph.op(n.name() + "/Square", "Mul", List.of(x, x))));
+          String poly = graph.op(n.name() + "/Add", "Add", List.of(x,
+              graph.op(n.name() + "/Mul", "Mul", List.of(cube, constLike(graph, n.name() + "/c", 0.044715, x)))));
+          String arg = graph.op(n.name() + "/Scale", "Mul", List.of(poly, constLike(graph, n.name() + "/k", Math.sqrt(2 / Math.PI), x)));
+          inner = graph.op(n.name() + "/Tanh", "Tanh", List.of(arg));
+        } else {
+          throw new IllegalArgumentException("Gelu at node '" + n.name() + "' has unknown approximate='" + approximate + "'");
+        }
+        String onePlus = graph.op(n.name() + "/OnePlus", "Add", List.of(inner, constLike(graph, n.name() + "/one", 1, x)));
+        String half = graph.op(n.name() + "/Half", "Mul", List.of(x, constLike(graph, n.name() + "/half", 0.5, x)));
+        return new Node(n.name(), "Mul", "", List.of(half, onePlus), n.outputs(), new TreeMap<>());
+      }
+      case "RMSNormalization" -> {
+        // x / √(mean(x², axes [axis, rank)) + ε) · scale, computed on x flattened to 2-D at axis
+        // (so the rank need not be known here), in x's precision (stash_type is not honoured).
+        String flat = graph.op(n.name() + "/Flatten", "Flatten", List.of(x), Node.attr("axis", n.attrInt("axis", -1)));
+        String ms = graph.op(n.name() + "/ReduceMean", "ReduceMean",
+            List.of(graph.op(n.name() + "/Square", "Mul", List.of(flat, flat))),
+            Node.attr("axes", List.of(-1L)), Node.attr("keepdims", 1L));
+        String eps = constLike(graph, n.name() + "/epsilon", n.attrFloat("epsilon", 1e-5f), x);
+        String inv = graph.op(n.name() + "/Reciprocal", "Reciprocal",
+            List.of(graph.op(n.name() + "/Sqrt", "Sqrt", List.of(graph.op(n.name() + "/AddEps", "Add", List.of(ms, eps))))));
+        String normed = graph.op(n.name() + "/Reshape", "Reshape",
+            List.of(graph.op(n.name() + "/Normalize", "Mul", List.of(flat, inv)), graph.op(n.name() + "/Shape", "Shape", List.of(x))));
+        return new Node(n.name(), "Mul", "", List.of(normed, n.input(1)), n.outputs(), new TreeMap<>());
+      }
+      default -> {
+        return null;
+      }
+    }
   }
 }

@@ -52,6 +52,7 @@ public final class ShapeInference {
           continue;
         }
       }
+      node = normalizeOpset18(node);
       List<TensorType> out = inferNode(node);
       for (int i = 0; i < node.outputs().size(); i++) {
         TensorType t = i < out.size() ? out.get(i) : null;
@@ -151,7 +152,8 @@ public final class ShapeInference {
           for (int i = a; i < s.size(); i++) {
             s.set(i, Dim.of(1));
           }
-          TensorType stat = TensorType.of(t.elemType(), s);
+          // Mean and InvStdDev have the stash type (float unless stated), not X's.
+          TensorType stat = TensorType.of((int) n.attrInt("stash_type", TensorType.FLOAT), s);
           r.add(stat);
           r.add(stat);
         }
@@ -263,6 +265,10 @@ public final class ShapeInference {
         return TensorType.of(a.elemType(), List.of(m, k));
       }
       case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL2":
+        if (!op.equals("ReduceSum") && n.hasInput(1)) {
+          // Opset-18 axes the import could not make an attribute (not constant): shape unknown.
+          return type(n.input(0)).withShape(null);
+        }
         return reduce(n, op.equals("ReduceSum") ? (n.hasInput(1) ? constLongs(n.input(1)) : null) : n.attrInts("axes"));
       case "ArgMax", "ArgMin": {
         TensorType in = type(n.input(0));
@@ -445,6 +451,13 @@ public final class ShapeInference {
       }
       case "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization":
         return ConvGeometry.infer(n, n.inputs().stream().map(this::type).toList());
+      // ---- Breadth ops (issue 3) ----
+      case "Einsum":
+        return einsum(n);
+      case "CastLike":
+        return type(n.input(0)).withElemType(type(n.input(1)).elemType());
+      case "IsNaN", "IsInf":
+        return type(n.input(0)).withElemType(TensorType.BOOL);
       default:
         return new TensorType(0, null);
     }
@@ -705,4 +718,108 @@ public final class ShapeInference {
     return forward ? Math.max(0, Math.min(len, v)) : Math.max(-1, Math.min(len - 1, v));
   }
 
+  // ---- Breadth ops (issue 3) ---------------------------------------------------------------
+
+  /**
+   * Finishes the import's normalization of opset-18 forms that need ranks or sizes: Pad's
+   * {@code axes} input folded into full-rank pads, Split's {@code num_outputs} turned into
+   * explicit sizes (ceil(d/n) each, the last one smaller). Returns the node to infer.
+   */
+  private Node normalizeOpset18(Node n) {
+    if (!n.domain().isEmpty()) {
+      return n;
+    }
+    if (n.opType().equals("Pad") && n.hasInput(3)) {
+      TensorType in = type(n.input(0));
+      List<Long> pads = constLongs(n.input(1));
+      List<Long> axes = constLongs(n.input(3));
+      if (!in.hasRank() || pads == null || axes == null || pads.size() != 2 * axes.size()) {
+        throw new IllegalStateException("Pad with axes needs a known rank and constant pads and axes at node '"
+            + n.name() + "'");
+      }
+      int rank = in.rank();
+      List<Long> full = new ArrayList<>(java.util.Collections.nCopies(2 * rank, 0L));
+      for (int k = 0; k < axes.size(); k++) {
+        int a = axis(axes.get(k), rank);
+        full.set(a, pads.get(k));
+        full.set(a + rank, pads.get(k + axes.size()));
+      }
+      String padsFull = graph.longs(n.name() + "/pads", full);
+      values.put(padsFull, dims(full));
+      Node replaced = new Node(n.name(), n.opType(), n.domain(),
+          n.hasInput(2) ? List.of(n.input(0), padsFull, n.input(2)) : List.of(n.input(0), padsFull),
+          n.outputs(), n.attributes());
+      graph.replaceNode(n, replaced);
+      return replaced;
+    }
+    if (n.opType().equals("Split") && n.has("num_outputs")) {
+      TensorType in = type(n.input(0));
+      long parts = n.attrInt("num_outputs", 1);
+      Node replaced = n.withoutAttribute("num_outputs");
+      if (!in.hasRank()) {
+        throw new IllegalStateException("Split with num_outputs needs a known rank at node '" + n.name() + "'");
+      }
+      Dim d = in.dim(axis(n.attrInt("axis", 0), in.rank()));
+      if (!(d.isKnown() && d.size() % parts == 0)) {
+        if (!d.isKnown()) {
+          throw new IllegalStateException("Split with num_outputs of an uneven or unknown-size axis at node '"
+              + n.name() + "' needs a fixed size, got " + d);
+        }
+        long chunk = (d.size() + parts - 1) / parts;
+        List<Long> sizes = new ArrayList<>();
+        for (long left = d.size(); left > 0; left -= chunk) {
+          sizes.add(Math.min(chunk, left));
+        }
+        String split = graph.longs(n.name() + "/split", sizes);
+        values.put(split, dims(sizes));
+        replaced = replaced.withInput(1, split);
+      }
+      graph.replaceNode(n, replaced);
+      return replaced;
+    }
+    return n;
+  }
+
+  /** Einsum without ellipsis: each output index takes the dim of that index in an operand. */
+  private TensorType einsum(Node n) {
+    String eq = n.attrString("equation");
+    int et = type(n.input(0)).elemType();
+    if (eq == null || eq.contains(".")) {
+      // Ellipsis: not inferred; unknown, so a type the model declares is kept.
+      return new TensorType(0, null);
+    }
+    String e = eq.replace(" ", "");
+    String[] sides = e.split("->", -1);
+    String[] terms = sides[0].split(",", -1);
+    Map<Character, Dim> dimOf = new HashMap<>();
+    StringBuilder all = new StringBuilder();
+    for (int i = 0; i < terms.length && i < n.inputs().size(); i++) {
+      TensorType t = type(n.input(i));
+      if (!t.hasRank() || t.rank() != terms[i].length()) {
+        return new TensorType(et, null);
+      }
+      for (int k = 0; k < terms[i].length(); k++) {
+        Dim d = t.dim(k);
+        Dim seen = dimOf.get(terms[i].charAt(k));
+        if (seen == null || (!seen.isKnown() && d.isKnown()) || (!seen.isKnown() && !seen.isSymbol() && d.isSymbol())) {
+          dimOf.put(terms[i].charAt(k), d);
+        }
+      }
+      all.append(terms[i]);
+    }
+    String out;
+    if (sides.length == 2) {
+      out = sides[1];
+    } else {
+      StringBuilder o = new StringBuilder();
+      String a = all.toString();
+      a.chars().distinct().sorted().filter(ch -> a.indexOf(ch) == a.lastIndexOf(ch)).forEach(ch -> o.append((char) ch));
+      out = o.toString();
+    }
+    List<Dim> s = new ArrayList<>();
+    for (char ch : out.toCharArray()) {
+      s.add(dimOf.getOrDefault(ch, Dim.unknown()));
+    }
+    return TensorType.of(et, s);
+  }
 }

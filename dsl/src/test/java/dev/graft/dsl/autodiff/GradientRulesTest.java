@@ -55,7 +55,8 @@ class GradientRulesTest {
   void everyGradientRuleHasAFiniteDifferenceTest() {
     SortedSet<String> covered = new TreeSet<>();
     List<Method> methods = new ArrayList<>();
-    for (Class<?> k : List.of(GradientRulesTest.class, ConvGradientRulesTest.class)) {
+    // Every class holding @GradientOf checks (add yours here).
+    for (Class<?> k : List.of(GradientRulesTest.class, GradientRulesBreadthTest.class, ConvGradientRulesTest.class)) {
       methods.addAll(Arrays.asList(k.getDeclaredMethods()));
     }
     for (Method m : methods) {
