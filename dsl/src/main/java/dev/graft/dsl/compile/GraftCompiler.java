@@ -101,7 +101,7 @@ public final class GraftCompiler {
         .addAllLora(loras(plan))
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(AdamWUpdate.NAMES.toBuilder().setLabels(TaskPass.labelsName(spec.task())))
-        .setLogits(TaskPass.outputName(spec.task()))
+        .setLogits(inference.outputs().get(0))
         .setTask(task(spec.task(), plan));
     if (TaskPass.headOutputs(spec.task()) > 0) {
       manifest.setHead(ClassificationHead.newBuilder()

@@ -38,8 +38,9 @@ import java.util.List;
  *       Relu(z) + Relu(−z)}.
  * </ul>
  *
- * Guarantees: the graph's outputs become {@link #outputName(TaskSpec)} (and {@link #LOSS} when
- * training, with the labels input named {@link #labelsName(TaskSpec)}).
+ * Guarantees: the graph's outputs become the task's output — named {@link #outputName(TaskSpec)},
+ * or a fresh variant of it when the host already has a value of that name — and {@link #LOSS}
+ * when training, with the labels input named {@link #labelsName(TaskSpec)}.
  */
 final class TaskPass {
   static final String LOGITS = "logits";
@@ -115,14 +116,14 @@ final class TaskPass {
     String result;
     if (task instanceof CausalLmSpec) {
       // The host's logits are the output (renamed to "logits" unless the host calls them that).
-      result = output.equals(LOGITS) ? output : graph.opTo(LOGITS, "/lm/logits", "Identity", List.of(output));
+      result = output.equals(LOGITS) ? output : graph.opTo(free(graph, LOGITS), "/lm/logits", "Identity", List.of(output));
     } else {
       int n = headOutputs(task);
       String pooled = pool(graph, pooling(task), output, elem);
       graph.addInput(WEIGHT, TensorType.of(elem, size, n));
       graph.addInput(BIAS, TensorType.of(elem, n));
       String z = graph.op("/classifier/MatMul", "MatMul", List.of(pooled, WEIGHT));
-      result = graph.opTo(outputName(task), "/classifier/Add", "Add", List.of(z, BIAS));
+      result = graph.opTo(free(graph, outputName(task)), "/classifier/Add", "Add", List.of(z, BIAS));
       params.add(Parameter.newBuilder().setName(WEIGHT).setSite("classifier").addShape(size).addShape(n)
           .setRole(ParameterRole.HEAD_WEIGHT).setInit(Init.NORMAL).setInitScale(0.02).build());
       params.add(Parameter.newBuilder().setName(BIAS).setSite("classifier").addShape(n)
@@ -151,6 +152,16 @@ final class TaskPass {
       graph.outputs().add(LOSS);
     }
     return params;
+  }
+
+  /** {@code name}, or a fresh variant of it when the host already has a value so named. */
+  private static String free(Graph graph, String name) {
+    String candidate = name;
+    for (int i = 1; graph.type(candidate) != null || graph.producer(candidate) != null
+        || graph.inputs().containsKey(candidate) || graph.initializers().containsKey(candidate); i++) {
+      candidate = name + "_" + i;
+    }
+    return candidate;
   }
 
   private static String pool(Graph graph, ClassificationSpec.Pooling pooling, String output, int elem) {
