@@ -18,7 +18,6 @@ import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -253,5 +252,4 @@ class TaskDeclarationTest {
         .hadErrorContaining("[GRAFT029] TwoTasks declares 2 tasks (@Classification, @CausalLm); declare exactly one")
         .inFile(src).onLineContaining("@dev.graft.annotations.CausalLm(");
   }
-
 }
