@@ -9,7 +9,7 @@ import java.lang.annotation.Target;
 /**
  * A sequence-classification head: pooling over a host output of shape
  * [batch, sequence, hidden], then a linear layer to {@link #labels()} logits, trained with
- * softmax cross-entropy.
+ * softmax cross-entropy (PyTorch's {@code CrossEntropyLoss(ignore_index, label_smoothing)}).
  */
 @Documented
 @Retention(RetentionPolicy.SOURCE)
@@ -23,6 +23,12 @@ public @interface Classification {
 
   /** The host output to pool; empty means the host's first output. */
   String output() default "";
+
+  /** Labels equal to this contribute nothing; the loss is the mean over the other examples (0 if none). */
+  long ignoreIndex() default -100;
+
+  /** Label smoothing ε in [0, 1): the loss is (1-ε)·NLL + ε·mean over classes of −log p. */
+  double labelSmoothing() default 0.0;
 
   /** Pooling of a [batch, sequence, hidden] output. */
   enum Pooling {

@@ -4,9 +4,13 @@ import dev.graft.dsl.compile.CompiledGraft;
 import dev.graft.dsl.compile.GraftCompiler;
 import dev.graft.dsl.compile.HostModel;
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.MultiLabelSpec;
+import dev.graft.dsl.spec.RegressionSpec;
+import dev.graft.dsl.spec.TaskSpec;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -28,7 +32,7 @@ public final class Graft {
   private final HostModel host;
   private String name = "Graft";
   private final List<LoraSpec> loras = new ArrayList<>();
-  private @Nullable ClassificationSpec head;
+  private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
 
   private Graft(HostModel host) {
@@ -67,10 +71,58 @@ public final class Graft {
     return classification(labels, h -> {});
   }
 
-  public Graft classification(int labels, Configure<HeadOptions> configure) {
+  /**
+   * A classification head trained with softmax cross-entropy; options: pooling, output,
+   * {@code ignoreIndex} (default -100), {@code labelSmoothing} (default 0).
+   */
+  public Graft classification(int labels, Configure<ClassificationOptions> configure) {
+    ClassificationOptions o = new ClassificationOptions();
+    configure.apply(o);
+    return task(new ClassificationSpec(labels, o.pooling, o.output, o.ignoreIndex, o.labelSmoothing, null));
+  }
+
+  /** A regression head with mean pooling over the host's first output, trained with the mean squared error. */
+  public Graft regression(int targets) {
+    return regression(targets, h -> {});
+  }
+
+  /** A regression head to {@code targets} outputs, trained with the mean squared error. */
+  public Graft regression(int targets, Configure<HeadOptions> configure) {
     HeadOptions o = new HeadOptions();
     configure.apply(o);
-    head = new ClassificationSpec(labels, o.pooling, o.output, null);
+    return task(new RegressionSpec(targets, o.pooling, o.output, null));
+  }
+
+  /** A multi-label head with mean pooling over the host's first output, trained with binary cross-entropy. */
+  public Graft multiLabel(int labels) {
+    return multiLabel(labels, h -> {});
+  }
+
+  /** A multi-label head to {@code labels} independent logits, trained with binary cross-entropy with logits. */
+  public Graft multiLabel(int labels, Configure<HeadOptions> configure) {
+    HeadOptions o = new HeadOptions();
+    configure.apply(o);
+    return task(new MultiLabelSpec(labels, o.pooling, o.output, null));
+  }
+
+  /** The causal language-model loss on the host's first output (vocabulary logits). */
+  public Graft causalLm() {
+    return causalLm(o -> {});
+  }
+
+  /** The causal language-model loss; options: output, {@code ignoreIndex} (default -100), {@code labelSmoothing}. */
+  public Graft causalLm(Configure<CausalLmOptions> configure) {
+    CausalLmOptions o = new CausalLmOptions();
+    configure.apply(o);
+    return task(new CausalLmSpec(o.output, o.ignoreIndex, o.labelSmoothing, null));
+  }
+
+  private Graft task(TaskSpec value) {
+    if (task != null) {
+      throw new IllegalStateException("a graft has one task; " + task.getClass().getSimpleName()
+          + " is declared already, " + value.getClass().getSimpleName() + " is one too many");
+    }
+    task = value;
     return this;
   }
 
@@ -83,10 +135,11 @@ public final class Graft {
 
   /** The declaration as the compiler sees it. */
   public GraftSpec spec() {
-    if (head == null) {
-      throw new IllegalStateException("declare a task first, e.g. .classification(2)");
+    if (task == null) {
+      throw new IllegalStateException(
+          "declare a task first: .classification(2), .regression(1), .multiLabel(3) or .causalLm()");
     }
-    return new GraftSpec(name, host.name(), loras, head, optimizer, null);
+    return new GraftSpec(name, host.name(), loras, task, optimizer, null);
   }
 
   /**
@@ -182,7 +235,117 @@ public final class Graft {
     }
   }
 
-  /** Classification head options. */
+  /** Classification head options: pooling, output, ignore index and label smoothing. */
+  public static final class ClassificationOptions {
+    private ClassificationSpec.Pooling pooling = ClassificationSpec.Pooling.MEAN;
+    private String output = "";
+    private long ignoreIndex = TaskSpec.DEFAULT_IGNORE_INDEX;
+    private double labelSmoothing;
+
+    public ClassificationOptions pooling(ClassificationSpec.Pooling value) {
+      pooling = value;
+      return this;
+    }
+
+    public ClassificationOptions output(String value) {
+      output = value;
+      return this;
+    }
+
+    /** Labels equal to this contribute nothing to the loss (default -100). */
+    public ClassificationOptions ignoreIndex(long value) {
+      ignoreIndex = value;
+      return this;
+    }
+
+    /** ε in [0, 1): the loss is (1-ε)·NLL + ε·mean over classes of −log p (default 0). */
+    public ClassificationOptions labelSmoothing(double value) {
+      labelSmoothing = value;
+      return this;
+    }
+
+    public ClassificationSpec.Pooling getPooling() {
+      return pooling;
+    }
+
+    public void setPooling(ClassificationSpec.Pooling value) {
+      pooling = value;
+    }
+
+    public String getOutput() {
+      return output;
+    }
+
+    public void setOutput(String value) {
+      output = value;
+    }
+
+    public long getIgnoreIndex() {
+      return ignoreIndex;
+    }
+
+    public void setIgnoreIndex(long value) {
+      ignoreIndex = value;
+    }
+
+    public double getLabelSmoothing() {
+      return labelSmoothing;
+    }
+
+    public void setLabelSmoothing(double value) {
+      labelSmoothing = value;
+    }
+  }
+
+  /** Causal LM options: the logits output, ignore index and label smoothing. */
+  public static final class CausalLmOptions {
+    private String output = "";
+    private long ignoreIndex = TaskSpec.DEFAULT_IGNORE_INDEX;
+    private double labelSmoothing;
+
+    /** The host output holding vocabulary logits [batch, sequence, vocab] (default: the first). */
+    public CausalLmOptions output(String value) {
+      output = value;
+      return this;
+    }
+
+    /** Next-token labels equal to this contribute nothing (default -100). */
+    public CausalLmOptions ignoreIndex(long value) {
+      ignoreIndex = value;
+      return this;
+    }
+
+    public CausalLmOptions labelSmoothing(double value) {
+      labelSmoothing = value;
+      return this;
+    }
+
+    public String getOutput() {
+      return output;
+    }
+
+    public void setOutput(String value) {
+      output = value;
+    }
+
+    public long getIgnoreIndex() {
+      return ignoreIndex;
+    }
+
+    public void setIgnoreIndex(long value) {
+      ignoreIndex = value;
+    }
+
+    public double getLabelSmoothing() {
+      return labelSmoothing;
+    }
+
+    public void setLabelSmoothing(double value) {
+      labelSmoothing = value;
+    }
+  }
+
+  /** Pooled head options (regression, multi-label): pooling and the host output. */
   public static final class HeadOptions {
     private ClassificationSpec.Pooling pooling = ClassificationSpec.Pooling.MEAN;
     private String output = "";

@@ -11,9 +11,11 @@ import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import ai.onnxruntime.ValueInfo;
 import com.google.protobuf.CodedInputStream;
+import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.spec.manifest.Dim;
 import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.TrainStep;
@@ -51,6 +53,7 @@ import org.jspecify.annotations.Nullable;
  * <p>Not thread-safe: use one model from one thread at a time.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private static final String INPUT_IDS = "input_ids";
   private final Manifest manifest;
   private final OrtEnvironment env;
   private final HostWeights host;
@@ -68,6 +71,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final @Nullable OnnxTensor stepTensor;
   private final @Nullable OnnxTensor learningRateTensor;
   private final @Nullable ElementType labelType;
+  private final Loss loss;
   private final @Nullable ElementType seedType;
   private long step;
   private boolean closed;
@@ -116,6 +120,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
     this.manifest = graphs.manifest();
+    this.loss = lossOf(manifest);
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
     this.parameters = List.copyOf(manifest.getParametersList());
@@ -366,8 +371,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     checkInput(session, source, ts.getStep(), ElementType.FLOAT, new long[0]);
     checkInput(session, source, ts.getLearningRate(), ElementType.FLOAT, new long[0]);
     ElementType labels = inputType(session, ts.getLabels());
-    if (labels != ElementType.INT64 && labels != ElementType.INT32) {
-      throw new TensorMismatchException(ts.getLabels(), "int64 labels", String.valueOf(labels), source);
+    boolean floats = loss == Loss.MEAN_SQUARED_ERROR || loss == Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS;
+    if (floats ? labels != ElementType.FLOAT : labels != ElementType.INT64 && labels != ElementType.INT32) {
+      throw new TensorMismatchException(
+          ts.getLabels(), (floats ? "float32" : "int64") + " labels for " + loss, String.valueOf(labels), source);
     }
     return labels;
   }
@@ -457,13 +464,178 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   // ---------------------------------------------------------------- running
 
+  /** The loss the graft trains with (softmax cross-entropy for manifests that predate tasks). */
+  public Loss getLoss() {
+    return loss;
+  }
+
+  private static Loss lossOf(Manifest m) {
+    Loss l = m.hasTask() ? m.getTask().getLoss() : Loss.LOSS_UNSPECIFIED;
+    return l == Loss.LOSS_UNSPECIFIED || l == Loss.UNRECOGNIZED ? Loss.SOFTMAX_CROSS_ENTROPY : l;
+  }
+
+  /** The ignore index of the labels, if the task has one (softmax cross-entropy of a task-aware manifest, causal LM). */
+  private @Nullable Long ignoreIndex() {
+    return manifest.hasTask() && (loss == Loss.SOFTMAX_CROSS_ENTROPY || loss == Loss.CAUSAL_LM_CROSS_ENTROPY)
+        ? manifest.getTask().getIgnoreIndex() : null;
+  }
+
+  private void requireLoss(String call, Loss... accepted) {
+    for (Loss l : accepted) {
+      if (l == loss) {
+        return;
+      }
+    }
+    String right = switch (loss) {
+      case MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY_WITH_LOGITS -> "trainStep(hostInputs, float[][] targets, learningRate)";
+      case CAUSAL_LM_CROSS_ENTROPY -> "trainStep(hostInputs, learningRate) or trainStep(hostInputs, long[][] labels, learningRate)";
+      default -> "trainStep(hostInputs, long[] labels, learningRate)";
+    };
+    throw new GraftException(
+        ErrorCodes.ARGUMENT, call + " does not fit this graft, whose loss is " + loss + "; call " + right);
+  }
+
   /**
-   * Runs one training step: forward, backward and the AdamW update, on a batch of host inputs
-   * ({@code [batch, sequence]} per host input name) and labels ({@code [batch]}).
+   * Runs one training step of a classification graft: forward, backward and the AdamW update, on
+   * a batch of host inputs ({@code [batch, sequence]} per host input name) and class labels
+   * ({@code [batch]}, each in {@code [0, num_labels)} or the ignore index).
    *
    * @return the batch loss before the update
    */
   public float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate) {
+    requireLoss("trainStep(hostInputs, long[] labels, learningRate)", Loss.SOFTMAX_CROSS_ENTROPY);
+    return step(hostInputs, learningRate, batch -> {
+      String name = manifest.getTrain().getLabels();
+      if (labels.length != batch) {
+        throw new TensorMismatchException(name, "[" + batch + "] (one label per example)", "[" + labels.length + "]");
+      }
+      int numLabels = manifest.getHead().getNumLabels();
+      Long ignore = ignoreIndex();
+      for (int i = 0; i < labels.length; i++) {
+        boolean ignored = ignore != null && labels[i] == ignore;
+        if (!ignored && (labels[i] < 0 || (numLabels > 0 && labels[i] >= numLabels))) {
+          throw new TensorMismatchException(
+              name, "labels in [0, " + numLabels + ")" + (ignore == null ? "" : " or the ignore index " + ignore),
+              "labels[" + i + "] = " + labels[i]);
+        }
+      }
+      return labelTensor(labels);
+    });
+  }
+
+  /**
+   * Runs one training step of a regression or multi-label graft on float targets {@code
+   * [batch][outputs]} (regression: any finite values; multi-label: values in [0, 1]).
+   *
+   * @return the batch loss before the update
+   */
+  public float trainStep(Map<String, long[][]> hostInputs, float[][] targets, float learningRate) {
+    requireLoss("trainStep(hostInputs, float[][] targets, learningRate)",
+        Loss.MEAN_SQUARED_ERROR, Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS);
+    return step(hostInputs, learningRate, batch -> {
+      String name = manifest.getTrain().getLabels();
+      int n = manifest.getHead().getNumLabels();
+      if (targets.length != batch) {
+        throw new TensorMismatchException(name, "float32[" + batch + ", " + n + "]", "[" + targets.length + "][…]");
+      }
+      boolean binary = loss == Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS;
+      FloatBuffer b = directFloats(batch * n);
+      for (int i = 0; i < batch; i++) {
+        if (targets[i].length != n) {
+          throw new TensorMismatchException(
+              name, "float32[" + batch + ", " + n + "]", "row " + i + " has " + targets[i].length + " values");
+        }
+        for (int j = 0; j < n; j++) {
+          float v = targets[i][j];
+          if (!Float.isFinite(v) || (binary && (v < 0 || v > 1))) {
+            throw new TensorMismatchException(
+                name, binary ? "targets in [0, 1]" : "finite targets", "targets[" + i + "][" + j + "] = " + v);
+          }
+          b.put(v);
+        }
+      }
+      return OnnxTensor.createTensor(env, b.clear(), new long[] {batch, n});
+    });
+  }
+
+  /**
+   * Runs one training step of a causal LM graft, the labels being the batch's {@code input_ids}
+   * (each position learns the next token; positions whose next token is padding are left out).
+   *
+   * @return the batch loss before the update
+   */
+  public float trainStep(Map<String, long[][]> hostInputs, float learningRate) {
+    requireLoss("trainStep(hostInputs, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY);
+    long[][] ids = hostInputs.get(INPUT_IDS);
+    if (ids == null) {
+      throw new GraftException(ErrorCodes.UNKNOWN_NAME, "the causal LM loss takes its labels from host input '"
+          + INPUT_IDS + "', which is missing; given " + new TreeSet<>(hostInputs.keySet()));
+    }
+    return trainStep(hostInputs, ids, learningRate);
+  }
+
+  /**
+   * Runs one training step of a causal LM graft with explicit token labels {@code [batch,
+   * sequence]} (same shape as {@code input_ids}): position t learns {@code labels[t+1]}; labels
+   * equal to the ignore index, and positions whose next token has attention mask 0, are left out.
+   *
+   * @return the batch loss before the update
+   */
+  public float trainStep(Map<String, long[][]> hostInputs, long[][] labels, float learningRate) {
+    requireLoss("trainStep(hostInputs, long[][] labels, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY);
+    return step(hostInputs, learningRate, batch -> {
+      String name = manifest.getTrain().getLabels();
+      long[][] first = hostInputs.values().iterator().next();
+      int seq = first[0].length;
+      long vocab = manifest.getTask().getNumOutputs();
+      long ignore = manifest.getTask().getIgnoreIndex();
+      if (labels.length != batch) {
+        throw new TensorMismatchException(name, "[" + batch + ", " + seq + "] (as input_ids)", "[" + labels.length + ", …]");
+      }
+      LongBuffer b = ByteBuffer.allocateDirect(batch * seq * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+      for (int i = 0; i < batch; i++) {
+        if (labels[i].length != seq) {
+          throw new TensorMismatchException(
+              name, "[" + batch + ", " + seq + "] (as input_ids)", "row " + i + " has " + labels[i].length + " values");
+        }
+        for (int t = 0; t < seq; t++) {
+          long v = labels[i][t];
+          if (v != ignore && (v < 0 || (vocab > 0 && v >= vocab))) {
+            throw new TensorMismatchException(
+                name, "token ids in [0, " + vocab + ") or the ignore index " + ignore, "labels[" + i + "][" + t + "] = " + v);
+          }
+        }
+        b.put(labels[i]);
+      }
+      return OnnxTensor.createTensor(env, b.clear(), new long[] {batch, seq});
+    });
+  }
+
+  /**
+   * Runs one training step on a batch, with the labels its task needs: class labels, float
+   * targets, or (causal LM) none — the labels are the batch's {@code input_ids}.
+   */
+  public float trainStep(Batch batch, float learningRate) {
+    return switch (loss) {
+      case MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY_WITH_LOGITS -> {
+        if (batch.targets() == null) {
+          throw new GraftException(ErrorCodes.ARGUMENT,
+              "this graft's loss is " + loss + ": its examples need float targets (Example.withTargets)");
+        }
+        yield trainStep(batch.inputs(), batch.targets(), learningRate);
+      }
+      case CAUSAL_LM_CROSS_ENTROPY -> trainStep(batch.inputs(), learningRate);
+      default -> trainStep(batch.inputs(), batch.labels(), learningRate);
+    };
+  }
+
+  /** Makes the labels tensor of a batch of {@code batch} examples (the caller closes it). */
+  @FunctionalInterface
+  private interface LabelsTensor {
+    OnnxTensor make(int batch) throws OrtException;
+  }
+
+  private float step(Map<String, long[][]> hostInputs, float learningRate, LabelsTensor labels) {
     checkOpen();
     OrtSession session = training;
     if (session == null) {
@@ -476,18 +648,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     Map<String, OnnxTensor> owned = hostTensors(hostInputs);
     try {
       int batch = batchSize(hostInputs);
-      if (labels.length != batch) {
-        throw new TensorMismatchException(
-            ts.getLabels(), "[" + batch + "] (one label per example)", "[" + labels.length + "]");
-      }
-      int numLabels = manifest.getHead().getNumLabels();
-      for (int i = 0; i < labels.length; i++) {
-        if (labels[i] < 0 || (numLabels > 0 && labels[i] >= numLabels)) {
-          throw new TensorMismatchException(
-              ts.getLabels(), "labels in [0, " + numLabels + ")", "labels[" + i + "] = " + labels[i]);
-        }
-      }
-      owned.put(ts.getLabels(), labelTensor(labels));
+      owned.put(ts.getLabels(), labels.make(batch));
       if (seedType != null) {
         owned.put(ts.getSeed(), scalar(seedType, seed * 1_000_003L + step + 1));
       }
@@ -497,10 +658,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       inputs.putAll(current.asInputs);
       inputs.put(ts.getStep(), stepTensor);
       inputs.put(ts.getLearningRate(), learningRateTensor);
-      float loss;
+      float lossValue;
       try (OrtSession.Result r = session.run(inputs, Set.of(ts.getLoss()), spare.asOutputs)) {
         OnnxValue v = r.get(ts.getLoss()).orElseThrow();
-        loss = ((OnnxTensor) v).getFloatBuffer().get(0);
+        lossValue = ((OnnxTensor) v).getFloatBuffer().get(0);
       } catch (OrtException e) {
         throw ort("training step " + (step + 1) + " failed", e);
       }
@@ -508,7 +669,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       current = spare;
       spare = t;
       step++;
-      return loss;
+      return lossValue;
     } catch (OrtException e) {
       throw ort("cannot create the batch tensors", e);
     } finally {
@@ -516,9 +677,17 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     }
   }
 
-  /** Class logits {@code [batch][num_labels]} for a batch of host inputs, with the current parameters. */
+  /**
+   * The head's output for a batch of host inputs, with the current parameters: class logits
+   * {@code [batch][num_labels]} (classification, multi-label) or predictions {@code
+   * [batch][targets]} (regression). A causal LM's logits come from {@link #predictSequence}.
+   */
   public float[][] predict(Map<String, long[][]> hostInputs) {
     checkOpen();
+    if (loss == Loss.CAUSAL_LM_CROSS_ENTROPY) {
+      throw new GraftException(ErrorCodes.ARGUMENT,
+          "a causal LM predicts logits per position; call predictSequence(hostInputs) for [batch][sequence][vocab]");
+    }
     Map<String, OnnxTensor> owned = hostTensors(hostInputs);
     try {
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
@@ -535,6 +704,41 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
         float[][] out = new float[batch][(int) shape[1]];
         for (float[] row : out) {
           fb.get(row);
+        }
+        return out;
+      }
+    } catch (OrtException e) {
+      throw ort("inference failed", e);
+    } finally {
+      owned.values().forEach(OnnxTensor::close);
+    }
+  }
+
+  /** Vocabulary logits {@code [batch][sequence][vocab]} of a causal LM graft, with the current parameters. */
+  public float[][][] predictSequence(Map<String, long[][]> hostInputs) {
+    checkOpen();
+    if (loss != Loss.CAUSAL_LM_CROSS_ENTROPY) {
+      throw new GraftException(ErrorCodes.ARGUMENT,
+          "this graft's loss is " + loss + ": it predicts one row per example; call predict(hostInputs)");
+    }
+    Map<String, OnnxTensor> owned = hostTensors(hostInputs);
+    try {
+      Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
+      inputs.putAll(current.parametersOnly);
+      try (OrtSession.Result r = inference.run(inputs, Set.of(manifest.getLogits()))) {
+        OnnxTensor logits = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
+        long[] shape = logits.getInfo().getShape();
+        int batch = batchSize(hostInputs);
+        if (shape.length != 3 || shape[0] != batch) {
+          throw new TensorMismatchException(
+              manifest.getLogits(), "[" + batch + ", sequence, vocab]", Arrays.toString(shape), "graph output");
+        }
+        FloatBuffer fb = logits.getFloatBuffer();
+        float[][][] out = new float[batch][(int) shape[1]][(int) shape[2]];
+        for (float[][] rows : out) {
+          for (float[] row : rows) {
+            fb.get(row);
+          }
         }
         return out;
       }

@@ -3,6 +3,7 @@ package dev.graft.runtime;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.Loss;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -171,7 +172,7 @@ public final class Trainer {
       int epochExamples = 0;
       for (List<Example> b : batches) {
         Batch batch = Batch.of(b, names);
-        float loss = model.trainStep(batch.inputs(), batch.labels(), learningRate.at(step, totalSteps));
+        float loss = model.trainStep(batch, learningRate.at(step, totalSteps));
         step++;
         stepsRun++;
         if (!Float.isFinite(loss)) {
@@ -238,11 +239,18 @@ public final class Trainer {
     return done;
   }
 
-  /** Accuracy (argmax of the logits against the label) of {@code model} on {@code examples}. */
+  /**
+   * Held-out accuracy of {@code model} on {@code examples}: argmax of the logits against the label
+   * (classification), or the fraction of labels whose logit sign matches target > 0.5
+   * (multi-label); NaN for regression and causal LM grafts, and for no examples.
+   */
   public double evaluate(AdapterModel model, List<Example> examples) {
-    if (examples.isEmpty()) {
+    if (examples.isEmpty()
+        || model.getLoss() == Loss.MEAN_SQUARED_ERROR || model.getLoss() == Loss.CAUSAL_LM_CROSS_ENTROPY) {
       return Double.NaN;
     }
+    boolean multiLabel = model.getLoss() == Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS;
+    long total = 0;
     List<String> names = inputNames(model);
     List<Example> sorted = new ArrayList<>(examples);
     sorted.sort(Comparator.comparingInt(Example::length));
@@ -251,12 +259,18 @@ public final class Trainer {
       Batch batch = Batch.of(sorted.subList(i, Math.min(sorted.size(), i + evalBatchSize)), names);
       float[][] logits = model.predict(batch.inputs());
       for (int r = 0; r < logits.length; r++) {
-        if (argmax(logits[r]) == batch.labels()[r]) {
-          correct++;
+        if (multiLabel) {
+          for (int c = 0; c < logits[r].length; c++) {
+            correct += (logits[r][c] > 0) == (batch.targets()[r][c] > 0.5f) ? 1 : 0;
+            total++;
+          }
+        } else {
+          correct += argmax(logits[r]) == batch.labels()[r] ? 1 : 0;
+          total++;
         }
       }
     }
-    return (double) correct / examples.size();
+    return (double) correct / total;
   }
 
   static int argmax(float[] v) {

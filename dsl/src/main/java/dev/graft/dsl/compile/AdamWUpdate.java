@@ -18,10 +18,10 @@ import java.util.Map;
  */
 final class AdamWUpdate {
   static final TrainStep NAMES = TrainStep.newBuilder()
-      .setLabels(ClassificationHeadPass.LABELS)
+      .setLabels(TaskPass.LABELS)
       .setStep("step")
       .setLearningRate("learning_rate")
-      .setLoss(ClassificationHeadPass.LOSS)
+      .setLoss(TaskPass.LOSS)
       .setUpdatedSuffix(".next")
       .setFirstMomentSuffix(".adam_m")
       .setSecondMomentSuffix(".adam_v")

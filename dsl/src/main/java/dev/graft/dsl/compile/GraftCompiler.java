@@ -12,8 +12,11 @@ import dev.graft.dsl.ir.OnnxImport;
 import dev.graft.dsl.ir.ShapeInference;
 import dev.graft.dsl.ir.TensorType;
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.CausalLmSpec;
+import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.TaskSpec;
 import dev.graft.spec.manifest.AdamW;
 import dev.graft.spec.manifest.ClassificationHead;
 import dev.graft.spec.manifest.HostInput;
@@ -22,6 +25,7 @@ import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.Pooling;
 import dev.graft.spec.manifest.SavedActivation;
+import dev.graft.spec.manifest.Task;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -60,20 +64,20 @@ public final class GraftCompiler {
     Map<String, TensorType> hostInputs = new LinkedHashMap<>(inference.inputs());
 
     List<Parameter> params = new ArrayList<>(LoraPlacement.place(inference, plan.loraSites(), false));
-    params.addAll(ClassificationHeadPass.add(inference, spec.head(), plan.hostOutput(), plan.hidden(), false));
+    params.addAll(TaskPass.add(inference, spec.task(), plan.hostOutput(), plan.hidden(), false));
     ShapeInference.run(inference);
     inference.removeUnused();
 
     Graph train = imported(host);
     LoraPlacement.place(train, plan.loraSites(), true);
-    ClassificationHeadPass.add(train, spec.head(), plan.hostOutput(), plan.hidden(), true);
+    TaskPass.add(train, spec.task(), plan.hostOutput(), plan.hidden(), true);
     ShapeInference.run(train);
     List<String> names = params.stream().map(Parameter::getName).toList();
     Set<String> forward = new HashSet<>();
     train.nodes().forEach(n -> forward.add(n.name()));
     Map<String, String> grads;
     try {
-      grads = Autodiff.differentiate(train, ClassificationHeadPass.LOSS, names);
+      grads = Autodiff.differentiate(train, TaskPass.LOSS, names);
     } catch (MissingGradientException e) {
       return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null,
           e.node().opType(), e.node().domain(), Graph.OPSET, e.node().name(),
@@ -93,7 +97,7 @@ public final class GraftCompiler {
     ModelProto trainModel = OnnxExport.write(train, spec.name() + ".train");
     TreeSet<String> external = new TreeSet<>(inference.externalInitializers());
     external.addAll(train.externalInitializers());
-    Manifest manifest = Manifest.newBuilder()
+    Manifest.Builder manifest = Manifest.newBuilder()
         .setName(spec.name())
         .setHost(spec.host())
         .setHostSha256(host.sha256())
@@ -101,20 +105,22 @@ public final class GraftCompiler {
         .addAllInputs(hostInputs(hostInputs))
         .addAllParameters(params)
         .addAllLora(loras(plan))
-        .setHead(ClassificationHead.newBuilder()
-            .setNumLabels(spec.head().numLabels())
-            .setPooling(spec.head().pooling() == dev.graft.dsl.spec.ClassificationSpec.Pooling.MEAN
-                ? Pooling.MEAN : Pooling.FIRST_TOKEN)
-            .setHostOutput(plan.hostOutput())
-            .setHiddenSize(plan.hidden()))
         .setOptimizer(adamW(spec.optimizer()))
-        .setTrain(AdamWUpdate.NAMES)
-        .setLogits(ClassificationHeadPass.LOGITS)
+        .setTrain(AdamWUpdate.NAMES.toBuilder().setLabels(TaskPass.labelsName(spec.task())))
+        .setLogits(inference.outputs().get(0))
+        .setTask(task(spec.task(), plan));
+    if (TaskPass.headOutputs(spec.task()) > 0) {
+      manifest.setHead(ClassificationHead.newBuilder()
+          .setNumLabels(TaskPass.headOutputs(spec.task()))
+          .setPooling(TaskPass.pooling(spec.task()) == ClassificationSpec.Pooling.MEAN ? Pooling.MEAN : Pooling.FIRST_TOKEN)
+          .setHostOutput(plan.hostOutput())
+          .setHiddenSize(plan.hidden()));
+    }
+    manifest
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
-        .addAllSavedActivations(saved)
-        .build();
-    return new CompileResult(new CompiledGraft(inferenceModel, trainModel, manifest), List.of());
+        .addAllSavedActivations(saved);
+    return new CompileResult(new CompiledGraft(inferenceModel, trainModel, manifest.build()), List.of());
   }
 
   /** Import pass plus shape inference: the IR every compilation starts from. */
@@ -153,6 +159,19 @@ public final class GraftCompiler {
         .addAllTargetModules(new TreeSet<>(sites.stream().map(LinearSite::moduleName).toList()))
         .build()));
     return out;
+  }
+
+  private static Task task(TaskSpec t, Validation.Plan plan) {
+    Task.Builder b = Task.newBuilder()
+        .setLoss(TaskPass.loss(t))
+        .setHostOutput(plan.hostOutput())
+        .setNumOutputs(t instanceof CausalLmSpec ? plan.hidden() : TaskPass.headOutputs(t));
+    if (t instanceof ClassificationSpec c) {
+      b.setIgnoreIndex(c.ignoreIndex()).setLabelSmoothing(c.labelSmoothing());
+    } else if (t instanceof CausalLmSpec lm) {
+      b.setIgnoreIndex(lm.ignoreIndex()).setLabelSmoothing(lm.labelSmoothing());
+    }
+    return b.build();
   }
 
   private static AdamW adamW(AdamWSpec o) {

@@ -6,9 +6,13 @@ import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.OnnxImport;
 import dev.graft.dsl.ir.TensorType;
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.MultiLabelSpec;
+import dev.graft.dsl.spec.RegressionSpec;
+import dev.graft.dsl.spec.TaskSpec;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -18,13 +22,17 @@ import java.util.TreeSet;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
 import java.util.stream.Collectors;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Validation pass: checks a declaration against the imported host and resolves selectors to
  * sites. Collects every problem rather than stopping at the first.
  */
 final class Validation {
-  /** Sites chosen for each LoRA declaration, in declaration order. */
+  /**
+   * Sites chosen for each LoRA declaration, in declaration order, and the task's host output
+   * with its last dimension (hidden size of a pooled head; vocabulary size for the causal LM).
+   */
   record Plan(Map<LoraSpec, List<LinearSite>> loraSites, String hostOutput, long hidden) {}
 
   private final List<Diagnostic> errors = new ArrayList<>();
@@ -87,24 +95,69 @@ final class Validation {
           lora.source(), "target", previous.target(), lora.target(), nodes)));
       chosen.put(lora, matched);
     }
-    ClassificationSpec head = spec.head();
-    if (head.numLabels() < 2) {
-      errors.add(Diagnostic.of(ErrorCode.HEAD_LABELS_OUT_OF_RANGE, head.source(), "labels", head.numLabels()));
-    }
-    String output = head.hostOutput().isEmpty() ? graph.outputs().get(0) : head.hostOutput();
-    long hidden = -1;
+    TaskSpec task = spec.task();
+    checkTask(spec, task, graph);
+    String output = task.hostOutput().isEmpty() ? graph.outputs().get(0) : task.hostOutput();
+    long size = -1;
     if (!graph.outputs().contains(output)) {
-      errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_NOT_FOUND, head.source(), "output", output, graph.outputs()));
+      errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_NOT_FOUND, task.source(), "output", output, graph.outputs()));
     } else {
       TensorType t = graph.type(output);
-      if (t == null || !t.hasRank() || t.rank() != 3 || !t.dim(2).isKnown() || !t.isFloating()) {
-        errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_SHAPE, head.source(), "output", output, t));
+      boolean shaped = t != null && t.hasRank() && t.rank() == 3 && t.dim(2).isKnown() && t.isFloating();
+      if (task instanceof CausalLmSpec) {
+        if (!shaped || t.dim(2).size() < 2) {
+          errors.add(Diagnostic.of(ErrorCode.LM_OUTPUT_SHAPE, task.source(), "output", output, t));
+        } else {
+          size = t.dim(2).size();
+        }
+      } else if (!shaped) {
+        errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_SHAPE, task.source(), "output", output, t));
       } else {
-        hidden = t.dim(2).size();
+        size = t.dim(2).size();
       }
     }
     checkOptimizer(spec.optimizer(), spec.source());
-    return new Plan(chosen, output, hidden);
+    return new Plan(chosen, output, size);
+  }
+
+  /** The checks of a task's own settings (its host output is checked by the caller). */
+  private void checkTask(GraftSpec spec, TaskSpec task, Graph graph) {
+    if (task instanceof ClassificationSpec c) {
+      if (c.numLabels() < 2) {
+        errors.add(Diagnostic.of(ErrorCode.HEAD_LABELS_OUT_OF_RANGE, c.source(), "labels", c.numLabels()));
+      } else if (c.ignoreIndex() >= 0 && c.ignoreIndex() < c.numLabels()) {
+        errors.add(Diagnostic.of(ErrorCode.IGNORE_INDEX_IS_A_CLASS, c.source(), "ignoreIndex", c.ignoreIndex(),
+            c.numLabels()));
+      }
+      checkSmoothing(c.labelSmoothing(), c.source());
+    } else if (task instanceof RegressionSpec r) {
+      if (r.numTargets() < 1) {
+        errors.add(Diagnostic.of(ErrorCode.TASK_SIZE_OUT_OF_RANGE, r.source(), "targets", "regression", "target",
+            r.numTargets()));
+      }
+    } else if (task instanceof MultiLabelSpec m) {
+      if (m.numLabels() < 1) {
+        errors.add(Diagnostic.of(ErrorCode.TASK_SIZE_OUT_OF_RANGE, m.source(), "labels",
+            "multi-label classification", "label", m.numLabels()));
+      }
+    } else if (task instanceof CausalLmSpec lm) {
+      checkSmoothing(lm.labelSmoothing(), lm.source());
+      TensorType ids = graph.inputs().get(TaskPass.INPUT_IDS);
+      if (ids == null || !ids.hasRank() || ids.rank() != 2
+          || (ids.elemType() != TensorType.INT64 && ids.elemType() != TensorType.INT32)) {
+        errors.add(Diagnostic.of(ErrorCode.LM_INPUT_IDS_MISSING, lm.source(), null, graph.inputs()));
+      }
+      if (spec.loras().isEmpty()) {
+        errors.add(Diagnostic.of(ErrorCode.NOTHING_TO_TRAIN, spec.source(), null, spec.name(),
+            "the causal LM loss"));
+      }
+    }
+  }
+
+  private void checkSmoothing(double smoothing, @Nullable Object source) {
+    if (!(smoothing >= 0 && smoothing < 1)) {
+      errors.add(Diagnostic.of(ErrorCode.LABEL_SMOOTHING_OUT_OF_RANGE, source, "labelSmoothing", smoothing));
+    }
   }
 
   private void checkLora(LoraSpec lora) {

@@ -19,8 +19,22 @@ public final class Annotations {
   public static final String LORA_LIST = "dev.graft.annotations.Lora.List";
   public static final String CLASSIFICATION = "dev.graft.annotations.Classification";
   public static final String ADAMW = "dev.graft.annotations.AdamW";
+  public static final String REGRESSION = "dev.graft.annotations.Regression";
+  public static final String MULTI_LABEL = "dev.graft.annotations.MultiLabel";
+  public static final String CAUSAL_LM = "dev.graft.annotations.CausalLm";
+  /** The task annotations; a declaration has exactly one. */
+  public static final List<String> TASKS = List.of(CLASSIFICATION, REGRESSION, MULTI_LABEL, CAUSAL_LM);
 
   private Annotations() {}
+
+  /** The task annotations on the element, in {@link #TASKS} order. */
+  public static List<AnnotationMirror> tasks(Element element) {
+    List<AnnotationMirror> out = new ArrayList<>();
+    for (String t : TASKS) {
+      find(element, t).ifPresent(out::add);
+    }
+    return out;
+  }
 
   /** The mirror of the annotation type named {@code qualifiedName} directly on the element. */
   public static Optional<AnnotationMirror> find(Element element, String qualifiedName) {

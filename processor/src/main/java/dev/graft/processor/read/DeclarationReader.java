@@ -1,9 +1,13 @@
 package dev.graft.processor.read;
 
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.MultiLabelSpec;
+import dev.graft.dsl.spec.RegressionSpec;
+import dev.graft.dsl.spec.TaskSpec;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -50,8 +54,10 @@ public final class DeclarationReader {
   private GraftSpec readOrThrow(TypeElement type) throws MalformedException {
     AnnotationMirror graft = Annotations.find(type, Annotations.GRAFT).orElseThrow(MalformedException::new);
     @Nullable AnnotationMirror adamW = Annotations.find(type, Annotations.ADAMW).orElse(null);
-    AnnotationMirror classification =
-        Annotations.find(type, Annotations.CLASSIFICATION).orElseThrow(MalformedException::new);
+    List<AnnotationMirror> tasks = Annotations.tasks(type);
+    if (tasks.size() != 1) {
+      throw new MalformedException();
+    }
     List<LoraSpec> loras = new ArrayList<>();
     for (AnnotationMirror lora : Annotations.findRepeated(type, Annotations.LORA, Annotations.LORA_LIST)) {
       loras.add(lora(type, lora));
@@ -64,7 +70,7 @@ public final class DeclarationReader {
         graftName(type),
         string(graft, "host"),
         loras,
-        head(type, classification),
+        task(type, tasks.get(0)),
         optimizer,
         // The declaration as a whole: @Graft first (host, whole-graph errors), then @AdamW, whose
         // members the optimizer checks name.
@@ -89,18 +95,29 @@ public final class DeclarationReader {
         SourceRef.of(type, m));
   }
 
-  private ClassificationSpec head(TypeElement type, AnnotationMirror m) throws MalformedException {
+  private TaskSpec task(TypeElement type, AnnotationMirror m) throws MalformedException {
+    SourceRef source = SourceRef.of(type, m);
+    return switch (Annotations.nameOf(m)) {
+      case Annotations.CLASSIFICATION -> new ClassificationSpec((int) number(m, "labels"), pooling(m),
+          string(m, "output"), (long) number(m, "ignoreIndex"), number(m, "labelSmoothing"), source);
+      case Annotations.REGRESSION -> new RegressionSpec((int) number(m, "targets"), pooling(m), string(m, "output"), source);
+      case Annotations.MULTI_LABEL -> new MultiLabelSpec((int) number(m, "labels"), pooling(m), string(m, "output"), source);
+      case Annotations.CAUSAL_LM -> new CausalLmSpec(
+          string(m, "output"), (long) number(m, "ignoreIndex"), number(m, "labelSmoothing"), source);
+      default -> throw new MalformedException();
+    };
+  }
+
+  private ClassificationSpec.Pooling pooling(AnnotationMirror m) throws MalformedException {
     Object pooling = value(m, "pooling");
     if (!(pooling instanceof VariableElement constant)) {
       throw new MalformedException();
     }
-    ClassificationSpec.Pooling p;
     try {
-      p = ClassificationSpec.Pooling.valueOf(constant.getSimpleName().toString());
+      return ClassificationSpec.Pooling.valueOf(constant.getSimpleName().toString());
     } catch (IllegalArgumentException e) {
       throw new MalformedException();
     }
-    return new ClassificationSpec((int) number(m, "labels"), p, string(m, "output"), SourceRef.of(type, m));
   }
 
   private Object value(AnnotationMirror m, String member) throws MalformedException {

@@ -12,7 +12,7 @@ import javax.lang.model.element.ElementKind;
 
 /**
  * The checks of a declaration's shape that only javac can make, run before it is read: that
- * {@code @Graft} sits on an interface and that the declaration has a task.
+ * {@code @Graft} sits on an interface and that the declaration has exactly one task.
  */
 public final class DeclarationChecks {
   private DeclarationChecks() {}
@@ -26,8 +26,15 @@ public final class DeclarationChecks {
       errors.add(ProcessorDiagnostics.notAnInterface(
           where, element.getSimpleName().toString(), article(element.getKind())));
     }
-    if (Annotations.find(element, Annotations.CLASSIFICATION).isEmpty()) {
+    List<AnnotationMirror> tasks = Annotations.tasks(element);
+    if (tasks.isEmpty()) {
       errors.add(ProcessorDiagnostics.taskMissing(where, element.getSimpleName().toString()));
+    } else if (tasks.size() > 1) {
+      String names = tasks.stream()
+          .map(m -> "@" + m.getAnnotationType().asElement().getSimpleName())
+          .collect(java.util.stream.Collectors.joining(", "));
+      errors.add(ProcessorDiagnostics.tasksConflict(
+          SourceRef.of(element, tasks.get(1)), element.getSimpleName().toString(), tasks.size(), names));
     }
     return errors;
   }

@@ -16,6 +16,10 @@ public final class ProcessorDiagnostics {
     return Diagnostic.of(ErrorCode.TASK_MISSING, source, null, type);
   }
 
+  public static Diagnostic tasksConflict(@Nullable Object source, String type, int count, String tasks) {
+    return Diagnostic.of(ErrorCode.TASKS_CONFLICT, source, null, type, count, tasks);
+  }
+
   public static Diagnostic writeFailed(@Nullable Object source, String file, String reason) {
     return Diagnostic.of(ErrorCode.OUTPUT_WRITE_FAILED, source, null, file, reason);
   }

@@ -6,6 +6,7 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Examples stacked into {@code [batch, sequence]} arrays, padded with 0 to the longest sequence
@@ -13,8 +14,13 @@ import java.util.Map;
  *
  * @param inputs host input name → {@code [batch][sequence]}
  * @param labels {@code [batch]}
+ * @param targets {@code [batch][outputs]} when the examples carry float targets, else null
  */
-public record Batch(Map<String, long[][]> inputs, long[] labels) {
+public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable [][] targets) {
+  public Batch(Map<String, long[][]> inputs, long[] labels) {
+    this(inputs, labels, null);
+  }
+
   /** Stacks examples, padding every feature with 0 to the batch's longest sequence. */
   public static Batch of(List<Example> examples) {
     return of(examples, examples.isEmpty() ? List.of() : examples.get(0).features().keySet());
@@ -45,7 +51,20 @@ public record Batch(Map<String, long[][]> inputs, long[] labels) {
     for (int i = 0; i < labels.length; i++) {
       labels[i] = examples.get(i).label();
     }
-    return new Batch(inputs, labels);
+    float[][] targets = null;
+    if (examples.get(0).targets() != null) {
+      targets = new float[examples.size()][];
+      for (int i = 0; i < targets.length; i++) {
+        float[] t = examples.get(i).targets();
+        if (t == null || t.length != examples.get(0).targets().length) {
+          throw new GraftException(ErrorCodes.ARGUMENT, "example " + i + " of the batch has "
+              + (t == null ? "no targets" : t.length + " targets") + "; example 0 has "
+              + examples.get(0).targets().length);
+        }
+        targets[i] = t.clone();
+      }
+    }
+    return new Batch(inputs, labels, targets);
   }
 
   public int size() {

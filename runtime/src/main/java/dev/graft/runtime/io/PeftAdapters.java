@@ -14,6 +14,7 @@ import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ParameterStore;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.spec.manifest.Lora;
+import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
@@ -169,7 +170,10 @@ public final class PeftAdapters {
     List<Lora> loras = m.getLoraList();
     JsonObject c = new JsonObject();
     c.addProperty("peft_type", "LORA");
-    c.addProperty("task_type", "SEQ_CLS");
+    // A causal LM graft has no head; every pooled head (classification, regression, multi-label)
+    // is a Hugging Face sequence-classification head ("classifier", num_labels = its outputs).
+    c.addProperty("task_type",
+        m.hasTask() && m.getTask().getLoss() == Loss.CAUSAL_LM_CROSS_ENTROPY ? "CAUSAL_LM" : "SEQ_CLS");
     c.addProperty("base_model_name_or_path", m.getHost());
     c.add("revision", JsonNull.INSTANCE);
     Lora first = loras.isEmpty() ? Lora.getDefaultInstance() : loras.get(0);

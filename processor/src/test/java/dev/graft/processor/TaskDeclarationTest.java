@@ -1,0 +1,255 @@
+package dev.graft.processor;
+
+import static com.google.testing.compile.CompilationSubject.assertThat;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.protobuf.TextFormat;
+import com.google.testing.compile.Compilation;
+import com.google.testing.compile.Compiler;
+import com.google.testing.compile.JavaFileObjects;
+import dev.graft.dsl.ir.Dim;
+import dev.graft.dsl.ir.Graph;
+import dev.graft.dsl.ir.OnnxExport;
+import dev.graft.dsl.ir.ShapeInference;
+import dev.graft.dsl.ir.TensorType;
+import dev.graft.dsl.ir.Tensors;
+import dev.graft.spec.manifest.Loss;
+import dev.graft.spec.manifest.Manifest;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Random;
+import javax.tools.JavaFileObject;
+import javax.tools.StandardLocation;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The task annotations ({@code @Classification} options, {@code @Regression}, {@code
+ * @MultiLabel}, {@code @CausalLm}) through javac: one test per error code they add, and the
+ * generated class's signatures per task (compiled against the real runtime).
+ */
+class TaskDeclarationTest {
+  /**
+   * input_ids, attention_mask int64 [batch, sequence] → Gather(embeddings [12, 4]) → {@code
+   * /layer.0/dense/MatMul} [4, 4] → {@code logits} = · [4, 12]; outputs {@code logits} [batch,
+   * sequence, 12] then {@code hidden} [batch, sequence, 4].
+   */
+  static final String TINY_LM = "tiny-lm.onnx";
+
+  private static synchronized Path hostDir() {
+    Path dir = TestHosts.dir();
+    Path file = dir.resolve(TINY_LM);
+    if (!Files.isRegularFile(file)) {
+      Graph g = new Graph();
+      List<Dim> bs = List.of(Dim.symbol("batch"), Dim.symbol("sequence"));
+      g.addInput("input_ids", TensorType.of(TensorType.INT64, bs));
+      g.addInput("attention_mask", TensorType.of(TensorType.INT64, bs));
+      Random r = new Random(5);
+      String emb = g.op("/embeddings/Gather", "Gather", List.of(weight(g, r, "embeddings.weight", 12, 4), "input_ids"));
+      String h = g.opTo("hidden", "/layer.0/dense/MatMul", "MatMul", List.of(emb, weight(g, r, "layer.0.dense.weight", 4, 4)));
+      g.opTo("logits", "/lm_head/MatMul", "MatMul", List.of(h, weight(g, r, "lm_head.weight", 4, 12)));
+      g.outputs().addAll(List.of("logits", "hidden"));
+      ShapeInference.run(g);
+      try {
+        Files.write(file, OnnxExport.write(g, "tiny-lm").toByteArray());
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+      file.toFile().deleteOnExit();
+    }
+    return dir;
+  }
+
+  private static String weight(Graph g, Random r, String name, long rows, long cols) {
+    double[] v = new double[(int) (rows * cols)];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = r.nextGaussian();
+    }
+    g.addInitializer(Tensors.floats(name, TensorType.FLOAT, List.of(rows, cols), v), false);
+    return name;
+  }
+
+  private static Compilation compile(JavaFileObject... sources) {
+    return Compiler.javac()
+        .withProcessors(new GraftProcessor())
+        .withOptions("-Agraft.hostDir=" + hostDir())
+        .compile(sources);
+  }
+
+  private static JavaFileObject source(String name, String... lines) {
+    return JavaFileObjects.forSourceLines("test." + name, lines);
+  }
+
+  private static String generated(Compilation c, String name) throws IOException {
+    return c.generatedSourceFile("test." + name + "Graft").orElseThrow().getCharContent(true).toString();
+  }
+
+  private static Manifest manifest(Compilation c, String name) throws IOException {
+    Manifest.Builder m = Manifest.newBuilder();
+    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto").orElseThrow()
+        .getCharContent(true).toString(), m);
+    return m.build();
+  }
+
+  // ---------------------------------------------------------------- success
+
+  @Test
+  void causalLmGraftTrainsOnTokens() throws IOException {
+    JavaFileObject src = source("TinyLm",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\", rank = 2)",
+        "@dev.graft.annotations.CausalLm(ignoreIndex = -1, labelSmoothing = 0.05)",
+        "interface TinyLm {}");
+    Compilation c = compile(src);
+    assertThat(c).succeededWithoutWarnings();
+    String java = generated(c, "TinyLm");
+    assertTrue(java.contains("public static final int VOCAB_SIZE = 12;"), java);
+    assertTrue(java.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float learningRate)"), java);
+    assertTrue(java.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, long[][] labels,"), java);
+    assertTrue(java.contains("public float[][][] predict(long[][] inputIds, long[][] attentionMask)"), java);
+    assertTrue(java.contains("model.predictSequence(hostInputs(inputIds, attentionMask))"), java);
+    Manifest m = manifest(c, "TinyLm");
+    assertEquals(Loss.CAUSAL_LM_CROSS_ENTROPY, m.getTask().getLoss());
+    assertEquals(-1, m.getTask().getIgnoreIndex());
+    assertEquals(0.05, m.getTask().getLabelSmoothing());
+    assertEquals("logits", m.getTask().getHostOutput());
+  }
+
+  @Test
+  void regressionAndMultiLabelGraftsTrainOnFloatTargets() throws IOException {
+    JavaFileObject reg = source("TinyRegression",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\", rank = 2)",
+        "@dev.graft.annotations.Regression(targets = 3, output = \"hidden\")",
+        "interface TinyRegression {}");
+    JavaFileObject multi = source("TinyMultiLabel",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\", rank = 2)",
+        "@dev.graft.annotations.MultiLabel(labels = 5, output = \"hidden\",",
+        "    pooling = dev.graft.annotations.Classification.Pooling.FIRST_TOKEN)",
+        "interface TinyMultiLabel {}");
+    Compilation c = compile(reg, multi);
+    assertThat(c).succeededWithoutWarnings();
+    String r = generated(c, "TinyRegression");
+    assertTrue(r.contains("public static final int NUM_TARGETS = 3;"), r);
+    assertTrue(r.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float[][] targets,"), r);
+    assertTrue(r.contains("public float[][] predict(long[][] inputIds, long[][] attentionMask)"), r);
+    assertEquals(Loss.MEAN_SQUARED_ERROR, manifest(c, "TinyRegression").getTask().getLoss());
+    assertEquals("predictions", manifest(c, "TinyRegression").getLogits());
+    String m = generated(c, "TinyMultiLabel");
+    assertTrue(m.contains("public static final int NUM_LABELS = 5;"), m);
+    assertTrue(m.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float[][] labels,"), m);
+    assertEquals(Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS, manifest(c, "TinyMultiLabel").getTask().getLoss());
+  }
+
+  // ---------------------------------------------------------------- one test per error code
+
+  @Test
+  void nothingToTrain() {
+    JavaFileObject src = source("NoAdapter",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.CausalLm",
+        "interface NoAdapter {}");
+    assertThat(compile(src)).hadErrorContaining("[GRAFT018] NoAdapter has no trainable parameter")
+        .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
+  }
+
+  @Test
+  void labelSmoothingOutOfRange() {
+    JavaFileObject src = source("Smooth",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 2, output = \"hidden\",",
+        "    labelSmoothing = 1.0)",
+        "interface Smooth {}");
+    Compilation c = compile(src);
+    assertThat(c).hadErrorContaining("[GRAFT024] label smoothing must be in [0, 1), got 1.0")
+        .inFile(src).onLineContaining("labelSmoothing = 1.0");
+    assertThat(c).hadErrorCount(1);
+  }
+
+  @Test
+  void ignoreIndexIsAClass() {
+    JavaFileObject src = source("IgnoreClass",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 3, output = \"hidden\",",
+        "    ignoreIndex = 1)",
+        "interface IgnoreClass {}");
+    assertThat(compile(src)).hadErrorContaining("[GRAFT025] ignore index 1 is a class index in [0, 3)")
+        .inFile(src).onLineContaining("ignoreIndex = 1");
+  }
+
+  @Test
+  void taskSizeOutOfRange() {
+    JavaFileObject reg = source("NoTargets",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Regression(output = \"hidden\",",
+        "    targets = 0)",
+        "interface NoTargets {}");
+    JavaFileObject multi = source("NoLabels",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.MultiLabel(output = \"hidden\",",
+        "    labels = 0)",
+        "interface NoLabels {}");
+    Compilation c = compile(reg, multi);
+    assertThat(c).hadErrorContaining("[GRAFT026] regression needs at least 1 target, got 0")
+        .inFile(reg).onLineContaining("targets = 0");
+    assertThat(c).hadErrorContaining("[GRAFT026] multi-label classification needs at least 1 label, got 0")
+        .inFile(multi).onLineContaining("labels = 0");
+  }
+
+  @Test
+  void lmOutputShape() {
+    JavaFileObject src = source("LmOnPooled",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-sin.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.CausalLm(",
+        "    output = \"z\")",
+        "interface LmOnPooled {}");
+    assertThat(compile(src)).hadErrorContaining("[GRAFT027] host output 'z' must be vocabulary logits")
+        .inFile(src).onLineContaining("output = \"z\"");
+  }
+
+  @Test
+  void lmInputIdsMissing() {
+    JavaFileObject src = source("LmWithoutIds",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-sin.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.CausalLm(labelSmoothing = 0.1)",
+        "interface LmWithoutIds {}");
+    Compilation c = compile(src);
+    assertThat(c).hadErrorContaining("[GRAFT028] the causal LM loss takes its labels from host input 'input_ids'")
+        .inFile(src).onLineContaining("@dev.graft.annotations.CausalLm(");
+    assertThat(c).hadErrorCount(1);
+  }
+
+  @Test
+  void tasksConflict() {
+    JavaFileObject src = source("TwoTasks",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "@dev.graft.annotations.CausalLm(ignoreIndex = -1)",
+        "interface TwoTasks {}");
+    assertThat(compile(src))
+        .hadErrorContaining("[GRAFT029] TwoTasks declares 2 tasks (@Classification, @CausalLm); declare exactly one")
+        .inFile(src).onLineContaining("@dev.graft.annotations.CausalLm(");
+  }
+}
