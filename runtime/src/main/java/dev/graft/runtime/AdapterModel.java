@@ -688,30 +688,13 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       throw new GraftException(ErrorCodes.ARGUMENT,
           "a causal LM predicts logits per position; call predictSequence(hostInputs) for [batch][sequence][vocab]");
     }
-    Map<String, OnnxTensor> owned = hostTensors(hostInputs);
-    try {
-      Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
-      inputs.putAll(current.parametersOnly);
-      try (OrtSession.Result r = inference.run(inputs, Set.of(manifest.getLogits()))) {
-        OnnxTensor logits = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
-        long[] shape = logits.getInfo().getShape();
-        int batch = batchSize(hostInputs);
-        if (shape.length != 2 || shape[0] != batch) {
-          throw new TensorMismatchException(
-              manifest.getLogits(), "[" + batch + ", num_labels]", Arrays.toString(shape), "graph output");
-        }
-        FloatBuffer fb = logits.getFloatBuffer();
-        float[][] out = new float[batch][(int) shape[1]];
-        for (float[] row : out) {
-          fb.get(row);
-        }
-        return out;
+    return infer(hostInputs, "num_labels", (fb, shape) -> {
+      float[][] out = new float[(int) shape[0]][(int) shape[1]];
+      for (float[] row : out) {
+        fb.get(row);
       }
-    } catch (OrtException e) {
-      throw ort("inference failed", e);
-    } finally {
-      owned.values().forEach(OnnxTensor::close);
-    }
+      return out;
+    });
   }
 
   /** Vocabulary logits {@code [batch][sequence][vocab]} of a causal LM graft, with the current parameters. */
@@ -721,26 +704,40 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       throw new GraftException(ErrorCodes.ARGUMENT,
           "this graft's loss is " + loss + ": it predicts one row per example; call predict(hostInputs)");
     }
+    return infer(hostInputs, "sequence, vocab", (fb, shape) -> {
+      float[][][] out = new float[(int) shape[0]][(int) shape[1]][(int) shape[2]];
+      for (float[][] rows : out) {
+        for (float[] row : rows) {
+          fb.get(row);
+        }
+      }
+      return out;
+    });
+  }
+
+  /** Reads an inference output whose shape has been checked: [batch, {@code trailing}...]. */
+  private interface OutputReader<T> {
+    T read(FloatBuffer values, long[] shape);
+  }
+
+  /**
+   * Runs the inference graph on a batch and reads its output, checked to be {@code [batch,
+   * <trailing>]} (trailing names the dimensions after the batch, one per comma).
+   */
+  private <T> T infer(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = hostTensors(hostInputs);
     try {
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(current.parametersOnly);
       try (OrtSession.Result r = inference.run(inputs, Set.of(manifest.getLogits()))) {
-        OnnxTensor logits = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
-        long[] shape = logits.getInfo().getShape();
+        OnnxTensor output = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
+        long[] shape = output.getInfo().getShape();
         int batch = batchSize(hostInputs);
-        if (shape.length != 3 || shape[0] != batch) {
+        if (shape.length != 1 + trailing.split(",").length || shape[0] != batch) {
           throw new TensorMismatchException(
-              manifest.getLogits(), "[" + batch + ", sequence, vocab]", Arrays.toString(shape), "graph output");
+              manifest.getLogits(), "[" + batch + ", " + trailing + "]", Arrays.toString(shape), "graph output");
         }
-        FloatBuffer fb = logits.getFloatBuffer();
-        float[][][] out = new float[batch][(int) shape[1]][(int) shape[2]];
-        for (float[][] rows : out) {
-          for (float[] row : rows) {
-            fb.get(row);
-          }
-        }
-        return out;
+        return reader.read(output.getFloatBuffer(), shape);
       }
     } catch (OrtException e) {
       throw ort("inference failed", e);
