@@ -592,7 +592,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       if (labels.length != batch) {
         throw new TensorMismatchException(name, "[" + batch + ", " + seq + "] (as input_ids)", "[" + labels.length + ", …]");
       }
-      LongBuffer b = ByteBuffer.allocateDirect(batch * seq * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+      LongBuffer b = directLongs(batch * seq);
       for (int i = 0; i < batch; i++) {
         if (labels[i].length != seq) {
           throw new TensorMismatchException(
@@ -803,14 +803,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
           }
         }
         if (in.getElemType() == ElementType.INT64.onnx) {
-          LongBuffer buf = ByteBuffer.allocateDirect(batch * seq * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+          LongBuffer buf = directLongs(batch * seq);
           for (long[] row : rows) {
             buf.put(row);
           }
           buf.clear();
           out.put(in.getName(), OnnxTensor.createTensor(env, buf, actual));
         } else if (in.getElemType() == ElementType.INT32.onnx) {
-          IntBuffer buf = ByteBuffer.allocateDirect(batch * seq * 4).order(ByteOrder.nativeOrder()).asIntBuffer();
+          IntBuffer buf = directInts(batch * seq);
           for (long[] row : rows) {
             for (long x : row) {
               buf.put(Math.toIntExact(x));
@@ -844,13 +844,13 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   private OnnxTensor labelTensor(long[] labels) throws OrtException {
     if (labelType == ElementType.INT32) {
-      IntBuffer b = ByteBuffer.allocateDirect(labels.length * 4).order(ByteOrder.nativeOrder()).asIntBuffer();
+      IntBuffer b = directInts(labels.length);
       for (long l : labels) {
         b.put((int) l);
       }
       return OnnxTensor.createTensor(env, b.clear(), new long[] {labels.length});
     }
-    LongBuffer b = ByteBuffer.allocateDirect(labels.length * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+    LongBuffer b = directLongs(labels.length);
     b.put(labels).clear();
     return OnnxTensor.createTensor(env, b, new long[] {labels.length});
   }
@@ -858,9 +858,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private OnnxTensor scalar(ElementType type, long value) throws OrtException {
     return switch (type) {
       case INT64 -> OnnxTensor.createTensor(
-          env, ByteBuffer.allocateDirect(8).order(ByteOrder.nativeOrder()).asLongBuffer().put(0, value), new long[0]);
+          env, directLongs(1).put(0, value), new long[0]);
       case INT32 -> OnnxTensor.createTensor(
-          env, ByteBuffer.allocateDirect(4).order(ByteOrder.nativeOrder()).asIntBuffer().put(0, (int) value), new long[0]);
+          env, directInts(1).put(0, (int) value), new long[0]);
       case FLOAT -> OnnxTensor.createTensor(env, directFloats(1).put(0, (float) (value & 0xFFFFFF)), new long[0]);
       default -> throw new TensorMismatchException(
           manifest.getTrain().getSeed(), "int64, int32 or float scalar", type.name());
@@ -906,24 +906,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   @Override
   public float[] getParameter(String name) {
     checkOpen();
-    FloatBuffer b = current.value[indexOf(name)].duplicate();
-    b.clear();
-    float[] out = new float[b.remaining()];
-    b.get(out);
-    return out;
+    return copyOut(current.value[indexOf(name)]);
   }
 
   @Override
   public void setParameter(String name, float[] values) {
     checkOpen();
     int i = indexOf(name);
-    if (values.length != sizes[i]) {
-      throw new TensorMismatchException(
-          name, "float32" + Arrays.toString(shapes[i]) + " = " + sizes[i] + " values", values.length + " values");
-    }
-    FloatBuffer b = current.value[i].duplicate();
-    b.clear();
-    b.put(values);
+    copyIn(name, i, current.value[i], values);
   }
 
   /** All parameters by name (copies), in manifest order. */
@@ -942,30 +932,40 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /** A copy of an AdamW moment of parameter {@code name} (first or second), as it is now. */
   float[] optimizerState(String name, boolean second) {
+    return copyOut(moments(second)[indexOf(name)]);
+  }
+
+  /** Replaces an AdamW moment of parameter {@code name} (first or second) in the current set. */
+  void setOptimizerState(String name, boolean second, float[] values) {
+    checkOpen();
+    int i = indexOf(name);
+    copyIn(name, i, moments(second)[i], values);
+  }
+
+  /** The current set's first or second AdamW moments. */
+  private FloatBuffer[] moments(boolean second) {
     FloatBuffer[] set = second ? current.second : current.first;
     if (set == null) {
       throw new GraftException(ErrorCodes.ARGUMENT, "this model was opened for inference only; it has no optimizer state");
     }
-    FloatBuffer b = set[indexOf(name)].duplicate();
+    return set;
+  }
+
+  private static float[] copyOut(FloatBuffer buffer) {
+    FloatBuffer b = buffer.duplicate();
     b.clear();
     float[] out = new float[b.remaining()];
     b.get(out);
     return out;
   }
 
-  /** Replaces an AdamW moment of parameter {@code name} (first or second) in the current set. */
-  void setOptimizerState(String name, boolean second, float[] values) {
-    checkOpen();
-    FloatBuffer[] set = second ? current.second : current.first;
-    int i = indexOf(name);
-    if (set == null) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "this model was opened for inference only; it has no optimizer state");
-    }
+  /** Writes {@code values} into the buffer of parameter {@code i} (or one of its moments), checking the length. */
+  private void copyIn(String name, int i, FloatBuffer buffer, float[] values) {
     if (values.length != sizes[i]) {
       throw new TensorMismatchException(
           name, "float32" + Arrays.toString(shapes[i]) + " = " + sizes[i] + " values", values.length + " values");
     }
-    FloatBuffer b = set[i].duplicate();
+    FloatBuffer b = buffer.duplicate();
     b.clear();
     b.put(values);
   }
@@ -1009,6 +1009,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   private static FloatBuffer directFloats(int count) {
     return ByteBuffer.allocateDirect(count * 4).order(ByteOrder.nativeOrder()).asFloatBuffer();
+  }
+
+  private static LongBuffer directLongs(int count) {
+    return ByteBuffer.allocateDirect(count * 8).order(ByteOrder.nativeOrder()).asLongBuffer();
+  }
+
+  private static IntBuffer directInts(int count) {
+    return ByteBuffer.allocateDirect(count * 4).order(ByteOrder.nativeOrder()).asIntBuffer();
   }
 
   private static void zero(FloatBuffer b) {

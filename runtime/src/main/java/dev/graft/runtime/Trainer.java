@@ -161,8 +161,8 @@ public final class Trainer {
     settings.put("steps_per_epoch", Integer.toString(stepsPerEpoch));
     settings.put("train_examples", Integer.toString(train.size()));
     int epochsDone = resume(model, settings, stepsPerEpoch);
-    long step = (long) epochsDone * stepsPerEpoch;
-    long stepsRun = 0;
+    long firstStep = (long) epochsDone * stepsPerEpoch;
+    long step = firstStep;
     float lastMean = Float.NaN;
     for (int epoch = epochsDone + 1; epoch <= epochs; epoch++) {
       List<List<Example>> batches = batches(train, new Random(seed * 31 + epoch));
@@ -174,7 +174,6 @@ public final class Trainer {
         Batch batch = Batch.of(b, names);
         float loss = model.trainStep(batch, learningRate.at(step, totalSteps));
         step++;
-        stepsRun++;
         if (!Float.isFinite(loss)) {
           throw new GraftException(
               ErrorCodes.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
@@ -203,6 +202,7 @@ public final class Trainer {
       results.add(new TrainingResult.EpochResult(epoch, lastMean, acc, Duration.ofNanos(epochNanos)));
     }
     double trainSecs = Math.max(trainNanos / 1e9, 1e-9);
+    long stepsRun = step - firstStep;
     return new TrainingResult(
         lastMean, results, stepsRun, stepsRun / trainSecs, examples / trainSecs,
         Duration.ofNanos(System.nanoTime() - start));

@@ -135,15 +135,18 @@ public final class GraftCompiler {
     inputs.forEach((name, type) -> {
       HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType());
       if (type.hasRank()) {
-        for (Dim d : type.dims()) {
-          b.addShape(d.isKnown()
-              ? dev.graft.spec.manifest.Dim.newBuilder().setSize(d.size())
-              : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?"));
-        }
+        type.dims().forEach(d -> b.addShape(manifestDim(d)));
       }
       out.add(b.build());
     });
     return out;
+  }
+
+  /** An IR dimension as the manifest writes it: its size, its symbol, or {@code "?"} when unknown. */
+  static dev.graft.spec.manifest.Dim manifestDim(Dim d) {
+    return d.isKnown()
+        ? dev.graft.spec.manifest.Dim.newBuilder().setSize(d.size()).build()
+        : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
   private static List<Lora> loras(Validation.Plan plan) {

@@ -47,13 +47,9 @@ public final class SavedActivations {
       TensorType t = graph.typeOrThrow(name);
       SavedActivation.Builder b = SavedActivation.newBuilder().setName(name).setElemType(t.elemType());
       if (t.hasRank()) {
-        for (Dim d : t.dims()) {
-          b.addShape(d.isKnown()
-              ? dev.graft.spec.manifest.Dim.newBuilder().setSize(d.size())
-              : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?"));
-        }
+        t.dims().forEach(d -> b.addShape(GraftCompiler.manifestDim(d)));
       } else {
-        b.addShape(dev.graft.spec.manifest.Dim.newBuilder().setSymbol("?"));
+        b.addShape(GraftCompiler.manifestDim(Dim.unknown()));
       }
       out.add(b.build());
     }
