@@ -4,10 +4,10 @@ import dev.graft.dsl.compile.CompiledGraft;
 import dev.graft.dsl.compile.GraftCompiler;
 import dev.graft.dsl.compile.HostModel;
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
 import dev.graft.dsl.spec.TaskSpec;
@@ -31,7 +31,7 @@ import org.jspecify.annotations.Nullable;
 public final class Graft {
   private final HostModel host;
   private String name = "Graft";
-  private final List<LoraSpec> loras = new ArrayList<>();
+  private final List<AdapterSpec> adapters = new ArrayList<>();
   private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
 
@@ -58,13 +58,34 @@ public final class Graft {
     return lora(target, l -> {});
   }
 
-  /** LoRA on the linear sites whose node names match {@code target} in full. */
-  public Graft lora(String target, Configure<LoraOptions> configure) {
-    LoraOptions o = new LoraOptions();
+  /** LoRA on the linear sites whose node names match {@code target} in full; options: rank, alpha, dropout, rslora. */
+  public Graft lora(String target, Configure<AdapterOptions> configure) {
+    return adapter("lora", target, configure);
+  }
+
+  /**
+   * An adapter of kind {@code kind} (an id of {@link dev.graft.dsl.adapter.AdapterKinds}, e.g.
+   * {@code "lokr"}) on the sites whose node names match {@code target} in full (empty: the
+   * kind's default sites).
+   */
+  public Graft adapter(String kind, String target, Configure<AdapterOptions> configure) {
+    AdapterOptions o = new AdapterOptions();
     configure.apply(o);
-    loras.add(new LoraSpec(target, o.rank, o.alpha, o.dropout, o.rslora, o.layers, null));
+    adapters.add(new AdapterSpec(kind, target, o.getLayers(), o.getValues(), null));
     return this;
   }
+
+  // Adapter kinds of the LoRA family (DoRA, PiSSA, DyLoRA) ↓
+  // LoRA family ↑
+
+  // LoKr, LoHa, VeRA, IA³ ↓
+  // LoKr, LoHa, VeRA, IA³ ↑
+
+  // Bottleneck, parallel, Hydra, host-parameter tuning ↓
+  // Bottleneck, parallel, Hydra, host-parameter tuning ↑
+
+  // Prompt and prefix tuning ↓
+  // Prompt and prefix tuning ↑
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {
@@ -139,7 +160,7 @@ public final class Graft {
       throw new IllegalStateException(
           "declare a task first: .classification(2), .regression(1), .multiLabel(3) or .causalLm()");
     }
-    return new GraftSpec(name, host.name(), loras, task, optimizer, null);
+    return new GraftSpec(name, host.name(), adapters, task, optimizer, null);
   }
 
   /**
@@ -155,84 +176,6 @@ public final class Graft {
   @FunctionalInterface
   public interface Configure<T> {
     void apply(T options);
-  }
-
-  /** LoRA options (Kotlin properties through get/set). */
-  public static final class LoraOptions {
-    private int rank = 8;
-    private double alpha = 16;
-    private double dropout;
-    private boolean rslora;
-    private List<Integer> layers = List.of();
-
-    public LoraOptions rank(int value) {
-      rank = value;
-      return this;
-    }
-
-    public LoraOptions alpha(double value) {
-      alpha = value;
-      return this;
-    }
-
-    public LoraOptions dropout(double value) {
-      dropout = value;
-      return this;
-    }
-
-    public LoraOptions rslora(boolean value) {
-      rslora = value;
-      return this;
-    }
-
-    public LoraOptions layers(Integer... value) {
-      return layers(List.of(value));
-    }
-
-    public LoraOptions layers(List<Integer> value) {
-      layers = List.copyOf(value);
-      return this;
-    }
-
-    public int getRank() {
-      return rank;
-    }
-
-    public void setRank(int value) {
-      rank = value;
-    }
-
-    public double getAlpha() {
-      return alpha;
-    }
-
-    public void setAlpha(double value) {
-      alpha = value;
-    }
-
-    public double getDropout() {
-      return dropout;
-    }
-
-    public void setDropout(double value) {
-      dropout = value;
-    }
-
-    public boolean isRslora() {
-      return rslora;
-    }
-
-    public void setRslora(boolean value) {
-      rslora = value;
-    }
-
-    public List<Integer> getLayers() {
-      return layers;
-    }
-
-    public void setLayers(List<Integer> value) {
-      layers = List.copyOf(value);
-    }
   }
 
   /** Classification head options: pooling, output, ignore index and label smoothing. */

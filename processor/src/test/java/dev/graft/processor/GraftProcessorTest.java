@@ -77,7 +77,10 @@ class GraftProcessorTest {
     assertEquals(2, manifest.getHead().getNumLabels());
     assertEquals(List.of("input_ids", "attention_mask", "token_type_ids"),
         manifest.getInputsList().stream().map(HostInput::getName).toList());
-    assertEquals(List.of("query", "value"), manifest.getLora(0).getTargetModulesList());
+    assertEquals("lora", manifest.getAdapters(0).getKind());
+    assertEquals("8", manifest.getAdapters(0).getOptionsOrThrow("rank"));
+    assertTrue(manifest.getAdapterConfig().contains("\"target_modules\": [\n    \"query\",\n    \"value\"\n  ]"),
+        manifest.getAdapterConfig());
     // 6 layers × (query, value) adapted: 12 A matrices, [hidden 384, rank 8] in graph layout (x·A).
     List<Parameter> loraA = manifest.getParametersList().stream()
         .filter(p -> p.getRole() == ParameterRole.LORA_A).toList();

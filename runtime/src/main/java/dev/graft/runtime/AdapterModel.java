@@ -36,7 +36,6 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
 import java.util.TreeSet;
 import org.jspecify.annotations.Nullable;
@@ -416,7 +415,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   public void initialize() {
     checkOpen();
     for (int i = 0; i < parameters.size(); i++) {
-      float[] v = initialValues(parameters.get(i), sizes[i], seed);
+      float[] v = ParameterInit.initialValues(parameters.get(i), sizes[i], seed, host);
       current.value[i].clear();
       current.value[i].put(v).clear();
     }
@@ -435,31 +434,6 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       }
     }
     step = 0;
-  }
-
-  static float[] initialValues(Parameter p, int size, long seed) {
-    float[] v = new float[size];
-    Random r = new Random(seed * 0x9E3779B97F4A7C15L + p.getName().hashCode());
-    switch (p.getInit()) {
-      case ZEROS -> {}
-      case KAIMING_UNIFORM -> {
-        if (!(p.getInitScale() > 0)) {
-          throw new FormatException(p.getName(), "KAIMING_UNIFORM needs init_scale (the fan-in) > 0, got " + p.getInitScale());
-        }
-        double bound = 1.0 / Math.sqrt(p.getInitScale());
-        for (int i = 0; i < size; i++) {
-          v[i] = (float) ((r.nextDouble() * 2 - 1) * bound);
-        }
-      }
-      case NORMAL -> {
-        for (int i = 0; i < size; i++) {
-          v[i] = (float) (r.nextGaussian() * p.getInitScale());
-        }
-      }
-      default -> throw new FormatException(
-          p.getName(), "parameter has no known initializer (" + p.getInit() + "); the manifest must set init");
-    }
-    return v;
   }
 
   // ---------------------------------------------------------------- running
@@ -879,11 +853,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     return parameters;
   }
 
-  /** Number of trainable values (the sum of every parameter's element count). */
+  /** Number of trainable values (the sum of every trainable parameter's element count; frozen ones do not count). */
   public long getParameterCount() {
     long n = 0;
-    for (int size : sizes) {
-      n += size;
+    for (int i = 0; i < sizes.length; i++) {
+      n += parameters.get(i).getFrozen() ? 0 : sizes[i];
     }
     return n;
   }

@@ -192,9 +192,9 @@ class AdapterModelTest {
   void initializationIsSeededAndFollowsTheManifest() {
     Parameter kaiming =
         Parameter.newBuilder().setName("a").setInit(Init.KAIMING_UNIFORM).setInitScale(16).build();
-    float[] a1 = AdapterModel.initialValues(kaiming, 1000, 7);
-    float[] a2 = AdapterModel.initialValues(kaiming, 1000, 7);
-    float[] a3 = AdapterModel.initialValues(kaiming, 1000, 8);
+    float[] a1 = ParameterInit.initialValues(kaiming, 1000, 7, HostWeights.none());
+    float[] a2 = ParameterInit.initialValues(kaiming, 1000, 7, HostWeights.none());
+    float[] a3 = ParameterInit.initialValues(kaiming, 1000, 8, HostWeights.none());
     assertArrayEquals(a1, a2, 0f);
     assertTrue(!java.util.Arrays.equals(a1, a3));
     float max = 0;
@@ -204,7 +204,7 @@ class AdapterModelTest {
     assertTrue(max <= 0.25f && max > 0.24f, "bound 1/sqrt(16) = 0.25, max " + max);
 
     Parameter normal = Parameter.newBuilder().setName("h").setInit(Init.NORMAL).setInitScale(0.02).build();
-    float[] h = AdapterModel.initialValues(normal, 20000, 1);
+    float[] h = ParameterInit.initialValues(normal, 20000, 1, HostWeights.none());
     double sq = 0;
     for (float v : h) {
       sq += v * v;
@@ -212,7 +212,7 @@ class AdapterModelTest {
     assertEquals(0.02, Math.sqrt(sq / h.length), 0.001);
 
     Parameter zeros = Parameter.newBuilder().setName("b").setInit(Init.ZEROS).build();
-    assertArrayEquals(new float[5], AdapterModel.initialValues(zeros, 5, 3), 0f);
-    assertThrows(FormatException.class, () -> AdapterModel.initialValues(Parameter.newBuilder().setName("x").build(), 1, 1));
+    assertArrayEquals(new float[5], ParameterInit.initialValues(zeros, 5, 3, HostWeights.none()), 0f);
+    assertThrows(FormatException.class, () -> ParameterInit.initialValues(Parameter.newBuilder().setName("x").build(), 1, 1, HostWeights.none()));
   }
 }

@@ -64,9 +64,12 @@ class EndToEndTest {
       m.addInputs(HostInput.newBuilder().setName(name).setElemType(7).addShape(batch).addShape(seq));
     }
     m.addParameters(Parameter.newBuilder().setName("classifier/weight").setSite("classifier")
-        .addShape(HIDDEN).addShape(2).setRole(ParameterRole.HEAD_WEIGHT).setInit(Init.NORMAL).setInitScale(0.02));
+        .addShape(HIDDEN).addShape(2).setRole(ParameterRole.HEAD_WEIGHT).setInit(Init.NORMAL).setInitScale(0.02)
+        .setSaveKey("base_model.model.classifier.weight").addSaveShape(2).addSaveShape(HIDDEN).setSaveTransposed(true));
     m.addParameters(Parameter.newBuilder().setName("classifier/bias").setSite("classifier")
-        .addShape(2).setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS));
+        .addShape(2).setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS)
+        .setSaveKey("base_model.model.classifier.bias").addSaveShape(2));
+    m.setAdapterConfig("{\"peft_type\": \"LORA\", \"task_type\": \"SEQ_CLS\", \"modules_to_save\": [\"classifier\"]}");
     return m.build();
   }
 

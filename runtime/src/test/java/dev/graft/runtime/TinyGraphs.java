@@ -56,7 +56,10 @@ final class TinyGraphs {
                 .addShape(1)
                 .addShape(2)
                 .setRole(ParameterRole.HEAD_BIAS)
-                .setInit(Init.ZEROS))
+                .setInit(Init.ZEROS)
+                .setSaveKey("base_model.model.classifier.p")
+                .addSaveShape(2))
+        .setAdapterConfig("{\"peft_type\": \"LORA\", \"r\": 8, \"target_modules\": []}")
         .setHead(ClassificationHead.newBuilder().setNumLabels(2))
         .setTrain(
             TrainStep.newBuilder()

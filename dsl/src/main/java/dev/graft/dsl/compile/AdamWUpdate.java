@@ -13,7 +13,8 @@ import java.util.Map;
  * Optimizer pass: AdamW inside the graph. For each parameter p with gradient g and state m, v:
  * {@code m' = β1·m + (1-β1)·g}, {@code v' = β2·v + (1-β2)·g²}, {@code p' = p - lr·(m'/(1-β1^t) /
  * (sqrt(v'/(1-β2^t)) + ε) + λ·p)}, with t the step input (1-based) and λ the weight decay,
- * applied to weights but not to biases. Adds the step, learning-rate and state inputs and the
+ * applied to weights but not to biases or parameters marked {@code no_decay}. Frozen parameters
+ * and their moments pass through unchanged. Adds the step, learning-rate and state inputs and the
  * updated outputs named by {@link #NAMES}.
  */
 final class AdamWUpdate {
@@ -55,6 +56,13 @@ final class AdamWUpdate {
       graph.addInput(v, t);
       String base = "/adamw/" + p;
       String suffix = NAMES.getUpdatedSuffix();
+      if (param.getFrozen()) {
+        // Passed through unchanged, so the runtime treats every parameter alike.
+        graph.outputs().add(graph.opTo(p + suffix, base + "/next", "Identity", List.of(p)));
+        graph.outputs().add(graph.opTo(m + suffix, base + "/m", "Identity", List.of(m)));
+        graph.outputs().add(graph.opTo(v + suffix, base + "/v", "Identity", List.of(v)));
+        continue;
+      }
       String m2 = graph.opTo(m + suffix, base + "/m", "Add", List.of(
           graph.op(base + "/m_decay", "Mul", List.of(m, b1)),
           graph.op(base + "/m_grad", "Mul", List.of(g, c1))));
@@ -65,7 +73,7 @@ final class AdamWUpdate {
       String vhat = graph.op(base + "/v_hat", "Div", List.of(v2, bc2));
       String denom = graph.op(base + "/denom", "Add", List.of(graph.op(base + "/sqrt", "Sqrt", List.of(vhat)), eps));
       String update = graph.op(base + "/adam", "Div", List.of(mhat, denom));
-      boolean decays = param.getRole() != ParameterRole.HEAD_BIAS;
+      boolean decays = param.getRole() != ParameterRole.HEAD_BIAS && !param.getNoDecay();
       if (decays) {
         update = graph.op(base + "/decayed", "Add", List.of(update, graph.op(base + "/wd", "Mul", List.of(p, wd))));
       }

@@ -1,5 +1,7 @@
 package dev.graft.dsl.compile;
 
+import dev.graft.dsl.adapter.AdapterOption;
+import dev.graft.dsl.adapter.Placement;
 import dev.graft.dsl.autodiff.Autodiff;
 import dev.graft.dsl.autodiff.GradientRegistry;
 import dev.graft.dsl.autodiff.MissingGradientException;
@@ -15,12 +17,12 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
 import dev.graft.dsl.spec.TaskSpec;
 import dev.graft.spec.manifest.AdamW;
 import dev.graft.spec.manifest.ClassificationHead;
 import dev.graft.spec.manifest.HostInput;
-import dev.graft.spec.manifest.Lora;
+import dev.graft.spec.manifest.Adapter;
+import dev.graft.spec.manifest.TrainStep;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.Pooling;
@@ -63,16 +65,18 @@ public final class GraftCompiler {
     }
     Map<String, TensorType> hostInputs = new LinkedHashMap<>(inference.inputs());
 
-    List<Parameter> params = new ArrayList<>(LoraPlacement.place(inference, plan.loraSites(), false));
+    int elem = hostElemType(inference);
+    Placement placed = AdapterPlacement.place(inference, plan.adapters(), false, elem);
+    List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(inference, spec.task(), plan.hostOutput(), plan.hidden(), false));
     ShapeInference.run(inference);
     inference.removeUnused();
 
     Graph train = imported(host);
-    LoraPlacement.place(train, plan.loraSites(), true);
+    AdapterPlacement.place(train, plan.adapters(), true, elem);
     TaskPass.add(train, spec.task(), plan.hostOutput(), plan.hidden(), true);
     ShapeInference.run(train);
-    List<String> names = params.stream().map(Parameter::getName).toList();
+    List<String> names = params.stream().filter(p -> !p.getFrozen()).map(Parameter::getName).toList();
     Set<String> forward = new HashSet<>();
     train.nodes().forEach(n -> forward.add(n.name()));
     Map<String, String> grads;
@@ -97,6 +101,11 @@ public final class GraftCompiler {
     ModelProto trainModel = OnnxExport.write(train, spec.name() + ".train");
     TreeSet<String> external = new TreeSet<>(inference.externalInitializers());
     external.addAll(train.externalInitializers());
+    external.addAll(placed.hostSources());
+    TrainStep.Builder names2 = AdamWUpdate.NAMES.toBuilder().setLabels(TaskPass.labelsName(spec.task()));
+    if (train.inputs().containsKey(Placement.SEED)) {
+      names2.setSeed(Placement.SEED);
+    }
     Manifest.Builder manifest = Manifest.newBuilder()
         .setName(spec.name())
         .setHost(spec.host())
@@ -104,9 +113,10 @@ public final class GraftCompiler {
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
         .addAllParameters(params)
-        .addAllLora(loras(plan))
+        .addAllAdapters(adapters(plan))
+        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), TaskPass.headOutputs(spec.task()) > 0))
         .setOptimizer(adamW(spec.optimizer()))
-        .setTrain(AdamWUpdate.NAMES.toBuilder().setLabels(TaskPass.labelsName(spec.task())))
+        .setTrain(names2)
         .setLogits(inference.outputs().get(0))
         .setTask(task(spec.task(), plan));
     if (TaskPass.headOutputs(spec.task()) > 0) {
@@ -149,19 +159,29 @@ public final class GraftCompiler {
         : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
-  private static List<Lora> loras(Validation.Plan plan) {
-    List<Lora> out = new ArrayList<>();
-    plan.loraSites().forEach((LoraSpec l, List<LinearSite> sites) -> out.add(Lora.newBuilder()
-        .setTarget(l.target())
-        .setRank(l.rank())
-        .setAlpha(l.alpha())
-        .setDropout(l.dropout())
-        .setRslora(l.rslora())
-        .setScaling(l.scaling())
-        .addAllLayers(l.layers())
-        .addAllTargetModules(new TreeSet<>(sites.stream().map(LinearSite::moduleName).toList()))
-        .build()));
+  private static List<Adapter> adapters(Validation.Plan plan) {
+    List<Adapter> out = new ArrayList<>();
+    for (PlannedAdapter a : plan.adapters()) {
+      Adapter.Builder b = Adapter.newBuilder()
+          .setKind(a.kind().id())
+          .setTarget(a.spec().target())
+          .addAllLayers(a.spec().layers());
+      a.spec().options().forEach((k, v) -> b.putOptions(k, AdapterOption.text(v)));
+      a.sites().forEach(s -> b.addSites(s.modulePath()));
+      out.add(b.build());
+    }
     return out;
+  }
+
+  /** The host's floating-point element type: that of its first floating-point output (float32 if none). */
+  private static int hostElemType(Graph g) {
+    for (String o : g.outputs()) {
+      TensorType t = g.type(o);
+      if (t != null && t.isFloating()) {
+        return t.elemType();
+      }
+    }
+    return TensorType.FLOAT;
   }
 
   private static Task task(TaskSpec t, Validation.Plan plan) {

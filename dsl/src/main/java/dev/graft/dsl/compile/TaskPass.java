@@ -51,6 +51,8 @@ final class TaskPass {
   static final String WEIGHT = "classifier.weight";
   static final String BIAS = "classifier.bias";
   static final String MASK_INPUT = "attention_mask";
+  /** PEFT's key prefix of the head (a Hugging Face sequence-classification head, a module to save). */
+  static final String HEAD_KEY = "base_model.model.classifier.";
   static final String INPUT_IDS = "input_ids";
 
   private TaskPass() {}
@@ -125,9 +127,11 @@ final class TaskPass {
       String z = graph.op("/classifier/MatMul", "MatMul", List.of(pooled, WEIGHT));
       result = graph.opTo(free(graph, outputName(task)), "/classifier/Add", "Add", List.of(z, BIAS));
       params.add(Parameter.newBuilder().setName(WEIGHT).setSite("classifier").addShape(size).addShape(n)
-          .setRole(ParameterRole.HEAD_WEIGHT).setInit(Init.NORMAL).setInitScale(0.02).build());
+          .setRole(ParameterRole.HEAD_WEIGHT).setInit(Init.NORMAL).setInitScale(0.02)
+          .setSaveKey(HEAD_KEY + "weight").addSaveShape(n).addSaveShape(size).setSaveTransposed(true).build());
       params.add(Parameter.newBuilder().setName(BIAS).setSite("classifier").addShape(n)
-          .setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS).build());
+          .setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS).setNoDecay(true)
+          .setSaveKey(HEAD_KEY + "bias").addSaveShape(n).build());
     }
     graph.outputs().clear();
     graph.outputs().add(result);

@@ -1,5 +1,10 @@
 package dev.graft.dsl.compile;
 
+import dev.graft.dsl.adapter.AdapterKind;
+import dev.graft.dsl.adapter.AdapterKinds;
+import dev.graft.dsl.adapter.AdapterOption;
+import dev.graft.dsl.adapter.Site;
+import dev.graft.dsl.adapter.SiteException;
 import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.diag.ErrorCode;
 import dev.graft.dsl.ir.Graph;
@@ -9,7 +14,7 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
 import dev.graft.dsl.spec.TaskSpec;
@@ -18,6 +23,7 @@ import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
@@ -30,10 +36,10 @@ import org.jspecify.annotations.Nullable;
  */
 final class Validation {
   /**
-   * Sites chosen for each LoRA declaration, in declaration order, and the task's host output
+   * Each adapter declaration (options checked and defaulted) with its sites, in declaration order, and the task's host output
    * with its last dimension (hidden size of a pooled head; vocabulary size for the causal LM).
    */
-  record Plan(Map<LoraSpec, List<LinearSite>> loraSites, String hostOutput, long hidden) {}
+  record Plan(List<PlannedAdapter> adapters, String hostOutput, long hidden) {}
 
   private final List<Diagnostic> errors = new ArrayList<>();
 
@@ -52,48 +58,25 @@ final class Validation {
             ", but these ops have no opset-17 form Graft can rewrite them to: " + newer));
       }
     }
-    List<LinearSite> sites = LinearSite.find(graph);
-    TreeSet<Integer> hostLayers = new TreeSet<>();
-    sites.forEach(s -> s.layer().ifPresent(hostLayers::add));
-    Map<LoraSpec, List<LinearSite>> chosen = new LinkedHashMap<>();
-    Map<String, LoraSpec> owner = new LinkedHashMap<>();
-    for (LoraSpec lora : spec.loras()) {
-      checkLora(lora);
-      Pattern p;
-      try {
-        p = Pattern.compile(lora.target());
-      } catch (PatternSyntaxException e) {
-        errors.add(Diagnostic.of(ErrorCode.SELECTOR_INVALID, lora.source(), "target", lora.target(),
-            e.getDescription()));
+    List<PlannedAdapter> adapters = new ArrayList<>();
+    Map<String, PlannedAdapter> owner = new LinkedHashMap<>();
+    for (AdapterSpec declared : spec.adapters()) {
+      PlannedAdapter planned = checkAdapter(declared, host, graph);
+      if (planned == null) {
         continue;
       }
-      List<Integer> badLayers = lora.layers().stream().filter(l -> !hostLayers.contains(l)).toList();
-      if (!badLayers.isEmpty()) {
-        errors.add(Diagnostic.of(ErrorCode.LAYERS_INVALID, lora.source(), "layers", badLayers,
-            host.name(), hostLayers));
-        continue;
-      }
-      List<LinearSite> matched = sites.stream()
-          .filter(s -> p.matcher(s.node()).matches())
-          .filter(s -> lora.layers().isEmpty()
-              || (s.layer().isPresent() && lora.layers().contains(s.layer().getAsInt())))
-          .toList();
-      if (matched.isEmpty()) {
-        String where = lora.layers().isEmpty() ? "" : " in layers " + lora.layers();
-        errors.add(Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, lora.source(), "target",
-            lora.target(), host.name(), where, nearest(lora.target(), sites)));
-        continue;
-      }
-      Map<LoraSpec, List<String>> shared = new LinkedHashMap<>();
-      for (LinearSite s : matched) {
-        LoraSpec previous = owner.putIfAbsent(s.node(), lora);
+      Map<PlannedAdapter, List<String>> shared = new LinkedHashMap<>();
+      for (Site s : planned.sites()) {
+        String key = planned.kind().siteDescription() + " " + s.node();
+        PlannedAdapter previous = owner.putIfAbsent(key, planned);
         if (previous != null) {
           shared.computeIfAbsent(previous, k -> new ArrayList<>()).add(s.node());
         }
       }
-      shared.forEach((previous, nodes) -> errors.add(Diagnostic.of(ErrorCode.LORA_SITES_OVERLAP,
-          lora.source(), "target", previous.target(), lora.target(), nodes)));
-      chosen.put(lora, matched);
+      shared.forEach((previous, nodes) -> errors.add(Diagnostic.of(ErrorCode.SITES_OVERLAP,
+          declared.source(), "target", previous.kind().displayName(), previous.spec().target(),
+          planned.kind().displayName(), declared.target(), nodes)));
+      adapters.add(planned);
     }
     TaskSpec task = spec.task();
     checkTask(spec, task, graph);
@@ -117,7 +100,7 @@ final class Validation {
       }
     }
     checkOptimizer(spec.optimizer(), spec.source());
-    return new Plan(chosen, output, size);
+    return new Plan(adapters, output, size);
   }
 
   /** The checks of a task's own settings (its host output is checked by the caller). */
@@ -147,7 +130,7 @@ final class Validation {
           || (ids.elemType() != TensorType.INT64 && ids.elemType() != TensorType.INT32)) {
         errors.add(Diagnostic.of(ErrorCode.LM_INPUT_IDS_MISSING, lm.source(), null, graph.inputs()));
       }
-      if (spec.loras().isEmpty()) {
+      if (spec.adapters().isEmpty()) {
         errors.add(Diagnostic.of(ErrorCode.NOTHING_TO_TRAIN, spec.source(), null, spec.name(),
             "the causal LM loss"));
       }
@@ -160,16 +143,88 @@ final class Validation {
     }
   }
 
-  private void checkLora(LoraSpec lora) {
-    if (lora.rank() < 1 || lora.rank() > LoraSpec.MAX_RANK) {
-      errors.add(Diagnostic.of(ErrorCode.LORA_RANK_OUT_OF_RANGE, lora.source(), "rank", lora.rank()));
+  /**
+   * Checks one adapter declaration: its kind, its options (filled with defaults), its selector
+   * and layers against the kind's candidate sites. Null when it cannot be placed.
+   */
+  private @Nullable PlannedAdapter checkAdapter(AdapterSpec declared, HostModel host, Graph graph) {
+    AdapterKind kind = AdapterKinds.byId(declared.kind()).orElse(null);
+    if (kind == null) {
+      errors.add(Diagnostic.of(ErrorCode.ADAPTER_KIND_UNKNOWN, declared.source(), null, declared.kind(),
+          AdapterKinds.all().stream().map(AdapterKind::id).toList()));
+      return null;
     }
-    if (!(lora.alpha() > 0) || Double.isInfinite(lora.alpha())) {
-      errors.add(Diagnostic.of(ErrorCode.LORA_ALPHA_NOT_POSITIVE, lora.source(), "alpha", lora.alpha()));
+    Map<String, Object> options = new TreeMap<>();
+    boolean valid = true;
+    List<String> names = kind.options().stream().map(AdapterOption::name).toList();
+    for (var e : declared.options().entrySet()) {
+      AdapterOption option = kind.options().stream().filter(o -> o.name().equals(e.getKey())).findFirst().orElse(null);
+      Object value = option == null ? null : option.coerce(e.getValue());
+      if (value == null) {
+        errors.add(Diagnostic.of(ErrorCode.ADAPTER_OPTION_UNKNOWN, declared.source(), e.getKey(), kind.displayName(),
+            e.getKey(), e.getValue() + " (" + e.getValue().getClass().getSimpleName() + ")", names));
+        valid = false;
+        continue;
+      }
+      AdapterOption.Problem problem = option.check(value);
+      if (problem != null) {
+        errors.add(Diagnostic.of(problem.code(), declared.source(), option.name(), kind.displayName(), option.name(),
+            problem.expected(), AdapterOption.text(value)));
+        valid = false;
+      }
+      options.put(option.name(), value);
     }
-    if (!(lora.dropout() >= 0 && lora.dropout() < 1)) {
-      errors.add(Diagnostic.of(ErrorCode.LORA_DROPOUT_OUT_OF_RANGE, lora.source(), "dropout", lora.dropout()));
+    for (AdapterOption o : kind.options()) {
+      options.putIfAbsent(o.name(), o.defaultValue());
     }
+    AdapterSpec spec = declared.withOptions(options);
+    List<? extends Site> sites;
+    try {
+      sites = kind.candidates(graph);
+    } catch (SiteException e) {
+      errors.add(Diagnostic.of(ErrorCode.SITE_NOT_FOUND, spec.source(), null, kind.displayName(), host.name(),
+          e.getMessage()));
+      return null;
+    }
+    String target = spec.target().isEmpty() ? kind.defaultTarget() : spec.target();
+    if (target.isEmpty()) {
+      target = ".*";
+    }
+    Pattern p;
+    try {
+      p = Pattern.compile(target);
+    } catch (PatternSyntaxException e) {
+      errors.add(Diagnostic.of(ErrorCode.SELECTOR_INVALID, spec.source(), "target", target, e.getDescription()));
+      return null;
+    }
+    TreeSet<Integer> hostLayers = new TreeSet<>();
+    sites.forEach(s -> s.layer().ifPresent(hostLayers::add));
+    List<Integer> badLayers = spec.layers().stream().filter(l -> !hostLayers.contains(l)).toList();
+    if (!badLayers.isEmpty()) {
+      errors.add(Diagnostic.of(ErrorCode.LAYERS_INVALID, spec.source(), "layers", badLayers, host.name(), hostLayers));
+      return null;
+    }
+    List<? extends Site> matched = sites.stream()
+        .filter(s -> p.matcher(s.node()).matches())
+        .filter(s -> spec.layers().isEmpty()
+            || (s.layer().isPresent() && spec.layers().contains(s.layer().getAsInt())))
+        .toList();
+    if (matched.isEmpty()) {
+      String where = spec.layers().isEmpty() ? "" : " in layers " + spec.layers();
+      errors.add(Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, spec.source(), "target", target,
+          kind.siteDescription(), host.name(), where, nearest(target, sites)));
+      return null;
+    }
+    if (!valid) {
+      return null;
+    }
+    List<String> problems = kind.checkOptions(spec, matched);
+    if (!problems.isEmpty()) {
+      errors.add(Diagnostic.of(ErrorCode.ADAPTER_OPTIONS_INVALID, spec.source(), null, kind.displayName(),
+          String.join("; ", problems)));
+      return null;
+    }
+    return new PlannedAdapter(spec, kind, matched);
   }
 
   private void checkOptimizer(AdamWSpec o, Object source) {
@@ -190,9 +245,9 @@ final class Validation {
   }
 
   /** The three site names closest to the selector text, by edit distance. */
-  static String nearest(String selector, List<LinearSite> sites) {
+  static String nearest(String selector, List<? extends Site> sites) {
     return sites.stream()
-        .map(LinearSite::node)
+        .map(Site::node)
         .distinct()
         .sorted(Comparator.comparingInt((String s) -> distance(selector, s)).thenComparing(s -> s))
         .limit(3)

@@ -9,12 +9,15 @@ public enum ErrorCode {
   HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 23%s"),
   NOT_AN_INTERFACE(4, "@Graft must be put on an interface; %s is %s"),
   SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
-  SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no linear site of %s%s; nearest node names: %s"),
-  LORA_RANK_OUT_OF_RANGE(12, "LoRA rank must be in 1..4096, got %d"),
-  LORA_ALPHA_NOT_POSITIVE(13, "LoRA alpha must be positive, got %s"),
-  LORA_DROPOUT_OUT_OF_RANGE(14, "LoRA dropout must be in [0, 1), got %s"),
-  LORA_SITES_OVERLAP(15, "LoRA selectors '%s' and '%s' both match %s"),
+  SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no %s site of %s%s; nearest node names: %s"),
+  /** An adapter option outside its range or choices (args: kind, option, expectation, value). */
+  OPTION_OUT_OF_RANGE(12, "%s %s must be %s, got %s"),
+  OPTION_NOT_POSITIVE(13, "%s %s must be %s, got %s"),
+  OPTION_NOT_A_PROBABILITY(14, "%s %s must be %s, got %s"),
+  SITES_OVERLAP(15, "%s selector '%s' and %s selector '%s' both take %s; one adapter per site (compose them instead)"),
   LAYERS_INVALID(16, "layer filter %s selects no layer of %s; the host has layers %s"),
+  ADAPTER_KIND_UNKNOWN(17, "unknown adapter kind '%s'; known kinds: %s"),
+  ADAPTER_OPTION_UNKNOWN(19, "%s has no option '%s' of that type (given %s); its options are %s"),
   NOTHING_TO_TRAIN(18, "%s has no trainable parameter: %s adds no head; declare an adapter such as @Lora"),
   HEAD_LABELS_OUT_OF_RANGE(20, "classification needs at least 2 labels, got %d"),
   HEAD_OUTPUT_NOT_FOUND(21, "host output '%s' not found; the host's outputs are %s"),
@@ -29,6 +32,10 @@ public enum ErrorCode {
   NO_GRADIENT_RULE(30, "no gradient rule for op %s (domain '%s', opset %d) at node '%s'; ops with rules: %s"),
   OPTIMIZER_INVALID(40, "AdamW %s must be in %s, got %s"),
   OUTPUT_WRITE_FAILED(50, "cannot write %s: %s"),
+  SITE_NOT_FOUND(60, "cannot place %s on %s: %s"),
+  ADAPTER_OPTIONS_INVALID(61, "%s options do not fit the host: %s"),
+  // 62..65: LoRA family; 66..69: LoKr, LoHa, VeRA, IA³; 70..74: bottleneck, parallel, Hydra,
+  // host-parameter tuning; 75..79: prompt and prefix tuning.
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

@@ -9,17 +9,18 @@ import org.jspecify.annotations.Nullable;
  *
  * @param name the name of the compiled graft (the annotated interface's simple name)
  * @param host the host model as the user named it (resource name or path)
+ * @param adapters the adapter declarations, in declaration order
  * @param task what is trained on top of the host (classification, regression, multi-label, causal LM)
  * @param source opaque reference to the declaration, for diagnostics only
  */
 public record GraftSpec(
     String name,
     String host,
-    List<LoraSpec> loras,
+    List<AdapterSpec> adapters,
     TaskSpec task,
     AdamWSpec optimizer,
     @Nullable Object source) {
   public GraftSpec {
-    loras = List.copyOf(loras);
+    adapters = List.copyOf(adapters);
   }
 }

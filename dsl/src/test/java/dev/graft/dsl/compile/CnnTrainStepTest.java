@@ -13,7 +13,7 @@ import dev.graft.dsl.ir.Tensors;
 import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.onnx.Onnx.NodeProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
@@ -57,7 +57,7 @@ class CnnTrainStepTest {
     Graph hostGraph = TinyCnnHost.graph(2024);
     HostModel host = new HostModel("tiny-cnn", dev.graft.dsl.ir.OnnxExport.write(hostGraph, "tiny-cnn"), "sha");
     GraftSpec spec = new GraftSpec("TinyCnn", "tiny-cnn",
-        List.of(new LoraSpec(".*/dense/(MatMul|Gemm)", 2, 4, 0.0, false, List.of(), null)),
+        List.of(Adapters.lora(".*/dense/(MatMul|Gemm)", 2, 4)),
         new ClassificationSpec(LABELS, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null);
     graft = GraftCompiler.compile(spec, host, true).orThrow();
     params = graft.manifest().getParametersList();

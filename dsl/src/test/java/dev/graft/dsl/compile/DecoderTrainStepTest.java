@@ -18,7 +18,7 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.TaskSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
@@ -122,7 +122,7 @@ class DecoderTrainStepTest {
           ? new CausalLmSpec(TinyDecoderHost.LM_OUTPUT, -100, 0.0, null)
           : new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
       GraftSpec spec = new GraftSpec("Tiny", "tiny",
-          List.of(new LoraSpec(host.target, 2, 4, 0.0, false, List.of(), null)), task, AdamWSpec.DEFAULT, null);
+          List.of(Adapters.lora(host.target, 2, 4)), task, AdamWSpec.DEFAULT, null);
       graft = GraftCompiler.compile(spec, TinyDecoderHost.host(hostGraph), true).orThrow();
       params = graft.manifest().getParametersList();
       Random r = new Random(7);

@@ -1,5 +1,9 @@
 package dev.graft.dsl.compile;
 
+import dev.graft.dsl.adapter.LinearSite;
+import dev.graft.dsl.adapter.LoraKind;
+import dev.graft.dsl.spec.AdapterSpec;
+
 import static dev.graft.dsl.ir.Node.attr;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -12,7 +16,7 @@ import dev.graft.dsl.ir.OnnxExport;
 import dev.graft.dsl.ir.ShapeInference;
 import dev.graft.dsl.ir.TensorType;
 import dev.graft.dsl.ir.Tensors;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.spec.manifest.Parameter;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
@@ -95,10 +99,8 @@ class GemmSiteTest {
     assertEquals(1, sites.size());
     assertEquals(k, sites.get(0).in());
     assertEquals(n, sites.get(0).out());
-    LoraSpec lora = new LoraSpec("/fc/Gemm", 2, 4, 0.0, false, List.of(), null);
-    Map<LoraSpec, List<LinearSite>> plan = new LinkedHashMap<>();
-    plan.put(lora, sites);
-    List<Parameter> params = LoraPlacement.place(g, plan, true);
+    AdapterSpec lora = Adapters.lora("/fc/Gemm", 2, 4).withOptions(Map.of("rank", 2, "alpha", 4.0, "dropout", 0.0, "rslora", false));
+    List<Parameter> params = AdapterPlacement.place(g, List.of(new PlannedAdapter(lora, new LoraKind(), sites)), true, F).parameters();
     assertEquals(List.of("fc.lora_A", "fc.lora_B"), params.stream().map(Parameter::getName).toList());
     ShapeInference.run(g);
     assertEquals("float32[2, 3]", g.typeOrThrow(g.outputs().get(0)).toString());

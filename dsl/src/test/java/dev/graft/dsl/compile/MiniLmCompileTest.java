@@ -58,8 +58,9 @@ class MiniLmCompileTest {
     assertEquals(List.of(384L, 8L), a0.getShapeList());
     assertEquals("/encoder/layer.0/attention/self/query/MatMul", a0.getSiteNode());
     assertEquals(List.of(8L, 384L), lora.get(1).getShapeList());
-    assertEquals(List.of("query", "value"), m.getLora(0).getTargetModulesList());
-    assertEquals(2.0, m.getLora(0).getScaling());
+    assertEquals("lora", m.getAdapters(0).getKind());
+    assertEquals("8", m.getAdapters(0).getOptionsOrThrow("rank"));
+    assertEquals(12, m.getAdapters(0).getSitesCount());
     assertEquals(List.of("input_ids", "attention_mask", "token_type_ids"),
         m.getInputsList().stream().map(i -> i.getName()).toList());
     // Frozen weights are declared external, never embedded: graphs stay small.
@@ -128,8 +129,8 @@ class MiniLmCompileTest {
         .classification(1, h -> h.output("pooled"))
         .compile());
     List<ErrorCode> codes = e.diagnostics().stream().map(Diagnostic::code).toList();
-    assertEquals(List.of(ErrorCode.LORA_RANK_OUT_OF_RANGE, ErrorCode.SELECTOR_MATCHES_NOTHING,
-        ErrorCode.LORA_DROPOUT_OUT_OF_RANGE, ErrorCode.SELECTOR_INVALID, ErrorCode.LAYERS_INVALID,
+    assertEquals(List.of(ErrorCode.OPTION_OUT_OF_RANGE, ErrorCode.SELECTOR_MATCHES_NOTHING,
+        ErrorCode.OPTION_NOT_A_PROBABILITY, ErrorCode.SELECTOR_INVALID, ErrorCode.LAYERS_INVALID,
         ErrorCode.HEAD_LABELS_OUT_OF_RANGE, ErrorCode.HEAD_OUTPUT_NOT_FOUND), codes);
     String nothing = e.diagnostics().get(1).message();
     assertTrue(nothing.startsWith("[GRAFT011] selector '.*/attention/self/querry/MatMul' matches no linear site"), nothing);
@@ -143,7 +144,7 @@ class MiniLmCompileTest {
   void overlappingSelectorsAreAnError() {
     GraftCompileException e = assertThrows(GraftCompileException.class, () -> Graft.host(MiniLmHost.get())
         .lora(QV).lora(".*/layer\\.0/attention/self/query/MatMul").classification(2).compile());
-    assertEquals(ErrorCode.LORA_SITES_OVERLAP, e.diagnostics().get(0).code());
+    assertEquals(ErrorCode.SITES_OVERLAP, e.diagnostics().get(0).code());
     assertTrue(e.getMessage().contains("/encoder/layer.0/attention/self/query/MatMul"));
   }
 }

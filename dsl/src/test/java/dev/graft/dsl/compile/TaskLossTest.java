@@ -20,7 +20,7 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
 import dev.graft.dsl.spec.TaskSpec;
@@ -50,7 +50,7 @@ class TaskLossTest {
   private static final long[] INPUT_IDS = {3, 17, 42, 8, 1, 5, 9, 33, 0, 0, 11, 12, 13, 14, 15};
   private static final long[] MASK = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1};
   private static final long[] TOKEN_TYPES = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  private static final LoraSpec LORA = new LoraSpec(".*/(query|value)/MatMul", 2, 4, 0.0, false, List.of(), null);
+  private static final AdapterSpec LORA = Adapters.lora(".*/(query|value)/MatMul", 2, 4);
 
   /** A value fed to the step: int64 or float32 data with a shape. */
   private record Feed(long[] longs, float[] floats, long[] shape) {
@@ -424,7 +424,7 @@ class TaskLossTest {
     return GraftCompiler.compile(spec, host).diagnostics().stream().map(Diagnostic::message).toList();
   }
 
-  private static GraftSpec spec(TaskSpec task, List<LoraSpec> loras) {
+  private static GraftSpec spec(TaskSpec task, List<AdapterSpec> loras) {
     return new GraftSpec("Tiny", "tiny", loras, task, AdamWSpec.DEFAULT, null);
   }
 

@@ -26,22 +26,35 @@ final class TinyBertHost {
   static final int INTERMEDIATE = 16;
   static final int LAYERS = 2;
   static final int MAX_POSITIONS = 16;
-  private static final int F = TensorType.FLOAT;
 
   private final Graph g = new Graph();
   private final Random random;
+  private final int F;
 
-  private TinyBertHost(long seed) {
+  private TinyBertHost(long seed, int elem) {
     random = new Random(seed);
+    F = elem;
   }
 
-  /** The host graph (shape-inferred). */
+  /** The host graph (shape-inferred), float32. */
   static Graph graph(long seed) {
-    return new TinyBertHost(seed).build();
+    return graph(seed, TensorType.FLOAT);
+  }
+
+  /**
+   * The host graph in {@code elem} (FLOAT or DOUBLE). ONNX Runtime has no float64 Erf, so the
+   * float64 host's activation is {@code x·(1 + tanh(x/√2))/2} (a smooth GELU-like one) instead.
+   */
+  static Graph graph(long seed, int elem) {
+    return new TinyBertHost(seed, elem).build();
   }
 
   static HostModel host(long seed) {
     return new HostModel("tiny", OnnxExport.write(graph(seed), "tiny"), "sha");
+  }
+
+  static HostModel host(Graph graph) {
+    return new HostModel("tiny", OnnxExport.write(graph, "tiny"), "sha");
   }
 
   private String weight(String name, double scale, double offset, long... dims) {
@@ -131,7 +144,8 @@ final class TinyBertHost {
       String attnRes = g.op(m + "/attention/output/Add", "Add", List.of(attnOut, h));
       String a = layerNorm(m + "/attention/output/LayerNorm", p + ".attention.output.LayerNorm", attnRes);
       String inter = linear(m + "/intermediate/dense", p + ".intermediate.dense", a, HIDDEN, INTERMEDIATE);
-      String erf = g.op(m + "/intermediate/intermediate_act_fn/Erf", "Erf", List.of(
+      String act = F == TensorType.DOUBLE ? "Tanh" : "Erf";
+      String erf = g.op(m + "/intermediate/intermediate_act_fn/" + act, act, List.of(
           g.op(m + "/intermediate/intermediate_act_fn/Div", "Div",
               List.of(inter, g.scalar(m + "/intermediate/intermediate_act_fn/Constant", F, Math.sqrt(2))))));
       String onePlus = g.op(m + "/intermediate/intermediate_act_fn/Add", "Add",

@@ -14,7 +14,7 @@ import dev.graft.dsl.ir.Tensors;
 import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.onnx.Onnx.TensorProto;
@@ -61,7 +61,7 @@ class TrainStepGradientTest {
       Graph hostGraph = TinyBertHost.graph(2024);
       HostModel host = new HostModel("tiny", dev.graft.dsl.ir.OnnxExport.write(hostGraph, "tiny"), "sha");
       GraftSpec spec = new GraftSpec("Tiny", "tiny",
-          List.of(new LoraSpec(".*/(query|value)/MatMul", 2, 4, 0.0, false, List.of(), null)),
+          List.of(Adapters.lora(".*/(query|value)/MatMul", 2, 4)),
           new ClassificationSpec(2, pooling, "", null), AdamWSpec.DEFAULT, null);
       graft = GraftCompiler.compile(spec, host, true).orThrow();
       params = graft.manifest().getParametersList();

@@ -1,5 +1,6 @@
 package dev.graft.processor.read;
 
+import dev.graft.dsl.adapter.AdapterKinds;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -15,8 +16,6 @@ import org.jspecify.annotations.Nullable;
 /** Finding annotation mirrors on an element and reading their values. */
 public final class Annotations {
   public static final String GRAFT = "dev.graft.annotations.Graft";
-  public static final String LORA = "dev.graft.annotations.Lora";
-  public static final String LORA_LIST = "dev.graft.annotations.Lora.List";
   public static final String CLASSIFICATION = "dev.graft.annotations.Classification";
   public static final String ADAMW = "dev.graft.annotations.AdamW";
   public static final String REGRESSION = "dev.graft.annotations.Regression";
@@ -32,6 +31,31 @@ public final class Annotations {
     List<AnnotationMirror> out = new ArrayList<>();
     for (String t : TASKS) {
       find(element, t).ifPresent(out::add);
+    }
+    return out;
+  }
+
+  /**
+   * The adapter annotations on the element (those of a kind {@link AdapterKinds} knows), in the
+   * order written, each repeated one where it stands (inside its {@code List} container or not).
+   */
+  public static List<AnnotationMirror> adapters(Element element) {
+    List<AnnotationMirror> out = new ArrayList<>();
+    for (AnnotationMirror m : element.getAnnotationMirrors()) {
+      String name = nameOf(m);
+      if (AdapterKinds.byAnnotation(name).isPresent()) {
+        out.add(m);
+      } else if (name.endsWith(".List")
+          && AdapterKinds.byAnnotation(name.substring(0, name.length() - ".List".length())).isPresent()) {
+        AnnotationValue v = explicitValue(m, "value");
+        if (v != null && v.getValue() instanceof List<?> items) {
+          for (Object item : items) {
+            if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner) {
+              out.add(inner);
+            }
+          }
+        }
+      }
     }
     return out;
   }

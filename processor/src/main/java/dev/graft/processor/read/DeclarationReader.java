@@ -1,15 +1,20 @@
 package dev.graft.processor.read;
 
+import dev.graft.dsl.adapter.AdapterKind;
+import dev.graft.dsl.adapter.AdapterKinds;
 import dev.graft.dsl.spec.AdamWSpec;
+import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
 import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.LoraSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
 import dev.graft.dsl.spec.TaskSpec;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import javax.lang.model.element.AnnotationMirror;
 import javax.lang.model.element.AnnotationValue;
@@ -58,9 +63,9 @@ public final class DeclarationReader {
     if (tasks.size() != 1) {
       throw new MalformedException();
     }
-    List<LoraSpec> loras = new ArrayList<>();
-    for (AnnotationMirror lora : Annotations.findRepeated(type, Annotations.LORA, Annotations.LORA_LIST)) {
-      loras.add(lora(type, lora));
+    List<AdapterSpec> adapters = new ArrayList<>();
+    for (AnnotationMirror m : Annotations.adapters(type)) {
+      adapters.add(adapter(type, m));
     }
     AdamWSpec optimizer = adamW == null
         ? AdamWSpec.DEFAULT
@@ -69,7 +74,7 @@ public final class DeclarationReader {
     return new GraftSpec(
         graftName(type),
         string(graft, "host"),
-        loras,
+        adapters,
         task(type, tasks.get(0)),
         optimizer,
         // The declaration as a whole: @Graft first (host, whole-graph errors), then @AdamW, whose
@@ -77,22 +82,38 @@ public final class DeclarationReader {
         SourceRef.of(type, graft, adamW));
   }
 
-  private LoraSpec lora(TypeElement type, AnnotationMirror m) throws MalformedException {
+  /**
+   * An adapter annotation as a declaration of its kind: {@code target} and {@code layers}, and
+   * every other member (written or defaulted) as an option of the same name; enum constants
+   * become their lower-case names.
+   */
+  private AdapterSpec adapter(TypeElement type, AnnotationMirror m) throws MalformedException {
+    AdapterKind kind = AdapterKinds.byAnnotation(Annotations.nameOf(m)).orElseThrow(MalformedException::new);
     List<Integer> layers = new ArrayList<>();
-    for (AnnotationValue v : list(m, "layers")) {
-      if (!(v.getValue() instanceof Integer i)) {
+    Map<String, Object> options = new LinkedHashMap<>();
+    for (var e : elements.getElementValuesWithDefaults(m).entrySet()) {
+      String member = e.getKey().getSimpleName().toString();
+      Object v = e.getValue().getValue();
+      if (member.equals("target")) {
+        continue;
+      }
+      if (member.equals("layers")) {
+        for (AnnotationValue item : list(m, "layers")) {
+          if (!(item.getValue() instanceof Integer i)) {
+            throw new MalformedException();
+          }
+          layers.add(i);
+        }
+      } else if (v instanceof VariableElement constant) {
+        options.put(member, constant.getSimpleName().toString().toLowerCase(Locale.ROOT));
+      } else if (v instanceof Number || v instanceof Boolean || v instanceof String) {
+        options.put(member, v instanceof Float f ? (Object) f.doubleValue() : v);
+      } else {
         throw new MalformedException();
       }
-      layers.add(i);
     }
-    return new LoraSpec(
-        string(m, "target"),
-        (int) number(m, "rank"),
-        number(m, "alpha"),
-        number(m, "dropout"),
-        bool(m, "rslora"),
-        layers,
-        SourceRef.of(type, m));
+    String target = Annotations.hasMember(m, "target") ? string(m, "target") : "";
+    return new AdapterSpec(kind.id(), target, layers, options, SourceRef.of(type, m));
   }
 
   private TaskSpec task(TypeElement type, AnnotationMirror m) throws MalformedException {

@@ -1,7 +1,5 @@
 package dev.graft.runtime.io;
 
-import com.google.gson.Gson;
-import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonNull;
@@ -13,11 +11,8 @@ import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ParameterStore;
 import dev.graft.runtime.TensorMismatchException;
-import dev.graft.spec.manifest.Lora;
-import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
-import dev.graft.spec.manifest.ParameterRole;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -35,24 +30,24 @@ import java.util.TreeSet;
  * Saves and loads adapters in the Hugging Face PEFT layout: a folder with
  * {@code adapter_config.json} and {@code adapter_model.safetensors}.
  *
- * <p>Keys are {@code base_model.model.<site>.lora_A.weight} ({@code [r, in]}, the transpose of
- * Graft's {@code [in, r]}), {@code ….lora_B.weight} ({@code [out, r]}), and for the head
- * {@code base_model.model.classifier.weight} ({@code [num_labels, hidden]}) and
- * {@code ….bias}. Each file is replaced atomically, weights first.
+ * <p>The compiler decides both for every kind: each parameter's manifest entry names its key
+ * ({@code save_key}, e.g. {@code base_model.model.<site>.lora_A.weight}), its saved shape and
+ * whether it is saved transposed (PEFT's {@code [out, in]} against Graft's {@code [in, out]}); the
+ * manifest's {@code adapter_config} is the config, PEFT's where PEFT has the kinds used and
+ * Graft's otherwise. Parameters without a key (recomputed from the host) are not saved. Each
+ * file is replaced atomically, weights first.
  */
 public final class PeftAdapters {
   public static final String CONFIG_FILE = "adapter_config.json";
   public static final String WEIGHTS_FILE = "adapter_model.safetensors";
-  private static final String PREFIX = "base_model.model.";
-  private static final Gson GSON = new GsonBuilder().setPrettyPrinting().serializeNulls().create();
+  /** Config entries that describe where an adapter was saved, not what it is; not compared on load. */
+  private static final Set<String> INFORMATIONAL = Set.of("base_model_name_or_path", "revision", "inference_mode");
 
   private PeftAdapters() {}
 
   /** Writes {@code adapter_config.json} and {@code adapter_model.safetensors} of the store's parameters into {@code dir}. */
   public static void save(ParameterStore store, Path dir) {
-    Manifest m = store.getManifest();
     Map<String, TensorData> tensors = stateDict(store);
-    JsonObject config = adapterConfig(m);
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
@@ -62,7 +57,7 @@ public final class PeftAdapters {
     meta.put("format", "pt");
     meta.put("producer", "graft");
     Safetensors.write(dir.resolve(WEIGHTS_FILE), tensors, meta);
-    AtomicFiles.write(dir.resolve(CONFIG_FILE), (GSON.toJson(config) + "\n").getBytes(StandardCharsets.UTF_8));
+    AtomicFiles.write(dir.resolve(CONFIG_FILE), adapterConfig(store.getManifest()).getBytes(StandardCharsets.UTF_8));
   }
 
   /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
@@ -77,70 +72,70 @@ public final class PeftAdapters {
     } catch (JsonParseException | IllegalStateException e) {
       throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
     }
-    checkConfig(configPath.toString(), config, adapterConfig(m));
+    checkConfig(configPath.toString(), config, JsonParser.parseString(adapterConfig(m)).getAsJsonObject());
     Path weightsPath = dir.resolve(WEIGHTS_FILE);
     Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
     Map<String, float[]> values = fromStateDict(weightsPath.toString(), m, tensors);
     values.forEach(store::setParameter);
   }
 
-  /** The PEFT key of a parameter. */
+  /** The saved key of a parameter. */
   public static String key(Parameter p) {
-    String site = p.getSite();
-    return switch (p.getRole()) {
-      case LORA_A -> PREFIX + site + ".lora_A.weight";
-      case LORA_B -> PREFIX + site + ".lora_B.weight";
-      case HEAD_WEIGHT -> PREFIX + site + ".weight";
-      case HEAD_BIAS -> PREFIX + site + ".bias";
-      default -> throw new FormatException(
-          p.getName(), "parameter role " + p.getRole() + " has no PEFT key");
-    };
+    return p.getSaveKey();
   }
 
-  /** The PEFT shape of a parameter: 2-D roles transposed. */
-  static long[] peftShape(Parameter p) {
-    long[] s = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
-    if (p.getRole() == ParameterRole.HEAD_BIAS) {
-      return s;
+  /** The saved shape of a parameter. */
+  static long[] savedShape(Parameter p) {
+    long[] s = p.getSaveShapeList().stream().mapToLong(Long::longValue).toArray();
+    long n = 1;
+    for (long d : s) {
+      n *= d;
     }
-    if (s.length != 2) {
-      throw new FormatException(p.getName(), p.getRole() + " must be 2-D, manifest shape " + Arrays.toString(s));
+    long want = p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b);
+    if (n != want || (p.getSaveTransposed() && p.getShapeCount() != 2)) {
+      throw new FormatException(p.getName(), "saved shape " + Arrays.toString(s) + " does not fit shape "
+          + p.getShapeList() + (p.getSaveTransposed() ? " transposed" : ""));
     }
-    return new long[] {s[1], s[0]};
+    return s;
   }
 
-  /** The store's parameters as a PEFT state dict (float32, PEFT shapes). */
+  /** The store's saved parameters as a state dict (float32, saved shapes and keys). */
   public static Map<String, TensorData> stateDict(ParameterStore store) {
     Map<String, TensorData> out = new TreeMap<>();
     for (Parameter p : store.getManifest().getParametersList()) {
+      if (p.getSaveKey().isEmpty()) {
+        continue;
+      }
       float[] v = store.getParameter(p.getName());
-      long[] shape = peftShape(p);
-      float[] data = p.getRole() == ParameterRole.HEAD_BIAS ? v : transpose(v, (int) shape[1], (int) shape[0]);
-      if (out.put(key(p), TensorData.ofFloats(shape, data)) != null) {
-        throw new FormatException(store.getManifest().getName(), "two parameters map to PEFT key " + key(p));
+      float[] data = p.getSaveTransposed() ? transpose(v, (int) p.getShape(0), (int) p.getShape(1)) : v;
+      if (out.put(key(p), TensorData.ofFloats(savedShape(p), data)) != null) {
+        throw new FormatException(store.getManifest().getName(), "two parameters are saved as " + key(p));
       }
     }
     return out;
   }
 
-  /** Parameter values by manifest name from a PEFT state dict, checking names and shapes. */
+  /** Parameter values by manifest name from a saved state dict, checking names and shapes. */
   static Map<String, float[]> fromStateDict(String src, Manifest m, Map<String, TensorData> tensors) {
     Map<String, float[]> out = new LinkedHashMap<>();
     Set<String> expected = new TreeSet<>();
     for (Parameter p : m.getParametersList()) {
+      if (p.getSaveKey().isEmpty()) {
+        continue;
+      }
       String k = key(p);
       expected.add(k);
       TensorData t = tensors.get(k);
       if (t == null) {
         throw new FormatException(src, "has no tensor '" + k + "' (parameter " + p.getName() + ")");
       }
-      long[] shape = peftShape(p);
+      long[] shape = savedShape(p);
       if (!Arrays.equals(shape, t.shape()) || (t.dtype() != DType.F32 && t.dtype() != DType.F64)) {
         throw new TensorMismatchException(
             k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
       }
       float[] v = t.toFloats();
-      out.put(p.getName(), p.getRole() == ParameterRole.HEAD_BIAS ? v : transpose(v, (int) shape[0], (int) shape[1]));
+      out.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
     }
     Set<String> extra = new TreeSet<>(tensors.keySet());
     extra.removeAll(expected);
@@ -165,107 +160,27 @@ public final class PeftAdapters {
     return t;
   }
 
-  /** The {@code adapter_config.json} for a manifest. */
-  public static JsonObject adapterConfig(Manifest m) {
-    List<Lora> loras = m.getLoraList();
-    JsonObject c = new JsonObject();
-    c.addProperty("peft_type", "LORA");
-    // A causal LM graft has no head; every pooled head (classification, regression, multi-label)
-    // is a Hugging Face sequence-classification head ("classifier", num_labels = its outputs).
-    c.addProperty("task_type",
-        m.hasTask() && m.getTask().getLoss() == Loss.CAUSAL_LM_CROSS_ENTROPY ? "CAUSAL_LM" : "SEQ_CLS");
-    c.addProperty("base_model_name_or_path", m.getHost());
-    c.add("revision", JsonNull.INSTANCE);
-    Lora first = loras.isEmpty() ? Lora.getDefaultInstance() : loras.get(0);
-    c.addProperty("r", first.getRank());
-    c.add("lora_alpha", number(first.getAlpha()));
-    c.addProperty("lora_dropout", first.getDropout());
-    Set<String> targets = new TreeSet<>();
-    JsonObject rankPattern = new JsonObject();
-    JsonObject alphaPattern = new JsonObject();
-    for (Lora l : loras) {
-      targets.addAll(l.getTargetModulesList());
-      for (String t : l.getTargetModulesList()) {
-        if (l.getRank() != first.getRank()) {
-          rankPattern.addProperty(t, l.getRank());
-        }
-        if (l.getAlpha() != first.getAlpha()) {
-          alphaPattern.add(t, number(l.getAlpha()));
-        }
-      }
+  /** The {@code adapter_config.json} for a manifest, as the compiler wrote it. */
+  public static String adapterConfig(Manifest m) {
+    if (m.getAdapterConfig().isEmpty()) {
+      throw new FormatException(m.getName(), "the manifest has no adapter_config; recompile the graft");
     }
-    JsonArray targetArray = new JsonArray();
-    targets.forEach(targetArray::add);
-    c.add("target_modules", targetArray);
-    c.add("rank_pattern", rankPattern);
-    c.add("alpha_pattern", alphaPattern);
-    c.addProperty("bias", "none");
-    c.addProperty("use_rslora", first.getRslora());
-    c.addProperty("use_dora", false);
-    JsonArray modulesToSave = new JsonArray();
-    if (m.getParametersList().stream().anyMatch(p -> p.getRole() == ParameterRole.HEAD_WEIGHT)) {
-      modulesToSave.add("classifier");
-    }
-    c.add("modules_to_save", modulesToSave);
-    boolean sameLayers =
-        !loras.isEmpty() && loras.stream().allMatch(l -> l.getLayersList().equals(first.getLayersList()));
-    if (sameLayers && first.getLayersCount() > 0) {
-      JsonArray layers = new JsonArray();
-      first.getLayersList().forEach(layers::add);
-      c.add("layers_to_transform", layers);
-    } else {
-      c.add("layers_to_transform", JsonNull.INSTANCE);
-    }
-    c.addProperty("inference_mode", true);
-    c.addProperty("fan_in_fan_out", false);
-    c.addProperty("init_lora_weights", true);
-    return c;
+    return m.getAdapterConfig();
   }
 
-  private static JsonElement number(double v) {
-    JsonObject holder = new JsonObject();
-    if (v == Math.rint(v) && Math.abs(v) < 1e15) {
-      holder.addProperty("x", (long) v);
-    } else {
-      holder.addProperty("x", v);
-    }
-    return holder.get("x");
-  }
-
+  /**
+   * Checks a given config against the expected one: every entry but the informational ones must
+   * be equal (numbers by value, lists of names as sets).
+   */
   private static void checkConfig(String src, JsonObject given, JsonObject expected) {
     List<String> problems = new ArrayList<>();
-    expectString(given, "peft_type", "LORA", problems);
-    for (String key : List.of("r", "lora_alpha")) {
-      double want = expected.get(key).getAsDouble();
-      JsonElement got = given.get(key);
-      if (got == null || !got.isJsonPrimitive() || !got.getAsJsonPrimitive().isNumber()
-          || Math.abs(got.getAsDouble() - want) > 1e-9 * Math.max(1, Math.abs(want))) {
-        problems.add(key + ": expected " + expected.get(key) + ", given " + got);
+    for (Map.Entry<String, JsonElement> e : expected.entrySet()) {
+      if (INFORMATIONAL.contains(e.getKey())) {
+        continue;
       }
-    }
-    Set<String> wantTargets = strings(expected.get("target_modules"));
-    JsonElement gotTargets = given.get("target_modules");
-    Set<String> got = gotTargets == null ? Set.of() : gotTargets.isJsonPrimitive()
-        ? Set.of(gotTargets.getAsString()) : strings(gotTargets);
-    if (!wantTargets.equals(got)) {
-      problems.add("target_modules: expected " + wantTargets + ", given " + got);
-    }
-    JsonElement rs = given.get("use_rslora");
-    boolean rslora = rs != null && rs.isJsonPrimitive() && rs.getAsBoolean();
-    if (rslora != expected.get("use_rslora").getAsBoolean()) {
-      problems.add("use_rslora: expected " + expected.get("use_rslora") + ", given " + rs);
-    }
-    JsonElement dora = given.get("use_dora");
-    if (dora != null && dora.isJsonPrimitive() && dora.getAsBoolean()) {
-      problems.add("use_dora: expected false, given true");
-    }
-    for (String key : List.of("rank_pattern", "alpha_pattern")) {
-      JsonElement g = given.get(key);
-      JsonElement w = expected.get(key);
-      boolean gotEmpty = g == null || g.isJsonNull() || (g.isJsonObject() && g.getAsJsonObject().isEmpty());
-      boolean wantEmpty = w.getAsJsonObject().isEmpty();
-      if (!(gotEmpty && wantEmpty) && !w.equals(g)) {
-        problems.add(key + ": expected " + w + ", given " + g);
+      JsonElement got = given.get(e.getKey());
+      if (!same(e.getValue(), got == null ? JsonNull.INSTANCE : got)) {
+        problems.add(e.getKey() + ": expected " + e.getValue() + ", given " + got);
       }
     }
     if (!problems.isEmpty()) {
@@ -273,19 +188,56 @@ public final class PeftAdapters {
     }
   }
 
-  private static void expectString(JsonObject o, String key, String want, List<String> problems) {
-    JsonElement e = o.get(key);
-    if (e == null || !e.isJsonPrimitive() || !want.equals(e.getAsString())) {
-      problems.add(key + ": expected \"" + want + "\", given " + e);
+  private static boolean same(JsonElement want, JsonElement got) {
+    if (want.isJsonPrimitive() && want.getAsJsonPrimitive().isNumber()) {
+      return got.isJsonPrimitive() && got.getAsJsonPrimitive().isNumber()
+          && Math.abs(got.getAsDouble() - want.getAsDouble()) <= 1e-9 * Math.max(1, Math.abs(want.getAsDouble()));
     }
+    if (want.isJsonArray() && got.isJsonArray() && allStrings(want.getAsJsonArray()) && allStrings(got.getAsJsonArray())) {
+      return strings(want).equals(strings(got));
+    }
+    if (want.isJsonObject() && got.isJsonObject()) {
+      JsonObject w = want.getAsJsonObject();
+      JsonObject g = got.getAsJsonObject();
+      if (!w.keySet().equals(g.keySet())) {
+        return false;
+      }
+      for (String k : w.keySet()) {
+        if (!same(w.get(k), g.get(k))) {
+          return false;
+        }
+      }
+      return true;
+    }
+    if (want.isJsonArray() && got.isJsonArray()) {
+      JsonArray w = want.getAsJsonArray();
+      JsonArray g = got.getAsJsonArray();
+      if (w.size() != g.size()) {
+        return false;
+      }
+      for (int i = 0; i < w.size(); i++) {
+        if (!same(w.get(i), g.get(i))) {
+          return false;
+        }
+      }
+      return true;
+    }
+    return want.equals(got);
+  }
+
+  private static boolean allStrings(JsonArray a) {
+    for (JsonElement e : a) {
+      if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private static Set<String> strings(JsonElement e) {
     Set<String> out = new TreeSet<>();
-    if (e != null && e.isJsonArray()) {
-      for (JsonElement x : e.getAsJsonArray()) {
-        out.add(x.getAsString());
-      }
+    for (JsonElement x : e.getAsJsonArray()) {
+      out.add(x.getAsString());
     }
     return out;
   }

@@ -5,13 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.ParameterStore;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.spec.manifest.ClassificationHead;
-import dev.graft.spec.manifest.Lora;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
@@ -28,33 +25,35 @@ import org.junit.jupiter.api.io.TempDir;
 class PeftAdaptersTest {
   @TempDir Path dir;
 
-  /** Two LoRA sites (in 3, out 4, r 2) and a head (hidden 4, 2 labels). */
+  /**
+   * Two LoRA sites (in 3, out 4, r 2) and a head (hidden 4, 2 labels), with the save keys,
+   * shapes and config the compiler writes for them.
+   */
   static Manifest manifest(int rank) {
     Manifest.Builder m =
         Manifest.newBuilder()
             .setName("Sentiment")
             .setHost("all-minilm-l6-v2.onnx")
-            .addLora(
-                Lora.newBuilder()
-                    .setTarget(".*(query|value)")
-                    .setRank(rank)
-                    .setAlpha(16)
-                    .setDropout(0.1)
-                    .addTargetModules("value")
-                    .addTargetModules("query"))
+            .setAdapterConfig("{\"peft_type\": \"LORA\", \"r\": " + rank + ", \"lora_alpha\": 16,"
+                + " \"target_modules\": [\"query\", \"value\"], \"base_model_name_or_path\": \"all-minilm-l6-v2.onnx\"}")
             .setHead(ClassificationHead.newBuilder().setNumLabels(2).setHiddenSize(4));
     for (String site : List.of("encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value")) {
-      m.addParameters(param(site + "/lora_A", site, ParameterRole.LORA_A, 3, rank));
-      m.addParameters(param(site + "/lora_B", site, ParameterRole.LORA_B, rank, 4));
+      m.addParameters(param(site + "/lora_A", site, "lora_A.weight", 3, rank));
+      m.addParameters(param(site + "/lora_B", site, "lora_B.weight", rank, 4));
     }
-    m.addParameters(param("classifier/weight", "classifier", ParameterRole.HEAD_WEIGHT, 4, 2));
+    m.addParameters(param("classifier/weight", "classifier", "weight", 4, 2));
     m.addParameters(Parameter.newBuilder().setName("classifier/bias").setSite("classifier")
-        .setRole(ParameterRole.HEAD_BIAS).addShape(2));
+        .setRole(ParameterRole.HEAD_BIAS).addShape(2).setSaveKey("base_model.model.classifier.bias").addSaveShape(2));
+    // Recomputed from the host, so not saved.
+    m.addParameters(Parameter.newBuilder().setName("frozen").setSite("x").setFrozen(true).addShape(3));
     return m.build();
   }
 
-  static Parameter param(String name, String site, ParameterRole role, long rows, long cols) {
-    return Parameter.newBuilder().setName(name).setSite(site).setRole(role).addShape(rows).addShape(cols).build();
+  /** A 2-D parameter saved transposed as {@code base_model.model.<site>.<suffix>}. */
+  static Parameter param(String name, String site, String suffix, long rows, long cols) {
+    return Parameter.newBuilder().setName(name).setSite(site).setRole(ParameterRole.ADAPTER).addShape(rows).addShape(cols)
+        .setSaveKey("base_model.model." + site + "." + suffix).addSaveShape(cols).addSaveShape(rows)
+        .setSaveTransposed(true).build();
   }
 
   static final class Store implements ParameterStore {
@@ -115,20 +114,8 @@ class PeftAdaptersTest {
     assertArrayEquals(new float[] {0, 2, 4, 6, 1, 3, 5, 7}, t.get("base_model.model.classifier.weight").toFloats(), 0f);
     assertArrayEquals(new float[] {0, 1}, t.get("base_model.model.classifier.bias").toFloats(), 0f);
 
-    JsonObject c =
-        JsonParser.parseString(Files.readString(dir.resolve(PeftAdapters.CONFIG_FILE), StandardCharsets.UTF_8))
-            .getAsJsonObject();
-    assertEquals("LORA", c.get("peft_type").getAsString());
-    assertEquals("SEQ_CLS", c.get("task_type").getAsString());
-    assertEquals(2, c.get("r").getAsInt());
-    assertEquals("16", c.get("lora_alpha").toString());
-    assertEquals("[\"query\",\"value\"]", c.get("target_modules").toString());
-    assertEquals("[\"classifier\"]", c.get("modules_to_save").toString());
-    assertEquals("none", c.get("bias").getAsString());
-    assertEquals(false, c.get("use_dora").getAsBoolean());
-    assertEquals(true, c.get("inference_mode").getAsBoolean());
-    assertTrue(c.get("layers_to_transform").isJsonNull());
-    assertEquals("all-minilm-l6-v2.onnx", c.get("base_model_name_or_path").getAsString());
+    String config = Files.readString(dir.resolve(PeftAdapters.CONFIG_FILE), StandardCharsets.UTF_8);
+    assertEquals(store.manifest.getAdapterConfig(), config, "the compiler's config, verbatim");
   }
 
   @Test
@@ -138,6 +125,10 @@ class PeftAdaptersTest {
     Store loaded = new Store(manifest(2), 100);
     PeftAdapters.load(loaded, dir);
     for (Parameter p : saved.manifest.getParametersList()) {
+      if (p.getSaveKey().isEmpty()) {
+        assertEquals(100f, loaded.values.get(p.getName())[0], "not saved, so not loaded: " + p.getName());
+        continue;
+      }
       assertArrayEquals(saved.values.get(p.getName()), loaded.values.get(p.getName()), 0f, p.getName());
     }
   }
@@ -149,10 +140,12 @@ class PeftAdaptersTest {
     assertTrue(rank.getMessage().contains("r: expected 3, given 2"), rank.getMessage());
 
     Path config = dir.resolve(PeftAdapters.CONFIG_FILE);
-    Files.writeString(config, Files.readString(config).replace("\"value\"", "\"key\""));
+    Files.writeString(config, Files.readString(config).replace("\"value\"", "\"key\"")
+        .replace("all-minilm-l6-v2.onnx", "elsewhere/model.onnx"));
     FormatException targets = assertThrows(FormatException.class, () -> PeftAdapters.load(new Store(manifest(2), 0), dir));
-    assertTrue(targets.getMessage().contains("target_modules: expected [query, value], given [key, query]"),
+    assertTrue(targets.getMessage().contains("target_modules: expected [\"query\",\"value\"], given [\"query\",\"key\"]"),
         targets.getMessage());
+    assertTrue(!targets.getMessage().contains("base_model_name_or_path"), "where it was saved from does not matter");
   }
 
   @Test

@@ -1,4 +1,4 @@
-package dev.graft.dsl.compile;
+package dev.graft.dsl.adapter;
 
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.Node;
@@ -19,7 +19,8 @@ import java.util.regex.Pattern;
  * @param layer the layer index found in the name ({@code layer.N}, {@code layers.N}, {@code h.N},
  *     {@code block.N}), if any
  */
-public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out) {
+public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out)
+    implements Site {
   private static final Pattern LAYER =
       Pattern.compile("(?:^|[/.])(?:layer|layers|h|block|blocks)[._](\\d+)(?=[/.]|$)");
 
@@ -57,9 +58,33 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
     return m.find() ? OptionalInt.of(Integer.parseInt(m.group(1))) : OptionalInt.empty();
   }
 
-  /** The last segment of the module path ({@code query}): what PEFT's target_modules lists. */
-  public String moduleName() {
-    int dot = modulePath.lastIndexOf('.');
-    return dot < 0 ? modulePath : modulePath.substring(dot + 1);
+  /**
+   * The value the layer outputs: the site's output, or the output of the {@code Add} right after
+   * it when that adds a 1-D host bias (torch exports {@code nn.Linear} as MatMul + Add).
+   */
+  public String biasedOutput(Graph graph) {
+    Node n = graph.nodes().stream().filter(x -> x.name().equals(node)).findFirst().orElseThrow();
+    String y = n.output(0);
+    List<Node> users = graph.nodes().stream().filter(x -> x.inputs().contains(y)).toList();
+    if (users.size() == 1 && users.get(0).opType().equals("Add") && users.get(0).inputs().size() == 2) {
+      Node add = users.get(0);
+      String other = add.input(0).equals(y) ? add.input(1) : add.input(0);
+      TensorProto b = graph.initializers().get(other);
+      if (b != null && b.getDimsCount() == 1 && b.getDims(0) == out) {
+        return add.output(0);
+      }
+    }
+    return y;
+  }
+
+  /** The host's 1-D bias added right after the site, if there is one (see {@link #biasedOutput}). */
+  public java.util.Optional<String> bias(Graph graph) {
+    String y = graph.nodes().stream().filter(x -> x.name().equals(node)).findFirst().orElseThrow().output(0);
+    String out = biasedOutput(graph);
+    if (out.equals(y)) {
+      return java.util.Optional.empty();
+    }
+    Node add = graph.producer(out);
+    return java.util.Optional.of(add.input(0).equals(y) ? add.input(1) : add.input(0));
   }
 }

@@ -1,0 +1,127 @@
+package dev.graft.dsl;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The options of one adapter declaration in the builder, as Kotlin properties ({@code rank = 8})
+ * or chained calls ({@code .rank(8)}). Each kind accepts its own options (see its annotation);
+ * one the kind does not have is a compile error that lists those it has. Options left unset take
+ * the kind's defaults.
+ */
+public final class AdapterOptions {
+  private final Map<String, Object> values = new LinkedHashMap<>();
+  private List<Integer> layers = List.of();
+
+  /** Sets option {@code name} (an Integer, Double, Boolean or String). */
+  public AdapterOptions set(String name, Object value) {
+    values.put(name, value);
+    return this;
+  }
+
+  /** The options set so far. */
+  public Map<String, Object> getValues() {
+    return Map.copyOf(values);
+  }
+
+  /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
+  public AdapterOptions layers(Integer... value) {
+    return layers(List.of(value));
+  }
+
+  public AdapterOptions layers(List<Integer> value) {
+    layers = List.copyOf(value);
+    return this;
+  }
+
+  public List<Integer> getLayers() {
+    return layers;
+  }
+
+  public void setLayers(List<Integer> value) {
+    layers = List.copyOf(value);
+  }
+
+  private int intValue(String name) {
+    return ((Number) values.getOrDefault(name, 0)).intValue();
+  }
+
+  private double doubleValue(String name) {
+    return ((Number) values.getOrDefault(name, 0.0)).doubleValue();
+  }
+
+  private boolean boolValue(String name) {
+    return (Boolean) values.getOrDefault(name, false);
+  }
+
+  private String stringValue(String name) {
+    return String.valueOf(values.getOrDefault(name, ""));
+  }
+
+  // ------------------------------------------------------------ LoRA
+
+  /** Rank of the update (LoRA family, LoKr, LoHa, VeRA). */
+  public AdapterOptions rank(int value) {
+    return set("rank", value);
+  }
+
+  public int getRank() {
+    return intValue("rank");
+  }
+
+  public void setRank(int value) {
+    rank(value);
+  }
+
+  /** Scale numerator: the update is multiplied by alpha / rank. */
+  public AdapterOptions alpha(double value) {
+    return set("alpha", value);
+  }
+
+  public double getAlpha() {
+    return doubleValue("alpha");
+  }
+
+  public void setAlpha(double value) {
+    alpha(value);
+  }
+
+  /** Dropout probability on the adapter's input in training. */
+  public AdapterOptions dropout(double value) {
+    return set("dropout", value);
+  }
+
+  public double getDropout() {
+    return doubleValue("dropout");
+  }
+
+  public void setDropout(double value) {
+    dropout(value);
+  }
+
+  /** Rank-stabilized scaling alpha / sqrt(rank). */
+  public AdapterOptions rslora(boolean value) {
+    return set("rslora", value);
+  }
+
+  public boolean isRslora() {
+    return boolValue("rslora");
+  }
+
+  public void setRslora(boolean value) {
+    rslora(value);
+  }
+
+  // LoRA family (DoRA, PiSSA, DyLoRA) ↓
+  // LoRA family ↑
+
+  // LoKr, LoHa, VeRA, IA³ ↓
+  // LoKr, LoHa, VeRA, IA³ ↑
+
+  // Bottleneck, parallel, Hydra, host-parameter tuning ↓
+  // Bottleneck, parallel, Hydra, host-parameter tuning ↑
+
+  // Prompt and prefix tuning ↓
+  // Prompt and prefix tuning ↑
+}

@@ -1,0 +1,111 @@
+package dev.graft.runtime;
+
+import dev.graft.spec.manifest.Parameter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Random;
+
+/**
+ * Initial values of parameters, as their manifest entries ask: seeded random draws, constants,
+ * or values computed from the host's weights (copies, column norms, principal factors).
+ */
+final class ParameterInit {
+  private ParameterInit() {}
+
+  /**
+   * The initial values of {@code p} ({@code size} elements) for {@code seed}; host-derived
+   * initializers read {@code host}.
+   */
+  static float[] initialValues(Parameter p, int size, long seed, HostWeights host) {
+    float[] v = new float[size];
+    Random r = new Random(seed * 0x9E3779B97F4A7C15L + p.getName().hashCode());
+    switch (p.getInit()) {
+      case ZEROS -> {}
+      case ONES -> Arrays.fill(v, 1f);
+      case CONSTANT -> Arrays.fill(v, (float) p.getInitScale());
+      case KAIMING_UNIFORM -> {
+        if (!(p.getInitScale() > 0)) {
+          throw new FormatException(p.getName(), "KAIMING_UNIFORM needs init_scale (the fan-in) > 0, got " + p.getInitScale());
+        }
+        uniform(v, r, 1.0 / Math.sqrt(p.getInitScale()));
+      }
+      case UNIFORM -> uniform(v, r, p.getInitScale());
+      case NORMAL -> {
+        for (int i = 0; i < size; i++) {
+          v[i] = (float) (r.nextGaussian() * p.getInitScale());
+        }
+      }
+      case HOST_COPY -> {
+        float[] w = hostValues(p, host);
+        if (w.length != size) {
+          throw new FormatException(p.getName(), "HOST_COPY of '" + p.getInitSource() + "' has " + w.length
+              + " values, the parameter " + size);
+        }
+        System.arraycopy(w, 0, v, 0, size);
+      }
+      case HOST_COLUMN_NORM -> {
+        HostWeights.Weight w = hostWeight(p, host);
+        if (w.dims().length != 2 || w.dims()[1] != size) {
+          throw new FormatException(p.getName(), "HOST_COLUMN_NORM needs a 2-D host weight [in, " + size + "], '"
+              + p.getInitSource() + "' is " + Arrays.toString(w.dims()));
+        }
+        float[] m = hostValues(p, host);
+        int in = (int) w.dims()[0];
+        double[] sq = new double[size];
+        for (int i = 0; i < in; i++) {
+          for (int j = 0; j < size; j++) {
+            double x = m[i * size + j];
+            sq[j] += x * x;
+          }
+        }
+        for (int j = 0; j < size; j++) {
+          v[j] = (float) Math.sqrt(sq[j]);
+        }
+      }
+      default -> throw new FormatException(
+          p.getName(), "parameter has no known initializer (" + p.getInit() + "); the manifest must set init");
+    }
+    return v;
+  }
+
+  private static void uniform(float[] v, Random r, double bound) {
+    for (int i = 0; i < v.length; i++) {
+      v[i] = (float) ((r.nextDouble() * 2 - 1) * bound);
+    }
+  }
+
+  /** The host weight a host-derived initializer reads. */
+  static HostWeights.Weight hostWeight(Parameter p, HostWeights host) {
+    HostWeights.Weight w = host.weights().get(p.getInitSource());
+    if (w == null) {
+      throw new FormatException(p.getName(), p.getInit() + " reads host initializer '" + p.getInitSource()
+          + "', which was not loaded from " + host.source() + "; is it in the manifest's host_initializers?");
+    }
+    return w;
+  }
+
+  /** The values of the host weight a host-derived initializer reads, as floats (row-major). */
+  static float[] hostValues(Parameter p, HostWeights host) {
+    HostWeights.Weight w = hostWeight(p, host);
+    ByteBuffer b = w.data().duplicate().order(ByteOrder.LITTLE_ENDIAN);
+    b.clear();
+    ElementType type = ElementType.ofOnnx(w.dataType());
+    if (type == ElementType.FLOAT) {
+      float[] out = new float[b.remaining() / 4];
+      b.asFloatBuffer().get(out);
+      return out;
+    }
+    if (type == ElementType.DOUBLE) {
+      double[] d = new double[b.remaining() / 8];
+      b.asDoubleBuffer().get(d);
+      float[] out = new float[d.length];
+      for (int i = 0; i < d.length; i++) {
+        out[i] = (float) d[i];
+      }
+      return out;
+    }
+    throw new FormatException(p.getName(), "host initializer '" + p.getInitSource() + "' is "
+        + ElementType.describe(w.dataType()) + "; initializing from it needs float32 or float64");
+  }
+}
