@@ -2,7 +2,6 @@ package dev.graft.examples.sentiment;
 
 import dev.graft.dsl.Graft;
 import dev.graft.dsl.compile.CompiledGraft;
-import dev.graft.dsl.compile.HostModel;
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.LearningRate;
@@ -11,14 +10,7 @@ import dev.graft.runtime.Trainer;
 import dev.graft.runtime.TrainingResult;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
-import dev.graft.runtime.data.LabelledText;
-import dev.graft.runtime.data.Split;
-import dev.graft.runtime.text.TextTokenizer;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
@@ -36,14 +28,6 @@ import java.util.Locale;
  * adapter is saved; default {@code target/sentiment-lora}).
  */
 public final class SentimentExample {
-  static final String HOST = "all-minilm-l6-v2.onnx";
-  static final String TOKENIZER = "all-minilm-l6-v2-tokenizer.json";
-  static final String DATA = "dev/graft/examples/sentiment/";
-  static final List<String> SOURCES = List.of("amazon.tsv", "imdb.tsv", "yelp.tsv");
-  static final int MAX_TOKENS = 64;
-  static final double HELD_OUT = 0.2;
-  static final long SPLIT_SEED = 7;
-
   private SentimentExample() {}
 
   public static void main(String[] args) {
@@ -59,19 +43,9 @@ public final class SentimentExample {
       }
     }
 
-    List<LabelledText> all = new ArrayList<>();
-    for (String source : SOURCES) {
-      all.addAll(LabelledText.readTsv(SentimentExample.class.getClassLoader(), DATA + source));
-    }
-    Split<LabelledText> split = Split.of(all, HELD_OUT, SPLIT_SEED);
-    List<Example> train;
-    List<Example> heldOut;
-    try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(TOKENIZER, MAX_TOKENS)) {
-      train = examples(tokenizer, split.train());
-      heldOut = examples(tokenizer, split.heldOut());
-    }
-    System.err.printf(Locale.ROOT, "data: %d sentences (%s), %d train, %d held out%n",
-        all.size(), String.join(", ", SOURCES), train.size(), heldOut.size());
+    SentimentData data = SentimentData.load();
+    List<Example> train = data.train();
+    List<Example> heldOut = data.heldOut();
 
     // LoRA: declared with annotations, compiled by javac.
     ModelOptions options = ModelOptions.defaults().withSeed(42);
@@ -92,7 +66,7 @@ public final class SentimentExample {
     System.err.println("lora: adapter saved to " + out.toAbsolutePath());
 
     // Linear probe: declared with the builder, compiled at run time; the host stays frozen.
-    CompiledGraft probeGraft = Graft.host(readHost()).name("SentimentProbe").classification(2).compile();
+    CompiledGraft probeGraft = Graft.host(SentimentData.readHost()).name("SentimentProbe").classification(2).compile();
     Trainer probeTrainer = Trainer.builder()
         .batchSize(16).epochs(epochs).learningRate(LearningRate.linear(1e-2f, 0.1)).seed(1).build();
     double probeAccuracy;
@@ -125,25 +99,6 @@ public final class SentimentExample {
         }
       }
       return true;
-    }
-  }
-
-  static List<Example> examples(TextTokenizer tokenizer, List<LabelledText> texts) {
-    List<Example> out = new ArrayList<>(texts.size());
-    for (LabelledText t : texts) {
-      out.add(new Example(tokenizer.encode(t.text()), t.label()));
-    }
-    return out;
-  }
-
-  static HostModel readHost() {
-    try (InputStream in = SentimentExample.class.getClassLoader().getResourceAsStream(HOST)) {
-      if (in == null) {
-        throw new IllegalStateException("host model " + HOST + " is not on the class path (langchain4j jar missing?)");
-      }
-      return HostModel.read(in, HOST);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
     }
   }
 

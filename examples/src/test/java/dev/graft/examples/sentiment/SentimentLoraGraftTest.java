@@ -43,12 +43,12 @@ class SentimentLoraGraftTest {
   @BeforeAll
   static void tokenize() {
     List<LabelledText> texts =
-        LabelledText.readTsv(SentimentLoraGraftTest.class.getClassLoader(), SentimentExample.DATA + "yelp.tsv");
-    try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(SentimentExample.TOKENIZER, 32)) {
+        LabelledText.readTsv(SentimentLoraGraftTest.class.getClassLoader(), SentimentData.DATA + "yelp.tsv");
+    try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(SentimentData.TOKENIZER, 32)) {
       // 8 negative and 8 positive sentences: the file lists 500 of each.
       List<LabelledText> picked = new java.util.ArrayList<>(texts.subList(0, 8));
       picked.addAll(texts.subList(texts.size() - 8, texts.size()));
-      List<Example> examples = SentimentExample.examples(tokenizer, picked);
+      List<Example> examples = SentimentData.examples(tokenizer, picked);
       batch = Batch.of(examples, SentimentLoraGraft.INPUT_NAMES);
     }
   }

@@ -1,0 +1,66 @@
+package dev.graft.examples.sentiment;
+
+import dev.graft.dsl.compile.HostModel;
+import dev.graft.runtime.data.Example;
+import dev.graft.runtime.data.LabelledText;
+import dev.graft.runtime.data.Split;
+import dev.graft.runtime.text.TextTokenizer;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The sentiment task's data and host: the 3000 UCI Sentiment Labelled Sentences, tokenized for
+ * all-MiniLM-L6-v2 (64 tokens) and split 2400 / 600 with a fixed seed.
+ *
+ * @param train the training examples
+ * @param heldOut the held-out examples
+ */
+public record SentimentData(List<Example> train, List<Example> heldOut) {
+  public static final String HOST = "all-minilm-l6-v2.onnx";
+  static final String TOKENIZER = "all-minilm-l6-v2-tokenizer.json";
+  static final String DATA = "dev/graft/examples/sentiment/";
+  static final List<String> SOURCES = List.of("amazon.tsv", "imdb.tsv", "yelp.tsv");
+  static final int MAX_TOKENS = 64;
+  static final double HELD_OUT = 0.2;
+  static final long SPLIT_SEED = 7;
+
+  /** Reads, tokenizes and splits the sentences (reports the sizes on stderr). */
+  public static SentimentData load() {
+    List<LabelledText> all = new ArrayList<>();
+    for (String source : SOURCES) {
+      all.addAll(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source));
+    }
+    Split<LabelledText> split = Split.of(all, HELD_OUT, SPLIT_SEED);
+    SentimentData data;
+    try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(TOKENIZER, MAX_TOKENS)) {
+      data = new SentimentData(examples(tokenizer, split.train()), examples(tokenizer, split.heldOut()));
+    }
+    System.err.printf(Locale.ROOT, "data: %d sentences (%s), %d train, %d held out%n",
+        all.size(), String.join(", ", SOURCES), data.train().size(), data.heldOut().size());
+    return data;
+  }
+
+  static List<Example> examples(TextTokenizer tokenizer, List<LabelledText> texts) {
+    List<Example> out = new ArrayList<>(texts.size());
+    for (LabelledText t : texts) {
+      out.add(new Example(tokenizer.encode(t.text()), t.label()));
+    }
+    return out;
+  }
+
+  /** The host model from the class path (the langchain4j all-MiniLM-L6-v2 jar). */
+  public static HostModel readHost() {
+    try (InputStream in = SentimentData.class.getClassLoader().getResourceAsStream(HOST)) {
+      if (in == null) {
+        throw new IllegalStateException("host model " + HOST + " is not on the class path (langchain4j jar missing?)");
+      }
+      return HostModel.read(in, HOST);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+}
