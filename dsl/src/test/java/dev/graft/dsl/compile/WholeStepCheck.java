@@ -23,7 +23,6 @@ import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -53,13 +52,14 @@ final class WholeStepCheck implements AutoCloseable {
   static final long[] MASK = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
   static final long[] TOKEN_TYPES = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0};
   static final long[] LABELS = {1, 0};
+  static final double LEARNING_RATE = 0.01;
 
   final CompiledGraft graft;
   final List<Parameter> params;
   final Map<String, double[]> values = new LinkedHashMap<>();
   private final int elem;
   private final boolean causalLm;
-  private final List<OnnxTensor> hostWeights = new ArrayList<>();
+  private final Map<String, OnnxTensor> hostWeights = new LinkedHashMap<>();
   private final OrtSession train;
 
   private WholeStepCheck(Graph hostGraph, GraftSpec spec) throws OrtException {
@@ -80,19 +80,39 @@ final class WholeStepCheck implements AutoCloseable {
       }
       values.put(p.getName(), v);
     }
-    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-    Map<String, OnnxTensorLike> external = new HashMap<>();
     for (String name : graft.manifest().getHostInitializersList()) {
       TensorProto t = hostGraph.initializers().get(name);
-      if (t == null || !graft.train().getGraph().getInitializerList().stream().anyMatch(i -> i.getName().equals(name))) {
-        continue; // read only to initialize parameters, not by the graph
+      if (t != null) {
+        hostWeights.put(name, tensorOf(t));
       }
-      OnnxTensor tensor = tensorOf(t);
-      hostWeights.add(tensor);
-      external.put(name, tensor);
+    }
+    train = session(graft.train().toByteArray(), graft.train().getGraph().getInitializerList());
+  }
+
+  /** A session over {@code model} fed the host weights among {@code initializers} (the external ones it holds). */
+  private OrtSession session(byte[] model, List<TensorProto> initializers) throws OrtException {
+    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    Map<String, OnnxTensorLike> external = new HashMap<>();
+    for (TensorProto i : initializers) {
+      OnnxTensor t = hostWeights.get(i.getName());
+      if (t != null) {
+        external.put(i.getName(), t);
+      }
     }
     options.addExternalInitializers(external);
-    train = ENV.createSession(graft.train().toByteArray(), options);
+    return ENV.createSession(model, options);
+  }
+
+  /** The training step's output names. */
+  Set<String> trainOutputs() throws OrtException {
+    return train.getOutputNames();
+  }
+
+  /** Runs the inference graph on the fixed batch with {@link #values}; returns its first output. */
+  double[] inference() throws OrtException {
+    try (OrtSession inference = session(graft.inference().toByteArray(), graft.inference().getGraph().getInitializerList())) {
+      return run(inference, Map.of(), Set.of(graft.manifest().getLogits())).get(graft.manifest().getLogits());
+    }
   }
 
   /** The step of {@code adapters} with a 2-label mean-pooled classification head on {@code hostGraph}. */
@@ -135,9 +155,14 @@ final class WholeStepCheck implements AutoCloseable {
 
   /** Runs the step with {@link #values} overridden by {@code override}; returns the named outputs. */
   Map<String, double[]> run(Map<String, double[]> override, Set<String> outputs) throws OrtException {
+    return run(train, override, outputs);
+  }
+
+  private Map<String, double[]> run(OrtSession session, Map<String, double[]> override, Set<String> outputs)
+      throws OrtException {
     Map<String, OnnxTensor> feeds = new HashMap<>();
     try {
-      Set<String> inputs = train.getInputNames();
+      Set<String> inputs = session.getInputNames();
       feeds.put("input_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(INPUT_IDS), SHAPE));
       if (inputs.contains("attention_mask")) {
         feeds.put("attention_mask", OnnxTensor.createTensor(ENV, LongBuffer.wrap(MASK), SHAPE));
@@ -145,21 +170,26 @@ final class WholeStepCheck implements AutoCloseable {
       if (inputs.contains("token_type_ids")) {
         feeds.put("token_type_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(TOKEN_TYPES), SHAPE));
       }
-      feeds.put("labels", causalLm
-          ? OnnxTensor.createTensor(ENV, LongBuffer.wrap(INPUT_IDS), SHAPE)
-          : OnnxTensor.createTensor(ENV, LongBuffer.wrap(LABELS), new long[] {LABELS.length}));
-      if (inputs.contains("seed")) {
-        feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {12345}), new long[0]));
+      boolean training = inputs.contains("labels");
+      if (training) {
+        feeds.put("labels", causalLm
+            ? OnnxTensor.createTensor(ENV, LongBuffer.wrap(INPUT_IDS), SHAPE)
+            : OnnxTensor.createTensor(ENV, LongBuffer.wrap(LABELS), new long[] {LABELS.length}));
+        if (inputs.contains("seed")) {
+          feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {12345}), new long[0]));
+        }
+        feeds.put("step", tensor(new double[] {1}, new long[0]));
+        feeds.put("learning_rate", tensor(new double[] {LEARNING_RATE}, new long[0]));
       }
-      feeds.put("step", tensor(new double[] {1}, new long[0]));
-      feeds.put("learning_rate", tensor(new double[] {0.01}, new long[0]));
       for (Parameter p : params) {
         double[] v = override.getOrDefault(p.getName(), values.get(p.getName()));
         feeds.put(p.getName(), tensor(v, shape(p)));
-        feeds.put(p.getName() + ".adam_m", tensor(new double[v.length], shape(p)));
-        feeds.put(p.getName() + ".adam_v", tensor(new double[v.length], shape(p)));
+        if (training) {
+          feeds.put(p.getName() + ".adam_m", tensor(new double[v.length], shape(p)));
+          feeds.put(p.getName() + ".adam_v", tensor(new double[v.length], shape(p)));
+        }
       }
-      try (OrtSession.Result r = train.run(feeds, outputs)) {
+      try (OrtSession.Result r = session.run(feeds, outputs)) {
         Map<String, double[]> out = new LinkedHashMap<>();
         for (String o : outputs) {
           OnnxTensor t = (OnnxTensor) r.get(o).orElseThrow();
@@ -236,6 +266,6 @@ final class WholeStepCheck implements AutoCloseable {
   @Override
   public void close() throws OrtException {
     train.close();
-    hostWeights.forEach(OnnxTensor::close);
+    hostWeights.values().forEach(OnnxTensor::close);
   }
 }
