@@ -325,6 +325,80 @@ class KronHadamardVeraIa3Test {
     assertArrayEquals(linear(h, 2, t.w2, t.b2, null, 4, 6), t.output(), 1e-12);
   }
 
+  /**
+   * Each kind on a Gemm with transA=1, transB=1, alpha 0.5 and beta 2 against the same kind on
+   * the equivalent MatMul + Add site (x pre-transposed, W transposed and halved, bias doubled):
+   * IA³ gives the same output (it scales the whole output, or the input); the additive kinds add
+   * alpha times their update, as LoRA does on a Gemm.
+   */
+  @Test
+  void everyKindOnAGemmSiteMatchesItsMatMulForm() throws OrtException {
+    Random r = new Random(9);
+    double[] x = gaussian(r, 12);
+    double[] w = gaussian(r, 24);
+    double[] c = gaussian(r, 4);
+    Map<String, Map<String, Object>> kinds = new LinkedHashMap<>();
+    kinds.put("lokr", Map.of("rank", 1, "factor", 2));
+    kinds.put("loha", Map.of("rank", 2));
+    kinds.put("vera", Map.of("rank", 3));
+    kinds.put("ia3", Map.of());
+    kinds.put("ia3 feedforward", Map.of("feedforward", ".*"));
+    for (var e : kinds.entrySet()) {
+      AdapterKind kind = AdapterKinds.byId(e.getKey().split(" ")[0]).orElseThrow();
+      double[][] outputs = new double[4][];
+      Map<String, double[]> values = new HashMap<>();
+      for (int form = 0; form < 4; form++) {
+        boolean gemm = form < 2;
+        boolean adapted = form % 2 == 0;
+        Graph g = new Graph();
+        Map<String, long[]> shapes = new HashMap<>();
+        Map<String, double[]> feeds = new HashMap<>(values);
+        if (gemm) {
+          g.addInput("x", TensorType.of(D, 6, 2));
+          g.addInitializer(Tensors.floats("w", D, List.of(4L, 6L), w), false);
+          g.addInitializer(Tensors.floats("c", D, List.of(4L), c), false);
+          g.outputs().add(g.op("/l0/Gemm", "Gemm", List.of("x", "w", "c"), dev.graft.dsl.ir.Node.attr("transA", 1L),
+              dev.graft.dsl.ir.Node.attr("transB", 1L), dev.graft.dsl.ir.Node.attr("alpha", 0.5f),
+              dev.graft.dsl.ir.Node.attr("beta", 2f)));
+          shapes.put("x", new long[] {6, 2});
+          feeds.put("x", x);
+        } else {
+          g.addInput("x", TensorType.of(D, 2, 6));
+          g.addInitializer(Tensors.floats("w", D, List.of(6L, 4L), scale(transpose(w, 4, 6), 0.5)), false);
+          g.addInitializer(Tensors.floats("c", D, List.of(4L), scale(c, 2)), false);
+          g.outputs().add(g.op("/l0/Add", "Add", List.of(g.op("/l0/MatMul", "MatMul", List.of("x", "w")), "c")));
+          shapes.put("x", new long[] {2, 6});
+          feeds.put("x", transpose(x, 6, 2));
+        }
+        ShapeInference.run(g);
+        if (adapted) {
+          Map<String, Object> all = new TreeMap<>(e.getValue());
+          kind.options().forEach(o -> all.putIfAbsent(o.name(), o.defaultValue()));
+          AdapterSpec spec = new AdapterSpec(kind.id(), ".*", List.of(), all, null);
+          for (Parameter p : AdapterPlacement.place(g, List.of(new PlannedAdapter(spec, kind, LinearSite.find(g))), false, D)
+              .parameters()) {
+            shapes.put(p.getName(), p.getShapeList().stream().mapToLong(Long::longValue).toArray());
+            values.computeIfAbsent(p.getName(), k -> gaussian(r, WholeStepCheck.size(p)));
+            feeds.put(p.getName(), values.get(p.getName()));
+          }
+          ShapeInference.run(g);
+        }
+        outputs[form] = run(g, feeds, shapes).get(g.outputs().get(0));
+      }
+      assertArrayEquals(outputs[3], outputs[1], 1e-12, e.getKey() + ": the two host forms agree");
+      for (int i = 0; i < 8; i++) {
+        double gemmDelta = outputs[0][i] - outputs[1][i];
+        double matmulDelta = outputs[2][i] - outputs[3][i];
+        if (kind.id().equals("ia3")) {
+          assertEquals(outputs[2][i], outputs[0][i], 1e-12, e.getKey() + " y[" + i + "]");
+        } else {
+          assertEquals(0.5 * matmulDelta, gemmDelta, 1e-12, e.getKey() + " update[" + i + "]");
+        }
+        assertTrue(Math.abs(matmulDelta) > 1e-3, e.getKey() + " changes y[" + i + "]");
+      }
+    }
+  }
+
   // ------------------------------------------------------------ manifests, keys, configs
 
   private static Manifest manifest(String kind, String target, Map<String, Object> options) {
