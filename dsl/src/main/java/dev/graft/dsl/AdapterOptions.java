@@ -117,6 +117,70 @@ public final class AdapterOptions {
   // LoRA family ↑
 
   // LoKr, LoHa, VeRA, IA³ ↓
+  /** LoKr's Kronecker split: -1 near-square, else the first factor's side (must divide every adapted dimension). */
+  public AdapterOptions factor(int value) {
+    return set("factor", value);
+  }
+
+  public int getFactor() {
+    return intValue("factor");
+  }
+
+  public void setFactor(int value) {
+    factor(value);
+  }
+
+  /** LoKr: also decompose W1 at the rank (PEFT's decompose_both). */
+  public AdapterOptions decomposeBoth(boolean value) {
+    return set("decomposeBoth", value);
+  }
+
+  public boolean isDecomposeBoth() {
+    return boolValue("decomposeBoth");
+  }
+
+  public void setDecomposeBoth(boolean value) {
+    decomposeBoth(value);
+  }
+
+  /** VeRA: initial value of the λ_d vector's elements. */
+  public AdapterOptions dInitial(double value) {
+    return set("dInitial", value);
+  }
+
+  public double getDInitial() {
+    return doubleValue("dInitial");
+  }
+
+  public void setDInitial(double value) {
+    dInitial(value);
+  }
+
+  /** VeRA: save the shared random projections with the adapter. */
+  public AdapterOptions saveProjection(boolean value) {
+    return set("saveProjection", value);
+  }
+
+  public boolean isSaveProjection() {
+    return boolValue("saveProjection");
+  }
+
+  public void setSaveProjection(boolean value) {
+    saveProjection(value);
+  }
+
+  /** IA³: selector of the feed-forward sites, whose input (not output) is scaled. */
+  public AdapterOptions feedforward(String value) {
+    return set("feedforward", value);
+  }
+
+  public String getFeedforward() {
+    return stringValue("feedforward");
+  }
+
+  public void setFeedforward(String value) {
+    feedforward(value);
+  }
   // LoKr, LoHa, VeRA, IA³ ↑
 
   // Bottleneck, parallel, Hydra, host-parameter tuning ↓

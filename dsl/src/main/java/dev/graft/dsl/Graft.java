@@ -79,6 +79,45 @@ public final class Graft {
   // LoRA family ↑
 
   // LoKr, LoHa, VeRA, IA³ ↓
+  /** LoKr with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft lokr(String target) {
+    return lokr(target, o -> {});
+  }
+
+  /** LoKr (Kronecker-product update) on the sites {@code target} matches; options: rank, alpha, dropout, factor, decomposeBoth. */
+  public Graft lokr(String target, Configure<AdapterOptions> configure) {
+    return adapter("lokr", target, configure);
+  }
+
+  /** LoHa with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft loha(String target) {
+    return loha(target, o -> {});
+  }
+
+  /** LoHa (Hadamard product of two low-rank products) on the sites {@code target} matches; options: rank, alpha, dropout. */
+  public Graft loha(String target, Configure<AdapterOptions> configure) {
+    return adapter("loha", target, configure);
+  }
+
+  /** VeRA with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft vera(String target) {
+    return vera(target, o -> {});
+  }
+
+  /** VeRA (shared frozen random projections, trained scaling vectors) on the sites {@code target} matches; options: rank, dInitial, dropout, saveProjection. */
+  public Graft vera(String target, Configure<AdapterOptions> configure) {
+    return adapter("vera", target, configure);
+  }
+
+  /** IA³ with default options on the sites {@code target} matches (empty: key, value and the feed-forward output). */
+  public Graft ia3(String target) {
+    return ia3(target, o -> {});
+  }
+
+  /** IA³ (learned scaling vectors) on the sites {@code target} matches; option: feedforward. */
+  public Graft ia3(String target, Configure<AdapterOptions> configure) {
+    return adapter("ia3", target, configure);
+  }
   // LoKr, LoHa, VeRA, IA³ ↑
 
   // Bottleneck, parallel, Hydra, host-parameter tuning ↓

@@ -25,6 +25,10 @@ public final class AdapterKinds {
     // LoRA family (DoRA, PiSSA, DyLoRA) ↓
     // LoRA family ↑
     // LoKr, LoHa, VeRA, IA³ ↓
+    kinds.add(new LoKrKind());
+    kinds.add(new LoHaKind());
+    kinds.add(new VeraKind());
+    kinds.add(new Ia3Kind());
     // LoKr, LoHa, VeRA, IA³ ↑
     // Bottleneck, parallel, Hydra, host-parameter tuning ↓
     // Bottleneck, parallel, Hydra, host-parameter tuning ↑

@@ -1,0 +1,45 @@
+package dev.graft.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Repeatable;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * LoHa on the linear sites whose node name matches {@link #target()} in full: {@code y = xW (+ b)
+ * + (alpha / rank) · dropout(x) · ((W1b·W1a) ⊙ (W2b·W2a))}, a Hadamard product of two rank-r
+ * products; W2b starts at zero.
+ */
+@Documented
+@Retention(RetentionPolicy.SOURCE)
+@Target(ElementType.TYPE)
+@Repeatable(LoHa.List.class)
+public @interface LoHa {
+  /**
+   * Regular expression that must match a whole host node name; empty (the default) takes
+   * the attention query and value projections ({@code query}, {@code value}, {@code q_proj}, {@code v_proj}).
+   */
+  String target() default "";
+
+  /** Rank r of each of the two products, 1..4096. */
+  int rank() default 8;
+
+  /** Scale numerator; the update is multiplied by {@code alpha / rank}. Must be positive. */
+  double alpha() default 8;
+
+  /** Dropout probability applied to the adapter's input during training, in [0, 1). */
+  double dropout() default 0.0;
+
+  /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
+  int[] layers() default {};
+
+  /** Container for repeated {@link LoHa} annotations. */
+  @Documented
+  @Retention(RetentionPolicy.SOURCE)
+  @Target(ElementType.TYPE)
+  @interface List {
+    LoHa[] value();
+  }
+}
