@@ -39,6 +39,7 @@ class BottleneckKindsTest {
     try (WholeStepCheck c = WholeStepCheck.classification(HOST, adapter)) {
       double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
       assertTrue(worst < 1e-7, "max error " + worst);
+      System.out.printf("%s %s: max FD error %.3g%n", adapter.kind(), adapter.options(), worst);
       return worst;
     }
   }
@@ -76,6 +77,7 @@ class BottleneckKindsTest {
         Adapters.of("parallel", "", Map.of("nonlinearity", "gelu", "scaling", 1)))) {
       double worst = c.assertGradientsMatch(1e-2, 2e-4, 2e-2);
       assertTrue(worst < 2e-3, "max error " + worst);
+      System.out.printf("parallel gelu float32: max FD error %.3g%n", worst);
     }
   }
 
