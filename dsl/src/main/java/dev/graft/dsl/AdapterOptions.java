@@ -184,6 +184,84 @@ public final class AdapterOptions {
   // LoKr, LoHa, VeRA, IA³ ↑
 
   // Bottleneck, parallel, Hydra, host-parameter tuning ↓
+  /** Default sites of a bottleneck adapter: "pfeiffer" or "houlsby". */
+  public AdapterOptions config(String value) {
+    return set("config", value);
+  }
+
+  public String getConfig() {
+    return stringValue("config");
+  }
+
+  public void setConfig(String value) {
+    config(value);
+  }
+
+  /** Reduction factor of bottleneck adapters: the bottleneck has size / reduction units. */
+  public AdapterOptions reduction(int value) {
+    return set("reduction", value);
+  }
+
+  public int getReduction() {
+    return intValue("reduction");
+  }
+
+  public void setReduction(int value) {
+    reduction(value);
+  }
+
+  /** Activation of bottleneck adapters: "relu", "gelu", "tanh", "swish" (Hydra also "identity"). */
+  public AdapterOptions nonlinearity(String value) {
+    return set("nonlinearity", value);
+  }
+
+  public String getNonlinearity() {
+    return stringValue("nonlinearity");
+  }
+
+  public void setNonlinearity(String value) {
+    nonlinearity(value);
+  }
+
+  /** Whether a bottleneck adapter adds its output to its input. */
+  public AdapterOptions residual(boolean value) {
+    return set("residual", value);
+  }
+
+  public boolean isResidual() {
+    return boolValue("residual");
+  }
+
+  public void setResidual(boolean value) {
+    residual(value);
+  }
+
+  /** Scale of a parallel adapter's or Hydra's output. */
+  public AdapterOptions scaling(double value) {
+    return set("scaling", value);
+  }
+
+  public double getScaling() {
+    return doubleValue("scaling");
+  }
+
+  public void setScaling(double value) {
+    scaling(value);
+  }
+
+  /** Initialization of bottleneck adapters: "mam_adapter", "bert" or "houlsby". */
+  public AdapterOptions initWeights(String value) {
+    return set("initWeights", value);
+  }
+
+  public String getInitWeights() {
+    return stringValue("initWeights");
+  }
+
+  public void setInitWeights(String value) {
+    initWeights(value);
+  }
+
   // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
   // Prompt and prefix tuning ↓

@@ -121,6 +121,78 @@ public final class Graft {
   // LoKr, LoHa, VeRA, IA³ ↑
 
   // Bottleneck, parallel, Hydra, host-parameter tuning ↓
+  /** A sequential bottleneck adapter with default options on its {@code config}'s default sites (after each feed-forward output). */
+  public Graft bottleneck() {
+    return bottleneck("", o -> {});
+  }
+
+  /**
+   * A sequential bottleneck adapter {@code h + up(act(down(h)))} on the outputs of the linear
+   * sites whose node names match {@code target} (empty: the sites of option config); options:
+   * config, reduction, nonlinearity, residual, initWeights.
+   */
+  public Graft bottleneck(String target, Configure<AdapterOptions> configure) {
+    return adapter("bottleneck", target, configure);
+  }
+
+  /** A parallel adapter with default options beside every layer's feed-forward block. */
+  public Graft parallelAdapter() {
+    return parallelAdapter("", o -> {});
+  }
+
+  /**
+   * A parallel adapter {@code h + scaling · up(act(down(x)))} beside the feed-forward blocks whose
+   * last linear node matches {@code target} (empty: every layer's); options: reduction,
+   * nonlinearity, scaling, initWeights.
+   */
+  public Graft parallelAdapter(String target, Configure<AdapterOptions> configure) {
+    return adapter("parallel", target, configure);
+  }
+
+  /** Hydra with default options on every layer's feed-forward block. */
+  public Graft hydra() {
+    return hydra("", o -> {});
+  }
+
+  /**
+   * Hydra {@code h + scaling · (P(x) + S(h))} on the feed-forward blocks whose last linear node
+   * matches {@code target} (empty: every layer's); options: reduction, nonlinearity, scaling,
+   * initWeights.
+   */
+  public Graft hydra(String target, Configure<AdapterOptions> configure) {
+    return adapter("hydra", target, configure);
+  }
+
+  /** BitFit on every bias of the host. */
+  public Graft bitFit() {
+    return bitFit("", o -> {});
+  }
+
+  /** BitFit: trains the host biases whose names match {@code target} (empty: all); options: layers. */
+  public Graft bitFit(String target, Configure<AdapterOptions> configure) {
+    return adapter("bitfit", target, configure);
+  }
+
+  /** Trains every LayerNorm weight and bias of the host. */
+  public Graft layerNormTuning() {
+    return layerNormTuning("", o -> {});
+  }
+
+  /** Trains the host's LayerNorm weights and biases whose names match {@code target} (empty: all); options: layers. */
+  public Graft layerNormTuning(String target, Configure<AdapterOptions> configure) {
+    return adapter("layernorm", target, configure);
+  }
+
+  /** Trains the weight and bias of the linear sites whose node names match {@code target} in full (PEFT's modules_to_save). */
+  public Graft trainModules(String target) {
+    return trainModules(target, o -> {});
+  }
+
+  /** Full tuning of the linear sites whose node names match {@code target} (required); options: layers. */
+  public Graft trainModules(String target, Configure<AdapterOptions> configure) {
+    return adapter("full", target, configure);
+  }
+
   // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
   // Prompt and prefix tuning ↓

@@ -47,6 +47,15 @@ public interface AdapterKind {
   }
 
   /**
+   * The selector a declaration with an empty target uses, given its options (checked and
+   * defaulted), for kinds whose default sites depend on an option; {@link #defaultTarget()} by
+   * default.
+   */
+  default String defaultTarget(AdapterSpec spec) {
+    return defaultTarget();
+  }
+
+  /**
    * Checks the options together (each one alone is already checked against its range), for
    * example that a factor divides a dimension; returns problems as plain sentences.
    */

@@ -31,6 +31,12 @@ public final class AdapterKinds {
     kinds.add(new Ia3Kind());
     // LoKr, LoHa, VeRA, IA³ ↑
     // Bottleneck, parallel, Hydra, host-parameter tuning ↓
+    kinds.add(new BottleneckKind());
+    kinds.add(new ParallelAdapterKind());
+    kinds.add(new HydraKind());
+    kinds.add(new BitFitKind());
+    kinds.add(new LayerNormTuningKind());
+    kinds.add(new FullTuningKind());
     // Bottleneck, parallel, Hydra, host-parameter tuning ↑
     // Prompt and prefix tuning ↓
     // Prompt and prefix tuning ↑

@@ -186,7 +186,7 @@ final class Validation {
           e.getMessage()));
       return null;
     }
-    String target = spec.target().isEmpty() ? kind.defaultTarget() : spec.target();
+    String target = spec.target().isEmpty() ? kind.defaultTarget(spec) : spec.target();
     if (target.isEmpty()) {
       target = ".*";
     }

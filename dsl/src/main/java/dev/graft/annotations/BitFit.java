@@ -1,0 +1,33 @@
+package dev.graft.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Repeatable;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * BitFit: trains the host's biases (1-D initializers added after linear layers, and initializers
+ * named {@code *.bias}) whose names match {@link #target()} (empty: all), each initialized from
+ * the host.
+ */
+@Documented
+@Retention(RetentionPolicy.SOURCE)
+@Target(ElementType.TYPE)
+@Repeatable(BitFit.List.class)
+public @interface BitFit {
+  /** Regular expression that must match a whole tensor name, e.g. {@code ".*attention.*"}; empty: all. */
+  String target() default "";
+
+  /** Layer indices to train (the {@code layer.N} part of names); empty means all layers. */
+  int[] layers() default {};
+
+  /** Container for repeated {@link BitFit} annotations. */
+  @Documented
+  @Retention(RetentionPolicy.SOURCE)
+  @Target(ElementType.TYPE)
+  @interface List {
+    BitFit[] value();
+  }
+}

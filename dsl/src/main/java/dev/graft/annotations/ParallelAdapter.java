@@ -1,0 +1,45 @@
+package dev.graft.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Repeatable;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * A parallel adapter beside each feed-forward block whose last linear node matches {@link
+ * #target()} (empty: every layer's): from the block's input x to its output h, {@code h' = h +
+ * scaling · up(act(down(x)))}.
+ */
+@Documented
+@Retention(RetentionPolicy.SOURCE)
+@Target(ElementType.TYPE)
+@Repeatable(ParallelAdapter.List.class)
+public @interface ParallelAdapter {
+  /** Regular expression that must match the block's last linear node, e.g. {@code ".*output/dense/MatMul"}; empty: all. */
+  String target() default "";
+
+  /** Reduction factor: the bottleneck has {@code floor(in / reduction)} units; 1..65536. */
+  int reduction() default 2;
+
+  /** The activation between the projections. */
+  Bottleneck.Nonlinearity nonlinearity() default Bottleneck.Nonlinearity.RELU;
+
+  /** The adapter's output is multiplied by this before it is added; positive. */
+  double scaling() default 4.0;
+
+  /** Initialization (AdapterHub's {@code init_weights}); the default starts the adapter as the identity. */
+  Bottleneck.InitWeights initWeights() default Bottleneck.InitWeights.MAM_ADAPTER;
+
+  /** Layer indices to adapt; empty means all layers. */
+  int[] layers() default {};
+
+  /** Container for repeated {@link ParallelAdapter} annotations. */
+  @Documented
+  @Retention(RetentionPolicy.SOURCE)
+  @Target(ElementType.TYPE)
+  @interface List {
+    ParallelAdapter[] value();
+  }
+}

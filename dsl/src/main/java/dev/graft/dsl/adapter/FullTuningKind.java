@@ -1,0 +1,59 @@
+package dev.graft.dsl.adapter;
+
+import dev.graft.dsl.ir.Graph;
+import dev.graft.dsl.spec.AdapterSpec;
+import java.util.List;
+
+/**
+ * Full tuning of chosen linear layers (PEFT's {@code modules_to_save}): the weight and bias of
+ * every linear site the selector matches become parameters initialized from the host. The weight
+ * is decayed, the bias not. Saved as PEFT saves modules to save: {@code
+ * base_model.model.<module>.weight} in torch's {@code [out, in]} and {@code .bias}. A target is
+ * required.
+ */
+public final class FullTuningKind implements AdapterKind {
+  @Override
+  public String id() {
+    return "full";
+  }
+
+  @Override
+  public String displayName() {
+    return "Full tuning";
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.TrainModules";
+  }
+
+  @Override
+  public List<AdapterOption> options() {
+    return List.of();
+  }
+
+  @Override
+  public List<ModuleSite> candidates(Graph graph) {
+    return ModuleSite.find(graph);
+  }
+
+  @Override
+  public List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
+    if (spec.target().isEmpty()) {
+      return List.of("full tuning needs a target naming the linear layers to train in full (it would train all "
+          + sites.size() + " otherwise), e.g. target = \".*/output/dense/MatMul\"");
+    }
+    return List.of();
+  }
+
+  @Override
+  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+    for (Site s : sites) {
+      ModuleSite site = (ModuleSite) s;
+      HostParameters.train(placement, site, site.weight(), "weight", false,
+          Placement.peftKey(site, "weight"), !site.outFirst());
+      site.bias().ifPresent(b -> HostParameters.train(placement, site, b, "bias", true,
+          Placement.peftKey(site, "bias"), false));
+    }
+  }
+}
