@@ -57,6 +57,8 @@ final class WholeStepCheck implements AutoCloseable {
   final CompiledGraft graft;
   final List<Parameter> params;
   final Map<String, double[]> values = new LinkedHashMap<>();
+  /** The per-step seed fed to a training step that takes one. */
+  long seed = 12345;
   private final int elem;
   private final boolean causalLm;
   private final List<OnnxTensor> hostWeights = new ArrayList<>();
@@ -84,8 +86,9 @@ final class WholeStepCheck implements AutoCloseable {
     Map<String, OnnxTensorLike> external = new HashMap<>();
     for (String name : graft.manifest().getHostInitializersList()) {
       TensorProto t = hostGraph.initializers().get(name);
-      if (t == null || !graft.train().getGraph().getInitializerList().stream().anyMatch(i -> i.getName().equals(name))) {
-        continue; // read only to initialize parameters, not by the graph
+      if (t == null || graft.train().getGraph().getInitializerList().stream()
+          .noneMatch(i -> i.getName().equals(name) && i.getDataLocation() == TensorProto.DataLocation.EXTERNAL)) {
+        continue; // read only to initialize parameters, or held in the graph (a small host's weight)
       }
       OnnxTensor tensor = tensorOf(t);
       hostWeights.add(tensor);
@@ -149,7 +152,7 @@ final class WholeStepCheck implements AutoCloseable {
           ? OnnxTensor.createTensor(ENV, LongBuffer.wrap(INPUT_IDS), SHAPE)
           : OnnxTensor.createTensor(ENV, LongBuffer.wrap(LABELS), new long[] {LABELS.length}));
       if (inputs.contains("seed")) {
-        feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {12345}), new long[0]));
+        feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {seed}), new long[0]));
       }
       feeds.put("step", tensor(new double[] {1}, new long[0]));
       feeds.put("learning_rate", tensor(new double[] {0.01}, new long[0]));
