@@ -9,6 +9,7 @@ import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.ParameterRole;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Objects;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -124,7 +125,7 @@ final class LoraVariants {
         LoraKind.addToOutput(placement, site, base, update, gs * s);
         continue;
       }
-      String f = magnitudeScale(placement, base, site, a, b, a0, b0, java.util.Objects.requireNonNull(m), s);
+      String f = magnitudeScale(placement, base, site, a, b, a0, b0, Objects.requireNonNull(m), s);
       String out;
       if (!dropped) {
         String updated = g.op(base + "/Add", "Add", List.of(residual, scaled(placement, base, update, gs * s)));
