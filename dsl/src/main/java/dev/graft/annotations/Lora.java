@@ -10,15 +10,22 @@ import java.lang.annotation.Target;
 /**
  * LoRA on the linear sites whose node name matches {@link #target()} in full:
  * {@code y = xW (+ b) + scaling · dropout(x) · A · B}, with {@code scaling = alpha / rank}
- * ({@code alpha / sqrt(rank)} under {@link #rslora()}), A kaiming-uniform and B zero.
+ * ({@code alpha / sqrt(rank)} under {@link #rslora()}), A kaiming-uniform and B zero. {@link
+ * #dora()} adds DoRA's magnitude; {@link #init()} {@code PISSA} starts A and B at the host
+ * weight's principal factors.
  */
 @Documented
 @Retention(RetentionPolicy.SOURCE)
 @Target(ElementType.TYPE)
 @Repeatable(Lora.List.class)
 public @interface Lora {
-  /** Regular expression that must match a whole host node name, e.g. {@code ".*(query|value)/MatMul"}. */
-  String target();
+  /**
+   * Regular expression that must match a whole host node name, e.g. {@code
+   * ".*(query|value)/MatMul"}; empty (the default) takes the query and value projections, the
+   * MatMul or Gemm nodes under a {@code query}, {@code value}, {@code q_proj} or {@code v_proj}
+   * module (any case), as PEFT does for BERT and Llama.
+   */
+  String target() default "";
 
   /** Rank r of the update, 1..4096. */
   int rank() default 8;
@@ -31,6 +38,26 @@ public @interface Lora {
 
   /** Rank-stabilized scaling {@code alpha / sqrt(rank)}. */
   boolean rslora() default false;
+
+  /**
+   * DoRA: a trainable magnitude m per output column (initially the host weight's column norms)
+   * rescales the updated weight, {@code y = (m / ‖W + scaling·A·B‖_col) ⊙ x·(W + scaling·A·B) (+ b)}.
+   */
+  boolean dora() default false;
+
+  /** How A and B start: {@link Init#DEFAULT} or {@link Init#PISSA}. */
+  Init init() default Init.DEFAULT;
+
+  /** Initial values of LoRA's A and B. */
+  enum Init {
+    /** A kaiming-uniform, B zero: the update starts at zero. */
+    DEFAULT,
+    /**
+     * PiSSA: A and B start at the principal factors of the host weight at rank r, and the graph
+     * subtracts their initial product so the host's output starts unchanged.
+     */
+    PISSA
+  }
 
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};

@@ -114,6 +114,32 @@ public final class AdapterOptions {
   }
 
   // LoRA family (DoRA, PiSSA, DyLoRA) ↓
+
+  /** DoRA: a trainable magnitude per output column rescales LoRA's updated weight. */
+  public AdapterOptions dora(boolean value) {
+    return set("dora", value);
+  }
+
+  public boolean isDora() {
+    return boolValue("dora");
+  }
+
+  public void setDora(boolean value) {
+    dora(value);
+  }
+
+  /** LoRA's initial A and B: {@code "default"} or {@code "pissa"} (principal factors of the host weight). */
+  public AdapterOptions init(String value) {
+    return set("init", value);
+  }
+
+  public String getInit() {
+    return stringValue("init");
+  }
+
+  public void setInit(String value) {
+    init(value);
+  }
   // LoRA family ↑
 
   // LoKr, LoHa, VeRA, IA³ ↓

@@ -76,6 +76,16 @@ public final class Graft {
   }
 
   // Adapter kinds of the LoRA family (DoRA, PiSSA, DyLoRA) ↓
+
+  /** DyLoRA with default options on the linear sites whose node names match {@code target} (empty: query and value). */
+  public Graft dylora(String target) {
+    return dylora(target, l -> {});
+  }
+
+  /** DyLoRA on the linear sites whose node names match {@code target} in full; options: rank (the maximum), alpha, dropout. */
+  public Graft dylora(String target, Configure<AdapterOptions> configure) {
+    return adapter("dylora", target, configure);
+  }
   // LoRA family ↑
 
   // LoKr, LoHa, VeRA, IA³ ↓

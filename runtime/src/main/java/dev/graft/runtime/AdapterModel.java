@@ -12,6 +12,7 @@ import ai.onnxruntime.TensorInfo;
 import ai.onnxruntime.ValueInfo;
 import com.google.protobuf.CodedInputStream;
 import dev.graft.runtime.data.Batch;
+import dev.graft.runtime.io.DyLoraRanks;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.spec.manifest.Dim;
 import dev.graft.spec.manifest.HostInput;
@@ -231,6 +232,28 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   public void loadAdapter(Path dir) {
     checkOpen();
     PeftAdapters.load(this, dir);
+  }
+
+  /**
+   * Saves the adapter with its DyLoRA adapters at rank {@code rank} (1 up to their maximum) as a
+   * plain PEFT LoRA folder of that rank ({@code r = rank}, {@code lora_alpha} the DyLoRA alpha);
+   * a Graft LoRA of that rank and alpha on the same sites, or PEFT, loads it. Every adapter of
+   * the graft must be DyLoRA.
+   */
+  public void saveAdapter(Path dir, int rank) {
+    checkOpen();
+    DyLoraRanks.save(this, dir, rank);
+  }
+
+  /**
+   * Makes this model's DyLoRA adapters act at rank {@code rank} (1 up to their maximum) from now
+   * on: A's columns and B's rows from {@code rank} on are zeroed and B's first rows multiplied by
+   * {@code maxRank / rank}, so the scaling becomes {@code alpha / rank}. It replaces the values:
+   * save the adapter first to go back. At the maximum rank nothing changes.
+   */
+  public void truncateRank(int rank) {
+    checkOpen();
+    DyLoraRanks.truncate(this, rank);
   }
 
   // ---------------------------------------------------------------- opening

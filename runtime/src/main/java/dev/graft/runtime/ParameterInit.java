@@ -1,10 +1,13 @@
 package dev.graft.runtime;
 
+import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
+import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 import java.util.Random;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Initial values of parameters, as their manifest entries ask: seeded random draws, constants,
@@ -63,10 +66,61 @@ final class ParameterInit {
           v[j] = (float) Math.sqrt(sq[j]);
         }
       }
+      case PISSA_A, PISSA_B -> pissa(p, size, host, v);
       default -> throw new FormatException(
           p.getName(), "parameter has no known initializer (" + p.getInit() + "); the manifest must set init");
     }
     return v;
+  }
+
+  /**
+   * PiSSA's factors of host weight W {@code [in, out] = U·S·Vᵀ} at the parameter's rank r, with
+   * s = init_scale (the LoRA scaling): A = U_r·sqrt(S_r/s) {@code [in, r]}, B = sqrt(S_r/s)·V_rᵀ
+   * {@code [r, out]}, so that {@code s·A·B} is W's best rank-r approximation.
+   */
+  private static void pissa(Parameter p, int size, HostWeights host, float[] v) {
+    HostWeights.Weight w = hostWeight(p, host);
+    boolean isA = p.getInit() == Init.PISSA_A;
+    if (w.dims().length != 2 || p.getShapeCount() != 2
+        || (isA ? p.getShape(0) != w.dims()[0] : p.getShape(1) != w.dims()[1])
+        || p.getShape(isA ? 1 : 0) > Math.min(w.dims()[0], w.dims()[1])) {
+      throw new FormatException(p.getName(), p.getInit() + " of shape " + p.getShapeList() + " does not fit host weight '"
+          + p.getInitSource() + "' " + Arrays.toString(w.dims()));
+    }
+    if (!(p.getInitScale() > 0)) {
+      throw new FormatException(p.getName(), p.getInit() + " needs init_scale (the LoRA scaling) > 0, got " + p.getInitScale());
+    }
+    int rows = (int) w.dims()[0];
+    int cols = (int) w.dims()[1];
+    int rank = (int) p.getShape(isA ? 1 : 0);
+    TruncatedSvd svd = principal(p, host, w, rank);
+    for (int c = 0; c < rank; c++) {
+      double root = Math.sqrt(svd.s()[c] / p.getInitScale());
+      if (isA) {
+        for (int i = 0; i < rows; i++) {
+          v[i * rank + c] = (float) (svd.u()[i * rank + c] * root);
+        }
+      } else {
+        for (int j = 0; j < cols; j++) {
+          v[c * cols + j] = (float) (root * svd.v()[j * rank + c]);
+        }
+      }
+    }
+  }
+
+  /** The last decomposition, so that A, B and PiSSA's frozen A0, B0 of one site share one. */
+  private static final AtomicReference<Principal> LAST = new AtomicReference<>();
+
+  private record Principal(WeakReference<HostWeights.Weight> weight, int rank, TruncatedSvd svd) {}
+
+  private static TruncatedSvd principal(Parameter p, HostWeights host, HostWeights.Weight w, int rank) {
+    Principal last = LAST.get();
+    if (last != null && last.weight().get() == w && last.rank() == rank) {
+      return last.svd();
+    }
+    TruncatedSvd svd = TruncatedSvd.of(hostValues(p, host), (int) w.dims()[0], (int) w.dims()[1], rank);
+    LAST.set(new Principal(new WeakReference<>(w), rank, svd));
+    return svd;
   }
 
   private static void uniform(float[] v, Random r, double bound) {

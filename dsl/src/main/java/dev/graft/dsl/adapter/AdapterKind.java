@@ -1,6 +1,7 @@
 package dev.graft.dsl.adapter;
 
 import com.google.gson.JsonObject;
+import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.spec.AdapterSpec;
 import java.util.List;
@@ -60,6 +61,15 @@ public interface AdapterKind {
    * example that a factor divides a dimension; returns problems as plain sentences.
    */
   default List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
+    return List.of();
+  }
+
+  /**
+   * Errors under the kind's own codes (its range of {@link dev.graft.dsl.diag.ErrorCode}) for a
+   * declaration at its sites, each naming the option at fault as its attribute; checked after
+   * {@link #checkOptions}. For example a site whose weight layout the kind cannot read.
+   */
+  default List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
     return List.of();
   }
 

@@ -23,6 +23,7 @@ public final class AdapterKinds {
     List<AdapterKind> kinds = new ArrayList<>();
     kinds.add(new LoraKind());
     // LoRA family (DoRA, PiSSA, DyLoRA) ↓
+    kinds.add(new DyLoraKind());
     // LoRA family ↑
     // LoKr, LoHa, VeRA, IA³ ↓
     kinds.add(new LoKrKind());

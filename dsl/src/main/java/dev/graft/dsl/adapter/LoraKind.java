@@ -4,6 +4,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonPrimitive;
+import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.Node;
 import dev.graft.dsl.ir.TensorType;
@@ -20,9 +21,15 @@ import java.util.TreeSet;
  * alpha_g·x'·W' + beta·C} the update is {@code alpha_g · scaling · (x'·A)·B} ({@code x'} = xᵀ when
  * {@code transA=1}): LoRA adds to the weight term as in PEFT, so merging {@code W' + scaling·A·B}
  * into the host weight gives the same function. Dropout is only placed in training graphs.
+ *
+ * <p>Options {@code dora} (DoRA) and {@code init = "pissa"} (PiSSA) are placed by {@link
+ * LoraVariants}.
  */
 public final class LoraKind implements AdapterKind {
   public static final int MAX_RANK = 4096;
+  /** Values of option {@code init}. */
+  public static final String DEFAULT_INIT = "default";
+  public static final String PISSA_INIT = "pissa";
 
   @Override
   public String id() {
@@ -45,7 +52,26 @@ public final class LoraKind implements AdapterKind {
         AdapterOption.integer("rank", 8, 1, MAX_RANK, "rank r of the update"),
         AdapterOption.positive("alpha", 16, "scale numerator: the update is multiplied by alpha / r"),
         AdapterOption.number("dropout", 0, 0, 1, "dropout probability on the adapter's input in training"),
-        AdapterOption.bool("rslora", false, "rank-stabilized scaling alpha / sqrt(r)"));
+        AdapterOption.bool("rslora", false, "rank-stabilized scaling alpha / sqrt(r)"),
+        AdapterOption.bool("dora", false, "DoRA: a trainable magnitude per output column rescales the updated weight"),
+        AdapterOption.choice("init", DEFAULT_INIT, List.of(DEFAULT_INIT, PISSA_INIT),
+            "initial A and B: default (kaiming-uniform A, zero B) or pissa (principal factors of the host weight)"));
+  }
+
+  /**
+   * PEFT's default targets for BERT-style and Llama-style hosts: the query and value projections.
+   * A declaration with an empty target takes these sites.
+   */
+  public static final String DEFAULT_TARGET = "(?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm)";
+
+  @Override
+  public String defaultTarget() {
+    return DEFAULT_TARGET;
+  }
+
+  @Override
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    return LoraVariants.diagnose(spec, sites, graph);
   }
 
   /** {@code alpha / rank}, or {@code alpha / sqrt(rank)} with rsLoRA. */
@@ -57,6 +83,10 @@ public final class LoraKind implements AdapterKind {
 
   @Override
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+    if (spec.boolOption("dora") || spec.stringOption("init").equals(PISSA_INIT)) {
+      LoraVariants.place(spec, sites, placement);
+      return;
+    }
     int rank = spec.intOption("rank");
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
@@ -132,7 +162,8 @@ public final class LoraKind implements AdapterKind {
 
   @Override
   public boolean peftConfig(AdapterSpec spec, List<? extends Site> sites, JsonObject c) {
-    return loraConfig(spec, sites, c, false);
+    boolean pissa = spec.stringOption("init").equals(PISSA_INIT);
+    return loraConfig(spec, sites, c, spec.boolOption("dora"), pissa ? new JsonPrimitive(PISSA_INIT) : new JsonPrimitive(true));
   }
 
   /**
@@ -142,6 +173,15 @@ public final class LoraKind implements AdapterKind {
    * sets once (dropout, rsLoRA, DoRA, layers).
    */
   public static boolean loraConfig(AdapterSpec spec, List<? extends Site> sites, JsonObject c, boolean dora) {
+    return loraConfig(spec, sites, c, dora, new JsonPrimitive(true));
+  }
+
+  /**
+   * {@link #loraConfig(AdapterSpec, List, JsonObject, boolean)} with PEFT's {@code
+   * init_lora_weights} ({@code true}, or {@code "pissa"}), which PEFT also sets once.
+   */
+  public static boolean loraConfig(
+      AdapterSpec spec, List<? extends Site> sites, JsonObject c, boolean dora, JsonPrimitive initLoraWeights) {
     int rank = spec.intOption("rank");
     double alpha = spec.doubleOption("alpha");
     JsonArray layers = new JsonArray();
@@ -158,10 +198,11 @@ public final class LoraKind implements AdapterKind {
       c.addProperty("use_dora", dora);
       c.add("layers_to_transform", spec.layers().isEmpty() ? JsonNull.INSTANCE : layers);
       c.addProperty("fan_in_fan_out", false);
-      c.addProperty("init_lora_weights", true);
+      c.add("init_lora_weights", initLoraWeights);
     } else if (c.get("lora_dropout").getAsDouble() != spec.doubleOption("dropout")
         || c.get("use_rslora").getAsBoolean() != spec.boolOption("rslora")
         || c.get("use_dora").getAsBoolean() != dora
+        || !c.get("init_lora_weights").equals(initLoraWeights)
         || !c.get("layers_to_transform").equals(spec.layers().isEmpty() ? JsonNull.INSTANCE : layers)) {
       return false;
     }

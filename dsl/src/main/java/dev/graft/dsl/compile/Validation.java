@@ -224,6 +224,11 @@ final class Validation {
           String.join("; ", problems)));
       return null;
     }
+    List<Diagnostic> own = kind.diagnose(spec, matched, graph);
+    if (!own.isEmpty()) {
+      errors.addAll(own);
+      return null;
+    }
     return new PlannedAdapter(spec, kind, matched);
   }
 

@@ -36,6 +36,10 @@ public enum ErrorCode {
   ADAPTER_OPTIONS_INVALID(61, "%s options do not fit the host: %s"),
   // 62..65: LoRA family; 66..69: LoKr, LoHa, VeRA, IA³; 70..74: bottleneck, parallel, Hydra,
   // host-parameter tuning; 75..79: prompt and prefix tuning.
+  /** A LoRA-family option the site cannot take (args: kind, option, node, why). */
+  LORA_FAMILY_SITE_UNSUPPORTED(62, "%s %s cannot go on %s: %s"),
+  /** PiSSA at a rank above the site weight's (args: rank, node, in, out, limit). */
+  PISSA_RANK_TOO_LARGE(63, "PiSSA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

@@ -37,7 +37,8 @@ class AdapterKindsTest {
         .compile().manifest();
     assertEquals(1, m.getAdaptersCount());
     assertEquals("lora", m.getAdapters(0).getKind());
-    assertEquals(Map.of("rank", "2", "alpha", "4", "dropout", "0.1", "rslora", "false"), m.getAdapters(0).getOptionsMap());
+    assertEquals(Map.of("rank", "2", "alpha", "4", "dropout", "0.1", "rslora", "false", "dora", "false", "init", "default"),
+        m.getAdapters(0).getOptionsMap());
     assertEquals(List.of("encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value",
         "encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"), m.getAdapters(0).getSitesList());
     Parameter a = m.getParameters(0);
@@ -97,6 +98,6 @@ class AdapterKindsTest {
     assertTrue(e.diagnostics().get(0).message().contains("unknown adapter kind 'lorax'; known kinds: [lora"),
         e.diagnostics().get(0).message());
     String options = e.diagnostics().get(2).message();
-    assertTrue(options.contains("LoRA has no option 'rnak'") && options.contains("[rank, alpha, dropout, rslora]"), options);
+    assertTrue(options.contains("LoRA has no option 'rnak'") && options.contains("[rank, alpha, dropout, rslora, dora, init]"), options);
   }
 }

@@ -99,7 +99,8 @@ class GemmSiteTest {
     assertEquals(1, sites.size());
     assertEquals(k, sites.get(0).in());
     assertEquals(n, sites.get(0).out());
-    AdapterSpec lora = Adapters.lora("/fc/Gemm", 2, 4).withOptions(Map.of("rank", 2, "alpha", 4.0, "dropout", 0.0, "rslora", false));
+    AdapterSpec lora = Adapters.lora("/fc/Gemm", 2, 4).withOptions(Map.of("rank", 2, "alpha", 4.0, "dropout", 0.0, "rslora", false,
+        "dora", false, "init", "default"));
     List<Parameter> params = AdapterPlacement.place(g, List.of(new PlannedAdapter(lora, new LoraKind(), sites)), true, F).parameters();
     assertEquals(List.of("fc.lora_A", "fc.lora_B"), params.stream().map(Parameter::getName).toList());
     ShapeInference.run(g);

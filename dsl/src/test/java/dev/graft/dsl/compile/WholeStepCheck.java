@@ -57,6 +57,8 @@ final class WholeStepCheck implements AutoCloseable {
   final CompiledGraft graft;
   final List<Parameter> params;
   final Map<String, double[]> values = new LinkedHashMap<>();
+  /** The per-step seed fed to a training step that takes one. */
+  long seed = 12345;
   private final int elem;
   private final boolean causalLm;
   private final Map<String, OnnxTensor> hostWeights = new LinkedHashMap<>();
@@ -95,7 +97,7 @@ final class WholeStepCheck implements AutoCloseable {
     Map<String, OnnxTensorLike> external = new HashMap<>();
     for (TensorProto i : initializers) {
       OnnxTensor t = hostWeights.get(i.getName());
-      if (t != null) {
+      if (t != null && i.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
         external.put(i.getName(), t);
       }
     }
@@ -176,7 +178,7 @@ final class WholeStepCheck implements AutoCloseable {
             ? OnnxTensor.createTensor(ENV, LongBuffer.wrap(INPUT_IDS), SHAPE)
             : OnnxTensor.createTensor(ENV, LongBuffer.wrap(LABELS), new long[] {LABELS.length}));
         if (inputs.contains("seed")) {
-          feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {12345}), new long[0]));
+          feeds.put("seed", OnnxTensor.createTensor(ENV, LongBuffer.wrap(new long[] {seed}), new long[0]));
         }
         feeds.put("step", tensor(new double[] {1}, new long[0]));
         feeds.put("learning_rate", tensor(new double[] {LEARNING_RATE}, new long[0]));
