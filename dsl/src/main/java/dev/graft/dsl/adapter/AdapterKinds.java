@@ -29,6 +29,8 @@ public final class AdapterKinds {
     // Bottleneck, parallel, Hydra, host-parameter tuning ↓
     // Bottleneck, parallel, Hydra, host-parameter tuning ↑
     // Prompt and prefix tuning ↓
+    kinds.add(new PromptTuningKind());
+    kinds.add(new PrefixTuningKind());
     // Prompt and prefix tuning ↑
     return kinds;
   }
