@@ -128,7 +128,10 @@ public final class AdapterOptions {
     dora(value);
   }
 
-  /** LoRA's initial A and B: {@code "default"} or {@code "pissa"} (principal factors of the host weight). */
+  /**
+   * How the adapter starts: LoRA's A and B {@code "default"} or {@code "pissa"} (principal
+   * factors of the host weight); prompt tuning's virtual tokens {@code "vocab"} or {@code "random"}.
+   */
   public AdapterOptions init(String value) {
     return set("init", value);
   }
@@ -291,5 +294,45 @@ public final class AdapterOptions {
   // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
   // Prompt and prefix tuning ↓
+
+  /** Virtual tokens (prompt tuning) or virtual key/value positions (prefix tuning). */
+  public AdapterOptions tokens(int value) {
+    return set("tokens", value);
+  }
+
+  public int getTokens() {
+    return intValue("tokens");
+  }
+
+  public void setTokens(int value) {
+    tokens(value);
+  }
+
+  /** Prefix tuning through a two-layer tanh MLP (PEFT's prefix_projection). */
+  public AdapterOptions projection(boolean value) {
+    return set("projection", value);
+  }
+
+  public boolean isProjection() {
+    return boolValue("projection");
+  }
+
+  public void setProjection(boolean value) {
+    projection(value);
+  }
+
+  /** Hidden width of prefix tuning's projection MLP. */
+  public AdapterOptions projectionHidden(int value) {
+    return set("projectionHidden", value);
+  }
+
+  public int getProjectionHidden() {
+    return intValue("projectionHidden");
+  }
+
+  public void setProjectionHidden(int value) {
+    projectionHidden(value);
+  }
+
   // Prompt and prefix tuning ↑
 }

@@ -206,6 +206,22 @@ public final class Graft {
   // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
   // Prompt and prefix tuning ↓
+
+  /** Prompt tuning on the host's word-embedding lookup (found by itself); options: tokens, init ("vocab", "random"). */
+  public Graft promptTuning(Configure<AdapterOptions> configure) {
+    return adapter("prompt_tuning", "", configure);
+  }
+
+  /** Prefix tuning on every attention block; options: tokens, projection, projectionHidden, layers. */
+  public Graft prefixTuning(Configure<AdapterOptions> configure) {
+    return adapter("prefix_tuning", "", configure);
+  }
+
+  /** Prefix tuning on the attention blocks whose scores MatMul node names match {@code target} in full. */
+  public Graft prefixTuning(String target, Configure<AdapterOptions> configure) {
+    return adapter("prefix_tuning", target, configure);
+  }
+
   // Prompt and prefix tuning ↑
 
   /** A classification head with mean pooling over the host's first output. */

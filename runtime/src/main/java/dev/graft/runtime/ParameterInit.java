@@ -67,6 +67,19 @@ final class ParameterInit {
         }
       }
       case PISSA_A, PISSA_B -> pissa(p, size, host, v);
+      case HOST_ROWS -> {
+        HostWeights.Weight w = hostWeight(p, host);
+        if (w.dims().length != 2 || w.dims()[0] < 1 || size % w.dims()[1] != 0) {
+          throw new FormatException(p.getName(), "HOST_ROWS needs a 2-D host weight [rows, width] whose width divides "
+              + size + ", '" + p.getInitSource() + "' is " + Arrays.toString(w.dims()));
+        }
+        float[] table = hostValues(p, host);
+        int width = (int) w.dims()[1];
+        for (int row = 0; row < size / width; row++) {
+          int from = r.nextInt((int) w.dims()[0]);
+          System.arraycopy(table, from * width, v, row * width, width);
+        }
+      }
       default -> throw new FormatException(
           p.getName(), "parameter has no known initializer (" + p.getInit() + "); the manifest must set init");
     }

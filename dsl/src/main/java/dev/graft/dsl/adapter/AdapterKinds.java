@@ -40,6 +40,8 @@ public final class AdapterKinds {
     kinds.add(new FullTuningKind());
     // Bottleneck, parallel, Hydra, host-parameter tuning ↑
     // Prompt and prefix tuning ↓
+    kinds.add(new PromptTuningKind());
+    kinds.add(new PrefixTuningKind());
     // Prompt and prefix tuning ↑
     return kinds;
   }

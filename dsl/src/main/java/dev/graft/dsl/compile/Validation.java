@@ -182,8 +182,7 @@ final class Validation {
     try {
       sites = kind.candidates(graph);
     } catch (SiteException e) {
-      errors.add(Diagnostic.of(ErrorCode.SITE_NOT_FOUND, spec.source(), null, kind.displayName(), host.name(),
-          e.getMessage()));
+      errors.add(Diagnostic.of(e.code(), spec.source(), null, kind.displayName(), host.name(), e.getMessage()));
       return null;
     }
     String target = spec.target().isEmpty() ? kind.defaultTarget(spec) : spec.target();

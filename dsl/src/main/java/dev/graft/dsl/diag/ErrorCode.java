@@ -40,6 +40,14 @@ public enum ErrorCode {
   LORA_FAMILY_SITE_UNSUPPORTED(62, "%s %s cannot go on %s: %s"),
   /** PiSSA at a rank above the site weight's (args: rank, node, in, out, limit). */
   PISSA_RANK_TOO_LARGE(63, "PiSSA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
+  /** Prompt tuning: no word-embedding lookup of input_ids (args: kind, host, what was found). */
+  PROMPT_EMBEDDING_NOT_FOUND(75, "cannot place %s on %s: %s"),
+  /** Prompt tuning: a host input that cannot be extended by the virtual tokens (args: kind, host, which and why). */
+  PROMPT_INPUT_NOT_EXTENDABLE(76, "cannot place %s on %s: %s"),
+  /** Prefix tuning: no attention block with key and value projections (args: kind, host, what was found). */
+  PREFIX_ATTENTION_NOT_FOUND(77, "cannot place %s on %s: %s"),
+  /** Prefix tuning: the host's shapes or masks do not follow longer keys (args: kind, host, where and what). */
+  PREFIX_SHAPES_DO_NOT_FOLLOW(78, "cannot place %s on %s: %s"),
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

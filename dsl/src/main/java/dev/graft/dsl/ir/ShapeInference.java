@@ -349,13 +349,12 @@ public final class ShapeInference {
         }
         int a = axis(n.attrInt("axis", 0), first.rank());
         List<Dim> s = new ArrayList<>(first.dims());
-        Dim sum = Dim.of(0);
+        List<Dim> parts = new ArrayList<>();
         List<Dim> vals = new ArrayList<>();
         boolean allValues = true;
         for (String in : n.inputs()) {
           TensorType t = type(in);
-          Dim d = t.hasRank() ? t.dim(a) : Dim.unknown();
-          sum = sum.isKnown() && d.isKnown() ? Dim.of(sum.size() + d.size()) : Dim.unknown();
+          parts.add(t.hasRank() ? t.dim(a) : Dim.unknown());
           List<Dim> v = values.get(in);
           if (v == null) {
             allValues = false;
@@ -363,7 +362,7 @@ public final class ShapeInference {
             vals.addAll(v);
           }
         }
-        s.set(a, sum);
+        s.set(a, sum(parts));
         if (allValues && first.rank() == 1) {
           values.put(n.output(0), vals);
           s.set(0, Dim.of(vals.size()));
@@ -461,6 +460,38 @@ public final class ShapeInference {
       default:
         return new TensorType(0, null);
     }
+  }
+
+  /**
+   * The sum of dims, as a Concat along them gives: a size when all are known; else, when every
+   * one is a size or a symbol, the symbol naming the sum in one canonical spelling (symbolic terms
+   * sorted, then the constant: {@code sequence_length+20}), so that two sums of the same terms are
+   * the same dimension (a sequence extended by virtual tokens stays one symbol through the
+   * graph); unknown otherwise.
+   */
+  public static Dim sum(List<Dim> dims) {
+    long constant = 0;
+    List<String> terms = new ArrayList<>();
+    for (Dim d : dims) {
+      if (d.isKnown()) {
+        constant += d.size();
+      } else if (d.isSymbol()) {
+        for (String term : d.symbolName().split("\\+", -1)) {
+          if (term.matches("\\d{1,18}")) {
+            constant += Long.parseLong(term);
+          } else {
+            terms.add(term);
+          }
+        }
+      } else {
+        return Dim.unknown();
+      }
+    }
+    if (terms.isEmpty()) {
+      return Dim.of(constant);
+    }
+    java.util.Collections.sort(terms);
+    return Dim.symbol(String.join("+", terms) + (constant == 0 ? "" : "+" + constant));
   }
 
   /** Integer arithmetic on tracked shape values (e.g. head_dim = hidden / heads). */

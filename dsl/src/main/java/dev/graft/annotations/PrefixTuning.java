@@ -1,0 +1,43 @@
+package dev.graft.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Repeatable;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * Prefix tuning: every chosen attention block attends to {@link #tokens()} learned key and value
+ * rows before the sequence's own (PEFT's {@code past_key_values} layout). Sites are attention
+ * blocks, named by their scores MatMul (e.g. {@code /encoder/layer.0/attention/self/MatMul}),
+ * found by themselves; an empty {@link #target()} takes every block.
+ */
+@Documented
+@Retention(RetentionPolicy.SOURCE)
+@Target(ElementType.TYPE)
+@Repeatable(PrefixTuning.List.class)
+public @interface PrefixTuning {
+  /** Regular expression that must match an attention block's scores MatMul node name; empty: every block. */
+  String target() default "";
+
+  /** Virtual positions per block, 1..4096. */
+  int tokens() default 20;
+
+  /** Reparameterize the prefix through a two-layer tanh MLP (PEFT's {@code prefix_projection}). */
+  boolean projection() default false;
+
+  /** Hidden width of the projection MLP, 1..65536 (PEFT's {@code encoder_hidden_size}). */
+  int projectionHidden() default 512;
+
+  /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
+  int[] layers() default {};
+
+  /** Container for repeated {@link PrefixTuning} annotations. */
+  @Documented
+  @Retention(RetentionPolicy.SOURCE)
+  @Target(ElementType.TYPE)
+  @interface List {
+    PrefixTuning[] value();
+  }
+}
