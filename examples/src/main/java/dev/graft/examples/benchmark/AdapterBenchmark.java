@@ -130,8 +130,29 @@ public final class AdapterBenchmark {
         reloaded.loadAdapter(saved);
         identical = samePredictions(model, reloaded, data.heldOut());
       }
-      return new Result(row.name(), params, result.finalAccuracy(), result.stepsPerSecond(), identical, "");
+      String extra = "";
+      if (graft.manifest().getAdaptersList().stream().anyMatch(a -> a.getKind().equals("dylora"))) {
+        extra = truncatedAccuracies(graphs, options, saved, trainer, data.heldOut());
+      }
+      return new Result(row.name(), params, result.finalAccuracy(), result.stepsPerSecond(), identical, extra);
     }
+  }
+
+  /**
+   * DyLoRA: the held-out accuracy of the saved adapter truncated to ranks 1, 2, 4 and 8, each
+   * loaded into a fresh model and truncated there ({@link AdapterModel#truncateRank}).
+   */
+  static String truncatedAccuracies(AdapterGraphs graphs, ModelOptions options, Path saved, Trainer trainer,
+      List<Example> heldOut) {
+    StringBuilder out = new StringBuilder("truncated_accuracy");
+    for (int rank : new int[] {1, 2, 4, 8}) {
+      try (AdapterModel model = AdapterModel.open(graphs, options.withTraining(false))) {
+        model.loadAdapter(saved);
+        model.truncateRank(rank);
+        out.append(String.format(Locale.ROOT, " r%d=%.4f", rank, trainer.evaluate(model, heldOut)));
+      }
+    }
+    return out.toString();
   }
 
   /** Whether two models give bit-identical logits on every held-out example. */
