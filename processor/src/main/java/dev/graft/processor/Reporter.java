@@ -131,13 +131,9 @@ final class Reporter {
   private static List<AnnotationMirror> repeatedOfSameType(Element element, AnnotationMirror mirror) {
     List<AnnotationMirror> out = new ArrayList<>();
     for (AnnotationMirror m : element.getAnnotationMirrors()) {
-      AnnotationValue v = Annotations.explicitValue(m, "value");
-      if (v != null && v.getValue() instanceof List<?> items) {
-        for (Object item : items) {
-          if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner
-              && inner.getAnnotationType().asElement().equals(mirror.getAnnotationType().asElement())) {
-            out.add(inner);
-          }
+      for (AnnotationMirror inner : Annotations.containerItems(m)) {
+        if (inner.getAnnotationType().asElement().equals(mirror.getAnnotationType().asElement())) {
+          out.add(inner);
         }
       }
     }

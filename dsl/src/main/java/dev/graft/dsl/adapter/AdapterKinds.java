@@ -35,8 +35,8 @@ public final class AdapterKinds {
     kinds.add(new BottleneckKind());
     kinds.add(new ParallelAdapterKind());
     kinds.add(new HydraKind());
-    kinds.add(new BitFitKind());
-    kinds.add(new LayerNormTuningKind());
+    kinds.add(HostTensorKind.BIT_FIT);
+    kinds.add(HostTensorKind.LAYER_NORM);
     kinds.add(new FullTuningKind());
     // Bottleneck, parallel, Hydra, host-parameter tuning ↑
     // Prompt and prefix tuning ↓

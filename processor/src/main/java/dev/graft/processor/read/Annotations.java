@@ -47,14 +47,7 @@ public final class Annotations {
         out.add(m);
       } else if (name.endsWith(".List")
           && AdapterKinds.byAnnotation(name.substring(0, name.length() - ".List".length())).isPresent()) {
-        AnnotationValue v = explicitValue(m, "value");
-        if (v != null && v.getValue() instanceof List<?> items) {
-          for (Object item : items) {
-            if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner) {
-              out.add(inner);
-            }
-          }
-        }
+        out.addAll(containerItems(m));
       }
     }
     return out;
@@ -70,22 +63,14 @@ public final class Annotations {
     return Optional.empty();
   }
 
-  /** The mirrors of a repeatable annotation, whether written once or inside its container. */
-  public static List<AnnotationMirror> findRepeated(
-      Element element, String qualifiedName, String containerName) {
+  /** The annotations a repeatable annotation's container holds (its {@code value}), in order. */
+  public static List<AnnotationMirror> containerItems(AnnotationMirror container) {
     List<AnnotationMirror> out = new ArrayList<>();
-    for (AnnotationMirror m : element.getAnnotationMirrors()) {
-      String name = nameOf(m);
-      if (name.equals(qualifiedName)) {
-        out.add(m);
-      } else if (name.equals(containerName)) {
-        AnnotationValue v = explicitValue(m, "value");
-        if (v != null && v.getValue() instanceof List<?> items) {
-          for (Object item : items) {
-            if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner) {
-              out.add(inner);
-            }
-          }
+    AnnotationValue v = explicitValue(container, "value");
+    if (v != null && v.getValue() instanceof List<?> items) {
+      for (Object item : items) {
+        if (item instanceof AnnotationValue av && av.getValue() instanceof AnnotationMirror inner) {
+          out.add(inner);
         }
       }
     }

@@ -13,9 +13,6 @@ import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -147,17 +144,7 @@ public final class DyLoraRanks {
         tensors.put(p.getSaveKey(), TensorData.ofFloats(new long[] {out, rank}, t));
       }
     }
-    String config = loraConfig(m, dylora, rank);
-    try {
-      Files.createDirectories(dir);
-    } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot create " + dir + ": " + e, e);
-    }
-    Map<String, String> meta = new TreeMap<>();
-    meta.put("format", "pt");
-    meta.put("producer", "graft");
-    Safetensors.write(dir.resolve(PeftAdapters.WEIGHTS_FILE), tensors, meta);
-    AtomicFiles.write(dir.resolve(PeftAdapters.CONFIG_FILE), config.getBytes(StandardCharsets.UTF_8));
+    PeftAdapters.write(dir, tensors, loraConfig(m, dylora, rank));
   }
 
   /**

@@ -47,7 +47,11 @@ public final class PeftAdapters {
 
   /** Writes {@code adapter_config.json} and {@code adapter_model.safetensors} of the store's parameters into {@code dir}. */
   public static void save(ParameterStore store, Path dir) {
-    Map<String, TensorData> tensors = stateDict(store);
+    write(dir, stateDict(store), adapterConfig(store.getManifest()));
+  }
+
+  /** Writes an adapter folder: the tensors first, then the config, each file replaced atomically. */
+  static void write(Path dir, Map<String, TensorData> tensors, String config) {
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
@@ -57,7 +61,7 @@ public final class PeftAdapters {
     meta.put("format", "pt");
     meta.put("producer", "graft");
     Safetensors.write(dir.resolve(WEIGHTS_FILE), tensors, meta);
-    AtomicFiles.write(dir.resolve(CONFIG_FILE), adapterConfig(store.getManifest()).getBytes(StandardCharsets.UTF_8));
+    AtomicFiles.write(dir.resolve(CONFIG_FILE), config.getBytes(StandardCharsets.UTF_8));
   }
 
   /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
