@@ -42,41 +42,38 @@ public interface AdapterKind {
     return LinearSite.find(graph);
   }
 
-  /** The selector a declaration with an empty target uses; empty: a target is required. */
-  default String defaultTarget() {
+  /**
+   * The selector a declaration with an empty target uses, given its options (checked and
+   * defaulted); empty: every candidate site.
+   */
+  default String defaultTarget(AdapterSpec spec) {
     return "";
   }
 
   /**
-   * The selector a declaration with an empty target uses, given its options (checked and
-   * defaulted), for kinds whose default sites depend on an option; {@link #defaultTarget()} by
-   * default.
-   */
-  default String defaultTarget(AdapterSpec spec) {
-    return defaultTarget();
-  }
-
-  /**
-   * Checks the options together (each one alone is already checked against its range), for
-   * example that a factor divides a dimension; returns problems as plain sentences.
-   */
-  default List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
-    return List.of();
-  }
-
-  /**
-   * Errors under the kind's own codes (its range of {@link dev.graft.dsl.diag.ErrorCode}) for a
-   * declaration at its sites, each naming the option at fault as its attribute; checked after
-   * {@link #checkOptions}. For example a site whose weight layout the kind cannot read.
+   * Errors of a declaration at its sites beyond each option's own range: options that do not
+   * fit together or do not fit the sites (a factor that does not divide a dimension, see {@link
+   * #optionsInvalid}), or errors under the kind's own codes (its range of {@link
+   * dev.graft.dsl.diag.ErrorCode}), each naming the option at fault as its attribute.
    */
   default List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
     return List.of();
   }
 
   /**
+   * The GRAFT061 error of a declaration whose options do not fit its sites, the problems given
+   * as plain sentences; none when there are none.
+   */
+  static List<Diagnostic> optionsInvalid(AdapterKind kind, AdapterSpec spec, List<String> problems) {
+    return problems.isEmpty() ? List.of() : List.of(Diagnostic.of(dev.graft.dsl.diag.ErrorCode.ADAPTER_OPTIONS_INVALID,
+        spec.source(), null, kind.displayName(), String.join("; ", problems)));
+  }
+
+  /**
    * Adds the adapter at {@code sites} to the placement's graph: its parameters (through {@link
-   * Placement#parameter}) and the nodes that use them. Called once for the inference graph and
-   * once for the training graph; must add the same parameters both times.
+   * Placement#parameter}) and the nodes that use them, appended in any order (the placement pass
+   * sorts the graph once after every declaration is placed). Called once for the inference graph
+   * and once for the training graph; must add the same parameters both times.
    */
   void place(AdapterSpec spec, List<? extends Site> sites, Placement placement);
 

@@ -76,6 +76,5 @@ public final class BottleneckKind implements AdapterKind {
           : update;
       Bottlenecks.rewire(g, h, out, first);
     }
-    g.sortTopologically();
   }
 }

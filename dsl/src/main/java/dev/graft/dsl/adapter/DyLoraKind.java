@@ -55,7 +55,7 @@ public final class DyLoraKind implements AdapterKind {
   }
 
   @Override
-  public String defaultTarget() {
+  public String defaultTarget(AdapterSpec spec) {
     return LoraKind.DEFAULT_TARGET;
   }
 

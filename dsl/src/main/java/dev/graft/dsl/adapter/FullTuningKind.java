@@ -1,5 +1,6 @@
 package dev.graft.dsl.adapter;
 
+import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.spec.AdapterSpec;
 import java.util.List;
@@ -38,7 +39,11 @@ public final class FullTuningKind implements AdapterKind {
   }
 
   @Override
-  public List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+  }
+
+  private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {
     if (spec.target().isEmpty()) {
       return List.of("full tuning needs a target naming the linear layers to train in full (it would train all "
           + sites.size() + " otherwise), e.g. target = \".*/output/dense/MatMul\"");

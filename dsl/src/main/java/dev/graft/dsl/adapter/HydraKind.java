@@ -67,6 +67,5 @@ public final class HydraKind implements AdapterKind {
           List.of(span.output(), Bottlenecks.scaled(placement, base, sum, spec.doubleOption("scaling"))));
       Bottlenecks.rewire(g, span.output(), out, first);
     }
-    g.sortTopologically();
   }
 }

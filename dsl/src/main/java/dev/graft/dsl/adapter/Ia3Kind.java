@@ -2,6 +2,7 @@ package dev.graft.dsl.adapter;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.Node;
 import dev.graft.dsl.spec.AdapterSpec;
@@ -47,12 +48,16 @@ public final class Ia3Kind implements AdapterKind {
   }
 
   @Override
-  public String defaultTarget() {
+  public String defaultTarget(AdapterSpec spec) {
     return DEFAULT_TARGET;
   }
 
   @Override
-  public List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+  }
+
+  private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {
     try {
       Pattern.compile(spec.stringOption("feedforward"));
       return List.of();
@@ -90,7 +95,6 @@ public final class Ia3Kind implements AdapterKind {
         Node mul = g.nodes().get(g.nodes().size() - 1);
         g.replaceUses(y, mul.output(0), List.of(mul));
       }
-      g.sortTopologically();
     }
   }
 

@@ -38,8 +38,8 @@ public final class LoHaKind implements AdapterKind {
   }
 
   @Override
-  public String defaultTarget() {
-    return WeightDelta.QUERY_VALUE;
+  public String defaultTarget(AdapterSpec spec) {
+    return LoraKind.DEFAULT_TARGET;
   }
 
   @Override

@@ -1,6 +1,7 @@
 package dev.graft.dsl.adapter;
 
 import com.google.gson.JsonObject;
+import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
@@ -45,12 +46,16 @@ public final class LoKrKind implements AdapterKind {
   }
 
   @Override
-  public String defaultTarget() {
-    return WeightDelta.QUERY_VALUE;
+  public String defaultTarget(AdapterSpec spec) {
+    return LoraKind.DEFAULT_TARGET;
   }
 
   @Override
-  public List<String> checkOptions(AdapterSpec spec, List<? extends Site> sites) {
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+  }
+
+  private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {
     int factor = spec.intOption("factor");
     if (factor == 0) {
       return List.of("factor must be -1 (near-square split) or positive, got 0");

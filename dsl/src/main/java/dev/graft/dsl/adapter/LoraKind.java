@@ -65,7 +65,7 @@ public final class LoraKind implements AdapterKind {
   public static final String DEFAULT_TARGET = "(?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm)";
 
   @Override
-  public String defaultTarget() {
+  public String defaultTarget(AdapterSpec spec) {
     return DEFAULT_TARGET;
   }
 
@@ -147,7 +147,6 @@ public final class LoraKind implements AdapterKind {
     g.add(base + "/Add", "Add", "", List.of(y, scaled), 1, Node.attrs());
     Node add = g.nodes().get(g.nodes().size() - 1);
     g.replaceUses(y, add.output(0), List.of(add));
-    g.sortTopologically();
   }
 
   /** The host node of a linear site. */

@@ -144,7 +144,6 @@ final class LoraVariants {
       }
       List<Node> added = new ArrayList<>(g.nodes().subList(before, g.nodes().size()));
       g.replaceUses(y, out, added);
-      g.sortTopologically();
     }
   }
 

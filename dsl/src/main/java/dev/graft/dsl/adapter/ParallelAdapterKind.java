@@ -63,6 +63,5 @@ public final class ParallelAdapterKind implements AdapterKind {
           List.of(span.output(), Bottlenecks.scaled(placement, base, p, spec.doubleOption("scaling"))));
       Bottlenecks.rewire(g, span.output(), out, first);
     }
-    g.sortTopologically();
   }
 }

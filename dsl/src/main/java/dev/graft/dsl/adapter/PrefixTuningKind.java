@@ -148,7 +148,6 @@ public final class PrefixTuningKind implements AdapterKind {
       String values = rows(g, base + "/value_rows", table, (2L * i + 1) * h, h);
       apply(g, s, n, keys, values, masks);
     }
-    g.sortTopologically();
   }
 
   /** Columns {@code [from, from + h)} of {@code table} [n, width]. */

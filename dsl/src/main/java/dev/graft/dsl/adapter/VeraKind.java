@@ -48,8 +48,8 @@ public final class VeraKind implements AdapterKind {
   }
 
   @Override
-  public String defaultTarget() {
-    return WeightDelta.QUERY_VALUE;
+  public String defaultTarget(AdapterSpec spec) {
+    return LoraKind.DEFAULT_TARGET;
   }
 
   @Override

@@ -8,9 +8,6 @@ import java.util.List;
  * and add {@code s · x·ΔW} to a linear site (LoKr, LoHa). Every op used has a gradient rule.
  */
 public final class WeightDelta {
-  /** Selector of the default sites of LoKr, LoHa and VeRA: the attention query and value projections. */
-  public static final String QUERY_VALUE = "(?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm)";
-
   private WeightDelta() {}
 
   /**

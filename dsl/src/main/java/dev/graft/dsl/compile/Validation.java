@@ -217,12 +217,6 @@ final class Validation {
     if (!valid) {
       return null;
     }
-    List<String> problems = kind.checkOptions(spec, matched);
-    if (!problems.isEmpty()) {
-      errors.add(Diagnostic.of(ErrorCode.ADAPTER_OPTIONS_INVALID, spec.source(), null, kind.displayName(),
-          String.join("; ", problems)));
-      return null;
-    }
     List<Diagnostic> own = kind.diagnose(spec, matched, graph);
     if (!own.isEmpty()) {
       errors.addAll(own);

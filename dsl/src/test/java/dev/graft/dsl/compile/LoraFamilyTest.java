@@ -406,6 +406,6 @@ class LoraFamilyTest {
     GraftCompileException e = assertThrows(GraftCompileException.class, () -> Graft.host(TinyBertHost.host(3))
         .lora("", l -> l.init("olora")).classification(2).compile());
     assertEquals("[GRAFT012] LoRA init must be one of [default, pissa], got olora", e.diagnostics().get(0).message());
-    assertEquals(LoraKind.DEFAULT_TARGET, new LoraKind().defaultTarget());
+    assertEquals(LoraKind.DEFAULT_TARGET, new LoraKind().defaultTarget(Adapters.lora("", 8, 16)));
   }
 }

@@ -10,14 +10,12 @@ import dev.graft.runtime.LearningRate;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.Trainer;
 import dev.graft.runtime.TrainingResult;
-import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.UnaryOperator;
@@ -128,7 +126,7 @@ public final class AdapterBenchmark {
       boolean identical;
       try (AdapterModel reloaded = AdapterModel.open(graphs, options.withSeed(43).withTraining(false))) {
         reloaded.loadAdapter(saved);
-        identical = samePredictions(model, reloaded, data.heldOut());
+        identical = SentimentData.samePredictions(model, reloaded, data.heldOut());
       }
       String extra = "";
       if (graft.manifest().getAdaptersList().stream().anyMatch(a -> a.getKind().equals("dylora"))) {
@@ -153,18 +151,6 @@ public final class AdapterBenchmark {
       }
     }
     return out.toString();
-  }
-
-  /** Whether two models give bit-identical logits on every held-out example. */
-  static boolean samePredictions(AdapterModel a, AdapterModel b, List<Example> heldOut) {
-    List<String> names = a.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
-    for (int i = 0; i < heldOut.size(); i += 64) {
-      Batch batch = Batch.of(heldOut.subList(i, Math.min(heldOut.size(), i + 64)), names);
-      if (!Arrays.deepEquals(a.predict(batch.inputs()), b.predict(batch.inputs()))) {
-        return false;
-      }
-    }
-    return true;
   }
 
   private static void deleteQuietly(Path dir) {

@@ -1,6 +1,8 @@
 package dev.graft.examples.sentiment;
 
 import dev.graft.dsl.compile.HostModel;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.data.LabelledText;
 import dev.graft.runtime.data.Split;
@@ -9,6 +11,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
@@ -50,6 +53,18 @@ public record SentimentData(List<Example> train, List<Example> heldOut) {
       out.add(new Example(tokenizer.encode(t.text()), t.label()));
     }
     return out;
+  }
+
+  /** Whether two models give bit-identical logits on every example (batches of 64). */
+  public static boolean samePredictions(AdapterModel a, AdapterModel b, List<Example> examples) {
+    List<String> names = a.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+    for (int i = 0; i < examples.size(); i += 64) {
+      Batch batch = Batch.of(examples.subList(i, Math.min(examples.size(), i + 64)), names);
+      if (!Arrays.deepEquals(a.predict(batch.inputs()), b.predict(batch.inputs()))) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** The host model from the class path (the langchain4j all-MiniLM-L6-v2 jar). */

@@ -8,10 +8,8 @@ import dev.graft.runtime.LearningRate;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.Trainer;
 import dev.graft.runtime.TrainingResult;
-import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
@@ -89,16 +87,7 @@ public final class SentimentExample {
   static boolean reloadsIdentically(SentimentLoraGraft trained, Path saved, List<Example> heldOut, ModelOptions options) {
     try (SentimentLoraGraft reloaded = SentimentLoraGraft.load(options.withSeed(options.seed() + 1).withTraining(false))) {
       reloaded.model().loadAdapter(saved);
-      List<String> names = SentimentLoraGraft.INPUT_NAMES;
-      for (int i = 0; i < heldOut.size(); i += 64) {
-        Batch batch = Batch.of(heldOut.subList(i, Math.min(heldOut.size(), i + 64)), names);
-        float[][] a = trained.model().predict(batch.inputs());
-        float[][] b = reloaded.model().predict(batch.inputs());
-        if (!Arrays.deepEquals(a, b)) {
-          return false;
-        }
-      }
-      return true;
+      return SentimentData.samePredictions(trained.model(), reloaded.model(), heldOut);
     }
   }
 
