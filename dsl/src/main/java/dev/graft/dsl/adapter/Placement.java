@@ -26,6 +26,7 @@ public final class Placement {
   private final int elemType;
   private final List<Parameter> parameters = new ArrayList<>();
   private final Set<String> hostSources = new TreeSet<>();
+  private final List<AuxiliaryLoss> auxiliaryLosses = new ArrayList<>();
   private int adapter;
 
   public Placement(Graph graph, boolean training, int elemType) {
@@ -56,6 +57,36 @@ public final class Placement {
   /** Host initializers that parameter initializers read (the runtime loads them). */
   public Set<String> hostSources() {
     return hostSources;
+  }
+
+  /**
+   * A loss term an adapter adds to the task's loss in training, e.g. a router's load-balancing
+   * loss: the training step minimizes {@code task loss + Σ weight · value} and outputs each term,
+   * unweighted, as {@code name}.
+   *
+   * @param name the training graph output that reports the term (unique in the graft)
+   * @param value a scalar of the host's element type
+   * @param weight its coefficient in the total loss
+   */
+  public record AuxiliaryLoss(String name, String value, double weight) {}
+
+  /**
+   * Adds an auxiliary loss term (training graph only; a no-op in the inference graph, so kinds
+   * can call it unconditionally). {@code name} must be unique in the graft.
+   */
+  public void auxiliaryLoss(String name, String value, double weight) {
+    if (!training) {
+      return;
+    }
+    if (auxiliaryLosses.stream().anyMatch(a -> a.name().equals(name))) {
+      throw new IllegalStateException("two auxiliary losses named '" + name + "'");
+    }
+    auxiliaryLosses.add(new AuxiliaryLoss(name, value, weight));
+  }
+
+  /** The auxiliary losses added so far, in order. */
+  public List<AuxiliaryLoss> auxiliaryLosses() {
+    return auxiliaryLosses;
   }
 
   /** Sets the declaration (0-based) the following parameters belong to. */

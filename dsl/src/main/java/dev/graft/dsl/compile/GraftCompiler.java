@@ -73,8 +73,8 @@ public final class GraftCompiler {
     inference.removeUnused();
 
     Graph train = imported(host);
-    AdapterPlacement.place(train, plan.adapters(), true, elem);
-    TaskPass.add(train, spec.task(), plan.hostOutput(), plan.hidden(), true);
+    Placement placedTrain = AdapterPlacement.place(train, plan.adapters(), true, elem);
+    TaskPass.add(train, spec.task(), plan.hostOutput(), plan.hidden(), true, placedTrain.auxiliaryLosses());
     ShapeInference.run(train);
     List<String> names = params.stream().filter(p -> !p.getFrozen()).map(Parameter::getName).toList();
     Set<String> forward = new HashSet<>();
@@ -117,6 +117,7 @@ public final class GraftCompiler {
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), TaskPass.headOutputs(spec.task()) > 0))
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names2)
+        .addAllAuxiliaryLosses(placedTrain.auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
         .setLogits(inference.outputs().get(0))
         .setTask(task(spec.task(), plan));
     if (TaskPass.headOutputs(spec.task()) > 0) {

@@ -2,6 +2,7 @@ package dev.graft.dsl.compile;
 
 import static dev.graft.dsl.ir.Node.attr;
 
+import dev.graft.dsl.adapter.Placement;
 import dev.graft.dsl.ir.Dim;
 import dev.graft.dsl.ir.Graph;
 import dev.graft.dsl.ir.TensorType;
@@ -112,6 +113,15 @@ final class TaskPass {
    * @return the head's parameters (none for the causal LM)
    */
   static List<Parameter> add(Graph graph, TaskSpec task, String output, long size, boolean training) {
+    return add(graph, task, output, size, training, List.of());
+  }
+
+  /**
+   * {@link #add(Graph, TaskSpec, String, long, boolean)}, the training loss plus each auxiliary
+   * loss times its weight; each auxiliary term is also a training graph output of its name.
+   */
+  static List<Parameter> add(Graph graph, TaskSpec task, String output, long size, boolean training,
+      List<Placement.AuxiliaryLoss> auxiliaryLosses) {
     TensorType outType = graph.typeOrThrow(output);
     int elem = outType.elemType();
     List<Parameter> params = new ArrayList<>();
@@ -151,6 +161,12 @@ final class TaskPass {
         loss = task instanceof RegressionSpec
             ? meanSquaredError(graph, result, labels)
             : binaryCrossEntropyWithLogits(graph, result, labels, elem);
+      }
+      for (Placement.AuxiliaryLoss aux : auxiliaryLosses) {
+        graph.outputs().add(graph.opTo(aux.name(), "/loss/" + aux.name(), "Identity", List.of(aux.value())));
+        String weighted = graph.op("/loss/" + aux.name() + "/Mul", "Mul",
+            List.of(aux.value(), graph.scalar("/loss/" + aux.name() + "/weight", elem, aux.weight())));
+        loss = graph.op("/loss/" + aux.name() + "/Add", "Add", List.of(loss, weighted));
       }
       graph.opTo(LOSS, "/loss/out", "Identity", List.of(loss));
       graph.outputs().add(LOSS);
