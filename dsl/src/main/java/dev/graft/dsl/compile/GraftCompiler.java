@@ -134,8 +134,8 @@ public final class GraftCompiler {
     return new CompileResult(new CompiledGraft(inferenceModel, trainModel, manifest.build()), List.of());
   }
 
-  /** Import pass plus shape inference: the IR every compilation starts from. */
-  static Graph imported(HostModel host) {
+  /** Import pass plus shape inference: the IR every compilation starts from (and the host inspector reads). */
+  public static Graph imported(HostModel host) {
     Graph g = OnnxImport.read(host.model());
     ShapeInference.run(g);
     return g;

@@ -2,9 +2,7 @@ package dev.graft.dsl.compile;
 
 import dev.graft.dsl.adapter.AdapterKind;
 import dev.graft.dsl.adapter.AdapterKinds;
-import dev.graft.dsl.adapter.AdapterOption;
 import dev.graft.dsl.adapter.Site;
-import dev.graft.dsl.adapter.SiteException;
 import dev.graft.dsl.diag.Diagnostic;
 import dev.graft.dsl.diag.ErrorCode;
 import dev.graft.dsl.ir.Graph;
@@ -19,15 +17,9 @@ import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
 import dev.graft.dsl.spec.TaskSpec;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
-import java.util.TreeSet;
-import java.util.regex.Pattern;
-import java.util.regex.PatternSyntaxException;
-import java.util.stream.Collectors;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -145,7 +137,8 @@ final class Validation {
 
   /**
    * Checks one adapter declaration: its kind, its options (filled with defaults), its selector
-   * and layers against the kind's candidate sites. Null when it cannot be placed.
+   * and layers against the kind's candidate sites ({@link DeclaredOptions}, {@link
+   * SiteSelection}), then the kind's own checks. Null when it cannot be placed.
    */
   private @Nullable PlannedAdapter checkAdapter(AdapterSpec declared, HostModel host, Graph graph) {
     AdapterKind kind = AdapterKinds.byId(declared.kind()).orElse(null);
@@ -154,75 +147,24 @@ final class Validation {
           AdapterKinds.all().stream().map(AdapterKind::id).toList()));
       return null;
     }
-    Map<String, Object> options = new TreeMap<>();
-    boolean valid = true;
-    List<String> names = kind.options().stream().map(AdapterOption::name).toList();
-    for (var e : declared.options().entrySet()) {
-      AdapterOption option = kind.options().stream().filter(o -> o.name().equals(e.getKey())).findFirst().orElse(null);
-      Object value = option == null ? null : option.coerce(e.getValue());
-      if (value == null) {
-        errors.add(Diagnostic.of(ErrorCode.ADAPTER_OPTION_UNKNOWN, declared.source(), e.getKey(), kind.displayName(),
-            e.getKey(), e.getValue() + " (" + e.getValue().getClass().getSimpleName() + ")", names));
-        valid = false;
-        continue;
-      }
-      AdapterOption.Problem problem = option.check(value);
-      if (problem != null) {
-        errors.add(Diagnostic.of(problem.code(), declared.source(), option.name(), kind.displayName(), option.name(),
-            problem.expected(), AdapterOption.text(value)));
-        valid = false;
-      }
-      options.put(option.name(), value);
-    }
-    for (AdapterOption o : kind.options()) {
-      options.putIfAbsent(o.name(), o.defaultValue());
-    }
-    AdapterSpec spec = declared.withOptions(options);
-    List<? extends Site> sites;
-    try {
-      sites = kind.candidates(graph);
-    } catch (SiteException e) {
-      errors.add(Diagnostic.of(e.code(), spec.source(), null, kind.displayName(), host.name(), e.getMessage()));
+    DeclaredOptions.Checked options = DeclaredOptions.check(kind, declared);
+    errors.addAll(options.errors());
+    AdapterSpec spec = options.spec();
+    SiteSelection.Result selection = SiteSelection.select(kind, spec, graph, host.name());
+    Diagnostic noSites = selection.error();
+    if (noSites != null) {
+      errors.add(noSites);
       return null;
     }
-    String target = spec.target().isEmpty() ? kind.defaultTarget(spec) : spec.target();
-    if (target.isEmpty()) {
-      target = ".*";
-    }
-    Pattern p;
-    try {
-      p = Pattern.compile(target);
-    } catch (PatternSyntaxException e) {
-      errors.add(Diagnostic.of(ErrorCode.SELECTOR_INVALID, spec.source(), "target", target, e.getDescription()));
+    if (!options.errors().isEmpty()) {
       return null;
     }
-    TreeSet<Integer> hostLayers = new TreeSet<>();
-    sites.forEach(s -> s.layer().ifPresent(hostLayers::add));
-    List<Integer> badLayers = spec.layers().stream().filter(l -> !hostLayers.contains(l)).toList();
-    if (!badLayers.isEmpty()) {
-      errors.add(Diagnostic.of(ErrorCode.LAYERS_INVALID, spec.source(), "layers", badLayers, host.name(), hostLayers));
-      return null;
-    }
-    List<? extends Site> matched = sites.stream()
-        .filter(s -> p.matcher(s.node()).matches())
-        .filter(s -> spec.layers().isEmpty()
-            || (s.layer().isPresent() && spec.layers().contains(s.layer().getAsInt())))
-        .toList();
-    if (matched.isEmpty()) {
-      String where = spec.layers().isEmpty() ? "" : " in layers " + spec.layers();
-      errors.add(Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, spec.source(), "target", target,
-          kind.siteDescription(), host.name(), where, nearest(target, sites)));
-      return null;
-    }
-    if (!valid) {
-      return null;
-    }
-    List<Diagnostic> own = kind.diagnose(spec, matched, graph);
+    List<Diagnostic> own = kind.diagnose(spec, selection.sites(), graph);
     if (!own.isEmpty()) {
       errors.addAll(own);
       return null;
     }
-    return new PlannedAdapter(spec, kind, matched);
+    return new PlannedAdapter(spec, kind, selection.sites());
   }
 
   private void checkOptimizer(AdamWSpec o, Object source) {
@@ -240,34 +182,5 @@ final class Validation {
     if (!(v >= lo && v < hi)) {
       errors.add(Diagnostic.of(ErrorCode.OPTIMIZER_INVALID, source, name, name, text, v));
     }
-  }
-
-  /** The three site names closest to the selector text, by edit distance. */
-  static String nearest(String selector, List<? extends Site> sites) {
-    return sites.stream()
-        .map(Site::node)
-        .distinct()
-        .sorted(Comparator.comparingInt((String s) -> distance(selector, s)).thenComparing(s -> s))
-        .limit(3)
-        .collect(Collectors.joining(", "));
-  }
-
-  private static int distance(String a, String b) {
-    int[] prev = new int[b.length() + 1];
-    int[] cur = new int[b.length() + 1];
-    for (int j = 0; j <= b.length(); j++) {
-      prev[j] = j;
-    }
-    for (int i = 1; i <= a.length(); i++) {
-      cur[0] = i;
-      for (int j = 1; j <= b.length(); j++) {
-        int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
-        cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost);
-      }
-      int[] t = prev;
-      prev = cur;
-      cur = t;
-    }
-    return prev[b.length()];
   }
 }
