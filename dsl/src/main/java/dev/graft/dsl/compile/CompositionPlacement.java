@@ -27,9 +27,11 @@ import java.util.List;
  *   <li>average: {@code v + Σ w_i (c_i(v) − v)}, w fixed or {@code softmax(θ)} with θ {@code [k]} per
  *       site ({@code <module>.<block>.weights}, zeros, no weight decay);
  *   <li>fuse (AdapterFusion, AdapterHub's {@code BertFusion}): {@code u_i = c_i(v) − v}, {@code q =
- *       v·Wq + bq}, {@code k_i = u_i·Wk + bk}, {@code s_i = q·k_i / T} per token, {@code p =
+ *       v·Wq + bq}, {@code k_i = u_i·Wk}, {@code s_i = q·k_i / T} per token, {@code p =
  *       softmax(s)} over the members, {@code v + Σ p_i (u_i·Wv)}; Wq, Wk {@code [width, width]}
- *       normal(0, 0.02), biases zero, Wv identity (1e-6 off the diagonal), T = 1;
+ *       normal(0, 0.02), bq zero, Wv identity (1e-6 off the diagonal), T = 1. AdapterHub's key
+ *       layer also has a bias; it adds {@code q·bk} to every member's score, which the softmax
+ *       cancels, so it never changes the output nor gets a gradient and is left out;
  *   <li>split: v's last axis cut into consecutive parts of the given widths, member i applied to
  *       part i (sized by its width), the results concatenated.
  * </ul>
@@ -176,8 +178,6 @@ final class CompositionPlacement {
         .save(Placement.peftKey(site, key + "query.bias")).add();
     String wk = placement.parameter(site, key + "key.weight", width, width).init(Init.NORMAL, FUSION_INIT_STD)
         .saveTransposed(Placement.peftKey(site, key + "key.weight")).add();
-    String bk = placement.parameter(site, key + "key.bias", width).init(Init.ZEROS, 0).noDecay()
-        .save(Placement.peftKey(site, key + "key.bias")).add();
     String wv = placement.parameter(site, key + "value.weight", width, width)
         .init(Init.IDENTITY, FUSION_VALUE_OFF_DIAGONAL).saveTransposed(Placement.peftKey(site, key + "value.weight")).add();
     long last = rank - 1;
@@ -185,7 +185,7 @@ final class CompositionPlacement {
     List<String> scores = new ArrayList<>();
     List<String> values = new ArrayList<>();
     for (String ui : u) {
-      String k = g.op(base + "/key/Add", "Add", List.of(g.op(base + "/key/MatMul", "MatMul", List.of(ui, wk)), bk));
+      String k = g.op(base + "/key/MatMul", "MatMul", List.of(ui, wk));
       String s = g.op(base + "/scores/ReduceSum", "ReduceSum", List.of(g.op(base + "/scores/Mul", "Mul", List.of(q, k)),
           g.longs(base + "/scores/axes", List.of(last))), Node.attr("keepdims", 1L));
       scores.add(FUSION_TEMPERATURE == 1 ? s
