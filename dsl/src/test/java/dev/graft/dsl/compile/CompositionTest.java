@@ -202,6 +202,28 @@ class CompositionTest {
   }
 
   @Test
+  void builderWritesTheSyntaxAndCompiles() {
+    assertEquals("stack(lang, fuse(a, b))", dev.graft.dsl.Graft.stack(dev.graft.dsl.Graft.ref("lang"),
+        dev.graft.dsl.Graft.fuse("a", "b")).toString());
+    assertEquals("average(a: 0.25, b: 0.75)", dev.graft.dsl.Graft.average(dev.graft.dsl.Graft.weighted("a", 0.25),
+        dev.graft.dsl.Graft.weighted("b", 0.75)).toString());
+    assertEquals("split(a: 3, b: 5)", dev.graft.dsl.Graft.split(dev.graft.dsl.Graft.weighted("a", 3),
+        dev.graft.dsl.Graft.weighted("b", 5)).toString());
+    CompiledGraft graft = dev.graft.dsl.Graft.host(new HostModel("tiny", OnnxExport.write(HOST, "tiny"), "sha"))
+        .lora(FFN_OUT, o -> o.name("a").rank(2))
+        .bottleneck("", o -> o.name("b").reduction(2))
+        .compose(dev.graft.dsl.Graft.parallel("a", "b"))
+        .train("b")
+        .classification(2)
+        .compile();
+    Manifest m = graft.manifest();
+    assertEquals("parallel(a, b)", m.getCompositions(0).getExpression());
+    assertFalse(m.getAdapters(0).getTrained());
+    assertTrue(m.getAdapters(1).getTrained());
+    assertEquals("gate.b", m.getAdapters(1).getGate());
+  }
+
+  @Test
   void errors() {
     List<AdapterSpec> ab = List.of(lora("a"), bottleneck("b"));
     assertError(ErrorCode.COMPOSITION_SYNTAX, "column 11: expected ',' or ')', found the end",
