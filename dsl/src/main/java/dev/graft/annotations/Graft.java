@@ -22,4 +22,13 @@ public @interface Graft {
    * path. The processor option {@code -Agraft.hostDir=<dir>} adds a directory to search.
    */
   String host();
+
+  // Named adapters and composition ↓
+  /**
+   * The named adapters the training step updates; empty (the default): every one. The other named
+   * adapters are frozen (load them with {@code loadAdapter}); unnamed adapters and the head always
+   * train.
+   */
+  String[] train() default {};
+  // Named adapters and composition ↑
 }

@@ -13,6 +13,27 @@ import java.util.Map;
 public final class AdapterOptions {
   private final Map<String, Object> values = new LinkedHashMap<>();
   private List<Integer> layers = List.of();
+  // Named adapters and composition ↓
+  private String name = "";
+
+  /**
+   * Names the adapter ({@code [a-z][a-z0-9_]*}, unique in the graft): its parameters are then
+   * named {@code <name>.<module>.<suffix>}, and it can be composed, activated, trained or frozen,
+   * saved and loaded by name.
+   */
+  public AdapterOptions name(String value) {
+    name = value;
+    return this;
+  }
+
+  public String getName() {
+    return name;
+  }
+
+  public void setName(String value) {
+    name = value;
+  }
+  // Named adapters and composition ↑
 
   /** Sets option {@code name} (an Integer, Double, Boolean or String). */
   public AdapterOptions set(String name, Object value) {

@@ -7,6 +7,7 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
+import dev.graft.dsl.spec.CompositionBlock;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
@@ -34,6 +35,10 @@ public final class Graft {
   private final List<AdapterSpec> adapters = new ArrayList<>();
   private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
+  // Named adapters and composition ↓
+  private final List<dev.graft.dsl.spec.Composition> compositions = new ArrayList<>();
+  private final List<String> train = new ArrayList<>();
+  // Named adapters and composition ↑
 
   private Graft(HostModel host) {
     this.host = host;
@@ -71,9 +76,113 @@ public final class Graft {
   public Graft adapter(String kind, String target, Configure<AdapterOptions> configure) {
     AdapterOptions o = new AdapterOptions();
     configure.apply(o);
-    adapters.add(new AdapterSpec(kind, target, o.getLayers(), o.getValues(), null));
+    adapters.add(new AdapterSpec(kind, target, o.getLayers(), o.getValues(), null, o.getName()));
     return this;
   }
+
+  // Named adapters and composition ↓
+  /** Combines named adapters at the linear layers they share, e.g. {@code compose(stack(ref("lang"), fuse("a", "b")))}. */
+  public Graft compose(CompositionBlock block) {
+    compositions.add(dev.graft.dsl.spec.Composition.of(block));
+    return this;
+  }
+
+  /** The named adapters the training step updates (default: every one); the others are frozen. */
+  public Graft train(String... names) {
+    return train(List.of(names));
+  }
+
+  public Graft train(List<String> names) {
+    train.addAll(names);
+    return this;
+  }
+
+  /** A named adapter as a member of a block. */
+  public static CompositionBlock ref(String name) {
+    return new CompositionBlock.AdapterRef(name);
+  }
+
+  /** A member with a weight (under {@code average}) or a width (under {@code split}). */
+  public static CompositionBlock.Member weighted(String name, double weight) {
+    return new CompositionBlock.Member(ref(name), weight);
+  }
+
+  /** A block member with a weight or width. */
+  public static CompositionBlock.Member weighted(CompositionBlock block, double weight) {
+    return new CompositionBlock.Member(block, weight);
+  }
+
+  /** {@code stack(a, b, …)}: the members in series, left to right. */
+  public static CompositionBlock stack(String... names) {
+    return block(CompositionBlock.Operator.STACK, refs(names));
+  }
+
+  public static CompositionBlock stack(CompositionBlock... members) {
+    return stack(List.of(members));
+  }
+
+  public static CompositionBlock stack(List<CompositionBlock> members) {
+    return block(CompositionBlock.Operator.STACK, members);
+  }
+
+  /** {@code parallel(a, b, …)}: the sum of the members' updates. */
+  public static CompositionBlock parallel(String... names) {
+    return block(CompositionBlock.Operator.PARALLEL, refs(names));
+  }
+
+  public static CompositionBlock parallel(CompositionBlock... members) {
+    return parallel(List.of(members));
+  }
+
+  public static CompositionBlock parallel(List<CompositionBlock> members) {
+    return block(CompositionBlock.Operator.PARALLEL, members);
+  }
+
+  /** {@code average(a, b, …)}: the members' updates weighted by learned weights (a softmax per site). */
+  public static CompositionBlock average(String... names) {
+    return block(CompositionBlock.Operator.AVERAGE, refs(names));
+  }
+
+  public static CompositionBlock average(CompositionBlock... members) {
+    return average(List.of(members));
+  }
+
+  public static CompositionBlock average(List<CompositionBlock> members) {
+    return block(CompositionBlock.Operator.AVERAGE, members);
+  }
+
+  /** {@code average(a: 0.25, b: 0.75)}: fixed weights summing to 1, e.g. {@code average(weighted("a", .25), weighted("b", .75))}. */
+  public static CompositionBlock average(CompositionBlock.Member... members) {
+    return new CompositionBlock.Combination(CompositionBlock.Operator.AVERAGE, List.of(members));
+  }
+
+  /** {@code fuse(a, b, …)}: AdapterFusion over the members (which stay frozen). */
+  public static CompositionBlock fuse(String... names) {
+    return block(CompositionBlock.Operator.FUSE, refs(names));
+  }
+
+  public static CompositionBlock fuse(List<String> names) {
+    return fuse(names.toArray(String[]::new));
+  }
+
+  /** {@code split(a: 192, b: 192)}: member i on the i-th part of the hidden axis, e.g. {@code split(weighted("a", 192), weighted("b", 192))}. */
+  public static CompositionBlock split(CompositionBlock.Member... members) {
+    return new CompositionBlock.Combination(CompositionBlock.Operator.SPLIT, List.of(members));
+  }
+
+  public static CompositionBlock split(List<CompositionBlock.Member> members) {
+    return new CompositionBlock.Combination(CompositionBlock.Operator.SPLIT, members);
+  }
+
+  private static List<CompositionBlock> refs(String... names) {
+    return java.util.Arrays.stream(names).map(Graft::ref).toList();
+  }
+
+  private static CompositionBlock block(CompositionBlock.Operator op, List<CompositionBlock> members) {
+    return new CompositionBlock.Combination(op,
+        members.stream().map(m -> new CompositionBlock.Member(m, null)).toList());
+  }
+  // Named adapters and composition ↑
 
   // Adapter kinds of the LoRA family (DoRA, PiSSA, DyLoRA) ↓
 
@@ -297,7 +406,7 @@ public final class Graft {
       throw new IllegalStateException(
           "declare a task first: .classification(2), .regression(1), .multiLabel(3) or .causalLm()");
     }
-    return new GraftSpec(name, host.name(), adapters, task, optimizer, null);
+    return new GraftSpec(name, host.name(), adapters, task, optimizer, null, compositions, train);
   }
 
   /**

@@ -64,6 +64,8 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final long[][] shapes;
   private final int[] sizes;
   private final long seed;
+  /** Named adapters switched on (their gates fed true); every gated adapter at first. */
+  private final Set<String> active = new TreeSet<>();
   private StateSet current;
   private StateSet spare;
   private final FloatBuffer stepValue;
@@ -123,6 +125,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     this.loss = lossOf(manifest);
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
+    activeAtOpen(manifest, active);
     this.parameters = List.copyOf(manifest.getParametersList());
     this.index = new HashMap<>();
     this.shapes = new long[parameters.size()][];
@@ -196,6 +199,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     initialize();
   }
 
+  /** Every gated (named) adapter of {@code m}: all are on when a model opens. */
+  private static void activeAtOpen(dev.graft.spec.manifest.Manifest m, Set<String> into) {
+    m.getAdaptersList().stream().filter(a -> !a.getGate().isEmpty()).forEach(a -> into.add(a.getName()));
+  }
+
   /** Opens the adapter with default options (CPU, seed 42, host from the manifest). */
   public static AdapterModel open(AdapterGraphs graphs) {
     return open(graphs, ModelOptions.defaults());
@@ -233,6 +241,72 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     checkOpen();
     PeftAdapters.load(this, dir);
   }
+
+  // Named adapters and composition ↓
+  /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), each file replaced atomically. */
+  public void saveAdapter(Path dir, String name) {
+    checkOpen();
+    PeftAdapters.saveNamed(this, dir, name);
+  }
+
+  /** Loads a folder saved for named adapter {@code name} into it (trained or frozen), checked against its config, keys and shapes. */
+  public void loadAdapter(Path dir, String name) {
+    checkOpen();
+    PeftAdapters.loadNamed(this, dir, name);
+  }
+
+  /**
+   * Switches on exactly the named adapters {@code names} (the others with a gate become the
+   * identity) in both inference and training; adapters without a gate (unnamed) stay on.
+   *
+   * @throws GraftException for a name that is not a gated adapter, listing those that are
+   */
+  public void activate(String... names) {
+    activate(List.of(names));
+  }
+
+  public void activate(List<String> names) {
+    checkOpen();
+    Set<String> gated = gatedAdapters();
+    for (String n : names) {
+      if (!gated.contains(n)) {
+        throw new GraftException(ErrorCodes.ARGUMENT, "graft '" + manifest.getName() + "' has no gated adapter named '"
+            + n + "'; its gated (named) adapters are " + gated);
+      }
+    }
+    active.clear();
+    active.addAll(names);
+  }
+
+  /** Switches on every named adapter (the state a model opens in). */
+  public void activateAll() {
+    checkOpen();
+    active.clear();
+    active.addAll(gatedAdapters());
+  }
+
+  /** The named adapters switched on, sorted. */
+  public Set<String> activeAdapters() {
+    return java.util.Collections.unmodifiableSet(new TreeSet<>(active));
+  }
+
+  private Set<String> gatedAdapters() {
+    Set<String> out = new TreeSet<>();
+    manifest.getAdaptersList().stream().filter(a -> !a.getGate().isEmpty()).forEach(a -> out.add(a.getName()));
+    return out;
+  }
+
+  /** A bool scalar per gate input, true where its adapter is active. */
+  private Map<String, OnnxTensor> gateTensors() throws OrtException {
+    Map<String, OnnxTensor> out = new HashMap<>();
+    for (dev.graft.spec.manifest.Adapter a : manifest.getAdaptersList()) {
+      if (!a.getGate().isEmpty()) {
+        out.put(a.getGate(), OnnxTensor.createTensor(env, active.contains(a.getName())));
+      }
+    }
+    return out;
+  }
+  // Named adapters and composition ↑
 
   /**
    * Saves the adapter with its DyLoRA adapters at rank {@code rank} (1 up to their maximum) as a
@@ -357,6 +431,8 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
         expectedOut.add(p.getName() + ts.getSecondMomentSuffix() + ts.getUpdatedSuffix());
       }
     }
+    // Named adapters and composition: every gate is an input of both graphs.
+    manifest.getAdaptersList().stream().filter(a -> !a.getGate().isEmpty()).forEach(a -> expectedIn.add(a.getGate()));
     if (train) {
       expectedIn.add(ts.getLabels());
       expectedIn.add(ts.getStep());
@@ -646,6 +722,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     try {
       int batch = batchSize(hostInputs);
       owned.put(ts.getLabels(), labels.make(batch));
+      owned.putAll(gateTensors());
       if (seedType != null) {
         owned.put(ts.getSeed(), scalar(seedType, seed * 1_000_003L + step + 1));
       }
@@ -724,6 +801,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private <T> T infer(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = hostTensors(hostInputs);
     try {
+      owned.putAll(gateTensors());
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(current.parametersOnly);
       try (OrtSession.Result r = inference.run(inputs, Set.of(manifest.getLogits()))) {

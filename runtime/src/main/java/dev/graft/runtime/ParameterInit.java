@@ -34,6 +34,18 @@ final class ParameterInit {
         uniform(v, r, 1.0 / Math.sqrt(p.getInitScale()));
       }
       case UNIFORM -> uniform(v, r, p.getInitScale());
+      // Named adapters and composition ↓
+      case IDENTITY -> {
+        int n = (int) Math.round(Math.sqrt(size));
+        if (p.getShapeCount() != 2 || p.getShape(0) != p.getShape(1)) {
+          throw new FormatException(p.getName(), "IDENTITY needs a square [n, n] parameter, got " + p.getShapeList());
+        }
+        Arrays.fill(v, (float) p.getInitScale());
+        for (int i = 0; i < n; i++) {
+          v[i * n + i] = 1f;
+        }
+      }
+      // Named adapters and composition ↑
       case NORMAL -> {
         for (int i = 0; i < size; i++) {
           v[i] = (float) (r.nextGaussian() * p.getInitScale());

@@ -15,7 +15,7 @@ import java.util.List;
  * feed-forward output ({@code /encoder/layer.N/output/dense/MatMul}), {@code houlsby} after the
  * attention output as well ({@code /encoder/layer.N/attention/output/dense/MatMul}).
  */
-public final class BottleneckKind implements AdapterKind {
+public final class BottleneckKind implements ComposableKind {
   /** The feed-forward output dense of a BERT-style layer. */
   static final String PFEIFFER = ".*/layer\\.\\d+/output/dense/MatMul";
   /** The attention output and feed-forward output dense of a BERT-style layer. */
@@ -62,19 +62,13 @@ public final class BottleneckKind implements AdapterKind {
     return spec.stringOption("config").equals("houlsby") ? HOULSBY : PFEIFFER;
   }
 
+  /** {@code v + up(act(down(v)))} ({@code up(act(down(v)))} without the residual), sized by {@code width}. */
   @Override
-  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
-    Graph g = placement.graph();
-    for (Site s : sites) {
-      OutputSite site = (OutputSite) s;
-      int first = g.nodes().size();
-      String h = site.value();
-      String update = Bottlenecks.branch(placement, site, "adapter", "adapters.default", h, site.size(), site.size(),
-          spec, spec.stringOption("nonlinearity"));
-      String out = spec.boolOption("residual")
-          ? g.op("/" + site.modulePath().replace('.', '/') + "/adapter/Add", "Add", List.of(h, update))
-          : update;
-      Bottlenecks.rewire(g, h, out, first);
-    }
+  public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
+    String update = Bottlenecks.branch(placement, site, "adapter", "adapters.default", value, width, width,
+        spec, spec.stringOption("nonlinearity"));
+    return spec.boolOption("residual")
+        ? placement.graph().op("/" + site.modulePath().replace('.', '/') + "/adapter/Add", "Add", List.of(value, update))
+        : update;
   }
 }

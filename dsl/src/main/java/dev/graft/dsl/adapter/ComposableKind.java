@@ -8,7 +8,8 @@ import java.util.List;
  * An adapter kind that acts on a linear layer's output value as a function {@code v ↦ f(v)}: what
  * composition blocks (Stack, Parallel, Average, Fuse, Split) combine, and what a named adapter's
  * gate switches off (an adapter switched off is the identity). Its sites are {@link LinearSite}s
- * or {@link OutputSite}s; either way the value is the layer's output with its bias ({@link
+ * or {@link OutputSite}s (or the {@link SpanSite} of a feed-forward block, whose value is its last
+ * linear layer's output); either way the value is the layer's output with its bias ({@link
  * #siteValue}).
  *
  * <p>A kind implements {@link #apply}; placing it alone ({@link #place}) applies it at each site
@@ -30,6 +31,17 @@ public interface ComposableKind extends AdapterKind {
    */
   String apply(AdapterSpec spec, Site site, String value, long width, Placement placement);
 
+  // Named adapters and composition ↓
+  /**
+   * Whether this declaration (options checked) acts on the value as a function {@link #apply}
+   * can add; a kind whose options may give a form that cannot (LoRA with DoRA rescales the whole
+   * output) says no for those, and such a declaration is placed alone ({@link #place}), ungated.
+   */
+  default boolean composable(AdapterSpec spec) {
+    return true;
+  }
+  // Named adapters and composition ↑
+
   /** Applies the adapter at every site; every host consumer of the site's value reads the result. */
   @Override
   default void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
@@ -46,6 +58,8 @@ public interface ComposableKind extends AdapterKind {
   static String siteValue(Graph graph, Site site) {
     if (site instanceof OutputSite o) {
       return o.value();
+    } else if (site instanceof SpanSite span) {
+      return span.output();
     } else if (site instanceof LinearSite l) {
       return l.biasedOutput(graph);
     }
@@ -56,6 +70,8 @@ public interface ComposableKind extends AdapterKind {
   static long siteWidth(Site site) {
     if (site instanceof OutputSite o) {
       return o.size();
+    } else if (site instanceof SpanSite span) {
+      return span.out();
     } else if (site instanceof LinearSite l) {
       return l.out();
     }

@@ -13,7 +13,7 @@ import java.util.List;
  * identity}), so a trained Hydra can be merged into the host. Each branch: down {@code [in,
  * in/reduction]} kaiming-uniform and up zero (the authors' init), biases zero.
  */
-public final class HydraKind implements AdapterKind {
+public final class HydraKind implements ComposableKind {
   @Override
   public String id() {
     return "hydra";
@@ -50,22 +50,21 @@ public final class HydraKind implements AdapterKind {
     return SpanSite.find(graph);
   }
 
+  /**
+   * {@code v + scaling · (P(x) + S(v))} with x the span's input; P's up projection and S are sized by
+   * {@code width}.
+   */
   @Override
-  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+  public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
+    SpanSite span = (SpanSite) site;
     Graph g = placement.graph();
     String act = spec.stringOption("nonlinearity");
-    for (Site s : sites) {
-      SpanSite span = (SpanSite) s;
-      int first = g.nodes().size();
-      String base = "/" + span.modulePath().replace('.', '/') + "/hydra";
-      String p = Bottlenecks.branch(placement, span, "hydra.parallel", "hydra.default.parallel", span.input(),
-          span.in(), span.out(), spec, act);
-      String q = Bottlenecks.branch(placement, span, "hydra.sequential", "hydra.default.sequential", span.output(),
-          span.out(), span.out(), spec, act);
-      String sum = g.op(base + "/Add", "Add", List.of(p, q));
-      String out = g.op(base + "/Add_1", "Add",
-          List.of(span.output(), Bottlenecks.scaled(placement, base, sum, spec.doubleOption("scaling"))));
-      Bottlenecks.rewire(g, span.output(), out, first);
-    }
+    String base = "/" + span.modulePath().replace('.', '/') + "/hydra";
+    String p = Bottlenecks.branch(placement, span, "hydra.parallel", "hydra.default.parallel", span.input(),
+        span.in(), width, spec, act);
+    String q = Bottlenecks.branch(placement, span, "hydra.sequential", "hydra.default.sequential", value,
+        width, width, spec, act);
+    String sum = g.op(base + "/Add", "Add", List.of(p, q));
+    return g.op(base + "/Add_1", "Add", List.of(value, Bottlenecks.scaled(placement, base, sum, spec.doubleOption("scaling"))));
   }
 }

@@ -25,7 +25,7 @@ import java.util.TreeSet;
  * <p>Options {@code dora} (DoRA) and {@code init = "pissa"} (PiSSA) are placed by {@link
  * LoraVariants}.
  */
-public final class LoraKind implements AdapterKind {
+public final class LoraKind implements ComposableKind {
   public static final int MAX_RANK = 4096;
   /** Values of option {@code init}. */
   public static final String DEFAULT_INIT = "default";
@@ -83,24 +83,51 @@ public final class LoraKind implements AdapterKind {
 
   @Override
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
-    if (spec.boolOption("dora") || spec.stringOption("init").equals(PISSA_INIT)) {
+    if (!composable(spec)) {
       LoraVariants.place(spec, sites, placement);
       return;
     }
-    int rank = spec.intOption("rank");
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      Input in = input(site, placement, spec.doubleOption("dropout"));
-      String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
-          .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
-      String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
-          .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
-      Graph g = placement.graph();
-      String base = in.base();
-      String down = g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a));
-      String up = g.op(base + "/MatMul_B", "MatMul", List.of(down, b));
-      addToOutput(placement, site, base, up, scaling(spec) * in.outputScale());
+      Update u = update(spec, site, site.out(), placement);
+      addToOutput(placement, site, u.base(), u.value(), u.scale());
     }
+  }
+
+  // Named adapters and composition ↓
+  /** Plain LoRA composes; DoRA rescales the whole output and PiSSA reads the host weight, so they are placed alone. */
+  @Override
+  public boolean composable(AdapterSpec spec) {
+    return !spec.boolOption("dora") && !spec.stringOption("init").equals(PISSA_INIT);
+  }
+
+  /** {@code v + scaling · (x_d·A)·B}, with B {@code [r, width]}: the same update as {@link #place}, added after the bias. */
+  @Override
+  public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
+    Update u = update(spec, (LinearSite) site, width, placement);
+    Graph g = placement.graph();
+    String scaled = u.scale() == 1 ? u.value()
+        : g.op(u.base() + "/Mul", "Mul", List.of(u.value(), placement.scalar(u.base() + "/scaling", u.scale())));
+    return g.op(u.base() + "/Add", "Add", List.of(value, scaled));
+  }
+  // Named adapters and composition ↑
+
+  /** LoRA's update at a site before scaling, {@code (x_d·A)·B} {@code [.., width]}, its node prefix and its scale. */
+  private record Update(String value, String base, double scale) {}
+
+  /** Adds A {@code [in, r]}, B {@code [r, width]} and the update's nodes at {@code site}. */
+  private static Update update(AdapterSpec spec, LinearSite site, long width, Placement placement) {
+    int rank = spec.intOption("rank");
+    Input in = input(site, placement, spec.doubleOption("dropout"));
+    String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+        .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
+    String b = placement.parameter(site, "lora_B", rank, width).role(ParameterRole.LORA_B)
+        .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
+    Graph g = placement.graph();
+    String base = in.base();
+    String down = g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a));
+    String up = g.op(base + "/MatMul_B", "MatMul", List.of(down, b));
+    return new Update(up, base, scaling(spec) * in.outputScale());
   }
 
   /**

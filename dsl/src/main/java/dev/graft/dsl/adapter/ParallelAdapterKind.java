@@ -12,7 +12,7 @@ import java.util.List;
  * reduction 2, relu, scaling 4, {@code mam_adapter} init (up zero: the adapter starts as the
  * identity).
  */
-public final class ParallelAdapterKind implements AdapterKind {
+public final class ParallelAdapterKind implements ComposableKind {
   /** What parallel adapters and Hydra take; one declaration per span. */
   static final String SPAN = "feed-forward span";
 
@@ -50,18 +50,14 @@ public final class ParallelAdapterKind implements AdapterKind {
     return SpanSite.find(graph);
   }
 
+  /** {@code v + scaling · up(act(down(x)))} with x the span's input, the up projection sized by {@code width}. */
   @Override
-  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
-    Graph g = placement.graph();
-    for (Site s : sites) {
-      SpanSite span = (SpanSite) s;
-      int first = g.nodes().size();
-      String base = "/" + span.modulePath().replace('.', '/') + "/parallel_adapter";
-      String p = Bottlenecks.branch(placement, span, "parallel_adapter", "adapters.default", span.input(), span.in(),
-          span.out(), spec, spec.stringOption("nonlinearity"));
-      String out = g.op(base + "/Add", "Add",
-          List.of(span.output(), Bottlenecks.scaled(placement, base, p, spec.doubleOption("scaling"))));
-      Bottlenecks.rewire(g, span.output(), out, first);
-    }
+  public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
+    SpanSite span = (SpanSite) site;
+    String base = "/" + span.modulePath().replace('.', '/') + "/parallel_adapter";
+    String p = Bottlenecks.branch(placement, span, "parallel_adapter", "adapters.default", span.input(), span.in(),
+        width, spec, spec.stringOption("nonlinearity"));
+    return placement.graph().op(base + "/Add", "Add",
+        List.of(value, Bottlenecks.scaled(placement, base, p, spec.doubleOption("scaling"))));
   }
 }

@@ -13,7 +13,8 @@ import java.util.TreeSet;
 /**
  * What an {@link AdapterKind} places into: the graph (inference or training), the parameters
  * added so far, and the helpers every kind needs to add one. Parameter names are {@code
- * <module path>.<suffix>}, e.g. {@code encoder.layer.0.attention.self.query.lora_A}.
+ * <module path>.<suffix>}, e.g. {@code encoder.layer.0.attention.self.query.lora_A}, prefixed
+ * with {@code <name>.} for a named adapter.
  */
 public final class Placement {
   /** The graph input that seeds per-step randomness of the training step (int64 scalar). */
@@ -28,6 +29,12 @@ public final class Placement {
   private final Set<String> hostSources = new TreeSet<>();
   private final List<AuxiliaryLoss> auxiliaryLosses = new ArrayList<>();
   private int adapter;
+  // Named adapters and composition ↓
+  /** The current declaration's name ("" when unnamed): the prefix of its parameters' names. */
+  private String adapterName = "";
+  /** Whether the current declaration's parameters are frozen (a named adapter the step does not train). */
+  private boolean adapterFrozen;
+  // Named adapters and composition ↑
 
   public Placement(Graph graph, boolean training, int elemType) {
     this.graph = graph;
@@ -91,8 +98,40 @@ public final class Placement {
 
   /** Sets the declaration (0-based) the following parameters belong to. */
   public void declaration(int index) {
-    this.adapter = index + 1;
+    declaration(index, "", false);
   }
+
+  // Named adapters and composition ↓
+  /** The prefix of gate inputs: a named adapter's gate is {@code gate.<name>}. */
+  public static final String GATE_PREFIX = "gate.";
+
+  /**
+   * Sets the declaration the following parameters belong to: index (0-based; -1 for a composition
+   * block's own parameters, which belong to no declaration), its name (parameters are then named
+   * {@code <name>.<module path>.<suffix>}) and whether they are frozen.
+   */
+  public void declaration(int index, String name, boolean frozen) {
+    this.adapter = index + 1;
+    this.adapterName = name;
+    this.adapterFrozen = frozen;
+  }
+
+  /**
+   * The gate of named adapter {@code name}: a bool scalar graph input {@code gate.<name>}, added
+   * on first use; true switches the adapter on.
+   */
+  public String gate(String name) {
+    String input = GATE_PREFIX + name;
+    if (!graph.inputs().containsKey(input)) {
+      graph.addInput(input, TensorType.of(TensorType.BOOL));
+    }
+    return input;
+  }
+
+  private String named(String name) {
+    return adapterName.isEmpty() ? name : adapterName + "." + name;
+  }
+  // Named adapters and composition ↑
 
   /** A scalar constant of the host's element type. */
   public String scalar(String name, double value) {
@@ -115,12 +154,12 @@ public final class Placement {
 
   /** Starts a parameter named {@code <site module path>.<suffix>} of {@code shape}. */
   public ParameterBuilder parameter(Site site, String suffix, long... shape) {
-    return new ParameterBuilder(site.modulePath() + "." + suffix, site.modulePath(), site.node(), shape);
+    return new ParameterBuilder(named(site.modulePath() + "." + suffix), site.modulePath(), site.node(), shape);
   }
 
   /** Starts a parameter not tied to one site (shared by several), named {@code name}. */
   public ParameterBuilder sharedParameter(String name, long... shape) {
-    return new ParameterBuilder(name, name, "", shape);
+    return new ParameterBuilder(named(name), name, "", shape);
   }
 
   /** A parameter being declared; {@link #add()} makes it a graph input and returns its name. */
@@ -129,7 +168,7 @@ public final class Placement {
 
     private ParameterBuilder(String name, String site, String siteNode, long[] shape) {
       p = Parameter.newBuilder().setName(name).setSite(site).setSiteNode(siteNode)
-          .setRole(ParameterRole.ADAPTER).setInit(Init.ZEROS);
+          .setRole(ParameterRole.ADAPTER).setInit(Init.ZEROS).setFrozen(adapterFrozen);
       for (long d : shape) {
         p.addShape(d);
       }

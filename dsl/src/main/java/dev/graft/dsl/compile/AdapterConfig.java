@@ -25,7 +25,9 @@ final class AdapterConfig {
     JsonObject c = new JsonObject();
     String type = adapters.isEmpty() ? "LORA" : adapters.get(0).kind().peftType(adapters.get(0).spec());
     boolean peft = type != null
-        && adapters.stream().allMatch(a -> Objects.equals(a.kind().peftType(a.spec()), type));
+        && adapters.stream().allMatch(a -> Objects.equals(a.kind().peftType(a.spec()), type))
+        // Named adapters and composition: several named adapters saved together are Graft's own format.
+        && (adapters.size() == 1 || adapters.stream().noneMatch(a -> a.spec().isNamed()));
     c.addProperty("peft_type", peft ? type : GRAFT_TYPE);
     // A causal LM graft has no head; every pooled head (classification, regression, multi-label)
     // is a Hugging Face sequence-classification head ("classifier", num_labels = its outputs).
@@ -57,6 +59,9 @@ final class AdapterConfig {
       for (PlannedAdapter a : adapters) {
         JsonObject d = new JsonObject();
         d.addProperty("kind", a.kind().id());
+        if (a.spec().isNamed()) {
+          d.addProperty("name", a.spec().name());
+        }
         d.addProperty("target", a.spec().target());
         JsonArray layers = new JsonArray();
         a.spec().layers().forEach(layers::add);

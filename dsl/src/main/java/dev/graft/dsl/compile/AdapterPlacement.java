@@ -12,12 +12,27 @@ final class AdapterPlacement {
   private AdapterPlacement() {}
 
   static Placement place(dev.graft.dsl.ir.Graph graph, List<PlannedAdapter> plan, boolean training, int elemType) {
+    return place(graph, plan, CompositionPlan.EMPTY, training, elemType);
+  }
+
+  /**
+   * Places every declaration; the named adapters of composable forms last, by {@link
+   * CompositionPlacement}, gated and combined as {@code compositions} says.
+   */
+  static Placement place(dev.graft.dsl.ir.Graph graph, List<PlannedAdapter> plan, CompositionPlan compositions,
+      boolean training, int elemType) {
     Placement placement = new Placement(graph, training, elemType);
     for (int i = 0; i < plan.size(); i++) {
       PlannedAdapter a = plan.get(i);
-      placement.declaration(i);
+      // Named adapters and composition ↓
+      if (CompositionPlacement.placesHere(a)) {
+        continue;
+      }
+      placement.declaration(i, a.spec().name(), compositions.frozen().contains(a.spec().name()));
+      // Named adapters and composition ↑
       a.kind().place(a.spec(), a.sites(), placement);
     }
+    CompositionPlacement.place(graph, plan, compositions, placement);
     graph.sortTopologically();
     return placement;
   }

@@ -66,14 +66,14 @@ public final class GraftCompiler {
     Map<String, TensorType> hostInputs = new LinkedHashMap<>(inference.inputs());
 
     int elem = hostElemType(inference);
-    Placement placed = AdapterPlacement.place(inference, plan.adapters(), false, elem);
+    Placement placed = AdapterPlacement.place(inference, plan.adapters(), plan.compositions(), false, elem);
     List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(inference, spec.task(), plan.hostOutput(), plan.hidden(), false));
     ShapeInference.run(inference);
     inference.removeUnused();
 
     Graph train = imported(host);
-    Placement placedTrain = AdapterPlacement.place(train, plan.adapters(), true, elem);
+    Placement placedTrain = AdapterPlacement.place(train, plan.adapters(), plan.compositions(), true, elem);
     TaskPass.add(train, spec.task(), plan.hostOutput(), plan.hidden(), true, placedTrain.auxiliaryLosses());
     ShapeInference.run(train);
     List<String> names = params.stream().filter(p -> !p.getFrozen()).map(Parameter::getName).toList();
@@ -113,7 +113,8 @@ public final class GraftCompiler {
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
         .addAllParameters(params)
-        .addAllAdapters(adapters(plan))
+        .addAllAdapters(adapters(plan, spec))
+        .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), TaskPass.headOutputs(spec.task()) > 0))
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names2)
@@ -160,7 +161,7 @@ public final class GraftCompiler {
         : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
-  private static List<Adapter> adapters(Validation.Plan plan) {
+  private static List<Adapter> adapters(Validation.Plan plan, GraftSpec spec) {
     List<Adapter> out = new ArrayList<>();
     for (PlannedAdapter a : plan.adapters()) {
       Adapter.Builder b = Adapter.newBuilder()
@@ -169,10 +170,34 @@ public final class GraftCompiler {
           .addAllLayers(a.spec().layers());
       a.spec().options().forEach((k, v) -> b.putOptions(k, AdapterOption.text(v)));
       a.sites().forEach(s -> b.addSites(s.modulePath()));
+      // Named adapters and composition ↓
+      b.setTrained(!plan.compositions().frozen().contains(a.spec().name()));
+      if (a.spec().isNamed()) {
+        b.setName(a.spec().name())
+            .setConfig(AdapterConfig.json(List.of(a), spec.task(), spec.host(), false));
+        if (CompositionPlacement.placesHere(a)) {
+          b.setGate(Placement.GATE_PREFIX + a.spec().name());
+        }
+      }
+      // Named adapters and composition ↑
       out.add(b.build());
     }
     return out;
   }
+
+  // Named adapters and composition ↓
+  private static List<dev.graft.spec.manifest.Composition> compositions(Validation.Plan plan) {
+    List<dev.graft.spec.manifest.Composition> out = new ArrayList<>();
+    for (CompositionPlan.Resolved r : plan.compositions().blocks()) {
+      PlannedAdapter first = CompositionPlan.leaves(r.root()).get(0).adapter();
+      dev.graft.spec.manifest.Composition.Builder b = dev.graft.spec.manifest.Composition.newBuilder()
+          .setExpression(r.composition().expression());
+      first.sites().forEach(s -> b.addSites(s.modulePath()));
+      out.add(b.build());
+    }
+    return out;
+  }
+  // Named adapters and composition ↑
 
   /** The host's floating-point element type: that of its first floating-point output (float32 if none). */
   private static int hostElemType(Graph g) {

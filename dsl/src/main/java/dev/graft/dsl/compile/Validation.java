@@ -31,7 +31,7 @@ final class Validation {
    * Each adapter declaration (options checked and defaulted) with its sites, in declaration order, and the task's host output
    * with its last dimension (hidden size of a pooled head; vocabulary size for the causal LM).
    */
-  record Plan(List<PlannedAdapter> adapters, String hostOutput, long hidden) {}
+  record Plan(List<PlannedAdapter> adapters, String hostOutput, long hidden, CompositionPlan compositions) {}
 
   private final List<Diagnostic> errors = new ArrayList<>();
 
@@ -52,6 +52,11 @@ final class Validation {
     }
     List<PlannedAdapter> adapters = new ArrayList<>();
     Map<String, PlannedAdapter> owner = new LinkedHashMap<>();
+    // Named adapters and composition ↓
+    CompositionCheck compositionCheck = new CompositionCheck(errors);
+    compositionCheck.checkNames(spec);
+    Map<String, Integer> composedIn = CompositionCheck.membership(spec);
+    // Named adapters and composition ↑
     for (AdapterSpec declared : spec.adapters()) {
       PlannedAdapter planned = checkAdapter(declared, host, graph);
       if (planned == null) {
@@ -61,7 +66,10 @@ final class Validation {
       for (Site s : planned.sites()) {
         String key = planned.kind().siteDescription() + " " + s.node();
         PlannedAdapter previous = owner.putIfAbsent(key, planned);
-        if (previous != null) {
+        // Named adapters and composition: adapters of one composition block share their sites.
+        if (previous != null && !(declared.isNamed() && previous.spec().isNamed()
+            && composedIn.containsKey(declared.name())
+            && composedIn.get(declared.name()).equals(composedIn.get(previous.spec().name())))) {
           shared.computeIfAbsent(previous, k -> new ArrayList<>()).add(s.node());
         }
       }
@@ -92,7 +100,8 @@ final class Validation {
       }
     }
     checkOptimizer(spec.optimizer(), spec.source());
-    return new Plan(adapters, output, size);
+    CompositionPlan compositions = compositionCheck.check(spec, adapters);
+    return new Plan(adapters, output, size, compositions);
   }
 
   /** The checks of a task's own settings (its host output is checked by the caller). */

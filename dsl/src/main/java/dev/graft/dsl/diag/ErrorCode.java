@@ -48,6 +48,28 @@ public enum ErrorCode {
   PREFIX_ATTENTION_NOT_FOUND(77, "cannot place %s on %s: %s"),
   /** Prefix tuning: the host's shapes or masks do not follow longer keys (args: kind, host, where and what). */
   PREFIX_SHAPES_DO_NOT_FOLLOW(78, "cannot place %s on %s: %s"),
+  // Named adapters and composition ↓
+  /** A composition that does not parse (args: expression, column, expected, found). */
+  COMPOSITION_SYNTAX(80, "composition '%s' is not valid at column %d: expected %s, found %s"),
+  /** A composition names an adapter no declaration has (args: composition, name, named adapters). */
+  COMPOSITION_UNKNOWN_ADAPTER(81, "composition %s names '%s', but no adapter is declared with that name; the named adapters are %s"),
+  /** A composition member that cannot be composed (args: composition, name, what it is). */
+  COMPOSITION_NOT_COMPOSABLE(82, "composition %s: '%s' %s; blocks combine named adapters that act on a linear layer's output (LoRA, bottleneck, parallel adapter, Hydra)"),
+  /** A block inside a block that cannot hold it, or nesting too deep (args: composition, what is wrong). */
+  COMPOSITION_NESTING(83, "composition %s: %s"),
+  /** A named adapter used more than once in the graft's compositions (args: name, count, compositions). */
+  COMPOSITION_NAME_REUSED(84, "adapter '%s' appears %d times in the graft's compositions %s; each named adapter may appear once"),
+  /** Members on different sites (args: composition, first name, its sites, other name, its sites). */
+  COMPOSITION_SITES_DIFFER(85, "composition %s: its adapters must be placed on exactly the same linear layers; '%s' is on %s but '%s' is on %s"),
+  /** Bad weights or widths (args: composition, what was expected and given). */
+  COMPOSITION_WEIGHTS_INVALID(86, "composition %s: %s"),
+  /** An adapter name that is malformed or taken (args: name, what is wrong). */
+  ADAPTER_NAME_INVALID(87, "adapter name '%s' %s"),
+  /** A train entry that names no trainable named adapter (args: name, why, named adapters). */
+  TRAIN_NAME_INVALID(88, "train lists '%s', %s; the named adapters are %s"),
+  /** A block with fewer than two members (args: composition, block, count). */
+  COMPOSITION_TOO_FEW(89, "composition %s: %s needs at least 2 members, got %d"),
+  // Named adapters and composition ↑
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

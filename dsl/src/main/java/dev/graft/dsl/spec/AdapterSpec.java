@@ -17,21 +17,40 @@ import org.jspecify.annotations.Nullable;
  * @param options option values by name: {@link Integer}, {@link Double}, {@link Boolean} or
  *     {@link String}
  * @param source opaque reference to where the declaration was written, for diagnostics only
+ * @param name the adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft), by which it is
+ *     composed, activated, trained or frozen, saved and loaded; empty for an unnamed declaration
  */
 public record AdapterSpec(
     String kind,
     String target,
     List<Integer> layers,
     Map<String, Object> options,
-    @Nullable Object source) {
+    @Nullable Object source,
+    String name) {
   public AdapterSpec {
     layers = List.copyOf(layers);
     options = java.util.Collections.unmodifiableMap(new TreeMap<>(options));
   }
 
+  /** An unnamed declaration. */
+  public AdapterSpec(String kind, String target, List<Integer> layers, Map<String, Object> options,
+      @Nullable Object source) {
+    this(kind, target, layers, options, source, "");
+  }
+
   /** The same declaration with {@code options} (typically: the given ones plus defaults). */
   public AdapterSpec withOptions(Map<String, Object> value) {
-    return new AdapterSpec(kind, target, layers, value, source);
+    return new AdapterSpec(kind, target, layers, value, source, name);
+  }
+
+  /** The same declaration named {@code value}. */
+  public AdapterSpec named(String value) {
+    return new AdapterSpec(kind, target, layers, options, source, value);
+  }
+
+  /** Whether the declaration has a name. */
+  public boolean isNamed() {
+    return !name.isEmpty();
   }
 
   /** An integer option (which the compiler has checked and defaulted). */

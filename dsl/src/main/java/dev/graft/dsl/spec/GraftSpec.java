@@ -12,6 +12,9 @@ import org.jspecify.annotations.Nullable;
  * @param adapters the adapter declarations, in declaration order
  * @param task what is trained on top of the host (classification, regression, multi-label, causal LM)
  * @param source opaque reference to the declaration, for diagnostics only
+ * @param compositions the composition blocks of named adapters, in declaration order
+ * @param train the named adapters the training step updates; empty: every one (unnamed adapters
+ *     and the head always train)
  */
 public record GraftSpec(
     String name,
@@ -19,8 +22,18 @@ public record GraftSpec(
     List<AdapterSpec> adapters,
     TaskSpec task,
     AdamWSpec optimizer,
-    @Nullable Object source) {
+    @Nullable Object source,
+    List<Composition> compositions,
+    List<String> train) {
   public GraftSpec {
     adapters = List.copyOf(adapters);
+    compositions = List.copyOf(compositions);
+    train = List.copyOf(train);
+  }
+
+  /** A graft without compositions that trains every adapter. */
+  public GraftSpec(String name, String host, List<AdapterSpec> adapters, TaskSpec task, AdamWSpec optimizer,
+      @Nullable Object source) {
+    this(name, host, adapters, task, optimizer, source, List.of(), List.of());
   }
 }

@@ -59,6 +59,8 @@ final class WholeStepCheck implements AutoCloseable {
   final Map<String, double[]> values = new LinkedHashMap<>();
   /** The per-step seed fed to a training step that takes one. */
   long seed = 12345;
+  /** Gates of named adapters ({@code gate.<name>}) to feed; a gate not listed is fed true (on). */
+  final Map<String, Boolean> gates = new HashMap<>();
   private final int elem;
   private final boolean causalLm;
   private final Map<String, OnnxTensor> hostWeights = new LinkedHashMap<>();
@@ -126,6 +128,11 @@ final class WholeStepCheck implements AutoCloseable {
     return new WholeStepCheck(hostGraph, new GraftSpec("Tiny", "tiny", List.of(adapters), task, AdamWSpec.DEFAULT, null));
   }
 
+  /** The step of a whole declaration (named adapters, compositions, a train list) on {@code hostGraph}. */
+  static WholeStepCheck of(Graph hostGraph, GraftSpec spec) throws OrtException {
+    return new WholeStepCheck(hostGraph, spec);
+  }
+
   static int size(Parameter p) {
     return (int) p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b);
   }
@@ -171,6 +178,11 @@ final class WholeStepCheck implements AutoCloseable {
       }
       if (inputs.contains("token_type_ids")) {
         feeds.put("token_type_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(TOKEN_TYPES), SHAPE));
+      }
+      for (String in : inputs) {
+        if (in.startsWith("gate.")) {
+          feeds.put(in, OnnxTensor.createTensor(ENV, gates.getOrDefault(in, true)));
+        }
       }
       boolean training = inputs.contains("labels");
       if (training) {

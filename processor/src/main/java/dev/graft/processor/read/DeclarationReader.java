@@ -6,6 +6,7 @@ import dev.graft.dsl.spec.AdamWSpec;
 import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.dsl.spec.CausalLmSpec;
 import dev.graft.dsl.spec.ClassificationSpec;
+import dev.graft.dsl.spec.Composition;
 import dev.graft.dsl.spec.GraftSpec;
 import dev.graft.dsl.spec.MultiLabelSpec;
 import dev.graft.dsl.spec.RegressionSpec;
@@ -71,6 +72,19 @@ public final class DeclarationReader {
         ? AdamWSpec.DEFAULT
         : new AdamWSpec(
             number(adamW, "beta1"), number(adamW, "beta2"), number(adamW, "epsilon"), number(adamW, "weightDecay"));
+    // Named adapters and composition ↓
+    List<Composition> compositions = new ArrayList<>();
+    for (AnnotationMirror m : Annotations.compositions(type)) {
+      compositions.add(new Composition(string(m, "value"), SourceRef.of(type, m)));
+    }
+    List<String> train = new ArrayList<>();
+    for (AnnotationValue item : list(graft, "train")) {
+      if (!(item.getValue() instanceof String s)) {
+        throw new MalformedException();
+      }
+      train.add(s);
+    }
+    // Named adapters and composition ↑
     return new GraftSpec(
         graftName(type),
         string(graft, "host"),
@@ -79,7 +93,9 @@ public final class DeclarationReader {
         optimizer,
         // The declaration as a whole: @Graft first (host, whole-graph errors), then @AdamW, whose
         // members the optimizer checks name.
-        SourceRef.of(type, graft, adamW));
+        SourceRef.of(type, graft, adamW),
+        compositions,
+        train);
   }
 
   /**
@@ -94,7 +110,7 @@ public final class DeclarationReader {
     for (var e : elements.getElementValuesWithDefaults(m).entrySet()) {
       String member = e.getKey().getSimpleName().toString();
       Object v = e.getValue().getValue();
-      if (member.equals("target")) {
+      if (member.equals("target") || member.equals("name")) {
         continue;
       }
       if (member.equals("layers")) {
@@ -113,7 +129,8 @@ public final class DeclarationReader {
       }
     }
     String target = Annotations.hasMember(m, "target") ? string(m, "target") : "";
-    return new AdapterSpec(kind.id(), target, layers, options, SourceRef.of(type, m));
+    String name = Annotations.hasMember(m, "name") ? string(m, "name") : "";
+    return new AdapterSpec(kind.id(), target, layers, options, SourceRef.of(type, m), name);
   }
 
   private TaskSpec task(TypeElement type, AnnotationMirror m) throws MalformedException {

@@ -112,7 +112,7 @@ public final class PeftAdapters {
       }
       float[] v = store.getParameter(p.getName());
       float[] data = p.getSaveTransposed() ? transpose(v, (int) p.getShape(0), (int) p.getShape(1)) : v;
-      if (out.put(key(p), TensorData.ofFloats(savedShape(p), data)) != null) {
+      if (out.put(wholeKey(store.getManifest(), p), TensorData.ofFloats(savedShape(p), data)) != null) {
         throw new FormatException(store.getManifest().getName(), "two parameters are saved as " + key(p));
       }
     }
@@ -127,7 +127,7 @@ public final class PeftAdapters {
       if (p.getSaveKey().isEmpty()) {
         continue;
       }
-      String k = key(p);
+      String k = wholeKey(m, p);
       expected.add(k);
       TensorData t = tensors.get(k);
       if (t == null) {
@@ -149,6 +149,108 @@ public final class PeftAdapters {
     }
     return out;
   }
+
+  // Named adapters and composition ↓
+  /**
+   * The key of a parameter in the whole graft's folder: its save key, prefixed with {@code
+   * <name>/} for a named adapter's (two named adapters of one kind on the same layers have the
+   * same PEFT keys; saved alone, each has PEFT's).
+   */
+  static String wholeKey(Manifest m, Parameter p) {
+    if (p.getAdapter() > 0 && p.getAdapter() <= m.getAdaptersCount()) {
+      String name = m.getAdapters(p.getAdapter() - 1).getName();
+      if (!name.isEmpty()) {
+        return name + "/" + key(p);
+      }
+    }
+    return key(p);
+  }
+
+  /** The declaration index (1-based, as {@link Parameter#getAdapter()}) of named adapter {@code name}. */
+  private static int adapterIndex(Manifest m, String name) {
+    List<String> names = new ArrayList<>();
+    for (int i = 0; i < m.getAdaptersCount(); i++) {
+      if (m.getAdapters(i).getName().equals(name)) {
+        return i + 1;
+      }
+      if (!m.getAdapters(i).getName().isEmpty()) {
+        names.add(m.getAdapters(i).getName());
+      }
+    }
+    throw new GraftException(ErrorCodes.ARGUMENT,
+        "graft '" + m.getName() + "' has no adapter named '" + name + "'; its named adapters are " + names);
+  }
+
+  /**
+   * Writes named adapter {@code name} alone into {@code dir}: its parameters under their save keys
+   * (PEFT's where PEFT has the kind) and its own {@code adapter_config.json}.
+   */
+  public static void saveNamed(ParameterStore store, Path dir, String name) {
+    Manifest m = store.getManifest();
+    int index = adapterIndex(m, name);
+    Map<String, TensorData> out = new TreeMap<>();
+    for (Parameter p : m.getParametersList()) {
+      if (p.getAdapter() != index || p.getSaveKey().isEmpty()) {
+        continue;
+      }
+      float[] v = store.getParameter(p.getName());
+      float[] data = p.getSaveTransposed() ? transpose(v, (int) p.getShape(0), (int) p.getShape(1)) : v;
+      if (out.put(key(p), TensorData.ofFloats(savedShape(p), data)) != null) {
+        throw new FormatException(m.getName(), "two parameters of adapter '" + name + "' are saved as " + key(p));
+      }
+    }
+    write(dir, out, m.getAdapters(index - 1).getConfig());
+  }
+
+  /**
+   * Reads a folder saved by {@link #saveNamed} (or PEFT, for a kind PEFT has) into named adapter
+   * {@code name}: the config must match the adapter's, and the tensors its parameters' keys and
+   * shapes; nothing is set unless everything matches.
+   */
+  public static void loadNamed(ParameterStore store, Path dir, String name) {
+    Manifest m = store.getManifest();
+    int index = adapterIndex(m, name);
+    Path configPath = dir.resolve(CONFIG_FILE);
+    JsonObject config;
+    try {
+      config = JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
+    } catch (IOException e) {
+      throw new GraftException(ErrorCodes.IO, "cannot read " + configPath + ": " + e, e);
+    } catch (JsonParseException | IllegalStateException e) {
+      throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
+    }
+    checkConfig(configPath.toString(), config, JsonParser.parseString(m.getAdapters(index - 1).getConfig()).getAsJsonObject());
+    Path weightsPath = dir.resolve(WEIGHTS_FILE);
+    Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
+    Map<String, float[]> values = new LinkedHashMap<>();
+    Set<String> expected = new TreeSet<>();
+    for (Parameter p : m.getParametersList()) {
+      if (p.getAdapter() != index || p.getSaveKey().isEmpty()) {
+        continue;
+      }
+      String k = key(p);
+      expected.add(k);
+      TensorData t = tensors.get(k);
+      if (t == null) {
+        throw new FormatException(weightsPath.toString(), "has no tensor '" + k + "' (parameter " + p.getName()
+            + " of adapter '" + name + "')");
+      }
+      long[] shape = savedShape(p);
+      if (!Arrays.equals(shape, t.shape()) || (t.dtype() != DType.F32 && t.dtype() != DType.F64)) {
+        throw new TensorMismatchException(k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()),
+            weightsPath.toString());
+      }
+      float[] v = t.toFloats();
+      values.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
+    }
+    Set<String> extra = new TreeSet<>(tensors.keySet());
+    extra.removeAll(expected);
+    if (!extra.isEmpty()) {
+      throw new FormatException(weightsPath.toString(), "holds tensors adapter '" + name + "' does not have: " + extra);
+    }
+    values.forEach(store::setParameter);
+  }
+  // Named adapters and composition ↑
 
   /** Transposes a row-major [rows, cols] matrix. */
   static float[] transpose(float[] v, int rows, int cols) {
