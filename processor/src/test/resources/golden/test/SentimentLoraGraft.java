@@ -7,12 +7,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import javax.annotation.processing.Generated;
+import org.jspecify.annotations.NullMarked;
 
 /**
  * The graft declared by {@link test.SentimentLora}: LoRA adapters and a 2-class head on host {@code all-minilm-l6-v2.onnx}.
  * Load it with {@link #load()}; close it to release the ONNX Runtime sessions.
  */
 @Generated("dev.graft.processor.GraftProcessor")
+@NullMarked
 public final class SentimentLoraGraft implements AutoCloseable {
   /**
    * The graft's name; its resources {@code SentimentLora.*.onnx} lie next to this class.

@@ -418,7 +418,14 @@ public final class Graft {
     return GraftCompiler.compile(spec(), host).orThrow();
   }
 
-  /** A configuration block; the last parameter of builder methods, so Kotlin can pass a lambda. */
+  /**
+   * A configuration block; the last parameter of builder methods, so Kotlin can pass a lambda.
+   * With Kotlin's sam-with-receiver plugin (see {@link HasImplicitReceiver}) the options are the
+   * lambda's receiver: {@code { rank = 8 }}; without it, its parameter: {@code { it.rank = 8 }}.
+   */
+  // kotlin ↓
+  @HasImplicitReceiver
+  // kotlin ↑
   @FunctionalInterface
   public interface Configure<T> {
     void apply(T options);

@@ -11,15 +11,20 @@ import javax.lang.model.element.TypeElement;
 /**
  * The one place generated Java files are written: every file gets {@code @Generated} naming the
  * processor and a do-not-edit comment naming the declaration it came from, and has that
- * declaration as its originating element.
+ * declaration as its originating element. Every generated type is {@code @NullMarked} (JSpecify),
+ * as Graft's own packages are, so Kotlin sees its members with their nullness rather than as
+ * platform types.
  */
 public abstract class GeneratedSourceWriter {
   /** The value of {@code @Generated} on every generated type. */
   public static final String GENERATOR = "dev.graft.processor.GraftProcessor";
 
   private static final ClassName GENERATED = ClassName.get("javax.annotation.processing", "Generated");
+  // kotlin ↓
+  private static final ClassName NULL_MARKED = ClassName.get("org.jspecify.annotations", "NullMarked");
+  // kotlin ↑
 
-  /** The type to write, without the {@code @Generated} annotation. */
+  /** The type to write, without the {@code @Generated} and {@code @NullMarked} annotations. */
   protected abstract TypeSpec.Builder type();
 
   /** The package the type goes into. */
@@ -36,7 +41,11 @@ public abstract class GeneratedSourceWriter {
   }
 
   private TypeSpec.Builder generated() {
-    return type().addAnnotation(AnnotationSpec.builder(GENERATED).addMember("value", "$S", GENERATOR).build());
+    return type()
+        .addAnnotation(AnnotationSpec.builder(GENERATED).addMember("value", "$S", GENERATOR).build())
+        // kotlin ↓
+        .addAnnotation(NULL_MARKED);
+        // kotlin ↑
   }
 
   private JavaFile fileOf(TypeSpec type, String from) {
