@@ -34,8 +34,33 @@ import java.util.function.UnaryOperator;
  * {@code --out DIR} (where adapters are saved; default {@code target/benchmark}).
  */
 public final class AdapterBenchmark {
-  /** One row: an id for {@code --only}, a name, the declaration (adapters on the host; the head is added) and a peak learning rate. */
-  record Row(String id, String name, UnaryOperator<Graft> declare, float learningRate) {}
+  /**
+   * One row: an id for {@code --only}, a name, the declaration (adapters on the host; the head is
+   * added), a peak learning rate, and the named adapters trained first, each alone with its own
+   * head and the same schedule, whose saved weights the row loads before it trains (a fuse block
+   * fuses trained adapters).
+   */
+  record Row(String id, String name, UnaryOperator<Graft> declare, float learningRate, List<Pretrained> pretrained) {
+    Row(String id, String name, UnaryOperator<Graft> declare, float learningRate) {
+      this(id, name, declare, learningRate, List.of());
+    }
+  }
+
+  /** A named adapter trained alone before its row: its name, its declaration and its learning rate. */
+  record Pretrained(String name, UnaryOperator<Graft> declare, float learningRate) {}
+
+  /** The feed-forward output layer of every MiniLM layer: where the composition rows' adapters share their sites. */
+  static final String FFN_OUT = ".*/layer\\.\\d+/output/dense/MatMul";
+
+  /** LoRA r8 named {@code name} on {@link #FFN_OUT}. */
+  static Graft loraOut(Graft g, String name) {
+    return g.lora(FFN_OUT, o -> o.name(name));
+  }
+
+  /** A Pfeiffer bottleneck (reduction 16) named {@code name} on {@link #FFN_OUT}. */
+  static Graft bottleneckOut(Graft g, String name) {
+    return g.bottleneck(FFN_OUT, o -> o.name(name));
+  }
 
   static List<Row> rows() {
     return List.of(
@@ -57,7 +82,22 @@ public final class AdapterBenchmark {
         new Row("bitfit", "bitfit", g -> g.adapter("bitfit", "", o -> {}), 1e-3f),
         new Row("layernorm", "layernorm", g -> g.adapter("layernorm", "", o -> {}), 1e-3f),
         new Row("full", "full last layer (modules_to_save)",
-            g -> g.adapter("full", ".*/layer\\.5/(intermediate|output)/dense/MatMul", o -> {}), 5e-4f));
+            g -> g.adapter("full", ".*/layer\\.5/(intermediate|output)/dense/MatMul", o -> {}), 5e-4f),
+        // Composition blocks ↓
+        new Row("stack", "stack(lora, bottleneck)",
+            g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.stack("a", "b")), 1e-3f),
+        new Row("parallel-block", "parallel(lora, bottleneck)",
+            g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.parallel("a", "b")), 1e-3f),
+        new Row("average", "average(lora, bottleneck) learned weights",
+            g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.average("a", "b")), 1e-3f),
+        new Row("split", "split(lora: 192, bottleneck: 192)",
+            g -> bottleneckOut(loraOut(g, "a"), "b")
+                .compose(Graft.split(Graft.weighted("a", 192), Graft.weighted("b", 192))), 1e-3f),
+        new Row("fuse", "fuse(lora, bottleneck), both trained first",
+            g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.fuse("a", "b")), 1e-3f,
+            List.of(new Pretrained("a", g -> loraOut(g, "a"), 2e-3f),
+                new Pretrained("b", g -> bottleneckOut(g, "b"), 1e-3f))));
+        // Composition blocks ↑
   }
 
   /** A finished row. */
@@ -113,12 +153,24 @@ public final class AdapterBenchmark {
 
   static Result run(Row row, HostModel host, SentimentData data, int epochs, Path saved) {
     System.err.println("== " + row.name());
+    ModelOptions options = ModelOptions.defaults().withSeed(42);
+    for (Pretrained p : row.pretrained()) {
+      System.err.println("== " + row.name() + ": training " + p.name() + " alone first");
+      CompiledGraft alone = p.declare().apply(Graft.host(host).name("BenchPretrained")).classification(2).compile();
+      try (AdapterModel model = AdapterModel.open(AdapterGraphs.of(alone), options)) {
+        trainer(epochs, p.learningRate()).fit(model, data.train(), data.heldOut());
+        Path dir = saved.resolveSibling(row.id() + "-pretrained-" + p.name());
+        deleteQuietly(dir);
+        model.saveAdapter(dir, p.name());
+      }
+    }
     CompiledGraft graft = row.declare().apply(Graft.host(host).name("Bench")).classification(2).compile();
     AdapterGraphs graphs = AdapterGraphs.of(graft);
-    ModelOptions options = ModelOptions.defaults().withSeed(42);
-    Trainer trainer = Trainer.builder().batchSize(16).epochs(epochs)
-        .learningRate(LearningRate.linear(row.learningRate(), 0.1)).seed(1).build();
+    Trainer trainer = trainer(epochs, row.learningRate());
     try (AdapterModel model = AdapterModel.open(graphs, options)) {
+      for (Pretrained p : row.pretrained()) {
+        model.loadAdapter(saved.resolveSibling(row.id() + "-pretrained-" + p.name()), p.name());
+      }
       long params = model.getParameterCount();
       TrainingResult result = trainer.fit(model, data.train(), data.heldOut());
       deleteQuietly(saved);
@@ -134,6 +186,12 @@ public final class AdapterBenchmark {
       }
       return new Result(row.name(), params, result.finalAccuracy(), result.stepsPerSecond(), identical, extra);
     }
+  }
+
+  /** The schedule every row trains with: batch 16, linear warm-up over 10% then decay to 0 from {@code learningRate}. */
+  static Trainer trainer(int epochs, float learningRate) {
+    return Trainer.builder().batchSize(16).epochs(epochs).learningRate(LearningRate.linear(learningRate, 0.1)).seed(1)
+        .build();
   }
 
   /**
