@@ -53,8 +53,8 @@ class CustomKindProcessorTest {
 
     @Override
     protected Tensor define(Definition d) {
-      Param down = d.param("down", d.in(), d.option("width")).kaimingUniform();
-      Param up = d.param("up", d.option("width"), d.out());
+      Param down = d.param("down", d.inWidth(), d.option("width")).kaimingUniform();
+      Param up = d.param("up", d.option("width"), d.outWidth());
       return d.value().plus(d.input().matmul(down).tanh().matmul(up).times(d.doubleOption("scale")));
     }
   }

@@ -41,9 +41,9 @@ import java.util.Set;
  *     return List.of(AdapterOption.integer("rank", 8, 1, 4096, "rank of the update"));
  *   }
  *   protected Tensor define(Definition d) {
- *     Param a = d.param("A", d.in(), d.option("rank")).kaimingUniform();
- *     Param b = d.param("B", d.option("rank"), d.out());
- *     Param gate = d.param("gate", d.out()).noDecay();
+ *     Param a = d.param("A", d.inWidth(), d.option("rank")).kaimingUniform();
+ *     Param b = d.param("B", d.option("rank"), d.outWidth());
+ *     Param gate = d.param("gate", d.outWidth()).noDecay();
  *     return d.value().plus(d.input().matmul(a).matmul(b).times(gate.sigmoid()));
  *   }
  * }

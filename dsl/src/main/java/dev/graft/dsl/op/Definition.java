@@ -56,14 +56,14 @@ public final class Definition {
     return value;
   }
 
-  /** The linear layer's input width. */
-  public long in() {
+  /** The linear layer's input width ({@code in}, a Kotlin keyword, is not a method name here). */
+  public long inWidth() {
     return input.shape.isEmpty() || !input.shape.get(input.rank() - 1).isKnown()
         ? 0 : input.shape.get(input.rank() - 1).size();
   }
 
   /** The width of {@link #value()}: the layer's output width (or a part of it under a Split composition). */
-  public long out() {
+  public long outWidth() {
     return value.width();
   }
 
@@ -82,7 +82,7 @@ public final class Definition {
     return site.layer();
   }
 
-  /** An integer option, as a size: {@code d.param("down", d.in(), d.option("rank"))}. */
+  /** An integer option, as a size: {@code d.param("down", d.inWidth(), d.option("rank"))}. */
   public long option(String name) {
     return intOption(name);
   }

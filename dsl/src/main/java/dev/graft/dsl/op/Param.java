@@ -15,7 +15,7 @@ import org.jspecify.annotations.Nullable;
  * <p>It starts at zero unless an initializer is chosen: {@link #zeros}, {@link #ones}, {@link
  * #constant}, {@link #normal}, {@link #uniform}, {@link #kaimingUniform}, or {@link #init(Init)}
  * with the same {@link Init} kinds. Each setter returns this parameter, so a declaration reads
- * {@code d.param("down", d.in(), d.option("rank")).kaimingUniform()}.
+ * {@code d.param("down", d.inWidth(), d.option("rank")).kaimingUniform()}.
  */
 public final class Param extends Tensor {
   private final String name;

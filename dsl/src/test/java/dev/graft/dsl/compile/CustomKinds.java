@@ -55,9 +55,9 @@ public final class CustomKinds {
 
     @Override
     protected Tensor define(Definition d) {
-      Param a = d.param("A", d.in(), d.option("rank")).kaimingUniform();
-      Param b = d.param("B", d.option("rank"), d.out());
-      Param gate = d.param("gate", d.out()).noDecay();
+      Param a = d.param("A", d.inWidth(), d.option("rank")).kaimingUniform();
+      Param b = d.param("B", d.option("rank"), d.outWidth());
+      Param gate = d.param("gate", d.outWidth()).noDecay();
       double scale = d.doubleOption("alpha") / d.intOption("rank");
       return d.value().plus(d.input().matmul(a).matmul(b).times(scale).times(gate.sigmoid()));
     }
@@ -81,8 +81,8 @@ public final class CustomKinds {
     @Override
     protected Tensor define(Definition d) {
       long r = d.option("rank");
-      Param a = d.param("A", d.in(), r).init(Init.KAIMING_UNIFORM).saveTransposed("lora_A.weight");
-      Param b = d.param("B", r, d.out()).zeros().saveTransposed("lora_B.weight");
+      Param a = d.param("A", d.inWidth(), r).init(Init.KAIMING_UNIFORM).saveTransposed("lora_A.weight");
+      Param b = d.param("B", r, d.outWidth()).zeros().saveTransposed("lora_B.weight");
       return d.value().plus(d.input().matmul(a).matmul(b).times(d.doubleOption("alpha") / r));
     }
   }
@@ -100,14 +100,14 @@ public final class CustomKinds {
     @Override
     protected Tensor define(Definition d) {
       long r = d.option("rank");
-      Tensor h = d.input().matmul(d.param("A", d.in(), 2 * r).normal(0.1));
+      Tensor h = d.input().matmul(d.param("A", d.inWidth(), 2 * r).normal(0.1));
       Tensor u = h.get(0, r);
       Tensor g = h.get(r, 2 * r);
       Tensor s = d.param("logScale", 1).exp();
-      Tensor update = u.div(g.times(g).plus(1)).matmul(d.param("B", r, d.out()));
+      Tensor update = u.div(g.times(g).plus(1)).matmul(d.param("B", r, d.outWidth()));
       // Σ v[1, 3] / s is one number per token: spread over the columns by a vector, or a layer norm
       // after the site would cancel it.
-      Tensor shift = d.value().get(1, 3).sum().div(s).times(d.param("spread", d.out()).normal(0.1));
+      Tensor shift = d.value().get(1, 3).sum().div(s).times(d.param("spread", d.outWidth()).normal(0.1));
       return d.value().plus(update).minus(shift);
     }
   }
@@ -125,11 +125,11 @@ public final class CustomKinds {
     @Override
     protected Tensor define(Definition d) {
       Tensor v = d.value();
-      Tensor normed = v.layerNorm(d.param("ln.scale", d.out()).ones(), d.param("ln.bias", d.out()).noDecay());
+      Tensor normed = v.layerNorm(d.param("ln.scale", d.outWidth()).ones(), d.param("ln.bias", d.outWidth()).noDecay());
       Tensor attention = normed.softmax();
       Tensor centred = v.minus(v.mean());
       Tensor energy = centred.times(centred).sum().plus(1).sqrt().log();
-      Param w = d.param("W", d.option("rank"), d.out()).uniform(0.5);
+      Param w = d.param("W", d.option("rank"), d.outWidth()).uniform(0.5);
       // [.., out] · [out, r] via the transpose of W [r, out].
       Tensor mixed = attention.matmul(w.transpose()).tanh().matmul(w).relu().dropout(0);
       return v.plus(mixed.times(energy)).plus(normed.unaryMinus().times(d.constant(0.1)));
@@ -171,7 +171,7 @@ public final class CustomKinds {
 
     @Override
     protected Tensor define(Definition d) {
-      Param first = d.param("s", d.out());
+      Param first = d.param("s", d.outWidth());
       return d.value().times(first).plus(d.param("s", 1));
     }
   }
@@ -185,7 +185,7 @@ public final class CustomKinds {
 
     @Override
     protected Tensor define(Definition d) {
-      return d.input().matmul(d.param("A", d.in(), d.option("rank")));
+      return d.input().matmul(d.param("A", d.inWidth(), d.option("rank")));
     }
   }
 

@@ -55,9 +55,9 @@ public final class GatedLoraKind extends CustomAdapterKind {
   @Override
   protected Tensor define(Definition d) {
     long rank = d.option("rank");
-    Param a = d.param("A", d.in(), rank).kaimingUniform().saveTransposed("lora_A.weight");
-    Param b = d.param("B", rank, d.out()).zeros().saveTransposed("lora_B.weight");
-    Param gate = d.param("gate", d.out()).zeros().noDecay();
+    Param a = d.param("A", d.inWidth(), rank).kaimingUniform().saveTransposed("lora_A.weight");
+    Param b = d.param("B", rank, d.outWidth()).zeros().saveTransposed("lora_B.weight");
+    Param gate = d.param("gate", d.outWidth()).zeros().noDecay();
     Tensor update = d.input().dropout(d.doubleOption("dropout")).matmul(a).matmul(b);
     return d.value().plus(update.times(d.doubleOption("alpha") / rank).times(gate.sigmoid()));
   }
