@@ -83,6 +83,10 @@ public final class GraftProcessor extends AbstractProcessor {
     for (Element element : round.getElementsAnnotatedWith(graft)) {
       try {
         process(element);
+      // User-defined adapter kinds ↓
+      } catch (dev.graft.dsl.adapter.AdapterKindLoadException e) {
+        reporter.error(e.diagnostic(), element); // a kind on the processor path that cannot be registered
+      // User-defined adapter kinds ↑
       } catch (RuntimeException | LinkageError e) {
         reporter.error(ProcessorDiagnostics.internalError(null, element.getSimpleName().toString(), e), element);
       }

@@ -70,6 +70,18 @@ public enum ErrorCode {
   /** A block with fewer than two members (args: composition, block, count). */
   COMPOSITION_TOO_FEW(89, "composition %s: %s needs at least 2 members, got %d"),
   // Named adapters and composition ↑
+  // User-defined adapter kinds ↓
+  /** An op of a custom kind's definition on operands of shapes it cannot take (args: kind, module path, op, expected, given). */
+  DEFINITION_SHAPE_MISMATCH(90, "%s definition at %s: %s needs %s, got %s"),
+  /** A custom kind's definition reads an option its kind does not declare with that type (args: kind, option, type read, why, options). */
+  DEFINITION_OPTION_UNKNOWN(91, "%s definition reads option '%s' as %s, but %s; its options are %s"),
+  /** A custom kind's definition declares one parameter name twice (args: kind, name, first shape, second shape). */
+  DEFINITION_PARAMETER_DUPLICATE(92, "%s definition declares parameter '%s' twice: first %s, then %s"),
+  /** Any other fault of a custom kind's definition: its result, a parameter's name or init (args: kind, module path, what). */
+  DEFINITION_INVALID(93, "%s definition at %s: %s"),
+  /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
+  ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
+  // User-defined adapter kinds ↑
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

@@ -81,6 +81,9 @@ public final class AdapterBenchmark {
         new Row("prefix", "prefix tuning 20", g -> g.adapter("prefix_tuning", "", o -> {}), 1e-2f),
         new Row("bitfit", "bitfit", g -> g.adapter("bitfit", "", o -> {}), 1e-3f),
         new Row("layernorm", "layernorm", g -> g.adapter("layernorm", "", o -> {}), 1e-3f),
+        // User-defined adapter kinds ↓
+        new Row("gated_lora", "gated lora r8 (custom kind)", g -> g.adapter("gated_lora", "", o -> {}), 2e-3f),
+        // User-defined adapter kinds ↑
         new Row("full", "full last layer (modules_to_save)",
             g -> g.adapter("full", ".*/layer\\.5/(intermediate|output)/dense/MatMul", o -> {}), 5e-4f),
         // Composition blocks ↓
