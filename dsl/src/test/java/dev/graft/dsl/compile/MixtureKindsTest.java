@@ -59,11 +59,11 @@ class MixtureKindsTest {
       assertEquals(12, aux.size(), "one load-balancing loss per site (6 linear sites × 2 layers): " + aux);
       assertEquals("encoder.layer.0.attention.self.query.mixture_lora.router.load_balance", aux.get(0));
       assertTrue(c.trainOutputs().containsAll(aux));
-      // The step's loss is the task loss plus 0.5 × each term, and each term is at least k·(its minimum share).
+      // Each term is E · Σ_e f_e · P_e with f_e <= 1 and Σ_e P_e = 1: in (0, E].
       Map<String, double[]> out = c.run(Map.of(), Set.copyOf(aux));
       for (String name : aux) {
         double v = out.get(name)[0];
-        assertTrue(v >= 1 && v <= 4 * 2, name + " = " + v + ": E · Σ f·P lies in [1, E·k]");
+        assertTrue(v > 0 && v <= 4, name + " = " + v);
       }
       double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
       assertTrue(worst < 1e-7, "max error " + worst);
