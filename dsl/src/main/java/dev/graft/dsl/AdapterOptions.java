@@ -356,4 +356,117 @@ public final class AdapterOptions {
   }
 
   // Prompt and prefix tuning ↑
+
+  // Mixtures of adapters ↓
+
+  /** Mixture of LoRA experts: experts at every site. */
+  public AdapterOptions experts(int value) {
+    return set("experts", value);
+  }
+
+  public int getExperts() {
+    return intValue("experts");
+  }
+
+  public void setExperts(int value) {
+    experts(value);
+  }
+
+  /** Mixture of LoRA experts: the expert count of each selected layer, in ascending layer order (overrides experts). */
+  public AdapterOptions expertsPerLayer(Integer... value) {
+    return expertsPerLayer(List.of(value));
+  }
+
+  public AdapterOptions expertsPerLayer(List<Integer> value) {
+    return set("expertsPerLayer", List.copyOf(value));
+  }
+
+  @SuppressWarnings("unchecked")
+  public List<Integer> getExpertsPerLayer() {
+    return (List<Integer>) values.getOrDefault("expertsPerLayer", List.of());
+  }
+
+  public void setExpertsPerLayer(List<Integer> value) {
+    expertsPerLayer(value);
+  }
+
+  /** Mixture of LoRA experts: the router, "soft" or "top_k". */
+  public AdapterOptions router(String value) {
+    return set("router", value);
+  }
+
+  public String getRouter() {
+    return stringValue("router");
+  }
+
+  public void setRouter(String value) {
+    router(value);
+  }
+
+  /** Mixture of LoRA experts: experts kept per token by the top_k router. */
+  public AdapterOptions topK(int value) {
+    return set("topK", value);
+  }
+
+  public int getTopK() {
+    return intValue("topK");
+  }
+
+  public void setTopK(int value) {
+    topK(value);
+  }
+
+  /** Mixture of LoRA experts: weight of each site's load-balancing loss (top_k router). */
+  public AdapterOptions auxLossWeight(double value) {
+    return set("auxLossWeight", value);
+  }
+
+  public double getAuxLossWeight() {
+    return doubleValue("auxLossWeight");
+  }
+
+  public void setAuxLossWeight(double value) {
+    auxLossWeight(value);
+  }
+
+  /** Multi-head routing: LoRA pieces in the inventory. */
+  public AdapterOptions pieces(int value) {
+    return set("pieces", value);
+  }
+
+  public int getPieces() {
+    return intValue("pieces");
+  }
+
+  public void setPieces(int value) {
+    pieces(value);
+  }
+
+  /** Multi-head routing: routing heads (blocks of the input and output dimensions). */
+  public AdapterOptions heads(int value) {
+    return set("heads", value);
+  }
+
+  public int getHeads() {
+    return intValue("heads");
+  }
+
+  public void setHeads(int value) {
+    heads(value);
+  }
+
+  /** Multi-head routing: one inventory for all sites of the same shape (true) or one per site. */
+  public AdapterOptions sharePieces(boolean value) {
+    return set("sharePieces", value);
+  }
+
+  public boolean isSharePieces() {
+    return boolValue("sharePieces");
+  }
+
+  public void setSharePieces(boolean value) {
+    sharePieces(value);
+  }
+
+  // Mixtures of adapters ↑
 }

@@ -333,6 +333,28 @@ public final class Graft {
 
   // Prompt and prefix tuning ↑
 
+  // Mixtures of adapters ↓
+
+  /**
+   * A mixture of LoRA experts on the linear sites whose node names match {@code target} (empty:
+   * the query and value projections); options: rank, alpha, dropout, experts, expertsPerLayer,
+   * router ("soft", "top_k"), topK, auxLossWeight, layers.
+   */
+  public Graft mixtureOfLora(String target, Configure<AdapterOptions> configure) {
+    return adapter("mixture_lora", target, configure);
+  }
+
+  /**
+   * Multi-head routing over shared LoRA pieces on the linear sites whose node names match {@code
+   * target} (empty: the query and value projections); options: rank, alpha, dropout, pieces,
+   * heads, sharePieces, layers.
+   */
+  public Graft multiHeadRouting(String target, Configure<AdapterOptions> configure) {
+    return adapter("multi_head_routing", target, configure);
+  }
+
+  // Mixtures of adapters ↑
+
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {
     return classification(labels, h -> {});

@@ -66,6 +66,10 @@ public final class AdapterKinds {
     kinds.add(new PromptTuningKind());
     kinds.add(new PrefixTuningKind());
     // Prompt and prefix tuning ↑
+    // Mixtures of adapters ↓
+    kinds.add(new MixtureOfLoraKind());
+    kinds.add(new MultiHeadRoutingKind());
+    // Mixtures of adapters ↑
     return kinds;
   }
 

@@ -20,7 +20,11 @@ public record AdapterOption(
     INT,
     DOUBLE,
     BOOLEAN,
-    STRING
+    STRING,
+    // Mixtures of adapters (integer lists) ↓
+    /** A list of integers, each in {@code [min, max]}: a {@code List<Integer>} value. */
+    INTS
+    // Mixtures of adapters ↑
   }
 
   public AdapterOption {
@@ -51,6 +55,39 @@ public record AdapterOption(
     return new AdapterOption(name, Type.STRING, defaultValue, 0, 0, false, choices, description);
   }
 
+  // Mixtures of adapters (integer lists) ↓
+  /**
+   * A list of integers, each in {@code [min, max]}, empty by default (e.g. one count per layer);
+   * an annotation's {@code int[]} member, a builder's {@code List<Integer>}.
+   */
+  public static AdapterOption integers(String name, int min, int max, String description) {
+    return new AdapterOption(name, Type.INTS, List.of(), min, max, false, List.of(), description);
+  }
+
+  /** A list of integers from a list or array of whole numbers, or null when it is not one. */
+  private static @Nullable List<Integer> integerList(Object value) {
+    List<?> items;
+    if (value instanceof int[] a) {
+      items = java.util.Arrays.stream(a).boxed().toList();
+    } else if (value instanceof List<?> l) {
+      items = l;
+    } else {
+      return null;
+    }
+    List<Integer> out = new java.util.ArrayList<>();
+    for (Object item : items) {
+      if (item instanceof Integer || item instanceof Long) {
+        out.add(((Number) item).intValue());
+      } else if (item instanceof Double d && d == Math.rint(d) && Math.abs(d) < Integer.MAX_VALUE) {
+        out.add(d.intValue());
+      } else {
+        return null;
+      }
+    }
+    return List.copyOf(out);
+  }
+  // Mixtures of adapters ↑
+
   /**
    * Converts a given value to this option's type (integers are accepted for number options), or
    * null when it has another type.
@@ -62,6 +99,7 @@ public record AdapterOption(
       case DOUBLE -> value instanceof Number n ? n.doubleValue() : null;
       case BOOLEAN -> value instanceof Boolean ? value : null;
       case STRING -> value instanceof String ? value : value instanceof Enum<?> e ? e.name().toLowerCase(Locale.ROOT) : null;
+      case INTS -> integerList(value); // Mixtures of adapters (integer lists)
     };
   }
 
@@ -95,6 +133,16 @@ public record AdapterOption(
         }
       }
       case BOOLEAN -> {}
+      // Mixtures of adapters (integer lists) ↓
+      case INTS -> {
+        for (Object item : (List<?>) value) {
+          int v = (Integer) item;
+          if (v < min || v > max) {
+            return new Problem(ErrorCode.OPTION_OUT_OF_RANGE, "a list of integers in " + (long) min + ".." + (long) max);
+          }
+        }
+      }
+      // Mixtures of adapters ↑
     }
     return null;
   }
@@ -106,8 +154,13 @@ public record AdapterOption(
   /** A rejected option value: the error code and what was expected. */
   public record Problem(ErrorCode code, String expected) {}
 
-  /** The value as the manifest writes it ("8", "0.1", "true", "relu"). */
+  /** The value as the manifest writes it ("8", "0.1", "true", "relu", "2,2,4" for a list). */
   public static String text(Object value) {
+    // Mixtures of adapters (integer lists) ↓
+    if (value instanceof List<?> list) {
+      return list.stream().map(AdapterOption::text).collect(java.util.stream.Collectors.joining(","));
+    }
+    // Mixtures of adapters ↑
     if (value instanceof Double d && d == Math.rint(d) && !d.isInfinite() && Math.abs(d) < 1e15) {
       return String.valueOf(d.longValue());
     }

@@ -174,6 +174,13 @@ public final class Placement {
       }
     }
 
+    // Mixtures of adapters ↓
+    /** The name the parameter will have (to find one added before, e.g. a shared inventory). */
+    public String name() {
+      return p.getName();
+    }
+    // Mixtures of adapters ↑
+
     public ParameterBuilder role(ParameterRole value) {
       p.setRole(value);
       return this;

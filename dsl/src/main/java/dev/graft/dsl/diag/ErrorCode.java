@@ -40,6 +40,18 @@ public enum ErrorCode {
   LORA_FAMILY_SITE_UNSUPPORTED(62, "%s %s cannot go on %s: %s"),
   /** PiSSA at a rank above the site weight's (args: rank, node, in, out, limit). */
   PISSA_RANK_TOO_LARGE(63, "PiSSA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
+  // Mixtures of adapters ↓
+  /** Mixture of LoRA experts: expertsPerLayer of the wrong length (args: kind, entries, layer count, layers). */
+  MIXTURE_EXPERTS_PER_LAYER_LENGTH(64,
+      "%s expertsPerLayer has %d entries, but the declaration selects %d layers %s; give one expert count per layer, in layer order"),
+  /** Mixture of LoRA experts: expertsPerLayer on a site without a layer index (args: kind, node). */
+  MIXTURE_SITE_WITHOUT_LAYER(65, "%s expertsPerLayer needs a layer index on every site, but %s has none; use experts instead"),
+  /** Mixture of LoRA experts: top-k routing with k above a layer's expert count (args: kind, topK, experts, where, limit). */
+  MIXTURE_TOP_K_TOO_LARGE(66, "%s topK %d exceeds the %d experts of %s; use topK <= %d"),
+  /** Multi-head routing: heads that do not divide a site's input or output size (args: kind, heads, node, in, out). */
+  MULTI_HEAD_ROUTING_HEADS_DO_NOT_DIVIDE(67,
+      "%s heads %d must divide the input and output sizes of every site, but %s is [%d, %d]"),
+  // Mixtures of adapters ↑
   /** Prompt tuning: no word-embedding lookup of input_ids (args: kind, host, what was found). */
   PROMPT_EMBEDDING_NOT_FOUND(75, "cannot place %s on %s: %s"),
   /** Prompt tuning: a host input that cannot be extended by the virtual tokens (args: kind, host, which and why). */

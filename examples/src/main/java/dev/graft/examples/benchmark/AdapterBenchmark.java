@@ -99,8 +99,16 @@ public final class AdapterBenchmark {
         new Row("fuse", "fuse(lora, bottleneck), both trained first",
             g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.fuse("a", "b")), 1e-3f,
             List.of(new Pretrained("a", g -> loraOut(g, "a"), 2e-3f),
-                new Pretrained("b", g -> bottleneckOut(g, "b"), 1e-3f))));
+                new Pretrained("b", g -> bottleneckOut(g, "b"), 1e-3f))),
         // Composition blocks ↑
+        // Mixtures of adapters ↓
+        new Row("mixture-soft", "mixture of lora soft E4 r8", g -> g.mixtureOfLora("", o -> o.experts(4)), 2e-3f),
+        new Row("mixture-top2", "mixture of lora top-2 of E4 r8",
+            g -> g.mixtureOfLora("", o -> o.experts(4).router("top_k").topK(2)), 2e-3f),
+        new Row("mixture-per-layer", "mixture of lora top-2, experts 2,2,2,4,4,8",
+            g -> g.mixtureOfLora("", o -> o.expertsPerLayer(2, 2, 2, 4, 4, 8).router("top_k").topK(2)), 2e-3f),
+        new Row("mhr", "multi-head routing 4 pieces 4 heads r8", g -> g.multiHeadRouting("", o -> {}), 2e-3f));
+        // Mixtures of adapters ↑
   }
 
   /** A finished row. */

@@ -120,6 +120,17 @@ public final class DeclarationReader {
           }
           layers.add(i);
         }
+      // Mixtures of adapters (integer-list options) ↓
+      } else if (v instanceof List<?>) {
+        List<Integer> items = new ArrayList<>();
+        for (AnnotationValue item : list(m, member)) {
+          if (!(item.getValue() instanceof Integer i)) {
+            throw new MalformedException();
+          }
+          items.add(i);
+        }
+        options.put(member, items);
+      // Mixtures of adapters ↑
       } else if (v instanceof VariableElement constant) {
         options.put(member, constant.getSimpleName().toString().toLowerCase(Locale.ROOT));
       } else if (v instanceof Number || v instanceof Boolean || v instanceof String) {
