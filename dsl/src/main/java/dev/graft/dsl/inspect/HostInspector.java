@@ -308,7 +308,7 @@ public final class HostInspector {
 
   /**
    * An option value as written on the command line converted to its option's type (integer,
-   * number, true/false); the text itself when the kind has no such option or the text does not
+   * number, true/false, comma-separated integers); the text itself when the kind has no such option or the text does not
    * convert, so the compiler's option check reports it.
    */
   private static Object typed(AdapterKind kind, String name, String text) {
@@ -322,6 +322,7 @@ public final class HostInspector {
         case DOUBLE -> Double.parseDouble(text.strip());
         case BOOLEAN -> text.strip().equals("true") ? Boolean.TRUE : text.strip().equals("false") ? Boolean.FALSE : text;
         case STRING -> text;
+        case INTS -> java.util.Arrays.stream(text.split(",")).map(t -> Integer.parseInt(t.strip())).toList();
       };
     } catch (NumberFormatException e) {
       return text;

@@ -129,6 +129,7 @@ public final class Definition {
       case DOUBLE -> "a number";
       case BOOLEAN -> "a boolean";
       case STRING -> "text";
+      case INTS -> "a list of integers";
     };
   }
 
