@@ -64,18 +64,22 @@ public final class PeftAdapters {
     AtomicFiles.write(dir.resolve(CONFIG_FILE), config.getBytes(StandardCharsets.UTF_8));
   }
 
-  /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
-  public static void load(ParameterStore store, Path dir) {
-    Manifest m = store.getManifest();
-    Path configPath = dir.resolve(CONFIG_FILE);
-    JsonObject config;
+  /** An adapter folder's {@code adapter_config.json} as a JSON object. */
+  private static JsonObject readConfig(Path configPath) {
     try {
-      config = JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
+      return JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
     } catch (IOException e) {
       throw new GraftException(ErrorCodes.IO, "cannot read " + configPath + ": " + e, e);
     } catch (JsonParseException | IllegalStateException e) {
       throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
     }
+  }
+
+  /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
+  public static void load(ParameterStore store, Path dir) {
+    Manifest m = store.getManifest();
+    Path configPath = dir.resolve(CONFIG_FILE);
+    JsonObject config = readConfig(configPath);
     checkConfig(configPath.toString(), config, JsonParser.parseString(adapterConfig(m)).getAsJsonObject());
     Path weightsPath = dir.resolve(WEIGHTS_FILE);
     Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
@@ -211,14 +215,7 @@ public final class PeftAdapters {
     Manifest m = store.getManifest();
     int index = adapterIndex(m, name);
     Path configPath = dir.resolve(CONFIG_FILE);
-    JsonObject config;
-    try {
-      config = JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
-    } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read " + configPath + ": " + e, e);
-    } catch (JsonParseException | IllegalStateException e) {
-      throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
-    }
+    JsonObject config = readConfig(configPath);
     checkConfig(configPath.toString(), config, JsonParser.parseString(m.getAdapters(index - 1).getConfig()).getAsJsonObject());
     Path weightsPath = dir.resolve(WEIGHTS_FILE);
     Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
