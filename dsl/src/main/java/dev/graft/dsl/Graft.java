@@ -1,17 +1,20 @@
 package dev.graft.dsl;
 
-import dev.graft.dsl.compile.CompiledGraft;
-import dev.graft.dsl.compile.GraftCompiler;
-import dev.graft.dsl.compile.HostModel;
-import dev.graft.dsl.spec.AdamWSpec;
-import dev.graft.dsl.spec.AdapterSpec;
-import dev.graft.dsl.spec.CausalLmSpec;
-import dev.graft.dsl.spec.ClassificationSpec;
-import dev.graft.dsl.spec.CompositionBlock;
-import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.MultiLabelSpec;
-import dev.graft.dsl.spec.RegressionSpec;
-import dev.graft.dsl.spec.TaskSpec;
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.runtime.AdapterGraphs;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.ModelOptions;
+import dev.graft.compiler.GraftCompiler;
+import dev.graft.compiler.HostModel;
+import dev.graft.compiler.spec.AdamWSpec;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.compiler.spec.CausalLmSpec;
+import dev.graft.compiler.spec.ClassificationSpec;
+import dev.graft.compiler.spec.CompositionBlock;
+import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.spec.MultiLabelSpec;
+import dev.graft.compiler.spec.RegressionSpec;
+import dev.graft.compiler.spec.TaskSpec;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -36,7 +39,7 @@ public final class Graft {
   private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
   // Named adapters and composition ↓
-  private final List<dev.graft.dsl.spec.Composition> compositions = new ArrayList<>();
+  private final List<dev.graft.compiler.spec.Composition> compositions = new ArrayList<>();
   private final List<String> train = new ArrayList<>();
   // Named adapters and composition ↑
 
@@ -69,7 +72,7 @@ public final class Graft {
   }
 
   /**
-   * An adapter of kind {@code kind} (an id of {@link dev.graft.dsl.adapter.AdapterKinds}, e.g.
+   * An adapter of kind {@code kind} (an id of {@link dev.graft.compiler.kinds.AdapterKinds}, e.g.
    * {@code "lokr"}) on the sites whose node names match {@code target} in full (empty: the
    * kind's default sites).
    */
@@ -83,7 +86,7 @@ public final class Graft {
   // Named adapters and composition ↓
   /** Combines named adapters at the linear layers they share, e.g. {@code compose(stack(ref("lang"), fuse("a", "b")))}. */
   public Graft compose(CompositionBlock block) {
-    compositions.add(dev.graft.dsl.spec.Composition.of(block));
+    compositions.add(dev.graft.compiler.spec.Composition.of(block));
     return this;
   }
 
@@ -434,11 +437,21 @@ public final class Graft {
   /**
    * Compiles against the host.
    *
-   * @throws dev.graft.dsl.diag.GraftCompileException with every error of the declaration
+   * @throws dev.graft.compiler.diag.GraftCompileException with every error of the declaration
    */
   public CompiledGraft compile() {
     return GraftCompiler.compile(spec(), host).orThrow();
   }
+  /** Compiles the declaration and opens it on ONNX Runtime: {@link #compile()}, then {@link AdapterModel#open}. */
+  public AdapterModel open(ModelOptions options) {
+    return AdapterModel.open(graphs(compile()), options);
+  }
+
+  /** The graphs of a graft compiled at run time, as the runtime opens them. */
+  public static AdapterGraphs graphs(CompiledGraft graft) {
+    return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray());
+  }
+
 
   /**
    * A configuration block; the last parameter of builder methods, so Kotlin can pass a lambda.

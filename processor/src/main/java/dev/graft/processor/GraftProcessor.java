@@ -2,13 +2,13 @@ package dev.graft.processor;
 
 import com.google.auto.service.AutoService;
 import com.palantir.javapoet.ClassName;
-import dev.graft.dsl.compile.CompileResult;
-import dev.graft.dsl.compile.CompiledGraft;
-import dev.graft.dsl.compile.GraftCompiler;
-import dev.graft.dsl.compile.HostModel;
-import dev.graft.dsl.compile.SavedActivations;
-import dev.graft.dsl.diag.Diagnostic;
-import dev.graft.dsl.spec.GraftSpec;
+import dev.graft.compiler.CompileResult;
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.compiler.GraftCompiler;
+import dev.graft.compiler.HostModel;
+import dev.graft.compiler.passes.SavedActivations;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.processor.read.Annotations;
 import dev.graft.processor.read.DeclarationReader;
 import dev.graft.processor.validate.DeclarationChecks;
@@ -84,7 +84,7 @@ public final class GraftProcessor extends AbstractProcessor {
       try {
         process(element);
       // User-defined adapter kinds ↓
-      } catch (dev.graft.dsl.adapter.AdapterKindLoadException e) {
+      } catch (dev.graft.compiler.kinds.AdapterKindLoadException e) {
         reporter.error(e.diagnostic(), element); // a kind on the processor path that cannot be registered
       // User-defined adapter kinds ↑
       } catch (RuntimeException | LinkageError e) {

@@ -8,7 +8,7 @@ import com.sun.source.tree.IdentifierTree;
 import com.sun.source.tree.Tree;
 import com.sun.source.util.TreePath;
 import com.sun.source.util.Trees;
-import dev.graft.dsl.diag.Diagnostic;
+import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.processor.read.Annotations;
 import dev.graft.processor.read.SourceRef;
 import java.util.ArrayList;

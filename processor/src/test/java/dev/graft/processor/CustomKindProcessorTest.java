@@ -7,11 +7,11 @@ import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
 import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
-import dev.graft.dsl.adapter.AdapterOption;
-import dev.graft.dsl.op.CustomAdapterKind;
-import dev.graft.dsl.op.Definition;
-import dev.graft.dsl.op.Param;
-import dev.graft.dsl.op.Tensor;
+import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.op.CustomAdapterKind;
+import dev.graft.compiler.op.Definition;
+import dev.graft.compiler.op.Param;
+import dev.graft.compiler.op.Tensor;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import java.io.IOException;
@@ -23,7 +23,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A user-defined adapter kind on the processor path (listed in this module's test resources
- * under {@code META-INF/services/dev.graft.dsl.adapter.AdapterKind}, as AutoService writes it)
+ * under {@code META-INF/services/dev.graft.compiler.kinds.AdapterKind}, as AutoService writes it)
  * with its annotation among the compiled sources: javac reads the annotation like a built-in
  * one, and reports the definition's faults on it.
  */

@@ -8,7 +8,7 @@ import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
 import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
-import dev.graft.dsl.adapter.Ia3Kind;
+import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
 import java.io.IOException;

@@ -1,7 +1,6 @@
 package dev.graft.runtime;
 
 import com.google.protobuf.TextFormat;
-import dev.graft.dsl.compile.CompiledGraft;
 import dev.graft.spec.manifest.Manifest;
 import java.io.IOException;
 import java.io.InputStream;
@@ -34,15 +33,10 @@ public record AdapterGraphs(
     Objects.requireNonNull(classLoader, "classLoader");
   }
 
-  /** Graphs given in memory (tests, or graphs compiled at run time). */
+  /** Graphs given in memory (tests, or graphs compiled at run time: {@code dev.graft.dsl.Graft.graphs}). */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
     return new AdapterGraphs(
         manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
-  }
-
-  /** Graphs compiled at run time by the builder ({@code dev.graft.dsl.Graft}). */
-  public static AdapterGraphs of(CompiledGraft graft) {
-    return of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray());
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */

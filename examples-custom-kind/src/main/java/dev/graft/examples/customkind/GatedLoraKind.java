@@ -1,14 +1,14 @@
 package dev.graft.examples.customkind;
 
 import com.google.auto.service.AutoService;
-import dev.graft.dsl.adapter.AdapterKind;
-import dev.graft.dsl.adapter.AdapterOption;
-import dev.graft.dsl.adapter.LoraKind;
-import dev.graft.dsl.op.CustomAdapterKind;
-import dev.graft.dsl.op.Definition;
-import dev.graft.dsl.op.Param;
-import dev.graft.dsl.op.Tensor;
-import dev.graft.dsl.spec.AdapterSpec;
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.lora.LoraKind;
+import dev.graft.compiler.op.CustomAdapterKind;
+import dev.graft.compiler.op.Definition;
+import dev.graft.compiler.op.Param;
+import dev.graft.compiler.op.Tensor;
+import dev.graft.compiler.spec.AdapterSpec;
 import java.util.List;
 
 /**
@@ -18,7 +18,7 @@ import java.util.List;
  * not decayed. Its factors are saved under PEFT's LoRA keys ({@code lora_A.weight}, {@code
  * lora_B.weight}, transposed as PEFT stores them), the gate as {@code gated_lora.gate}.
  *
- * <p>{@code @AutoService} lists this class in {@code META-INF/services/dev.graft.dsl.adapter.AdapterKind},
+ * <p>{@code @AutoService} lists this class in {@code META-INF/services/dev.graft.compiler.kinds.AdapterKind},
  * where Graft's {@code AdapterKinds} finds it.
  */
 @AutoService(AdapterKind.class)

@@ -63,7 +63,7 @@ fun trainBoth(train: List<Example>, heldOut: List<Example>, epochs: Int): List<G
         train("kapt", graft.model(), trainer, train, heldOut)
     }
     val compiled = builderGraft().compile()
-    val built = AdapterModel.open(AdapterGraphs.of(compiled), options).use { model ->
+    val built = AdapterModel.open(Graft.graphs(compiled), options).use { model ->
         train("builder", model, trainer, train, heldOut)
     }
     return listOf(annotated, built)

@@ -1,6 +1,6 @@
 package dev.graft.examples.kotlin
 
-import dev.graft.dsl.spec.ClassificationSpec
+import dev.graft.compiler.spec.ClassificationSpec
 import dev.graft.examples.sentiment.SentimentData
 import dev.graft.runtime.ModelOptions
 import dev.graft.runtime.data.Batch

@@ -1,8 +1,8 @@
 package dev.graft.examples.benchmark;
 
 import dev.graft.dsl.Graft;
-import dev.graft.dsl.compile.CompiledGraft;
-import dev.graft.dsl.compile.HostModel;
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.compiler.HostModel;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
@@ -168,7 +168,7 @@ public final class AdapterBenchmark {
     for (Pretrained p : row.pretrained()) {
       System.err.println("== " + row.name() + ": training " + p.name() + " alone first");
       CompiledGraft alone = p.declare().apply(Graft.host(host).name("BenchPretrained")).classification(2).compile();
-      try (AdapterModel model = AdapterModel.open(AdapterGraphs.of(alone), options)) {
+      try (AdapterModel model = AdapterModel.open(Graft.graphs(alone), options)) {
         trainer(epochs, p.learningRate()).fit(model, data.train(), data.heldOut());
         Path dir = saved.resolveSibling(row.id() + "-pretrained-" + p.name());
         deleteQuietly(dir);
@@ -176,7 +176,7 @@ public final class AdapterBenchmark {
       }
     }
     CompiledGraft graft = row.declare().apply(Graft.host(host).name("Bench")).classification(2).compile();
-    AdapterGraphs graphs = AdapterGraphs.of(graft);
+    AdapterGraphs graphs = Graft.graphs(graft);
     Trainer trainer = trainer(epochs, row.learningRate());
     try (AdapterModel model = AdapterModel.open(graphs, options)) {
       for (Pretrained p : row.pretrained()) {

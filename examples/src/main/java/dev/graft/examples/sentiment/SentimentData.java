@@ -1,6 +1,6 @@
 package dev.graft.examples.sentiment;
 
-import dev.graft.dsl.compile.HostModel;
+import dev.graft.compiler.HostModel;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;

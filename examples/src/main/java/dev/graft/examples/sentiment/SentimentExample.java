@@ -1,7 +1,7 @@
 package dev.graft.examples.sentiment;
 
 import dev.graft.dsl.Graft;
-import dev.graft.dsl.compile.CompiledGraft;
+import dev.graft.compiler.CompiledGraft;
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.LearningRate;
@@ -69,7 +69,7 @@ public final class SentimentExample {
         .batchSize(16).epochs(epochs).learningRate(LearningRate.linear(1e-2f, 0.1)).seed(1).build();
     double probeAccuracy;
     long probeParams;
-    try (AdapterModel probe = AdapterModel.open(AdapterGraphs.of(probeGraft), options)) {
+    try (AdapterModel probe = AdapterModel.open(Graft.graphs(probeGraft), options)) {
       probeParams = probe.getParameterCount();
       System.err.printf(Locale.ROOT, "probe: %d trainable parameters%n", probeParams);
       probeAccuracy = probeTrainer.fit(probe, train, heldOut).finalAccuracy();

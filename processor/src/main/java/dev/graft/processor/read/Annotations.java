@@ -1,6 +1,6 @@
 package dev.graft.processor.read;
 
-import dev.graft.dsl.adapter.AdapterKinds;
+import dev.graft.compiler.kinds.AdapterKinds;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

@@ -1,16 +1,16 @@
 package dev.graft.processor.read;
 
-import dev.graft.dsl.adapter.AdapterKind;
-import dev.graft.dsl.adapter.AdapterKinds;
-import dev.graft.dsl.spec.AdamWSpec;
-import dev.graft.dsl.spec.AdapterSpec;
-import dev.graft.dsl.spec.CausalLmSpec;
-import dev.graft.dsl.spec.ClassificationSpec;
-import dev.graft.dsl.spec.Composition;
-import dev.graft.dsl.spec.GraftSpec;
-import dev.graft.dsl.spec.MultiLabelSpec;
-import dev.graft.dsl.spec.RegressionSpec;
-import dev.graft.dsl.spec.TaskSpec;
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.AdapterKinds;
+import dev.graft.compiler.spec.AdamWSpec;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.compiler.spec.CausalLmSpec;
+import dev.graft.compiler.spec.ClassificationSpec;
+import dev.graft.compiler.spec.Composition;
+import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.spec.MultiLabelSpec;
+import dev.graft.compiler.spec.RegressionSpec;
+import dev.graft.compiler.spec.TaskSpec;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;

@@ -8,7 +8,7 @@ import org.jspecify.annotations.Nullable;
 /**
  * Where a part of a declaration was written: the annotated element and the annotations that
  * spell the part, most specific first. Travels through the spec as its opaque {@code source}
- * so that a {@link dev.graft.dsl.diag.Diagnostic} can be reported on the annotation value at
+ * so that a {@link dev.graft.compiler.diag.Diagnostic} can be reported on the annotation value at
  * fault.
  */
 public record SourceRef(Element element, List<AnnotationMirror> annotations) {

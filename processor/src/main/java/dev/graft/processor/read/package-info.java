@@ -1,5 +1,5 @@
 /**
- * Read phase of the processor: annotated elements into {@link dev.graft.dsl.spec.GraftSpec}.
+ * Read phase of the processor: annotated elements into {@link dev.graft.compiler.spec.GraftSpec}.
  * No {@code javax.lang.model} type leaves this package except inside the opaque {@link
  * dev.graft.processor.read.SourceRef}.
  */

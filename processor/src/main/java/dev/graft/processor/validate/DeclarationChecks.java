@@ -1,6 +1,6 @@
 package dev.graft.processor.validate;
 
-import dev.graft.dsl.diag.Diagnostic;
+import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.processor.read.Annotations;
 import dev.graft.processor.read.SourceRef;
 import java.util.ArrayList;

@@ -1,10 +1,10 @@
 package dev.graft.processor.validate;
 
 import com.google.protobuf.InvalidProtocolBufferException;
-import dev.graft.dsl.compile.HostModel;
-import dev.graft.dsl.diag.Diagnostic;
-import dev.graft.dsl.diag.ErrorCode;
-import dev.graft.dsl.spec.GraftSpec;
+import dev.graft.compiler.HostModel;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.spec.GraftSpec;
 import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.io.InputStream;

@@ -1,7 +1,7 @@
 package dev.graft.processor.validate;
 
-import dev.graft.dsl.diag.Diagnostic;
-import dev.graft.dsl.diag.ErrorCode;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
 import org.jspecify.annotations.Nullable;
 
 /** Errors only javac can find, made here and nowhere else. */

@@ -1,6 +1,6 @@
 package dev.graft.processor.write;
 
-import dev.graft.dsl.compile.CompiledGraft;
+import dev.graft.compiler.CompiledGraft;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.io.Writer;

@@ -3,9 +3,6 @@ package dev.graft.runtime.io;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import dev.graft.dsl.adapter.LinearSite;
-import dev.graft.dsl.adapter.LoraKind;
-import dev.graft.dsl.spec.AdapterSpec;
 import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ParameterStore;
@@ -144,34 +141,23 @@ public final class DyLoraRanks {
         tensors.put(p.getSaveKey(), TensorData.ofFloats(new long[] {out, rank}, t));
       }
     }
-    PeftAdapters.write(dir, tensors, loraConfig(m, dylora, rank));
+    PeftAdapters.write(dir, tensors, loraConfig(m, rank));
   }
 
   /**
-   * PEFT's LoRA config of the declarations at {@code rank}: the graft's own config without its
-   * declarations, then each merged as a LoRA of that rank, as the compiler writes it for LoRA.
+   * PEFT's LoRA config of the graft's DyLoRA declarations at {@code rank}: the compiler's config of
+   * them as LoRA at their maximum ranks (the manifest's {@code lora_export_config}), with {@code r}
+   * and every {@code rank_pattern} value set to {@code rank}.
    */
-  private static String loraConfig(Manifest m, List<Declaration> dylora, int rank) {
-    JsonObject graft = JsonParser.parseString(PeftAdapters.adapterConfig(m)).getAsJsonObject();
-    JsonObject c = new JsonObject();
-    graft.entrySet().forEach(e -> {
-      if (!e.getKey().equals("graft_adapters")) {
-        c.add(e.getKey(), e.getValue());
-      }
-    });
-    c.addProperty("peft_type", "LORA");
-    for (Declaration d : dylora) {
-      Adapter a = d.spec();
-      AdapterSpec spec = new AdapterSpec("lora", a.getTarget(), a.getLayersList(), Map.of(
-          "rank", rank, "alpha", d.alpha(), "dropout", Double.parseDouble(a.getOptionsOrThrow("dropout")), "rslora", false),
-          null);
-      List<LinearSite> sites = a.getSitesList().stream()
-          .map(path -> new LinearSite(path, path, OptionalInt.empty(), "", 0, 0)).toList();
-      if (!LoraKind.loraConfig(spec, sites, c, false)) {
-        throw new GraftException(ErrorCodes.ARGUMENT, "graft '" + m.getName() + "' has DyLoRA adapters of different"
-            + " dropout or layers, which one PEFT LoRA config cannot hold");
-      }
+  private static String loraConfig(Manifest m, int rank) {
+    if (m.getLoraExportConfig().isEmpty()) {
+      throw new GraftException(ErrorCodes.ARGUMENT, "graft '" + m.getName() + "' has DyLoRA adapters of different"
+          + " dropout or layers, which one PEFT LoRA config cannot hold");
     }
+    JsonObject c = JsonParser.parseString(m.getLoraExportConfig()).getAsJsonObject();
+    c.addProperty("r", rank);
+    JsonObject pattern = c.getAsJsonObject("rank_pattern");
+    pattern.keySet().forEach(k -> pattern.addProperty(k, rank));
     return new GsonBuilder().setPrettyPrinting().serializeNulls().disableHtmlEscaping().create().toJson(c) + "\n";
   }
 }

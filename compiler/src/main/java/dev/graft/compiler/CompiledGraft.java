@@ -1,0 +1,36 @@
+package dev.graft.compiler;
+
+import dev.graft.compiler.passes.SavedActivations;
+
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+
+/**
+ * The compiler's output: the inference graph, the training-step graph and the manifest that
+ * names their tensors. Neither graph holds the host's frozen weights: they are declared as
+ * external data (see {@link Manifest#getHostInitializersList()}) and fed by the runtime.
+ */
+public record CompiledGraft(ModelProto inference, ModelProto train, Manifest manifest) {
+  /** Resource file name suffixes, after the graft's name. */
+  public static final String INFERENCE_SUFFIX = ".infer.onnx";
+
+  public static final String TRAIN_SUFFIX = ".train.onnx";
+  public static final String MANIFEST_SUFFIX = ".manifest.textproto";
+
+  public String name() {
+    return manifest.getName();
+  }
+
+  /**
+   * Bytes of forward activations the training step keeps for its backward pass, for the given
+   * sizes of the host's symbolic dimensions (e.g. {@code batch_size=16, sequence_length=64}).
+   */
+  public long savedActivationBytes(java.util.Map<String, Long> sizes) {
+    return SavedActivations.bytes(manifest.getSavedActivationsList(), sizes);
+  }
+
+  /** The manifest in protobuf text format, as written to {@code <name>.manifest.textproto}. */
+  public String manifestText() {
+    return com.google.protobuf.TextFormat.printer().printToString(manifest);
+  }
+}

@@ -1,0 +1,134 @@
+package dev.graft.compiler.autodiff;
+
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.ShapeInference;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Autodiff pass: reverse-mode differentiation of a scalar loss with respect to trainable
+ * parameters, appending the backward nodes to the graph. Needs: shape-inferred, topologically
+ * sorted graph; parameters are graph inputs. Guarantees: only nodes on a path from a parameter
+ * to the loss are differentiated (frozen weights get no gradient, and nothing before the first
+ * trainable parameter is touched); every emitted op is standard ONNX.
+ */
+public final class Autodiff {
+  private Autodiff() {}
+
+  /**
+   * Appends the backward pass; returns each parameter's gradient value name, in the order of
+   * {@code parameters}.
+   *
+   * @throws MissingGradientException when a node on the path has no gradient rule
+   */
+  public static Map<String, String> differentiate(Graph graph, String loss, List<String> parameters) {
+    List<Node> forward = new ArrayList<>(graph.nodes());
+    // 1. Values that depend on a parameter (floating values only: integers carry no gradient).
+    Set<String> dependent = new HashSet<>(parameters);
+    for (Node n : forward) {
+      if (GradientRegistry.isNonDifferentiable(n.opType())) {
+        continue;
+      }
+      if (n.inputs().stream().anyMatch(dependent::contains)) {
+        for (String out : n.outputs()) {
+          TensorType t = graph.type(out);
+          if (!out.isEmpty() && (t == null || t.elemType() == 0 || t.isFloating())) {
+            dependent.add(out);
+          }
+        }
+      }
+    }
+    // 2. Of those, the ones the loss depends on.
+    Set<String> needed = new HashSet<>();
+    needed.add(loss);
+    for (int i = forward.size() - 1; i >= 0; i--) {
+      Node n = forward.get(i);
+      if (n.outputs().stream().anyMatch(needed::contains)) {
+        for (String in : n.inputs()) {
+          if (dependent.contains(in)) {
+            needed.add(in);
+          }
+        }
+      }
+    }
+    TensorType lossType = graph.type(loss);
+    if (lossType == null || !lossType.isFloating()) {
+      // Name the first op on the path whose result type is unknown: that is what to fix.
+      for (Node n : forward) {
+        if (n.outputs().stream().anyMatch(o -> needed.contains(o)
+            && (graph.type(o) == null || graph.type(o).elemType() == 0))) {
+          throw new MissingGradientException(n, "op unknown to shape inference and without a gradient rule");
+        }
+      }
+      throw new IllegalArgumentException("loss '" + loss + "' must be a floating value, got " + lossType);
+    }
+    // 3. Walk backwards, accumulating gradient contributions per value.
+    Map<String, List<String>> contributions = new HashMap<>();
+    contributions.computeIfAbsent(loss, k -> new ArrayList<>())
+        .add(graph.scalar("/grad/loss_seed", graph.typeOrThrow(loss).elemType(), 1.0));
+    for (int i = forward.size() - 1; i >= 0; i--) {
+      Node n = forward.get(i);
+      boolean[] needs = new boolean[n.inputs().size()];
+      boolean any = false;
+      for (int k = 0; k < needs.length; k++) {
+        needs[k] = needed.contains(n.input(k)) && dependent.contains(n.input(k));
+        any |= needs[k];
+      }
+      if (!any || n.outputs().stream().noneMatch(contributions::containsKey)) {
+        continue;
+      }
+      GradientRule rule = n.domain().isEmpty() ? GradientRegistry.rule(n.opType()) : null;
+      if (rule == null) {
+        throw new MissingGradientException(n, "no gradient rule");
+      }
+      List<@Nullable String> outGrads = new ArrayList<>();
+      for (String out : n.outputs()) {
+        outGrads.add(total(graph, n, out, contributions));
+      }
+      if (outGrads.get(0) == null && !GradientRegistry.acceptsAnyOutputGradient(n.opType())) {
+        throw new MissingGradientException(n, "only the first output of a node can carry a gradient");
+      }
+      List<@Nullable String> inGrads = rule.backward(n, outGrads, new Grad(graph, n, needs));
+      for (int k = 0; k < needs.length; k++) {
+        String gk = k < inGrads.size() ? inGrads.get(k) : null;
+        if (needs[k] && gk != null) {
+          contributions.computeIfAbsent(n.input(k), key -> new ArrayList<>()).add(gk);
+        }
+      }
+    }
+    Map<String, String> result = new LinkedHashMap<>();
+    for (String p : parameters) {
+      List<String> c = contributions.get(p);
+      String grad;
+      if (c == null) {
+        TensorType t = graph.typeOrThrow(p);
+        grad = graph.op("/grad/" + p + "/zeros", "ConstantOfShape",
+            List.of(graph.op("/grad/" + p + "/shape", "Shape", List.of(p))),
+            Node.attr("value", Tensors.floats("zero", t.elemType(), List.of(1L), new double[] {0})));
+      } else {
+        grad = sum(graph, "/grad/" + p, c);
+      }
+      result.put(p, grad);
+    }
+    ShapeInference.run(graph);
+    return result;
+  }
+
+  private static @Nullable String total(Graph graph, Node n, String value, Map<String, List<String>> contributions) {
+    List<String> c = contributions.get(value);
+    return c == null ? null : sum(graph, "/grad" + (n.name().startsWith("/") ? "" : "/") + n.name() + "/acc", c);
+  }
+
+  private static String sum(Graph graph, String name, List<String> values) {
+    return values.size() == 1 ? values.get(0) : graph.op(name, "Sum", values);
+  }
+}

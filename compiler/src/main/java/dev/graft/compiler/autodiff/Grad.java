@@ -1,0 +1,201 @@
+package dev.graft.compiler.autodiff;
+
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import dev.graft.spec.onnx.Onnx.AttributeProto;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import org.jspecify.annotations.Nullable;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * What a {@link GradientRule} writes with: node emission into the backward part of the graph,
+ * typed constants, and the broadcasting reduction every elementwise rule needs. One instance
+ * per forward node being differentiated.
+ */
+public final class Grad {
+  private final Graph graph;
+  private final Node node;
+  private final boolean[] needs;
+
+  Grad(Graph graph, Node node, boolean[] needs) {
+    this.graph = graph;
+    this.node = node;
+    this.needs = needs;
+  }
+
+  /** Whether input {@code i} of the node needs a gradient. */
+  public boolean needs(int i) {
+    return i < needs.length && needs[i];
+  }
+
+  public TensorType type(String value) {
+    return graph.typeOrThrow(value);
+  }
+
+  /** Emits a single-output ai.onnx node; returns its output, typed as {@code resultType}. */
+  public String op(String opType, List<String> inputs, AttributeProto... attributes) {
+    String out = graph.op(name(opType), opType, inputs, attributes);
+    return out;
+  }
+
+  /** Emits an ai.onnx node with {@code outputs} outputs; returns their names. */
+  public List<String> ops(String opType, List<String> inputs, int outputs, AttributeProto... attributes) {
+    return graph.add(name(opType), opType, "", inputs, outputs, Node.attrs(attributes));
+  }
+
+  /** Like {@link #op} and records the output's type (needed when a later rule step asks). */
+  public String typed(TensorType type, String opType, List<String> inputs, AttributeProto... attributes) {
+    String out = op(opType, inputs, attributes);
+    graph.types().put(out, type);
+    return out;
+  }
+
+  private String name(String opType) {
+    return "/grad" + (node.name().startsWith("/") ? "" : "/") + node.name() + "/" + opType;
+  }
+
+  /** A scalar constant with the element type of {@code like}. */
+  public String scalar(double value, String like) {
+    return graph.scalar(name("c"), type(like).elemType(), value);
+  }
+
+  public String longs(List<Long> values) {
+    return graph.longs(name("axes"), values);
+  }
+
+  /** Splits {@code value} along {@code axis} into {@code count} parts of the sizes in {@code sizes}. */
+  public List<String> split(String value, String sizes, long axis, int count) {
+    return graph.add(name("Split"), "Split", "", List.of(value, sizes), count,
+        Node.attrs(Node.attr("axis", axis)));
+  }
+
+  /** The values of a constant integer tensor (initializer or Constant node), or null. */
+  public @Nullable List<Long> constLongs(String value) {
+    if (value.isEmpty()) {
+      return null;
+    }
+    TensorProto t = graph.initializers().get(value);
+    if (t == null) {
+      Node p = graph.producer(value);
+      t = p != null && p.opType().equals("Constant") ? p.attrTensor("value") : null;
+    }
+    if (t == null || graph.externalInitializers().contains(value)) {
+      return null;
+    }
+    if (t.getDataType() == TensorType.BOOL) {
+      return List.of(t.hasRawData() ? (long) t.getRawData().byteAt(0) : (long) t.getInt32Data(0));
+    }
+    return Tensors.readLongs(t);
+  }
+
+  public String mul(String a, String b) {
+    return op("Mul", List.of(a, b));
+  }
+
+  public String neg(String a) {
+    return op("Neg", List.of(a));
+  }
+
+  /**
+   * The runtime shape of {@code value} as a 1-D int64 tensor. Where shape inference knows every
+   * dimension as a number or as a symbolic dimension of a graph input (batch, sequence), the shape
+   * is assembled from constants and the shapes of those inputs, so the backward pass does not
+   * read {@code value} itself and ONNX Runtime need not keep it alive for its shape alone; else
+   * {@code Shape(value)}.
+   */
+  public String shape(String value) {
+    TensorType t = graph.type(value);
+    List<String> parts = new ArrayList<>();
+    List<Long> run = new ArrayList<>();
+    if (t != null && t.hasRank()) {
+      for (Dim d : t.dims()) {
+        if (d.isKnown()) {
+          run.add(d.size());
+          continue;
+        }
+        String source = d.isSymbol() ? symbolSource(d.symbolName()) : null;
+        if (source == null) {
+          return op("Shape", List.of(value));
+        }
+        if (!run.isEmpty()) {
+          parts.add(longs(List.copyOf(run)));
+          run.clear();
+        }
+        parts.add(source);
+      }
+      if (parts.isEmpty()) {
+        return longs(List.copyOf(run));
+      }
+      if (!run.isEmpty()) {
+        parts.add(longs(List.copyOf(run)));
+      }
+      return parts.size() == 1 ? parts.get(0) : op("Concat", parts, Node.attr("axis", 0L));
+    }
+    return op("Shape", List.of(value));
+  }
+
+  /** The number of elements of {@code value}, an int64 scalar, from {@link #shape}. */
+  public String size(String value) {
+    return op("ReduceProd", List.of(shape(value)), Node.attr("keepdims", 0L));
+  }
+
+  /** {@code Shape(input, start = axis, end = axis + 1)} of the first graph input with dimension {@code symbol}. */
+  private @Nullable String symbolSource(String symbol) {
+    for (var e : graph.inputs().entrySet()) {
+      TensorType t = e.getValue();
+      if (!t.hasRank()) {
+        continue;
+      }
+      for (int axis = 0; axis < t.rank(); axis++) {
+        Dim d = t.dim(axis);
+        if (d.isSymbol() && symbol.equals(d.symbolName())) {
+          return op("Shape", List.of(e.getKey()), Node.attr("start", (long) axis), Node.attr("end", (long) axis + 1));
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Reduces {@code grad}, shaped like the broadcast result {@code resultType}, to the shape of
+   * {@code input} by summing over the broadcast axes. Axes are decided from the inferred
+   * shapes: an input dim that is 1 where the result's is not was broadcast.
+   */
+  public String unbroadcast(String grad, TensorType resultType, String input) {
+    TensorType in = type(input);
+    if (!in.hasRank() || !resultType.hasRank()) {
+      throw new MissingGradientException(node, "broadcast shapes unknown for input " + input);
+    }
+    int lead = resultType.rank() - in.rank();
+    List<Long> axes = new ArrayList<>();
+    for (int i = 0; i < lead; i++) {
+      axes.add((long) i);
+    }
+    for (int i = 0; i < in.rank(); i++) {
+      Dim x = in.dim(i);
+      Dim y = resultType.dim(i + lead);
+      if (x.is(1) && !y.is(1)) {
+        axes.add((long) (i + lead));
+      } else if (!x.sameAs(y) && !(x.isKnown() && y.isKnown())) {
+        if (!x.isKnown() && !y.isKnown() && (x.isSymbol() || y.isSymbol()) ) {
+          // Different symbols: by broadcasting rules one of them is 1 only if unknown; treat as equal.
+          continue;
+        }
+        throw new MissingGradientException(
+            node, "cannot tell whether dim " + i + " of " + input + " (" + x + ") broadcasts to " + y);
+      }
+    }
+    if (axes.isEmpty()) {
+      return grad;
+    }
+    String summed = op("ReduceSum", List.of(grad, longs(axes)), Node.attr("keepdims", 1L));
+    if (lead == 0) {
+      return summed;
+    }
+    return op("Reshape", List.of(summed, shape(input)));
+  }
+}

@@ -1,0 +1,116 @@
+package dev.graft.compiler.diag;
+
+import java.util.Locale;
+
+/** The catalog of Graft's compile-time errors. Codes are stable; messages may improve. */
+public enum ErrorCode {
+  HOST_NOT_FOUND(1, "host model %s not found; looked in %s"),
+  HOST_UNREADABLE(2, "host model %s cannot be read as ONNX: %s"),
+  HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 23%s"),
+  NOT_AN_INTERFACE(4, "@Graft must be put on an interface; %s is %s"),
+  SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
+  SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no %s site of %s%s; nearest node names: %s"),
+  /** An adapter option outside its range or choices (args: kind, option, expectation, value). */
+  OPTION_OUT_OF_RANGE(12, "%s %s must be %s, got %s"),
+  OPTION_NOT_POSITIVE(13, "%s %s must be %s, got %s"),
+  OPTION_NOT_A_PROBABILITY(14, "%s %s must be %s, got %s"),
+  SITES_OVERLAP(15, "%s selector '%s' and %s selector '%s' both take %s; one adapter per site (compose them instead)"),
+  LAYERS_INVALID(16, "layer filter %s selects no layer of %s; the host has layers %s"),
+  ADAPTER_KIND_UNKNOWN(17, "unknown adapter kind '%s'; known kinds: %s"),
+  ADAPTER_OPTION_UNKNOWN(19, "%s has no option '%s' of that type (given %s); its options are %s"),
+  NOTHING_TO_TRAIN(18, "%s has no trainable parameter: %s adds no head; declare an adapter such as @Lora"),
+  HEAD_LABELS_OUT_OF_RANGE(20, "classification needs at least 2 labels, got %d"),
+  HEAD_OUTPUT_NOT_FOUND(21, "host output '%s' not found; the host's outputs are %s"),
+  TASK_MISSING(23, "%s declares no task; add @Classification(labels = ...), @Regression, @MultiLabel or @CausalLm"),
+  HEAD_OUTPUT_SHAPE(22, "host output '%s' must have shape [batch, sequence, hidden] with a fixed hidden size, got %s"),
+  LABEL_SMOOTHING_OUT_OF_RANGE(24, "label smoothing must be in [0, 1), got %s"),
+  IGNORE_INDEX_IS_A_CLASS(25, "ignore index %d is a class index in [0, %d); pick a value outside it, e.g. -100"),
+  TASK_SIZE_OUT_OF_RANGE(26, "%s needs at least 1 %s, got %d"),
+  LM_OUTPUT_SHAPE(27, "host output '%s' must be vocabulary logits [batch, sequence, vocab] with a fixed vocab size >= 2, got %s"),
+  LM_INPUT_IDS_MISSING(28, "the causal LM loss takes its labels from host input 'input_ids' (integer [batch, sequence]); the host's inputs are %s"),
+  TASKS_CONFLICT(29, "%s declares %d tasks (%s); declare exactly one"),
+  NO_GRADIENT_RULE(30, "no gradient rule for op %s (domain '%s', opset %d) at node '%s'; ops with rules: %s"),
+  OPTIMIZER_INVALID(40, "AdamW %s must be in %s, got %s"),
+  OUTPUT_WRITE_FAILED(50, "cannot write %s: %s"),
+  SITE_NOT_FOUND(60, "cannot place %s on %s: %s"),
+  ADAPTER_OPTIONS_INVALID(61, "%s options do not fit the host: %s"),
+  // 62..65: LoRA family; 66..69: LoKr, LoHa, VeRA, IA³; 70..74: bottleneck, parallel, Hydra,
+  // host-parameter tuning; 75..79: prompt and prefix tuning.
+  /** A LoRA-family option the site cannot take (args: kind, option, node, why). */
+  LORA_FAMILY_SITE_UNSUPPORTED(62, "%s %s cannot go on %s: %s"),
+  /** PiSSA at a rank above the site weight's (args: rank, node, in, out, limit). */
+  PISSA_RANK_TOO_LARGE(63, "PiSSA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
+  // Mixtures of adapters ↓
+  /** Mixture of LoRA experts: expertsPerLayer of the wrong length (args: kind, entries, layer count, layers). */
+  MIXTURE_EXPERTS_PER_LAYER_LENGTH(64,
+      "%s expertsPerLayer has %d entries, but the declaration selects %d layers %s; give one expert count per layer, in layer order"),
+  /** Mixture of LoRA experts: expertsPerLayer on a site without a layer index (args: kind, node). */
+  MIXTURE_SITE_WITHOUT_LAYER(65, "%s expertsPerLayer needs a layer index on every site, but %s has none; use experts instead"),
+  /** Mixture of LoRA experts: top-k routing with k above a layer's expert count (args: kind, topK, experts, where, limit). */
+  MIXTURE_TOP_K_TOO_LARGE(66, "%s topK %d exceeds the %d experts of %s; use topK <= %d"),
+  /** Multi-head routing: heads that do not divide a site's input or output size (args: kind, heads, node, in, out). */
+  MULTI_HEAD_ROUTING_HEADS_DO_NOT_DIVIDE(67,
+      "%s heads %d must divide the input and output sizes of every site, but %s is [%d, %d]"),
+  // Mixtures of adapters ↑
+  /** Prompt tuning: no word-embedding lookup of input_ids (args: kind, host, what was found). */
+  PROMPT_EMBEDDING_NOT_FOUND(75, "cannot place %s on %s: %s"),
+  /** Prompt tuning: a host input that cannot be extended by the virtual tokens (args: kind, host, which and why). */
+  PROMPT_INPUT_NOT_EXTENDABLE(76, "cannot place %s on %s: %s"),
+  /** Prefix tuning: no attention block with key and value projections (args: kind, host, what was found). */
+  PREFIX_ATTENTION_NOT_FOUND(77, "cannot place %s on %s: %s"),
+  /** Prefix tuning: the host's shapes or masks do not follow longer keys (args: kind, host, where and what). */
+  PREFIX_SHAPES_DO_NOT_FOLLOW(78, "cannot place %s on %s: %s"),
+  // Named adapters and composition ↓
+  /** A composition that does not parse (args: expression, column, expected, found). */
+  COMPOSITION_SYNTAX(80, "composition '%s' is not valid at column %d: expected %s, found %s"),
+  /** A composition names an adapter no declaration has (args: composition, name, named adapters). */
+  COMPOSITION_UNKNOWN_ADAPTER(81, "composition %s names '%s', but no adapter is declared with that name; the named adapters are %s"),
+  /** A composition member that cannot be composed (args: composition, name, what it is). */
+  COMPOSITION_NOT_COMPOSABLE(82, "composition %s: '%s' %s; blocks combine named adapters that act on a linear layer's output (LoRA, bottleneck, parallel adapter, Hydra)"),
+  /** A block inside a block that cannot hold it, or nesting too deep (args: composition, what is wrong). */
+  COMPOSITION_NESTING(83, "composition %s: %s"),
+  /** A named adapter used more than once in the graft's compositions (args: name, count, compositions). */
+  COMPOSITION_NAME_REUSED(84, "adapter '%s' appears %d times in the graft's compositions %s; each named adapter may appear once"),
+  /** Members on different sites (args: composition, first name, its sites, other name, its sites). */
+  COMPOSITION_SITES_DIFFER(85, "composition %s: its adapters must be placed on exactly the same linear layers; '%s' is on %s but '%s' is on %s"),
+  /** Bad weights or widths (args: composition, what was expected and given). */
+  COMPOSITION_WEIGHTS_INVALID(86, "composition %s: %s"),
+  /** An adapter name that is malformed or taken (args: name, what is wrong). */
+  ADAPTER_NAME_INVALID(87, "adapter name '%s' %s"),
+  /** A train entry that names no trainable named adapter (args: name, why, named adapters). */
+  TRAIN_NAME_INVALID(88, "train lists '%s', %s; the named adapters are %s"),
+  /** A block with fewer than two members (args: composition, block, count). */
+  COMPOSITION_TOO_FEW(89, "composition %s: %s needs at least 2 members, got %d"),
+  // Named adapters and composition ↑
+  // User-defined adapter kinds ↓
+  /** An op of a custom kind's definition on operands of shapes it cannot take (args: kind, module path, op, expected, given). */
+  DEFINITION_SHAPE_MISMATCH(90, "%s definition at %s: %s needs %s, got %s"),
+  /** A custom kind's definition reads an option its kind does not declare with that type (args: kind, option, type read, why, options). */
+  DEFINITION_OPTION_UNKNOWN(91, "%s definition reads option '%s' as %s, but %s; its options are %s"),
+  /** A custom kind's definition declares one parameter name twice (args: kind, name, first shape, second shape). */
+  DEFINITION_PARAMETER_DUPLICATE(92, "%s definition declares parameter '%s' twice: first %s, then %s"),
+  /** Any other fault of a custom kind's definition: its result, a parameter's name or init (args: kind, module path, what). */
+  DEFINITION_INVALID(93, "%s definition at %s: %s"),
+  /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
+  ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
+  // User-defined adapter kinds ↑
+  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
+
+  private final int number;
+  private final String template;
+
+  ErrorCode(int number, String template) {
+    this.number = number;
+    this.template = template;
+  }
+
+  /** The stable code, e.g. {@code GRAFT012}. */
+  public String code() {
+    return String.format(Locale.ROOT, "GRAFT%03d", number);
+  }
+
+  /** The message with its code, e.g. {@code [GRAFT012] LoRA rank must be in 1..4096, got 0}. */
+  public String format(Object... args) {
+    return "[" + code() + "] " + String.format(Locale.ROOT, template, args);
+  }
+}

@@ -1,0 +1,5 @@
+/** Compile-time errors with stable codes. */
+@NullMarked
+package dev.graft.compiler.diag;
+
+import org.jspecify.annotations.NullMarked;

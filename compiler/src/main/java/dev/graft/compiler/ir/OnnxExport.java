@@ -1,0 +1,106 @@
+package dev.graft.compiler.ir;
+
+import dev.graft.spec.onnx.Onnx.GraphProto;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.NodeProto;
+import dev.graft.spec.onnx.Onnx.OperatorSetIdProto;
+import dev.graft.spec.onnx.Onnx.StringStringEntryProto;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import dev.graft.spec.onnx.Onnx.TensorShapeProto;
+import dev.graft.spec.onnx.Onnx.TypeProto;
+import dev.graft.spec.onnx.Onnx.ValueInfoProto;
+
+/**
+ * Emit pass: writes the IR as an ONNX model (IR version 8, ai.onnx opset {@value
+ * Graph#OPSET}). External initializers are written as declarations only (name, type, dims and
+ * an external-data reference to {@link #EXTERNAL_LOCATION}, which does not exist): the runtime
+ * supplies their data from the host model.
+ */
+public final class OnnxExport {
+  public static final String EXTERNAL_LOCATION = "graft-host-weights.bin";
+
+  private OnnxExport() {}
+
+  public static ModelProto write(Graph graph, String name) {
+    GraphProto.Builder g = GraphProto.newBuilder().setName(name);
+    boolean usesMicrosoft = false;
+    for (Node n : graph.nodes()) {
+      usesMicrosoft |= n.domain().equals(Graph.MS_DOMAIN);
+      g.addNode(
+          NodeProto.newBuilder()
+              .setName(n.name())
+              .setOpType(n.opType())
+              .setDomain(n.domain())
+              .addAllInput(n.inputs())
+              .addAllOutput(n.outputs())
+              .addAllAttribute(n.attributes().values()));
+    }
+    for (TensorProto t : graph.initializers().values()) {
+      g.addInitializer(
+          graph.externalInitializers().contains(t.getName()) ? externalDeclaration(t) : t);
+    }
+    graph.inputs().forEach((in, type) -> g.addInput(valueInfo(in, type)));
+    for (String out : graph.outputs()) {
+      TensorType t = graph.type(out);
+      g.addOutput(
+          t == null ? ValueInfoProto.newBuilder().setName(out).build() : valueInfo(out, t));
+    }
+    ModelProto.Builder m =
+        ModelProto.newBuilder()
+            .setIrVersion(8)
+            .setProducerName("graft")
+            .setGraph(g)
+            .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET));
+    if (usesMicrosoft) {
+      m.addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(Graph.MS_DOMAIN).setVersion(1));
+    }
+    return m.build();
+  }
+
+  private static TensorProto externalDeclaration(TensorProto t) {
+    long bytes = Tensors.elementCount(t) * bytesPerElement(t.getDataType());
+    return TensorProto.newBuilder()
+        .setName(t.getName())
+        .setDataType(t.getDataType())
+        .addAllDims(t.getDimsList())
+        .setDataLocation(TensorProto.DataLocation.EXTERNAL)
+        .addExternalData(entry("location", EXTERNAL_LOCATION))
+        .addExternalData(entry("offset", "0"))
+        .addExternalData(entry("length", Long.toString(bytes)))
+        .build();
+  }
+
+  private static StringStringEntryProto entry(String k, String v) {
+    return StringStringEntryProto.newBuilder().setKey(k).setValue(v).build();
+  }
+
+  public static int bytesPerElement(int elemType) {
+    return switch (elemType) {
+      case TensorType.DOUBLE, TensorType.INT64, 13 -> 8;
+      case TensorType.FLOAT, TensorType.INT32, 12 -> 4;
+      case TensorType.FLOAT16, TensorType.BFLOAT16, 4, 5 -> 2;
+      default -> 1;
+    };
+  }
+
+  public static ValueInfoProto valueInfo(String name, TensorType type) {
+    TypeProto.Tensor.Builder tt = TypeProto.Tensor.newBuilder().setElemType(type.elemType());
+    if (type.hasRank()) {
+      TensorShapeProto.Builder shape = TensorShapeProto.newBuilder();
+      for (Dim d : type.dims()) {
+        TensorShapeProto.Dimension.Builder db = TensorShapeProto.Dimension.newBuilder();
+        if (d.isKnown()) {
+          db.setDimValue(d.size());
+        } else if (d.isSymbol()) {
+          db.setDimParam(d.symbolName());
+        }
+        shape.addDim(db);
+      }
+      tt.setShape(shape);
+    }
+    return ValueInfoProto.newBuilder()
+        .setName(name)
+        .setType(TypeProto.newBuilder().setTensorType(tt))
+        .build();
+  }
+}

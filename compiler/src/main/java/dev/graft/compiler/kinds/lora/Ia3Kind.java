@@ -1,0 +1,128 @@
+package dev.graft.compiler.kinds.lora;
+
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.PeftTargets;
+import dev.graft.compiler.kinds.Placement;
+import dev.graft.compiler.kinds.Site;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.spec.manifest.Init;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+
+/**
+ * IA³: a learned vector per chosen linear site that rescales it. On a feed-forward site (its
+ * node name matches the {@code feedforward} selector in full) it scales the input, {@code y =
+ * (x ⊙ l)·W (+ b)} with {@code l [in]}; on any other site it scales the output, bias included,
+ * {@code y = (x·W + b) ⊙ l} with {@code l [out]}: PEFT's {@code is_feedforward} layers and the
+ * others. Every {@code l} starts at one (the host's function) and is not decayed by AdamW.
+ * Saved as PEFT's {@code ia3_l}: {@code [1, in]} on feed-forward sites, {@code [out, 1]} on others.
+ */
+public final class Ia3Kind implements AdapterKind {
+  /** Feed-forward sites by default: a BERT layer's FFN output projection (not the attention output's), LLaMA's down_proj. */
+  public static final String FEEDFORWARD = "(?i).*(?<!/attention)/output/dense/(MatMul|Gemm)|.*/(down_proj|fc2)/(MatMul|Gemm)";
+  /** Default sites: the attention key and value projections and the feed-forward sites. */
+  public static final String DEFAULT_TARGET = "(?i).*/(key|value|k_proj|v_proj)/(MatMul|Gemm)|" + FEEDFORWARD.substring(4);
+
+  @Override
+  public String id() {
+    return "ia3";
+  }
+
+  @Override
+  public String displayName() {
+    return "IA³";
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.Ia3";
+  }
+
+  @Override
+  public List<AdapterOption> options() {
+    return List.of(AdapterOption.choice("feedforward", FEEDFORWARD, List.of(),
+        "selector (matched in full against node names) of the sites whose input is scaled; the others' output is"));
+  }
+
+  @Override
+  public String defaultTarget(AdapterSpec spec) {
+    return DEFAULT_TARGET;
+  }
+
+  @Override
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+  }
+
+  private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {
+    try {
+      Pattern.compile(spec.stringOption("feedforward"));
+      return List.of();
+    } catch (PatternSyntaxException e) {
+      return List.of("feedforward selector '" + spec.stringOption("feedforward") + "' is not a valid regular expression: "
+          + e.getDescription());
+    }
+  }
+
+  /** Whether the declaration scales the site's input (a feed-forward site) rather than its output. */
+  static boolean feedforward(AdapterSpec spec, Site site) {
+    return Pattern.compile(spec.stringOption("feedforward")).matcher(site.node()).matches();
+  }
+
+  @Override
+  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+    Graph g = placement.graph();
+    for (Site s : sites) {
+      LinearSite site = (LinearSite) s;
+      String base = "/" + site.modulePath().replace('.', '/') + "/ia3";
+      Node node = LoraKind.node(g, site);
+      if (feedforward(spec, site)) {
+        String l = placement.parameter(site, "ia3_l", site.in()).init(Init.ONES, 0).noDecay()
+            .save(Placement.peftKey(site, "ia3_l"), 1, site.in()).add();
+        if (node.opType().equals("Gemm") && node.attrInt("transA", 0) == 1) {
+          l = g.op(base + "/Unsqueeze", "Unsqueeze", List.of(l, g.longs(base + "/axes", List.of(1L))));
+        }
+        String scaled = g.op(base + "/Mul", "Mul", List.of(node.input(0), l));
+        g.replaceNode(node, node.withInput(0, scaled));
+      } else {
+        String l = placement.parameter(site, "ia3_l", site.out()).init(Init.ONES, 0).noDecay()
+            .save(Placement.peftKey(site, "ia3_l"), site.out(), 1).add();
+        String y = site.biasedOutput(g);
+        g.add(base + "/Mul", "Mul", "", List.of(y, l), 1, Node.attrs());
+        Node mul = g.nodes().get(g.nodes().size() - 1);
+        g.replaceUses(y, mul.output(0), List.of(mul));
+      }
+    }
+  }
+
+  @Override
+  public String peftType(AdapterSpec spec) {
+    return "IA3";
+  }
+
+  @Override
+  public boolean peftConfig(AdapterSpec spec, List<? extends Site> sites, JsonObject c) {
+    if (!c.has("target_modules")) {
+      c.add("target_modules", new JsonArray());
+      c.add("feedforward_modules", new JsonArray());
+      c.add("exclude_modules", com.google.gson.JsonNull.INSTANCE);
+      c.addProperty("fan_in_fan_out", false);
+      c.addProperty("init_ia3_weights", true);
+    }
+    List<Site> feedforward = new ArrayList<>();
+    sites.stream().filter(s -> feedforward(spec, s)).forEach(feedforward::add);
+    PeftTargets.add(c, "target_modules", sites);
+    PeftTargets.add(c, "feedforward_modules", feedforward);
+    return true;
+  }
+}

@@ -1,0 +1,184 @@
+package dev.graft.compiler.kinds.lora;
+
+import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.Placement;
+import dev.graft.compiler.kinds.Site;
+
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.spec.manifest.Init;
+import dev.graft.spec.manifest.ParameterRole;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * LoRA with DoRA ({@code dora = true}) and/or PiSSA ({@code init = "pissa"}) on a linear site
+ * {@code y = g·x·W} ({@code g}: a Gemm's alpha, else 1; W {@code [in, out]}), scaling {@code s}:
+ *
+ * <ul>
+ *   <li>PiSSA: A and B start at the principal factors of W ({@link Init#PISSA_A}, {@link
+ *       Init#PISSA_B}); frozen copies A0, B0 of them keep the residual {@code W − s·A0·B0} that
+ *       the host weight would hold in PEFT: {@code y' = g·(x·W − s·x·A0·B0 + s·x_d·A·B)}, where
+ *       {@code x_d} is x after the adapter's dropout. At the start {@code y' = y}.
+ *   <li>DoRA: a magnitude m {@code [out]} (initially the column norms of W) rescales each output
+ *       column of the updated weight {@code W' = W + s·A·B} (PiSSA: {@code + s·(A·B − A0·B0)}):
+ *       {@code y' = g·(m / ‖W'‖_col) ⊙ (x·W')}, the host bias added after it. With dropout in
+ *       training it is PEFT's form {@code y' = y_res + (f − 1)⊙g·x_d·W_res + f⊙g·s·x_d·A·B} with
+ *       {@code f = m / ‖W'‖_col}, {@code W_res} the residual weight and {@code y_res = g·x·W_res}.
+ *       The column norm is differentiated (PEFT detaches it to save memory, so its gradients
+ *       differ from these, which are the true ones).
+ * </ul>
+ *
+ * <p>Both read W as {@code [in, out]} from the host: a Gemm with {@code transB=1} is an error
+ * ({@link ErrorCode#LORA_FAMILY_SITE_UNSUPPORTED}), as is DoRA on a Gemm whose C input would be
+ * rescaled with the weight term.
+ */
+final class LoraVariants {
+  private LoraVariants() {}
+
+  /** The sites a DoRA or PiSSA declaration cannot take, and a PiSSA rank above a weight's rank. */
+  static List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    boolean dora = spec.boolOption("dora");
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    List<Diagnostic> out = new ArrayList<>();
+    if (!dora && !pissa) {
+      return out;
+    }
+    String option = dora ? "dora" : "init";
+    String what = dora ? "with dora = true" : "with init = \"pissa\"";
+    int rank = spec.intOption("rank");
+    for (Site s : sites) {
+      LinearSite site = (LinearSite) s;
+      Node node = LoraKind.node(graph, site);
+      if (node.opType().equals("Gemm") && node.attrInt("transB", 0) == 1) {
+        out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
+            site.node(), "its weight is stored [out, in] (Gemm transB=1) and DoRA and PiSSA read the host weight as"
+                + " [in, out]; choose MatMul sites or plain LoRA"));
+      } else if (dora && node.opType().equals("Gemm") && node.inputs().size() > 2 && !node.input(2).isEmpty()) {
+        out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
+            site.node(), "the Gemm adds its C input inside the node, and DoRA must rescale the weight term alone"));
+      } else if (pissa && rank > Math.min(site.in(), site.out())) {
+        out.add(Diagnostic.of(ErrorCode.PISSA_RANK_TOO_LARGE, spec.source(), "rank", rank, site.node(),
+            site.in(), site.out(), Math.min(site.in(), site.out())));
+      }
+    }
+    return out;
+  }
+
+  static void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+    int rank = spec.intOption("rank");
+    double s = LoraKind.scaling(spec);
+    double dropout = spec.doubleOption("dropout");
+    boolean dora = spec.boolOption("dora");
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    boolean dropped = placement.training() && dropout > 0;
+    Graph g = placement.graph();
+    for (Site each : sites) {
+      LinearSite site = (LinearSite) each;
+      LoraKind.Input in = LoraKind.input(site, placement, dropout);
+      String x = dropped ? LoraKind.input(site, placement, 0).value() : in.value();
+      Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A);
+      Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B);
+      if (pissa) {
+        pa.initFromHost(Init.PISSA_A, site.weight(), s);
+        pb.initFromHost(Init.PISSA_B, site.weight(), s);
+      } else {
+        pa.init(Init.KAIMING_UNIFORM, site.in());
+        pb.init(Init.ZEROS, 0);
+      }
+      String a = pa.saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
+      String b = pb.saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
+      @Nullable String a0 = null;
+      @Nullable String b0 = null;
+      if (pissa) {
+        a0 = placement.parameter(site, "lora_A0", site.in(), rank).initFromHost(Init.PISSA_A, site.weight(), s)
+            .frozen().add();
+        b0 = placement.parameter(site, "lora_B0", rank, site.out()).initFromHost(Init.PISSA_B, site.weight(), s)
+            .frozen().add();
+      }
+      @Nullable String m = dora
+          ? placement.parameter(site, "lora_magnitude_vector", site.out())
+              .initFromHost(Init.HOST_COLUMN_NORM, site.weight(), 0).noDecay()
+              .save(Placement.peftKey(site, "lora_magnitude_vector")).add()
+          : null;
+
+      String base = in.base();
+      double gs = in.outputScale();
+      Node host = LoraKind.node(g, site);
+      String y = host.output(0);
+      int before = g.nodes().size();
+      // x_d·A·B, unscaled
+      String lora = g.op(base + "/MatMul_B", "MatMul", List.of(g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a)), b));
+      // The part of the output the residual weight gives, and the update beside it (both still to be scaled by g·s).
+      String residual = y;
+      String update = lora;
+      if (pissa) {
+        String correction = product(g, base + "/residual", x, a0, b0);
+        if (dora && dropped) {
+          residual = g.op(base + "/residual/Sub", "Sub", List.of(y, scaled(placement, base + "/residual", correction, gs * s)));
+        } else {
+          update = g.op(base + "/Sub", "Sub", List.of(lora, correction));
+        }
+      }
+      if (!dora) {
+        LoraKind.addToOutput(placement, site, base, update, gs * s);
+        continue;
+      }
+      String f = magnitudeScale(placement, base, site, a, b, a0, b0, Objects.requireNonNull(m), s);
+      String out;
+      if (!dropped) {
+        String updated = g.op(base + "/Add", "Add", List.of(residual, scaled(placement, base, update, gs * s)));
+        out = g.op(base + "/dora/Mul", "Mul", List.of(updated, f));
+      } else {
+        // PEFT's form under dropout: y_res + (f − 1)⊙g·x_d·W_res + f⊙g·s·x_d·A·B.
+        String xw = g.op(base + "/dora/MatMul_W", "MatMul", List.of(in.value(), site.weight()));
+        if (pissa) {
+          xw = g.op(base + "/dora/Sub", "Sub", List.of(xw,
+              scaled(placement, base + "/dora/residual", product(g, base + "/dora/residual", in.value(), a0, b0), s)));
+        }
+        String fMinusOne = g.op(base + "/dora/Sub_1", "Sub", List.of(f, placement.scalar(base + "/dora/one", 1)));
+        String weightTerm = g.op(base + "/dora/Mul_W", "Mul", List.of(scaled(placement, base + "/dora/W", xw, gs), fMinusOne));
+        String loraTerm = g.op(base + "/dora/Mul_B", "Mul", List.of(scaled(placement, base, update, gs * s), f));
+        out = g.op(base + "/dora/Add", "Add", List.of(g.op(base + "/dora/Add_W", "Add", List.of(residual, weightTerm)), loraTerm));
+      }
+      List<Node> added = new ArrayList<>(g.nodes().subList(before, g.nodes().size()));
+      g.replaceUses(y, out, added);
+    }
+  }
+
+  /**
+   * DoRA's per-column factor {@code m / ‖W + s·(A·B − A0·B0)‖} ({@code [out]}), with the norm
+   * over W's input dimension (axis 0 of Graft's {@code [in, out]}).
+   */
+  private static String magnitudeScale(Placement placement, String base, LinearSite site, String a, String b,
+      @Nullable String a0, @Nullable String b0, String m, double s) {
+    Graph g = placement.graph();
+    String p = base + "/dora";
+    String delta = g.op(p + "/MatMul_AB", "MatMul", List.of(a, b));
+    if (a0 != null) {
+      delta = g.op(p + "/Sub_A0B0", "Sub", List.of(delta, g.op(p + "/MatMul_A0B0", "MatMul", List.of(a0, b0))));
+    }
+    String weight = g.op(p + "/Add_W", "Add", List.of(site.weight(), scaled(placement, p + "/delta", delta, s)));
+    String squares = g.op(p + "/Mul_sq", "Mul", List.of(weight, weight));
+    String sum = g.op(p + "/ReduceSum", "ReduceSum", List.of(squares, g.longs(p + "/axes", List.of(0L))),
+        Node.attr("keepdims", 0L));
+    String norm = g.op(p + "/Sqrt", "Sqrt", List.of(sum));
+    return g.op(p + "/Div", "Div", List.of(m, norm));
+  }
+
+  /** {@code (x·a)·b}. */
+  private static String product(Graph g, String prefix, String x, String a, String b) {
+    return g.op(prefix + "/MatMul_B", "MatMul", List.of(g.op(prefix + "/MatMul_A", "MatMul", List.of(x, a)), b));
+  }
+
+  /** {@code value · scale}, or {@code value} when the scale is 1. */
+  private static String scaled(Placement placement, String prefix, String value, double scale) {
+    return scale == 1 ? value
+        : placement.graph().op(prefix + "/Mul", "Mul", List.of(value, placement.scalar(prefix + "/scaling", scale)));
+  }
+}

@@ -1,0 +1,5 @@
+/** Learned tokens: prompt tuning and prefix tuning. */
+@NullMarked
+package dev.graft.compiler.kinds.tokens;
+
+import org.jspecify.annotations.NullMarked;

@@ -1,0 +1,86 @@
+package dev.graft.compiler.passes;
+
+import dev.graft.compiler.tasks.TaskPass;
+
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.spec.AdamWSpec;
+import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
+import dev.graft.spec.manifest.TrainStep;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Optimizer pass: AdamW inside the graph. For each parameter p with gradient g and state m, v:
+ * {@code m' = β1·m + (1-β1)·g}, {@code v' = β2·v + (1-β2)·g²}, {@code p' = p - lr·(m'/(1-β1^t) /
+ * (sqrt(v'/(1-β2^t)) + ε) + λ·p)}, with t the step input (1-based) and λ the weight decay,
+ * applied to weights but not to biases or parameters marked {@code no_decay}. Frozen parameters
+ * and their moments pass through unchanged. Adds the step, learning-rate and state inputs and the
+ * updated outputs named by {@link #NAMES}.
+ */
+public final class AdamWUpdate {
+  public static final TrainStep NAMES = TrainStep.newBuilder()
+      .setLabels(TaskPass.LABELS)
+      .setStep("step")
+      .setLearningRate("learning_rate")
+      .setLoss(TaskPass.LOSS)
+      .setUpdatedSuffix(".next")
+      .setFirstMomentSuffix(".adam_m")
+      .setSecondMomentSuffix(".adam_v")
+      .build();
+
+  private AdamWUpdate() {}
+
+  public static void add(Graph graph, AdamWSpec o, List<Parameter> params, Map<String, String> grads) {
+    // The parameters' type (all share the host's): a float64 host gets a float64 update.
+    int elem = params.isEmpty() ? TensorType.FLOAT : graph.typeOrThrow(params.get(0).getName()).elemType();
+    graph.addInput(NAMES.getStep(), TensorType.of(elem));
+    graph.addInput(NAMES.getLearningRate(), TensorType.of(elem));
+    String one = graph.scalar("/adamw/one", elem, 1);
+    String b1 = graph.scalar("/adamw/beta1", elem, o.beta1());
+    String b2 = graph.scalar("/adamw/beta2", elem, o.beta2());
+    String c1 = graph.scalar("/adamw/one_minus_beta1", elem, 1 - o.beta1());
+    String c2 = graph.scalar("/adamw/one_minus_beta2", elem, 1 - o.beta2());
+    String eps = graph.scalar("/adamw/epsilon", elem, o.epsilon());
+    String wd = graph.scalar("/adamw/weight_decay", elem, o.weightDecay());
+    String step = NAMES.getStep();
+    String bc1 = graph.op("/adamw/bias_correction1", "Sub", List.of(one, graph.op("/adamw/beta1_t", "Pow", List.of(b1, step))));
+    String bc2 = graph.op("/adamw/bias_correction2", "Sub", List.of(one, graph.op("/adamw/beta2_t", "Pow", List.of(b2, step))));
+    String lr = NAMES.getLearningRate();
+    for (Parameter param : params) {
+      String p = param.getName();
+      String g = grads.get(p);
+      String m = p + NAMES.getFirstMomentSuffix();
+      String v = p + NAMES.getSecondMomentSuffix();
+      TensorType t = graph.typeOrThrow(p);
+      graph.addInput(m, t);
+      graph.addInput(v, t);
+      String base = "/adamw/" + p;
+      String suffix = NAMES.getUpdatedSuffix();
+      if (param.getFrozen()) {
+        // Passed through unchanged, so the runtime treats every parameter alike.
+        graph.outputs().add(graph.opTo(p + suffix, base + "/next", "Identity", List.of(p)));
+        graph.outputs().add(graph.opTo(m + suffix, base + "/m", "Identity", List.of(m)));
+        graph.outputs().add(graph.opTo(v + suffix, base + "/v", "Identity", List.of(v)));
+        continue;
+      }
+      String m2 = graph.opTo(m + suffix, base + "/m", "Add", List.of(
+          graph.op(base + "/m_decay", "Mul", List.of(m, b1)),
+          graph.op(base + "/m_grad", "Mul", List.of(g, c1))));
+      String v2 = graph.opTo(v + suffix, base + "/v", "Add", List.of(
+          graph.op(base + "/v_decay", "Mul", List.of(v, b2)),
+          graph.op(base + "/v_grad", "Mul", List.of(graph.op(base + "/g2", "Mul", List.of(g, g)), c2))));
+      String mhat = graph.op(base + "/m_hat", "Div", List.of(m2, bc1));
+      String vhat = graph.op(base + "/v_hat", "Div", List.of(v2, bc2));
+      String denom = graph.op(base + "/denom", "Add", List.of(graph.op(base + "/sqrt", "Sqrt", List.of(vhat)), eps));
+      String update = graph.op(base + "/adam", "Div", List.of(mhat, denom));
+      boolean decays = param.getRole() != ParameterRole.HEAD_BIAS && !param.getNoDecay();
+      if (decays) {
+        update = graph.op(base + "/decayed", "Add", List.of(update, graph.op(base + "/wd", "Mul", List.of(p, wd))));
+      }
+      String delta = graph.op(base + "/delta", "Mul", List.of(update, lr));
+      graph.outputs().addAll(List.of(graph.opTo(p + suffix, base + "/next", "Sub", List.of(p, delta)), m2, v2));
+    }
+  }
+}

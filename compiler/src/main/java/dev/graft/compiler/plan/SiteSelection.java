@@ -1,0 +1,132 @@
+package dev.graft.compiler.plan;
+
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.Site;
+import dev.graft.compiler.kinds.SiteException;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.spec.AdapterSpec;
+import java.util.Comparator;
+import java.util.List;
+import java.util.TreeSet;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+import java.util.stream.Collectors;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * How an adapter declaration's selector and layer filter choose sites of a host: the kind's
+ * candidate sites, the target (the declaration's, else the kind's default), the sites whose node
+ * names it matches in full and whose layers the filter names. The compiler's validation pass and
+ * the host inspector both select through {@link #select}, so what the inspector shows is what a
+ * compilation takes.
+ */
+public final class SiteSelection {
+  private SiteSelection() {}
+
+  /**
+   * The outcome of selecting the sites of one declaration.
+   *
+   * @param target the selector used: the declaration's target, else the kind's default, else
+   *     {@code .*} (every candidate)
+   * @param candidates every site of the host the kind can attach to, in graph order (empty when
+   *     the kind found none)
+   * @param sites the candidates the selector and layer filter take, in graph order; empty
+   *     exactly when {@code error} is present
+   * @param error why the declaration takes no site (GRAFT060 no candidate site, GRAFT010 invalid
+   *     selector, GRAFT016 no such layer, GRAFT011 no match with the nearest names), or null
+   */
+  public record Result(String target, List<? extends Site> candidates, List<? extends Site> sites,
+      @Nullable Diagnostic error) {
+    public Result {
+      candidates = List.copyOf(candidates);
+      sites = List.copyOf(sites);
+    }
+  }
+
+  /**
+   * The target a declaration selects with: its own, else its kind's default for its options,
+   * else {@code .*}.
+   *
+   * @param spec the declaration, options checked and defaulted (a kind's default may depend on them)
+   */
+  public static String target(AdapterKind kind, AdapterSpec spec) {
+    String target = spec.target().isEmpty() ? kind.defaultTarget(spec) : spec.target();
+    return target.isEmpty() ? ".*" : target;
+  }
+
+  /**
+   * Selects the sites of {@code spec}, a declaration of {@code kind} with options checked and
+   * defaulted, among the candidate sites of {@code graph} (the host as imported and shape-inferred).
+   * Errors carry the declaration's source and name {@code hostName}.
+   */
+  public static Result select(AdapterKind kind, AdapterSpec spec, Graph graph, String hostName) {
+    String target = target(kind, spec);
+    List<? extends Site> candidates;
+    try {
+      candidates = kind.candidates(graph);
+    } catch (SiteException e) {
+      return failed(target, List.of(),
+          Diagnostic.of(e.code(), spec.source(), null, kind.displayName(), hostName, e.getMessage()));
+    }
+    Pattern pattern;
+    try {
+      pattern = Pattern.compile(target);
+    } catch (PatternSyntaxException e) {
+      return failed(target, candidates,
+          Diagnostic.of(ErrorCode.SELECTOR_INVALID, spec.source(), "target", target, e.getDescription()));
+    }
+    TreeSet<Integer> hostLayers = new TreeSet<>();
+    candidates.forEach(s -> s.layer().ifPresent(hostLayers::add));
+    List<Integer> badLayers = spec.layers().stream().filter(l -> !hostLayers.contains(l)).toList();
+    if (!badLayers.isEmpty()) {
+      return failed(target, candidates,
+          Diagnostic.of(ErrorCode.LAYERS_INVALID, spec.source(), "layers", badLayers, hostName, hostLayers));
+    }
+    List<? extends Site> matched = candidates.stream()
+        .filter(s -> pattern.matcher(s.node()).matches())
+        .filter(s -> spec.layers().isEmpty()
+            || (s.layer().isPresent() && spec.layers().contains(s.layer().getAsInt())))
+        .toList();
+    if (matched.isEmpty()) {
+      String where = spec.layers().isEmpty() ? "" : " in layers " + spec.layers();
+      return failed(target, candidates, Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, spec.source(), "target",
+          target, kind.siteDescription(), hostName, where, nearest(target, candidates)));
+    }
+    return new Result(target, candidates, matched, null);
+  }
+
+  private static Result failed(String target, List<? extends Site> candidates, Diagnostic error) {
+    return new Result(target, candidates, List.of(), error);
+  }
+
+  /** The three site names closest to the selector text, by edit distance. */
+  private static String nearest(String selector, List<? extends Site> sites) {
+    return sites.stream()
+        .map(Site::node)
+        .distinct()
+        .sorted(Comparator.comparingInt((String s) -> distance(selector, s)).thenComparing(s -> s))
+        .limit(3)
+        .collect(Collectors.joining(", "));
+  }
+
+  private static int distance(String a, String b) {
+    int[] prev = new int[b.length() + 1];
+    int[] cur = new int[b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) {
+      prev[j] = j;
+    }
+    for (int i = 1; i <= a.length(); i++) {
+      cur[0] = i;
+      for (int j = 1; j <= b.length(); j++) {
+        int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
+        cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost);
+      }
+      int[] t = prev;
+      prev = cur;
+      cur = t;
+    }
+    return prev[b.length()];
+  }
+}

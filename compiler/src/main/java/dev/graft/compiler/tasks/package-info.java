@@ -1,0 +1,5 @@
+/** Tasks: heads and losses on top of the host. */
+@NullMarked
+package dev.graft.compiler.tasks;
+
+import org.jspecify.annotations.NullMarked;

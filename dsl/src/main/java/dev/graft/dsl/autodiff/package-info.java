@@ -1,5 +1,0 @@
-/** Reverse-mode autodiff over the IR, emitting standard ONNX ops only. */
-@NullMarked
-package dev.graft.dsl.autodiff;
-
-import org.jspecify.annotations.NullMarked;

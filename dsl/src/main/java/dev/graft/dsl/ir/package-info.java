@@ -1,5 +1,0 @@
-/** The compiler's IR: graphs of ONNX nodes, import, export and shape inference. */
-@NullMarked
-package dev.graft.dsl.ir;
-
-import org.jspecify.annotations.NullMarked;

@@ -1,5 +1,0 @@
-/** The immutable model of a Graft declaration, shared by the annotations and the builder. */
-@NullMarked
-package dev.graft.dsl.spec;
-
-import org.jspecify.annotations.NullMarked;

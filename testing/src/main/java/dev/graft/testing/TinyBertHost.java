@@ -1,0 +1,166 @@
+package dev.graft.testing;
+
+import dev.graft.compiler.HostModel;
+
+import static dev.graft.compiler.ir.Node.attr;
+
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.OnnxExport;
+import dev.graft.compiler.ir.ShapeInference;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+/**
+ * A tiny BERT-style encoder host built with the IR, shaped like a torch export: vocab 50,
+ * hidden 8, 2 heads of 4, intermediate 16, 2 layers, decomposed LayerNorm, erf-GELU, inputs
+ * {@code input_ids}/{@code attention_mask}/{@code token_type_ids} int64 [batch, sequence],
+ * output {@code last_hidden_state} [batch, sequence, 8]. Weights are seeded random float32
+ * initializers with real data (not external), node names as in the real export.
+ */
+public final class TinyBertHost {
+  static final int VOCAB = 50;
+  public static final int HIDDEN = 8;
+  public static final int HEADS = 2;
+  static final int INTERMEDIATE = 16;
+  public static final int LAYERS = 2;
+  static final int MAX_POSITIONS = 16;
+
+  private final Graph g = new Graph();
+  private final Random random;
+  private final int F;
+
+  private TinyBertHost(long seed, int elem) {
+    random = new Random(seed);
+    F = elem;
+  }
+
+  /** The host graph (shape-inferred), float32. */
+  public static Graph graph(long seed) {
+    return graph(seed, TensorType.FLOAT);
+  }
+
+  /**
+   * The host graph in {@code elem} (FLOAT or DOUBLE). ONNX Runtime has no float64 Erf, so the
+   * float64 host's activation is {@code x·(1 + tanh(x/√2))/2} (a smooth GELU-like one) instead.
+   */
+  public static Graph graph(long seed, int elem) {
+    return new TinyBertHost(seed, elem).build();
+  }
+
+  public static HostModel host(long seed) {
+    return new HostModel("tiny", OnnxExport.write(graph(seed), "tiny"), "sha");
+  }
+
+  public static HostModel host(Graph graph) {
+    return new HostModel("tiny", OnnxExport.write(graph, "tiny"), "sha");
+  }
+
+  private String weight(String name, double scale, double offset, long... dims) {
+    List<Long> d = new ArrayList<>();
+    long n = 1;
+    for (long x : dims) {
+      d.add(x);
+      n *= x;
+    }
+    double[] v = new double[(int) n];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = offset + scale * random.nextGaussian();
+    }
+    g.addInitializer(Tensors.floats(name, F, d, v), false);
+    return name;
+  }
+
+  private String linear(String module, String param, String x, long in, long out) {
+    String w = weight(param + ".weight", 1 / Math.sqrt(in), 0, in, out);
+    String b = weight(param + ".bias", 0.1, 0, out);
+    return g.op(module + "/Add", "Add", List.of(g.op(module + "/MatMul", "MatMul", List.of(x, w)), b));
+  }
+
+  private String layerNorm(String module, String param, String x) {
+    String mean = g.op(module + "/ReduceMean", "ReduceMean", List.of(x), attr("axes", List.of(-1L)));
+    String d = g.op(module + "/Sub", "Sub", List.of(x, mean));
+    String sq = g.op(module + "/Pow", "Pow", List.of(d, g.scalar(module + "/Constant", F, 2.0)));
+    String var = g.op(module + "/ReduceMean_1", "ReduceMean", List.of(sq), attr("axes", List.of(-1L)));
+    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", F, 1e-12)));
+    String norm = g.op(module + "/Div", "Div", List.of(d, g.op(module + "/Sqrt", "Sqrt", List.of(eps))));
+    String scaled = g.op(module + "/Mul", "Mul", List.of(norm, weight(param + ".weight", 0.1, 1, HIDDEN)));
+    return g.op(module + "/Add_1", "Add", List.of(scaled, weight(param + ".bias", 0.1, 0, HIDDEN)));
+  }
+
+  private Graph build() {
+    List<Dim> bs = List.of(Dim.symbol("batch"), Dim.symbol("sequence"));
+    for (String in : List.of("input_ids", "attention_mask", "token_type_ids")) {
+      g.addInput(in, TensorType.of(TensorType.INT64, bs));
+    }
+    // Embeddings.
+    String word = g.op("/embeddings/word_embeddings/Gather", "Gather",
+        List.of(weight("embeddings.word_embeddings.weight", 0.5, 0, VOCAB, HIDDEN), "input_ids"));
+    List<Long> positions = new ArrayList<>();
+    for (long i = 0; i < MAX_POSITIONS; i++) {
+      positions.add(i);
+    }
+    g.addInitializer(Tensors.longs("embeddings.position_ids", List.of(1L, (long) MAX_POSITIONS), positions), false);
+    String seq = g.op("/embeddings/Shape", "Shape", List.of("input_ids"), attr("start", 1L), attr("end", 2L));
+    String posIds = g.op("/embeddings/Slice", "Slice", List.of("embeddings.position_ids",
+        g.longs("/embeddings/Slice/starts", List.of(0L)), seq, g.longs("/embeddings/Slice/axes", List.of(1L))));
+    String pos = g.op("/embeddings/position_embeddings/Gather", "Gather",
+        List.of(weight("embeddings.position_embeddings.weight", 0.5, 0, MAX_POSITIONS, HIDDEN), posIds));
+    String type = g.op("/embeddings/token_type_embeddings/Gather", "Gather",
+        List.of(weight("embeddings.token_type_embeddings.weight", 0.5, 0, 2, HIDDEN), "token_type_ids"));
+    String sum = g.op("/embeddings/Add_1", "Add", List.of(g.op("/embeddings/Add", "Add", List.of(word, type)), pos));
+    String h = layerNorm("/embeddings/LayerNorm", "embeddings.LayerNorm", sum);
+    // Extended attention mask: (1 - mask) * -10000, [batch, 1, 1, sequence].
+    String mask4 = g.op("/Unsqueeze", "Unsqueeze", List.of("attention_mask", g.longs("/Unsqueeze/axes", List.of(1L, 2L))));
+    String maskF = g.op("/Cast", "Cast", List.of(mask4), attr("to", (long) F));
+    String inverted = g.op("/Sub", "Sub", List.of(g.scalar("/Constant", F, 1.0), maskF));
+    String maskAdd = g.op("/Mul", "Mul", List.of(inverted, g.scalar("/Constant_1", F, -10000.0)));
+
+    long headDim = HIDDEN / HEADS;
+    for (int l = 0; l < LAYERS; l++) {
+      String m = "/encoder/layer." + l;
+      String p = "encoder.layer." + l;
+      String q = linear(m + "/attention/self/query", p + ".attention.self.query", h, HIDDEN, HIDDEN);
+      String k = linear(m + "/attention/self/key", p + ".attention.self.key", h, HIDDEN, HIDDEN);
+      String v = linear(m + "/attention/self/value", p + ".attention.self.value", h, HIDDEN, HIDDEN);
+      String split = g.longs(m + "/attention/self/split_shape", List.of(0L, 0L, (long) HEADS, headDim));
+      String qh = g.op(m + "/attention/self/Transpose", "Transpose",
+          List.of(g.op(m + "/attention/self/Reshape", "Reshape", List.of(q, split))), attr("perm", List.of(0L, 2L, 1L, 3L)));
+      String kh = g.op(m + "/attention/self/Transpose_1", "Transpose",
+          List.of(g.op(m + "/attention/self/Reshape_1", "Reshape", List.of(k, split))), attr("perm", List.of(0L, 2L, 3L, 1L)));
+      String vh = g.op(m + "/attention/self/Transpose_2", "Transpose",
+          List.of(g.op(m + "/attention/self/Reshape_2", "Reshape", List.of(v, split))), attr("perm", List.of(0L, 2L, 1L, 3L)));
+      String scores = g.op(m + "/attention/self/MatMul", "MatMul", List.of(qh, kh));
+      String scaled = g.op(m + "/attention/self/Div", "Div",
+          List.of(scores, g.scalar(m + "/attention/self/Constant", F, Math.sqrt(headDim))));
+      String masked = g.op(m + "/attention/self/Add", "Add", List.of(scaled, maskAdd));
+      String probs = g.op(m + "/attention/self/Softmax", "Softmax", List.of(masked), attr("axis", -1L));
+      String ctx = g.op(m + "/attention/self/MatMul_1", "MatMul", List.of(probs, vh));
+      String ctxT = g.op(m + "/attention/self/Transpose_3", "Transpose", List.of(ctx), attr("perm", List.of(0L, 2L, 1L, 3L)));
+      String merged = g.op(m + "/attention/self/Reshape_3", "Reshape",
+          List.of(ctxT, g.longs(m + "/attention/self/merge_shape", List.of(0L, 0L, (long) HIDDEN))));
+      String attnOut = linear(m + "/attention/output/dense", p + ".attention.output.dense", merged, HIDDEN, HIDDEN);
+      String attnRes = g.op(m + "/attention/output/Add", "Add", List.of(attnOut, h));
+      String a = layerNorm(m + "/attention/output/LayerNorm", p + ".attention.output.LayerNorm", attnRes);
+      String inter = linear(m + "/intermediate/dense", p + ".intermediate.dense", a, HIDDEN, INTERMEDIATE);
+      String act = F == TensorType.DOUBLE ? "Tanh" : "Erf";
+      String erf = g.op(m + "/intermediate/intermediate_act_fn/" + act, act, List.of(
+          g.op(m + "/intermediate/intermediate_act_fn/Div", "Div",
+              List.of(inter, g.scalar(m + "/intermediate/intermediate_act_fn/Constant", F, Math.sqrt(2))))));
+      String onePlus = g.op(m + "/intermediate/intermediate_act_fn/Add", "Add",
+          List.of(erf, g.scalar(m + "/intermediate/intermediate_act_fn/Constant_1", F, 1.0)));
+      String gelu = g.op(m + "/intermediate/intermediate_act_fn/Mul_1", "Mul", List.of(
+          g.op(m + "/intermediate/intermediate_act_fn/Mul", "Mul", List.of(inter, onePlus)),
+          g.scalar(m + "/intermediate/intermediate_act_fn/Constant_2", F, 0.5)));
+      String out = linear(m + "/output/dense", p + ".output.dense", gelu, INTERMEDIATE, HIDDEN);
+      String res = g.op(m + "/output/Add", "Add", List.of(out, a));
+      h = layerNorm(m + "/output/LayerNorm", p + ".output.LayerNorm", res);
+    }
+    g.outputs().add(g.opTo("last_hidden_state", "/Identity", "Identity", List.of(h)));
+    ShapeInference.run(g);
+    return g;
+  }
+}
