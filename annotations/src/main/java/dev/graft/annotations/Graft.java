@@ -23,12 +23,10 @@ public @interface Graft {
    */
   String host();
 
-  // Named adapters and composition ↓
   /**
    * The named adapters the training step updates; empty (the default): every one. The other named
    * adapters are frozen (load them with {@code loadAdapter}); unnamed adapters and the head always
    * train.
    */
   String[] train() default {};
-  // Named adapters and composition ↑
 }

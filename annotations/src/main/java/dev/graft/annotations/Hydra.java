@@ -45,14 +45,12 @@ public @interface Hydra {
     SWISH
   }
 
-  // Named adapters and composition ↓
   /**
    * The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. A named
    * adapter's parameters are named {@code <name>.<module>.<suffix>}; it can be composed ({@link
    * Compose}), trained or frozen ({@link Graft#train()}), activated, saved and loaded by name.
    */
   String name() default "";
-  // Named adapters and composition ↑
 
   /** Container for repeated {@link Hydra} annotations. */
   @Documented

@@ -34,14 +34,12 @@ public @interface Ia3 {
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};
 
-  // Named adapters and composition ↓
   /**
    * The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. A named
    * adapter's parameters are named {@code <name>.<module>.<suffix>}; it can be composed ({@link
    * Compose}), trained or frozen ({@link Graft#train()}), activated, saved and loaded by name.
    */
   String name() default "";
-  // Named adapters and composition ↑
 
   /** Container for repeated {@link Ia3} annotations. */
   @Documented

@@ -22,14 +22,12 @@ public @interface LayerNormTuning {
   /** Layer indices to train (the {@code layer.N} part of names); empty means all layers. */
   int[] layers() default {};
 
-  // Named adapters and composition ↓
   /**
    * The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. A named
    * adapter's parameters are named {@code <name>.<module>.<suffix>}; it can be composed ({@link
    * Compose}), trained or frozen ({@link Graft#train()}), activated, saved and loaded by name.
    */
   String name() default "";
-  // Named adapters and composition ↑
 
   /** Container for repeated {@link LayerNormTuning} annotations. */
   @Documented

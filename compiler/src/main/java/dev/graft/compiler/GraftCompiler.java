@@ -181,7 +181,6 @@ public final class GraftCompiler {
           .addAllLayers(a.spec().layers());
       a.spec().options().forEach((k, v) -> b.putOptions(k, AdapterOption.text(v)));
       a.sites().forEach(s -> b.addSites(s.modulePath()));
-      // Named adapters and composition ↓
       b.setTrained(!plan.compositions().frozen().contains(a.spec().name()));
       if (a.spec().isNamed()) {
         b.setName(a.spec().name())
@@ -190,13 +189,11 @@ public final class GraftCompiler {
           b.setGate(Placement.GATE_PREFIX + a.spec().name());
         }
       }
-      // Named adapters and composition ↑
       out.add(b.build());
     }
     return out;
   }
 
-  // Named adapters and composition ↓
   private static List<dev.graft.spec.manifest.Composition> compositions(Validation.Plan plan) {
     List<dev.graft.spec.manifest.Composition> out = new ArrayList<>();
     for (CompositionPlan.Resolved r : plan.compositions().blocks()) {
@@ -208,7 +205,6 @@ public final class GraftCompiler {
     }
     return out;
   }
-  // Named adapters and composition ↑
 
   /** The host's floating-point element type: that of its first floating-point output (float32 if none). */
   private static int hostElemType(Graph g) {

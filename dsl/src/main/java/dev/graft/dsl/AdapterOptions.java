@@ -13,7 +13,6 @@ import java.util.Map;
 public final class AdapterOptions {
   private final Map<String, Object> values = new LinkedHashMap<>();
   private List<Integer> layers = List.of();
-  // Named adapters and composition ↓
   private String name = "";
 
   /**
@@ -33,7 +32,6 @@ public final class AdapterOptions {
   public void setName(String value) {
     name = value;
   }
-  // Named adapters and composition ↑
 
   /** Sets option {@code name} (an Integer, Double, Boolean or String). */
   public AdapterOptions set(String name, Object value) {
@@ -134,7 +132,6 @@ public final class AdapterOptions {
     rslora(value);
   }
 
-  // LoRA family (DoRA, PiSSA, DyLoRA) ↓
 
   /** DoRA: a trainable magnitude per output column rescales LoRA's updated weight. */
   public AdapterOptions dora(boolean value) {
@@ -164,9 +161,7 @@ public final class AdapterOptions {
   public void setInit(String value) {
     init(value);
   }
-  // LoRA family ↑
 
-  // LoKr, LoHa, VeRA, IA³ ↓
   /** LoKr's Kronecker split: -1 near-square, else the first factor's side (must divide every adapted dimension). */
   public AdapterOptions factor(int value) {
     return set("factor", value);
@@ -231,9 +226,7 @@ public final class AdapterOptions {
   public void setFeedforward(String value) {
     feedforward(value);
   }
-  // LoKr, LoHa, VeRA, IA³ ↑
 
-  // Bottleneck, parallel, Hydra, host-parameter tuning ↓
   /** Default sites of a bottleneck adapter: "pfeiffer" or "houlsby". */
   public AdapterOptions config(String value) {
     return set("config", value);
@@ -312,9 +305,7 @@ public final class AdapterOptions {
     initWeights(value);
   }
 
-  // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
-  // Prompt and prefix tuning ↓
 
   /** Virtual tokens (prompt tuning) or virtual key/value positions (prefix tuning). */
   public AdapterOptions tokens(int value) {
@@ -355,9 +346,7 @@ public final class AdapterOptions {
     projectionHidden(value);
   }
 
-  // Prompt and prefix tuning ↑
 
-  // Mixtures of adapters ↓
 
   /** Mixture of LoRA experts: experts at every site. */
   public AdapterOptions experts(int value) {
@@ -468,5 +457,4 @@ public final class AdapterOptions {
     sharePieces(value);
   }
 
-  // Mixtures of adapters ↑
 }

@@ -38,10 +38,8 @@ public final class Graft {
   private final List<AdapterSpec> adapters = new ArrayList<>();
   private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
-  // Named adapters and composition ↓
   private final List<dev.graft.compiler.spec.Composition> compositions = new ArrayList<>();
   private final List<String> train = new ArrayList<>();
-  // Named adapters and composition ↑
 
   private Graft(HostModel host) {
     this.host = host;
@@ -83,7 +81,6 @@ public final class Graft {
     return this;
   }
 
-  // Named adapters and composition ↓
   /** Combines named adapters at the linear layers they share, e.g. {@code compose(stack(ref("lang"), fuse("a", "b")))}. */
   public Graft compose(CompositionBlock block) {
     compositions.add(dev.graft.compiler.spec.Composition.of(block));
@@ -185,9 +182,7 @@ public final class Graft {
     return new CompositionBlock.Combination(op,
         members.stream().map(m -> new CompositionBlock.Member(m, null)).toList());
   }
-  // Named adapters and composition ↑
 
-  // Adapter kinds of the LoRA family (DoRA, PiSSA, DyLoRA) ↓
 
   /** DyLoRA with default options on the linear sites whose node names match {@code target} (empty: query and value). */
   public Graft dylora(String target) {
@@ -198,9 +193,7 @@ public final class Graft {
   public Graft dylora(String target, Configure<AdapterOptions> configure) {
     return adapter("dylora", target, configure);
   }
-  // LoRA family ↑
 
-  // LoKr, LoHa, VeRA, IA³ ↓
   /** LoKr with default options on the sites {@code target} matches (empty: query and value). */
   public Graft lokr(String target) {
     return lokr(target, o -> {});
@@ -240,9 +233,7 @@ public final class Graft {
   public Graft ia3(String target, Configure<AdapterOptions> configure) {
     return adapter("ia3", target, configure);
   }
-  // LoKr, LoHa, VeRA, IA³ ↑
 
-  // Bottleneck, parallel, Hydra, host-parameter tuning ↓
   /** A sequential bottleneck adapter with default options on its {@code config}'s default sites (after each feed-forward output). */
   public Graft bottleneck() {
     return bottleneck("", o -> {});
@@ -315,9 +306,7 @@ public final class Graft {
     return adapter("full", target, configure);
   }
 
-  // Bottleneck, parallel, Hydra, host-parameter tuning ↑
 
-  // Prompt and prefix tuning ↓
 
   /** Prompt tuning on the host's word-embedding lookup (found by itself); options: tokens, init ("vocab", "random"). */
   public Graft promptTuning(Configure<AdapterOptions> configure) {
@@ -334,9 +323,7 @@ public final class Graft {
     return adapter("prefix_tuning", target, configure);
   }
 
-  // Prompt and prefix tuning ↑
 
-  // Mixtures of adapters ↓
 
   /**
    * A mixture of LoRA experts on the linear sites whose node names match {@code target} (empty:
@@ -356,7 +343,6 @@ public final class Graft {
     return adapter("multi_head_routing", target, configure);
   }
 
-  // Mixtures of adapters ↑
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {
@@ -458,9 +444,7 @@ public final class Graft {
    * With Kotlin's sam-with-receiver plugin (see {@link HasImplicitReceiver}) the options are the
    * lambda's receiver: {@code { rank = 8 }}; without it, its parameter: {@code { it.rank = 8 }}.
    */
-  // kotlin ↓
   @HasImplicitReceiver
-  // kotlin ↑
   @FunctionalInterface
   public interface Configure<T> {
     void apply(T options);

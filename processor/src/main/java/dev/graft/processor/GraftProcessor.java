@@ -83,10 +83,8 @@ public final class GraftProcessor extends AbstractProcessor {
     for (Element element : round.getElementsAnnotatedWith(graft)) {
       try {
         process(element);
-      // User-defined adapter kinds ↓
       } catch (dev.graft.compiler.kinds.AdapterKindLoadException e) {
         reporter.error(e.diagnostic(), element); // a kind on the processor path that cannot be registered
-      // User-defined adapter kinds ↑
       } catch (RuntimeException | LinkageError e) {
         reporter.error(ProcessorDiagnostics.internalError(null, element.getSimpleName().toString(), e), element);
       }

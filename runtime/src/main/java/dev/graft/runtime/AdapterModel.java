@@ -242,7 +242,6 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     PeftAdapters.load(this, dir);
   }
 
-  // Named adapters and composition ↓
   /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), each file replaced atomically. */
   public void saveAdapter(Path dir, String name) {
     checkOpen();
@@ -306,7 +305,6 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     }
     return out;
   }
-  // Named adapters and composition ↑
 
   /**
    * Saves the adapter with its DyLoRA adapters at rank {@code rank} (1 up to their maximum) as a

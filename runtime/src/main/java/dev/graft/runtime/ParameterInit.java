@@ -34,7 +34,6 @@ final class ParameterInit {
         uniform(v, r, 1.0 / Math.sqrt(p.getInitScale()));
       }
       case UNIFORM -> uniform(v, r, p.getInitScale());
-      // Named adapters and composition ↓
       case IDENTITY -> {
         int n = (int) Math.round(Math.sqrt(size));
         if (p.getShapeCount() != 2 || p.getShape(0) != p.getShape(1)) {
@@ -45,7 +44,6 @@ final class ParameterInit {
           v[i * n + i] = 1f;
         }
       }
-      // Named adapters and composition ↑
       case NORMAL -> {
         for (int i = 0; i < size; i++) {
           v[i] = (float) (r.nextGaussian() * p.getInitScale());

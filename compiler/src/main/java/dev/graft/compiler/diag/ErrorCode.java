@@ -40,7 +40,6 @@ public enum ErrorCode {
   LORA_FAMILY_SITE_UNSUPPORTED(62, "%s %s cannot go on %s: %s"),
   /** PiSSA at a rank above the site weight's (args: rank, node, in, out, limit). */
   PISSA_RANK_TOO_LARGE(63, "PiSSA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
-  // Mixtures of adapters ↓
   /** Mixture of LoRA experts: expertsPerLayer of the wrong length (args: kind, entries, layer count, layers). */
   MIXTURE_EXPERTS_PER_LAYER_LENGTH(64,
       "%s expertsPerLayer has %d entries, but the declaration selects %d layers %s; give one expert count per layer, in layer order"),
@@ -51,7 +50,6 @@ public enum ErrorCode {
   /** Multi-head routing: heads that do not divide a site's input or output size (args: kind, heads, node, in, out). */
   MULTI_HEAD_ROUTING_HEADS_DO_NOT_DIVIDE(67,
       "%s heads %d must divide the input and output sizes of every site, but %s is [%d, %d]"),
-  // Mixtures of adapters ↑
   /** Prompt tuning: no word-embedding lookup of input_ids (args: kind, host, what was found). */
   PROMPT_EMBEDDING_NOT_FOUND(75, "cannot place %s on %s: %s"),
   /** Prompt tuning: a host input that cannot be extended by the virtual tokens (args: kind, host, which and why). */
@@ -60,7 +58,6 @@ public enum ErrorCode {
   PREFIX_ATTENTION_NOT_FOUND(77, "cannot place %s on %s: %s"),
   /** Prefix tuning: the host's shapes or masks do not follow longer keys (args: kind, host, where and what). */
   PREFIX_SHAPES_DO_NOT_FOLLOW(78, "cannot place %s on %s: %s"),
-  // Named adapters and composition ↓
   /** A composition that does not parse (args: expression, column, expected, found). */
   COMPOSITION_SYNTAX(80, "composition '%s' is not valid at column %d: expected %s, found %s"),
   /** A composition names an adapter no declaration has (args: composition, name, named adapters). */
@@ -81,8 +78,6 @@ public enum ErrorCode {
   TRAIN_NAME_INVALID(88, "train lists '%s', %s; the named adapters are %s"),
   /** A block with fewer than two members (args: composition, block, count). */
   COMPOSITION_TOO_FEW(89, "composition %s: %s needs at least 2 members, got %d"),
-  // Named adapters and composition ↑
-  // User-defined adapter kinds ↓
   /** An op of a custom kind's definition on operands of shapes it cannot take (args: kind, module path, op, expected, given). */
   DEFINITION_SHAPE_MISMATCH(90, "%s definition at %s: %s needs %s, got %s"),
   /** A custom kind's definition reads an option its kind does not declare with that type (args: kind, option, type read, why, options). */
@@ -93,7 +88,6 @@ public enum ErrorCode {
   DEFINITION_INVALID(93, "%s definition at %s: %s"),
   /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
   ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
-  // User-defined adapter kinds ↑
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

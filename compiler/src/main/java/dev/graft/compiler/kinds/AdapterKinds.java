@@ -35,16 +35,13 @@ import org.jspecify.annotations.Nullable;
  */
 public final class AdapterKinds {
   private static final Map<String, AdapterKind> BY_ID = new LinkedHashMap<>();
-  // User-defined adapter kinds ↓
   /** Why the service kinds could not be registered, if they could not; every lookup throws it then. */
   private static final @Nullable AdapterKindLoadException LOAD_FAILURE;
-  // User-defined adapter kinds ↑
 
   static {
     for (AdapterKind k : builtIn()) {
       register(k);
     }
-    // User-defined adapter kinds ↓
     AdapterKindLoadException failure = null;
     try {
       discover(AdapterKinds.class.getClassLoader()).stream().filter(k -> !BY_ID.containsKey(k.id()))
@@ -53,7 +50,6 @@ public final class AdapterKinds {
       failure = e;
     }
     LOAD_FAILURE = failure;
-    // User-defined adapter kinds ↑
   }
 
   private AdapterKinds() {}
@@ -61,31 +57,21 @@ public final class AdapterKinds {
   private static List<AdapterKind> builtIn() {
     List<AdapterKind> kinds = new ArrayList<>();
     kinds.add(new LoraKind());
-    // LoRA family (DoRA, PiSSA, DyLoRA) ↓
     kinds.add(new DyLoraKind());
-    // LoRA family ↑
-    // LoKr, LoHa, VeRA, IA³ ↓
     kinds.add(new LoKrKind());
     kinds.add(new LoHaKind());
     kinds.add(new VeraKind());
     kinds.add(new Ia3Kind());
-    // LoKr, LoHa, VeRA, IA³ ↑
-    // Bottleneck, parallel, Hydra, host-parameter tuning ↓
     kinds.add(new BottleneckKind());
     kinds.add(new ParallelAdapterKind());
     kinds.add(new HydraKind());
     kinds.add(HostTensorKind.BIT_FIT);
     kinds.add(HostTensorKind.LAYER_NORM);
     kinds.add(new FullTuningKind());
-    // Bottleneck, parallel, Hydra, host-parameter tuning ↑
-    // Prompt and prefix tuning ↓
     kinds.add(new PromptTuningKind());
     kinds.add(new PrefixTuningKind());
-    // Prompt and prefix tuning ↑
-    // Mixtures of adapters ↓
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
-    // Mixtures of adapters ↑
     return kinds;
   }
 
@@ -112,7 +98,6 @@ public final class AdapterKinds {
     return Collections.unmodifiableList(new ArrayList<>(BY_ID.values()));
   }
 
-  // User-defined adapter kinds ↓
   private static void checkLoaded() {
     if (LOAD_FAILURE != null) {
       throw new AdapterKindLoadException(LOAD_FAILURE);
@@ -164,5 +149,4 @@ public final class AdapterKinds {
     }
     return List.copyOf(byId.values());
   }
-  // User-defined adapter kinds ↑
 }

@@ -21,10 +21,8 @@ public record AdapterOption(
     DOUBLE,
     BOOLEAN,
     STRING,
-    // Mixtures of adapters (integer lists) ↓
     /** A list of integers, each in {@code [min, max]}: a {@code List<Integer>} value. */
     INTS
-    // Mixtures of adapters ↑
   }
 
   public AdapterOption {
@@ -55,7 +53,6 @@ public record AdapterOption(
     return new AdapterOption(name, Type.STRING, defaultValue, 0, 0, false, choices, description);
   }
 
-  // Mixtures of adapters (integer lists) ↓
   /**
    * A list of integers, each in {@code [min, max]}, empty by default (e.g. one count per layer);
    * an annotation's {@code int[]} member, a builder's {@code List<Integer>}.
@@ -86,7 +83,6 @@ public record AdapterOption(
     }
     return List.copyOf(out);
   }
-  // Mixtures of adapters ↑
 
   /**
    * Converts a given value to this option's type (integers are accepted for number options), or
@@ -133,7 +129,6 @@ public record AdapterOption(
         }
       }
       case BOOLEAN -> {}
-      // Mixtures of adapters (integer lists) ↓
       case INTS -> {
         for (Object item : (List<?>) value) {
           int v = (Integer) item;
@@ -142,7 +137,6 @@ public record AdapterOption(
           }
         }
       }
-      // Mixtures of adapters ↑
     }
     return null;
   }
@@ -156,11 +150,9 @@ public record AdapterOption(
 
   /** The value as the manifest writes it ("8", "0.1", "true", "relu", "2,2,4" for a list). */
   public static String text(Object value) {
-    // Mixtures of adapters (integer lists) ↓
     if (value instanceof List<?> list) {
       return list.stream().map(AdapterOption::text).collect(java.util.stream.Collectors.joining(","));
     }
-    // Mixtures of adapters ↑
     if (value instanceof Double d && d == Math.rint(d) && !d.isInfinite() && Math.abs(d) < 1e15) {
       return String.valueOf(d.longValue());
     }

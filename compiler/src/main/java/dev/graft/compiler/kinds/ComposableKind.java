@@ -33,7 +33,6 @@ public interface ComposableKind extends AdapterKind {
    */
   String apply(AdapterSpec spec, Site site, String value, long width, Placement placement);
 
-  // Named adapters and composition ↓
   /**
    * Whether this declaration (options checked) acts on the value as a function {@link #apply}
    * can add; a kind whose options may give a form that cannot (LoRA with DoRA rescales the whole
@@ -42,7 +41,6 @@ public interface ComposableKind extends AdapterKind {
   default boolean composable(AdapterSpec spec) {
     return true;
   }
-  // Named adapters and composition ↑
 
   /** Applies the adapter at every site; every host consumer of the site's value reads the result. */
   @Override

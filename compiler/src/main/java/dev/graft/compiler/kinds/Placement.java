@@ -29,12 +29,10 @@ public final class Placement {
   private final Set<String> hostSources = new TreeSet<>();
   private final List<AuxiliaryLoss> auxiliaryLosses = new ArrayList<>();
   private int adapter;
-  // Named adapters and composition ↓
   /** The current declaration's name ("" when unnamed): the prefix of its parameters' names. */
   private String adapterName = "";
   /** Whether the current declaration's parameters are frozen (a named adapter the step does not train). */
   private boolean adapterFrozen;
-  // Named adapters and composition ↑
 
   public Placement(Graph graph, boolean training, int elemType) {
     this.graph = graph;
@@ -101,7 +99,6 @@ public final class Placement {
     declaration(index, "", false);
   }
 
-  // Named adapters and composition ↓
   /** The prefix of gate inputs: a named adapter's gate is {@code gate.<name>}. */
   public static final String GATE_PREFIX = "gate.";
 
@@ -131,7 +128,6 @@ public final class Placement {
   private String named(String name) {
     return adapterName.isEmpty() ? name : adapterName + "." + name;
   }
-  // Named adapters and composition ↑
 
   /** A scalar constant of the host's element type. */
   public String scalar(String name, double value) {
@@ -174,12 +170,10 @@ public final class Placement {
       }
     }
 
-    // Mixtures of adapters ↓
     /** The name the parameter will have (to find one added before, e.g. a shared inventory). */
     public String name() {
       return p.getName();
     }
-    // Mixtures of adapters ↑
 
     public ParameterBuilder role(ParameterRole value) {
       p.setRole(value);

@@ -27,12 +27,10 @@ public final class AdapterPlacement {
     Placement placement = new Placement(graph, training, elemType);
     for (int i = 0; i < plan.size(); i++) {
       PlannedAdapter a = plan.get(i);
-      // Named adapters and composition ↓
       if (CompositionPlacement.placesHere(a)) {
         continue;
       }
       placement.declaration(i, a.spec().name(), compositions.frozen().contains(a.spec().name()));
-      // Named adapters and composition ↑
       a.kind().place(a.spec(), a.sites(), placement);
     }
     CompositionPlacement.place(graph, plan, compositions, placement);

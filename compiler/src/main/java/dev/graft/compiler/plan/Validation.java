@@ -55,11 +55,9 @@ public final class Validation {
     }
     List<PlannedAdapter> adapters = new ArrayList<>();
     Map<String, PlannedAdapter> owner = new LinkedHashMap<>();
-    // Named adapters and composition ↓
     CompositionCheck compositionCheck = new CompositionCheck(errors);
     compositionCheck.checkNames(spec);
     Map<String, Integer> composedIn = CompositionCheck.membership(spec);
-    // Named adapters and composition ↑
     for (AdapterSpec declared : spec.adapters()) {
       PlannedAdapter planned = checkAdapter(declared, host, graph);
       if (planned == null) {

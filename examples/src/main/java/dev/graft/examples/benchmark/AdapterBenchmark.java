@@ -81,12 +81,9 @@ public final class AdapterBenchmark {
         new Row("prefix", "prefix tuning 20", g -> g.adapter("prefix_tuning", "", o -> {}), 1e-2f),
         new Row("bitfit", "bitfit", g -> g.adapter("bitfit", "", o -> {}), 1e-3f),
         new Row("layernorm", "layernorm", g -> g.adapter("layernorm", "", o -> {}), 1e-3f),
-        // User-defined adapter kinds ↓
         new Row("gated_lora", "gated lora r8 (custom kind)", g -> g.adapter("gated_lora", "", o -> {}), 2e-3f),
-        // User-defined adapter kinds ↑
         new Row("full", "full last layer (modules_to_save)",
             g -> g.adapter("full", ".*/layer\\.5/(intermediate|output)/dense/MatMul", o -> {}), 5e-4f),
-        // Composition blocks ↓
         new Row("stack", "stack(lora, bottleneck)",
             g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.stack("a", "b")), 1e-3f),
         new Row("parallel-block", "parallel(lora, bottleneck)",
@@ -100,15 +97,12 @@ public final class AdapterBenchmark {
             g -> bottleneckOut(loraOut(g, "a"), "b").compose(Graft.fuse("a", "b")), 1e-3f,
             List.of(new Pretrained("a", g -> loraOut(g, "a"), 2e-3f),
                 new Pretrained("b", g -> bottleneckOut(g, "b"), 1e-3f))),
-        // Composition blocks ↑
-        // Mixtures of adapters ↓
         new Row("mixture-soft", "mixture of lora soft E4 r8", g -> g.mixtureOfLora("", o -> o.experts(4)), 2e-3f),
         new Row("mixture-top2", "mixture of lora top-2 of E4 r8",
             g -> g.mixtureOfLora("", o -> o.experts(4).router("top_k").topK(2)), 2e-3f),
         new Row("mixture-per-layer", "mixture of lora top-2, experts 2,2,2,4,4,8",
             g -> g.mixtureOfLora("", o -> o.expertsPerLayer(2, 2, 2, 4, 4, 8).router("top_k").topK(2)), 2e-3f),
         new Row("mhr", "multi-head routing 4 pieces 4 heads r8", g -> g.multiHeadRouting("", o -> {}), 2e-3f));
-        // Mixtures of adapters ↑
   }
 
   /** A finished row. */

@@ -23,7 +23,6 @@ public final class Annotations {
   public static final String CAUSAL_LM = "dev.graft.annotations.CausalLm";
   /** The task annotations; a declaration has exactly one. */
   public static final List<String> TASKS = List.of(CLASSIFICATION, REGRESSION, MULTI_LABEL, CAUSAL_LM);
-  // Named adapters and composition ↓
   public static final String COMPOSE = "dev.graft.annotations.Compose";
 
   /** The {@code @Compose} annotations on the element, in the order written (inside their container or not). */
@@ -38,7 +37,6 @@ public final class Annotations {
     }
     return out;
   }
-  // Named adapters and composition ↑
 
   private Annotations() {}
 

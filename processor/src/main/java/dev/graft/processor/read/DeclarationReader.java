@@ -72,7 +72,6 @@ public final class DeclarationReader {
         ? AdamWSpec.DEFAULT
         : new AdamWSpec(
             number(adamW, "beta1"), number(adamW, "beta2"), number(adamW, "epsilon"), number(adamW, "weightDecay"));
-    // Named adapters and composition ↓
     List<Composition> compositions = new ArrayList<>();
     for (AnnotationMirror m : Annotations.compositions(type)) {
       compositions.add(new Composition(string(m, "value"), SourceRef.of(type, m)));
@@ -84,7 +83,6 @@ public final class DeclarationReader {
       }
       train.add(s);
     }
-    // Named adapters and composition ↑
     return new GraftSpec(
         graftName(type),
         string(graft, "host"),
@@ -120,7 +118,6 @@ public final class DeclarationReader {
           }
           layers.add(i);
         }
-      // Mixtures of adapters (integer-list options) ↓
       } else if (v instanceof List<?>) {
         List<Integer> items = new ArrayList<>();
         for (AnnotationValue item : list(m, member)) {
@@ -130,7 +127,6 @@ public final class DeclarationReader {
           items.add(i);
         }
         options.put(member, items);
-      // Mixtures of adapters ↑
       } else if (v instanceof VariableElement constant) {
         options.put(member, constant.getSimpleName().toString().toLowerCase(Locale.ROOT));
       } else if (v instanceof Number || v instanceof Boolean || v instanceof String) {

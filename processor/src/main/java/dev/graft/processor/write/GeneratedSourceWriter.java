@@ -20,9 +20,7 @@ public abstract class GeneratedSourceWriter {
   public static final String GENERATOR = "dev.graft.processor.GraftProcessor";
 
   private static final ClassName GENERATED = ClassName.get("javax.annotation.processing", "Generated");
-  // kotlin ↓
   private static final ClassName NULL_MARKED = ClassName.get("org.jspecify.annotations", "NullMarked");
-  // kotlin ↑
 
   /** The type to write, without the {@code @Generated} and {@code @NullMarked} annotations. */
   protected abstract TypeSpec.Builder type();
@@ -43,9 +41,7 @@ public abstract class GeneratedSourceWriter {
   private TypeSpec.Builder generated() {
     return type()
         .addAnnotation(AnnotationSpec.builder(GENERATED).addMember("value", "$S", GENERATOR).build())
-        // kotlin ↓
         .addAnnotation(NULL_MARKED);
-        // kotlin ↑
   }
 
   private JavaFile fileOf(TypeSpec type, String from) {

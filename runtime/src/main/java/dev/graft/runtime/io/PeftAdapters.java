@@ -154,7 +154,6 @@ public final class PeftAdapters {
     return out;
   }
 
-  // Named adapters and composition ↓
   /**
    * The key of a parameter in the whole graft's folder: its save key, prefixed with {@code
    * <name>/} for a named adapter's (two named adapters of one kind on the same layers have the
@@ -247,7 +246,6 @@ public final class PeftAdapters {
     }
     values.forEach(store::setParameter);
   }
-  // Named adapters and composition ↑
 
   /** Transposes a row-major [rows, cols] matrix. */
   static float[] transpose(float[] v, int rows, int cols) {

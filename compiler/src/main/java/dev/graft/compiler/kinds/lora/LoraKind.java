@@ -100,7 +100,6 @@ public final class LoraKind implements ComposableKind {
     }
   }
 
-  // Named adapters and composition ↓
   /** Plain LoRA composes; DoRA rescales the whole output and PiSSA reads the host weight, so they are placed alone. */
   @Override
   public boolean composable(AdapterSpec spec) {
@@ -116,7 +115,6 @@ public final class LoraKind implements ComposableKind {
         : g.op(u.base() + "/Mul", "Mul", List.of(u.value(), placement.scalar(u.base() + "/scaling", u.scale())));
     return g.op(u.base() + "/Add", "Add", List.of(value, scaled));
   }
-  // Named adapters and composition ↑
 
   /** LoRA's update at a site before scaling, {@code (x_d·A)·B} {@code [.., width]}, its node prefix and its scale. */
   private record Update(String value, String base, double scale) {}
