@@ -26,7 +26,7 @@ import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.lora.LoKrKind;
 import dev.graft.compiler.kinds.Placement;
-import dev.graft.compiler.kinds.WeightDelta;
+import dev.graft.compiler.kinds.lora.LinearAdapters;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.diag.GraftCompileException;
@@ -107,7 +107,7 @@ class KronHadamardVeraIa3Test {
     Graph g = new Graph();
     g.addInput("a", TensorType.of(D, 2, 3));
     g.addInput("b", TensorType.of(D, 2, 2));
-    g.outputs().add(WeightDelta.kronecker(g, "/t", "a", new long[] {2, 3}, "b", new long[] {2, 2}));
+    g.outputs().add(LinearAdapters.kronecker(g, "/t", "a", new long[] {2, 3}, "b", new long[] {2, 2}));
     ShapeInference.run(g);
     assertEquals("float64[4, 6]", g.typeOrThrow(g.outputs().get(0)).toString());
     double[] a = {1, 2, 3, 4, 5, 6};

@@ -5,8 +5,8 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
 import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.PeftTargets;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
-import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.TaskSpec;
@@ -69,7 +69,7 @@ public final class AdapterConfig {
       AdapterSpec lora = new AdapterSpec("lora", a.spec().target(), a.spec().layers(), Map.of(
           "rank", a.spec().intOption("rank"), "alpha", a.spec().doubleOption("alpha"),
           "dropout", a.spec().doubleOption("dropout"), "rslora", false), null);
-      if (!LoraKind.loraConfig(lora, a.sites(), c, false)) {
+      if (!PeftTargets.lora(lora, a.sites(), c, false)) {
         return "";
       }
     }

@@ -1,8 +1,8 @@
 package dev.graft.compiler.kinds.lora;
 
-import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 
@@ -30,7 +30,7 @@ import org.jspecify.annotations.Nullable;
  * lora_B.weight} {@code [out, rank]}); PEFT has no DyLoRA, so a graft with it saves Graft's own
  * config.
  */
-public final class DyLoraKind implements AdapterKind {
+public final class DyLoraKind implements LinearUpdateKind {
   /** The Lehmer generator's modulus and multiplier (MINSTD) the drawn rank hashes the seed with. */
   static final long MODULUS = 2_147_483_647L;
   static final long MULTIPLIER = 48_271L;
@@ -88,7 +88,7 @@ public final class DyLoraKind implements AdapterKind {
     @Nullable Draw draw = placement.training() ? draw(placement, rank, alpha) : null;
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      LoraKind.Input in = LoraKind.input(site, placement, spec.doubleOption("dropout"), "dylora");
+      LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "dylora");
       String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
           .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
       String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
@@ -97,15 +97,24 @@ public final class DyLoraKind implements AdapterKind {
       String down = g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a));
       if (draw == null) {
         String up = g.op(base + "/MatMul_B", "MatMul", List.of(down, b));
-        LoraKind.addToOutput(placement, site, base, up, alpha / rank * in.outputScale());
+        LinearAdapters.addToOutput(placement, site, base, up, alpha / rank * in.outputScale());
       } else {
         // Masking x·A's columns from b on zeroes A's columns and B's rows from b on, and their gradients.
         String masked = g.op(base + "/Mul_mask", "Mul", List.of(down, draw.mask()));
         String up = g.op(base + "/MatMul_B", "MatMul", List.of(masked, b));
         String scaled = g.op(base + "/Mul_scaling", "Mul", List.of(up, draw.scaling()));
-        LoraKind.addToOutput(placement, site, base, scaled, in.outputScale());
+        LinearAdapters.addToOutput(placement, site, base, scaled, in.outputScale());
       }
     }
+  }
+
+  /** At the full rank, as the inference graph: {@code ΔW = (alpha / rank) · A·B}. */
+  @Override
+  public WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "dylora") + "/delta";
+    String product = graph.op(base + "/MatMul_AB", "MatMul", List.of(tensors.parameter("lora_A"), tensors.parameter("lora_B")));
+    return WeightUpdate.delta(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base, product,
+        spec.doubleOption("alpha") / spec.intOption("rank")));
   }
 
   /** The step's drawn rank as a column mask {@code [rank]} (1 below b, else 0) and the scaling {@code alpha / b}. */

@@ -3,6 +3,7 @@ package dev.graft.compiler.kinds.lora;
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.PeftTargets;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
@@ -18,6 +19,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
+import org.jspecify.annotations.Nullable;
 
 /**
  * IA³: a learned vector per chosen linear site that rescales it. On a feed-forward site (its
@@ -27,7 +29,7 @@ import java.util.regex.PatternSyntaxException;
  * others. Every {@code l} starts at one (the host's function) and is not decayed by AdamW.
  * Saved as PEFT's {@code ia3_l}: {@code [1, in]} on feed-forward sites, {@code [out, 1]} on others.
  */
-public final class Ia3Kind implements AdapterKind {
+public final class Ia3Kind implements LinearUpdateKind {
   /** Feed-forward sites by default: a BERT layer's FFN output projection (not the attention output's), LLaMA's down_proj. */
   public static final String FEEDFORWARD = "(?i).*(?<!/attention)/output/dense/(MatMul|Gemm)|.*/(down_proj|fc2)/(MatMul|Gemm)";
   /** Default sites: the attention key and value projections and the feed-forward sites. */
@@ -84,8 +86,8 @@ public final class Ia3Kind implements AdapterKind {
     Graph g = placement.graph();
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      String base = "/" + site.modulePath().replace('.', '/') + "/ia3";
-      Node node = LoraKind.node(g, site);
+      String base = LinearAdapters.base(site, "ia3");
+      Node node = LinearAdapters.node(g, site);
       if (feedforward(spec, site)) {
         String l = placement.parameter(site, "ia3_l", site.in()).init(Init.ONES, 0).noDecay()
             .save(Placement.peftKey(site, "ia3_l"), 1, site.in()).add();
@@ -103,6 +105,27 @@ public final class Ia3Kind implements AdapterKind {
         g.replaceUses(y, mul.output(0), List.of(mul));
       }
     }
+  }
+
+  /**
+   * On a feed-forward site {@code (x ⊙ l)·W = x·diag(l)·W}, so {@code ΔW = diag(l − 1)·W} (row i
+   * of W times {@code l[i] − 1}); on any other site {@code (x·W + b) ⊙ l}, so {@code ΔW = W·diag(l
+   * − 1)} (column j times {@code l[j] − 1}) and, where the layer has a bias (or a Gemm's C), {@code
+   * Δb = b ⊙ (l − 1)}.
+   */
+  @Override
+  public WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "ia3") + "/delta";
+    String w = LinearAdapters.weightInOut(graph, site, tensors.hostWeight(), base);
+    String factor = graph.op(base + "/Sub", "Sub", List.of(tensors.parameter("ia3_l"),
+        graph.scalar(base + "/one", graph.typeOrThrow(tensors.hostWeight()).elemType(), 1)));
+    if (feedforward(spec, site)) {
+      String rows = graph.op(base + "/Unsqueeze", "Unsqueeze", List.of(factor, graph.longs(base + "/axes", List.of(1L))));
+      return WeightUpdate.delta(graph.op(base + "/Mul", "Mul", List.of(w, rows)));
+    }
+    String delta = graph.op(base + "/Mul", "Mul", List.of(w, factor));
+    @Nullable String bias = SiteTensors.hostBias(graph, site);
+    return new WeightUpdate(delta, false, bias == null ? null : graph.op(base + "/Mul_bias", "Mul", List.of(bias, factor)));
   }
 
   @Override

@@ -1,18 +1,20 @@
 package dev.graft.compiler.kinds.lora;
 
-import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.PeftTargets;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
-import dev.graft.compiler.kinds.WeightDelta;
 
 import com.google.gson.JsonObject;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
 
 /**
  * LoHa: beside each chosen linear site {@code y = x·W} it adds {@code s · dropout(x) · ((W1b·W1a)
@@ -21,7 +23,7 @@ import java.util.List;
  * hada_w2_a [out, r]}. As in PEFT, three factors start kaiming-uniform and {@code hada_w2_b}
  * at zero, so the update starts at zero.
  */
-public final class LoHaKind implements AdapterKind {
+public final class LoHaKind implements LinearUpdateKind {
   @Override
   public String id() {
     return "loha";
@@ -54,28 +56,43 @@ public final class LoHaKind implements AdapterKind {
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
     int rank = spec.intOption("rank");
     double scaling = spec.doubleOption("alpha") / rank;
-    Graph g = placement.graph();
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      LoraKind.Input in = LoraKind.input(site, placement, spec.doubleOption("dropout"), "loha");
-      String w1 = product(placement, site, in.base(), "1", rank, Init.KAIMING_UNIFORM);
-      String w2 = product(placement, site, in.base(), "2", rank, Init.ZEROS);
-      String delta = g.op(in.base() + "/Mul_hadamard", "Mul", List.of(w1, w2));
-      WeightDelta.apply(placement, site, in, delta, scaling);
+      LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "loha");
+      Map<String, String> factors = new HashMap<>();
+      factors(placement, site, "1", rank, Init.KAIMING_UNIFORM, factors);
+      factors(placement, site, "2", rank, Init.ZEROS, factors);
+      String delta = hadamard(placement.graph(), in.base(), factors::get);
+      LinearAdapters.addWeightUpdate(placement, site, in, delta, scaling);
     }
   }
 
+  /** {@code ΔW = (alpha / rank) · (W1b·W1a) ⊙ (W2b·W2a)}. */
+  @Override
+  public WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "loha") + "/delta";
+    String product = hadamard(graph, base, tensors::parameter);
+    return WeightUpdate.delta(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base, product,
+        spec.doubleOption("alpha") / spec.intOption("rank")));
+  }
+
   /**
-   * {@code hada_w<i>_b · hada_w<i>_a [in, out]}: {@code _a [r, out]} kaiming-uniform over PEFT's
-   * fan-in r, {@code _b [in, r]} as {@code bInit} (kaiming-uniform over fan-in {@code in}, or zero).
+   * Adds {@code hada_w<i>_a [r, out]}, kaiming-uniform over PEFT's fan-in r, and {@code hada_w<i>_b
+   * [in, r]} as {@code bInit} (kaiming-uniform over fan-in {@code in}, or zero), by suffix to {@code factors}.
    */
-  private static String product(Placement placement, LinearSite site, String base, String i, int rank, Init bInit) {
-    String a = placement.parameter(site, "hada_w" + i + "_a", rank, site.out()).init(Init.KAIMING_UNIFORM, rank)
-        .saveTransposed(Placement.peftKey(site, "hada_w" + i + "_a")).add();
-    String b = placement.parameter(site, "hada_w" + i + "_b", site.in(), rank)
+  private static void factors(Placement placement, LinearSite site, String i, int rank, Init bInit, Map<String, String> factors) {
+    factors.put("hada_w" + i + "_a", placement.parameter(site, "hada_w" + i + "_a", rank, site.out())
+        .init(Init.KAIMING_UNIFORM, rank).saveTransposed(Placement.peftKey(site, "hada_w" + i + "_a")).add());
+    factors.put("hada_w" + i + "_b", placement.parameter(site, "hada_w" + i + "_b", site.in(), rank)
         .init(bInit, bInit == Init.ZEROS ? 0 : site.in())
-        .saveTransposed(Placement.peftKey(site, "hada_w" + i + "_b")).add();
-    return placement.graph().op(base + "/MatMul_w" + i, "MatMul", List.of(b, a));
+        .saveTransposed(Placement.peftKey(site, "hada_w" + i + "_b")).add());
+  }
+
+  /** {@code (W1b·W1a) ⊙ (W2b·W2a) [in, out]}, unscaled, from the factors by suffix. */
+  private static String hadamard(Graph g, String base, Function<String, String> factor) {
+    String w1 = g.op(base + "/MatMul_w1", "MatMul", List.of(factor.apply("hada_w1_b"), factor.apply("hada_w1_a")));
+    String w2 = g.op(base + "/MatMul_w2", "MatMul", List.of(factor.apply("hada_w2_b"), factor.apply("hada_w2_a")));
+    return g.op(base + "/Mul_hadamard", "Mul", List.of(w1, w2));
   }
 
   @Override

@@ -3,18 +3,21 @@ package dev.graft.compiler.kinds.lora;
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.PeftTargets;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
-import dev.graft.compiler.kinds.WeightDelta;
 
 import com.google.gson.JsonObject;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.TreeSet;
+import java.util.function.Function;
 
 /**
  * LoKr: beside each chosen linear site {@code y = x·W} with {@code W [in, out]} it adds {@code s
@@ -26,7 +29,7 @@ import java.util.TreeSet;
  * makes the update start at zero. Parameters are the transposes of PEFT's ({@code [out, in]}
  * layout) and are saved transposed under PEFT's keys.
  */
-public final class LoKrKind implements AdapterKind {
+public final class LoKrKind implements LinearUpdateKind {
   @Override
   public String id() {
     return "lokr";
@@ -113,47 +116,69 @@ public final class LoKrKind implements AdapterKind {
     return m > n ? new long[] {n, m} : new long[] {m, n};
   }
 
+  /** The Kronecker split of a site: {@code in = inM·inN}, {@code out = outL·outK}, and which factors are products. */
+  private record Split(long inM, long inN, long outL, long outK, boolean w1Decomposed, boolean w2Decomposed) {
+    static Split of(AdapterSpec spec, LinearSite site) {
+      int rank = spec.intOption("rank");
+      long factor = spec.intOption("factor");
+      long[] in = factorization(site.in(), factor);
+      long[] out = factorization(site.out(), factor);
+      return new Split(in[0], in[1], out[0], out[1],
+          spec.boolOption("decomposeBoth") && rank < Math.max(out[0], in[0]) / 2.0, rank < Math.max(out[1], in[1]) / 2.0);
+    }
+  }
+
   @Override
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
     int rank = spec.intOption("rank");
-    long factor = spec.intOption("factor");
-    boolean decomposeBoth = spec.boolOption("decomposeBoth");
     double scaling = spec.doubleOption("alpha") / rank;
-    Graph g = placement.graph();
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      long[] inSplit = factorization(site.in(), factor);
-      long[] outSplit = factorization(site.out(), factor);
-      long inM = inSplit[0];
-      long inN = inSplit[1];
-      long outL = outSplit[0];
-      long outK = outSplit[1];
-      LoraKind.Input in = LoraKind.input(site, placement, spec.doubleOption("dropout"), "lokr");
-      String w1;
-      if (!(decomposeBoth && rank < Math.max(outL, inM) / 2.0)) {
-        w1 = placement.parameter(site, "lokr_w1", inM, outL).init(Init.ZEROS, 0)
-            .saveTransposed(Placement.peftKey(site, "lokr_w1")).add();
+      Split split = Split.of(spec, site);
+      LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "lokr");
+      Map<String, String> factors = new HashMap<>();
+      if (!split.w1Decomposed()) {
+        factors.put("lokr_w1", placement.parameter(site, "lokr_w1", split.inM(), split.outL()).init(Init.ZEROS, 0)
+            .saveTransposed(Placement.peftKey(site, "lokr_w1")).add());
       } else {
-        String b = placement.parameter(site, "lokr_w1_b", inM, rank).init(Init.KAIMING_UNIFORM, inM)
-            .saveTransposed(Placement.peftKey(site, "lokr_w1_b")).add();
-        String a = placement.parameter(site, "lokr_w1_a", rank, outL).init(Init.ZEROS, 0)
-            .saveTransposed(Placement.peftKey(site, "lokr_w1_a")).add();
-        w1 = g.op(in.base() + "/MatMul_w1", "MatMul", List.of(b, a));
+        factors.put("lokr_w1_b", placement.parameter(site, "lokr_w1_b", split.inM(), rank)
+            .init(Init.KAIMING_UNIFORM, split.inM()).saveTransposed(Placement.peftKey(site, "lokr_w1_b")).add());
+        factors.put("lokr_w1_a", placement.parameter(site, "lokr_w1_a", rank, split.outL()).init(Init.ZEROS, 0)
+            .saveTransposed(Placement.peftKey(site, "lokr_w1_a")).add());
       }
-      String w2;
-      if (!(rank < Math.max(outK, inN) / 2.0)) {
-        w2 = placement.parameter(site, "lokr_w2", inN, outK).init(Init.KAIMING_UNIFORM, inN)
-            .saveTransposed(Placement.peftKey(site, "lokr_w2")).add();
+      if (!split.w2Decomposed()) {
+        factors.put("lokr_w2", placement.parameter(site, "lokr_w2", split.inN(), split.outK())
+            .init(Init.KAIMING_UNIFORM, split.inN()).saveTransposed(Placement.peftKey(site, "lokr_w2")).add());
       } else {
-        String b = placement.parameter(site, "lokr_w2_b", inN, rank).init(Init.KAIMING_UNIFORM, inN)
-            .saveTransposed(Placement.peftKey(site, "lokr_w2_b")).add();
-        String a = placement.parameter(site, "lokr_w2_a", rank, outK).init(Init.KAIMING_UNIFORM, rank)
-            .saveTransposed(Placement.peftKey(site, "lokr_w2_a")).add();
-        w2 = g.op(in.base() + "/MatMul_w2", "MatMul", List.of(b, a));
+        factors.put("lokr_w2_b", placement.parameter(site, "lokr_w2_b", split.inN(), rank)
+            .init(Init.KAIMING_UNIFORM, split.inN()).saveTransposed(Placement.peftKey(site, "lokr_w2_b")).add());
+        factors.put("lokr_w2_a", placement.parameter(site, "lokr_w2_a", rank, split.outK())
+            .init(Init.KAIMING_UNIFORM, rank).saveTransposed(Placement.peftKey(site, "lokr_w2_a")).add());
       }
-      String delta = WeightDelta.kronecker(g, in.base(), w1, new long[] {inM, outL}, w2, new long[] {inN, outK});
-      WeightDelta.apply(placement, site, in, delta, scaling);
+      String delta = kronecker(placement.graph(), in.base(), split, factors::get);
+      LinearAdapters.addWeightUpdate(placement, site, in, delta, scaling);
     }
+  }
+
+  /** {@code ΔW = (alpha / rank) · W1 ⊗ W2}, each factor full or the product of its two. */
+  @Override
+  public WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "lokr") + "/delta";
+    String product = kronecker(graph, base, Split.of(spec, site), tensors::parameter);
+    return WeightUpdate.delta(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base, product,
+        spec.doubleOption("alpha") / spec.intOption("rank")));
+  }
+
+  /** {@code W1 ⊗ W2 [in, out]}, unscaled, from the factors by local name. */
+  private static String kronecker(Graph g, String base, Split split, Function<String, String> factor) {
+    String w1 = split.w1Decomposed()
+        ? g.op(base + "/MatMul_w1", "MatMul", List.of(factor.apply("lokr_w1_b"), factor.apply("lokr_w1_a")))
+        : factor.apply("lokr_w1");
+    String w2 = split.w2Decomposed()
+        ? g.op(base + "/MatMul_w2", "MatMul", List.of(factor.apply("lokr_w2_b"), factor.apply("lokr_w2_a")))
+        : factor.apply("lokr_w2");
+    return LinearAdapters.kronecker(g, base, w1, new long[] {split.inM(), split.outL()},
+        w2, new long[] {split.inN(), split.outK()});
   }
 
   @Override

@@ -1,6 +1,7 @@
 package dev.graft.compiler.kinds.lora;
 
 import dev.graft.compiler.kinds.LinearSite;
+import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 
@@ -54,7 +55,7 @@ final class LoraVariants {
     int rank = spec.intOption("rank");
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
-      Node node = LoraKind.node(graph, site);
+      Node node = LinearAdapters.node(graph, site);
       if (node.opType().equals("Gemm") && node.attrInt("transB", 0) == 1) {
         out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
             site.node(), "its weight is stored [out, in] (Gemm transB=1) and DoRA and PiSSA read the host weight as"
@@ -80,8 +81,8 @@ final class LoraVariants {
     Graph g = placement.graph();
     for (Site each : sites) {
       LinearSite site = (LinearSite) each;
-      LoraKind.Input in = LoraKind.input(site, placement, dropout);
-      String x = dropped ? LoraKind.input(site, placement, 0).value() : in.value();
+      LinearAdapters.Input in = LinearAdapters.input(site, placement, dropout, "lora");
+      String x = dropped ? LinearAdapters.input(site, placement, 0, "lora").value() : in.value();
       Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A);
       Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B);
       if (pissa) {
@@ -109,7 +110,7 @@ final class LoraVariants {
 
       String base = in.base();
       double gs = in.outputScale();
-      Node host = LoraKind.node(g, site);
+      Node host = LinearAdapters.node(g, site);
       String y = host.output(0);
       int before = g.nodes().size();
       // x_d·A·B, unscaled
@@ -126,7 +127,7 @@ final class LoraVariants {
         }
       }
       if (!dora) {
-        LoraKind.addToOutput(placement, site, base, update, gs * s);
+        LinearAdapters.addToOutput(placement, site, base, update, gs * s);
         continue;
       }
       String f = magnitudeScale(placement, base, site, a, b, a0, b0, Objects.requireNonNull(m), s);
@@ -149,6 +150,36 @@ final class LoraVariants {
       List<Node> added = new ArrayList<>(g.nodes().subList(before, g.nodes().size()));
       g.replaceUses(y, out, added);
     }
+  }
+
+  /**
+   * LoRA's weight update at {@code site} from {@code tensors} ({@code lora_A}, {@code lora_B};
+   * {@code lora_A0}, {@code lora_B0} with PiSSA; {@code lora_magnitude_vector} with DoRA): {@code
+   * ΔW = s·A·B}, with PiSSA {@code s·(A·B − A0·B0)}; with DoRA the merged {@code W' = (W + ΔW) ⊙
+   * (m / ‖W + ΔW‖_col)}, each column j of {@code [in, out]} scaled by {@code m_j} over its norm.
+   */
+  static LinearUpdateKind.WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph g,
+      LinearUpdateKind.SiteTensors tensors) {
+    double s = LoraKind.scaling(spec);
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    int elem = g.typeOrThrow(tensors.hostWeight()).elemType();
+    String base = LinearAdapters.base(site, "lora") + "/delta";
+    String delta = g.op(base + "/MatMul_AB", "MatMul", List.of(tensors.parameter("lora_A"), tensors.parameter("lora_B")));
+    if (pissa) {
+      delta = g.op(base + "/Sub_A0B0", "Sub", List.of(delta,
+          g.op(base + "/MatMul_A0B0", "MatMul", List.of(tensors.parameter("lora_A0"), tensors.parameter("lora_B0")))));
+    }
+    delta = LinearAdapters.scaled(g, elem, base, delta, s);
+    if (!spec.boolOption("dora")) {
+      return LinearUpdateKind.WeightUpdate.delta(delta);
+    }
+    String w = LinearAdapters.weightInOut(g, site, tensors.hostWeight(), base);
+    String weight = g.op(base + "/Add_W", "Add", List.of(w, delta));
+    String squares = g.op(base + "/Mul_sq", "Mul", List.of(weight, weight));
+    String norm = g.op(base + "/Sqrt", "Sqrt", List.of(g.op(base + "/ReduceSum", "ReduceSum",
+        List.of(squares, g.longs(base + "/axes", List.of(0L))), Node.attr("keepdims", 0L))));
+    String f = g.op(base + "/Div", "Div", List.of(tensors.parameter("lora_magnitude_vector"), norm));
+    return new LinearUpdateKind.WeightUpdate(g.op(base + "/Mul_magnitude", "Mul", List.of(weight, f)), true, null);
   }
 
   /**

@@ -6,6 +6,7 @@ import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 import dev.graft.compiler.kinds.bottleneck.Bottlenecks;
+import dev.graft.compiler.kinds.lora.LinearAdapters;
 import dev.graft.compiler.kinds.lora.LoraKind;
 
 import static dev.graft.compiler.ir.Node.attr;
@@ -188,9 +189,9 @@ public final class MixtureOfLoraKind implements ComposableKind {
     int experts = experts(spec, site, g);
     int rank = spec.intOption("rank");
     long stacked = (long) experts * rank;
-    LoraKind.Input in = LoraKind.input(site, placement, spec.doubleOption("dropout"), NAME);
+    LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), NAME);
     String x = spec.doubleOption("dropout") > 0 && placement.training()
-        ? LoraKind.input(site, placement, 0, NAME + "/router").value() : in.value();
+        ? LinearAdapters.input(site, placement, 0, NAME + "/router").value() : in.value();
     String base = in.base();
     String router = placement.parameter(site, NAME + ".router", site.in(), experts).init(Init.NORMAL, 0.02)
         .saveTransposed(Placement.peftKey(site, NAME + ".router.weight")).add();

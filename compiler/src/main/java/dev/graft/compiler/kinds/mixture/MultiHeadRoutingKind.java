@@ -6,6 +6,7 @@ import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 import dev.graft.compiler.kinds.bottleneck.Bottlenecks;
+import dev.graft.compiler.kinds.lora.LinearAdapters;
 import dev.graft.compiler.kinds.lora.LoraKind;
 
 import static dev.graft.compiler.ir.Node.attr;
@@ -109,7 +110,7 @@ public final class MultiHeadRoutingKind implements ComposableKind {
       throw new IllegalArgumentException("heads " + heads + " must divide [" + in + ", " + width + "] at " + site.node());
     }
     Graph g = placement.graph();
-    LoraKind.Input input = LoraKind.input(site, placement, spec.doubleOption("dropout"), NAME);
+    LinearAdapters.Input input = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), NAME);
     String base = input.base();
     String[] inventory = spec.boolOption("sharePieces")
         ? sharedPieces(placement, rank, pieces, heads, in, width)
