@@ -75,7 +75,7 @@ public final class Graft {
    * kind's default sites).
    */
   public Graft adapter(String kind, String target, Configure<AdapterOptions> configure) {
-    AdapterOptions o = new AdapterOptions();
+    AdapterOptions o = new AdapterOptions(kind);
     configure.apply(o);
     adapters.add(new AdapterSpec(kind, target, o.getLayers(), o.getValues(), null, o.getName()));
     return this;

@@ -98,8 +98,10 @@ public final class DeclarationReader {
 
   /**
    * An adapter annotation as a declaration of its kind: {@code target} and {@code layers}, and
-   * every other member (written or defaulted) as an option of the same name; enum constants
-   * become their lower-case names.
+   * every other member written as an option of the same name; enum constants become their
+   * lower-case names. A member left to its default is left out where the kind has that option, so
+   * the kind's list is the one source of defaults; a defaulted member the kind does not have is
+   * kept, so the compiler reports it (GRAFT019) on the annotation.
    */
   private AdapterSpec adapter(TypeElement type, AnnotationMirror m) throws MalformedException {
     AdapterKind kind = AdapterKinds.byAnnotation(Annotations.nameOf(m)).orElseThrow(MalformedException::new);
@@ -109,6 +111,10 @@ public final class DeclarationReader {
       String member = e.getKey().getSimpleName().toString();
       Object v = e.getValue().getValue();
       if (member.equals("target") || member.equals("name")) {
+        continue;
+      }
+      if (!m.getElementValues().containsKey(e.getKey())
+          && kind.options().stream().anyMatch(o -> o.name().equals(member))) {
         continue;
       }
       if (member.equals("layers")) {
