@@ -1,19 +1,36 @@
 package dev.graft.dsl;
 
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.AdapterKinds;
+import dev.graft.compiler.kinds.AdapterOption;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 
 /**
  * The options of one adapter declaration in the builder, as Kotlin properties ({@code rank = 8})
- * or chained calls ({@code .rank(8)}). Each kind accepts its own options (see its annotation);
- * one the kind does not have is a compile error that lists those it has. Options left unset take
- * the kind's defaults.
+ * or chained calls ({@code .rank(8)}). What a kind accepts, each option's type, range and default
+ * are its {@link AdapterKind#options()}: the typed properties here are views of those options
+ * (every option also through {@link #set} and {@link #get}), an unset one reads as the kind's
+ * default, and the compiler checks what was set against the kind's list (an option the kind does
+ * not have is a compile error that lists those it has).
  */
 public final class AdapterOptions {
+  private final String kind;
   private final Map<String, Object> values = new LinkedHashMap<>();
   private List<Integer> layers = List.of();
   private String name = "";
+
+  /** The options of a declaration of the kind with id {@code kind}. */
+  AdapterOptions(String kind) {
+    this.kind = kind;
+  }
+
+  /** The id of the adapter kind these options declare, e.g. {@code "lora"}. */
+  public String getKind() {
+    return kind;
+  }
 
   /**
    * Names the adapter ({@code [a-z][a-z0-9_]*}, unique in the graft): its parameters are then
@@ -33,13 +50,41 @@ public final class AdapterOptions {
     name = value;
   }
 
-  /** Sets option {@code name} (an Integer, Double, Boolean or String). */
+  /**
+   * Sets option {@code name} of the kind (an Integer, Double, Boolean, String or a list of
+   * Integers, as its type); the compiler checks it against the kind's options.
+   */
   public AdapterOptions set(String name, Object value) {
     values.put(name, value);
     return this;
   }
 
-  /** The options set so far. */
+  /**
+   * The value of option {@code name}: as set (converted to the option's type), else the kind's
+   * default.
+   *
+   * @throws IllegalArgumentException when the kind has no option {@code name} (the message lists
+   *     those it has), when the value set does not have the option's type, or when the kind is unknown
+   */
+  public Object get(String name) {
+    AdapterKind k = AdapterKinds.byId(kind).orElseThrow(() -> new IllegalArgumentException("unknown adapter kind '"
+        + kind + "'; known kinds: " + AdapterKinds.all().stream().map(AdapterKind::id).toList()));
+    AdapterOption option = k.options().stream().filter(o -> o.name().equals(name)).findFirst()
+        .orElseThrow(() -> new IllegalArgumentException(k.displayName() + " has no option '" + name
+            + "'; its options are " + k.options().stream().map(AdapterOption::name).toList()));
+    Object given = values.get(name);
+    if (given == null) {
+      return option.defaultValue();
+    }
+    Object value = option.coerce(given);
+    if (value == null) {
+      throw new IllegalArgumentException(k.displayName() + " option '" + name + "' is " + option.type().name().toLowerCase(Locale.ROOT)
+          + ", but was set to " + given + " (" + given.getClass().getSimpleName() + ")");
+    }
+    return value;
+  }
+
+  /** The options set so far (the kind's defaults are not among them). */
   public Map<String, Object> getValues() {
     return Map.copyOf(values);
   }
@@ -63,22 +108,20 @@ public final class AdapterOptions {
   }
 
   private int intValue(String name) {
-    return ((Number) values.getOrDefault(name, 0)).intValue();
+    return ((Number) get(name)).intValue();
   }
 
   private double doubleValue(String name) {
-    return ((Number) values.getOrDefault(name, 0.0)).doubleValue();
+    return ((Number) get(name)).doubleValue();
   }
 
   private boolean boolValue(String name) {
-    return (Boolean) values.getOrDefault(name, false);
+    return (Boolean) get(name);
   }
 
   private String stringValue(String name) {
-    return String.valueOf(values.getOrDefault(name, ""));
+    return (String) get(name);
   }
-
-  // ------------------------------------------------------------ LoRA
 
   /** Rank of the update (LoRA family, LoKr, LoHa, VeRA). */
   public AdapterOptions rank(int value) {
@@ -131,7 +174,6 @@ public final class AdapterOptions {
   public void setRslora(boolean value) {
     rslora(value);
   }
-
 
   /** DoRA: a trainable magnitude per output column rescales LoRA's updated weight. */
   public AdapterOptions dora(boolean value) {
@@ -305,8 +347,6 @@ public final class AdapterOptions {
     initWeights(value);
   }
 
-
-
   /** Virtual tokens (prompt tuning) or virtual key/value positions (prefix tuning). */
   public AdapterOptions tokens(int value) {
     return set("tokens", value);
@@ -346,8 +386,6 @@ public final class AdapterOptions {
     projectionHidden(value);
   }
 
-
-
   /** Mixture of LoRA experts: experts at every site. */
   public AdapterOptions experts(int value) {
     return set("experts", value);
@@ -372,7 +410,7 @@ public final class AdapterOptions {
 
   @SuppressWarnings("unchecked")
   public List<Integer> getExpertsPerLayer() {
-    return (List<Integer>) values.getOrDefault("expertsPerLayer", List.of());
+    return (List<Integer>) get("expertsPerLayer");
   }
 
   public void setExpertsPerLayer(List<Integer> value) {
@@ -456,5 +494,4 @@ public final class AdapterOptions {
   public void setSharePieces(boolean value) {
     sharePieces(value);
   }
-
 }

@@ -10,6 +10,7 @@ import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
+import dev.graft.compiler.spec.Composition;
 import dev.graft.compiler.spec.CompositionBlock;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.MultiLabelSpec;
@@ -38,7 +39,7 @@ public final class Graft {
   private final List<AdapterSpec> adapters = new ArrayList<>();
   private @Nullable TaskSpec task;
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
-  private final List<dev.graft.compiler.spec.Composition> compositions = new ArrayList<>();
+  private final List<Composition> compositions = new ArrayList<>();
   private final List<String> train = new ArrayList<>();
 
   private Graft(HostModel host) {
@@ -75,7 +76,7 @@ public final class Graft {
    * kind's default sites).
    */
   public Graft adapter(String kind, String target, Configure<AdapterOptions> configure) {
-    AdapterOptions o = new AdapterOptions();
+    AdapterOptions o = new AdapterOptions(kind);
     configure.apply(o);
     adapters.add(new AdapterSpec(kind, target, o.getLayers(), o.getValues(), null, o.getName()));
     return this;
@@ -83,7 +84,7 @@ public final class Graft {
 
   /** Combines named adapters at the linear layers they share, e.g. {@code compose(stack(ref("lang"), fuse("a", "b")))}. */
   public Graft compose(CompositionBlock block) {
-    compositions.add(dev.graft.compiler.spec.Composition.of(block));
+    compositions.add(Composition.of(block));
     return this;
   }
 

@@ -19,6 +19,7 @@ import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.Composition;
+import dev.graft.compiler.spec.CompositionParser;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
@@ -54,7 +55,16 @@ class CompositionTest {
 
   private static GraftSpec spec(List<AdapterSpec> adapters, List<String> compositions, List<String> train) {
     return new GraftSpec("Tiny", "tiny", adapters, TASK, AdamWSpec.DEFAULT, null,
-        compositions.stream().map(c -> new Composition(c, null)).toList(), train);
+        compositions.stream().map(CompositionTest::parse).toList(), train);
+  }
+
+  /** A composition written in the syntax, as the processor reads {@code @Compose}. */
+  private static Composition parse(String text) {
+    try {
+      return new Composition(CompositionParser.parse(text), null);
+    } catch (CompositionParser.SyntaxError e) {
+      throw new AssertionError(text, e);
+    }
   }
 
   private static double check(GraftSpec spec) throws OrtException {
@@ -230,10 +240,11 @@ class CompositionTest {
   @Test
   void errors() {
     List<AdapterSpec> ab = List.of(lora("a"), bottleneck("b"));
-    assertError(ErrorCode.COMPOSITION_SYNTAX, "column 11: expected ',' or ')', found the end",
-        spec(ab, List.of("stack(a, b"), List.of()));
-    assertError(ErrorCode.COMPOSITION_SYNTAX, "column 1: expected a block (one of stack, parallel, average, fuse, split), found 'chain'",
-        spec(ab, List.of("chain(a, b)"), List.of()));
+    // The syntax errors of a text are the processor's (CompositionParserTest, ComposeDeclarationTest);
+    // a tree can still lack a block at its root.
+    assertError(ErrorCode.COMPOSITION_SYNTAX, "composition 'a' is not valid at column 1: expected a block (one of"
+        + " stack, parallel, average, fuse, split), found 'a'", new GraftSpec("Tiny", "tiny", ab, TASK,
+        AdamWSpec.DEFAULT, null, List.of(Composition.of(dev.graft.dsl.Graft.ref("a"))), List.of()));
     assertError(ErrorCode.COMPOSITION_UNKNOWN_ADAPTER, "names 'c'", spec(ab, List.of("stack(a, c)"), List.of()));
     assertError(ErrorCode.COMPOSITION_NOT_COMPOSABLE, "'p' is prefix tuning, which does not act", spec(List.of(lora("a"),
         Adapters.of("prefix_tuning", "", Map.of("tokens", 2)).named("p")), List.of("stack(a, p)"), List.of()));

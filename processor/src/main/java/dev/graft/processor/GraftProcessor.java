@@ -99,11 +99,13 @@ public final class GraftProcessor extends AbstractProcessor {
       return;
     }
     TypeElement type = (TypeElement) element;
-    Optional<GraftSpec> read = reader.read(type);
+    Optional<DeclarationReader.Read> read = reader.read(type);
     if (read.isEmpty()) {
       return; // a malformed annotation value, which javac reports itself
     }
-    GraftSpec spec = read.get();
+    GraftSpec spec = read.get().spec();
+    List<Diagnostic> readErrors = read.get().errors();
+    readErrors.forEach(d -> reporter.error(d, element));
     HostResolver.Result host = hosts.resolve(spec);
     if (host.error() != null) {
       reporter.error(host.error(), element);
@@ -116,6 +118,9 @@ public final class GraftProcessor extends AbstractProcessor {
     if (!result.ok()) {
       result.diagnostics().forEach(d -> reporter.error(d, element));
       return;
+    }
+    if (!readErrors.isEmpty()) {
+      return; // the rest compiles, but what did not parse is missing from it
     }
     CompiledGraft graft = result.orThrow();
     write(type, spec, graft);

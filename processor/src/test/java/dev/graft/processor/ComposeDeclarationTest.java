@@ -86,6 +86,29 @@ class ComposeDeclarationTest {
   }
 
   @Test
+  void syntaxErrorsGiveTheirColumnOnTheirOwnComposeAndTheOtherErrorsStillCome() {
+    JavaFileObject src = source("", "@Lora(name = \"a\", target = \"" + FFN + "\")",
+        "@Bottleneck(name = \"b\")", "@ParallelAdapter(name = \"c\")",
+        "@Compose(\"stack(a, b\")", "@Compose(\"parallel(c, d)\")", "@Compose(\"chain(a, b)\")");
+    Compilation c = compile(src);
+    assertThat(c).failed();
+    assertThat(c).hadErrorContaining("[GRAFT080] composition 'stack(a, b' is not valid at column 11: expected ',' or"
+        + " ')', found the end").inFile(src).onLineContaining("@Compose(\"stack");
+    assertThat(c).hadErrorContaining("[GRAFT080] composition 'chain(a, b)' is not valid at column 1: expected a block"
+        + " (one of stack, parallel, average, fuse, split), found 'chain'").inFile(src).onLineContaining("chain(");
+    assertThat(c).hadErrorContaining("[GRAFT081] composition parallel(c, d) names 'd'").inFile(src)
+        .onLineContaining("@Compose(\"parallel");
+  }
+
+  @Test
+  void theManifestRecordsTheCompositionPrintedCanonically() throws IOException {
+    Compilation c = compile(source("", "@Lora(name = \"a\", target = \"" + FFN + "\", rank = 4)",
+        "@Bottleneck(name = \"b\")", "@Compose(\" average( a:.25,b : 0.75) \")"));
+    assertThat(c).succeededWithoutWarnings();
+    assertEquals("average(a: 0.25, b: 0.75)", manifest(c).getCompositions(0).getExpression());
+  }
+
+  @Test
   void unknownNameIsGraft081() {
     assertError("GRAFT081", "@Compose", source("", "@Lora(name = \"a\", target = \"" + FFN + "\")",
         "@Bottleneck(name = \"b\")", "@Compose(\"stack(a, c)\")"));

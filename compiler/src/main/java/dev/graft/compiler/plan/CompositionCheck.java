@@ -11,6 +11,7 @@ import dev.graft.compiler.spec.CompositionBlock.AdapterRef;
 import dev.graft.compiler.spec.CompositionBlock.Combination;
 import dev.graft.compiler.spec.CompositionBlock.Member;
 import dev.graft.compiler.spec.CompositionBlock.Operator;
+import dev.graft.compiler.spec.CompositionParser;
 import dev.graft.compiler.spec.GraftSpec;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -25,10 +26,11 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * The checks of named adapters, composition blocks and the train list (part of the validation
- * pass): names well formed and unique; each composition parsed, its names known, named,
- * composable and used once, its nesting allowed, its weights and widths right and its adapters on
- * the same sites; train entries known and not under a fuse block. Collects every error (codes
- * GRAFT080–GRAFT089) on the annotation value at fault.
+ * pass) on the spec's typed block trees: names well formed and unique; each composition a block,
+ * its names known, named, composable and used once, its nesting allowed, its weights and widths
+ * right and its adapters on the same sites; train entries known and not under a fuse block.
+ * Collects every error (codes GRAFT080–GRAFT089; the processor reports GRAFT080 for text that does
+ * not parse) on the annotation value at fault.
  */
 final class CompositionCheck {
   /** What an adapter name must look like. */
@@ -62,18 +64,11 @@ final class CompositionCheck {
     }
   }
 
-  /**
-   * For the overlap rule: the index of the composition each adapter name appears in (compositions
-   * that do not parse contribute nothing; their error is reported by {@link #check}).
-   */
+  /** For the overlap rule: the index of the composition each adapter name appears in. */
   static Map<String, Integer> membership(GraftSpec spec) {
     Map<String, Integer> out = new HashMap<>();
     for (int i = 0; i < spec.compositions().size(); i++) {
-      try {
-        collectNames(CompositionParser.parse(spec.compositions().get(i).expression()), i, out);
-      } catch (CompositionParser.SyntaxError e) {
-        // reported by check()
-      }
+      collectNames(spec.compositions().get(i).block(), i, out);
     }
     return out;
   }
@@ -103,17 +98,15 @@ final class CompositionCheck {
     List<CompositionPlan.Resolved> blocks = new ArrayList<>();
     Set<String> fused = new TreeSet<>();
     for (Composition c : spec.compositions()) {
-      CompositionBlock parsed;
-      try {
-        parsed = CompositionParser.parse(c.expression());
-      } catch (CompositionParser.SyntaxError e) {
-        errors.add(Diagnostic.of(ErrorCode.COMPOSITION_SYNTAX, c.source(), VALUE, c.expression(), e.column, e.expected,
-            e.found));
+      if (!(c.block() instanceof Combination combination)) {
+        // A lone name (the builder's ref("a")): the syntax's composition is a block.
+        errors.add(Diagnostic.of(ErrorCode.COMPOSITION_SYNTAX, c.source(), VALUE, c.expression(), 1,
+            CompositionParser.BLOCK_EXPECTED, "'" + c.expression() + "'"));
         continue;
       }
-      collectUses(parsed, c.expression(), uses);
+      collectUses(combination, c.expression(), uses);
       Resolver r = new Resolver(c, declared, byName, planned);
-      CompositionPlan.Block root = r.block((Combination) parsed, 1, null);
+      CompositionPlan.Block root = r.block(combination, 1, null);
       if (r.failed || root == null) {
         continue;
       }

@@ -6,11 +6,12 @@ import java.util.stream.Collectors;
 import org.jspecify.annotations.Nullable;
 
 /**
- * A composition of named adapters at the linear layers they share, as written: an adapter's name
- * ({@link AdapterRef}) or a block of an {@link Operator} over members ({@link Combination}).
- * {@link #toString()} is Graft's composition syntax, e.g. {@code stack(lang, fuse(a, b))} or
- * {@code average(a: 0.25, b: 0.75)}; the compiler checks what the syntax cannot (names, nesting,
- * weights, sites).
+ * A composition of named adapters at the linear layers they share, as declared: an adapter's name
+ * ({@link AdapterRef}) or a block of an {@link Operator} over members ({@link Combination}). The
+ * builder makes these trees; the processor parses {@code @Compose} text into them ({@link
+ * CompositionParser}). {@link #toString()} prints Graft's composition syntax canonically, e.g.
+ * {@code stack(lang, fuse(a, b))} or {@code average(a: 0.25, b: 0.75)}, which parses back to the
+ * same tree; the compiler checks what the tree's shape cannot (names, nesting, weights, sites).
  */
 public sealed interface CompositionBlock permits CompositionBlock.AdapterRef, CompositionBlock.Combination {
   /** The blocks, by their names in the syntax. */

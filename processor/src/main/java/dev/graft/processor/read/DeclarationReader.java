@@ -1,5 +1,7 @@
 package dev.graft.processor.read;
 
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterKinds;
 import dev.graft.compiler.spec.AdamWSpec;
@@ -7,6 +9,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.Composition;
+import dev.graft.compiler.spec.CompositionParser;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
@@ -25,12 +28,16 @@ import javax.lang.model.util.Elements;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Read phase: turns an annotated interface into a {@link GraftSpec}. Every spec part carries a
+ * Read phase: turns an annotated interface into a {@link GraftSpec}, parsing each {@code @Compose}
+ * text into its typed block (the one place the syntax is parsed). Every spec part carries a
  * {@link SourceRef} to the annotation it came from. Assumes the structural checks of {@link
  * dev.graft.processor.validate.DeclarationChecks} passed; returns empty when an annotation value
  * is missing or malformed, which javac has already reported.
  */
 public final class DeclarationReader {
+  /** The member of {@code @Compose} that holds the composition's text. */
+  private static final String COMPOSE_VALUE = "value";
+
   private final Elements elements;
 
   public DeclarationReader(Elements elements) {
@@ -49,15 +56,27 @@ public final class DeclarationReader {
     return name.toString();
   }
 
-  public Optional<GraftSpec> read(TypeElement type) {
+  /**
+   * A declaration as read: its spec, and the errors of the values read here (GRAFT080: an
+   * {@code @Compose} text that does not parse, each on its value), whose parts the spec leaves out.
+   */
+  public record Read(GraftSpec spec, List<Diagnostic> errors) {
+    public Read {
+      errors = List.copyOf(errors);
+    }
+  }
+
+  public Optional<Read> read(TypeElement type) {
     try {
-      return Optional.of(readOrThrow(type));
+      List<Diagnostic> errors = new ArrayList<>();
+      GraftSpec spec = readOrThrow(type, errors);
+      return Optional.of(new Read(spec, errors));
     } catch (MalformedException e) {
       return Optional.empty();
     }
   }
 
-  private GraftSpec readOrThrow(TypeElement type) throws MalformedException {
+  private GraftSpec readOrThrow(TypeElement type, List<Diagnostic> errors) throws MalformedException {
     AnnotationMirror graft = Annotations.find(type, Annotations.GRAFT).orElseThrow(MalformedException::new);
     @Nullable AnnotationMirror adamW = Annotations.find(type, Annotations.ADAMW).orElse(null);
     List<AnnotationMirror> tasks = Annotations.tasks(type);
@@ -74,7 +93,14 @@ public final class DeclarationReader {
             number(adamW, "beta1"), number(adamW, "beta2"), number(adamW, "epsilon"), number(adamW, "weightDecay"));
     List<Composition> compositions = new ArrayList<>();
     for (AnnotationMirror m : Annotations.compositions(type)) {
-      compositions.add(new Composition(string(m, "value"), SourceRef.of(type, m)));
+      String text = string(m, COMPOSE_VALUE);
+      SourceRef source = SourceRef.of(type, m);
+      try {
+        compositions.add(new Composition(CompositionParser.parse(text), source));
+      } catch (CompositionParser.SyntaxError e) {
+        errors.add(Diagnostic.of(ErrorCode.COMPOSITION_SYNTAX, source, COMPOSE_VALUE, text, e.column(), e.expected(),
+            e.found()));
+      }
     }
     List<String> train = new ArrayList<>();
     for (AnnotationValue item : list(graft, "train")) {
@@ -98,8 +124,10 @@ public final class DeclarationReader {
 
   /**
    * An adapter annotation as a declaration of its kind: {@code target} and {@code layers}, and
-   * every other member (written or defaulted) as an option of the same name; enum constants
-   * become their lower-case names.
+   * every other member written as an option of the same name; enum constants become their
+   * lower-case names. A member left to its default is left out where the kind has that option, so
+   * the kind's list is the one source of defaults; a defaulted member the kind does not have is
+   * kept, so the compiler reports it (GRAFT019) on the annotation.
    */
   private AdapterSpec adapter(TypeElement type, AnnotationMirror m) throws MalformedException {
     AdapterKind kind = AdapterKinds.byAnnotation(Annotations.nameOf(m)).orElseThrow(MalformedException::new);
@@ -109,6 +137,10 @@ public final class DeclarationReader {
       String member = e.getKey().getSimpleName().toString();
       Object v = e.getValue().getValue();
       if (member.equals("target") || member.equals("name")) {
+        continue;
+      }
+      if (!m.getElementValues().containsKey(e.getKey())
+          && kind.options().stream().anyMatch(o -> o.name().equals(member))) {
         continue;
       }
       if (member.equals("layers")) {

@@ -1,6 +1,5 @@
-package dev.graft.compiler.plan;
+package dev.graft.compiler.spec;
 
-import dev.graft.compiler.spec.CompositionBlock;
 import dev.graft.compiler.spec.CompositionBlock.AdapterRef;
 import dev.graft.compiler.spec.CompositionBlock.Combination;
 import dev.graft.compiler.spec.CompositionBlock.Member;
@@ -22,16 +21,19 @@ import org.jspecify.annotations.Nullable;
  * name        := [A-Za-z_][A-Za-z0-9_]*
  * </pre>
  *
- * Whitespace between tokens is ignored. What the grammar accepts may still be invalid (unknown
- * names, a weight where none belongs); the composition check reports that.
+ * Whitespace between tokens is ignored; {@link CompositionBlock#toString()} prints a block back
+ * canonically (one space after each comma and colon), and parsing that gives the same block. What
+ * the grammar accepts may still be invalid (unknown names, a weight where none belongs); the
+ * compiler's composition check reports that. The processor parses {@code @Compose} values here,
+ * once; the builder makes blocks directly.
  */
-final class CompositionParser {
+public final class CompositionParser {
   /** A syntax error: the 1-based column, what was expected there and what was found. */
-  static final class SyntaxError extends Exception {
+  public static final class SyntaxError extends Exception {
     private static final long serialVersionUID = 1L;
-    final int column;
-    final String expected;
-    final String found;
+    private final int column;
+    private final String expected;
+    private final String found;
 
     SyntaxError(int column, String expected, String found) {
       super("column " + column + ": expected " + expected + ", found " + found, null, false, false);
@@ -39,10 +41,28 @@ final class CompositionParser {
       this.expected = expected;
       this.found = found;
     }
+
+    /** The 1-based column of the text where the error is. */
+    public int column() {
+      return column;
+    }
+
+    /** What was expected there, e.g. {@code "',' or ')'"}. */
+    public String expected() {
+      return expected;
+    }
+
+    /** What was found there, e.g. {@code "'b'"} or {@code "the end"}. */
+    public String found() {
+      return found;
+    }
   }
 
   private static final String OPERATORS =
       Arrays.stream(Operator.values()).map(Operator::keyword).collect(Collectors.joining(", ", "one of ", ""));
+
+  /** What a composition must start with: {@code "a block (one of stack, parallel, average, fuse, split)"}. */
+  public static final String BLOCK_EXPECTED = "a block (" + OPERATORS + ")";
 
   private final String text;
   private int pos;
@@ -52,15 +72,15 @@ final class CompositionParser {
   }
 
   /** The block {@code text} spells. */
-  static CompositionBlock parse(String text) throws SyntaxError {
+  public static Combination parse(String text) throws SyntaxError {
     CompositionParser p = new CompositionParser(text);
     p.skipSpace();
     int start = p.pos;
     String word = p.identifier();
     if (word == null) {
-      throw p.error("a block (" + OPERATORS + ")");
+      throw p.error(BLOCK_EXPECTED);
     }
-    CompositionBlock block = p.blockAfter(word, start);
+    Combination block = p.blockAfter(word, start);
     p.skipSpace();
     if (p.pos < text.length()) {
       throw p.error("the end of the composition");
@@ -72,7 +92,7 @@ final class CompositionParser {
   private Combination blockAfter(String word, int start) throws SyntaxError {
     Operator op = operator(word);
     if (op == null) {
-      throw new SyntaxError(start + 1, "a block (" + OPERATORS + ")", "'" + word + "'");
+      throw new SyntaxError(start + 1, BLOCK_EXPECTED, "'" + word + "'");
     }
     expect('(', "'(' after " + word);
     List<Member> members = new ArrayList<>();
