@@ -12,6 +12,7 @@ import dev.graft.compiler.tasks.TaskPass;
 
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.Placement;
+import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.autodiff.Autodiff;
 import dev.graft.compiler.autodiff.GradientRegistry;
 import dev.graft.compiler.autodiff.MissingGradientException;
@@ -35,6 +36,7 @@ import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.TrainStep;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.Pooling;
 import dev.graft.spec.manifest.SavedActivation;
 import dev.graft.spec.manifest.Task;
@@ -122,7 +124,7 @@ public final class GraftCompiler {
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
-        .addAllParameters(params)
+        .addAllParameters(nestedRanks(params, plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), TaskPass.headOutputs(spec.task()) > 0))
@@ -182,6 +184,9 @@ public final class GraftCompiler {
       a.spec().options().forEach((k, v) -> b.putOptions(k, AdapterOption.text(v)));
       a.sites().forEach(s -> b.addSites(s.modulePath()));
       b.setTrained(!plan.compositions().frozen().contains(a.spec().name()));
+      if (a.kind() instanceof DyLoraKind) {
+        b.setMaxRank(a.spec().intOption("rank"));
+      }
       if (a.spec().isNamed()) {
         b.setName(a.spec().name())
             .setConfig(AdapterConfig.json(List.of(a), spec.task(), spec.host(), false));
@@ -190,6 +195,25 @@ public final class GraftCompiler {
         }
       }
       out.add(b.build());
+    }
+    return out;
+  }
+
+  /**
+   * The parameters with their rank axes for the runtime's cut to a lower rank (DyLoRA's A {@code
+   * [in, r]} over axis 1, B {@code [r, out]} over axis 0 and rescaled); the others unchanged.
+   */
+  private static List<Parameter> nestedRanks(List<Parameter> params, Validation.Plan plan) {
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : params) {
+      boolean nested = p.getAdapter() > 0 && plan.adapters().get(p.getAdapter() - 1).kind() instanceof DyLoraKind;
+      if (nested && p.getRole() == ParameterRole.LORA_A) {
+        out.add(p.toBuilder().setRankAxis(2).build());
+      } else if (nested && p.getRole() == ParameterRole.LORA_B) {
+        out.add(p.toBuilder().setRankAxis(1).setRankRescaled(true).build());
+      } else {
+        out.add(p);
+      }
     }
     return out;
   }
@@ -225,7 +249,7 @@ public final class GraftCompiler {
     if (t instanceof ClassificationSpec c) {
       b.setIgnoreIndex(c.ignoreIndex()).setLabelSmoothing(c.labelSmoothing());
     } else if (t instanceof CausalLmSpec lm) {
-      b.setIgnoreIndex(lm.ignoreIndex()).setLabelSmoothing(lm.labelSmoothing());
+      b.setIgnoreIndex(lm.ignoreIndex()).setLabelSmoothing(lm.labelSmoothing()).setLabelsInput(TaskPass.INPUT_IDS);
     }
     return b.build();
   }

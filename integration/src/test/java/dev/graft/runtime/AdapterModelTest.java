@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.graft.runtime.session.Device;
+import dev.graft.runtime.session.HostWeights;
+import dev.graft.runtime.state.ParameterInit;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import java.nio.FloatBuffer;
@@ -110,7 +113,7 @@ class AdapterModelTest {
 
       GraftException missing =
           assertThrows(GraftException.class, () -> model.predict(Map.of("input_ids", new long[][] {{1}})));
-      assertEquals(ErrorCodes.UNKNOWN_NAME, missing.getCode());
+      assertEquals(RuntimeErrorCode.UNKNOWN_NAME.code(), missing.getCode());
       assertTrue(missing.getMessage().contains("missing [attention_mask]"), missing.getMessage());
       assertEquals(0, model.getStep(), "failed steps do not count");
     }
@@ -185,7 +188,7 @@ class AdapterModelTest {
     AdapterModel model = open();
     model.close();
     GraftException e = assertThrows(GraftException.class, () -> model.getParameter("p"));
-    assertEquals(ErrorCodes.CLOSED, e.getCode());
+    assertEquals(RuntimeErrorCode.CLOSED.code(), e.getCode());
   }
 
   @Test

@@ -6,6 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.graft.runtime.data.Example;
+import dev.graft.runtime.train.LearningRate;
+import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainerTest;
+import dev.graft.runtime.train.TrainingResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

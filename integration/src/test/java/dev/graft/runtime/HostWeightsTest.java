@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.CodedInputStream;
+import dev.graft.runtime.session.HostWeights;
 import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.spec.onnx.Onnx.StringStringEntryProto;

@@ -271,7 +271,7 @@ class LoraFamilyModelTest {
     }
     try (AdapterModel dora = open(Graft.host(host).lora("", l -> l.dora(true)).classification(2).compile())) {
       GraftException none = assertThrows(GraftException.class, () -> dora.truncateRank(2));
-      assertTrue(none.getMessage().contains("has no DyLoRA adapter"), none.getMessage());
+      assertTrue(none.getMessage().contains("has no adapter of nested ranks (such as DyLoRA)"), none.getMessage());
     }
   }
 

@@ -4,12 +4,13 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.graft.dsl.Graft;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.dsl.Graft;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.io.TensorData;
+import dev.graft.runtime.session.HostWeights;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import java.io.IOException;

@@ -1,6 +1,5 @@
 package dev.graft.runtime;
 
-import static dev.graft.compiler.ir.Node.attr;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -8,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import dev.graft.dsl.Graft;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
@@ -16,8 +14,11 @@ import dev.graft.compiler.ir.OnnxExport;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
+import dev.graft.dsl.Graft;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.io.PeftAdapters;
+import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
 import dev.graft.spec.manifest.Loss;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -35,7 +35,7 @@ import java.nio.file.Path;
  *       {@code p.adam_m.next = p.adam_m + p}, {@code p.adam_v.next = p.adam_v + step}.
  * </ul>
  */
-final class TinyGraphs {
+public final class TinyGraphs {
   static final float HOST_W = 3f;
 
   private TinyGraphs() {}
@@ -136,11 +136,11 @@ final class TinyGraphs {
   }
 
   /** Writes the host next to nothing else and returns graphs whose manifest points at it. */
-  static AdapterGraphs graphs() {
+  public static AdapterGraphs graphs() {
     return AdapterGraphs.of(manifest(), inference().toByteArray(), training().toByteArray());
   }
 
-  static Path writeHost(Path dir) throws IOException {
+  public static Path writeHost(Path dir) throws IOException {
     Path p = dir.resolve("tiny-host.onnx");
     Files.write(p, host().toByteArray());
     return p;

@@ -33,7 +33,7 @@ public record AdapterGraphs(
     Objects.requireNonNull(classLoader, "classLoader");
   }
 
-  /** Graphs given in memory (tests, or graphs compiled at run time: {@code dev.graft.dsl.Graft.graphs}). */
+  /** Graphs given in memory (tests, or graphs compiled at run time by the builder DSL). */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
     return new AdapterGraphs(
         manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
@@ -66,7 +66,7 @@ public record AdapterGraphs(
       byte[] train = Files.exists(t) ? Files.readAllBytes(t) : null;
       return new AdapterGraphs(name, manifest, infer, train, defaultLoader());
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }
   }
 
@@ -85,13 +85,13 @@ public record AdapterGraphs(
     try (InputStream in = loader.getResourceAsStream(path)) {
       if (in == null) {
         if (required) {
-          throw new GraftException(ErrorCodes.IO, "resource '" + path + "' is not on the classpath");
+          throw new GraftException(RuntimeErrorCode.IO, "resource '" + path + "' is not on the classpath");
         }
         return null;
       }
       return in.readAllBytes();
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read resource '" + path + "': " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read resource '" + path + "': " + e, e);
     }
   }
 

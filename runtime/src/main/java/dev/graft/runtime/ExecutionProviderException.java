@@ -7,6 +7,6 @@ public final class ExecutionProviderException extends GraftException {
   private static final long serialVersionUID = 1L;
 
   public ExecutionProviderException(String message, @Nullable Throwable cause) {
-    super(ErrorCodes.EXECUTION_PROVIDER, message, cause);
+    super(RuntimeErrorCode.EXECUTION_PROVIDER, message, cause);
   }
 }

@@ -13,7 +13,7 @@ public final class FormatException extends GraftException {
   }
 
   public FormatException(String source, String message, @Nullable Throwable cause) {
-    super(ErrorCodes.FORMAT, source + ": " + message, cause);
+    super(RuntimeErrorCode.FORMAT, source + ": " + message, cause);
     this.source = source;
   }
 

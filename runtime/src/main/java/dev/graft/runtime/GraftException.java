@@ -4,25 +4,30 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * The unchecked exception of the Graft runtime. Messages start with a stable code
- * ({@code [GRAFT-R…]}); ONNX Runtime's own exceptions never leave the runtime, they arrive
- * here as the cause.
+ * ({@code [GRAFT-R…]}, see {@link RuntimeErrorCode}); ONNX Runtime's own exceptions never leave
+ * the runtime, they arrive here as the cause.
  */
 public class GraftException extends RuntimeException {
   private static final long serialVersionUID = 1L;
 
-  private final String code;
+  private final RuntimeErrorCode code;
 
-  public GraftException(String code, String message) {
+  public GraftException(RuntimeErrorCode code, String message) {
     this(code, message, null);
   }
 
-  public GraftException(String code, String message, @Nullable Throwable cause) {
-    super("[" + code + "] " + message, cause);
+  public GraftException(RuntimeErrorCode code, String message, @Nullable Throwable cause) {
+    super(code.format(message), cause);
     this.code = code;
   }
 
-  /** The stable code of this error, e.g. {@code GRAFT-R010}. */
+  /** The stable code of this error, e.g. {@code GRAFT-R003}. */
   public String getCode() {
+    return code.code();
+  }
+
+  /** The catalog entry of this error. */
+  public RuntimeErrorCode getErrorCode() {
     return code;
   }
 }

@@ -1,5 +1,6 @@
 package dev.graft.runtime;
 
+import dev.graft.runtime.session.Device;
 import java.nio.file.Path;
 import java.util.Objects;
 import org.jspecify.annotations.Nullable;
@@ -22,7 +23,7 @@ public record ModelOptions(
   public ModelOptions {
     Objects.requireNonNull(device, "device");
     if (cudaDeviceId < 0 || intraOpThreads < 0) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "cudaDeviceId and intraOpThreads must be >= 0");
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "cudaDeviceId and intraOpThreads must be >= 0");
     }
   }
 

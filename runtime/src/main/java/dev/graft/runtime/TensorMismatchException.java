@@ -17,7 +17,7 @@ public final class TensorMismatchException extends GraftException {
 
   public TensorMismatchException(String tensorName, String expected, String given, String detail) {
     super(
-        ErrorCodes.TENSOR_MISMATCH,
+        RuntimeErrorCode.TENSOR_MISMATCH,
         "tensor '" + tensorName + "': expected " + expected + ", given " + given
             + (detail.isEmpty() ? "" : " (" + detail + ")"));
     this.tensorName = tensorName;

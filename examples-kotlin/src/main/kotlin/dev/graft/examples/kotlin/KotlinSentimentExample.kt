@@ -4,10 +4,10 @@ import dev.graft.dsl.Graft
 import dev.graft.examples.sentiment.SentimentData
 import dev.graft.runtime.AdapterGraphs
 import dev.graft.runtime.AdapterModel
-import dev.graft.runtime.LearningRate
 import dev.graft.runtime.ModelOptions
-import dev.graft.runtime.Trainer
 import dev.graft.runtime.data.Example
+import dev.graft.runtime.train.LearningRate
+import dev.graft.runtime.train.Trainer
 import java.util.Locale
 
 /** The node names the builder graft adapts: the query and value projections of every layer. */

@@ -1,16 +1,16 @@
 package dev.graft.examples.benchmark;
 
-import dev.graft.dsl.Graft;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
-import dev.graft.runtime.LearningRate;
 import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.Trainer;
-import dev.graft.runtime.TrainingResult;
 import dev.graft.runtime.data.Example;
+import dev.graft.runtime.train.LearningRate;
+import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;

@@ -1,14 +1,13 @@
 package dev.graft.examples.sentiment;
 
-import dev.graft.dsl.Graft;
 import dev.graft.compiler.CompiledGraft;
-import dev.graft.runtime.AdapterGraphs;
+import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
-import dev.graft.runtime.LearningRate;
 import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.Trainer;
-import dev.graft.runtime.TrainingResult;
 import dev.graft.runtime.data.Example;
+import dev.graft.runtime.train.LearningRate;
+import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;

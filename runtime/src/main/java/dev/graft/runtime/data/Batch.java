@@ -1,7 +1,7 @@
 package dev.graft.runtime.data;
 
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -29,7 +29,7 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
   /** Stacks the named features of examples (others are left out), padding with 0 to the longest sequence. */
   public static Batch of(List<Example> examples, Collection<String> names) {
     if (examples.isEmpty()) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "a batch needs at least one example");
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "a batch needs at least one example");
     }
     int longest = 0;
     for (Example e : examples) {
@@ -41,7 +41,7 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
       for (int i = 0; i < examples.size(); i++) {
         long[] v = examples.get(i).features().get(name);
         if (v == null) {
-          throw new GraftException(ErrorCodes.UNKNOWN_NAME, "example " + i + " of the batch has no feature '" + name + "'");
+          throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "example " + i + " of the batch has no feature '" + name + "'");
         }
         System.arraycopy(v, 0, rows[i], 0, v.length);
       }
@@ -57,7 +57,7 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
       for (int i = 0; i < targets.length; i++) {
         float[] t = examples.get(i).targets();
         if (t == null || t.length != examples.get(0).targets().length) {
-          throw new GraftException(ErrorCodes.ARGUMENT, "example " + i + " of the batch has "
+          throw new GraftException(RuntimeErrorCode.ARGUMENT, "example " + i + " of the batch has "
               + (t == null ? "no targets" : t.length + " targets") + "; example 0 has "
               + examples.get(0).targets().length);
         }

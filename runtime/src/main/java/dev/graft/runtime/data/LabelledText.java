@@ -1,8 +1,8 @@
 package dev.graft.runtime.data;
 
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -24,7 +24,7 @@ import java.util.List;
 public record LabelledText(int label, String text) {
   public LabelledText {
     if (label < 0) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "label must be >= 0, got " + label);
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "label must be >= 0, got " + label);
     }
   }
 
@@ -32,12 +32,12 @@ public record LabelledText(int label, String text) {
   public static List<LabelledText> readTsv(ClassLoader loader, String resource) {
     InputStream in = loader.getResourceAsStream(resource);
     if (in == null) {
-      throw new GraftException(ErrorCodes.IO, "data resource '" + resource + "' is not on the classpath");
+      throw new GraftException(RuntimeErrorCode.IO, "data resource '" + resource + "' is not on the classpath");
     }
     try (Reader r = new InputStreamReader(in, StandardCharsets.UTF_8)) {
       return parseTsv(resource, r);
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read " + resource + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read " + resource + ": " + e, e);
     }
   }
 
@@ -52,7 +52,7 @@ public record LabelledText(int label, String text) {
     try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
       return parseTsv(file.toString(), r);
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read " + file + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read " + file + ": " + e, e);
     }
   }
 

@@ -1,7 +1,7 @@
 package dev.graft.runtime.data;
 
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -25,7 +25,7 @@ public record Split<T>(List<T> train, List<T> heldOut) {
    */
   public static <T> Split<T> of(List<T> all, double heldOutFraction, long seed) {
     if (!(heldOutFraction >= 0 && heldOutFraction < 1)) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "heldOutFraction must be in [0, 1), got " + heldOutFraction);
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "heldOutFraction must be in [0, 1), got " + heldOutFraction);
     }
     List<T> copy = new ArrayList<>(all);
     Collections.shuffle(copy, new Random(seed));

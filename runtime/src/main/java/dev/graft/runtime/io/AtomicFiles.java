@@ -1,7 +1,7 @@
 package dev.graft.runtime.io;
 
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.channels.Channels;
@@ -45,11 +45,11 @@ public final class AtomicFiles {
         Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
       } catch (AtomicMoveNotSupportedException e) {
         throw new GraftException(
-            ErrorCodes.IO, "the file system of " + dir + " cannot replace files atomically: " + e.getMessage(), e);
+            RuntimeErrorCode.IO, "the file system of " + dir + " cannot replace files atomically: " + e.getMessage(), e);
       }
       tmp = null;
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot write " + abs + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot write " + abs + ": " + e, e);
     } finally {
       if (tmp != null) {
         try {

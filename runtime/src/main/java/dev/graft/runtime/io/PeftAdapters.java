@@ -6,11 +6,11 @@ import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
-import dev.graft.runtime.ParameterStore;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
+import dev.graft.runtime.state.ParameterStore;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import java.io.IOException;
@@ -55,7 +55,7 @@ public final class PeftAdapters {
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot create " + dir + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot create " + dir + ": " + e, e);
     }
     Map<String, String> meta = new TreeMap<>();
     meta.put("format", "pt");
@@ -69,7 +69,7 @@ public final class PeftAdapters {
     try {
       return JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read " + configPath + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read " + configPath + ": " + e, e);
     } catch (JsonParseException | IllegalStateException e) {
       throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
     }
@@ -180,7 +180,7 @@ public final class PeftAdapters {
         names.add(m.getAdapters(i).getName());
       }
     }
-    throw new GraftException(ErrorCodes.ARGUMENT,
+    throw new GraftException(RuntimeErrorCode.ARGUMENT,
         "graft '" + m.getName() + "' has no adapter named '" + name + "'; its named adapters are " + names);
   }
 

@@ -5,9 +5,9 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -78,7 +78,7 @@ public final class Safetensors {
       readFully(ch, data, dataStart);
       return parse(src, new String(header.array(), StandardCharsets.UTF_8), data.array());
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read " + file + ": " + e, e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read " + file + ": " + e, e);
     }
   }
 
@@ -203,7 +203,7 @@ public final class Safetensors {
     long offset = 0;
     for (Map.Entry<String, TensorData> e : sorted.entrySet()) {
       if (e.getKey().equals(METADATA)) {
-        throw new GraftException(ErrorCodes.ARGUMENT, "a tensor may not be named __metadata__");
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "a tensor may not be named __metadata__");
       }
       TensorData t = e.getValue();
       JsonObject o = new JsonObject();

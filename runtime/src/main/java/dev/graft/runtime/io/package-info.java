@@ -1,3 +1,3 @@
-/** Graft runtime: file formats (safetensors, Hugging Face PEFT) and atomic writes. */
+/** Graft runtime: file formats (safetensors, Hugging Face PEFT, exports at a lower rank) and atomic writes. */
 @org.jspecify.annotations.NullMarked
 package dev.graft.runtime.io;

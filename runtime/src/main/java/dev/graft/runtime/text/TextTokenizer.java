@@ -2,8 +2,8 @@ package dev.graft.runtime.text;
 
 import ai.djl.huggingface.tokenizers.Encoding;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
-import dev.graft.runtime.ErrorCodes;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Path;
@@ -32,7 +32,7 @@ public final class TextTokenizer implements AutoCloseable {
 
   private static Map<String, String> options(int maxLength) {
     if (maxLength < 2) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "maxLength must be >= 2 (room for special tokens), got " + maxLength);
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "maxLength must be >= 2 (room for special tokens), got " + maxLength);
     }
     Map<String, String> o = new LinkedHashMap<>();
     o.put("maxLength", Integer.toString(maxLength));
@@ -48,7 +48,7 @@ public final class TextTokenizer implements AutoCloseable {
     try {
       return new TextTokenizer(HuggingFaceTokenizer.newInstance(tokenizerJson, options(maxLength)), maxLength);
     } catch (IOException | RuntimeException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot load tokenizer " + tokenizerJson + ": " + e.getMessage(), e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot load tokenizer " + tokenizerJson + ": " + e.getMessage(), e);
     }
   }
 
@@ -59,14 +59,14 @@ public final class TextTokenizer implements AutoCloseable {
   public static TextTokenizer fromClasspath(ClassLoader loader, String resource, int maxLength) {
     try (InputStream in = loader.getResourceAsStream(resource)) {
       if (in == null) {
-        throw new GraftException(ErrorCodes.IO, "tokenizer resource '" + resource + "' is not on the classpath");
+        throw new GraftException(RuntimeErrorCode.IO, "tokenizer resource '" + resource + "' is not on the classpath");
       }
       return new TextTokenizer(HuggingFaceTokenizer.newInstance(in, options(maxLength)), maxLength);
     } catch (IOException | RuntimeException e) {
       if (e instanceof GraftException g) {
         throw g;
       }
-      throw new GraftException(ErrorCodes.IO, "cannot load tokenizer resource " + resource + ": " + e.getMessage(), e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot load tokenizer resource " + resource + ": " + e.getMessage(), e);
     }
   }
 

@@ -6,8 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.graft.runtime.FormatException;
-import dev.graft.runtime.ParameterStore;
 import dev.graft.runtime.TensorMismatchException;
+import dev.graft.runtime.state.ParameterStore;
 import dev.graft.spec.manifest.ClassificationHead;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;

@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.state;
 
 import dev.graft.spec.manifest.Manifest;
 

@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.session;
 
 /** Where ONNX Runtime executes the graphs. */
 public enum Device {

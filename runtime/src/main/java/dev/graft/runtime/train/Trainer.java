@@ -1,5 +1,10 @@
-package dev.graft.runtime;
+package dev.graft.runtime.train;
 
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.FormatException;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.spec.manifest.HostInput;
@@ -19,8 +24,9 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * The training loop: seeded shuffling, batches padded to their longest sequence (optionally
- * bucketed by length), a learning-rate schedule, held-out accuracy after every epoch and a
- * progress line on stderr.
+ * bucketed by length), a learning-rate schedule and held-out accuracy after every epoch. What a
+ * run reports goes to its {@link TrainingListener}s: the progress line on stderr, the per-epoch
+ * checkpoint, and any the builder adds.
  */
 public final class Trainer {
   private final int batchSize;
@@ -29,9 +35,8 @@ public final class Trainer {
   private final long seed;
   private final boolean bucketing;
   private final int evalBatchSize;
-  private final @Nullable PrintStream progress;
-  private final boolean interactive;
   private final @Nullable Path checkpoint;
+  private final List<TrainingListener> listeners = new ArrayList<>();
 
   private Trainer(Builder b) {
     this.batchSize = b.batchSize;
@@ -40,9 +45,14 @@ public final class Trainer {
     this.seed = b.seed;
     this.bucketing = b.bucketing;
     this.evalBatchSize = b.evalBatchSize;
-    this.progress = b.progress;
-    this.interactive = b.interactive != null ? b.interactive : ProgressBar.isTerminal();
     this.checkpoint = b.checkpoint;
+    if (b.checkpoint != null) {
+      listeners.add(new CheckpointListener(b.checkpoint));
+    }
+    if (b.progress != null) {
+      listeners.add(new ProgressListener(b.progress, b.interactive != null ? b.interactive : ProgressBar.isTerminal()));
+    }
+    listeners.addAll(b.listeners);
   }
 
   public static Builder builder() {
@@ -60,12 +70,13 @@ public final class Trainer {
     private @Nullable PrintStream progress = System.err;
     private @Nullable Boolean interactive;
     private @Nullable Path checkpoint;
+    private final List<TrainingListener> listeners = new ArrayList<>();
 
     private Builder() {}
 
     public Builder batchSize(int value) {
       if (value < 1) {
-        throw new GraftException(ErrorCodes.ARGUMENT, "batch size must be >= 1, got " + value);
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "batch size must be >= 1, got " + value);
       }
       this.batchSize = value;
       return this;
@@ -73,7 +84,7 @@ public final class Trainer {
 
     public Builder epochs(int value) {
       if (value < 1) {
-        throw new GraftException(ErrorCodes.ARGUMENT, "epochs must be >= 1, got " + value);
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "epochs must be >= 1, got " + value);
       }
       this.epochs = value;
       return this;
@@ -105,7 +116,7 @@ public final class Trainer {
 
     public Builder evalBatchSize(int value) {
       if (value < 1) {
-        throw new GraftException(ErrorCodes.ARGUMENT, "eval batch size must be >= 1, got " + value);
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "eval batch size must be >= 1, got " + value);
       }
       this.evalBatchSize = value;
       return this;
@@ -136,6 +147,12 @@ public final class Trainer {
       return this;
     }
 
+    /** Adds a listener that hears every step and epoch, after the built-in checkpoint and progress listeners. */
+    public Builder listener(TrainingListener value) {
+      listeners.add(java.util.Objects.requireNonNull(value, "listener"));
+      return this;
+    }
+
     public Trainer build() {
       return new Trainer(this);
     }
@@ -144,12 +161,11 @@ public final class Trainer {
   /** Trains {@code model} on {@code train}, evaluating on {@code heldOut} (may be empty) after each epoch. */
   public TrainingResult fit(AdapterModel model, List<Example> train, List<Example> heldOut) {
     if (train.isEmpty()) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "no training examples");
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "no training examples");
     }
     List<String> names = inputNames(model);
     int stepsPerEpoch = (train.size() + batchSize - 1) / batchSize;
     long totalSteps = (long) stepsPerEpoch * epochs;
-    ProgressBar bar = progress == null ? null : new ProgressBar(progress, interactive);
     List<TrainingResult.EpochResult> results = new ArrayList<>();
     long start = System.nanoTime();
     long trainNanos = 0;
@@ -161,6 +177,9 @@ public final class Trainer {
     settings.put("steps_per_epoch", Integer.toString(stepsPerEpoch));
     settings.put("train_examples", Integer.toString(train.size()));
     int epochsDone = resume(model, settings, stepsPerEpoch);
+    TrainingListener.Run run = new TrainingListener.Run(
+        model, epochs, stepsPerEpoch, totalSteps, epochsDone + 1, settings, epochsDone > 0 ? checkpoint : null);
+    listeners.forEach(l -> l.onStart(run));
     long firstStep = (long) epochsDone * stepsPerEpoch;
     long step = firstStep;
     float lastMean = Float.NaN;
@@ -172,34 +191,30 @@ public final class Trainer {
       int epochExamples = 0;
       for (List<Example> b : batches) {
         Batch batch = Batch.of(b, names);
-        float loss = model.trainStep(batch, learningRate.at(step, totalSteps));
+        float rate = learningRate.at(step, totalSteps);
+        float loss = model.trainStep(batch, rate);
         step++;
         if (!Float.isFinite(loss)) {
           throw new GraftException(
-              ErrorCodes.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
+              RuntimeErrorCode.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
         }
         lossSum += loss;
         done++;
         epochExamples += b.size();
-        if (bar != null) {
-          double secs = (System.nanoTime() - epochStart) / 1e9;
-          bar.update(epoch, epochs, done, batches.size(), lossSum / done, epochExamples / Math.max(secs, 1e-9));
-        }
+        double secs = (System.nanoTime() - epochStart) / 1e9;
+        TrainingListener.Step event = new TrainingListener.Step(step, epoch, done, batches.size(), loss, b.size(), rate,
+            lossSum / done, epochExamples / Math.max(secs, 1e-9));
+        listeners.forEach(l -> l.onStep(event));
       }
       long epochNanos = System.nanoTime() - epochStart;
       trainNanos += epochNanos;
       examples += epochExamples;
       lastMean = (float) (lossSum / done);
-      if (checkpoint != null) {
-        Map<String, String> meta = new TreeMap<>(settings);
-        meta.put(EPOCH, Integer.toString(epoch));
-        Checkpoints.save(model, checkpoint, meta);
-      }
       double acc = heldOut.isEmpty() ? Double.NaN : evaluate(model, heldOut);
-      if (bar != null) {
-        bar.endEpoch(epoch, epochs, lastMean, acc, epochNanos / 1e9);
-      }
-      results.add(new TrainingResult.EpochResult(epoch, lastMean, acc, Duration.ofNanos(epochNanos)));
+      TrainingResult.EpochResult result =
+          new TrainingResult.EpochResult(epoch, lastMean, acc, Duration.ofNanos(epochNanos));
+      results.add(result);
+      listeners.forEach(l -> l.onEpoch(result));
     }
     double trainSecs = Math.max(trainNanos / 1e9, 1e-9);
     long stepsRun = step - firstStep;
@@ -208,14 +223,15 @@ public final class Trainer {
         Duration.ofNanos(System.nanoTime() - start));
   }
 
-  private static final String EPOCH = "epoch";
+  /** The checkpoint metadata key of the epochs done. */
+  static final String EPOCH = "epoch";
 
   /** Loads the checkpoint if there is one; returns the number of epochs it has done. */
   private int resume(AdapterModel model, Map<String, String> settings, int stepsPerEpoch) {
     if (checkpoint == null || !Files.exists(checkpoint)) {
       return 0;
     }
-    Map<String, String> meta = Checkpoints.load(model, checkpoint);
+    Map<String, String> meta = model.loadCheckpoint(checkpoint);
     String src = checkpoint.toString();
     for (Map.Entry<String, String> e : settings.entrySet()) {
       if (!e.getValue().equals(meta.get(e.getKey()))) {
@@ -232,9 +248,6 @@ public final class Trainer {
     if (model.getStep() != (long) done * stepsPerEpoch) {
       throw new FormatException(src, "records " + model.getStep() + " steps, expected " + done + " epochs × "
           + stepsPerEpoch + " steps");
-    }
-    if (progress != null) {
-      progress.println("resuming from " + checkpoint + " after epoch " + done);
     }
     return done;
   }

@@ -1,5 +1,9 @@
-package dev.graft.runtime;
+package dev.graft.runtime.state;
 
+import dev.graft.runtime.FormatException;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.io.DType;
 import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.io.TensorData;
@@ -17,7 +21,7 @@ import java.util.TreeSet;
  * file, replaced atomically (a crash mid-write leaves the previous checkpoint intact). Tensors
  * are named as in the manifest ({@code <parameter>}, {@code <parameter>.adam_m}, {@code
  * <parameter>.adam_v}) in the graph's layout; the metadata names the graft, the host it was
- * compiled against and the step, plus whatever the caller adds (the {@link Trainer} records its
+ * compiled against and the step, plus whatever the caller adds (the {@code Trainer} records its
  * epoch and settings).
  */
 public final class Checkpoints {
@@ -29,36 +33,36 @@ public final class Checkpoints {
 
   private Checkpoints() {}
 
-  /** Writes the model's training state to {@code file}, with {@code extra} metadata. */
-  static void save(AdapterModel model, Path file, Map<String, String> extra) {
+  /** Writes the training state to {@code file}, with {@code extra} metadata. */
+  public static void save(ParameterState state, Path file, Map<String, String> extra) {
     Map<String, TensorData> tensors = new TreeMap<>();
-    for (Parameter p : model.getParameters()) {
-      long[] shape = model.getParameterShape(p.getName());
-      tensors.put(p.getName(), TensorData.ofFloats(shape, model.getParameter(p.getName())));
-      if (model.isTrainable()) {
-        tensors.put(p.getName() + model.getManifest().getTrain().getFirstMomentSuffix(),
-            TensorData.ofFloats(shape, model.optimizerState(p.getName(), false)));
-        tensors.put(p.getName() + model.getManifest().getTrain().getSecondMomentSuffix(),
-            TensorData.ofFloats(shape, model.optimizerState(p.getName(), true)));
+    for (Parameter p : state.parameters()) {
+      long[] shape = state.shape(p.getName());
+      tensors.put(p.getName(), TensorData.ofFloats(shape, state.getParameter(p.getName())));
+      if (state.trainable()) {
+        tensors.put(p.getName() + state.getManifest().getTrain().getFirstMomentSuffix(),
+            TensorData.ofFloats(shape, state.moment(p.getName(), false)));
+        tensors.put(p.getName() + state.getManifest().getTrain().getSecondMomentSuffix(),
+            TensorData.ofFloats(shape, state.moment(p.getName(), true)));
       }
     }
     Map<String, String> meta = new TreeMap<>(extra);
     meta.put(KEY_FORMAT, FORMAT);
-    meta.put(KEY_GRAFT, model.getManifest().getName());
-    meta.put(KEY_HOST, model.getManifest().getHostSha256());
-    meta.put(KEY_STEP, Long.toString(model.getStep()));
+    meta.put(KEY_GRAFT, state.getManifest().getName());
+    meta.put(KEY_HOST, state.getManifest().getHostSha256());
+    meta.put(KEY_STEP, Long.toString(state.step()));
     Safetensors.write(file, tensors, meta);
   }
 
   /**
-   * Reads {@code file}, checks every tensor against the model before changing anything, then
-   * sets the parameters, the AdamW moments (when the model trains) and the step count.
+   * Reads {@code file}, checks every tensor against the state before changing anything, then
+   * sets the parameters, the AdamW moments (when the state trains) and the step count.
    *
    * @return the checkpoint's metadata
    */
-  static Map<String, String> load(AdapterModel model, Path file) {
+  public static Map<String, String> load(ParameterState state, Path file) {
     if (!Files.isRegularFile(file)) {
-      throw new GraftException(ErrorCodes.IO, "no checkpoint at " + file.toAbsolutePath());
+      throw new GraftException(RuntimeErrorCode.IO, "no checkpoint at " + file.toAbsolutePath());
     }
     String src = file.toString();
     Safetensors.Contents contents = Safetensors.read(file);
@@ -66,11 +70,11 @@ public final class Checkpoints {
     if (!FORMAT.equals(meta.get(KEY_FORMAT))) {
       throw new FormatException(src, "not a Graft checkpoint: format is " + meta.get(KEY_FORMAT) + ", expected " + FORMAT);
     }
-    String graft = model.getManifest().getName();
+    String graft = state.getManifest().getName();
     if (!graft.equals(meta.get(KEY_GRAFT))) {
-      throw new FormatException(src, "was saved from graft '" + meta.get(KEY_GRAFT) + "', this model is '" + graft + "'");
+      throw new FormatException(src, "was saved from graft '" + meta.get(KEY_GRAFT) + "', this state is '" + graft + "'");
     }
-    String host = model.getManifest().getHostSha256();
+    String host = state.getManifest().getHostSha256();
     if (!host.isEmpty() && !host.equals(meta.get(KEY_HOST))) {
       throw new FormatException(src, "was trained on host sha256 " + meta.get(KEY_HOST) + ", this graft's host is " + host);
     }
@@ -80,13 +84,13 @@ public final class Checkpoints {
     } catch (NumberFormatException e) {
       throw new FormatException(src, "step must be an integer, got " + meta.get(KEY_STEP), e);
     }
-    String m = model.getManifest().getTrain().getFirstMomentSuffix();
-    String v = model.getManifest().getTrain().getSecondMomentSuffix();
+    String m = state.getManifest().getTrain().getFirstMomentSuffix();
+    String v = state.getManifest().getTrain().getSecondMomentSuffix();
     Map<String, float[]> values = new LinkedHashMap<>();
     TreeSet<String> expected = new TreeSet<>();
-    for (Parameter p : model.getParameters()) {
-      long[] shape = model.getParameterShape(p.getName());
-      for (String name : model.isTrainable()
+    for (Parameter p : state.parameters()) {
+      long[] shape = state.shape(p.getName());
+      for (String name : state.trainable()
           ? new String[] {p.getName(), p.getName() + m, p.getName() + v}
           : new String[] {p.getName()}) {
         expected.add(name);
@@ -102,18 +106,18 @@ public final class Checkpoints {
     }
     TreeSet<String> extra = new TreeSet<>(contents.tensors().keySet());
     extra.removeAll(expected);
-    extra.removeIf(name -> !model.isTrainable() && (name.endsWith(m) || name.endsWith(v)));
+    extra.removeIf(name -> !state.trainable() && (name.endsWith(m) || name.endsWith(v)));
     if (!extra.isEmpty()) {
       throw new FormatException(src, "holds tensors this graft does not have: " + extra);
     }
-    for (Parameter p : model.getParameters()) {
-      model.setParameter(p.getName(), values.get(p.getName()));
-      if (model.isTrainable()) {
-        model.setOptimizerState(p.getName(), false, values.get(p.getName() + m));
-        model.setOptimizerState(p.getName(), true, values.get(p.getName() + v));
+    for (Parameter p : state.parameters()) {
+      state.setParameter(p.getName(), values.get(p.getName()));
+      if (state.trainable()) {
+        state.setMoment(p.getName(), false, values.get(p.getName() + m));
+        state.setMoment(p.getName(), true, values.get(p.getName() + v));
       }
     }
-    model.setStep(step);
+    state.setStep(step);
     return meta;
   }
 }

@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.train;
 
 import java.time.Duration;
 import java.util.List;

@@ -1,4 +1,7 @@
-package dev.graft.runtime;
+package dev.graft.runtime.train;
+
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 
 /** A learning-rate schedule: the rate of each (0-based) step of a run of {@code totalSteps}. */
 @FunctionalInterface
@@ -19,7 +22,7 @@ public interface LearningRate {
   static LearningRate linear(float peak, double warmupRatio) {
     check(peak);
     if (!(warmupRatio >= 0 && warmupRatio < 1)) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "warmupRatio must be in [0, 1), got " + warmupRatio);
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "warmupRatio must be in [0, 1), got " + warmupRatio);
     }
     return (step, total) -> {
       long warmup = (long) Math.ceil(warmupRatio * total);
@@ -33,7 +36,7 @@ public interface LearningRate {
 
   private static void check(float rate) {
     if (!(rate >= 0) || Float.isInfinite(rate)) {
-      throw new GraftException(ErrorCodes.ARGUMENT, "learning rate must be finite and >= 0, got " + rate);
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "learning rate must be finite and >= 0, got " + rate);
     }
   }
 }

@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.state;
 
 /**
  * The leading singular triplets of a matrix, deterministic and in plain Java: the symmetric

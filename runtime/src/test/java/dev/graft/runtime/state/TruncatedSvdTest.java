@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.state;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

@@ -1,10 +1,10 @@
-package dev.graft.runtime;
+package dev.graft.runtime.session;
 
 import ai.onnxruntime.OnnxJavaType;
 import org.jspecify.annotations.Nullable;
 
 /** The ONNX tensor element types the runtime can move between files, protobuf and ONNX Runtime. */
-enum ElementType {
+public enum ElementType {
   FLOAT(1, 4, OnnxJavaType.FLOAT),
   UINT8(2, 1, OnnxJavaType.UINT8),
   INT8(3, 1, OnnxJavaType.INT8),
@@ -16,9 +16,9 @@ enum ElementType {
   DOUBLE(11, 8, OnnxJavaType.DOUBLE),
   BFLOAT16(16, 2, OnnxJavaType.BFLOAT16);
 
-  final int onnx;
-  final int bytes;
-  final OnnxJavaType javaType;
+  public final int onnx;
+  public final int bytes;
+  public final OnnxJavaType javaType;
 
   ElementType(int onnx, int bytes, OnnxJavaType javaType) {
     this.onnx = onnx;
@@ -26,7 +26,7 @@ enum ElementType {
     this.javaType = javaType;
   }
 
-  static @Nullable ElementType ofOnnx(int dataType) {
+  public static @Nullable ElementType ofOnnx(int dataType) {
     for (ElementType t : values()) {
       if (t.onnx == dataType) {
         return t;
@@ -35,7 +35,7 @@ enum ElementType {
     return null;
   }
 
-  static String describe(int dataType) {
+  public static String describe(int dataType) {
     ElementType t = ofOnnx(dataType);
     return t == null ? "ONNX type " + dataType : t.name().toLowerCase(java.util.Locale.ROOT);
   }

@@ -1,4 +1,4 @@
-package dev.graft.runtime;
+package dev.graft.runtime.session;
 
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxTensorLike;
@@ -7,6 +7,9 @@ import ai.onnxruntime.OrtException;
 import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.ExtensionRegistryLite;
 import com.google.protobuf.WireFormat;
+import dev.graft.runtime.FormatException;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.spec.onnx.Onnx.StringStringEntryProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.io.BufferedInputStream;
@@ -58,7 +61,7 @@ public final class HostWeights implements AutoCloseable {
       Path dir = host.toAbsolutePath().getParent();
       return read(host.toString(), in, names, (location, offset, into) -> readFile(dir.resolve(location), offset, into));
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read host model " + host + ": " + e.getMessage(), e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read host model " + host + ": " + e.getMessage(), e);
     }
   }
 
@@ -70,7 +73,7 @@ public final class HostWeights implements AutoCloseable {
     InputStream raw = loader.getResourceAsStream(resource);
     if (raw == null) {
       throw new GraftException(
-          ErrorCodes.IO,
+          RuntimeErrorCode.IO,
           "host model resource '" + resource + "' is not on the classpath; add the jar that holds it,"
               + " or give the host file with ModelOptions.withHost(Path)");
     }
@@ -94,7 +97,7 @@ public final class HostWeights implements AutoCloseable {
         }
       });
     } catch (IOException e) {
-      throw new GraftException(ErrorCodes.IO, "cannot read host model resource " + resource + ": " + e.getMessage(), e);
+      throw new GraftException(RuntimeErrorCode.IO, "cannot read host model resource " + resource + ": " + e.getMessage(), e);
     }
   }
 
@@ -153,7 +156,7 @@ public final class HostWeights implements AutoCloseable {
       }
     } catch (OrtException e) {
       tensors.values().forEach(OnnxTensor::close);
-      throw new GraftException(ErrorCodes.ONNX_RUNTIME, "cannot wrap host weights as tensors: " + e.getMessage(), e);
+      throw new GraftException(RuntimeErrorCode.ONNX_RUNTIME, "cannot wrap host weights as tensors: " + e.getMessage(), e);
     }
     return new HostWeights(source, Collections.unmodifiableMap(found), Collections.unmodifiableMap(tensors));
   }
@@ -236,7 +239,7 @@ public final class HostWeights implements AutoCloseable {
       reader.read(location, offset, buf);
     } catch (IOException e) {
       throw new GraftException(
-          ErrorCodes.IO,
+          RuntimeErrorCode.IO,
           "cannot read external data of host initializer '" + t.getName() + "' from " + location + ": " + e.getMessage(),
           e);
     }
@@ -284,12 +287,12 @@ public final class HostWeights implements AutoCloseable {
   }
 
   /** The tensors for the given names, for {@code addExternalInitializers}. */
-  Map<String, OnnxTensorLike> subset(Collection<String> names) {
+  public Map<String, OnnxTensorLike> subset(Collection<String> names) {
     Map<String, OnnxTensorLike> out = new LinkedHashMap<>();
     for (String n : names) {
       OnnxTensor t = tensors.get(n);
       if (t == null) {
-        throw new GraftException(ErrorCodes.UNKNOWN_NAME, "host weight '" + n + "' was not read from " + source);
+        throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "host weight '" + n + "' was not read from " + source);
       }
       out.put(n, t);
     }

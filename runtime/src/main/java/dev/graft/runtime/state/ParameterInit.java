@@ -1,5 +1,8 @@
-package dev.graft.runtime;
+package dev.graft.runtime.state;
 
+import dev.graft.runtime.FormatException;
+import dev.graft.runtime.session.ElementType;
+import dev.graft.runtime.session.HostWeights;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import java.lang.ref.WeakReference;
@@ -13,14 +16,14 @@ import java.util.concurrent.atomic.AtomicReference;
  * Initial values of parameters, as their manifest entries ask: seeded random draws, constants,
  * or values computed from the host's weights (copies, column norms, principal factors).
  */
-final class ParameterInit {
+public final class ParameterInit {
   private ParameterInit() {}
 
   /**
    * The initial values of {@code p} ({@code size} elements) for {@code seed}; host-derived
    * initializers read {@code host}.
    */
-  static float[] initialValues(Parameter p, int size, long seed, HostWeights host) {
+  public static float[] initialValues(Parameter p, int size, long seed, HostWeights host) {
     float[] v = new float[size];
     Random r = new Random(seed * 0x9E3779B97F4A7C15L + p.getName().hashCode());
     switch (p.getInit()) {

@@ -1,0 +1,53 @@
+package dev.graft.runtime;
+
+import java.util.Locale;
+
+/**
+ * The catalog of Graft's run-time errors, the counterpart of the compiler's catalog of
+ * compile-time errors. Codes are stable ({@code GRAFT-Rnnn}, the compiler's are
+ * {@code GRAFTnnn}); messages may improve. Every {@link GraftException} carries one; {@code
+ * spec/README.md} lists them under "Run-time errors".
+ */
+public enum RuntimeErrorCode {
+  /** ONNX Runtime failed (session creation or run); the cause is the OrtException. */
+  ONNX_RUNTIME(1, "ONNX Runtime failed to open a session or run a graph (its error is the cause)"),
+  /** A tensor's shape or element type is not what is expected. */
+  TENSOR_MISMATCH(2, "a tensor's shape or element type is not what the graph, file or manifest expects"
+      + " (names the tensor, what was expected and what was given)"),
+  /** A file or resource is malformed or does not match the manifest. */
+  FORMAT(3, "a file or resource (ONNX graph, manifest, safetensors, `adapter_config.json`, checkpoint) is malformed"
+      + " or does not match the graft"),
+  /** An execution provider is not available. */
+  EXECUTION_PROVIDER(4, "an execution provider (CUDA) was asked for but the ONNX Runtime on the classpath cannot use it"),
+  /** A file or resource could not be read or written. */
+  IO(5, "a file or resource cannot be read or written"),
+  /** A name (parameter, input) is unknown. */
+  UNKNOWN_NAME(6, "a name (parameter, host input, graph input) is unknown"),
+  /** An argument is out of range (batch size, learning rate, labels …). */
+  ARGUMENT(7, "an argument is out of range or does not fit the graft (batch size, learning rate, rank, a call for another task)"),
+  /** The model was used after close. */
+  CLOSED(8, "the adapter model was used after close");
+
+  private final int number;
+  private final String summary;
+
+  RuntimeErrorCode(int number, String summary) {
+    this.number = number;
+    this.summary = summary;
+  }
+
+  /** The stable code, e.g. {@code GRAFT-R003}. */
+  public String code() {
+    return String.format(Locale.ROOT, "GRAFT-R%03d", number);
+  }
+
+  /** What the code means: its row in {@code spec/README.md}'s table of run-time errors. */
+  public String summary() {
+    return summary;
+  }
+
+  /** The message with its code, e.g. {@code [GRAFT-R008] the adapter model is closed}. */
+  public String format(String message) {
+    return "[" + code() + "] " + message;
+  }
+}
