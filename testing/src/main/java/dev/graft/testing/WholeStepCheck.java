@@ -18,6 +18,7 @@ import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.TrainStep;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -337,6 +338,40 @@ public final class WholeStepCheck implements AutoCloseable {
     assertEquals("", failures.toString(), "gradients differ from central differences:" + stats);
     assertTrue(worst <= tolerance.atol() + 1, "finite");
     return new Result(worst, worstRel, stats.toString());
+  }
+
+  /**
+   * Checks the AdamW update of {@link #run(Map, Set)} against a hand computation: with zero
+   * moments at step 1, m̂ = g and v̂ = g², so p' = p − lr·(g/(|g|+ε) + λ·p) for weights and p −
+   * lr·g/(|g|+ε) for the head bias; m' and v' to 1e-6 and 1e-5 relative, p' to {@code tolerance}.
+   */
+  public void assertAdamWFirstStep(double tolerance) throws OrtException {
+    AdamWSpec o = AdamWSpec.DEFAULT;
+    String next = names.getUpdatedSuffix();
+    String m = names.getFirstMomentSuffix() + next;
+    String v = names.getSecondMomentSuffix() + next;
+    Set<String> outs = new LinkedHashSet<>();
+    for (Parameter p : params) {
+      String n = p.getName();
+      outs.addAll(List.of(n + GraftCompiler.GRADIENT_SUFFIX, n + next, n + m, n + v));
+    }
+    Map<String, double[]> r = run(Map.of(), outs);
+    int checked = 0;
+    for (Parameter p : params) {
+      String n = p.getName();
+      boolean decays = p.getRole() != ParameterRole.HEAD_BIAS;
+      double[] w = values.get(n);
+      double[] g = r.get(n + GraftCompiler.GRADIENT_SUFFIX);
+      for (int i = 0; i < w.length; i++) {
+        double gi = g[i];
+        assertEquals((1 - o.beta1()) * gi, r.get(n + m)[i], 1e-6 * Math.abs(gi) + 1e-12, n + " m[" + i + "]");
+        assertEquals((1 - o.beta2()) * gi * gi, r.get(n + v)[i], 1e-5 * gi * gi + 1e-15, n + " v[" + i + "]");
+        double expected = w[i] - learningRate * (gi / (Math.abs(gi) + o.epsilon()) + (decays ? o.weightDecay() * w[i] : 0));
+        assertEquals(expected, r.get(n + next)[i], tolerance, n + next + "[" + i + "] (decay " + decays + ")");
+        checked++;
+      }
+    }
+    assertEquals(params.stream().mapToLong(WholeStepCheck::size).sum(), checked);
   }
 
   @Override
