@@ -213,12 +213,7 @@ public final class WholeStepCheck implements AutoCloseable {
   /** One training step on {@code feeds} from {@code state} at 1-based {@code step}; returns the named outputs. */
   public Map<String, double[]> run(Map<String, Feed> feeds, State state, int step, double lr, Set<String> outputs)
       throws OrtException {
-    Map<String, Feed> in = new LinkedHashMap<>(feeds);
-    for (String name : train.inputNames()) {
-      if (name.startsWith("gate.")) {
-        in.putIfAbsent(name, Feed.bool(gates.getOrDefault(name, true)));
-      }
-    }
+    Map<String, Feed> in = withGates(feeds, train);
     in.put("seed", Feed.longs(new long[] {seed}));
     in.put(names.getStep(), Feed.scalar(step));
     in.put(names.getLearningRate(), Feed.scalar(lr));
@@ -229,6 +224,17 @@ public final class WholeStepCheck implements AutoCloseable {
       in.put(n + names.getSecondMomentSuffix(), Feed.reals(state.v().get(n), shape(p)));
     }
     return train.run(in, outputs);
+  }
+
+  /** {@code feeds} and, for each gate {@code session} takes that they do not hold, {@link #gates}' value (true when unlisted). */
+  private Map<String, Feed> withGates(Map<String, Feed> feeds, HostSession session) {
+    Map<String, Feed> in = new LinkedHashMap<>(feeds);
+    for (String name : session.inputNames()) {
+      if (name.startsWith("gate.")) {
+        in.putIfAbsent(name, Feed.bool(gates.getOrDefault(name, true)));
+      }
+    }
+    return in;
   }
 
   public double loss(Map<String, double[]> override) throws OrtException {
@@ -271,11 +277,11 @@ public final class WholeStepCheck implements AutoCloseable {
 
   /** Runs the inference graph on {@link #batch} with {@link #values}; returns its logits. */
   public double[] inference() throws OrtException {
-    Map<String, Feed> in = new LinkedHashMap<>(batch);
-    for (Parameter p : params) {
-      in.put(p.getName(), Feed.reals(values.get(p.getName()), shape(p)));
-    }
     try (HostSession inference = new HostSession(graft.inference(), hostGraph, true)) {
+      Map<String, Feed> in = withGates(batch, inference);
+      for (Parameter p : params) {
+        in.put(p.getName(), Feed.reals(values.get(p.getName()), shape(p)));
+      }
       String logits = graft.manifest().getLogits();
       return inference.run(in, Set.of(logits)).get(logits);
     }
