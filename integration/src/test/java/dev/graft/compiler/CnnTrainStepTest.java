@@ -1,30 +1,18 @@
 package dev.graft.compiler;
 
 import dev.graft.testing.Adapters;
+import dev.graft.testing.Feed;
 import dev.graft.testing.TinyCnnHost;
+import dev.graft.testing.WholeStepCheck;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxTensorLike;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
-import dev.graft.compiler.ir.Graph;
-import dev.graft.compiler.ir.Tensors;
-import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
-import dev.graft.compiler.spec.GraftSpec;
-import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.onnx.Onnx.NodeProto;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
+import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -44,52 +32,33 @@ import org.junit.jupiter.api.Test;
  * training on a fixed synthetic task (which quadrant holds a bright blob) halves the loss.
  */
 class CnnTrainStepTest {
-  private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
   private static final int LABELS = 4;
   private static final int IMAGES = 32;
 
-  private static CompiledGraft graft;
+  private static WholeStepCheck check;
   private static List<Parameter> params;
-  private static OrtSession train;
-  private static final List<OnnxTensor> HOST_WEIGHTS = new ArrayList<>();
   private static float[] pixels;
   private static long[] labels;
 
   @BeforeAll
   static void compile() throws OrtException {
-    Graph hostGraph = TinyCnnHost.graph(2024);
-    HostModel host = new HostModel("tiny-cnn", dev.graft.compiler.ir.OnnxExport.write(hostGraph, "tiny-cnn"), "sha");
-    GraftSpec spec = new GraftSpec("TinyCnn", "tiny-cnn",
-        List.of(Adapters.lora(".*/dense/(MatMul|Gemm)", 2, 4)),
-        new ClassificationSpec(LABELS, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null);
-    graft = GraftCompiler.compile(spec, host, true).orThrow();
-    params = graft.manifest().getParametersList();
-    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-    Map<String, OnnxTensorLike> external = new HashMap<>();
-    for (String name : graft.manifest().getHostInitializersList()) {
-      OnnxTensor t = tensorOf(hostGraph.initializers().get(name));
-      HOST_WEIGHTS.add(t);
-      external.put(name, t);
-    }
-    options.addExternalInitializers(external);
-    train = ENV.createSession(graft.train().toByteArray(), options);
+    check = WholeStepCheck.of(TinyCnnHost.graph(2024), new ClassificationSpec(LABELS, ClassificationSpec.Pooling.MEAN, "", null),
+        Adapters.lora(".*/dense/(MatMul|Gemm)", 2, 4));
+    params = check.params;
     quadrantData(11);
+    check.batch.clear();
+    check.batch.putAll(images(0, 4));
+    check.learningRate = 0.1;
+    check.randomize(7, p -> 0, p -> switch (p.getRole()) {
+      case LORA_A -> 0.5;
+      case LORA_B -> 0.3; // non-zero, or A's gradient would be exactly zero
+      default -> 0.5;
+    });
   }
 
   @AfterAll
   static void close() throws OrtException {
-    train.close();
-    HOST_WEIGHTS.forEach(OnnxTensor::close);
-  }
-
-  private static OnnxTensor tensorOf(TensorProto t) throws OrtException {
-    long[] shape = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
-    double[] d = Tensors.readDoubles(t);
-    float[] f = new float[d.length];
-    for (int i = 0; i < d.length; i++) {
-      f[i] = (float) d[i];
-    }
-    return OnnxTensor.createTensor(ENV, FloatBuffer.wrap(f), shape);
+    check.close();
   }
 
   /**
@@ -118,56 +87,18 @@ class CnnTrainStepTest {
     }
   }
 
-  private static long[] shape(Parameter p) {
-    return p.getShapeList().stream().mapToLong(Long::longValue).toArray();
-  }
-
-  private static int size(Parameter p) {
-    return (int) p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b);
-  }
-
-  /** One run of the training step on images [from, from + count). */
-  private static Map<String, float[]> run(Map<String, float[]> values, Map<String, float[]> m, Map<String, float[]> v,
-      int step, float lr, int from, int count, Set<String> outputs) throws OrtException {
-    Map<String, OnnxTensor> feeds = new HashMap<>();
+  /** The feeds of images [from, from + count). */
+  private static Map<String, Feed> images(int from, int count) {
     int pix = TinyCnnHost.SIZE * TinyCnnHost.SIZE;
-    try {
-      float[] x = java.util.Arrays.copyOfRange(pixels, from * pix, (from + count) * pix);
-      long[] y = java.util.Arrays.copyOfRange(labels, from, from + count);
-      feeds.put("pixel_values", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(x),
-          new long[] {count, 1, TinyCnnHost.SIZE, TinyCnnHost.SIZE}));
-      feeds.put("labels", OnnxTensor.createTensor(ENV, LongBuffer.wrap(y), new long[] {count}));
-      feeds.put("step", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(new float[] {step}), new long[0]));
-      feeds.put("learning_rate", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(new float[] {lr}), new long[0]));
-      for (Parameter p : params) {
-        String n = p.getName();
-        feeds.put(n, OnnxTensor.createTensor(ENV, FloatBuffer.wrap(values.get(n)), shape(p)));
-        feeds.put(n + ".adam_m", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(m.get(n)), shape(p)));
-        feeds.put(n + ".adam_v", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(v.get(n)), shape(p)));
-      }
-      try (OrtSession.Result r = train.run(feeds, outputs)) {
-        Map<String, float[]> out = new LinkedHashMap<>();
-        for (String o : outputs) {
-          FloatBuffer b = ((OnnxTensor) r.get(o).orElseThrow()).getFloatBuffer();
-          float[] f = new float[b.remaining()];
-          b.get(f);
-          out.put(o, f);
-        }
-        return out;
-      }
-    } finally {
-      feeds.values().forEach(OnnxTensor::close);
-    }
-  }
-
-  private static Map<String, float[]> zeros() {
-    Map<String, float[]> z = new HashMap<>();
-    params.forEach(p -> z.put(p.getName(), new float[size(p)]));
-    return z;
+    return Map.of(
+        "pixel_values", Feed.floats(Arrays.copyOfRange(pixels, from * pix, (from + count) * pix),
+            count, 1, TinyCnnHost.SIZE, TinyCnnHost.SIZE),
+        "labels", Feed.longs(Arrays.copyOfRange(labels, from, from + count), count));
   }
 
   @Test
   void sitesParametersAndBackwardThroughTheCnnOps() {
+    CompiledGraft graft = check.graft;
     assertEquals(List.of("proj.dense.lora_A", "proj.dense.lora_B", "fc.dense.lora_A", "fc.dense.lora_B",
         "classifier.weight", "classifier.bias"), params.stream().map(Parameter::getName).toList());
     assertEquals(List.of(4L, 2L), params.get(0).getShapeList());
@@ -201,63 +132,9 @@ class CnnTrainStepTest {
    */
   @Test
   void everyGradientMatchesCentralDifferences() throws OrtException {
-    Random r = new Random(7);
-    Map<String, float[]> values = new LinkedHashMap<>();
-    for (Parameter p : params) {
-      float[] v = new float[size(p)];
-      double scale = switch (p.getRole()) {
-        case LORA_A -> 0.5;
-        case LORA_B -> 0.3; // non-zero, or A's gradient would be exactly zero
-        default -> 0.5;
-      };
-      for (int i = 0; i < v.length; i++) {
-        v[i] = (float) (scale * r.nextGaussian());
-      }
-      values.put(p.getName(), v);
-    }
-    Map<String, float[]> z = zeros();
-    Set<String> gradOutputs = new LinkedHashSet<>();
-    params.forEach(p -> gradOutputs.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
-    Map<String, float[]> grads = run(values, z, z, 1, 0.1f, 0, 4, gradOutputs);
-    double h = 1e-3;
-    StringBuilder failures = new StringBuilder();
-    StringBuilder stats = new StringBuilder();
-    for (Parameter p : params) {
-      float[] base = values.get(p.getName());
-      float[] analytic = grads.get(p.getName() + GraftCompiler.GRADIENT_SUFFIX);
-      assertEquals(base.length, analytic.length, p.getName());
-      double errSq = 0;
-      double normSq = 0;
-      double maxErr = 0;
-      for (int i = 0; i < base.length; i++) {
-        float[] plus = base.clone();
-        float[] minus = base.clone();
-        plus[i] = (float) (base[i] + h);
-        minus[i] = (float) (base[i] - h);
-        Map<String, float[]> vp = new HashMap<>(values);
-        vp.put(p.getName(), plus);
-        Map<String, float[]> vm = new HashMap<>(values);
-        vm.put(p.getName(), minus);
-        double lp = run(vp, z, z, 1, 0.1f, 0, 4, Set.of("loss")).get("loss")[0];
-        double lm = run(vm, z, z, 1, 0.1f, 0, 4, Set.of("loss")).get("loss")[0];
-        double numeric = (lp - lm) / ((double) plus[i] - minus[i]);
-        double err = Math.abs(analytic[i] - numeric);
-        errSq += err * err;
-        normSq += numeric * numeric;
-        maxErr = Math.max(maxErr, err);
-        if (!(err <= 1e-3 + 1e-2 * Math.abs(numeric))) {
-          failures.append(String.format("%n  %s[%d]: analytic %.6g, numeric %.6g", p.getName(), i, analytic[i], numeric));
-        }
-      }
-      double rel = Math.sqrt(errSq / normSq);
-      stats.append(String.format("%n  %s: |grad| %.3g, max err %.3g, rel L2 err %.3g", p.getName(), Math.sqrt(normSq), maxErr, rel));
-      if (!(rel <= 1e-2)) {
-        failures.append(String.format("%n  %s: relative L2 error %.3g", p.getName(), rel));
-      }
-      assertTrue(normSq > 1e-8, "gradient of " + p.getName() + " is not negligible: " + stats);
-    }
-    System.out.println("CNN train-step gradient check:" + stats);
-    assertEquals("", failures.toString(), "gradients differ from central differences:" + stats);
+    WholeStepCheck.Result r = check.assertGradientsMatch(
+        WholeStepCheck.Tolerance.of(1e-3, 1e-3, 1e-2).relativeL2(1e-2).minNormSquared(1e-8));
+    System.out.println("CNN train-step gradient check:" + r.stats());
   }
 
   /**
@@ -267,41 +144,11 @@ class CnnTrainStepTest {
    */
   @Test
   void trainingOnQuadrantBlobsHalvesTheLoss() throws OrtException {
-    Random r = new Random(5);
-    Map<String, float[]> values = new LinkedHashMap<>();
-    for (Parameter p : params) {
-      float[] v = new float[size(p)];
-      for (int i = 0; i < v.length; i++) {
-        v[i] = switch (p.getInit()) {
-          case KAIMING_UNIFORM -> (float) ((r.nextDouble() * 2 - 1) / Math.sqrt(p.getInitScale()));
-          case NORMAL -> (float) (p.getInitScale() * r.nextGaussian());
-          default -> 0f;
-        };
-      }
-      values.put(p.getName(), v);
-    }
-    Map<String, float[]> m = zeros();
-    Map<String, float[]> v = zeros();
-    Set<String> outputs = new LinkedHashSet<>(List.of("loss"));
-    for (Parameter p : params) {
-      outputs.addAll(List.of(p.getName() + ".next", p.getName() + ".adam_m.next", p.getName() + ".adam_v.next"));
-    }
-    float first = Float.NaN;
-    float last = Float.NaN;
-    for (int step = 1; step <= 150; step++) {
-      Map<String, float[]> out = run(values, m, v, step, 0.03f, 0, IMAGES, outputs);
-      last = out.get("loss")[0];
-      if (step == 1) {
-        first = last;
-      }
-      for (Parameter p : params) {
-        values.put(p.getName(), out.get(p.getName() + ".next"));
-        m.put(p.getName(), out.get(p.getName() + ".adam_m.next"));
-        v.put(p.getName(), out.get(p.getName() + ".adam_v.next"));
-      }
-    }
-    float end = run(values, m, v, 151, 0f, 0, IMAGES, Set.of("loss")).get("loss")[0];
-    System.out.printf("CNN quadrant task: loss %.4f → %.4f (last step %.4f)%n", first, end, last);
+    Map<String, Feed> all = images(0, IMAGES);
+    WholeStepCheck.Training t = check.train(all, check.initialValues(5), 150, 0.03);
+    double first = t.firstLoss();
+    double end = check.run(all, t.state(), 151, 0, Set.of("loss")).get("loss")[0];
+    System.out.printf("CNN quadrant task: loss %.4f → %.4f (last step %.4f)%n", first, end, t.lastLoss());
     assertEquals(Math.log(LABELS), first, 0.05, "starts near ln 4 (B = 0, head ≈ 0)");
     assertTrue(end <= first / 2, "loss fell from " + first + " to " + end);
   }

@@ -1,40 +1,27 @@
 package dev.graft.compiler;
 
 import dev.graft.testing.Adapters;
+import dev.graft.testing.Feed;
 import dev.graft.testing.TinyDecoderHost;
 import dev.graft.testing.TinyGpt2Host;
 import dev.graft.testing.TinyLlamaHost;
+import dev.graft.testing.WholeStepCheck;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.onnxruntime.OnnxJavaType;
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxTensorLike;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
-import ai.onnxruntime.TensorInfo;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
-import dev.graft.compiler.ir.Tensors;
-import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
-import dev.graft.compiler.spec.GraftSpec;
-import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import java.nio.ByteBuffer;
-import java.nio.DoubleBuffer;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -52,7 +39,6 @@ import org.junit.jupiter.params.provider.EnumSource;
  * the step, run repeatedly through ONNX Runtime on a fixed synthetic task, must halve the loss.
  */
 class DecoderTrainStepTest {
-  private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
   private static final double LR = 0.1;
 
   enum Host {
@@ -98,6 +84,12 @@ class DecoderTrainStepTest {
     long[] shape() {
       return new long[] {labels.length, ids.length / labels.length};
     }
+
+    /** The feeds; the causal-LM step takes [batch, sequence] labels: the runtime feeds input_ids (shifted in the graph). */
+    Map<String, Feed> feeds(boolean causalLm) {
+      return Map.of("input_ids", Feed.longs(ids, shape()), "attention_mask", Feed.longs(mask, shape()),
+          "labels", causalLm ? Feed.longs(ids, shape()) : Feed.longs(labels, labels.length));
+    }
   }
 
   /** Two sequences of 6, the second right-padded by 2. */
@@ -106,202 +98,58 @@ class DecoderTrainStepTest {
       new long[] {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},
       new long[] {1, 0});
 
-  /** The state of the optimizer: parameter values and both AdamW moments. */
-  record State(Map<String, double[]> values, Map<String, double[]> m, Map<String, double[]> v) {}
+  private static final Map<String, WholeStepCheck> FIXTURES = new HashMap<>();
 
-  /** A graft compiled onto a FLOAT or DOUBLE host with its loaded training session. */
-  private static final class Fixture {
-    final int elem;
-    final boolean causalLm;
-    final CompiledGraft graft;
-    final List<Parameter> params;
-    final Map<String, double[]> values = new LinkedHashMap<>();
-    final List<OnnxTensor> hostWeights = new ArrayList<>();
-    final OrtSession train;
-
-    Fixture(Host host, int elem, boolean causalLm) throws OrtException {
-      this.elem = elem;
-      this.causalLm = causalLm;
-      Graph hostGraph = host.graph.apply(DecoderHostsTest.SEED, TinyDecoderHost.LM_OUTPUT, elem);
-      TaskSpec task = causalLm
-          ? new CausalLmSpec(TinyDecoderHost.LM_OUTPUT, -100, 0.0, null)
-          : new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
-      GraftSpec spec = new GraftSpec("Tiny", "tiny",
-          List.of(Adapters.lora(host.target, 2, 4)), task, AdamWSpec.DEFAULT, null);
-      graft = GraftCompiler.compile(spec, TinyDecoderHost.host(hostGraph), true).orThrow();
-      params = graft.manifest().getParametersList();
-      Random r = new Random(7);
-      for (Parameter p : params) {
-        double[] v = new double[size(p)];
-        double scale = switch (p.getRole()) {
-          case LORA_A -> 0.5;
-          case LORA_B -> 0.3; // non-zero, or A's gradient would be exactly zero
-          case HEAD_WEIGHT -> 0.5;
-          default -> 0.1;
-        };
-        for (int i = 0; i < v.length; i++) {
-          v[i] = (float) (scale * r.nextGaussian()); // the same values in both precisions
-        }
-        values.put(p.getName(), v);
-      }
-      OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-      Map<String, OnnxTensorLike> external = new HashMap<>();
-      for (String name : graft.manifest().getHostInitializersList()) {
-        OnnxTensor t = tensorOf(hostGraph.initializers().get(name));
-        hostWeights.add(t);
-        external.put(name, t);
-      }
-      options.addExternalInitializers(external);
-      train = ENV.createSession(graft.train().toByteArray(), options);
-    }
-
-    State zeroMoments(Map<String, double[]> v) {
-      Map<String, double[]> m = new HashMap<>();
-      Map<String, double[]> s = new HashMap<>();
-      for (Parameter p : params) {
-        m.put(p.getName(), new double[size(p)]);
-        s.put(p.getName(), new double[size(p)]);
-      }
-      return new State(v, m, s);
-    }
-
-    OnnxTensor tensor(double[] v, long[] shape) throws OrtException {
-      if (elem == TensorType.DOUBLE) {
-        return OnnxTensor.createTensor(ENV, DoubleBuffer.wrap(v), shape);
-      }
-      float[] f = new float[v.length];
-      for (int i = 0; i < v.length; i++) {
-        f[i] = (float) v[i];
-      }
-      return OnnxTensor.createTensor(ENV, FloatBuffer.wrap(f), shape);
-    }
-
-    /** One training step on {@code batch} from {@code state} at 1-based {@code step}. */
-    Map<String, double[]> run(Batch batch, State state, int step, double lr, Set<String> outputs) throws OrtException {
-      Map<String, OnnxTensor> feeds = new HashMap<>();
-      try {
-        feeds.put("input_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(batch.ids()), batch.shape()));
-        feeds.put("attention_mask", OnnxTensor.createTensor(ENV, LongBuffer.wrap(batch.mask()), batch.shape()));
-        if (causalLm) {
-          // The causal-LM step takes [batch, sequence] labels; the runtime feeds input_ids (shifted in the graph).
-          feeds.put("labels", OnnxTensor.createTensor(ENV, LongBuffer.wrap(batch.ids()), batch.shape()));
-        } else {
-          feeds.put("labels", OnnxTensor.createTensor(ENV, LongBuffer.wrap(batch.labels()), new long[] {batch.labels().length}));
-        }
-        feeds.put("step", tensor(new double[] {step}, new long[0]));
-        feeds.put("learning_rate", tensor(new double[] {lr}, new long[0]));
-        for (Parameter p : params) {
-          String n = p.getName();
-          feeds.put(n, tensor(state.values().get(n), shape(p)));
-          feeds.put(n + ".adam_m", tensor(state.m().get(n), shape(p)));
-          feeds.put(n + ".adam_v", tensor(state.v().get(n), shape(p)));
-        }
-        try (OrtSession.Result r = train.run(feeds, outputs)) {
-          Map<String, double[]> out = new LinkedHashMap<>();
-          for (String o : outputs) {
-            OnnxTensor t = (OnnxTensor) r.get(o).orElseThrow();
-            double[] d;
-            if (elem == TensorType.DOUBLE) {
-              DoubleBuffer b = t.getDoubleBuffer();
-              d = new double[b.remaining()];
-              b.get(d);
-            } else {
-              FloatBuffer b = t.getFloatBuffer();
-              d = new double[b.remaining()];
-              for (int i = 0; i < d.length; i++) {
-                d[i] = b.get(i);
-              }
-            }
-            out.put(o, d);
-          }
-          return out;
-        }
-      } finally {
-        feeds.values().forEach(OnnxTensor::close);
-      }
-    }
-
-    Map<String, double[]> run(Map<String, double[]> override, Set<String> outputs) throws OrtException {
-      Map<String, double[]> v = new HashMap<>(values);
-      v.putAll(override);
-      return run(SMALL, zeroMoments(v), 1, LR, outputs);
-    }
-
-    double loss(String param, double[] v) throws OrtException {
-      return run(Map.of(param, v), Set.of("loss")).get("loss")[0];
-    }
-
-    void close() throws OrtException {
-      train.close();
-      hostWeights.forEach(OnnxTensor::close);
-    }
-  }
-
-  private static final Map<String, Fixture> FIXTURES = new HashMap<>();
-
-  private static synchronized Fixture fixture(Host host, int elem) throws OrtException {
+  private static synchronized WholeStepCheck fixture(Host host, int elem) throws OrtException {
     return fixture(host, elem, false);
   }
 
-  private static synchronized Fixture fixture(Host host, int elem, boolean causalLm) throws OrtException {
+  /** The step of a graft compiled onto a FLOAT or DOUBLE host, fed {@link #SMALL} at lr {@value #LR}. */
+  private static synchronized WholeStepCheck fixture(Host host, int elem, boolean causalLm) throws OrtException {
     String key = host + "/" + elem + (causalLm ? "/lm" : "");
-    Fixture f = FIXTURES.get(key);
+    WholeStepCheck f = FIXTURES.get(key);
     if (f == null) {
-      f = new Fixture(host, elem, causalLm);
+      TaskSpec task = causalLm
+          ? new CausalLmSpec(TinyDecoderHost.LM_OUTPUT, -100, 0.0, null)
+          : new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
+      f = WholeStepCheck.of(host.graph.apply(DecoderHostsTest.SEED, TinyDecoderHost.LM_OUTPUT, elem), task,
+          Adapters.lora(host.target, 2, 4));
+      f.randomize(7, p -> 0, p -> switch (p.getRole()) {
+        case LORA_A -> 0.5;
+        case LORA_B -> 0.3; // non-zero, or A's gradient would be exactly zero
+        case HEAD_WEIGHT -> 0.5;
+        default -> 0.1;
+      });
+      f.batch.clear();
+      f.batch.putAll(SMALL.feeds(causalLm));
+      f.learningRate = LR;
       FIXTURES.put(key, f);
     }
     return f;
   }
 
-  private static Fixture fixture(Host host) throws OrtException {
+  private static WholeStepCheck fixture(Host host) throws OrtException {
     return fixture(host, TensorType.FLOAT);
   }
 
   @AfterAll
   static void close() throws OrtException {
-    for (Fixture f : FIXTURES.values()) {
+    for (WholeStepCheck f : FIXTURES.values()) {
       f.close();
     }
     FIXTURES.clear();
   }
 
-  private static OnnxTensor tensorOf(TensorProto t) throws OrtException {
-    long[] shape = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
-    return switch (t.getDataType()) {
-      case TensorType.BOOL -> // GPT-2's causal buffers
-          OnnxTensor.createTensor(ENV, ByteBuffer.wrap(t.getRawData().toByteArray()), shape, OnnxJavaType.BOOL);
-      case TensorType.INT64 ->
-          OnnxTensor.createTensor(ENV, LongBuffer.wrap(Tensors.readLongs(t).stream().mapToLong(Long::longValue).toArray()), shape);
-      case TensorType.DOUBLE -> OnnxTensor.createTensor(ENV, DoubleBuffer.wrap(Tensors.readDoubles(t)), shape);
-      default -> {
-        double[] d = Tensors.readDoubles(t);
-        float[] f = new float[d.length];
-        for (int i = 0; i < d.length; i++) {
-          f[i] = (float) d[i];
-        }
-        yield OnnxTensor.createTensor(ENV, FloatBuffer.wrap(f), shape);
-      }
-    };
-  }
-
-  private static long[] shape(Parameter p) {
-    return p.getShapeList().stream().mapToLong(Long::longValue).toArray();
-  }
-
-  private static int size(Parameter p) {
-    return (int) p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b);
-  }
-
   @ParameterizedTest
   @EnumSource(Host.class)
   void stepHasTheExpectedParametersAndOutputs(Host host) throws OrtException {
-    Fixture f = fixture(host);
+    WholeStepCheck f = fixture(host);
     assertEquals(host.expectedParameters(), f.params.stream().map(Parameter::getName).toList());
     List<String> frozen = f.graft.manifest().getHostInitializersList();
     assertTrue(frozen.contains(host == Host.GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight"), frozen.toString());
     // The LM head is not on the classification path: neither graph keeps it.
     assertFalse(frozen.contains(TinyLlamaHost.LM_HEAD_WEIGHT), frozen.toString());
-    Set<String> outs = f.train.getOutputNames();
+    Set<String> outs = f.trainOutputs();
     for (Parameter p : f.params) {
       String n = p.getName();
       assertTrue(outs.containsAll(List.of(n + ".grad", n + ".next", n + ".adam_m.next", n + ".adam_v.next")), n);
@@ -319,7 +167,7 @@ class DecoderTrainStepTest {
   @ParameterizedTest
   @EnumSource(Host.class)
   void onlyNodesOnAPathFromAParameterToTheLossAreDifferentiated(Host host) throws OrtException {
-    Fixture f = fixture(host);
+    WholeStepCheck f = fixture(host);
     List<String> names = f.graft.train().getGraph().getNodeList().stream().map(n -> n.getName()).toList();
     Set<String> differentiated = new java.util.TreeSet<>();
     for (String n : names) {
@@ -354,7 +202,7 @@ class DecoderTrainStepTest {
     }
   }
 
-  private static Set<String> gradientOutputs(Fixture f) {
+  private static Set<String> gradientOutputs(WholeStepCheck f) {
     Set<String> out = new LinkedHashSet<>();
     f.params.forEach(p -> out.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
     return out;
@@ -380,51 +228,16 @@ class DecoderTrainStepTest {
   @ParameterizedTest
   @EnumSource(Host.class)
   void causalLmGradientsMatchCentralDifferencesInFloat64(Host host) throws OrtException {
-    Fixture f = fixture(host, TensorType.DOUBLE, true);
+    WholeStepCheck f = fixture(host, TensorType.DOUBLE, true);
     assertTrue(f.params.stream().allMatch(p -> p.getName().contains(".lora_")), "LoRA only, no head");
     checkCentralDifferences(host + " causal LM", f);
   }
 
-  private static void checkCentralDifferences(String host, Fixture f) throws OrtException {
-    Map<String, double[]> grads = f.run(Map.of(), gradientOutputs(f));
-    double h = 1e-5;
-    StringBuilder failures = new StringBuilder();
-    StringBuilder stats = new StringBuilder();
-    double worst = 0;
-    double worstRel = 0;
-    for (Parameter p : f.params) {
-      double[] base = f.values.get(p.getName());
-      double[] analytic = grads.get(p.getName() + GraftCompiler.GRADIENT_SUFFIX);
-      assertEquals(base.length, analytic.length, p.getName());
-      double errSq = 0;
-      double normSq = 0;
-      double maxErr = 0;
-      for (int i = 0; i < base.length; i++) {
-        double[] plus = base.clone();
-        double[] minus = base.clone();
-        plus[i] = base[i] + h;
-        minus[i] = base[i] - h;
-        double numeric = (f.loss(p.getName(), plus) - f.loss(p.getName(), minus)) / (plus[i] - minus[i]);
-        double err = Math.abs(analytic[i] - numeric);
-        errSq += err * err;
-        normSq += numeric * numeric;
-        maxErr = Math.max(maxErr, err);
-        if (!(err <= 1e-7 + 1e-6 * Math.abs(numeric))) {
-          failures.append(String.format("%n  %s[%d]: analytic %.10g, numeric %.10g", p.getName(), i, analytic[i], numeric));
-        }
-      }
-      double rel = Math.sqrt(errSq / normSq);
-      worst = Math.max(worst, maxErr);
-      worstRel = Math.max(worstRel, rel);
-      stats.append(String.format("%n  %s: |grad| %.3g, max err %.3g, rel L2 err %.3g", p.getName(), Math.sqrt(normSq), maxErr, rel));
-      if (!(rel <= 1e-6)) {
-        failures.append(String.format("%n  %s: relative L2 error %.3g", p.getName(), rel));
-      }
-      assertTrue(normSq > 1e-6, "gradient of " + p.getName() + " is not negligible: " + stats);
-    }
+  private static void checkCentralDifferences(String host, WholeStepCheck f) throws OrtException {
+    WholeStepCheck.Result r = f.assertGradientsMatch(
+        WholeStepCheck.Tolerance.of(1e-5, 1e-7, 1e-6).relativeL2(1e-6).minNormSquared(1e-6));
     System.out.printf("%s float64 central differences: max abs error %.3g, max rel L2 error %.3g%s%n",
-        host, worst, worstRel, stats);
-    assertEquals("", failures.toString(), "gradients differ from central differences:" + stats);
+        host, r.maxError(), r.maxRelativeL2(), r.stats());
   }
 
   /**
@@ -435,8 +248,8 @@ class DecoderTrainStepTest {
   @ParameterizedTest
   @EnumSource(Host.class)
   void float32GradientsMatchFloat64(Host host) throws OrtException {
-    Fixture single = fixture(host);
-    Fixture dbl = fixture(host, TensorType.DOUBLE);
+    WholeStepCheck single = fixture(host);
+    WholeStepCheck dbl = fixture(host, TensorType.DOUBLE);
     Map<String, double[]> g32 = single.run(Map.of(), gradientOutputs(single));
     Map<String, double[]> g64 = dbl.run(Map.of(), gradientOutputs(dbl));
     StringBuilder stats = new StringBuilder();
@@ -468,38 +281,15 @@ class DecoderTrainStepTest {
   @EnumSource(Host.class)
   void adamWUpdateMatchesHandComputation(Host host) throws OrtException {
     for (int elem : new int[] {TensorType.FLOAT, TensorType.DOUBLE}) {
-      adamWUpdateMatchesHandComputation(fixture(host, elem));
+      adamWUpdateMatchesHandComputation(fixture(host, elem), elem);
     }
   }
 
-  private static void adamWUpdateMatchesHandComputation(Fixture f) throws OrtException {
+  private static void adamWUpdateMatchesHandComputation(WholeStepCheck f, int elem) throws OrtException {
     for (String scalar : List.of("step", "learning_rate")) {
-      assertEquals(f.elem == TensorType.DOUBLE ? OnnxJavaType.DOUBLE : OnnxJavaType.FLOAT,
-          ((TensorInfo) f.train.getInputInfo().get(scalar).getInfo()).type, scalar);
+      assertEquals(elem == TensorType.DOUBLE ? OnnxJavaType.DOUBLE : OnnxJavaType.FLOAT, f.trainInputType(scalar), scalar);
     }
-    AdamWSpec o = AdamWSpec.DEFAULT;
-    Set<String> outs = new LinkedHashSet<>();
-    for (Parameter p : f.params) {
-      String n = p.getName();
-      outs.addAll(List.of(n + ".grad", n + ".next", n + ".adam_m.next", n + ".adam_v.next"));
-    }
-    Map<String, double[]> r = f.run(Map.of(), outs);
-    int checked = 0;
-    for (Parameter p : f.params) {
-      String n = p.getName();
-      boolean decays = p.getRole() != ParameterRole.HEAD_BIAS;
-      double[] w = f.values.get(n);
-      double[] g = r.get(n + ".grad");
-      for (int i = 0; i < w.length; i++) {
-        double gi = g[i];
-        assertEquals((1 - o.beta1()) * gi, r.get(n + ".adam_m.next")[i], 1e-6 * Math.abs(gi) + 1e-12, n + " m[" + i + "]");
-        assertEquals((1 - o.beta2()) * gi * gi, r.get(n + ".adam_v.next")[i], 1e-5 * gi * gi + 1e-15, n + " v[" + i + "]");
-        double expected = w[i] - LR * (gi / (Math.abs(gi) + o.epsilon()) + (decays ? o.weightDecay() * w[i] : 0));
-        assertEquals(expected, r.get(n + ".next")[i], 2e-6, n + ".next[" + i + "] (decay " + decays + ")");
-        checked++;
-      }
-    }
-    assertEquals(f.params.stream().mapToLong(DecoderTrainStepTest::size).sum(), checked);
+    f.assertAdamWFirstStep(2e-6);
   }
 
   /**
@@ -532,49 +322,6 @@ class DecoderTrainStepTest {
   }
 
   /**
-   * Trains from the manifest's initializers (seeded) for {@code steps} full-batch steps; puts the
-   * first step's loss into {@code first[0]} and returns the final state.
-   */
-  private static State train(Fixture f, Batch batch, int steps, double lr, double[] first) throws OrtException {
-    Random r = new Random(3);
-    Map<String, double[]> init = new HashMap<>();
-    for (Parameter p : f.params) {
-      double[] v = new double[size(p)];
-      for (int i = 0; i < v.length; i++) {
-        v[i] = switch (p.getInit()) {
-          case KAIMING_UNIFORM -> (2 * r.nextDouble() - 1) / Math.sqrt(p.getInitScale());
-          case NORMAL -> r.nextGaussian() * p.getInitScale();
-          default -> 0;
-        };
-      }
-      init.put(p.getName(), v);
-    }
-    State state = f.zeroMoments(init);
-    Set<String> outs = new LinkedHashSet<>(List.of("loss"));
-    for (Parameter p : f.params) {
-      String n = p.getName();
-      outs.addAll(List.of(n + ".next", n + ".adam_m.next", n + ".adam_v.next"));
-    }
-    for (int step = 1; step <= steps; step++) {
-      Map<String, double[]> out = f.run(batch, state, step, lr, outs);
-      if (step == 1) {
-        first[0] = out.get("loss")[0];
-      }
-      Map<String, double[]> v = new HashMap<>();
-      Map<String, double[]> m = new HashMap<>();
-      Map<String, double[]> s = new HashMap<>();
-      for (Parameter p : f.params) {
-        String n = p.getName();
-        v.put(n, out.get(n + ".next"));
-        m.put(n, out.get(n + ".adam_m.next"));
-        s.put(n, out.get(n + ".adam_v.next"));
-      }
-      state = new State(v, m, s);
-    }
-    return state;
-  }
-
-  /**
    * Causal LM with LoRA alone (no head): 8 copies of one fixed 8-token sequence, 120 full-batch
    * steps at lr 0.02. The next-token loss of the random host starts high (measured 4.9 and 4.8,
    * above ln 32) and must fall to at most half (measured: 0.07 and 0.84).
@@ -582,7 +329,7 @@ class DecoderTrainStepTest {
   @ParameterizedTest
   @EnumSource(Host.class)
   void causalLmTrainingHalvesTheLoss(Host host) throws OrtException {
-    Fixture f = fixture(host, TensorType.FLOAT, true);
+    WholeStepCheck f = fixture(host, TensorType.FLOAT, true);
     long[] sequence = {3, 17, 22, 8, 1, 5, 9, 30};
     long[] ids = new long[8 * sequence.length];
     long[] mask = new long[ids.length];
@@ -591,12 +338,12 @@ class DecoderTrainStepTest {
     }
     java.util.Arrays.fill(mask, 1);
     Batch batch = new Batch(ids, mask, new long[8]);
-    double[] first = new double[1];
-    State state = train(f, batch, 120, 0.02, first);
-    double finalLoss = f.run(batch, state, 121, 0, Set.of("loss")).get("loss")[0];
-    System.out.printf("%s causal LM training: loss %.4f -> %.4f after 120 steps%n", host, first[0], finalLoss);
-    assertTrue(first[0] > 2.0, "initial next-token loss of an untrained host: " + first[0]);
-    assertTrue(finalLoss <= first[0] / 2, "loss " + first[0] + " -> " + finalLoss);
+    WholeStepCheck.Training t = f.train(batch.feeds(true), f.initialValues(3), 120, 0.02);
+    double first = t.firstLoss();
+    double finalLoss = f.run(batch.feeds(true), t.state(), 121, 0, Set.of("loss")).get("loss")[0];
+    System.out.printf("%s causal LM training: loss %.4f -> %.4f after 120 steps%n", host, first, finalLoss);
+    assertTrue(first > 2.0, "initial next-token loss of an untrained host: " + first);
+    assertTrue(finalLoss <= first / 2, "loss " + first + " -> " + finalLoss);
   }
 
   /**
@@ -607,12 +354,12 @@ class DecoderTrainStepTest {
   @ParameterizedTest
   @EnumSource(Host.class)
   void trainingOnASyntheticTaskHalvesTheLoss(Host host) throws OrtException {
-    Fixture f = fixture(host);
+    WholeStepCheck f = fixture(host);
     Batch batch = containsFive();
     int steps = 60;
-    double[] first = new double[1];
-    State state = train(f, batch, steps, 0.01, first);
-    Map<String, double[]> last = f.run(batch, state, steps + 1, 0, Set.of("loss", "logits"));
+    WholeStepCheck.Training t = f.train(batch.feeds(false), f.initialValues(3), steps, 0.01);
+    double first = t.firstLoss();
+    Map<String, double[]> last = f.run(batch.feeds(false), t.state(), steps + 1, 0, Set.of("loss", "logits"));
     double finalLoss = last.get("loss")[0];
     double[] logits = last.get("logits");
     int correct = 0;
@@ -622,14 +369,14 @@ class DecoderTrainStepTest {
       }
     }
     System.out.printf("%s training: loss %.4f -> %.4f after %d steps, %d/%d right%n",
-        host, first[0], finalLoss, steps, correct, batch.labels().length);
-    assertEquals(Math.log(2), first[0], 0.05, "the initial loss is near ln 2 (B = 0, small head)");
-    assertTrue(finalLoss <= first[0] / 2, "loss " + first[0] + " -> " + finalLoss);
+        host, first, finalLoss, steps, correct, batch.labels().length);
+    assertEquals(Math.log(2), first, 0.05, "the initial loss is near ln 2 (B = 0, small head)");
+    assertTrue(finalLoss <= first / 2, "loss " + first + " -> " + finalLoss);
     assertEquals(batch.labels().length, correct, "training accuracy");
     for (Parameter p : f.params) {
       if (p.getRole() == ParameterRole.LORA_B) {
         double norm = 0;
-        for (double x : state.values().get(p.getName())) {
+        for (double x : t.state().values().get(p.getName())) {
           norm += x * x;
         }
         assertTrue(Math.sqrt(norm) > 1e-3, p.getName() + " trained");

@@ -1,6 +1,7 @@
 package dev.graft.compiler;
 
 import dev.graft.testing.Adapters;
+import dev.graft.testing.InferenceRun;
 import dev.graft.testing.TinyBertHost;
 import dev.graft.testing.TinyCnnHost;
 import dev.graft.testing.WholeStepCheck;
@@ -11,11 +12,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxTensorLike;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.graft.dsl.Graft;
@@ -35,10 +32,7 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
-import java.nio.DoubleBuffer;
-import java.nio.LongBuffer;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -52,7 +46,6 @@ import org.junit.jupiter.api.Test;
  * host's output unchanged, the drawn rank of DyLoRA, saved names, configs and errors.
  */
 class LoraFamilyTest {
-  private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
   private static final String QV = ".*/(query|value)/MatMul";
 
   private static AdapterSpec lora(String target, Map<String, Object> options) {
@@ -268,45 +261,11 @@ class LoraFamilyTest {
 
   /** The inference graph's logits for the fixed batch of {@link WholeStepCheck}, parameters as {@code values} sets them. */
   private static double[] logits(Graph hostGraph, AdapterSpec adapter, Values values) throws OrtException {
-    HostModel host = new HostModel("tiny", OnnxExport.write(hostGraph, "tiny"), "sha");
-    CompiledGraft graft = GraftCompiler.compile(new GraftSpec("Tiny", "tiny", List.of(adapter),
-        new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null), host).orThrow();
-    Map<String, OnnxTensorLike> external = new HashMap<>();
-    Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
-    try {
-      Set<String> inGraph = new TreeSet<>();
-      graft.inference().getGraph().getInitializerList().stream()
-          .filter(t -> t.getDataLocation() == dev.graft.spec.onnx.Onnx.TensorProto.DataLocation.EXTERNAL)
-          .forEach(t -> inGraph.add(t.getName()));
-      for (String name : graft.manifest().getHostInitializersList()) {
-        if (inGraph.contains(name)) {
-          OnnxTensor t = OnnxTensor.createTensor(ENV, DoubleBuffer.wrap(Tensors.readDoubles(hostGraph.initializers().get(name))),
-              hostGraph.initializers().get(name).getDimsList().stream().mapToLong(Long::longValue).toArray());
-          external.put(name, t);
-        }
-      }
-      OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-      options.addExternalInitializers(external);
-      try (OrtSession session = ENV.createSession(graft.inference().toByteArray(), options)) {
-        feeds.put("input_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(WholeStepCheck.INPUT_IDS), WholeStepCheck.SHAPE));
-        feeds.put("attention_mask", OnnxTensor.createTensor(ENV, LongBuffer.wrap(WholeStepCheck.MASK), WholeStepCheck.SHAPE));
-        feeds.put("token_type_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(WholeStepCheck.TOKEN_TYPES), WholeStepCheck.SHAPE));
-        for (Parameter p : graft.manifest().getParametersList()) {
-          double[] v = new double[WholeStepCheck.size(p)];
-          values.fill(p, v);
-          feeds.put(p.getName(), OnnxTensor.createTensor(ENV, DoubleBuffer.wrap(v), WholeStepCheck.shape(p)));
-        }
-        try (OrtSession.Result result = session.run(feeds)) {
-          DoubleBuffer b = ((OnnxTensor) result.get(0)).getDoubleBuffer();
-          double[] out = new double[b.remaining()];
-          b.get(out);
-          return out;
-        }
-      }
-    } finally {
-      feeds.values().forEach(OnnxTensor::close);
-      external.values().forEach(t -> ((OnnxTensor) t).close());
-    }
+    return InferenceRun.logits(hostGraph, InferenceRun.compile(hostGraph, adapter), p -> {
+      double[] v = new double[WholeStepCheck.size(p)];
+      values.fill(p, v);
+      return v;
+    });
   }
 
   // ---------------------------------------------------------------- manifest and config

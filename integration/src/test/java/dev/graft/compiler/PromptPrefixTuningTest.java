@@ -23,7 +23,7 @@ import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
-import dev.graft.compiler.spec.CausalLmSpec;
+import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
@@ -33,34 +33,29 @@ import org.junit.jupiter.api.Test;
 
 /** Prompt tuning and prefix tuning: gradients, values against independent computations, errors, configs. */
 class PromptPrefixTuningTest {
-  @Test
-  void promptTuningWholeStepMatchesCentralDifferencesInFloat64() throws OrtException {
-    try (WholeStepCheck check = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
-        Adapters.of("prompt_tuning", "", Map.of("tokens", 3)))) {
+  /** The whole step of {@code adapter} on the float64 tiny BERT: h = 1e-6, |error| ≤ 1e-7 + 1e-5·|numeric|, max error < 1e-7. */
+  private static void assertWholeStepMatchesCentralDifferences(String label, AdapterSpec adapter) throws OrtException {
+    try (WholeStepCheck check = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE), adapter)) {
       double worst = check.assertGradientsMatch(1e-6, 1e-7, 1e-5);
-      System.out.println("prompt tuning max FD error " + worst);
+      System.out.println(label + " max FD error " + worst);
       assertTrue(worst < 1e-7, "max error " + worst);
     }
+  }
+
+  @Test
+  void promptTuningWholeStepMatchesCentralDifferencesInFloat64() throws OrtException {
+    assertWholeStepMatchesCentralDifferences("prompt tuning", Adapters.of("prompt_tuning", "", Map.of("tokens", 3)));
   }
 
   @Test
   void prefixTuningWholeStepMatchesCentralDifferencesInFloat64() throws OrtException {
-    try (WholeStepCheck check = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
-        Adapters.of("prefix_tuning", "", Map.of("tokens", 2)))) {
-      double worst = check.assertGradientsMatch(1e-6, 1e-7, 1e-5);
-      System.out.println("prefix tuning max FD error " + worst);
-      assertTrue(worst < 1e-7, "max error " + worst);
-    }
+    assertWholeStepMatchesCentralDifferences("prefix tuning", Adapters.of("prefix_tuning", "", Map.of("tokens", 2)));
   }
 
   @Test
   void prefixTuningWithProjectionWholeStepMatchesCentralDifferencesInFloat64() throws OrtException {
-    try (WholeStepCheck check = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
-        Adapters.of("prefix_tuning", "", Map.of("tokens", 2, "projection", true, "projectionHidden", 3)))) {
-      double worst = check.assertGradientsMatch(1e-6, 1e-7, 1e-5);
-      System.out.println("prefix tuning (projection) max FD error " + worst);
-      assertTrue(worst < 1e-7, "max error " + worst);
-    }
+    assertWholeStepMatchesCentralDifferences("prefix tuning (projection)",
+        Adapters.of("prefix_tuning", "", Map.of("tokens", 2, "projection", true, "projectionHidden", 3)));
   }
 
   @Test

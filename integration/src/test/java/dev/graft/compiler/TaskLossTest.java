@@ -1,25 +1,21 @@
 package dev.graft.compiler;
 
 import dev.graft.testing.Adapters;
+import dev.graft.testing.Feed;
 import dev.graft.testing.TinyBertHost;
 import dev.graft.testing.TinyCausalHost;
+import dev.graft.testing.WholeStepCheck;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxTensorLike;
-import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import dev.graft.dsl.Graft;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.OnnxExport;
-import dev.graft.compiler.ir.TensorType;
-import dev.graft.compiler.ir.Tensors;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
@@ -29,17 +25,9 @@ import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Loss;
-import dev.graft.spec.manifest.Parameter;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
 
@@ -49,185 +37,52 @@ import org.junit.jupiter.api.Test;
  * hand computation in Java from the step's own logits/predictions output on the same inputs.
  */
 class TaskLossTest {
-  private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
   private static final long[] BS = {3, 5};
   private static final long[] INPUT_IDS = {3, 17, 42, 8, 1, 5, 9, 33, 0, 0, 11, 12, 13, 14, 15};
   private static final long[] MASK = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1};
   private static final long[] TOKEN_TYPES = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   private static final AdapterSpec LORA = Adapters.lora(".*/(query|value)/MatMul", 2, 4);
 
-  /** A value fed to the step: int64 or float32 data with a shape. */
-  private record Feed(long[] longs, float[] floats, long[] shape) {
-    static Feed longs(long[] v, long... shape) {
-      return new Feed(v, null, shape);
-    }
-
-    static Feed floats(float[] v, long... shape) {
-      return new Feed(null, v, shape);
-    }
-
-    OnnxTensor tensor() throws OrtException {
-      return longs != null
-          ? OnnxTensor.createTensor(ENV, LongBuffer.wrap(longs), shape)
-          : OnnxTensor.createTensor(ENV, FloatBuffer.wrap(floats), shape);
-    }
+  /**
+   * The float32 step of {@link #LORA} and {@code task} on {@code hostGraph}, fed a 3 × 5 batch,
+   * {@code labels}, step 1 and lr 0.1, with seeded parameter values.
+   */
+  private static WholeStepCheck fixture(Graph hostGraph, TaskSpec task, Feed labels) throws OrtException {
+    WholeStepCheck f = WholeStepCheck.of(hostGraph, task, LORA);
+    f.randomize(11, p -> 0, p -> switch (p.getRole()) {
+      case LORA_A -> 0.5;
+      case LORA_B -> 0.3;
+      case HEAD_WEIGHT -> 0.5;
+      default -> 0.1;
+    });
+    f.batch.clear();
+    f.batch.put("input_ids", Feed.longs(INPUT_IDS, BS));
+    f.batch.put("attention_mask", Feed.longs(MASK, BS));
+    f.batch.put("token_type_ids", Feed.longs(TOKEN_TYPES, BS));
+    f.batch.put(f.graft.manifest().getTrain().getLabels(), labels);
+    f.learningRate = 0.1;
+    return f;
   }
 
-  /** A graft compiled with gradients exposed, its training session and seeded parameter values. */
-  private static final class Fixture implements AutoCloseable {
-    final CompiledGraft graft;
-    final List<Parameter> params;
-    final Map<String, float[]> values = new LinkedHashMap<>();
-    final List<OnnxTensor> hostWeights = new ArrayList<>();
-    final OrtSession train;
-    final Map<String, Feed> feeds = new LinkedHashMap<>();
-
-    Fixture(Graph hostGraph, TaskSpec task, Feed labels) throws OrtException {
-      HostModel host = new HostModel("tiny", OnnxExport.write(hostGraph, "tiny"), "sha");
-      GraftSpec spec = new GraftSpec("Tiny", "tiny", List.of(LORA), task, AdamWSpec.DEFAULT, null);
-      graft = GraftCompiler.compile(spec, host, true).orThrow();
-      params = graft.manifest().getParametersList();
-      Random r = new Random(11);
-      for (Parameter p : params) {
-        float[] v = new float[(int) p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b)];
-        double scale = switch (p.getRole()) {
-          case LORA_A -> 0.5;
-          case LORA_B -> 0.3;
-          case HEAD_WEIGHT -> 0.5;
-          default -> 0.1;
-        };
-        for (int i = 0; i < v.length; i++) {
-          v[i] = (float) (scale * r.nextGaussian());
-        }
-        values.put(p.getName(), v);
-      }
-      OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-      Map<String, OnnxTensorLike> external = new HashMap<>();
-      for (String name : graft.manifest().getHostInitializersList()) {
-        OnnxTensor t = tensorOf(hostGraph.initializers().get(name));
-        hostWeights.add(t);
-        external.put(name, t);
-      }
-      options.addExternalInitializers(external);
-      train = ENV.createSession(graft.train().toByteArray(), options);
-      feeds.put("input_ids", Feed.longs(INPUT_IDS, BS));
-      feeds.put("attention_mask", Feed.longs(MASK, BS));
-      feeds.put("token_type_ids", Feed.longs(TOKEN_TYPES, BS));
-      feeds.put(graft.manifest().getTrain().getLabels(), labels);
-      feeds.put("step", Feed.floats(new float[] {1f}));
-      feeds.put("learning_rate", Feed.floats(new float[] {0.1f}));
-    }
-
-    Map<String, float[]> run(Map<String, float[]> override, Set<String> outputs) throws OrtException {
-      Map<String, OnnxTensor> in = new HashMap<>();
-      try {
-        for (Map.Entry<String, Feed> e : feeds.entrySet()) {
-          in.put(e.getKey(), e.getValue().tensor());
-        }
-        for (Parameter p : params) {
-          float[] v = override.getOrDefault(p.getName(), values.get(p.getName()));
-          long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
-          in.put(p.getName(), OnnxTensor.createTensor(ENV, FloatBuffer.wrap(v), shape));
-          in.put(p.getName() + ".adam_m", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(new float[v.length]), shape));
-          in.put(p.getName() + ".adam_v", OnnxTensor.createTensor(ENV, FloatBuffer.wrap(new float[v.length]), shape));
-        }
-        try (OrtSession.Result r = train.run(in, outputs)) {
-          Map<String, float[]> out = new LinkedHashMap<>();
-          for (String o : outputs) {
-            FloatBuffer b = ((OnnxTensor) r.get(o).orElseThrow()).getFloatBuffer();
-            float[] f = new float[b.remaining()];
-            b.get(f);
-            out.put(o, f);
-          }
-          return out;
-        }
-      } finally {
-        in.values().forEach(OnnxTensor::close);
-      }
-    }
-
-    float loss(String param, float[] v) throws OrtException {
-      return run(Map.of(param, v), Set.of("loss")).get("loss")[0];
-    }
-
-    /** The step's loss and its task output ({@code logits} or {@code predictions}). */
-    Map<String, float[]> forward() throws OrtException {
-      return run(Map.of(), Set.of("loss", graft.manifest().getLogits()));
-    }
-
-    @Override
-    public void close() throws OrtException {
-      train.close();
-      hostWeights.forEach(OnnxTensor::close);
-    }
-  }
-
-  private static OnnxTensor tensorOf(TensorProto t) throws OrtException {
-    long[] shape = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
-    if (t.getDataType() == TensorType.INT64) {
-      return OnnxTensor.createTensor(ENV, LongBuffer.wrap(Tensors.readLongs(t).stream().mapToLong(Long::longValue).toArray()), shape);
-    }
-    double[] d = Tensors.readDoubles(t);
-    float[] f = new float[d.length];
-    for (int i = 0; i < d.length; i++) {
-      f[i] = (float) d[i];
-    }
-    return OnnxTensor.createTensor(ENV, FloatBuffer.wrap(f), shape);
+  /** The step's loss and its task output ({@code logits} or {@code predictions}). */
+  private static Map<String, double[]> forward(WholeStepCheck f) throws OrtException {
+    return f.run(Map.of(), Set.of("loss", f.graft.manifest().getLogits()));
   }
 
   /**
    * Every element of every gradient against central differences of the loss in float32, h =
    * 1e-2 (divided by the exact float32 difference of the perturbed values). Pass when |analytic
    * − numeric| ≤ 1e-3 + 1e-2·|numeric| element-wise and the relative L2 error per parameter is ≤
-   * 1e-2. Returns the largest element-wise error.
+   * 1e-2.
    */
-  private static double checkGradients(Fixture f, boolean expectNonZero) throws OrtException {
-    Set<String> gradOutputs = new LinkedHashSet<>();
-    f.params.forEach(p -> gradOutputs.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
-    Map<String, float[]> grads = f.run(Map.of(), gradOutputs);
-    double h = 1e-2;
-    double worst = 0;
-    StringBuilder failures = new StringBuilder();
-    StringBuilder stats = new StringBuilder();
-    for (Parameter p : f.params) {
-      float[] base = f.values.get(p.getName());
-      float[] analytic = grads.get(p.getName() + GraftCompiler.GRADIENT_SUFFIX);
-      assertEquals(base.length, analytic.length, p.getName());
-      double errSq = 0;
-      double normSq = 0;
-      double maxErr = 0;
-      for (int i = 0; i < base.length; i++) {
-        assertTrue(Float.isFinite(analytic[i]), p.getName() + "[" + i + "] = " + analytic[i]);
-        float[] plus = base.clone();
-        float[] minus = base.clone();
-        plus[i] = (float) (base[i] + h);
-        minus[i] = (float) (base[i] - h);
-        double numeric = (f.loss(p.getName(), plus) - (double) f.loss(p.getName(), minus)) / ((double) plus[i] - minus[i]);
-        double err = Math.abs(analytic[i] - numeric);
-        errSq += err * err;
-        normSq += numeric * numeric;
-        maxErr = Math.max(maxErr, err);
-        if (!(err <= 1e-3 + 1e-2 * Math.abs(numeric))) {
-          failures.append(String.format("%n  %s[%d]: analytic %.6g, numeric %.6g", p.getName(), i, analytic[i], numeric));
-        }
-      }
-      worst = Math.max(worst, maxErr);
-      stats.append(String.format("%n  %s: |grad| %.3g, max err %.3g", p.getName(), Math.sqrt(normSq), maxErr));
-      if (expectNonZero) {
-        double rel = Math.sqrt(errSq / normSq);
-        if (!(rel <= 1e-2)) {
-          failures.append(String.format("%n  %s: relative L2 error %.3g", p.getName(), rel));
-        }
-        assertTrue(normSq > 1e-8, "gradient of " + p.getName() + " is not negligible: " + stats);
-      }
-    }
-    assertEquals("", failures.toString(), "gradients differ from central differences:" + stats);
-    System.out.printf("%s: max |analytic - numeric| %.3g%s%n", f.graft.manifest().getTask().getLoss(), worst, stats);
-    return worst;
+  private static void checkGradients(WholeStepCheck f) throws OrtException {
+    WholeStepCheck.Result r = f.assertGradientsMatch(
+        WholeStepCheck.Tolerance.of(1e-2, 1e-3, 1e-2).relativeL2(1e-2).minNormSquared(1e-8));
+    System.out.printf("%s: max |analytic - numeric| %.3g%s%n", f.graft.manifest().getTask().getLoss(), r.maxError(), r.stats());
   }
 
   /** −log softmax(z)[y] and −mean_c log softmax(z)[c] of one row, in double. */
-  private static double[] crossEntropy(float[] z, int offset, int classes, long label) {
+  private static double[] crossEntropy(double[] z, int offset, int classes, long label) {
     double max = Double.NEGATIVE_INFINITY;
     for (int c = 0; c < classes; c++) {
       max = Math.max(max, z[offset + c]);
@@ -251,32 +106,32 @@ class TaskLossTest {
     long[] labels = {2, -1, 0};
     double eps = 0.1;
     ClassificationSpec task = new ClassificationSpec(3, ClassificationSpec.Pooling.MEAN, "", -1, eps, null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.longs(labels, 3))) {
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.longs(labels, 3))) {
       assertEquals(Loss.SOFTMAX_CROSS_ENTROPY, f.graft.manifest().getTask().getLoss());
       assertEquals(-1, f.graft.manifest().getTask().getIgnoreIndex());
       assertEquals(0.1, f.graft.manifest().getTask().getLabelSmoothing());
-      Map<String, float[]> out = f.forward();
-      float[] z = out.get("logits");
+      Map<String, double[]> out = forward(f);
+      double[] z = out.get("logits");
       double sum = 0;
       for (int b : new int[] {0, 2}) {
         double[] ce = crossEntropy(z, 3 * b, 3, labels[b]);
         sum += (1 - eps) * ce[0] + eps * ce[1];
       }
       assertEquals(sum / 2, out.get("loss")[0], 1e-5, "mean over the 2 counted examples");
-      checkGradients(f, true);
+      checkGradients(f);
     }
   }
 
   @Test
   void classificationWithEveryLabelIgnoredHasZeroLossAndGradients() throws OrtException {
     ClassificationSpec task = new ClassificationSpec(3, ClassificationSpec.Pooling.FIRST_TOKEN, "", -100, 0.2, null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.longs(new long[] {-100, -100, -100}, 3))) {
-      assertEquals(0f, f.forward().get("loss")[0], 0f);
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.longs(new long[] {-100, -100, -100}, 3))) {
+      assertEquals(0.0, forward(f).get("loss")[0], 0.0);
       Set<String> grads = new LinkedHashSet<>();
       f.params.forEach(p -> grads.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
       f.run(Map.of(), grads).forEach((name, g) -> {
-        for (float x : g) {
-          assertEquals(0f, x, 0f, name);
+        for (double x : g) {
+          assertEquals(0.0, x, 0.0, name);
         }
       });
     }
@@ -286,8 +141,8 @@ class TaskLossTest {
   void defaultClassificationIsPlainMeanCrossEntropy() throws OrtException {
     long[] labels = {1, 0, 2};
     ClassificationSpec task = new ClassificationSpec(3, ClassificationSpec.Pooling.MEAN, "", null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.longs(labels, 3))) {
-      Map<String, float[]> out = f.forward();
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.longs(labels, 3))) {
+      Map<String, double[]> out = forward(f);
       double sum = 0;
       for (int b = 0; b < 3; b++) {
         sum += crossEntropy(out.get("logits"), 3 * b, 3, labels[b])[0];
@@ -302,19 +157,19 @@ class TaskLossTest {
   void regressionIsMeanSquaredError() throws OrtException {
     float[] targets = {0.5f, -1f, 2f, 0f, -0.25f, 1.5f};
     RegressionSpec task = new RegressionSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 2))) {
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 2))) {
       assertEquals("targets", f.graft.manifest().getTrain().getLabels());
       assertEquals("predictions", f.graft.manifest().getLogits());
       assertEquals(2, f.graft.manifest().getHead().getNumLabels());
-      Map<String, float[]> out = f.forward();
-      float[] y = out.get("predictions");
+      Map<String, double[]> out = forward(f);
+      double[] y = out.get("predictions");
       assertEquals(6, y.length);
       double sum = 0;
       for (int i = 0; i < 6; i++) {
         sum += (y[i] - (double) targets[i]) * (y[i] - (double) targets[i]);
       }
       assertEquals(sum / 6, out.get("loss")[0], 1e-5 * Math.max(1, sum / 6));
-      checkGradients(f, true);
+      checkGradients(f);
     }
   }
 
@@ -324,17 +179,17 @@ class TaskLossTest {
   void multiLabelIsBinaryCrossEntropyWithLogits() throws OrtException {
     float[] targets = {1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1};
     MultiLabelSpec task = new MultiLabelSpec(4, ClassificationSpec.Pooling.FIRST_TOKEN, "", null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 4))) {
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 4))) {
       assertEquals(Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS, f.graft.manifest().getTask().getLoss());
-      Map<String, float[]> out = f.forward();
-      float[] z = out.get("logits");
+      Map<String, double[]> out = forward(f);
+      double[] z = out.get("logits");
       double sum = 0;
       for (int i = 0; i < 12; i++) {
         double p = 1 / (1 + Math.exp(-z[i]));
         sum += -(targets[i] * Math.log(p) + (1 - targets[i]) * Math.log(1 - p));
       }
       assertEquals(sum / 12, out.get("loss")[0], 1e-5);
-      checkGradients(f, true);
+      checkGradients(f);
     }
   }
 
@@ -342,10 +197,10 @@ class TaskLossTest {
   void binaryCrossEntropyIsStableForLargeLogits() throws OrtException {
     float[] targets = {1, 0, 0, 1, 0, 1};
     MultiLabelSpec task = new MultiLabelSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
-    try (Fixture f = new Fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 2))) {
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.floats(targets, 3, 2))) {
       // Bias ±200 (weights zero): logits ±200, where exp(−z) of the naive form overflows float32.
-      float[] w = new float[f.values.get("classifier.weight").length];
-      Map<String, float[]> out = f.run(Map.of("classifier.weight", w, "classifier.bias", new float[] {200f, -200f}),
+      double[] w = new double[f.values.get("classifier.weight").length];
+      Map<String, double[]> out = f.run(Map.of("classifier.weight", w, "classifier.bias", new double[] {200, -200}),
           Set.of("loss", "classifier.bias.grad"));
       // Row targets (1,0) cost 0; (0,1) costs 400; (0,1) → 400: (0 + 400 + 400 + 0 + 400 + 0... per element.
       double expected = 0;
@@ -354,8 +209,8 @@ class TaskLossTest {
         expected += Math.max(z, 0) - z * targets[i] + Math.log1p(Math.exp(-Math.abs(z)));
       }
       assertEquals(expected / 6, out.get("loss")[0], 1e-3);
-      for (float g : out.get("classifier.bias.grad")) {
-        assertTrue(Float.isFinite(g), "finite gradient: " + g);
+      for (double g : out.get("classifier.bias.grad")) {
+        assertTrue(Double.isFinite(g), "finite gradient: " + g);
       }
     }
   }
@@ -363,7 +218,7 @@ class TaskLossTest {
   // ---------------------------------------------------------------- causal LM
 
   /** The hand-computed causal LM loss: mean over (b, t) whose next token counts of −log p(next). */
-  private static double causalLmLoss(float[] logits, long[] labels, long[] mask, long ignore, int vocab) {
+  private static double causalLmLoss(double[] logits, long[] labels, long[] mask, long ignore, int vocab) {
     double sum = 0;
     int counted = 0;
     for (int b = 0; b < BS[0]; b++) {
@@ -382,12 +237,12 @@ class TaskLossTest {
   @Test
   void causalLmLossShiftsLabelsAndSkipsPadding() throws OrtException {
     CausalLmSpec task = new CausalLmSpec("", -100, 0.0, null);
-    try (Fixture f = new Fixture(TinyCausalHost.graph(2024), task, Feed.longs(INPUT_IDS, BS))) {
+    try (WholeStepCheck f = fixture(TinyCausalHost.graph(2024), task, Feed.longs(INPUT_IDS, BS))) {
       assertEquals(List.of(), f.params.stream().filter(p -> !p.getName().contains("lora")).toList(), "no head");
       assertEquals(Loss.CAUSAL_LM_CROSS_ENTROPY, f.graft.manifest().getTask().getLoss());
       assertEquals(TinyCausalHost.VOCAB, f.graft.manifest().getTask().getNumOutputs());
       assertFalse(f.graft.manifest().hasHead());
-      Map<String, float[]> out = f.forward();
+      Map<String, double[]> out = forward(f);
       assertEquals(3 * 5 * TinyCausalHost.VOCAB, out.get("logits").length);
       // 4 + 2 + 4 counted positions (row 1's last two tokens are padding).
       double expected = causalLmLoss(out.get("logits"), INPUT_IDS, MASK, -100, TinyCausalHost.VOCAB);
@@ -398,7 +253,7 @@ class TaskLossTest {
         unshifted += crossEntropy(out.get("logits"), i * TinyCausalHost.VOCAB, TinyCausalHost.VOCAB, INPUT_IDS[i])[0];
       }
       assertTrue(Math.abs(unshifted / 15 - expected) > 1e-2, "shift matters: " + unshifted / 15 + " vs " + expected);
-      checkGradients(f, true);
+      checkGradients(f);
     }
   }
 
@@ -409,16 +264,16 @@ class TaskLossTest {
     labels[2] = -7;
     labels[12] = 49;
     CausalLmSpec task = new CausalLmSpec("logits", -7, 0.0, null);
-    try (Fixture f = new Fixture(TinyCausalHost.graph(2024), task, Feed.longs(labels, BS))) {
-      Map<String, float[]> out = f.forward();
+    try (WholeStepCheck f = fixture(TinyCausalHost.graph(2024), task, Feed.longs(labels, BS))) {
+      Map<String, double[]> out = forward(f);
       double expected = causalLmLoss(out.get("logits"), labels, MASK, -7, TinyCausalHost.VOCAB);
       assertEquals(expected, out.get("loss")[0], 1e-5);
-      checkGradients(f, true);
+      checkGradients(f);
     }
     long[] none = new long[15];
     java.util.Arrays.fill(none, -100);
-    try (Fixture f = new Fixture(TinyCausalHost.graph(2024), new CausalLmSpec("", -100, 0.1, null), Feed.longs(none, BS))) {
-      assertEquals(0f, f.forward().get("loss")[0], 0f, "every label ignored: loss 0, not NaN");
+    try (WholeStepCheck f = fixture(TinyCausalHost.graph(2024), new CausalLmSpec("", -100, 0.1, null), Feed.longs(none, BS))) {
+      assertEquals(0.0, forward(f).get("loss")[0], 0.0, "every label ignored: loss 0, not NaN");
     }
   }
 

@@ -1,20 +1,19 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -24,19 +23,7 @@ import org.junit.jupiter.api.Test;
  * lower-case names, and the sites taken.
  */
 class BottleneckDeclarationTest {
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
-  private static Manifest manifest(Compilation c, String name) throws IOException {
-    Manifest.Builder m = Manifest.newBuilder();
-    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto").orElseThrow()
-        .getCharContent(true).toString(), m);
-    return m.build();
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   @Test
   void bottleneckAdaptersCompileAndRecordTheirOptions() throws IOException {
@@ -51,7 +38,7 @@ class BottleneckDeclarationTest {
         "    layers = 3)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Adapted {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).succeededWithoutWarnings();
     Manifest m = manifest(c, "Adapted");
     List<Adapter> a = m.getAdaptersList();
@@ -82,7 +69,7 @@ class BottleneckDeclarationTest {
         "@dev.graft.annotations.TrainModules(target = \".*/output/dense/MatMul\", layers = 5)",
         "@dev.graft.annotations.Classification(labels = 3)",
         "interface Tuned {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).succeededWithoutWarnings();
     Manifest m = manifest(c, "Tuned");
     assertEquals(List.of("bitfit", "layernorm", "full"), m.getAdaptersList().stream().map(Adapter::getKind).toList());
@@ -108,7 +95,7 @@ class BottleneckDeclarationTest {
         "@dev.graft.annotations.TrainModules(target = \"\")",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Everything {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).failed();
     assertThat(c).hadErrorContaining("[GRAFT061] Full tuning options do not fit the host: full tuning needs a target");
   }

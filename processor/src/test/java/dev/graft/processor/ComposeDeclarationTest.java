@@ -1,20 +1,19 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.Manifest;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -23,15 +22,10 @@ import org.junit.jupiter.api.Test;
  * lands on the annotation value at fault.
  */
 class ComposeDeclarationTest {
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
+
   /** Every layer's feed-forward output dense: where the bottleneck's default (pfeiffer) sites are. */
   private static final String FFN = ".*/layer.[0-9]+/output/dense/MatMul";
-
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
 
   private static JavaFileObject source(String graft, String... lines) {
     List<String> all = new ArrayList<>(List.of("package test;",
@@ -43,22 +37,15 @@ class ComposeDeclarationTest {
     return JavaFileObjects.forSourceLines("test.Adapted", all);
   }
 
-  private static Manifest manifest(Compilation c) throws IOException {
-    Manifest.Builder m = Manifest.newBuilder();
-    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", "Adapted.manifest.textproto").orElseThrow()
-        .getCharContent(true).toString(), m);
-    return m.build();
-  }
-
   @Test
   void namedAdaptersAndCompositionsCompile() throws IOException {
-    Compilation c = compile(source(", train = {\"task\"}",
+    Compilation c = JAVAC.compile(source(", train = {\"task\"}",
         "@Lora(name = \"task\", target = \"" + FFN + "\", rank = 4)",
         "@Bottleneck(name = \"lang\")",
         "@Lora(target = \".*/query/MatMul\")",
         "@Compose(\"stack(lang, task)\")"));
     assertThat(c).succeededWithoutWarnings();
-    Manifest m = manifest(c);
+    Manifest m = manifest(c, "Adapted");
     // Repeated @Lora annotations come together (javac's container), then @Bottleneck.
     assertEquals(List.of("task", "", "lang"), m.getAdaptersList().stream().map(a -> a.getName()).toList());
     assertEquals("gate.task", m.getAdapters(0).getGate());
@@ -74,7 +61,7 @@ class ComposeDeclarationTest {
   }
 
   private static void assertError(String code, String line, JavaFileObject src) {
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).failed();
     assertThat(c).hadErrorContaining("[" + code + "]").inFile(src).onLineContaining(line);
   }

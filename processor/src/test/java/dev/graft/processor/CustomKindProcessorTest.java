@@ -1,11 +1,10 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.op.CustomAdapterKind;
@@ -14,11 +13,11 @@ import dev.graft.compiler.op.Param;
 import dev.graft.compiler.op.Tensor;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -28,6 +27,8 @@ import org.junit.jupiter.api.Test;
  * one, and reports the definition's faults on it.
  */
 class CustomKindProcessorTest {
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
+
   /** A scaled parallel branch {@code v + scale·tanh(x·down)·up}, declared by {@code @test.ScaledBranch}. */
   public static final class ScaledBranch extends CustomAdapterKind {
     @Override
@@ -105,13 +106,6 @@ class CustomKindProcessorTest {
       "  int width() default 4;",
       "}");
 
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
   @Test
   void aCustomKindsAnnotationCompilesLikeABuiltInOne() throws IOException {
     JavaFileObject src = JavaFileObjects.forSourceLines("test.Branched",
@@ -120,13 +114,10 @@ class CustomKindProcessorTest {
         "@ScaledBranch(target = \".*/attention/self/value/MatMul\", layers = {4, 5}, width = 16, scale = 0.5)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Branched {}");
-    Compilation c = compile(SCALED_BRANCH, src);
+    Compilation c = JAVAC.compile(SCALED_BRANCH, src);
     assertThat(c).succeededWithoutWarnings();
     assertThat(c).generatedSourceFile("test.BranchedGraft");
-    Manifest.Builder b = Manifest.newBuilder();
-    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", "Branched.manifest.textproto")
-        .orElseThrow().getCharContent(true).toString(), b);
-    Manifest m = b.build();
+    Manifest m = manifest(c, "Branched");
     assertEquals("scaled_branch", m.getAdapters(0).getKind());
     assertEquals(Map.of("width", "16", "scale", "0.5"), m.getAdapters(0).getOptionsMap());
     assertEquals(List.of("encoder.layer.4.attention.self.value", "encoder.layer.5.attention.self.value"),
@@ -144,7 +135,7 @@ class CustomKindProcessorTest {
         "@BrokenBranch(target = \".*/attention/self/query/MatMul\", width = 8)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Broken {}");
-    Compilation c = compile(BROKEN_BRANCH, src);
+    Compilation c = JAVAC.compile(BROKEN_BRANCH, src);
     assertThat(c).failed();
     assertThat(c).hadErrorCount(1);
     assertThat(c).hadErrorContaining("[GRAFT090] Broken branch definition at encoder.layer.0.attention.self.query:"

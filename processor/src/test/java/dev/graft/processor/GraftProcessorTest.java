@@ -1,19 +1,21 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.generatedClass;
+import static dev.graft.testing.ProcessorCompiler.manifest;
+import static dev.graft.testing.ProcessorCompiler.resource;
+import static dev.graft.testing.ProcessorCompiler.source;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
-import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -33,16 +35,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /** The processor end to end, through javac, on the real MiniLM host and tiny hand-made ones. */
 class GraftProcessorTest {
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
-  private static JavaFileObject source(String name, String... lines) {
-    return JavaFileObjects.forSourceLines("test." + name, lines);
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   // ---------------------------------------------------------------- success
 
@@ -60,19 +53,14 @@ class GraftProcessorTest {
         "@Classification(labels = 2)",
         "interface SentimentLora {}");
     // No -Agraft.hostDir: the host comes from the class path, as in a user's build.
-    Compilation compilation = Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .compile(src);
+    Compilation compilation = ProcessorCompiler.onClassPath(GraftProcessor::new).compile(src);
 
     assertThat(compilation).succeededWithoutWarnings();
     assertThat(compilation).hadNoteContaining(
         "SentimentLora: the training step keeps 288·sequence_length^2 + ").inFile(src).onLineContaining("interface");
-    String generated = compilation.generatedSourceFile("test.SentimentLoraGraft").orElseThrow()
-        .getCharContent(true).toString();
-    assertGolden("golden/test/SentimentLoraGraft.java", generated);
+    assertGolden("golden/test/SentimentLoraGraft.java", generatedClass(compilation, "SentimentLora"));
 
-    Manifest.Builder manifest = Manifest.newBuilder();
-    TextFormat.merge(resource(compilation, "SentimentLora.manifest.textproto"), manifest);
+    Manifest manifest = manifest(compilation, "SentimentLora");
     assertEquals("SentimentLora", manifest.getName());
     assertEquals(2, manifest.getHead().getNumLabels());
     assertEquals(List.of("input_ids", "attention_mask", "token_type_ids"),
@@ -87,7 +75,7 @@ class GraftProcessorTest {
     assertEquals(12, loraA.size());
     assertEquals(List.of(384L, 8L), loraA.get(0).getShapeList());
     for (String suffix : new String[] {".infer.onnx", ".train.onnx"}) {
-      byte[] bytes = bytes(compilation, "SentimentLora" + suffix);
+      byte[] bytes = resource(compilation, "SentimentLora" + suffix);
       assertTrue(bytes.length < 1_000_000, suffix + " holds the host's weights: " + bytes.length + " bytes");
       ModelProto model = ModelProto.parseFrom(bytes);
       assertTrue(model.getGraph().getNodeCount() > 100, suffix + " has " + model.getGraph().getNodeCount() + " nodes");
@@ -105,7 +93,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Missing {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT001]").inFile(src).onLineContaining("host = \"missing.onnx\"");
     assertThat(compilation).hadErrorContaining("class path resource missing.onnx");
     assertThat(compilation).hadErrorContaining(TestHosts.dir().resolve("missing.onnx").toString());
@@ -121,7 +109,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface NotOnnx {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT002]").inFile(src).onLineContaining("host = \"not-onnx.onnx\"");
     assertThat(compilation).hadErrorCount(1);
   }
@@ -135,7 +123,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2, pooling = dev.graft.annotations.Classification.Pooling.FIRST_TOKEN)",
         "interface Old {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT003]").inFile(src).onLineContaining("host = \"tiny-opset9.onnx\"");
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT003]").inFile(src).onLineContaining("host = \"tiny-opset9.onnx\"");
   }
 
   // ---------------------------------------------------------------- declaration shape
@@ -147,7 +135,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
         "@dev.graft.annotations.Classification(labels = 2)",
         "abstract class NotAnInterface {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT004]")
         .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
     assertThat(compilation).hadErrorContaining("NotAnInterface is a class");
@@ -160,7 +148,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
         "@dev.graft.annotations.Lora(target = \".*MatMul\")",
         "interface NoTask {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT023]")
         .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
     assertThat(compilation).hadErrorContaining("add @Classification");
@@ -179,7 +167,7 @@ class GraftProcessorTest {
         "    dropout = 1.5)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface BadLora {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT012]").inFile(src).onLineContaining("rank = 0");
     assertThat(compilation).hadErrorContaining("[GRAFT013]").inFile(src).onLineContaining("alpha = -1");
     assertThat(compilation).hadErrorContaining("[GRAFT014]").inFile(src).onLineContaining("dropout = 1.5");
@@ -195,7 +183,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*/attention/self/value/MatMul\", layers = {1, 99})",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface BadSelectors {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT010]").inFile(src).onLineContaining("(unclosed");
     assertThat(compilation).hadErrorContaining("[GRAFT011]").inFile(src).onLineContaining("qeury");
     assertThat(compilation).hadErrorContaining("/attention/self/query/MatMul");
@@ -212,7 +200,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*/attention/self/(query|key)/MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Overlap {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT015]").inFile(src).onLineContaining("(query|key)");
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT015]").inFile(src).onLineContaining("(query|key)");
   }
 
   @Test
@@ -225,7 +213,7 @@ class GraftProcessorTest {
         "    output = \"no_such_output\")",
         "@dev.graft.annotations.AdamW(beta1 = 1.5)",
         "interface BadHead {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT020]").inFile(src).onLineContaining("labels = 1");
     assertThat(compilation).hadErrorContaining("[GRAFT021]").inFile(src).onLineContaining("output = \"no_such_output\"");
     assertThat(compilation).hadErrorContaining("[GRAFT040]").inFile(src).onLineContaining("beta1 = 1.5");
@@ -242,7 +230,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Classification(labels = 2, output = \"z\",",
         "    pooling = dev.graft.annotations.Classification.Pooling.FIRST_TOKEN)",
         "interface FlatOutput {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT022]").inFile(src).onLineContaining("output = \"z\"");
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT022]").inFile(src).onLineContaining("output = \"z\"");
   }
 
   @Test
@@ -253,7 +241,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
         "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
         "interface SoftplusHost {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT030]").inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
     // Names the op, its domain, the opset, the node and the ops that have rules.
     assertThat(compilation).hadErrorContaining(
@@ -274,7 +262,7 @@ class GraftProcessorTest {
         "        rank = 0)})",
         "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
         "interface ByPath {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT012]").inFile(src).onLineContaining("rank = 0");
     assertThat(compilation).hadErrorCount(1);
   }
@@ -300,7 +288,7 @@ class GraftProcessorTest {
         "@dev.graft.annotations.Lora(target = \".*/attention/self/value/MatMul\", rank = 4)",
         "@dev.graft.annotations.Classification(labels = 3)",
         "interface C {}");
-    Compilation compilation = compile(a, b, c);
+    Compilation compilation = JAVAC.compile(a, b, c);
     assertThat(compilation).hadErrorContaining("[GRAFT012]").inFile(a).onLineContaining("rank = 0");
     assertThat(compilation).hadErrorContaining("[GRAFT020]").inFile(a).onLineContaining("labels = 1");
     assertThat(compilation).hadErrorContaining("[GRAFT001]").inFile(b).onLineContaining("missing.onnx");
@@ -337,7 +325,7 @@ class GraftProcessorTest {
         "interface Clash {}");
     // A hand-written class already owns the generated class's name: the Filer refuses to write it.
     JavaFileObject taken = source("ClashGraft", "package test;", "final class ClashGraft {}");
-    Compilation compilation = compile(src, taken);
+    Compilation compilation = JAVAC.compile(src, taken);
     assertThat(compilation).hadErrorContaining("[GRAFT050]").inFile(src).onLineContaining("@dev.graft.annotations.Graft");
     assertThat(compilation).hadErrorContaining("test.ClashGraft");
   }
@@ -367,15 +355,4 @@ class GraftProcessorTest {
     }
   }
 
-  private static byte[] bytes(Compilation compilation, String name) throws IOException {
-    JavaFileObject file = compilation.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name)
-        .orElseThrow(() -> new AssertionError("resource test/" + name + " not written"));
-    try (InputStream in = file.openInputStream()) {
-      return in.readAllBytes();
-    }
-  }
-
-  private static String resource(Compilation compilation, String name) throws IOException {
-    return new String(bytes(compilation, name), StandardCharsets.UTF_8);
-  }
 }

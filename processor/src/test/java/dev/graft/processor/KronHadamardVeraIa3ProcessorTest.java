@@ -1,41 +1,25 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /** {@code @LoKr}, {@code @LoHa}, {@code @Vera} and {@code @Ia3} through javac on all-MiniLM-L6-v2. */
 class KronHadamardVeraIa3ProcessorTest {
-  private static Compilation compile(JavaFileObject src) {
-    return Compiler.javac().withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir()).compile(src);
-  }
-
-  private static Manifest manifest(Compilation compilation, String name) throws IOException {
-    JavaFileObject file = compilation.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto")
-        .orElseThrow(() -> new AssertionError("no manifest for " + name));
-    try (InputStream in = file.openInputStream()) {
-      Manifest.Builder m = Manifest.newBuilder();
-      TextFormat.merge(new String(in.readAllBytes(), StandardCharsets.UTF_8), m);
-      return m.build();
-    }
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   @Test
   void allFourKindsCompileAndTheManifestRecordsKindsAndOptions() throws IOException {
@@ -51,7 +35,7 @@ class KronHadamardVeraIa3ProcessorTest {
         "@Ia3(target = \".*/key/MatMul|.*layer.\\\\d/output/dense/MatMul\")",
         "@Classification(labels = 2)",
         "interface Four {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).succeeded();
     Manifest m = manifest(compilation, "Four");
     assertEquals(List.of("lokr", "loha", "vera", "ia3"), m.getAdaptersList().stream().map(Adapter::getKind).toList());
@@ -81,7 +65,7 @@ class KronHadamardVeraIa3ProcessorTest {
         "@dev.graft.annotations.Ia3",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Scaled {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).succeeded();
     Manifest m = manifest(compilation, "Scaled");
     assertEquals("ia3", m.getAdapters(0).getKind());
@@ -99,7 +83,7 @@ class KronHadamardVeraIa3ProcessorTest {
         "@dev.graft.annotations.LoKr(factor = 5)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface BadFactor {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT061] LoKr options do not fit the host: factor 5 does not divide the site dimensions [384]")
         .inFile(src).onLineContaining("factor = 5");
     assertThat(compilation).hadErrorCount(1);

@@ -1,23 +1,20 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -26,22 +23,7 @@ import org.junit.jupiter.api.Test;
  * options, and the family's error codes land on the option at fault.
  */
 class LoraFamilyProcessorTest {
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
-  private static Manifest manifest(Compilation compilation, String name) throws IOException {
-    JavaFileObject file = compilation.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto")
-        .orElseThrow(() -> new AssertionError("manifest of " + name + " not written"));
-    Manifest.Builder m = Manifest.newBuilder();
-    try (InputStream in = file.openInputStream()) {
-      TextFormat.merge(new String(in.readAllBytes(), StandardCharsets.UTF_8), m);
-    }
-    return m.build();
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   @Test
   void doraPissaAndDyLoraCompileWithTheirDefaultSites() throws IOException {
@@ -58,7 +40,7 @@ class LoraFamilyProcessorTest {
         "@DyLora(rank = 6, alpha = 12, layers = {3, 4, 5})",
         "@Classification(labels = 2)",
         "interface Family {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).succeededWithoutWarnings();
     Manifest m = manifest(compilation, "Family");
     assertEquals(2, m.getAdaptersCount());
@@ -97,7 +79,7 @@ class LoraFamilyProcessorTest {
         "    init = dev.graft.annotations.Lora.Init.PISSA)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface BigPissa {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT063] PiSSA rank 400 exceeds the rank of the weight of"
         + " /encoder/layer.0/attention/self/query/MatMul [384, 384]; use rank <= 384").inFile(src).onLineContaining("rank = 400");
   }
@@ -111,7 +93,7 @@ class LoraFamilyProcessorTest {
         "    rank = 0)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface BadDy {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT012] DyLoRA rank must be in 1..4096, got 0")
         .inFile(src).onLineContaining("rank = 0");
   }

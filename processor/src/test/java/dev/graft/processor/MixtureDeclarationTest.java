@@ -1,21 +1,20 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -25,19 +24,7 @@ import org.junit.jupiter.api.Test;
  * on the annotation value at fault.
  */
 class MixtureDeclarationTest {
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
-  private static Manifest manifest(Compilation c, String name) throws IOException {
-    Manifest.Builder m = Manifest.newBuilder();
-    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto").orElseThrow()
-        .getCharContent(true).toString(), m);
-    return m.build();
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   private static List<Long> shape(Manifest m, String name) {
     return m.getParametersList().stream().filter(p -> p.getName().equals(name)).findFirst()
@@ -54,7 +41,7 @@ class MixtureDeclarationTest {
         "    router = MixtureOfLora.Router.TOP_K, topK = 2, auxLossWeight = 0.05)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Mixed {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).succeededWithoutWarnings();
     Manifest m = manifest(c, "Mixed");
     Adapter a = m.getAdapters(0);
@@ -80,7 +67,7 @@ class MixtureDeclarationTest {
         "@dev.graft.annotations.MultiHeadRouting(pieces = 6, heads = 8, rank = 4)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface Routed {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).succeededWithoutWarnings();
     Manifest m = manifest(c, "Routed");
     assertEquals(Map.of("rank", "4", "alpha", "16", "dropout", "0", "pieces", "6", "heads", "8", "sharePieces", "true"),
@@ -103,7 +90,7 @@ class MixtureDeclarationTest {
         "    expertsPerLayer = {2, 4, 8})",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface ShortList {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT064] Mixture of LoRA experts expertsPerLayer has 3 entries, but the "
         + "declaration selects 2 layers [4, 5]").inFile(src).onLineContaining("expertsPerLayer = {2, 4, 8}");
     assertThat(c).hadErrorCount(1);
@@ -129,7 +116,7 @@ class MixtureDeclarationTest {
         "    expertsPerLayer = {2})",
         "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
         "interface NoLayer {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT065] Mixture of LoRA experts expertsPerLayer needs a layer index on every site")
         .inFile(src).onLineContaining("expertsPerLayer = {2}");
     assertThat(c).hadErrorCount(1);
@@ -145,7 +132,7 @@ class MixtureDeclarationTest {
         "    topK = 4)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface TooMany {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT066] Mixture of LoRA experts topK 4 exceeds the 3 experts of every site; use topK <= 3")
         .inFile(src).onLineContaining("topK = 4");
     assertThat(c).hadErrorCount(1);
@@ -159,7 +146,7 @@ class MixtureDeclarationTest {
         "@dev.graft.annotations.MultiHeadRouting(heads = 5)",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface OddHeads {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT067] Multi-head routing heads 5 must divide the input and output sizes of "
         + "every site, but /encoder/layer.0/attention/self/query/MatMul is [384, 384]")
         .inFile(src).onLineContaining("heads = 5");
@@ -174,7 +161,7 @@ class MixtureDeclarationTest {
         "@dev.graft.annotations.MixtureOfLora(expertsPerLayer = {2, 2, 0, 4, 4, 8})",
         "@dev.graft.annotations.Classification(labels = 2)",
         "interface ZeroExperts {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT012] Mixture of LoRA experts expertsPerLayer must be a list of integers in 1..256, got 2,2,0,4,4,8")
         .inFile(src).onLineContaining("expertsPerLayer = {2, 2, 0");
     assertThat(c).hadErrorCount(1);

@@ -1,41 +1,23 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.manifest;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
 import com.google.testing.compile.JavaFileObjects;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /** {@code @PromptTuning} and {@code @PrefixTuning} through javac on the real MiniLM host. */
 class PromptPrefixTuningProcessorTest {
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + TestHosts.dir())
-        .compile(sources);
-  }
-
-  private static Manifest manifest(Compilation compilation, String name) throws IOException {
-    JavaFileObject file = compilation.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto")
-        .orElseThrow(() -> new AssertionError(name + " manifest not written"));
-    try (InputStream in = file.openInputStream()) {
-      Manifest.Builder m = Manifest.newBuilder();
-      TextFormat.merge(new String(in.readAllBytes(), StandardCharsets.UTF_8), m);
-      return m.build();
-    }
-  }
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);
 
   @Test
   void promptTuningAnnotationCompilesAndTheManifestRecordsIt() throws IOException {
@@ -50,7 +32,7 @@ class PromptPrefixTuningProcessorTest {
         "@PromptTuning(tokens = 8, init = PromptTuning.Init.RANDOM)",
         "@Classification(labels = 2)",
         "interface SoftPrompt {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).succeededWithoutWarnings();
     Manifest m = manifest(compilation, "SoftPrompt");
     assertEquals("prompt_tuning", m.getAdapters(0).getKind());
@@ -74,7 +56,7 @@ class PromptPrefixTuningProcessorTest {
         "@PrefixTuning(tokens = 4, projection = true, projectionHidden = 32, layers = {0, 5})",
         "@Classification(labels = 2)",
         "interface Prefix {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).succeededWithoutWarnings();
     Manifest m = manifest(compilation, "Prefix");
     assertEquals("prefix_tuning", m.getAdapters(0).getKind());
@@ -98,7 +80,7 @@ class PromptPrefixTuningProcessorTest {
         "    tokens = 0)",
         "@Classification(labels = 2)",
         "interface NoTokens {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT012] prompt tuning tokens must be in 1..4096, got 0")
         .inFile(src).onLineContaining("tokens = 0");
   }
@@ -116,7 +98,7 @@ class PromptPrefixTuningProcessorTest {
         "@PrefixTuning",
         "@Classification(labels = 2)",
         "interface NoAttention {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT077] cannot place prefix tuning on " + TestHosts.TINY_SIN)
         .inFile(src).onLineContaining("@PrefixTuning");
   }
@@ -134,7 +116,7 @@ class PromptPrefixTuningProcessorTest {
         "@PromptTuning(tokens = 4)",
         "@Classification(labels = 2)",
         "interface NoIds {}");
-    Compilation compilation = compile(src);
+    Compilation compilation = JAVAC.compile(src);
     assertThat(compilation).hadErrorContaining("[GRAFT075] cannot place prompt tuning on " + TestHosts.TINY_SIN)
         .inFile(src).onLineContaining("@PromptTuning");
   }

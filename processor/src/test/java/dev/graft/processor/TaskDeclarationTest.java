@@ -1,13 +1,13 @@
 package dev.graft.processor;
 
+import static dev.graft.testing.ProcessorCompiler.generatedClass;
+import static dev.graft.testing.ProcessorCompiler.manifest;
+import static dev.graft.testing.ProcessorCompiler.source;
 import static com.google.testing.compile.CompilationSubject.assertThat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.TextFormat;
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.Compiler;
-import com.google.testing.compile.JavaFileObjects;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.OnnxExport;
@@ -16,6 +16,7 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
+import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -23,7 +24,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Random;
 import javax.tools.JavaFileObject;
-import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -32,6 +32,8 @@ import org.junit.jupiter.api.Test;
  * generated class's signatures per task (compiled against the real runtime).
  */
 class TaskDeclarationTest {
+  private static final ProcessorCompiler JAVAC = ProcessorCompiler.withHostDir(GraftProcessor::new, TaskDeclarationTest::hostDir);
+
   /**
    * input_ids, attention_mask int64 [batch, sequence] → Gather(embeddings [12, 4]) → {@code
    * /layer.0/dense/MatMul} [4, 4] → {@code logits} = · [4, 12]; outputs {@code logits} [batch,
@@ -72,28 +74,6 @@ class TaskDeclarationTest {
     return name;
   }
 
-  private static Compilation compile(JavaFileObject... sources) {
-    return Compiler.javac()
-        .withProcessors(new GraftProcessor())
-        .withOptions("-Agraft.hostDir=" + hostDir())
-        .compile(sources);
-  }
-
-  private static JavaFileObject source(String name, String... lines) {
-    return JavaFileObjects.forSourceLines("test." + name, lines);
-  }
-
-  private static String generated(Compilation c, String name) throws IOException {
-    return c.generatedSourceFile("test." + name + "Graft").orElseThrow().getCharContent(true).toString();
-  }
-
-  private static Manifest manifest(Compilation c, String name) throws IOException {
-    Manifest.Builder m = Manifest.newBuilder();
-    TextFormat.merge(c.generatedFile(StandardLocation.CLASS_OUTPUT, "test", name + ".manifest.textproto").orElseThrow()
-        .getCharContent(true).toString(), m);
-    return m.build();
-  }
-
   // ---------------------------------------------------------------- success
 
   @Test
@@ -104,9 +84,9 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\", rank = 2)",
         "@dev.graft.annotations.CausalLm(ignoreIndex = -1, labelSmoothing = 0.05)",
         "interface TinyLm {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).succeededWithoutWarnings();
-    String java = generated(c, "TinyLm");
+    String java = generatedClass(c, "TinyLm");
     assertTrue(java.contains("public static final int VOCAB_SIZE = 12;"), java);
     assertTrue(java.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float learningRate)"), java);
     assertTrue(java.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, long[][] labels,"), java);
@@ -134,15 +114,15 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.MultiLabel(labels = 5, output = \"hidden\",",
         "    pooling = dev.graft.annotations.Classification.Pooling.FIRST_TOKEN)",
         "interface TinyMultiLabel {}");
-    Compilation c = compile(reg, multi);
+    Compilation c = JAVAC.compile(reg, multi);
     assertThat(c).succeededWithoutWarnings();
-    String r = generated(c, "TinyRegression");
+    String r = generatedClass(c, "TinyRegression");
     assertTrue(r.contains("public static final int NUM_TARGETS = 3;"), r);
     assertTrue(r.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float[][] targets,"), r);
     assertTrue(r.contains("public float[][] predict(long[][] inputIds, long[][] attentionMask)"), r);
     assertEquals(Loss.MEAN_SQUARED_ERROR, manifest(c, "TinyRegression").getTask().getLoss());
     assertEquals("predictions", manifest(c, "TinyRegression").getLogits());
-    String m = generated(c, "TinyMultiLabel");
+    String m = generatedClass(c, "TinyMultiLabel");
     assertTrue(m.contains("public static final int NUM_LABELS = 5;"), m);
     assertTrue(m.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, float[][] labels,"), m);
     assertEquals(Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS, manifest(c, "TinyMultiLabel").getTask().getLoss());
@@ -157,7 +137,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
         "@dev.graft.annotations.CausalLm",
         "interface NoAdapter {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT018] NoAdapter has no trainable parameter")
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT018] NoAdapter has no trainable parameter")
         .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
   }
 
@@ -170,7 +150,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Classification(labels = 2, output = \"hidden\",",
         "    labelSmoothing = 1.0)",
         "interface Smooth {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT024] label smoothing must be in [0, 1), got 1.0")
         .inFile(src).onLineContaining("labelSmoothing = 1.0");
     assertThat(c).hadErrorCount(1);
@@ -185,7 +165,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Classification(labels = 3, output = \"hidden\",",
         "    ignoreIndex = 1)",
         "interface IgnoreClass {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT025] ignore index 1 is a class index in [0, 3)")
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT025] ignore index 1 is a class index in [0, 3)")
         .inFile(src).onLineContaining("ignoreIndex = 1");
   }
 
@@ -205,7 +185,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.MultiLabel(output = \"hidden\",",
         "    labels = 0)",
         "interface NoLabels {}");
-    Compilation c = compile(reg, multi);
+    Compilation c = JAVAC.compile(reg, multi);
     assertThat(c).hadErrorContaining("[GRAFT026] regression needs at least 1 target, got 0")
         .inFile(reg).onLineContaining("targets = 0");
     assertThat(c).hadErrorContaining("[GRAFT026] multi-label classification needs at least 1 label, got 0")
@@ -221,7 +201,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.CausalLm(",
         "    output = \"z\")",
         "interface LmOnPooled {}");
-    assertThat(compile(src)).hadErrorContaining("[GRAFT027] host output 'z' must be vocabulary logits")
+    assertThat(JAVAC.compile(src)).hadErrorContaining("[GRAFT027] host output 'z' must be vocabulary logits")
         .inFile(src).onLineContaining("output = \"z\"");
   }
 
@@ -233,7 +213,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
         "@dev.graft.annotations.CausalLm(labelSmoothing = 0.1)",
         "interface LmWithoutIds {}");
-    Compilation c = compile(src);
+    Compilation c = JAVAC.compile(src);
     assertThat(c).hadErrorContaining("[GRAFT028] the causal LM loss takes its labels from host input 'input_ids'")
         .inFile(src).onLineContaining("@dev.graft.annotations.CausalLm(");
     assertThat(c).hadErrorCount(1);
@@ -248,7 +228,7 @@ class TaskDeclarationTest {
         "@dev.graft.annotations.Classification(labels = 2)",
         "@dev.graft.annotations.CausalLm(ignoreIndex = -1)",
         "interface TwoTasks {}");
-    assertThat(compile(src))
+    assertThat(JAVAC.compile(src))
         .hadErrorContaining("[GRAFT029] TwoTasks declares 2 tasks (@Classification, @CausalLm); declare exactly one")
         .inFile(src).onLineContaining("@dev.graft.annotations.CausalLm(");
   }

@@ -12,7 +12,6 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 
 /**
  * A tiny BERT-style encoder host built with the IR, shaped like a torch export: vocab 50,
@@ -21,7 +20,7 @@ import java.util.Random;
  * output {@code last_hidden_state} [batch, sequence, 8]. Weights are seeded random float32
  * initializers with real data (not external), node names as in the real export.
  */
-public final class TinyBertHost {
+public final class TinyBertHost extends TinyHostBuilder {
   static final int VOCAB = 50;
   public static final int HIDDEN = 8;
   public static final int HEADS = 2;
@@ -29,13 +28,8 @@ public final class TinyBertHost {
   public static final int LAYERS = 2;
   static final int MAX_POSITIONS = 16;
 
-  private final Graph g = new Graph();
-  private final Random random;
-  private final int F;
-
   private TinyBertHost(long seed, int elem) {
-    random = new Random(seed);
-    F = elem;
+    super(seed, elem);
   }
 
   /** The host graph (shape-inferred), float32. */
@@ -59,38 +53,6 @@ public final class TinyBertHost {
     return new HostModel("tiny", OnnxExport.write(graph, "tiny"), "sha");
   }
 
-  private String weight(String name, double scale, double offset, long... dims) {
-    List<Long> d = new ArrayList<>();
-    long n = 1;
-    for (long x : dims) {
-      d.add(x);
-      n *= x;
-    }
-    double[] v = new double[(int) n];
-    for (int i = 0; i < v.length; i++) {
-      v[i] = offset + scale * random.nextGaussian();
-    }
-    g.addInitializer(Tensors.floats(name, F, d, v), false);
-    return name;
-  }
-
-  private String linear(String module, String param, String x, long in, long out) {
-    String w = weight(param + ".weight", 1 / Math.sqrt(in), 0, in, out);
-    String b = weight(param + ".bias", 0.1, 0, out);
-    return g.op(module + "/Add", "Add", List.of(g.op(module + "/MatMul", "MatMul", List.of(x, w)), b));
-  }
-
-  private String layerNorm(String module, String param, String x) {
-    String mean = g.op(module + "/ReduceMean", "ReduceMean", List.of(x), attr("axes", List.of(-1L)));
-    String d = g.op(module + "/Sub", "Sub", List.of(x, mean));
-    String sq = g.op(module + "/Pow", "Pow", List.of(d, g.scalar(module + "/Constant", F, 2.0)));
-    String var = g.op(module + "/ReduceMean_1", "ReduceMean", List.of(sq), attr("axes", List.of(-1L)));
-    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", F, 1e-12)));
-    String norm = g.op(module + "/Div", "Div", List.of(d, g.op(module + "/Sqrt", "Sqrt", List.of(eps))));
-    String scaled = g.op(module + "/Mul", "Mul", List.of(norm, weight(param + ".weight", 0.1, 1, HIDDEN)));
-    return g.op(module + "/Add_1", "Add", List.of(scaled, weight(param + ".bias", 0.1, 0, HIDDEN)));
-  }
-
   private Graph build() {
     List<Dim> bs = List.of(Dim.symbol("batch"), Dim.symbol("sequence"));
     for (String in : List.of("input_ids", "attention_mask", "token_type_ids")) {
@@ -112,12 +74,12 @@ public final class TinyBertHost {
     String type = g.op("/embeddings/token_type_embeddings/Gather", "Gather",
         List.of(weight("embeddings.token_type_embeddings.weight", 0.5, 0, 2, HIDDEN), "token_type_ids"));
     String sum = g.op("/embeddings/Add_1", "Add", List.of(g.op("/embeddings/Add", "Add", List.of(word, type)), pos));
-    String h = layerNorm("/embeddings/LayerNorm", "embeddings.LayerNorm", sum);
+    String h = layerNorm("/embeddings/LayerNorm", "embeddings.LayerNorm", sum, 1e-12, HIDDEN);
     // Extended attention mask: (1 - mask) * -10000, [batch, 1, 1, sequence].
     String mask4 = g.op("/Unsqueeze", "Unsqueeze", List.of("attention_mask", g.longs("/Unsqueeze/axes", List.of(1L, 2L))));
-    String maskF = g.op("/Cast", "Cast", List.of(mask4), attr("to", (long) F));
-    String inverted = g.op("/Sub", "Sub", List.of(g.scalar("/Constant", F, 1.0), maskF));
-    String maskAdd = g.op("/Mul", "Mul", List.of(inverted, g.scalar("/Constant_1", F, -10000.0)));
+    String maskF = g.op("/Cast", "Cast", List.of(mask4), attr("to", (long) elem));
+    String inverted = g.op("/Sub", "Sub", List.of(g.scalar("/Constant", elem, 1.0), maskF));
+    String maskAdd = g.op("/Mul", "Mul", List.of(inverted, g.scalar("/Constant_1", elem, -10000.0)));
 
     long headDim = HIDDEN / HEADS;
     for (int l = 0; l < LAYERS; l++) {
@@ -135,7 +97,7 @@ public final class TinyBertHost {
           List.of(g.op(m + "/attention/self/Reshape_2", "Reshape", List.of(v, split))), attr("perm", List.of(0L, 2L, 1L, 3L)));
       String scores = g.op(m + "/attention/self/MatMul", "MatMul", List.of(qh, kh));
       String scaled = g.op(m + "/attention/self/Div", "Div",
-          List.of(scores, g.scalar(m + "/attention/self/Constant", F, Math.sqrt(headDim))));
+          List.of(scores, g.scalar(m + "/attention/self/Constant", elem, Math.sqrt(headDim))));
       String masked = g.op(m + "/attention/self/Add", "Add", List.of(scaled, maskAdd));
       String probs = g.op(m + "/attention/self/Softmax", "Softmax", List.of(masked), attr("axis", -1L));
       String ctx = g.op(m + "/attention/self/MatMul_1", "MatMul", List.of(probs, vh));
@@ -144,20 +106,20 @@ public final class TinyBertHost {
           List.of(ctxT, g.longs(m + "/attention/self/merge_shape", List.of(0L, 0L, (long) HIDDEN))));
       String attnOut = linear(m + "/attention/output/dense", p + ".attention.output.dense", merged, HIDDEN, HIDDEN);
       String attnRes = g.op(m + "/attention/output/Add", "Add", List.of(attnOut, h));
-      String a = layerNorm(m + "/attention/output/LayerNorm", p + ".attention.output.LayerNorm", attnRes);
+      String a = layerNorm(m + "/attention/output/LayerNorm", p + ".attention.output.LayerNorm", attnRes, 1e-12, HIDDEN);
       String inter = linear(m + "/intermediate/dense", p + ".intermediate.dense", a, HIDDEN, INTERMEDIATE);
-      String act = F == TensorType.DOUBLE ? "Tanh" : "Erf";
+      String act = elem == TensorType.DOUBLE ? "Tanh" : "Erf";
       String erf = g.op(m + "/intermediate/intermediate_act_fn/" + act, act, List.of(
           g.op(m + "/intermediate/intermediate_act_fn/Div", "Div",
-              List.of(inter, g.scalar(m + "/intermediate/intermediate_act_fn/Constant", F, Math.sqrt(2))))));
+              List.of(inter, g.scalar(m + "/intermediate/intermediate_act_fn/Constant", elem, Math.sqrt(2))))));
       String onePlus = g.op(m + "/intermediate/intermediate_act_fn/Add", "Add",
-          List.of(erf, g.scalar(m + "/intermediate/intermediate_act_fn/Constant_1", F, 1.0)));
+          List.of(erf, g.scalar(m + "/intermediate/intermediate_act_fn/Constant_1", elem, 1.0)));
       String gelu = g.op(m + "/intermediate/intermediate_act_fn/Mul_1", "Mul", List.of(
           g.op(m + "/intermediate/intermediate_act_fn/Mul", "Mul", List.of(inter, onePlus)),
-          g.scalar(m + "/intermediate/intermediate_act_fn/Constant_2", F, 0.5)));
+          g.scalar(m + "/intermediate/intermediate_act_fn/Constant_2", elem, 0.5)));
       String out = linear(m + "/output/dense", p + ".output.dense", gelu, INTERMEDIATE, HIDDEN);
       String res = g.op(m + "/output/Add", "Add", List.of(out, a));
-      h = layerNorm(m + "/output/LayerNorm", p + ".output.LayerNorm", res);
+      h = layerNorm(m + "/output/LayerNorm", p + ".output.LayerNorm", res, 1e-12, HIDDEN);
     }
     g.outputs().add(g.opTo("last_hidden_state", "/Identity", "Identity", List.of(h)));
     ShapeInference.run(g);

@@ -9,11 +9,9 @@ import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.OnnxExport;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
-import dev.graft.compiler.ir.Tensors;
 import dev.graft.spec.onnx.Onnx.AttributeProto;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 
 /**
  * A tiny CNN host built with the IR, named like a torch export. Input {@code pixel_values}
@@ -36,16 +34,13 @@ import java.util.Random;
  * Weights are seeded random float32 initializers with real data (the larger ones are external
  * after import, as a real host's would be).
  */
-public final class TinyCnnHost {
+public final class TinyCnnHost extends TinyHostBuilder {
   public static final int SIZE = 8;
   static final long HIDDEN = 12;
   private static final int F = TensorType.FLOAT;
 
-  private final Graph g = new Graph();
-  private final Random random;
-
   private TinyCnnHost(long seed) {
-    random = new Random(seed);
+    super(seed, F);
   }
 
   public static Graph graph(long seed) {
@@ -54,22 +49,6 @@ public final class TinyCnnHost {
 
   public static HostModel host(long seed) {
     return new HostModel("tiny-cnn", OnnxExport.write(graph(seed), "tiny-cnn"), "sha");
-  }
-
-  private String weight(String name, double scale, double offset, boolean positive, long... dims) {
-    List<Long> d = new ArrayList<>();
-    long n = 1;
-    for (long x : dims) {
-      d.add(x);
-      n *= x;
-    }
-    double[] v = new double[(int) n];
-    for (int i = 0; i < v.length; i++) {
-      double z = scale * random.nextGaussian();
-      v[i] = offset + (positive ? Math.abs(z) : z);
-    }
-    g.addInitializer(Tensors.floats(name, F, d, v), false);
-    return name;
   }
 
   private String weight(String name, double scale, long... dims) {

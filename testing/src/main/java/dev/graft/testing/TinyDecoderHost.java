@@ -8,12 +8,11 @@ import com.google.protobuf.ByteString;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.OnnxExport;
+import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import dev.graft.spec.onnx.Onnx.TensorProto;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 
 /**
  * What the tiny decoder hosts ({@link TinyGpt2Host}, {@link TinyLlamaHost}) share: dims (vocab
@@ -23,7 +22,7 @@ import java.util.Random;
  * Outputs of both hosts: {@link #HIDDEN_OUTPUT} [batch, sequence, hidden] first, then {@link
  * #LM_OUTPUT} [batch, sequence, vocab].
  */
-public abstract class TinyDecoderHost {
+public abstract class TinyDecoderHost extends TinyHostBuilder {
   public static final int VOCAB = 32;
   public static final int HIDDEN = 16;
   static final int HEADS = 2;
@@ -41,18 +40,19 @@ public abstract class TinyDecoderHost {
   /** torch.finfo(torch.float32).min, the mask value transformers uses. */
   static final double MASK_MIN = -Float.MAX_VALUE;
 
-  final Graph g = new Graph();
-  /** FLOAT as exported models are, or DOUBLE for finite-difference checks. */
-  final int elem;
-  private final Random random;
-
   TinyDecoderHost(long seed, int elem) {
-    this.elem = elem;
-    random = new Random(seed);
+    super(seed, elem);
   }
 
   /** Builds the graph (inputs, nodes, both outputs); callers run shape inference. */
   abstract void build(String lmOutput);
+
+  /** The graph built and shape-inferred. */
+  final Graph built(String lmOutput) {
+    build(lmOutput);
+    ShapeInference.run(g);
+    return g;
+  }
 
   final void inputs() {
     List<Dim> bs = List.of(Dim.symbol("batch"), Dim.symbol("sequence"));
@@ -62,21 +62,6 @@ public abstract class TinyDecoderHost {
 
   public static HostModel host(Graph graph) {
     return new HostModel("tiny-decoder", OnnxExport.write(graph, "tiny-decoder"), "sha");
-  }
-
-  final String weight(String name, double scale, double offset, long... dims) {
-    List<Long> d = new ArrayList<>();
-    long n = 1;
-    for (long x : dims) {
-      d.add(x);
-      n *= x;
-    }
-    double[] v = new double[(int) n];
-    for (int i = 0; i < v.length; i++) {
-      v[i] = offset + scale * random.nextGaussian();
-    }
-    g.addInitializer(Tensors.floats(name, elem, d, v), false);
-    return name;
   }
 
   /** A bool initializer (Tensors only makes floating and int64 ones). */

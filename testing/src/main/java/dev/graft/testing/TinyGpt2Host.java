@@ -3,7 +3,6 @@ package dev.graft.testing;
 import static dev.graft.compiler.ir.Node.attr;
 
 import dev.graft.compiler.ir.Graph;
-import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import java.util.List;
 
@@ -37,27 +36,7 @@ public final class TinyGpt2Host extends TinyDecoderHost {
 
   /** The host graph with LM logits named {@code lmOutput}, in FLOAT or DOUBLE. */
   public static Graph graph(long seed, String lmOutput, int elem) {
-    TinyGpt2Host h = new TinyGpt2Host(seed, elem);
-    h.build(lmOutput);
-    ShapeInference.run(h.g);
-    return h.g;
-  }
-
-  private String conv1d(String module, String param, String x, long in, long out) {
-    String w = weight(param + ".weight", 1 / Math.sqrt(in), 0, in, out);
-    String b = weight(param + ".bias", 0.1, 0, out);
-    return g.op(module + "/Add", "Add", List.of(g.op(module + "/MatMul", "MatMul", List.of(x, w)), b));
-  }
-
-  private String layerNorm(String module, String param, String x) {
-    String mean = g.op(module + "/ReduceMean", "ReduceMean", List.of(x), attr("axes", List.of(-1L)));
-    String d = g.op(module + "/Sub", "Sub", List.of(x, mean));
-    String sq = g.op(module + "/Pow", "Pow", List.of(d, g.scalar(module + "/Constant", elem, 2.0)));
-    String var = g.op(module + "/ReduceMean_1", "ReduceMean", List.of(sq), attr("axes", List.of(-1L)));
-    String eps = g.op(module + "/Add", "Add", List.of(var, g.scalar(module + "/Constant_1", elem, LN_EPS)));
-    String norm = g.op(module + "/Div", "Div", List.of(d, g.op(module + "/Sqrt", "Sqrt", List.of(eps))));
-    String scaled = g.op(module + "/Mul", "Mul", List.of(norm, weight(param + ".weight", 0.1, 1, HIDDEN)));
-    return g.op(module + "/Add_1", "Add", List.of(scaled, weight(param + ".bias", 0.1, 0, HIDDEN)));
+    return new TinyGpt2Host(seed, elem).built(lmOutput);
   }
 
   /** transformers' NewGELUActivation as exported: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
@@ -106,9 +85,9 @@ public final class TinyGpt2Host extends TinyDecoderHost {
     for (int l = 0; l < LAYERS; l++) {
       String m = "/transformer/h." + l;
       String p = "transformer.h." + l;
-      String x = layerNorm(m + "/ln_1", p + ".ln_1", h);
+      String x = layerNorm(m + "/ln_1", p + ".ln_1", h, LN_EPS, HIDDEN);
       String a = m + "/attn";
-      String qkv = conv1d(a + "/c_attn", p + ".attn.c_attn", x, HIDDEN, 3 * HIDDEN);
+      String qkv = linear(a + "/c_attn", p + ".attn.c_attn", x, HIDDEN, 3 * HIDDEN);
       String axis = g.longs(a + "/Constant", List.of(2L));
       String[] parts = new String[3];
       for (int k = 0; k < 3; k++) {
@@ -129,14 +108,14 @@ public final class TinyGpt2Host extends TinyDecoderHost {
       String masked = g.op(a + "/Add", "Add", List.of(kept, padding));
       String probs = g.op(a + "/Softmax", "Softmax", List.of(masked), attr("axis", -1L));
       String ctx = mergeHeads(a, g.op(a + "/MatMul_1", "MatMul", List.of(probs, v)));
-      String attn = conv1d(a + "/c_proj", p + ".attn.c_proj", ctx, HIDDEN, HIDDEN);
+      String attn = linear(a + "/c_proj", p + ".attn.c_proj", ctx, HIDDEN, HIDDEN);
       h = g.op(m + "/Add", "Add", List.of(attn, h));
-      x = layerNorm(m + "/ln_2", p + ".ln_2", h);
-      String fc = conv1d(m + "/mlp/c_fc", p + ".mlp.c_fc", x, HIDDEN, MLP);
-      String mlp = conv1d(m + "/mlp/c_proj", p + ".mlp.c_proj", newGelu(m + "/mlp/act", fc), MLP, HIDDEN);
+      x = layerNorm(m + "/ln_2", p + ".ln_2", h, LN_EPS, HIDDEN);
+      String fc = linear(m + "/mlp/c_fc", p + ".mlp.c_fc", x, HIDDEN, MLP);
+      String mlp = linear(m + "/mlp/c_proj", p + ".mlp.c_proj", newGelu(m + "/mlp/act", fc), MLP, HIDDEN);
       h = g.op(m + "/Add_1", "Add", List.of(mlp, h));
     }
-    String last = layerNorm("/transformer/ln_f", "transformer.ln_f", h);
+    String last = layerNorm("/transformer/ln_f", "transformer.ln_f", h, LN_EPS, HIDDEN);
     g.outputs().add(g.opTo(HIDDEN_OUTPUT, "/transformer/Identity", "Identity", List.of(last)));
     String wteT = g.op("/lm_head/Transpose", "Transpose", List.of(wte), attr("perm", List.of(1L, 0L)));
     g.outputs().add(g.opTo(lmOutput, "/lm_head/MatMul", "MatMul", List.of(HIDDEN_OUTPUT, wteT)));

@@ -3,7 +3,6 @@ package dev.graft.testing;
 import static dev.graft.compiler.ir.Node.attr;
 
 import dev.graft.compiler.ir.Graph;
-import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import java.util.List;
@@ -39,10 +38,7 @@ public final class TinyLlamaHost extends TinyDecoderHost {
 
   /** The host graph with LM logits named {@code lmOutput}, in FLOAT or DOUBLE. */
   public static Graph graph(long seed, String lmOutput, int elem) {
-    TinyLlamaHost h = new TinyLlamaHost(seed, elem);
-    h.build(lmOutput);
-    ShapeInference.run(h.g);
-    return h.g;
+    return new TinyLlamaHost(seed, elem).built(lmOutput);
   }
 
   private String linear(String module, String x, long in, long out) {
