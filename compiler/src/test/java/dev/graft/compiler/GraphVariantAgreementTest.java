@@ -19,6 +19,7 @@ import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import java.util.List;
 import java.util.Map;
@@ -80,6 +81,16 @@ class GraphVariantAgreementTest {
         + "float32[5] in the TRAIN graph"), d.message());
   }
 
+  @Test
+  void aParameterInitializedDifferentlyInTheTrainingStepIsAnInternalError() {
+    CompileResult r = compile("test_init_by_variant");
+    assertFalse(r.ok());
+    Diagnostic d = r.diagnostics().get(0);
+    assertEquals(ErrorCode.INTERNAL_ERROR, d.code());
+    assertTrue(d.message().contains("parameter 'layer.dense.bias_delta' is declared as {"), d.message());
+    assertTrue(d.message().contains("init: NORMAL"), d.message());
+  }
+
   /** Adds {@code bias_delta [width]} to the site's value (more in subclasses' training steps). */
   public static class SameInEveryVariant implements ComposableKind {
     @Override
@@ -128,6 +139,23 @@ class GraphVariantAgreementTest {
       }
       String extra = placement.parameter(site, "training_only", width).add();
       return placement.graph().op("/test/" + site.modulePath() + "/Add", "Add", List.of(out, extra));
+    }
+  }
+
+  /** Initializes {@code bias_delta} from a normal distribution in the training step only. */
+  public static final class InitByVariant extends SameInEveryVariant {
+    @Override
+    public String id() {
+      return "test_init_by_variant";
+    }
+
+    @Override
+    public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
+      Placement.ParameterBuilder p = placement.parameter(site, "bias_delta", width);
+      if (placement.variant().trains()) {
+        p.init(Init.NORMAL, 0.02);
+      }
+      return placement.graph().op("/test/" + site.modulePath() + "/Add", "Add", List.of(value, p.add()));
     }
   }
 

@@ -65,6 +65,6 @@ public final class ParameterAgreement {
   }
 
   private static String oneLine(Parameter p) {
-    return com.google.protobuf.TextFormat.printer().shortDebugString(p);
+    return com.google.protobuf.TextFormat.printer().emittingSingleLine(true).printToString(p).trim();
   }
 }
