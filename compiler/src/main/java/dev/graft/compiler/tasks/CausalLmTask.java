@@ -29,6 +29,17 @@ final class CausalLmTask extends TaskKind {
   }
 
   @Override
+  public String annotation() {
+    return "dev.graft.annotations.CausalLm";
+  }
+
+  @Override
+  public TaskSpec declared(Members m, @Nullable Object source) {
+    return new CausalLmSpec(m.string("output"), (long) m.number("ignoreIndex"), m.number("labelSmoothing"),
+        source);
+  }
+
+  @Override
   public Loss loss() {
     return Loss.CAUSAL_LM_CROSS_ENTROPY;
   }

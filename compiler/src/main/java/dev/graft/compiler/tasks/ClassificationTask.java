@@ -10,6 +10,7 @@ import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Task;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Classification: a pooled head to {@code numLabels} class logits, trained with softmax
@@ -19,6 +20,17 @@ final class ClassificationTask extends PooledTask {
   @Override
   public Class<ClassificationSpec> specType() {
     return ClassificationSpec.class;
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.Classification";
+  }
+
+  @Override
+  public TaskSpec declared(Members m, @Nullable Object source) {
+    return new ClassificationSpec((int) m.number("labels"), pooling(m), m.string("output"),
+        (long) m.number("ignoreIndex"), m.number("labelSmoothing"), source);
   }
 
   @Override

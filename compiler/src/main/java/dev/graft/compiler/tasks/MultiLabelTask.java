@@ -10,6 +10,7 @@ import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Loss;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Multi-label classification: a pooled head to {@code numLabels} independent logits, trained with
@@ -19,6 +20,16 @@ final class MultiLabelTask extends PooledTask {
   @Override
   public Class<MultiLabelSpec> specType() {
     return MultiLabelSpec.class;
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.MultiLabel";
+  }
+
+  @Override
+  public TaskSpec declared(Members m, @Nullable Object source) {
+    return new MultiLabelSpec((int) m.number("labels"), pooling(m), m.string("output"), source);
   }
 
   @Override

@@ -37,6 +37,11 @@ abstract class PooledTask extends TaskKind {
 
   abstract ClassificationSpec.Pooling pooling(TaskSpec task);
 
+  /** The {@code pooling} member of a declaring annotation. */
+  static ClassificationSpec.Pooling pooling(Members members) {
+    return ClassificationSpec.Pooling.valueOf(members.constant("pooling"));
+  }
+
   @Override
   public final boolean hasHead() {
     return true;

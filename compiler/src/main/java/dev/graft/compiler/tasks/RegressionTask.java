@@ -10,6 +10,7 @@ import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Loss;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Regression: a pooled head to {@code numTargets} values (output {@code predictions}), trained
@@ -23,6 +24,16 @@ final class RegressionTask extends PooledTask {
   @Override
   public Class<RegressionSpec> specType() {
     return RegressionSpec.class;
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.Regression";
+  }
+
+  @Override
+  public TaskSpec declared(Members m, @Nullable Object source) {
+    return new RegressionSpec((int) m.number("targets"), pooling(m), m.string("output"), source);
   }
 
   @Override

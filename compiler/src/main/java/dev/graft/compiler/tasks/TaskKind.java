@@ -44,6 +44,19 @@ public abstract class TaskKind {
     NEXT_TOKENS
   }
 
+  /**
+   * An annotation's member values (written or defaulted), as a front-end reads them. Each method
+   * throws {@link IllegalArgumentException} when the member is missing or of another type.
+   */
+  public interface Members {
+    double number(String member);
+
+    String string(String member);
+
+    /** The name of the enum constant the member holds. */
+    String constant(String member);
+  }
+
   TaskKind() {}
 
   /** Every task kind. */
@@ -61,6 +74,11 @@ public abstract class TaskKind {
     throw new IllegalArgumentException("no task kind for " + task);
   }
 
+  /** The kind declared by the annotation of that qualified name. */
+  public static Optional<TaskKind> byAnnotation(String qualifiedName) {
+    return ALL.stream().filter(k -> k.annotation().equals(qualifiedName)).findFirst();
+  }
+
   /** The kind that trains with {@code loss}, as a manifest records it. */
   public static Optional<TaskKind> of(Loss loss) {
     return ALL.stream().filter(k -> k.loss() == loss).findFirst();
@@ -68,6 +86,17 @@ public abstract class TaskKind {
 
   /** The declaration record of this task. */
   public abstract Class<? extends TaskSpec> specType();
+
+  /** The qualified name of the annotation that declares it, e.g. {@code dev.graft.annotations.Classification}. */
+  public abstract String annotation();
+
+  /**
+   * The task an annotation of {@link #annotation()} declares.
+   *
+   * @param source where it was declared, for diagnostics only
+   * @throws IllegalArgumentException when a member is missing or of another type
+   */
+  public abstract TaskSpec declared(Members members, @Nullable Object source);
 
   /** The loss it trains with, as the manifest records it. */
   public abstract Loss loss();
