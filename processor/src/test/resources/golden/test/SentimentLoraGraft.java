@@ -10,7 +10,7 @@ import javax.annotation.processing.Generated;
 import org.jspecify.annotations.NullMarked;
 
 /**
- * The graft declared by {@link test.SentimentLora}: LoRA adapters and a 2-class head on host {@code all-minilm-l6-v2.onnx}.
+ * The graft declared by {@link test.SentimentLora}: LoRA on host {@code all-minilm-l6-v2.onnx}, with a 2-class head.
  * Load it with {@link #load()}; close it to release the ONNX Runtime sessions.
  */
 @Generated("dev.graft.processor.GraftProcessor")

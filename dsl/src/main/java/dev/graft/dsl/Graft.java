@@ -16,6 +16,7 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.tasks.TaskKind;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -398,8 +399,8 @@ public final class Graft {
 
   private Graft task(TaskSpec value) {
     if (task != null) {
-      throw new IllegalStateException("a graft has one task; " + task.getClass().getSimpleName()
-          + " is declared already, " + value.getClass().getSimpleName() + " is one too many");
+      throw new IllegalStateException("a graft has one task; " + TaskKind.of(task).displayName()
+          + " is declared already, " + TaskKind.of(value).displayName() + " is one too many");
     }
     task = value;
     return this;

@@ -106,7 +106,7 @@ class GemmSiteTest {
     assertEquals(n, sites.get(0).out());
     AdapterSpec lora = Adapters.lora("/fc/Gemm", 2, 4).withOptions(Map.of("rank", 2, "alpha", 4.0, "dropout", 0.0, "rslora", false,
         "dora", false, "init", "default"));
-    List<Parameter> params = AdapterPlacement.place(g, List.of(new PlannedAdapter(lora, new LoraKind(), sites)), true, F).parameters();
+    List<Parameter> params = AdapterPlacement.place(g, List.of(new PlannedAdapter(lora, new LoraKind(), sites)), GraphVariant.TRAIN, F).parameters();
     assertEquals(List.of("fc.lora_A", "fc.lora_B"), params.stream().map(Parameter::getName).toList());
     ShapeInference.run(g);
     assertEquals("float32[2, 3]", g.typeOrThrow(g.outputs().get(0)).toString());

@@ -160,7 +160,7 @@ class KronHadamardVeraIa3Test {
       Map<String, Object> all = new TreeMap<>(options);
       kind.options().forEach(o -> all.putIfAbsent(o.name(), o.defaultValue()));
       AdapterSpec spec = new AdapterSpec(kind.id(), ".*", List.of(), all, null);
-      params = AdapterPlacement.place(g, List.of(new PlannedAdapter(spec, kind, LinearSite.find(g))), false, D).parameters();
+      params = AdapterPlacement.place(g, List.of(new PlannedAdapter(spec, kind, LinearSite.find(g))), GraphVariant.INFERENCE, D).parameters();
       ShapeInference.run(g);
       for (Parameter p : params) {
         long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
@@ -382,7 +382,7 @@ class KronHadamardVeraIa3Test {
           Map<String, Object> all = new TreeMap<>(e.getValue());
           kind.options().forEach(o -> all.putIfAbsent(o.name(), o.defaultValue()));
           AdapterSpec spec = new AdapterSpec(kind.id(), ".*", List.of(), all, null);
-          for (Parameter p : AdapterPlacement.place(g, List.of(new PlannedAdapter(spec, kind, LinearSite.find(g))), false, D)
+          for (Parameter p : AdapterPlacement.place(g, List.of(new PlannedAdapter(spec, kind, LinearSite.find(g))), GraphVariant.INFERENCE, D)
               .parameters()) {
             shapes.put(p.getName(), p.getShapeList().stream().mapToLong(Long::longValue).toArray());
             values.computeIfAbsent(p.getName(), k -> gaussian(r, WholeStepCheck.size(p)));

@@ -122,7 +122,7 @@ class VirtualTokenValuesTest {
     Map<String, Object> all = new HashMap<>(options);
     k.options().forEach(o -> all.putIfAbsent(o.name(), o.defaultValue()));
     List<? extends Site> sites = k.candidates(graph);
-    Placement placement = new Placement(graph, false, TensorType.DOUBLE);
+    Placement placement = new Placement(graph, GraphVariant.INFERENCE, TensorType.DOUBLE);
     placement.declaration(0);
     k.place(new AdapterSpec(kind, "", List.of(), all, null), sites, placement);
     ShapeInference.run(graph);

@@ -98,7 +98,7 @@ class WeightDeltaTest {
         biases.put(s, b);
       }
     }
-    Placement placement = AdapterPlacement.place(g, plan, false, F);
+    Placement placement = AdapterPlacement.place(g, plan, GraphVariant.INFERENCE, F);
 
     List<Probe> probes = new ArrayList<>();
     for (var e : sites.entrySet()) {
@@ -289,7 +289,7 @@ class WeightDeltaTest {
       plan.add(new PlannedAdapter(s, AdapterKinds.byId("vera").orElseThrow(),
           LinearSite.find(g).stream().filter(x -> t.matcher(x.node()).matches()).toList()));
     }
-    Placement placement = AdapterPlacement.place(g, plan, false, F);
+    Placement placement = AdapterPlacement.place(g, plan, GraphVariant.INFERENCE, F);
     LinearUpdateKind.SiteTensors tensors = ((LinearUpdateKind) plan.get(2).kind())
         .tensors(third, plan.get(2).sites(), value, placement.parameters());
     assertEquals("vera_A", tensors.parameter("vera_A"));

@@ -9,11 +9,10 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Gradient rules of Gemm and the 2-D CNN ops, registered into {@link GradientRegistry}. All
+ * Gradient rules of Gemm and the 2-D CNN ops (listed in {@link GradientRegistry}). All
  * emit standard ai.onnx opset-17 ops only:
  *
  * <ul>
@@ -42,15 +41,6 @@ import org.jspecify.annotations.Nullable;
 final class ConvGradients {
   private ConvGradients() {}
 
-  static void register(Map<String, GradientRule> rules) {
-    rules.put("Gemm", ConvGradients::gemm);
-    rules.put("Conv", ConvGradients::conv);
-    rules.put("MaxPool", ConvGradients::maxPool);
-    rules.put("AveragePool", ConvGradients::averagePool);
-    rules.put("GlobalAveragePool", ConvGradients::globalAveragePool);
-    rules.put("BatchNormalization", ConvGradients::batchNormalization);
-  }
-
   private static List<@Nullable String> nulls(Node n) {
     List<@Nullable String> r = new ArrayList<>();
     for (int i = 0; i < n.inputs().size(); i++) {
@@ -77,7 +67,7 @@ final class ConvGradients {
 
   // ---- Gemm: Y = alpha·A'·B' + beta·C, A' = transA ? Aᵀ : A, B' = transB ? Bᵀ : B ---------
 
-  private static List<@Nullable String> gemm(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> gemm(Node n, List<@Nullable String> g, Grad c) {
     String a = n.input(0);
     String b = n.input(1);
     String gy = g.get(0);
@@ -110,7 +100,7 @@ final class ConvGradients {
 
   // ---- Conv -----------------------------------------------------------------------------
 
-  private static List<@Nullable String> conv(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> conv(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     String w = n.input(1);
     String gy = g.get(0);
@@ -168,7 +158,7 @@ final class ConvGradients {
 
   // ---- Pools ----------------------------------------------------------------------------
 
-  private static List<@Nullable String> maxPool(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> maxPool(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     List<Long> k = n.attrInts("kernel_shape");
     if (k == null || k.size() != 2) {
@@ -200,7 +190,7 @@ final class ConvGradients {
         .build();
   }
 
-  private static List<@Nullable String> averagePool(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> averagePool(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     List<Long> k = n.attrInts("kernel_shape");
     if (k == null || k.size() != 2) {
@@ -243,7 +233,7 @@ final class ConvGradients {
     return Math.min(end, geo.in()[axis]) - Math.max(start, 0);
   }
 
-  private static List<@Nullable String> globalAveragePool(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> globalAveragePool(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     TensorType tx = c.type(x);
     if (!tx.hasRank() || tx.rank() < 3) {
@@ -267,7 +257,7 @@ final class ConvGradients {
    * {@code y = scale·(x − mean)/√(var + ε) + B} per channel (axis 1) with the running
    * statistics as given: training mode (batch statistics, running-stat outputs) is rejected.
    */
-  private static List<@Nullable String> batchNormalization(Node n, List<@Nullable String> g, Grad c) {
+  static List<@Nullable String> batchNormalization(Node n, List<@Nullable String> g, Grad c) {
     if (n.attrInt("training_mode", 0) != 0 || n.outputs().stream().skip(1).anyMatch(o -> !o.isEmpty())) {
       throw new MissingGradientException(n,
           "BatchNormalization in training mode (batch statistics) has no gradient rule; only inference mode is supported");

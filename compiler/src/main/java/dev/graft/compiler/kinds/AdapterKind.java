@@ -72,8 +72,9 @@ public interface AdapterKind {
   /**
    * Adds the adapter at {@code sites} to the placement's graph: its parameters (through {@link
    * Placement#parameter}) and the nodes that use them, appended in any order (the placement pass
-   * sorts the graph once after every declaration is placed). Called once for the inference graph
-   * and once for the training graph; must add the same parameters both times.
+   * sorts the graph once after every declaration is placed). Called once per {@link
+   * dev.graft.compiler.GraphVariant} ({@link Placement#variant()}); must add the same parameters
+   * every time (the compiler checks and fails with an internal error otherwise).
    */
   void place(AdapterSpec spec, List<? extends Site> sites, Placement placement);
 

@@ -1,5 +1,6 @@
 package dev.graft.compiler.kinds;
 
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.spec.manifest.Init;
@@ -11,7 +12,7 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * What an {@link AdapterKind} places into: the graph (inference or training), the parameters
+ * What an {@link AdapterKind} places into: the graph of one {@link GraphVariant}, the parameters
  * added so far, and the helpers every kind needs to add one. Parameter names are {@code
  * <module path>.<suffix>}, e.g. {@code encoder.layer.0.attention.self.query.lora_A}, prefixed
  * with {@code <name>.} for a named adapter.
@@ -23,7 +24,7 @@ public final class Placement {
   public static final String PEFT_PREFIX = "base_model.model.";
 
   private final Graph graph;
-  private final boolean training;
+  private final GraphVariant variant;
   private final int elemType;
   private final List<Parameter> parameters = new ArrayList<>();
   private final Set<String> hostSources = new TreeSet<>();
@@ -34,9 +35,9 @@ public final class Placement {
   /** Whether the current declaration's parameters are frozen (a named adapter the step does not train). */
   private boolean adapterFrozen;
 
-  public Placement(Graph graph, boolean training, int elemType) {
+  public Placement(Graph graph, GraphVariant variant, int elemType) {
     this.graph = graph;
-    this.training = training;
+    this.variant = variant;
     this.elemType = elemType;
   }
 
@@ -44,9 +45,12 @@ public final class Placement {
     return graph;
   }
 
-  /** Whether this is the training graph (dropout and other training-only nodes go only there). */
-  public boolean training() {
-    return training;
+  /**
+   * The graph being built. Training-only nodes (dropout, per-step draws) go only where {@link
+   * GraphVariant#trains()}; the parameters added must not depend on it.
+   */
+  public GraphVariant variant() {
+    return variant;
   }
 
   /** The host's floating-point element type; every parameter has it. */
@@ -80,7 +84,7 @@ public final class Placement {
    * can call it unconditionally). {@code name} must be unique in the graft.
    */
   public void auxiliaryLoss(String name, String value, double weight) {
-    if (!training) {
+    if (!variant.trains()) {
       return;
     }
     if (auxiliaryLosses.stream().anyMatch(a -> a.name().equals(name))) {
@@ -139,8 +143,8 @@ public final class Placement {
    * each step), added on first use. Only in the training graph.
    */
   public String seed() {
-    if (!training) {
-      throw new IllegalStateException("the inference graph has no per-step seed");
+    if (!variant.trains()) {
+      throw new IllegalStateException("the " + variant + " graph has no per-step seed");
     }
     if (!graph.inputs().containsKey(SEED)) {
       graph.addInput(SEED, TensorType.of(TensorType.INT64));

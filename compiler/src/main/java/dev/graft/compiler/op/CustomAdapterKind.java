@@ -1,5 +1,6 @@
 package dev.graft.compiler.op;
 
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.kinds.ComposableKind;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
@@ -58,7 +59,7 @@ import java.util.Set;
 public abstract class CustomAdapterKind implements ComposableKind {
   /**
    * The adapted value at one site: an expression of {@code d}'s input, value, parameters and
-   * constants, of the value's shape. Called once per site for each graph (inference, training)
+   * constants, of the value's shape. Called once per site for each graph variant (inference, training)
    * and once more per site to check the declaration; it must declare the same parameters every
    * time and have no other effect.
    */
@@ -76,8 +77,8 @@ public abstract class CustomAdapterKind implements ComposableKind {
       try {
         List<Dim> shape = inputShape(graph, site);
         long width = ComposableKind.siteWidth(site);
-        Definition inference = defined(spec, site, shape, width, false).definition();
-        Definition training = defined(spec, site, shape, width, true).definition();
+        Definition inference = defined(spec, site, shape, width, GraphVariant.INFERENCE).definition();
+        Definition training = defined(spec, site, shape, width, GraphVariant.TRAIN).definition();
         if (!signature(inference).equals(signature(training))) {
           throw inference.invalid("the parameters declared must not depend on training(); inference declares "
               + signature(inference) + ", training " + signature(training));
@@ -102,7 +103,7 @@ public abstract class CustomAdapterKind implements ComposableKind {
     Graph g = placement.graph();
     Defined d;
     try {
-      d = defined(spec, site, inputShape(g, site), width, placement.training());
+      d = defined(spec, site, inputShape(g, site), width, placement.variant());
     } catch (DefinitionException e) {
       throw new GraftCompileException(List.of(e.diagnostic(spec.source())));
     }
@@ -110,8 +111,8 @@ public abstract class CustomAdapterKind implements ComposableKind {
   }
 
   /** Runs {@link #define} and checks its result: the value's shape, and every parameter used. */
-  private Defined defined(AdapterSpec spec, Site site, List<Dim> inputShape, long width, boolean training) {
-    Definition d = new Definition(this, spec, site, inputShape, width, training);
+  private Defined defined(AdapterSpec spec, Site site, List<Dim> inputShape, long width, GraphVariant variant) {
+    Definition d = new Definition(this, spec, site, inputShape, width, variant);
     Tensor result;
     try {
       result = define(d);
@@ -244,7 +245,7 @@ public abstract class CustomAdapterKind implements ComposableKind {
         in.add(emit(operand));
       }
       if (t.op.equals("Dropout")) {
-        if (!placement.training()) {
+        if (!placement.variant().trains()) {
           return in.get(0);
         }
         String ratio = placement.scalar(base + "/dropout_ratio", t.constant);

@@ -1,5 +1,6 @@
 package dev.graft.compiler.op;
 
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.Site;
 import dev.graft.compiler.diag.ErrorCode;
@@ -30,16 +31,16 @@ public final class Definition {
   private final CustomAdapterKind kind;
   private final AdapterSpec spec;
   private final Site site;
-  private final boolean training;
+  private final GraphVariant variant;
   private final Tensor input;
   private final Tensor value;
   private final Map<String, Param> params = new LinkedHashMap<>();
 
-  Definition(CustomAdapterKind kind, AdapterSpec spec, Site site, List<Dim> inputShape, long width, boolean training) {
+  Definition(CustomAdapterKind kind, AdapterSpec spec, Site site, List<Dim> inputShape, long width, GraphVariant variant) {
     this.kind = kind;
     this.spec = spec;
     this.site = site;
-    this.training = training;
+    this.variant = variant;
     this.input = Tensor.leaf(this, Tensor.Source.INPUT, inputShape);
     List<Dim> valueShape = new ArrayList<>(inputShape.subList(0, Math.max(0, inputShape.size() - 1)));
     valueShape.add(Dim.of(width));
@@ -69,7 +70,12 @@ public final class Definition {
 
   /** Whether this is the training graph. The parameters declared must not depend on it. */
   public boolean training() {
-    return training;
+    return variant.trains();
+  }
+
+  /** The graph variant being built. The parameters declared must not depend on it. */
+  public GraphVariant variant() {
+    return variant;
   }
 
   /** The site's module path, e.g. {@code encoder.layer.0.attention.self.query}. */

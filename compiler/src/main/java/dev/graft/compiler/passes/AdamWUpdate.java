@@ -1,5 +1,6 @@
 package dev.graft.compiler.passes;
 
+import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.compiler.tasks.TaskPass;
 
 import dev.graft.compiler.ir.Graph;
@@ -21,7 +22,7 @@ import java.util.Map;
  */
 public final class AdamWUpdate {
   public static final TrainStep NAMES = TrainStep.newBuilder()
-      .setLabels(TaskPass.LABELS)
+      .setLabels(TaskKind.LABELS)
       .setStep("step")
       .setLearningRate("learning_rate")
       .setLoss(TaskPass.LOSS)

@@ -1,6 +1,6 @@
 package dev.graft.compiler.passes;
 
-import dev.graft.compiler.GraftCompiler;
+import dev.graft.compiler.emit.ManifestWriter;
 
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
@@ -49,9 +49,9 @@ public final class SavedActivations {
       TensorType t = graph.typeOrThrow(name);
       SavedActivation.Builder b = SavedActivation.newBuilder().setName(name).setElemType(t.elemType());
       if (t.hasRank()) {
-        t.dims().forEach(d -> b.addShape(GraftCompiler.manifestDim(d)));
+        t.dims().forEach(d -> b.addShape(ManifestWriter.dim(d)));
       } else {
-        b.addShape(GraftCompiler.manifestDim(Dim.unknown()));
+        b.addShape(ManifestWriter.dim(Dim.unknown()));
       }
       out.add(b.build());
     }

@@ -8,7 +8,7 @@ import dev.graft.compiler.kinds.AdapterOption;
 import dev.graft.compiler.kinds.PeftTargets;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.spec.AdapterSpec;
-import dev.graft.compiler.spec.CausalLmSpec;
+import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.compiler.spec.TaskSpec;
 import java.util.List;
 import java.util.Map;
@@ -81,7 +81,7 @@ public final class AdapterConfig {
     c.addProperty("peft_type", peftType);
     // A causal LM graft has no head; every pooled head (classification, regression, multi-label)
     // is a Hugging Face sequence-classification head ("classifier", num_labels = its outputs).
-    c.addProperty("task_type", task instanceof CausalLmSpec ? "CAUSAL_LM" : "SEQ_CLS");
+    c.addProperty("task_type", TaskKind.of(task).peftTaskType());
     c.addProperty("base_model_name_or_path", host);
     c.add("revision", JsonNull.INSTANCE);
     c.addProperty("inference_mode", true);

@@ -1,7 +1,7 @@
 package dev.graft.compiler.plan;
 
 import dev.graft.compiler.HostModel;
-import dev.graft.compiler.tasks.TaskPass;
+import dev.graft.compiler.tasks.TaskKind;
 
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterKinds;
@@ -12,12 +12,8 @@ import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.spec.AdamWSpec;
-import dev.graft.compiler.spec.CausalLmSpec;
-import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.AdapterSpec;
-import dev.graft.compiler.spec.MultiLabelSpec;
-import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -80,22 +76,17 @@ public final class Validation {
       adapters.add(planned);
     }
     TaskSpec task = spec.task();
-    checkTask(spec, task, graph);
+    TaskKind taskKind = TaskKind.of(task);
+    taskKind.check(task, spec, graph, errors);
     String output = task.hostOutput().isEmpty() ? graph.outputs().get(0) : task.hostOutput();
     long size = -1;
     if (!graph.outputs().contains(output)) {
       errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_NOT_FOUND, task.source(), "output", output, graph.outputs()));
     } else {
       TensorType t = graph.type(output);
-      boolean shaped = t != null && t.hasRank() && t.rank() == 3 && t.dim(2).isKnown() && t.isFloating();
-      if (task instanceof CausalLmSpec) {
-        if (!shaped || t.dim(2).size() < 2) {
-          errors.add(Diagnostic.of(ErrorCode.LM_OUTPUT_SHAPE, task.source(), "output", output, t));
-        } else {
-          size = t.dim(2).size();
-        }
-      } else if (!shaped) {
-        errors.add(Diagnostic.of(ErrorCode.HEAD_OUTPUT_SHAPE, task.source(), "output", output, t));
+      Diagnostic misfit = taskKind.checkOutput(task, output, t);
+      if (misfit != null) {
+        errors.add(misfit);
       } else {
         size = t.dim(2).size();
       }
@@ -103,46 +94,6 @@ public final class Validation {
     checkOptimizer(spec.optimizer(), spec.source());
     CompositionPlan compositions = compositionCheck.check(spec, adapters);
     return new Plan(adapters, output, size, compositions);
-  }
-
-  /** The checks of a task's own settings (its host output is checked by the caller). */
-  private void checkTask(GraftSpec spec, TaskSpec task, Graph graph) {
-    if (task instanceof ClassificationSpec c) {
-      if (c.numLabels() < 2) {
-        errors.add(Diagnostic.of(ErrorCode.HEAD_LABELS_OUT_OF_RANGE, c.source(), "labels", c.numLabels()));
-      } else if (c.ignoreIndex() >= 0 && c.ignoreIndex() < c.numLabels()) {
-        errors.add(Diagnostic.of(ErrorCode.IGNORE_INDEX_IS_A_CLASS, c.source(), "ignoreIndex", c.ignoreIndex(),
-            c.numLabels()));
-      }
-      checkSmoothing(c.labelSmoothing(), c.source());
-    } else if (task instanceof RegressionSpec r) {
-      if (r.numTargets() < 1) {
-        errors.add(Diagnostic.of(ErrorCode.TASK_SIZE_OUT_OF_RANGE, r.source(), "targets", "regression", "target",
-            r.numTargets()));
-      }
-    } else if (task instanceof MultiLabelSpec m) {
-      if (m.numLabels() < 1) {
-        errors.add(Diagnostic.of(ErrorCode.TASK_SIZE_OUT_OF_RANGE, m.source(), "labels",
-            "multi-label classification", "label", m.numLabels()));
-      }
-    } else if (task instanceof CausalLmSpec lm) {
-      checkSmoothing(lm.labelSmoothing(), lm.source());
-      TensorType ids = graph.inputs().get(TaskPass.INPUT_IDS);
-      if (ids == null || !ids.hasRank() || ids.rank() != 2
-          || (ids.elemType() != TensorType.INT64 && ids.elemType() != TensorType.INT32)) {
-        errors.add(Diagnostic.of(ErrorCode.LM_INPUT_IDS_MISSING, lm.source(), null, graph.inputs()));
-      }
-      if (spec.adapters().isEmpty()) {
-        errors.add(Diagnostic.of(ErrorCode.NOTHING_TO_TRAIN, spec.source(), null, spec.name(),
-            "the causal LM loss"));
-      }
-    }
-  }
-
-  private void checkSmoothing(double smoothing, @Nullable Object source) {
-    if (!(smoothing >= 0 && smoothing < 1)) {
-      errors.add(Diagnostic.of(ErrorCode.LABEL_SMOOTHING_OUT_OF_RANGE, source, "labelSmoothing", smoothing));
-    }
   }
 
   /**

@@ -1,5 +1,6 @@
 package dev.graft.compiler.kinds;
 
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.kinds.mixture.MixtureOfLoraKind;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -40,7 +41,7 @@ class RouterValuesTest {
     if (withMask) {
       g.addInput("attention_mask", TensorType.of(TensorType.INT64, BATCH, SEQUENCE));
     }
-    Placement placement = new Placement(g, true, TensorType.DOUBLE);
+    Placement placement = new Placement(g, GraphVariant.TRAIN, TensorType.DOUBLE);
     String probs = g.op("/Softmax", "Softmax", java.util.List.of("logits"), dev.graft.compiler.ir.Node.attr("axis", -1L));
     String kept = MixtureOfLoraKind.topK(placement, "/top_k", "logits", K);
     String loss = MixtureOfLoraKind.loadBalance(placement, "/load_balance", "x", probs, kept, EXPERTS);

@@ -1,6 +1,7 @@
 package dev.graft.processor.read;
 
 import dev.graft.compiler.kinds.AdapterKinds;
+import dev.graft.compiler.tasks.TaskKind;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -16,13 +17,9 @@ import org.jspecify.annotations.Nullable;
 /** Finding annotation mirrors on an element and reading their values. */
 public final class Annotations {
   public static final String GRAFT = "dev.graft.annotations.Graft";
-  public static final String CLASSIFICATION = "dev.graft.annotations.Classification";
   public static final String ADAMW = "dev.graft.annotations.AdamW";
-  public static final String REGRESSION = "dev.graft.annotations.Regression";
-  public static final String MULTI_LABEL = "dev.graft.annotations.MultiLabel";
-  public static final String CAUSAL_LM = "dev.graft.annotations.CausalLm";
-  /** The task annotations; a declaration has exactly one. */
-  public static final List<String> TASKS = List.of(CLASSIFICATION, REGRESSION, MULTI_LABEL, CAUSAL_LM);
+  /** The task annotations, one per {@link TaskKind}; a declaration has exactly one. */
+  public static final List<String> TASKS = TaskKind.all().stream().map(TaskKind::annotation).toList();
   public static final String COMPOSE = "dev.graft.annotations.Compose";
 
   /** The {@code @Compose} annotations on the element, in the order written (inside their container or not). */

@@ -6,14 +6,11 @@ import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterKinds;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
-import dev.graft.compiler.spec.CausalLmSpec;
-import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.Composition;
 import dev.graft.compiler.spec.CompositionParser;
 import dev.graft.compiler.spec.GraftSpec;
-import dev.graft.compiler.spec.MultiLabelSpec;
-import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.tasks.TaskKind;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -172,29 +169,48 @@ public final class DeclarationReader {
     return new AdapterSpec(kind.id(), target, layers, options, SourceRef.of(type, m), name);
   }
 
+  /** A task annotation as the declaration of its {@link TaskKind}. */
   private TaskSpec task(TypeElement type, AnnotationMirror m) throws MalformedException {
-    SourceRef source = SourceRef.of(type, m);
-    return switch (Annotations.nameOf(m)) {
-      case Annotations.CLASSIFICATION -> new ClassificationSpec((int) number(m, "labels"), pooling(m),
-          string(m, "output"), (long) number(m, "ignoreIndex"), number(m, "labelSmoothing"), source);
-      case Annotations.REGRESSION -> new RegressionSpec((int) number(m, "targets"), pooling(m), string(m, "output"), source);
-      case Annotations.MULTI_LABEL -> new MultiLabelSpec((int) number(m, "labels"), pooling(m), string(m, "output"), source);
-      case Annotations.CAUSAL_LM -> new CausalLmSpec(
-          string(m, "output"), (long) number(m, "ignoreIndex"), number(m, "labelSmoothing"), source);
-      default -> throw new MalformedException();
-    };
-  }
-
-  private ClassificationSpec.Pooling pooling(AnnotationMirror m) throws MalformedException {
-    Object pooling = value(m, "pooling");
-    if (!(pooling instanceof VariableElement constant)) {
-      throw new MalformedException();
-    }
+    TaskKind kind = TaskKind.byAnnotation(Annotations.nameOf(m)).orElseThrow(MalformedException::new);
     try {
-      return ClassificationSpec.Pooling.valueOf(constant.getSimpleName().toString());
+      return kind.declared(new TaskKind.Members() {
+        @Override
+        public double number(String member) {
+          return orIllegal(() -> DeclarationReader.this.number(m, member));
+        }
+
+        @Override
+        public String string(String member) {
+          return orIllegal(() -> DeclarationReader.this.string(m, member));
+        }
+
+        @Override
+        public String constant(String member) {
+          return orIllegal(() -> {
+            if (value(m, member) instanceof VariableElement constant) {
+              return constant.getSimpleName().toString();
+            }
+            throw new MalformedException();
+          });
+        }
+      }, SourceRef.of(type, m));
     } catch (IllegalArgumentException e) {
       throw new MalformedException();
     }
+  }
+
+  /** A member read for a {@link TaskKind}: a malformed one as its {@link IllegalArgumentException}. */
+  private static <T> T orIllegal(MemberRead<T> read) {
+    try {
+      return read.get();
+    } catch (MalformedException e) {
+      throw new IllegalArgumentException("malformed annotation member", e);
+    }
+  }
+
+  @FunctionalInterface
+  private interface MemberRead<T> {
+    T get() throws MalformedException;
   }
 
   private Object value(AnnotationMirror m, String member) throws MalformedException {

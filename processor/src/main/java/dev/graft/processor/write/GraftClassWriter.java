@@ -8,6 +8,10 @@ import com.palantir.javapoet.NameAllocator;
 import com.palantir.javapoet.ParameterizedTypeName;
 import com.palantir.javapoet.TypeName;
 import com.palantir.javapoet.TypeSpec;
+import dev.graft.compiler.kinds.AdapterKind;
+import dev.graft.compiler.kinds.AdapterKinds;
+import dev.graft.compiler.tasks.TaskKind;
+import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
@@ -21,9 +25,10 @@ import org.jspecify.annotations.Nullable;
 /**
  * Generates {@code <Name>Graft}: a final class wrapping the runtime's {@code AdapterModel}, with
  * one typed parameter per host input (named from the manifest) on {@code trainStep} and {@code
- * predict}, labels typed by the task's loss (class indices, float targets, LM tokens or none), and
- * the constants {@code NAME}, {@code NUM_LABELS} ({@code NUM_TARGETS} for regression, {@code
- * VOCAB_SIZE} for the causal LM) and {@code INPUT_NAMES}.
+ * predict}, labels typed by the task's {@link TaskKind.Labels} (class indices, float targets, LM
+ * tokens or none), and the constants {@code NAME}, {@code NUM_LABELS} ({@code NUM_TARGETS} for
+ * target values, {@code VOCAB_SIZE} for next-token labels) and {@code INPUT_NAMES}. Its javadoc
+ * names the declaration's adapters by kind (and name), its task and its host.
  */
 public final class GraftClassWriter extends GeneratedSourceWriter {
   /** Suffix of the generated class after the interface's name. */
@@ -35,7 +40,9 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
   private final List<HostInput> inputs;
   private final List<TypeName> inputTypes;
   private final TypeName mapValue;
-  private final Loss loss;
+  private final TaskKind task;
+  private final TaskKind.Labels labels;
+  private final long outputs;
 
   /**
    * @param className the class to generate
@@ -48,8 +55,11 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     this.inputs = manifest.getInputsList();
     this.inputTypes = inputs.stream().map(HostInputs::javaType).toList();
     this.mapValue = RuntimeApi.inputMapValue(inputTypes);
-    Loss l = manifest.hasTask() ? manifest.getTask().getLoss() : Loss.SOFTMAX_CROSS_ENTROPY;
-    this.loss = l == Loss.LOSS_UNSPECIFIED || l == Loss.UNRECOGNIZED ? Loss.SOFTMAX_CROSS_ENTROPY : l;
+    // Manifests without a task (or an unknown loss) are classification.
+    this.task = TaskKind.of(manifest.getTask().getLoss())
+        .orElseGet(() -> TaskKind.of(Loss.SOFTMAX_CROSS_ENTROPY).orElseThrow());
+    this.labels = task.labels();
+    this.outputs = manifest.hasHead() ? manifest.getHead().getNumLabels() : manifest.getTask().getNumOutputs();
   }
 
   @Override
@@ -64,14 +74,13 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
         .initializer("$S", manifest.getName())
         .build();
     FieldSpec numLabels = FieldSpec.builder(int.class, sizeName(), Modifier.PUBLIC, Modifier.STATIC, Modifier.FINAL)
-        .addJavadoc(switch (loss) {
-          case MEAN_SQUARED_ERROR -> "Number of values the head predicts per example.\n";
-          case BINARY_CROSS_ENTROPY_WITH_LOGITS -> "Number of independent labels the head predicts.\n";
-          case CAUSAL_LM_CROSS_ENTROPY -> "Vocabulary size of the host's logits.\n";
-          default -> "Number of classes the head predicts.\n";
+        .addJavadoc(switch (labels) {
+          case TARGET_VALUES -> "Number of values the head predicts per example.\n";
+          case MULTI_HOT -> "Number of independent labels the head predicts.\n";
+          case NEXT_TOKENS -> "Vocabulary size of the host's logits.\n";
+          case CLASS_INDEX -> "Number of classes the head predicts.\n";
         })
-        .initializer("$L", loss == Loss.CAUSAL_LM_CROSS_ENTROPY
-            ? manifest.getTask().getNumOutputs() : manifest.getHead().getNumLabels())
+        .initializer("$L", outputs)
         .build();
     CodeBlock.Builder names = CodeBlock.builder().add("$T.of(", List.class);
     for (int i = 0; i < inputs.size(); i++) {
@@ -89,8 +98,8 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     return TypeSpec.classBuilder(className)
         .addModifiers(Modifier.PUBLIC, Modifier.FINAL)
         .addSuperinterface(AutoCloseable.class)
-        .addJavadoc("The graft declared by {@link $L}: LoRA adapters and $L on host {@code $L}.\n",
-            declaration, taskDescription(), manifest.getHost())
+        .addJavadoc("The graft declared by {@link $L}: $L on host {@code $L}, with $L.\n",
+            declaration, adapterDescription(), manifest.getHost(), task.describe(outputs))
         .addJavadoc("Load it with {@link #load()}; close it to release the ONNX Runtime sessions.\n")
         .addField(name)
         .addField(numLabels)
@@ -134,36 +143,50 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
   }
 
   private String sizeName() {
-    return switch (loss) {
-      case MEAN_SQUARED_ERROR -> "NUM_TARGETS";
-      case CAUSAL_LM_CROSS_ENTROPY -> "VOCAB_SIZE";
-      default -> "NUM_LABELS";
+    return switch (labels) {
+      case TARGET_VALUES -> "NUM_TARGETS";
+      case NEXT_TOKENS -> "VOCAB_SIZE";
+      case CLASS_INDEX, MULTI_HOT -> "NUM_LABELS";
     };
   }
 
-  private String taskDescription() {
-    return switch (loss) {
-      case MEAN_SQUARED_ERROR -> "a " + manifest.getHead().getNumLabels() + "-target regression head";
-      case BINARY_CROSS_ENTROPY_WITH_LOGITS -> "a " + manifest.getHead().getNumLabels() + "-label multi-label head";
-      case CAUSAL_LM_CROSS_ENTROPY -> "the causal language-model loss";
-      default -> "a " + manifest.getHead().getNumLabels() + "-class head";
-    };
+  /**
+   * The declaration's adapters by kind, e.g. {@code "LoRA"}, {@code "LoRA {@code sentiment} and
+   * IA³"}: one entry per named adapter, one per kind of the unnamed ones; {@code "no adapters"}
+   * for a head alone.
+   */
+  private String adapterDescription() {
+    List<String> parts = new ArrayList<>();
+    for (Adapter a : manifest.getAdaptersList()) {
+      String kind = AdapterKinds.byId(a.getKind()).map(AdapterKind::displayName).orElse(a.getKind());
+      String part = a.getName().isEmpty() ? kind : kind + " {@code " + a.getName() + "}";
+      if (!parts.contains(part)) {
+        parts.add(part);
+      }
+    }
+    if (parts.isEmpty()) {
+      return "no adapters";
+    }
+    String last = parts.remove(parts.size() - 1);
+    // A name or kind must not end the comment it is written into.
+    return ((parts.isEmpty() ? "" : String.join(", ", parts) + " and ") + last).replace("*/", "*&#47;");
   }
 
-  /** The task's training steps: the labels parameter follows the loss (none or two for the causal LM). */
+  /** The task's training steps: the labels parameter follows the labels' form (none or two for next tokens). */
   private List<MethodSpec> trainSteps(FieldSpec model, MethodSpec hostInputs) {
-    return switch (loss) {
-      case MEAN_SQUARED_ERROR -> List.of(trainStep(model, hostInputs, RuntimeApi.TARGETS, "targets",
-          "the target values, {@code [batch][NUM_TARGETS]}", "mean squared error"));
-      case BINARY_CROSS_ENTROPY_WITH_LOGITS -> List.of(trainStep(model, hostInputs, RuntimeApi.TARGETS, "labels",
-          "0/1 (or soft, in [0, 1]) targets, {@code [batch][NUM_LABELS]}", "mean binary cross-entropy"));
-      case CAUSAL_LM_CROSS_ENTROPY -> List.of(
-          trainStep(model, hostInputs, null, "labels", "", "mean next-token cross-entropy"),
-          trainStep(model, hostInputs, RuntimeApi.TOKEN_LABELS, "labels",
-              "token labels, {@code [batch][sequence]} as the input ids; position t learns {@code labels[t+1]}",
-              "mean next-token cross-entropy"));
-      default -> List.of(trainStep(model, hostInputs, RuntimeApi.LABELS, "labels",
-          "the class of each example, in {@code [0, NUM_LABELS)}", "mean cross-entropy"));
+    String name = task.labelsName();
+    String loss = task.lossDescription();
+    return switch (labels) {
+      case TARGET_VALUES -> List.of(trainStep(model, hostInputs, RuntimeApi.TARGETS, name,
+          "the target values, {@code [batch][NUM_TARGETS]}", loss));
+      case MULTI_HOT -> List.of(trainStep(model, hostInputs, RuntimeApi.TARGETS, name,
+          "0/1 (or soft, in [0, 1]) targets, {@code [batch][NUM_LABELS]}", loss));
+      case NEXT_TOKENS -> List.of(
+          trainStep(model, hostInputs, null, name, "", loss),
+          trainStep(model, hostInputs, RuntimeApi.TOKEN_LABELS, name,
+              "token labels, {@code [batch][sequence]} as the input ids; position t learns {@code labels[t+1]}", loss));
+      case CLASS_INDEX -> List.of(trainStep(model, hostInputs, RuntimeApi.LABELS, name,
+          "the class of each example, in {@code [0, NUM_LABELS)}", loss));
     };
   }
 
@@ -197,20 +220,20 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
 
   private MethodSpec predict(FieldSpec model, MethodSpec hostInputs) {
     NameAllocator names = new NameAllocator();
-    boolean lm = loss == Loss.CAUSAL_LM_CROSS_ENTROPY;
+    boolean lm = labels == TaskKind.Labels.NEXT_TOKENS;
     MethodSpec.Builder m = MethodSpec.methodBuilder("predict")
-        .addJavadoc(switch (loss) {
-          case MEAN_SQUARED_ERROR -> "Computes the predicted values for a batch.\n\n";
-          case CAUSAL_LM_CROSS_ENTROPY -> "Computes next-token logits at every position of a batch.\n\n";
-          default -> "Computes class logits for a batch.\n\n";
+        .addJavadoc(switch (labels) {
+          case TARGET_VALUES -> "Computes the predicted values for a batch.\n\n";
+          case NEXT_TOKENS -> "Computes next-token logits at every position of a batch.\n\n";
+          case CLASS_INDEX, MULTI_HOT -> "Computes class logits for a batch.\n\n";
         })
         .addModifiers(Modifier.PUBLIC)
         .returns(lm ? RuntimeApi.SEQUENCE_LOGITS : RuntimeApi.LOGITS);
     List<String> args = inputParameters(m, names, true);
-    m.addJavadoc(switch (loss) {
-          case MEAN_SQUARED_ERROR -> "@return predictions, {@code [batch][NUM_TARGETS]}\n";
-          case CAUSAL_LM_CROSS_ENTROPY -> "@return logits, {@code [batch][sequence][VOCAB_SIZE]}\n";
-          default -> "@return logits, {@code [batch][NUM_LABELS]}\n";
+    m.addJavadoc(switch (labels) {
+          case TARGET_VALUES -> "@return predictions, {@code [batch][NUM_TARGETS]}\n";
+          case NEXT_TOKENS -> "@return logits, {@code [batch][sequence][VOCAB_SIZE]}\n";
+          case CLASS_INDEX, MULTI_HOT -> "@return logits, {@code [batch][NUM_LABELS]}\n";
         })
         .addStatement("return $N.$L($N($L))", model, lm ? RuntimeApi.PREDICT_SEQUENCE : RuntimeApi.PREDICT,
             hostInputs, String.join(", ", args));

@@ -85,7 +85,7 @@ public final class DyLoraKind implements LinearUpdateKind {
     int rank = spec.intOption("rank");
     double alpha = spec.doubleOption("alpha");
     Graph g = placement.graph();
-    @Nullable Draw draw = placement.training() ? draw(placement, rank, alpha) : null;
+    @Nullable Draw draw = placement.variant().trains() ? draw(placement, rank, alpha) : null;
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "dylora");

@@ -45,7 +45,7 @@ public final class LinearAdapters {
       }
       outputScale = node.attrFloat("alpha", 1f);
     }
-    if (placement.training() && dropout > 0) {
+    if (placement.variant().trains() && dropout > 0) {
       String ratio = placement.scalar(base + "/dropout_ratio", dropout);
       String mode = g.constant(base + "/training_mode", dev.graft.spec.onnx.Onnx.TensorProto.newBuilder()
           .setDataType(TensorType.BOOL).setRawData(com.google.protobuf.ByteString.copyFrom(new byte[] {1})).build());

@@ -77,7 +77,7 @@ final class LoraVariants {
     double dropout = spec.doubleOption("dropout");
     boolean dora = spec.boolOption("dora");
     boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
-    boolean dropped = placement.training() && dropout > 0;
+    boolean dropped = placement.variant().trains() && dropout > 0;
     Graph g = placement.graph();
     for (Site each : sites) {
       LinearSite site = (LinearSite) each;

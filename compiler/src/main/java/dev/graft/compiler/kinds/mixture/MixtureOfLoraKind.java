@@ -190,7 +190,7 @@ public final class MixtureOfLoraKind implements ComposableKind {
     int rank = spec.intOption("rank");
     long stacked = (long) experts * rank;
     LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), NAME);
-    String x = spec.doubleOption("dropout") > 0 && placement.training()
+    String x = spec.doubleOption("dropout") > 0 && placement.variant().trains()
         ? LinearAdapters.input(site, placement, 0, NAME + "/router").value() : in.value();
     String base = in.base();
     String router = placement.parameter(site, NAME + ".router", site.in(), experts).init(Init.NORMAL, 0.02)

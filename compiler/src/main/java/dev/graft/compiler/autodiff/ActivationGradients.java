@@ -1,0 +1,71 @@
+package dev.graft.compiler.autodiff;
+
+import static dev.graft.compiler.autodiff.RuleHelpers.nullsAfter;
+import static dev.graft.compiler.ir.Node.attr;
+
+import dev.graft.compiler.ir.Node;
+import java.util.List;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Gradient rules of activations (Tanh, Sigmoid, Relu, LeakyRelu), the softmax family and
+ * Dropout.
+ */
+final class ActivationGradients {
+  private ActivationGradients() {}
+
+  static List<@Nullable String> tanh(Node n, List<@Nullable String> g, Grad c) {
+    String y = n.output(0);
+    return List.of(c.mul(g.get(0), c.op("Sub", List.of(c.scalar(1, y), c.mul(y, y)))));
+  }
+
+  static List<@Nullable String> sigmoid(Node n, List<@Nullable String> g, Grad c) {
+    String y = n.output(0);
+    return List.of(c.mul(g.get(0), c.mul(y, c.op("Sub", List.of(c.scalar(1, y), y)))));
+  }
+
+  static List<@Nullable String> relu(Node n, List<@Nullable String> g, Grad c) {
+    String x = n.input(0);
+    String positive = c.op("Greater", List.of(x, c.scalar(0, x)));
+    return List.of(c.op("Where", List.of(positive, g.get(0), c.scalar(0, x))));
+  }
+
+  static List<@Nullable String> leakyRelu(Node n, List<@Nullable String> g, Grad c) {
+    // Slope 1 where x > 0, alpha elsewhere (x = 0 included, as Relu's rule takes 0 there).
+    String x = n.input(0);
+    String positive = c.op("Greater", List.of(x, c.scalar(0, x)));
+    String leaky = c.mul(g.get(0), c.scalar(n.attrFloat("alpha", 0.01f), x));
+    return List.of(c.op("Where", List.of(positive, g.get(0), leaky)));
+  }
+
+  static List<@Nullable String> softmax(Node n, List<@Nullable String> g, Grad c) {
+    String y = n.output(0);
+    String axes = c.longs(List.of(n.attrInt("axis", -1)));
+    String dot = c.op("ReduceSum", List.of(c.mul(g.get(0), y), axes), attr("keepdims", 1L));
+    return List.of(c.mul(y, c.op("Sub", List.of(g.get(0), dot))));
+  }
+
+  static List<@Nullable String> logSoftmax(Node n, List<@Nullable String> g, Grad c) {
+    String y = n.output(0);
+    String axes = c.longs(List.of(n.attrInt("axis", -1)));
+    String sum = c.op("ReduceSum", List.of(g.get(0), axes), attr("keepdims", 1L));
+    return List.of(c.op("Sub", List.of(g.get(0), c.mul(c.op("Exp", List.of(y)), sum))));
+  }
+
+  static List<@Nullable String> dropout(Node n, List<@Nullable String> g, Grad c) {
+    // Inference mode (training_mode absent or false) is the identity; training mode is
+    // y = x * mask / (1 - ratio), ratio defaulting to 0.5.
+    List<Long> mode = n.hasInput(2) ? c.constLongs(n.input(2)) : List.of(0L);
+    if (mode != null && mode.get(0) == 0) {
+      return nullsAfter(1, n, g.get(0));
+    }
+    if (n.outputs().size() < 2 || n.output(1).isEmpty()) {
+      throw new MissingGradientException(n, "Dropout in a differentiated graph must output its mask");
+    }
+    String x = n.input(0);
+    String ratio = n.hasInput(1) ? n.input(1) : c.scalar(0.5, x);
+    String mask = c.op("Cast", List.of(n.output(1)), attr("to", (long) c.type(x).elemType()));
+    String scaled = c.op("Div", List.of(mask, c.op("Sub", List.of(c.scalar(1, x), ratio))));
+    return nullsAfter(1, n, c.mul(g.get(0), scaled));
+  }
+}

@@ -1,0 +1,149 @@
+package dev.graft.compiler.autodiff;
+
+import static dev.graft.compiler.autodiff.RuleHelpers.attrS;
+import static dev.graft.compiler.ir.Node.attr;
+
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.TensorType;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Gradient rules of contractions: MatMul (a batched {@code x·W} gets its weight gradient as one
+ * GEMM) and two-operand Einsum. Gemm's rule lives with the CNN ops in {@link ConvGradients}.
+ */
+final class ContractionGradients {
+  private ContractionGradients() {}
+
+  static List<@Nullable String> matmul(Node n, List<@Nullable String> g, Grad c) {
+    String a = n.input(0);
+    String b = n.input(1);
+    String gy = g.get(0);
+    TensorType ta = c.type(a);
+    TensorType tb = c.type(b);
+    if (ta.rank() < 2 || tb.rank() < 2) {
+      throw new MissingGradientException(n, "MatMul gradient needs operands of rank >= 2");
+    }
+    String da = null;
+    String db = null;
+    if (c.needs(0)) {
+      da = c.op("MatMul", List.of(gy, transposeLast(c, b, tb.rank())));
+      da = c.unbroadcast(da, withLast(c.type(n.output(0)), ta.dim(ta.rank() - 2), ta.dim(ta.rank() - 1)), a);
+    }
+    if (c.needs(1)) {
+      if (tb.rank() == 2 && ta.rank() > 2) {
+        // Weight gradient of a batched x·W: flatten the batch dims, one GEMM.
+        Dim k = ta.dim(ta.rank() - 1);
+        Dim m = tb.dim(1);
+        if (!k.isKnown() || !m.isKnown()) {
+          throw new MissingGradientException(n, "MatMul weight gradient needs fixed inner sizes");
+        }
+        String a2 = c.op("Reshape", List.of(a, c.longs(List.of(-1L, k.size()))));
+        String g2 = c.op("Reshape", List.of(gy, c.longs(List.of(-1L, m.size()))));
+        db = c.op("Gemm", List.of(a2, g2), attr("transA", 1L));
+      } else {
+        db = c.op("MatMul", List.of(transposeLast(c, a, ta.rank()), gy));
+        db = c.unbroadcast(db, withLast(c.type(n.output(0)), tb.dim(tb.rank() - 2), tb.dim(tb.rank() - 1)), b);
+      }
+    }
+    return Arrays.asList(da, db);
+  }
+
+  static TensorType withLast(TensorType t, Dim second, Dim last) {
+    List<Dim> s = new ArrayList<>(t.dims());
+    s.set(s.size() - 2, second);
+    s.set(s.size() - 1, last);
+    return TensorType.of(t.elemType(), s);
+  }
+
+  static String transposeLast(Grad c, String x, int rank) {
+    List<Long> perm = new ArrayList<>();
+    for (long i = 0; i < rank; i++) {
+      perm.add(i);
+    }
+    Collections.swap(perm, rank - 1, rank - 2);
+    return c.op("Transpose", List.of(x), attr("perm", perm));
+  }
+
+  /** A two-operand einsum equation made explicit: operand index strings and the output's. */
+  record EinsumEquation(String a, String b, String out) {
+    /**
+     * Parses {@code equation}; throws naming the node for what the rule does not support
+     * (other than two operands, ellipsis, an index repeated within one term).
+     */
+    static EinsumEquation parse(Node n) {
+      String eq = n.attrString("equation");
+      if (eq == null) {
+        throw new MissingGradientException(n, "Einsum without an equation");
+      }
+      String e = eq.replace(" ", "");
+      String why = null;
+      String[] sides = e.split("->", -1);
+      String[] terms = sides[0].split(",", -1);
+      if (e.contains(".")) {
+        why = "ellipsis ('...') is not supported";
+      } else if (terms.length != 2 || n.inputs().size() != 2) {
+        why = "only two-operand equations are supported";
+      } else if (sides.length > 2) {
+        why = "malformed equation";
+      }
+      if (why == null) {
+        String out;
+        if (sides.length == 2) {
+          out = sides[1];
+        } else {
+          // Implicit output: the indices that occur once, in alphabetical order.
+          StringBuilder o = new StringBuilder();
+          String all = terms[0] + terms[1];
+          all.chars().distinct().sorted().filter(ch -> all.indexOf(ch) == all.lastIndexOf(ch))
+              .forEach(ch -> o.append((char) ch));
+          out = o.toString();
+        }
+        for (String t : List.of(terms[0], terms[1], out)) {
+          if (!t.chars().allMatch(Character::isLetter) || t.chars().distinct().count() != t.length()) {
+            why = "term '" + t + "' repeats an index or has a non-letter (diagonals are not supported)";
+          }
+        }
+        if (why == null) {
+          String[] ops = {terms[0], terms[1]};
+          for (int i = 0; i < 2 && why == null; i++) {
+            for (char ch : ops[i].toCharArray()) {
+              if (out.indexOf(ch) < 0 && ops[1 - i].indexOf(ch) < 0) {
+                why = "index '" + ch + "' of operand " + i + " is summed within that operand alone";
+              }
+            }
+          }
+          for (char ch : out.toCharArray()) {
+            if (terms[0].indexOf(ch) < 0 && terms[1].indexOf(ch) < 0) {
+              why = "output index '" + ch + "' is in no operand";
+            }
+          }
+        }
+        if (why == null) {
+          return new EinsumEquation(terms[0], terms[1], out);
+        }
+      }
+      throw new MissingGradientException(n, "Einsum equation '" + eq + "' is not supported: " + why);
+    }
+  }
+
+  /**
+   * Two-operand Einsum {@code a,b->o}: the gradient of each operand is the einsum of the output
+   * gradient with the other operand, {@code o,b->a} and {@code o,a->b}.
+   */
+  static List<@Nullable String> einsum(Node n, List<@Nullable String> g, Grad c) {
+    EinsumEquation e = EinsumEquation.parse(n);
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null));
+    if (c.needs(0)) {
+      r.set(0, c.op("Einsum", List.of(g.get(0), n.input(1)), attrS("equation", e.out() + "," + e.b() + "->" + e.a())));
+    }
+    if (c.needs(1)) {
+      r.set(1, c.op("Einsum", List.of(g.get(0), n.input(0)), attrS("equation", e.out() + "," + e.a() + "->" + e.b())));
+    }
+    return r;
+  }
+}

@@ -1,0 +1,75 @@
+package dev.graft.compiler.autodiff;
+
+import static dev.graft.compiler.ir.Node.attr;
+
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.TensorType;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * Gradient rule of LayerNormalization (BatchNormalization, inference mode, is in {@link
+ * ConvGradients}).
+ */
+final class NormalizationGradients {
+  private NormalizationGradients() {}
+
+  /**
+   * LayerNormalization over axes {@code [axis, rank)}: with x̂ = (x − mean)·invstd and
+   * ĝ = g·scale, dx = invstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), dscale = Σ g·x̂, dB = Σ g. Uses
+   * the node's Mean/InvStdDev outputs when present in the input's precision, else recomputes them.
+   */
+  static List<@Nullable String> layerNorm(Node n, List<@Nullable String> g, Grad c) {
+    for (int k = 1; k < g.size(); k++) {
+      if (g.get(k) != null) {
+        throw new MissingGradientException(n, "only output Y of LayerNormalization can carry a gradient "
+            + "(Mean and InvStdDev feed the loss here)");
+      }
+    }
+    String x = n.input(0);
+    TensorType tx = c.type(x);
+    if (!tx.hasRank()) {
+      throw new MissingGradientException(n, "LayerNormalization gradient needs the input rank");
+    }
+    int rank = tx.rank();
+    long axis = n.attrInt("axis", -1);
+    List<Long> axes = new ArrayList<>();
+    for (long i = axis < 0 ? axis + rank : axis; i < rank; i++) {
+      axes.add(i);
+    }
+    String mean;
+    String inv;
+    boolean stats = n.outputs().size() > 2 && !n.output(1).isEmpty() && !n.output(2).isEmpty()
+        && c.type(n.output(1)).elemType() == tx.elemType() && c.type(n.output(2)).elemType() == tx.elemType();
+    if (stats) {
+      mean = n.output(1);
+      inv = n.output(2);
+    } else {
+      mean = c.op("ReduceMean", List.of(x), attr("axes", axes));
+      String d = c.op("Sub", List.of(x, mean));
+      String var = c.op("ReduceMean", List.of(c.mul(d, d)), attr("axes", axes));
+      String eps = c.scalar(n.attrFloat("epsilon", 1e-5f), x);
+      inv = c.op("Reciprocal", List.of(c.op("Sqrt", List.of(c.op("Add", List.of(var, eps))))));
+    }
+    String xhat = c.mul(c.op("Sub", List.of(x, mean)), inv);
+    String gy = g.get(0);
+    TensorType out = c.type(n.output(0));
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
+    if (c.needs(0)) {
+      String gh = c.mul(gy, n.input(1));
+      String m1 = c.op("ReduceMean", List.of(gh), attr("axes", axes));
+      String m2 = c.op("ReduceMean", List.of(c.mul(gh, xhat)), attr("axes", axes));
+      String centred = c.op("Sub", List.of(c.op("Sub", List.of(gh, m1)), c.mul(xhat, m2)));
+      r.set(0, c.unbroadcast(c.mul(inv, centred), out, x));
+    }
+    if (c.needs(1)) {
+      r.set(1, c.unbroadcast(c.mul(gy, xhat), out, n.input(1)));
+    }
+    if (c.needs(2)) {
+      r.set(2, c.unbroadcast(gy, out, n.input(2)));
+    }
+    return r.subList(0, n.inputs().size());
+  }
+}

@@ -1,0 +1,161 @@
+package dev.graft.compiler.emit;
+
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.compiler.HostModel;
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.Placement;
+import dev.graft.compiler.kinds.lora.DyLoraKind;
+import dev.graft.compiler.passes.AdamWUpdate;
+import dev.graft.compiler.passes.CompositionPlacement;
+import dev.graft.compiler.plan.AdapterConfig;
+import dev.graft.compiler.plan.CompositionPlan;
+import dev.graft.compiler.plan.PlannedAdapter;
+import dev.graft.compiler.plan.Validation;
+import dev.graft.compiler.spec.AdamWSpec;
+import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.tasks.TaskKind;
+import dev.graft.spec.manifest.AdamW;
+import dev.graft.spec.manifest.Adapter;
+import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
+import dev.graft.spec.manifest.TrainStep;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+
+/**
+ * Emit pass, manifest part: the manifest that names the tensors of a graft's graphs — host
+ * inputs and initializers, parameters, adapters and compositions with their PEFT configs, the
+ * task, the optimizer, the training step's names, auxiliary losses and saved activations.
+ *
+ * <p>Needs: the plan and the finished, agreeing variants ({@link ParameterAgreement}). Guarantees:
+ * a deterministic manifest (host initializers sorted; everything else in declaration and
+ * placement order).
+ */
+public final class ManifestWriter {
+  private ManifestWriter() {}
+
+  /**
+   * @param hostInputs the host's inputs as imported, before any variant added its own
+   * @param inference the inference variant (its parameters and output are the manifest's)
+   * @param train the training-step variant
+   */
+  public static Manifest write(GraftSpec spec, HostModel host, Validation.Plan plan, Map<String, TensorType> hostInputs,
+      VariantGraph inference, VariantGraph train) {
+    TaskKind task = TaskKind.of(spec.task());
+    TreeSet<String> external = new TreeSet<>(inference.graph().externalInitializers());
+    external.addAll(train.graph().externalInitializers());
+    external.addAll(inference.placement().hostSources());
+    TrainStep.Builder names = AdamWUpdate.NAMES.toBuilder().setLabels(task.labelsName());
+    if (train.graph().inputs().containsKey(Placement.SEED)) {
+      names.setSeed(Placement.SEED);
+    }
+    Manifest.Builder manifest = Manifest.newBuilder()
+        .setName(spec.name())
+        .setHost(spec.host())
+        .setHostSha256(host.sha256())
+        .addAllHostInitializers(external)
+        .addAllInputs(hostInputs(hostInputs))
+        .addAllParameters(nestedRanks(inference.parameters(), plan))
+        .addAllAdapters(adapters(plan, spec))
+        .addAllCompositions(compositions(plan))
+        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
+        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
+        .setOptimizer(adamW(spec.optimizer()))
+        .setTrain(names)
+        .addAllAuxiliaryLosses(train.placement().auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
+        .setLogits(inference.graph().outputs().get(0))
+        .setTask(task.manifestTask(spec.task(), plan.hostOutput(), plan.hidden()));
+    task.manifestHead(spec.task(), plan.hostOutput(), plan.hidden()).ifPresent(manifest::setHead);
+    return manifest
+        .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
+        .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
+        .addAllSavedActivations(train.savedActivations())
+        .build();
+  }
+
+  /** An IR dimension as the manifest writes it: its size, its symbol, or {@code "?"} when unknown. */
+  public static dev.graft.spec.manifest.Dim dim(Dim d) {
+    return d.isKnown()
+        ? dev.graft.spec.manifest.Dim.newBuilder().setSize(d.size()).build()
+        : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
+  }
+
+  private static List<HostInput> hostInputs(Map<String, TensorType> inputs) {
+    List<HostInput> out = new ArrayList<>();
+    inputs.forEach((name, type) -> {
+      HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType());
+      if (type.hasRank()) {
+        type.dims().forEach(d -> b.addShape(dim(d)));
+      }
+      out.add(b.build());
+    });
+    return out;
+  }
+
+  private static List<Adapter> adapters(Validation.Plan plan, GraftSpec spec) {
+    List<Adapter> out = new ArrayList<>();
+    for (PlannedAdapter a : plan.adapters()) {
+      Adapter.Builder b = Adapter.newBuilder()
+          .setKind(a.kind().id())
+          .setTarget(a.spec().target())
+          .addAllLayers(a.spec().layers());
+      a.spec().options().forEach((k, v) -> b.putOptions(k, AdapterOption.text(v)));
+      a.sites().forEach(s -> b.addSites(s.modulePath()));
+      b.setTrained(!plan.compositions().frozen().contains(a.spec().name()));
+      if (a.kind() instanceof DyLoraKind) {
+        b.setMaxRank(a.spec().intOption("rank"));
+      }
+      if (a.spec().isNamed()) {
+        b.setName(a.spec().name())
+            .setConfig(AdapterConfig.json(List.of(a), spec.task(), spec.host(), false));
+        if (CompositionPlacement.placesHere(a)) {
+          b.setGate(Placement.GATE_PREFIX + a.spec().name());
+        }
+      }
+      out.add(b.build());
+    }
+    return out;
+  }
+
+  /**
+   * The parameters with their rank axes for the runtime's cut to a lower rank (DyLoRA's A {@code
+   * [in, r]} over axis 1, B {@code [r, out]} over axis 0 and rescaled); the others unchanged.
+   */
+  private static List<Parameter> nestedRanks(List<Parameter> params, Validation.Plan plan) {
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : params) {
+      boolean nested = p.getAdapter() > 0 && plan.adapters().get(p.getAdapter() - 1).kind() instanceof DyLoraKind;
+      if (nested && p.getRole() == ParameterRole.LORA_A) {
+        out.add(p.toBuilder().setRankAxis(2).build());
+      } else if (nested && p.getRole() == ParameterRole.LORA_B) {
+        out.add(p.toBuilder().setRankAxis(1).setRankRescaled(true).build());
+      } else {
+        out.add(p);
+      }
+    }
+    return out;
+  }
+
+  private static List<dev.graft.spec.manifest.Composition> compositions(Validation.Plan plan) {
+    List<dev.graft.spec.manifest.Composition> out = new ArrayList<>();
+    for (CompositionPlan.Resolved r : plan.compositions().blocks()) {
+      PlannedAdapter first = CompositionPlan.leaves(r.root()).get(0).adapter();
+      dev.graft.spec.manifest.Composition.Builder b = dev.graft.spec.manifest.Composition.newBuilder()
+          .setExpression(r.composition().expression());
+      first.sites().forEach(s -> b.addSites(s.modulePath()));
+      out.add(b.build());
+    }
+    return out;
+  }
+
+  private static AdamW adamW(AdamWSpec o) {
+    return AdamW.newBuilder().setBeta1(o.beta1()).setBeta2(o.beta2()).setEpsilon(o.epsilon())
+        .setWeightDecay(o.weightDecay()).build();
+  }
+}
