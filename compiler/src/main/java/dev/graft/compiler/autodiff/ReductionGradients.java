@@ -8,7 +8,6 @@ import static dev.graft.compiler.ir.Node.attr;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
-import java.util.ArrayList;
 import java.util.List;
 import org.jspecify.annotations.Nullable;
 
@@ -67,16 +66,7 @@ final class ReductionGradients {
     String x = n.input(0);
     TensorType tx = c.type(x);
     int rank = tx.rank();
-    List<Long> norm = new ArrayList<>();
-    if (axes == null || axes.isEmpty()) {
-      for (long i = 0; i < rank; i++) {
-        norm.add(i);
-      }
-    } else {
-      for (long a : axes) {
-        norm.add(a < 0 ? a + rank : a);
-      }
-    }
+    List<Long> norm = normalizedAxes(axes, rank);
     String kept = g;
     if (n.attrInt("keepdims", 1) == 0) {
       kept = c.op("Unsqueeze", List.of(g, c.longs(norm)));
