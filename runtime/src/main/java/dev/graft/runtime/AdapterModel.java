@@ -12,6 +12,7 @@ import dev.graft.runtime.feed.TaskLabels;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.session.ElementType;
+import dev.graft.runtime.session.Lifecycle;
 import dev.graft.runtime.session.Sessions;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.runtime.state.ParameterState;
@@ -38,7 +39,17 @@ import java.util.Set;
  * are fed besides is in {@code feed} ({@link HostInputs}, {@link TaskLabels}, {@link Gates}), and
  * the file formats in {@code io}.
  *
- * <p>Not thread-safe: use one model from one thread at a time.
+ * <p>Thread-safe. Inference ({@link #predict}, {@link #predictSequence}) and calls that only read
+ * the parameters (getting, saving) run concurrently with each other; a training step and every
+ * call that changes the state (setting or loading parameters or a checkpoint, switching adapters,
+ * truncating ranks, initializing) run alone: they wait for the calls in flight, and the others wait
+ * for them, so two training steps never interleave and inference never sees half a step.
+ *
+ * <p>{@link #close()} waits for the calls in flight to return, then releases the native sessions
+ * and tensors; it is idempotent. Every later call that runs a graph or reads or changes the state
+ * fails with {@link RuntimeErrorCode#CLOSED} ({@code GRAFT-R008}); what describes the graft
+ * ({@link #getManifest}, {@link #getParameters}, {@link #getParameterCount}, {@link
+ * #getParameterShape}, {@link #getLoss}, {@link #isTrainable}) stays readable.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Manifest manifest;
@@ -48,7 +59,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Sessions sessions;
   private final TaskLabels labels;
   private final Gates gates;
-  private boolean closed;
+  private final Lifecycle lifecycle = new Lifecycle("the adapter model");
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
     this.manifest = graphs.manifest();
@@ -112,22 +123,22 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * adapter_config.json} + {@code adapter_model.safetensors}), each file replaced atomically.
    */
   public void saveAdapter(Path dir) {
-    PeftAdapters.save(open(), dir);
+    lifecycle.read(() -> PeftAdapters.save(state, dir));
   }
 
   /** Loads a PEFT adapter folder saved for this graft (checked against the manifest) into the parameters. */
   public void loadAdapter(Path dir) {
-    PeftAdapters.load(open(), dir);
+    lifecycle.write(() -> PeftAdapters.load(state, dir));
   }
 
   /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), each file replaced atomically. */
   public void saveAdapter(Path dir, String name) {
-    PeftAdapters.saveNamed(open(), dir, name);
+    lifecycle.read(() -> PeftAdapters.saveNamed(state, dir, name));
   }
 
   /** Loads a folder saved for named adapter {@code name} into it (trained or frozen), checked against its config, keys and shapes. */
   public void loadAdapter(Path dir, String name) {
-    PeftAdapters.loadNamed(open(), dir, name);
+    lifecycle.write(() -> PeftAdapters.loadNamed(state, dir, name));
   }
 
   /**
@@ -137,7 +148,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * adapter of the graft must have nested ranks.
    */
   public void saveAdapter(Path dir, int rank) {
-    NestedRanks.save(open(), dir, rank);
+    lifecycle.read(() -> NestedRanks.save(state, dir, rank));
   }
 
   /**
@@ -147,7 +158,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * replaces the values: save the adapter first to go back. At the maximum rank nothing changes.
    */
   public void truncateRank(int rank) {
-    NestedRanks.truncate(open(), rank);
+    lifecycle.write(() -> NestedRanks.truncate(state, rank));
   }
 
   // ---------------------------------------------------------------- named adapters
@@ -163,19 +174,17 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   public void activate(List<String> names) {
-    checkOpen();
-    gates.activate(names);
+    lifecycle.write(() -> gates.activate(names));
   }
 
   /** Switches on every named adapter (the state a model opens in). */
   public void activateAll() {
-    checkOpen();
-    gates.activateAll();
+    lifecycle.write(gates::activateAll);
   }
 
   /** The named adapters switched on, sorted. */
   public Set<String> activeAdapters() {
-    return gates.active();
+    return lifecycle.read(gates::active);
   }
 
   // ---------------------------------------------------------------- training and inference
@@ -236,7 +245,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   private float step(Map<String, long[][]> hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
-    checkOpen();
+    return lifecycle.write(() -> runStep(hostInputs, learningRate, batchLabels));
+  }
+
+  private float runStep(Map<String, long[][]> hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
     OrtSession session = sessions.training();
     if (session == null) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
@@ -277,7 +289,6 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * [batch][targets]} (regression). A causal LM's logits come from {@link #predictSequence}.
    */
   public float[][] predict(Map<String, long[][]> hostInputs) {
-    checkOpen();
     labels.requirePrediction(false);
     return infer(hostInputs, "num_labels", (fb, shape) -> {
       float[][] out = new float[(int) shape[0]][(int) shape[1]];
@@ -290,7 +301,6 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /** Vocabulary logits {@code [batch][sequence][vocab]} of a causal LM graft, with the current parameters. */
   public float[][][] predictSequence(Map<String, long[][]> hostInputs) {
-    checkOpen();
     labels.requirePrediction(true);
     return infer(hostInputs, "sequence, vocab", (fb, shape) -> {
       float[][][] out = new float[(int) shape[0]][(int) shape[1]][(int) shape[2]];
@@ -313,6 +323,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * <trailing>]} (trailing names the dimensions after the batch, one per comma).
    */
   private <T> T infer(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
+    return lifecycle.read(() -> runInference(hostInputs, trailing, reader));
+  }
+
+  private <T> T runInference(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
       owned.putAll(gates.tensors(env));
@@ -354,7 +368,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /** Steps taken since opening (or since {@link #resetOptimizer()}). */
   public long getStep() {
-    return state.step();
+    return lifecycle.read(state::step);
   }
 
   /** Whether a training session is open. */
@@ -369,37 +383,37 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   @Override
   public float[] getParameter(String name) {
-    return open().getParameter(name);
+    return lifecycle.read(() -> state.getParameter(name));
   }
 
   @Override
   public void setParameter(String name, float[] values) {
-    open().setParameter(name, values);
+    lifecycle.write(() -> state.setParameter(name, values));
   }
 
   /** All parameters by name (copies), in manifest order. */
   public Map<String, float[]> getParameterValues() {
-    return open().values();
+    return lifecycle.read(state::values);
   }
 
   /** The direct buffer that holds parameter {@code name} now (for tests of the zero-copy swap). */
   FloatBuffer currentBuffer(String name) {
-    return state.currentBuffer(name);
+    return lifecycle.read(() -> state.currentBuffer(name));
   }
 
   /** A copy of an AdamW moment of parameter {@code name} (first or second), as it is now. */
   float[] optimizerState(String name, boolean second) {
-    return state.moment(name, second);
+    return lifecycle.read(() -> state.moment(name, second));
   }
 
   /** Sets every parameter to its initial value (seeded) and the optimizer state and step count to zero. */
   public void initialize() {
-    open().initialize(seed, sessions.host());
+    lifecycle.write(() -> state.initialize(seed, sessions.host()));
   }
 
   /** Zeroes the AdamW moments of both buffer sets and restarts the step count (bias correction) at 1. */
   public void resetOptimizer() {
-    open().resetOptimizer();
+    lifecycle.write(state::resetOptimizer);
   }
 
   /**
@@ -412,7 +426,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /** Saves the training state as {@link #saveCheckpoint(Path)} does, with {@code metadata} added to the file's. */
   public void saveCheckpoint(Path file, Map<String, String> metadata) {
-    Checkpoints.save(open(), file, metadata);
+    lifecycle.read(() -> Checkpoints.save(state, file, metadata));
   }
 
   /**
@@ -422,28 +436,15 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * @return the checkpoint's metadata
    */
   public Map<String, String> loadCheckpoint(Path file) {
-    return Checkpoints.load(open(), file);
+    return lifecycle.write(() -> Checkpoints.load(state, file));
   }
 
-  /** The parameter state, once the model is checked to be open. */
-  private ParameterState open() {
-    checkOpen();
-    return state;
-  }
-
-  private void checkOpen() {
-    if (closed) {
-      throw new GraftException(RuntimeErrorCode.CLOSED, "the adapter model is closed");
-    }
-  }
-
+  /** Waits for the calls in flight, then closes the sessions and the parameter state; closing again does nothing. */
   @Override
   public void close() {
-    if (closed) {
-      return;
-    }
-    closed = true;
-    sessions.close();
-    state.close();
+    lifecycle.close(() -> {
+      sessions.close();
+      state.close();
+    });
   }
 }
