@@ -109,7 +109,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /**
    * Saves the trained parameters as a Hugging Face PEFT adapter folder ({@code
-   * adapter_config.json} + {@code adapter_model.safetensors}), each file replaced atomically.
+   * adapter_config.json} + {@code adapter_model.safetensors}), the folder replaced as a whole.
    */
   public void saveAdapter(Path dir) {
     PeftAdapters.save(open(), dir);
@@ -120,7 +120,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     PeftAdapters.load(open(), dir);
   }
 
-  /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), each file replaced atomically. */
+  /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), the folder replaced as a whole. */
   public void saveAdapter(Path dir, String name) {
     PeftAdapters.saveNamed(open(), dir, name);
   }
