@@ -44,7 +44,7 @@ import java.util.Map;
  *       {@code .<name>.graft-tmp-<random>}.
  *   <li><b>Write</b> a sibling temporary folder {@code .<name>.graft-tmp-<random>}: every file is
  *       written and forced to disk, entries of the current folder that the save does not write
- *       (a README, say) are copied into it, then the folder itself is forced.
+ *       (a README, say) are hard-linked (or copied) into it, then the folder itself is forced.
  *   <li><b>Swap</b>: rename {@code <name>} to the backup {@code .<name>.graft-backup}, force the
  *       parent, rename the temporary folder to {@code <name>}, force the parent.
  *   <li><b>Clean</b>: delete the backup.
@@ -240,10 +240,22 @@ public final class AtomicFiles {
         @Override
         public FileVisitResult visitFile(Path f, BasicFileAttributes a) throws IOException {
           Path out = src.equals(f) ? dst : dst.resolve(src.relativize(f).toString());
-          Files.copy(f, out, StandardCopyOption.COPY_ATTRIBUTES, LinkOption.NOFOLLOW_LINKS);
+          if (!a.isRegularFile() || !link(out, f)) {
+            Files.copy(f, out, StandardCopyOption.COPY_ATTRIBUTES, LinkOption.NOFOLLOW_LINKS);
+          }
           return FileVisitResult.CONTINUE;
         }
       });
+    }
+  }
+
+  /** Hard-links {@code to} as {@code link} (no copy of a large file); false where the file system cannot. */
+  private static boolean link(Path link, Path to) {
+    try {
+      Files.createLink(link, to);
+      return true;
+    } catch (IOException | UnsupportedOperationException e) {
+      return false;
     }
   }
 
