@@ -79,11 +79,10 @@ public final class Safetensors {
       for (Entry en : layout.entries()) {
         total += en.end() - en.begin();
       }
-      Runtime rt = Runtime.getRuntime();
-      long free = rt.maxMemory() - (rt.totalMemory() - rt.freeMemory());
-      if (total > free) {
+      long max = Runtime.getRuntime().maxMemory();
+      if (total > max) {
         throw new GraftException(RuntimeErrorCode.IO,
-            "cannot read " + src + ": its tensors need " + total + " bytes, this JVM has about " + free + " free");
+            "cannot read " + src + ": its tensors need " + total + " bytes, more than this JVM's heap (" + max + ")");
       }
       Map<String, TensorData> tensors = new LinkedHashMap<>();
       for (Entry en : layout.entries()) {

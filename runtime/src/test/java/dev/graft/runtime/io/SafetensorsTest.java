@@ -159,4 +159,24 @@ class SafetensorsTest {
         "{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}");
     assertThrows(FormatException.class, () -> Safetensors.read(dup));
   }
+
+  @Test
+  void tensorsLargerThanTheHeapAreRefusedBeforeAnyIsRead() throws Exception {
+    long each = 1_600_000_000L;
+    int n = (int) (Runtime.getRuntime().maxMemory() / each) + 1;
+    StringBuilder json = new StringBuilder("{");
+    for (int i = 0; i < n; i++) {
+      json.append(i == 0 ? "" : ",").append("\"t").append(i).append("\":{\"dtype\":\"I32\",\"shape\":[").append(each / 4)
+          .append("],\"data_offsets\":[").append(i * each).append(",").append((i + 1) * each).append("]}");
+    }
+    json.append("}");
+    int headerLen = json.toString().getBytes(StandardCharsets.UTF_8).length;
+    Path f = sparse("large.safetensors", 8 + headerLen + n * each, json.toString());
+    long start = System.nanoTime();
+    GraftException e = assertThrows(GraftException.class, () -> Safetensors.read(f));
+    long ms = (System.nanoTime() - start) / 1_000_000;
+    assertEquals(dev.graft.runtime.RuntimeErrorCode.IO, e.getErrorCode());
+    assertTrue(e.getMessage().contains("more than this JVM's heap"), e.getMessage());
+    assertTrue(ms < 1000, "refused in " + ms + " ms");
+  }
 }
