@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.graft.runtime.data.Example;
+import dev.graft.runtime.io.Safetensors;
+import dev.graft.runtime.io.TensorData;
 import dev.graft.runtime.train.LearningRate;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.runtime.train.TrainerTest;
@@ -120,6 +122,56 @@ class CheckpointTest {
       assertThrows(FormatException.class, () -> model.loadCheckpoint(broken));
       assertArrayEquals(new float[] {7f, 8f}, model.getParameter("p"), 0f, "a failed load changes nothing");
       assertThrows(GraftException.class, () -> model.loadCheckpoint(dir.resolve("missing.safetensors")));
+    }
+  }
+
+  /** {@code file}'s checkpoint with metadata {@code key} set to {@code value} or tensor {@code key} replaced. */
+  private static void rewrite(Path file, java.util.function.Consumer<Safetensors.Contents> check,
+      java.util.function.BiConsumer<java.util.Map<String, TensorData>, java.util.Map<String, String>> change) {
+    Safetensors.Contents c = Safetensors.read(file);
+    check.accept(c);
+    java.util.Map<String, TensorData> tensors = new java.util.LinkedHashMap<>(c.tensors());
+    java.util.Map<String, String> meta = new java.util.LinkedHashMap<>(c.metadata());
+    change.accept(tensors, meta);
+    Safetensors.write(file, tensors, meta);
+  }
+
+  @Test
+  void finding6_checkpointWithNegativeStepChangesNothing() throws Exception {
+    Path file = dir.resolve("state.safetensors");
+    try (AdapterModel model = open()) {
+      model.setParameter("p", new float[] {0.5f, 0.25f});
+      trainer(1, null).fit(model, data(), List.of());
+      model.saveCheckpoint(file);
+    }
+    rewrite(file, c -> assertEquals("3", c.metadata().get("step")), (t, m) -> m.put("step", "-5"));
+    try (AdapterModel model = open()) {
+      model.setParameter("p", new float[] {7f, 8f});
+      FormatException e = assertThrows(FormatException.class, () -> model.loadCheckpoint(file));
+      assertTrue(e.getMessage().contains("step must be >= 0, got -5"), e.getMessage());
+      assertArrayEquals(new float[] {7f, 8f}, model.getParameter("p"), 0f, "a failed load changes nothing");
+      assertArrayEquals(new float[] {0f, 0f}, model.optimizerState("p", false), 0f);
+      assertEquals(0, model.getStep());
+    }
+  }
+
+  @Test
+  void finding6_nanTensorsAreRefused() throws Exception {
+    Path file = dir.resolve("state.safetensors");
+    try (AdapterModel model = open()) {
+      model.setParameter("p", new float[] {0.5f, 0.25f});
+      trainer(1, null).fit(model, data(), List.of());
+      model.saveCheckpoint(file);
+    }
+    rewrite(file, c -> assertTrue(c.tensors().containsKey("p.adam_v")),
+        (t, m) -> t.put("p.adam_v", TensorData.ofFloats(new long[] {1, 2}, new float[] {1f, Float.NaN})));
+    try (AdapterModel model = open()) {
+      model.setParameter("p", new float[] {7f, 8f});
+      FormatException e = assertThrows(FormatException.class, () -> model.loadCheckpoint(file));
+      assertEquals(RuntimeErrorCode.FORMAT, e.getErrorCode());
+      assertTrue(e.getMessage().contains("tensor 'p.adam_v' holds NaN at element 1"), e.getMessage());
+      assertArrayEquals(new float[] {7f, 8f}, model.getParameter("p"), 0f, "a failed load changes nothing");
+      assertEquals(0, model.getStep());
     }
   }
 }

@@ -120,7 +120,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /**
    * Saves the trained parameters as a Hugging Face PEFT adapter folder ({@code
-   * adapter_config.json} + {@code adapter_model.safetensors}), each file replaced atomically.
+   * adapter_config.json} + {@code adapter_model.safetensors}), the folder replaced as a whole.
    */
   public void saveAdapter(Path dir) {
     lifecycle.read(() -> PeftAdapters.save(state, dir));
@@ -131,7 +131,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     lifecycle.write(() -> PeftAdapters.load(state, dir));
   }
 
-  /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), each file replaced atomically. */
+  /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), the folder replaced as a whole. */
   public void saveAdapter(Path dir, String name) {
     lifecycle.read(() -> PeftAdapters.saveNamed(state, dir, name));
   }

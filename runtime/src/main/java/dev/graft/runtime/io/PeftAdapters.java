@@ -34,12 +34,15 @@ import java.util.TreeSet;
  * ({@code save_key}, e.g. {@code base_model.model.<site>.lora_A.weight}), its saved shape and
  * whether it is saved transposed (PEFT's {@code [out, in]} against Graft's {@code [in, out]}); the
  * manifest's {@code adapter_config} is the config, PEFT's where PEFT has the kinds used and
- * Graft's otherwise. Parameters without a key (recomputed from the host) are not saved. Each
- * file is replaced atomically, weights first.
+ * Graft's otherwise. Parameters without a key (recomputed from the host) are not saved. A save
+ * replaces the folder as a whole ({@link AtomicFiles#writeFolder}); a load reads and checks both
+ * files (strict JSON, names, shapes, finite values) before it sets anything.
  */
 public final class PeftAdapters {
   public static final String CONFIG_FILE = "adapter_config.json";
   public static final String WEIGHTS_FILE = "adapter_model.safetensors";
+  /** Configs longer than this are refused before they are read. */
+  static final long MAX_CONFIG_BYTES = 16L * 1024 * 1024;
   /** Config entries that describe where an adapter was saved, not what it is; not compared on load. */
   private static final Set<String> INFORMATIONAL = Set.of("base_model_name_or_path", "revision", "inference_mode");
 
@@ -50,34 +53,41 @@ public final class PeftAdapters {
     write(dir, stateDict(store), adapterConfig(store.getManifest()));
   }
 
-  /** Writes an adapter folder: the tensors first, then the config, each file replaced atomically. */
+  /**
+   * Writes an adapter folder as a whole (see {@link AtomicFiles#writeFolder}): a sibling temporary
+   * folder with both files is forced to disk and swapped in, so a reader (or a save killed at any
+   * point) sees the previous folder or the complete new one.
+   */
   static void write(Path dir, Map<String, TensorData> tensors, String config) {
-    try {
-      Files.createDirectories(dir);
-    } catch (IOException e) {
-      throw new GraftException(RuntimeErrorCode.IO, "cannot create " + dir + ": " + e, e);
-    }
     Map<String, String> meta = new TreeMap<>();
     meta.put("format", "pt");
     meta.put("producer", "graft");
-    Safetensors.write(dir.resolve(WEIGHTS_FILE), tensors, meta);
-    AtomicFiles.write(dir.resolve(CONFIG_FILE), config.getBytes(StandardCharsets.UTF_8));
+    byte[] weights = Safetensors.toBytes(tensors, meta);
+    byte[] json = config.getBytes(StandardCharsets.UTF_8);
+    Map<String, AtomicFiles.Writer> files = new LinkedHashMap<>();
+    files.put(WEIGHTS_FILE, out -> out.write(weights));
+    files.put(CONFIG_FILE, out -> out.write(json));
+    AtomicFiles.writeFolder(dir, files);
   }
 
-  /** An adapter folder's {@code adapter_config.json} as a JSON object. */
+  /** An adapter folder's {@code adapter_config.json} as a JSON object (strict JSON). */
   private static JsonObject readConfig(Path configPath) {
+    String text;
     try {
-      return JsonParser.parseString(Files.readString(configPath, StandardCharsets.UTF_8)).getAsJsonObject();
+      if (Files.size(configPath) > MAX_CONFIG_BYTES) {
+        throw new FormatException(configPath.toString(), "is larger than " + MAX_CONFIG_BYTES + " bytes");
+      }
+      text = Files.readString(configPath, StandardCharsets.UTF_8);
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read " + configPath + ": " + e, e);
-    } catch (JsonParseException | IllegalStateException e) {
-      throw new FormatException(configPath.toString(), "not a JSON object: " + e.getMessage(), e);
     }
+    return StrictJson.parseObject(configPath.toString(), text);
   }
 
   /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
   public static void load(ParameterStore store, Path dir) {
     Manifest m = store.getManifest();
+    dir = AtomicFiles.readable(dir);
     Path configPath = dir.resolve(CONFIG_FILE);
     JsonObject config = readConfig(configPath);
     checkConfig(configPath.toString(), config, JsonParser.parseString(adapterConfig(m)).getAsJsonObject());
@@ -142,7 +152,7 @@ public final class PeftAdapters {
         throw new TensorMismatchException(
             k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
       }
-      float[] v = t.toFloats();
+      float[] v = TensorData.requireFinite(src, k, t.toFloats());
       out.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
     }
     Set<String> extra = new TreeSet<>(tensors.keySet());
@@ -213,6 +223,7 @@ public final class PeftAdapters {
   public static void loadNamed(ParameterStore store, Path dir, String name) {
     Manifest m = store.getManifest();
     int index = adapterIndex(m, name);
+    dir = AtomicFiles.readable(dir);
     Path configPath = dir.resolve(CONFIG_FILE);
     JsonObject config = readConfig(configPath);
     checkConfig(configPath.toString(), config, JsonParser.parseString(m.getAdapters(index - 1).getConfig()).getAsJsonObject());
@@ -236,7 +247,7 @@ public final class PeftAdapters {
         throw new TensorMismatchException(k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()),
             weightsPath.toString());
       }
-      float[] v = t.toFloats();
+      float[] v = TensorData.requireFinite(weightsPath.toString(), k, t.toFloats());
       values.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
     }
     Set<String> extra = new TreeSet<>(tensors.keySet());

@@ -3,8 +3,6 @@ package dev.graft.runtime.io;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParseException;
-import com.google.gson.JsonParser;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
@@ -50,11 +48,17 @@ public final class Safetensors {
 
   private Safetensors() {}
 
-  /** Reads a safetensors file, validating the header length, dtypes, shapes and offsets. */
+  /**
+   * Reads a safetensors file. The header length is bounded ({@link #MAX_HEADER_BYTES} and the
+   * file's size) before the header is read; the header is parsed (strict JSON) and every tensor's
+   * dtype, dims (their product overflow-checked) and offsets are checked against its byte length
+   * and the file's size before any tensor is allocated; then each tensor's range alone is read.
+   * Every failure is a {@link GraftException} ({@link FormatException} for a malformed file).
+   */
   public static Contents read(Path file) {
+    String src = file.toString();
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
       long size = ch.size();
-      String src = file.toString();
       if (size < 8) {
         throw new FormatException(src, "too short for a safetensors file (" + size + " bytes)");
       }
@@ -70,13 +74,30 @@ public final class Safetensors {
       ByteBuffer header = ByteBuffer.allocate((int) headerLen);
       readFully(ch, header, 8);
       long dataStart = 8 + headerLen;
-      long dataLen = size - dataStart;
-      if (dataLen > Integer.MAX_VALUE) {
-        throw new FormatException(src, "data larger than 2 GiB is not supported");
+      Layout layout = layout(src, new String(header.array(), StandardCharsets.UTF_8), size - dataStart);
+      long total = 0;
+      for (Entry en : layout.entries()) {
+        total += en.end() - en.begin();
       }
-      ByteBuffer data = ByteBuffer.allocate((int) dataLen);
-      readFully(ch, data, dataStart);
-      return parse(src, new String(header.array(), StandardCharsets.UTF_8), data.array());
+      long max = Runtime.getRuntime().maxMemory();
+      if (total > max) {
+        throw new GraftException(RuntimeErrorCode.IO,
+            "cannot read " + src + ": its tensors need " + total + " bytes, more than this JVM's heap (" + max + ")");
+      }
+      Map<String, TensorData> tensors = new LinkedHashMap<>();
+      for (Entry en : layout.entries()) {
+        ByteBuffer b;
+        try {
+          b = ByteBuffer.allocate((int) (en.end() - en.begin()));
+        } catch (OutOfMemoryError e) {
+          throw new GraftException(RuntimeErrorCode.IO,
+              "cannot read " + src + ": not enough memory for tensor '" + en.name() + "' (" + (en.end() - en.begin())
+                  + " bytes)", e);
+        }
+        readFully(ch, b, dataStart + en.begin());
+        tensors.put(en.name(), new TensorData(en.dtype(), en.shape(), b.array()));
+      }
+      return new Contents(tensors, layout.metadata());
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read " + file + ": " + e, e);
     }
@@ -93,17 +114,12 @@ public final class Safetensors {
 
   private record Entry(String name, DType dtype, long[] shape, long begin, long end) {}
 
-  static Contents parse(String src, String headerText, byte[] data) {
-    JsonObject header;
-    try {
-      JsonElement root = JsonParser.parseString(headerText.strip());
-      if (!root.isJsonObject()) {
-        throw new FormatException(src, "header is not a JSON object");
-      }
-      header = root.getAsJsonObject();
-    } catch (JsonParseException e) {
-      throw new FormatException(src, "header is not valid JSON: " + e.getMessage(), e);
-    }
+  /** A parsed, checked header: the tensors in data order and the metadata. */
+  private record Layout(List<Entry> entries, Map<String, String> metadata) {}
+
+  /** Parses a header and checks it against a data section of {@code dataLen} bytes. */
+  private static Layout layout(String src, String headerText, long dataLen) {
+    JsonObject header = StrictJson.parseObject(src + " (header)", headerText.strip());
     Map<String, String> metadata = new LinkedHashMap<>();
     List<Entry> entries = new ArrayList<>();
     for (Map.Entry<String, JsonElement> e : header.entrySet()) {
@@ -124,10 +140,14 @@ public final class Safetensors {
     }
     entries.sort(Comparator.comparingLong(Entry::begin).thenComparingLong(Entry::end));
     long expectedBegin = 0;
-    Map<String, TensorData> tensors = new LinkedHashMap<>();
     for (Entry en : entries) {
-      long count = TensorData.elementCount(en.shape());
-      long bytes = Math.multiplyExact(count, (long) en.dtype().size());
+      long bytes;
+      try {
+        bytes = Math.multiplyExact(TensorData.elementCount(en.shape()), (long) en.dtype().size());
+      } catch (ArithmeticException x) {
+        throw new FormatException(src, "tensor '" + en.name() + "' " + en.dtype() + Arrays.toString(en.shape())
+            + " has more elements than can be counted", x);
+      }
       if (en.end() - en.begin() != bytes) {
         throw new FormatException(
             src,
@@ -140,20 +160,21 @@ public final class Safetensors {
             "tensor '" + en.name() + "' data_offsets start at " + en.begin() + ", expected " + expectedBegin
                 + " (tensors must cover the data without gaps or overlaps)");
       }
-      if (en.end() > data.length) {
+      if (en.end() > dataLen) {
         throw new FormatException(
-            src, "tensor '" + en.name() + "' ends at " + en.end() + ", past the data (" + data.length + " bytes)");
+            src, "tensor '" + en.name() + "' ends at " + en.end() + ", past the data (" + dataLen + " bytes)");
       }
-      tensors.put(
-          en.name(),
-          new TensorData(en.dtype(), en.shape(), Arrays.copyOfRange(data, (int) en.begin(), (int) en.end())));
+      if (bytes > Integer.MAX_VALUE - 8) {
+        throw new FormatException(src, "tensor '" + en.name() + "' of " + bytes + " bytes is larger than 2 GiB,"
+            + " which is not supported");
+      }
       expectedBegin = en.end();
     }
-    if (expectedBegin != data.length) {
+    if (expectedBegin != dataLen) {
       throw new FormatException(
-          src, "the tensors cover " + expectedBegin + " bytes of data, the file holds " + data.length);
+          src, "the tensors cover " + expectedBegin + " bytes of data, the file holds " + dataLen);
     }
-    return new Contents(tensors, metadata);
+    return new Layout(entries, metadata);
   }
 
   private static Entry entry(String src, String name, JsonElement value) {
@@ -168,7 +189,7 @@ public final class Safetensors {
       JsonArray shapeJson = o.getAsJsonArray("shape");
       long[] shape = new long[shapeJson.size()];
       for (int i = 0; i < shape.length; i++) {
-        shape[i] = shapeJson.get(i).getAsLong();
+        shape[i] = integer(shapeJson.get(i));
         if (shape[i] < 0) {
           throw new FormatException(src, "tensor '" + name + "' has a negative dimension");
         }
@@ -177,8 +198,8 @@ public final class Safetensors {
       if (offsets.size() != 2) {
         throw new FormatException(src, "tensor '" + name + "' data_offsets must be [begin, end]");
       }
-      long begin = offsets.get(0).getAsLong();
-      long end = offsets.get(1).getAsLong();
+      long begin = integer(offsets.get(0));
+      long end = integer(offsets.get(1));
       if (begin < 0 || end < begin) {
         throw new FormatException(src, "tensor '" + name + "' has data_offsets [" + begin + ", " + end + "]");
       }
@@ -189,6 +210,14 @@ public final class Safetensors {
       }
       throw new FormatException(src, "tensor '" + name + "' has a malformed header entry: " + e.getMessage(), e);
     }
+  }
+
+  /** A JSON number that is an integer in the range of a long (else ArithmeticException or a cast error). */
+  private static long integer(JsonElement e) {
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
+      throw new IllegalStateException("expected an integer, got " + e);
+    }
+    return e.getAsBigDecimal().longValueExact();
   }
 
   /** The bytes of a safetensors file holding {@code tensors} (sorted by name) and {@code metadata}. */

@@ -1,5 +1,6 @@
 package dev.graft.runtime.io;
 
+import dev.graft.runtime.FormatException;
 import dev.graft.runtime.TensorMismatchException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -63,6 +64,20 @@ public record TensorData(DType dtype, long[] shape, byte[] data) {
       }
       default -> throw new TensorMismatchException("(tensor data)", "F32 or F64", dtype.name());
     }
+  }
+
+  /**
+   * Returns {@code values} (a tensor's values as floats) unless one is NaN or an infinity, which
+   * is a {@link FormatException} naming {@code src}, the tensor and the first such element.
+   */
+  public static float[] requireFinite(String src, String name, float[] values) {
+    for (int i = 0; i < values.length; i++) {
+      if (!Float.isFinite(values[i])) {
+        throw new FormatException(src, "tensor '" + name + "' holds " + values[i] + " at element " + i
+            + " (as float32); a file with non-finite values is refused");
+      }
+    }
+    return values;
   }
 
   /** The values of an F64 tensor. */

@@ -18,7 +18,9 @@ import java.util.TreeSet;
 
 /**
  * Training checkpoints: every parameter, its AdamW moments and the step count in one safetensors
- * file, replaced atomically (a crash mid-write leaves the previous checkpoint intact). Tensors
+ * file, replaced atomically (temporary file, forced to disk, renamed over the checkpoint: a crash
+ * mid-write leaves the previous checkpoint intact). A load checks everything (format, graft, host,
+ * step, every tensor's name, shape, dtype and finiteness) before it changes anything. Tensors
  * are named as in the manifest ({@code <parameter>}, {@code <parameter>.adam_m}, {@code
  * <parameter>.adam_v}) in the graph's layout; the metadata names the graft, the host it was
  * compiled against and the step, plus whatever the caller adds (the {@code Trainer} records its
@@ -84,6 +86,9 @@ public final class Checkpoints {
     } catch (NumberFormatException e) {
       throw new FormatException(src, "step must be an integer, got " + meta.get(KEY_STEP), e);
     }
+    if (step < 0) {
+      throw new FormatException(src, "step must be >= 0, got " + step);
+    }
     String m = state.getManifest().getTrain().getFirstMomentSuffix();
     String v = state.getManifest().getTrain().getSecondMomentSuffix();
     Map<String, float[]> values = new LinkedHashMap<>();
@@ -101,7 +106,7 @@ public final class Checkpoints {
         if (t.dtype() != DType.F32 || !Arrays.equals(t.shape(), shape)) {
           throw new TensorMismatchException(name, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
         }
-        values.put(name, t.toFloats());
+        values.put(name, TensorData.requireFinite(src, name, t.toFloats()));
       }
     }
     TreeSet<String> extra = new TreeSet<>(contents.tensors().keySet());

@@ -38,4 +38,16 @@ class AtomicFilesTest {
     AtomicFiles.write(target, new byte[] {4});
     assertArrayEquals(new byte[] {4}, Files.readAllBytes(target));
   }
+
+  @Test
+  void finding4_temporaryFilesACrashLeftAreRemovedByTheNextWrite() throws Exception {
+    Path target = dir.resolve("run.ckpt.safetensors");
+    AtomicFiles.write(target, new byte[] {1});
+    Path leftover = Files.write(dir.resolve(".run.ckpt.safetensors.graft-tmp-crashed"), new byte[] {7, 7});
+    Path unrelated = Files.write(dir.resolve(".other.graft-tmp-x"), new byte[] {8});
+    AtomicFiles.write(target, new byte[] {2});
+    assertArrayEquals(new byte[] {2}, Files.readAllBytes(target));
+    assertEquals(false, Files.exists(leftover));
+    assertEquals(true, Files.exists(unrelated), "another target's temporaries are not touched");
+  }
 }

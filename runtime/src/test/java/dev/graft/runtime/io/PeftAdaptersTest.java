@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.graft.runtime.FormatException;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.state.ParameterStore;
 import dev.graft.spec.manifest.ClassificationHead;
@@ -16,9 +18,12 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -165,6 +170,138 @@ class PeftAdaptersTest {
     Safetensors.write(dir.resolve(PeftAdapters.WEIGHTS_FILE), t, Map.of());
     FormatException missing = assertThrows(FormatException.class, () -> PeftAdapters.load(new Store(manifest(2), 0), dir));
     assertTrue(missing.getMessage().contains("has no tensor '" + a + "'"), missing.getMessage());
+  }
+
+  @Test
+  void finding4_failedSecondFileKeepsThePreviousAdapter() throws IOException {
+    Store previous = new Store(manifest(2), 0.5f);
+    PeftAdapters.save(previous, dir);
+    Store other = new Store(manifest(2), 9f);
+    Map<String, AtomicFiles.Writer> files = new LinkedHashMap<>();
+    byte[] weights = Safetensors.toBytes(PeftAdapters.stateDict(other), Map.of());
+    files.put(PeftAdapters.WEIGHTS_FILE, out -> out.write(weights));
+    files.put(PeftAdapters.CONFIG_FILE, out -> {
+      out.write('{');
+      throw new IOException("no space left on device (simulated)");
+    });
+    GraftException e = assertThrows(GraftException.class, () -> AtomicFiles.writeFolder(dir, files));
+    assertEquals(RuntimeErrorCode.IO, e.getErrorCode());
+    assertTrue(e.getMessage().contains("no space left on device (simulated)"), e.getMessage());
+
+    Store loaded = new Store(manifest(2), 100);
+    PeftAdapters.load(loaded, dir);
+    assertArrayEquals(previous.values.get("classifier/weight"), loaded.values.get("classifier/weight"), 0f,
+        "the previous adapter, whole");
+    try (Stream<Path> s = Files.list(dir.getParent())) {
+      assertEquals(List.of(dir.getFileName().toString()),
+          s.map(p -> p.getFileName().toString()).filter(n -> n.contains(dir.getFileName().toString())).toList(),
+          "no temporary folder left");
+    }
+  }
+
+  @Test
+  void finding4_savedFilesHonourTheUmask() throws IOException {
+    Path reference = Files.createFile(dir.getParent().resolve(dir.getFileName() + "-reference"));
+    Path referenceDir = Files.createDirectory(dir.getParent().resolve(dir.getFileName() + "-reference-dir"));
+    try {
+      Path adapter = dir.resolve("adapter");
+      PeftAdapters.save(new Store(manifest(2), 0), adapter);
+      PeftAdapters.save(new Store(manifest(2), 1), adapter);
+      Set<PosixFilePermission> file = Files.getPosixFilePermissions(reference);
+      assertEquals(file, Files.getPosixFilePermissions(adapter.resolve(PeftAdapters.WEIGHTS_FILE)));
+      assertEquals(file, Files.getPosixFilePermissions(adapter.resolve(PeftAdapters.CONFIG_FILE)));
+      assertEquals(Files.getPosixFilePermissions(referenceDir), Files.getPosixFilePermissions(adapter));
+      Path checkpointLike = dir.resolve("single.safetensors");
+      Safetensors.write(checkpointLike, Map.of(), Map.of());
+      assertEquals(file, Files.getPosixFilePermissions(checkpointLike));
+    } finally {
+      Files.delete(reference);
+      Files.delete(referenceDir);
+    }
+  }
+
+  @Test
+  void finding4_aSaveKilledBetweenItsTwoRenamesIsRecoveredFromTheBackup() throws IOException {
+    Path adapter = dir.resolve("adapter");
+    Store previous = new Store(manifest(2), 0.5f);
+    PeftAdapters.save(previous, adapter);
+    // The state a kill between "adapter -> backup" and "temporary -> adapter" leaves.
+    Path backup = dir.resolve(".adapter.graft-backup");
+    Files.move(adapter, backup);
+    Path tmp = Files.createDirectory(dir.resolve(".adapter.graft-tmp-x1"));
+    Files.writeString(tmp.resolve(PeftAdapters.CONFIG_FILE), "{");
+
+    Store loaded = new Store(manifest(2), 100);
+    PeftAdapters.load(loaded, adapter);
+    assertArrayEquals(previous.values.get("classifier/weight"), loaded.values.get("classifier/weight"), 0f);
+    assertTrue(Files.isDirectory(backup), "a load changes nothing on disk");
+
+    Store next = new Store(manifest(3), 2f);
+    PeftAdapters.save(next, adapter);
+    try (Stream<Path> s = Files.list(dir)) {
+      assertEquals(List.of("adapter"), s.map(p -> p.getFileName().toString()).toList());
+    }
+    Store again = new Store(manifest(3), 100);
+    PeftAdapters.load(again, adapter);
+    assertArrayEquals(next.values.get("classifier/weight"), again.values.get("classifier/weight"), 0f);
+  }
+
+  @Test
+  void aSaveKeepsTheFolderEntriesItDoesNotWrite() throws IOException {
+    Path adapter = dir.resolve("adapter");
+    PeftAdapters.save(new Store(manifest(2), 0), adapter);
+    Files.writeString(adapter.resolve("README.md"), "my adapter");
+    Files.createDirectories(adapter.resolve("extra/deeper"));
+    Files.writeString(adapter.resolve("extra/deeper/notes.txt"), "notes");
+    PeftAdapters.save(new Store(manifest(2), 1), adapter);
+    assertEquals("my adapter", Files.readString(adapter.resolve("README.md")));
+    assertEquals("notes", Files.readString(adapter.resolve("extra/deeper/notes.txt")));
+  }
+
+  @Test
+  void finding6_nanTensorsAreRefused() {
+    for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY}) {
+      PeftAdapters.save(new Store(manifest(2), 0), dir);
+      Map<String, TensorData> t = new LinkedHashMap<>(Safetensors.read(dir.resolve(PeftAdapters.WEIGHTS_FILE)).tensors());
+      t.put("base_model.model.classifier.bias", TensorData.ofFloats(new long[] {2}, new float[] {1, bad}));
+      Safetensors.write(dir.resolve(PeftAdapters.WEIGHTS_FILE), t, Map.of());
+      Store store = new Store(manifest(2), 100);
+      FormatException e = assertThrows(FormatException.class, () -> PeftAdapters.load(store, dir));
+      assertEquals(RuntimeErrorCode.FORMAT, e.getErrorCode());
+      assertTrue(e.getMessage().contains("'base_model.model.classifier.bias' holds " + bad + " at element 1"),
+          e.getMessage());
+      assertEquals(100f, store.values.get("classifier/weight")[0], "nothing was set");
+    }
+    // A float64 that overflows float32 is refused as well.
+    Map<String, TensorData> t = new LinkedHashMap<>(Safetensors.read(dir.resolve(PeftAdapters.WEIGHTS_FILE)).tensors());
+    t.put("base_model.model.classifier.bias", TensorData.ofDoubles(new long[] {2}, new double[] {1e300, 0}));
+    Safetensors.write(dir.resolve(PeftAdapters.WEIGHTS_FILE), t, Map.of());
+    assertThrows(FormatException.class, () -> PeftAdapters.load(new Store(manifest(2), 100), dir));
+  }
+
+  @Test
+  void finding6_jsonWithCommentsOrDuplicateKeysIsRefused() throws IOException {
+    Store saved = new Store(manifest(2), 0);
+    PeftAdapters.save(saved, dir);
+    Path config = dir.resolve(PeftAdapters.CONFIG_FILE);
+    String good = Files.readString(config);
+    Map<String, String> bad = new LinkedHashMap<>();
+    bad.put("a comment", "// saved by hand\n" + good);
+    bad.put("a block comment", good.replace("\"r\": 2", "/* rank */ \"r\": 2"));
+    bad.put("key 'r' appears twice", good.replace("\"r\": 2", "\"r\": 7, \"r\": 2"));
+    bad.put("an unquoted name", good.replace("\"r\": 2", "r: 2"));
+    bad.put("more after the value", good + " {}");
+    for (Map.Entry<String, String> b : bad.entrySet()) {
+      Files.writeString(config, b.getValue());
+      Store store = new Store(manifest(2), 100);
+      FormatException e = assertThrows(FormatException.class, () -> PeftAdapters.load(store, dir), b.getKey());
+      assertEquals(RuntimeErrorCode.FORMAT, e.getErrorCode());
+      assertEquals(config.toString(), e.getSource(), b.getKey());
+      assertTrue(e.getMessage().contains("is not valid JSON"), e.getMessage());
+      assertEquals(100f, store.values.get("classifier/weight")[0], "nothing was set");
+    }
+    Files.writeString(config, good);
+    PeftAdapters.load(new Store(manifest(2), 100), dir);
   }
 
   @Test

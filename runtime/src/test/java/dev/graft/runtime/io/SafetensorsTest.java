@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.graft.runtime.FormatException;
+import dev.graft.runtime.GraftException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -91,5 +92,91 @@ class SafetensorsTest {
     Path tiny = dir.resolve("tiny");
     Files.write(tiny, new byte[3]);
     assertTrue(assertThrows(FormatException.class, () -> Safetensors.read(tiny)).getMessage().contains("too short"));
+  }
+
+  /** A sparse file of {@code size} bytes whose header is {@code json}. */
+  private Path sparse(String name, long size, String json) throws Exception {
+    Path f = dir.resolve(name);
+    byte[] h = json.getBytes(StandardCharsets.UTF_8);
+    try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(f.toFile(), "rw")) {
+      ByteBuffer b = ByteBuffer.allocate(8 + h.length).order(ByteOrder.LITTLE_ENDIAN);
+      b.putLong(h.length).put(h);
+      raf.write(b.array());
+      raf.setLength(size);
+    }
+    return f;
+  }
+
+  private static long allocatedSoFar() {
+    return ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean())
+        .getCurrentThreadAllocatedBytes();
+  }
+
+  @Test
+  void finding5_sparseSafetensorsWithHugeDeclaredSizeIsRejectedWithoutAllocating() throws Exception {
+    long size = 2_000_000_000L;
+    // A 60-byte header declaring a small tensor, then ~2 GB of (sparse) data it does not cover.
+    Path small = sparse("small.safetensors", size, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}");
+    long t0 = System.nanoTime();
+    long a0 = allocatedSoFar();
+    FormatException e = assertThrows(FormatException.class, () -> Safetensors.read(small));
+    long allocated = allocatedSoFar() - a0;
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(e.getMessage().contains("the tensors cover 8 bytes of data, the file holds"), e.getMessage());
+    assertTrue(ms < 1000, "rejected in " + ms + " ms");
+    assertTrue(allocated < 10_000_000, "allocated " + allocated + " bytes before refusing");
+
+    for (String json : List.of(
+        // declared sizes that do not fit the file, or overflow when multiplied
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[1000000000],\"data_offsets\":[0,4000000000]}}",
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,16]}}",
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[1e30],\"data_offsets\":[0,16]}}",
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[500000000],\"data_offsets\":[0,2000000000]}}")) {
+      Path f = sparse("declared.safetensors", size - 4096, json);
+      long before = allocatedSoFar();
+      long start = System.nanoTime();
+      GraftException g = assertThrows(GraftException.class, () -> Safetensors.read(f), json);
+      long took = (System.nanoTime() - start) / 1_000_000;
+      long bytes = allocatedSoFar() - before;
+      assertTrue(bytes < 10_000_000, json + ": allocated " + bytes + " bytes before refusing: " + g.getMessage());
+      assertTrue(took < 1000, json + ": refused in " + took + " ms");
+    }
+  }
+
+  @Test
+  void finding5_headerLengthIsBoundedBeforeItIsRead() throws Exception {
+    Path f = dir.resolve("huge-header.safetensors");
+    try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(f.toFile(), "rw")) {
+      ByteBuffer b = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(Safetensors.MAX_HEADER_BYTES + 1);
+      raf.write(b.array());
+      raf.setLength(Safetensors.MAX_HEADER_BYTES + 100);
+    }
+    long before = allocatedSoFar();
+    FormatException e = assertThrows(FormatException.class, () -> Safetensors.read(f));
+    assertTrue(allocatedSoFar() - before < 10_000_000, "the header was not read");
+    assertTrue(e.getMessage().contains("header length 104857601 is out of range"), e.getMessage());
+    Path dup = sparse("dup.safetensors", 8 + 120,
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}");
+    assertThrows(FormatException.class, () -> Safetensors.read(dup));
+  }
+
+  @Test
+  void tensorsLargerThanTheHeapAreRefusedBeforeAnyIsRead() throws Exception {
+    long each = 1_600_000_000L;
+    int n = (int) (Runtime.getRuntime().maxMemory() / each) + 1;
+    StringBuilder json = new StringBuilder("{");
+    for (int i = 0; i < n; i++) {
+      json.append(i == 0 ? "" : ",").append("\"t").append(i).append("\":{\"dtype\":\"I32\",\"shape\":[").append(each / 4)
+          .append("],\"data_offsets\":[").append(i * each).append(",").append((i + 1) * each).append("]}");
+    }
+    json.append("}");
+    int headerLen = json.toString().getBytes(StandardCharsets.UTF_8).length;
+    Path f = sparse("large.safetensors", 8 + headerLen + n * each, json.toString());
+    long start = System.nanoTime();
+    GraftException e = assertThrows(GraftException.class, () -> Safetensors.read(f));
+    long ms = (System.nanoTime() - start) / 1_000_000;
+    assertEquals(dev.graft.runtime.RuntimeErrorCode.IO, e.getErrorCode());
+    assertTrue(e.getMessage().contains("more than this JVM's heap"), e.getMessage());
+    assertTrue(ms < 1000, "refused in " + ms + " ms");
   }
 }
