@@ -59,7 +59,18 @@ public final class GraftCompiler {
    *     {@code <parameter>.grad} (for gradient checks and debugging)
    */
   public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients) {
-    Graph imported = imported(host);
+    List<Diagnostic> hostErrors = HostChecks.check(host, spec.source());
+    if (!hostErrors.isEmpty()) {
+      return CompileResult.failed(hostErrors);
+    }
+    Graph imported;
+    Graph importedForTraining;
+    try {
+      imported = imported(host);
+      importedForTraining = imported(host);
+    } catch (RuntimeException e) {
+      return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
+    }
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -71,7 +82,7 @@ public final class GraftCompiler {
     VariantGraph inference = forward(GraphVariant.INFERENCE, imported, spec, plan, elemType);
     VariantGraph train;
     try {
-      train = trainStep(forward(GraphVariant.TRAIN, imported(host), spec, plan, elemType), spec, exposeGradients);
+      train = trainStep(forward(GraphVariant.TRAIN, importedForTraining, spec, plan, elemType), spec, exposeGradients);
     } catch (MissingGradientException e) {
       return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null,
           e.node().opType(), e.node().domain(), Graph.OPSET, e.node().name(),
@@ -85,9 +96,20 @@ public final class GraftCompiler {
     return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
   }
 
+  /**
+   * A host the import or shape inference could not take (a cycle, an index out of range, a rank
+   * that had to be known) as {@code GRAFT006}; {@link HostChecks} has bounded its sizes before.
+   */
+  private static Diagnostic invalidHost(HostModel host, Object source, RuntimeException e) {
+    String what = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    return Diagnostic.of(ErrorCode.HOST_GRAPH_INVALID, source, "host", "'" + host.name() + "'", what);
+  }
+
   /** Import pass plus shape inference: the IR every compilation starts from (and the host inspector reads). */
   public static Graph imported(HostModel host) {
     Graph g = OnnxImport.read(host.model());
+    // ONNX requires sorted nodes; a hostile host's cycle is found here, before shape inference.
+    g.sortTopologically();
     ShapeInference.run(g);
     return g;
   }

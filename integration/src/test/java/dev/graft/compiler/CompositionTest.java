@@ -200,11 +200,11 @@ class CompositionTest {
   }
 
   private static CompiledGraft compile(GraftSpec spec) {
-    return GraftCompiler.compile(spec, new HostModel("tiny", OnnxExport.write(HOST, "tiny"), "sha")).orThrow();
+    return GraftCompiler.compile(spec, HostModel.of("tiny", OnnxExport.write(HOST, "tiny"))).orThrow();
   }
 
   private static List<Diagnostic> errors(GraftSpec spec) {
-    CompileResult r = GraftCompiler.compile(spec, new HostModel("tiny", OnnxExport.write(HOST, "tiny"), "sha"));
+    CompileResult r = GraftCompiler.compile(spec, HostModel.of("tiny", OnnxExport.write(HOST, "tiny")));
     assertFalse(r.ok(), "expected errors");
     return r.diagnostics();
   }
@@ -223,7 +223,7 @@ class CompositionTest {
         dev.graft.dsl.Graft.weighted("b", 0.75)).toString());
     assertEquals("split(a: 3, b: 5)", dev.graft.dsl.Graft.split(dev.graft.dsl.Graft.weighted("a", 3),
         dev.graft.dsl.Graft.weighted("b", 5)).toString());
-    CompiledGraft graft = dev.graft.dsl.Graft.host(new HostModel("tiny", OnnxExport.write(HOST, "tiny"), "sha"))
+    CompiledGraft graft = dev.graft.dsl.Graft.host(HostModel.of("tiny", OnnxExport.write(HOST, "tiny")))
         .lora(FFN_OUT, o -> o.name("a").rank(2))
         .bottleneck("", o -> o.name("b").reduction(2))
         .compose(dev.graft.dsl.Graft.parallel("a", "b"))

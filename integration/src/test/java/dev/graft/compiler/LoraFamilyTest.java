@@ -345,7 +345,7 @@ class LoraFamilyTest {
       GraftCompileException e = assertThrows(GraftCompileException.class, () -> GraftCompiler.compile(
           new GraftSpec("Cnn", "tiny-cnn", List.of(lora(".*/fc/dense/Gemm", options)),
               new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null),
-          new HostModel("tiny-cnn", OnnxExport.write(TinyCnnHost.graph(1), "tiny-cnn"), "sha")).orThrow());
+          HostModel.of("tiny-cnn", OnnxExport.write(TinyCnnHost.graph(1), "tiny-cnn"))).orThrow());
       Diagnostic d = e.diagnostics().get(0);
       assertEquals(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, d.code(), d.message());
       assertEquals(options.containsKey("dora") ? "dora" : "init", d.attribute());

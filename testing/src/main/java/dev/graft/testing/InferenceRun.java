@@ -31,7 +31,7 @@ public final class InferenceRun {
   public static CompiledGraft compile(Graph host, AdapterSpec... adapters) {
     GraftSpec spec = new GraftSpec("Tiny", "tiny", List.of(adapters),
         new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null);
-    return GraftCompiler.compile(spec, new HostModel("tiny", OnnxExport.write(host, "tiny"), "sha")).orThrow();
+    return GraftCompiler.compile(spec, HostModel.of("tiny", OnnxExport.write(host, "tiny"))).orThrow();
   }
 
   /** The logits [2 × 2, row-major] with each parameter set to {@code values.apply(parameter)}. */

@@ -46,11 +46,11 @@ public final class TinyBertHost extends TinyHostBuilder {
   }
 
   public static HostModel host(long seed) {
-    return new HostModel("tiny", OnnxExport.write(graph(seed), "tiny"), "sha");
+    return HostModel.of("tiny", OnnxExport.write(graph(seed), "tiny"));
   }
 
   public static HostModel host(Graph graph) {
-    return new HostModel("tiny", OnnxExport.write(graph, "tiny"), "sha");
+    return HostModel.of("tiny", OnnxExport.write(graph, "tiny"));
   }
 
   private Graph build() {

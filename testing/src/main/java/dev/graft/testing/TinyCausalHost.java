@@ -37,6 +37,6 @@ public final class TinyCausalHost {
   }
 
   public static HostModel host(long seed) {
-    return new HostModel("tiny-causal", OnnxExport.write(graph(seed), "tiny-causal"), "sha");
+    return HostModel.of("tiny-causal", OnnxExport.write(graph(seed), "tiny-causal"));
   }
 }

@@ -48,7 +48,7 @@ public final class TinyCnnHost extends TinyHostBuilder {
   }
 
   public static HostModel host(long seed) {
-    return new HostModel("tiny-cnn", OnnxExport.write(graph(seed), "tiny-cnn"), "sha");
+    return HostModel.of("tiny-cnn", OnnxExport.write(graph(seed), "tiny-cnn"));
   }
 
   private String weight(String name, double scale, long... dims) {

@@ -61,7 +61,7 @@ public abstract class TinyDecoderHost extends TinyHostBuilder {
   }
 
   public static HostModel host(Graph graph) {
-    return new HostModel("tiny-decoder", OnnxExport.write(graph, "tiny-decoder"), "sha");
+    return HostModel.of("tiny-decoder", OnnxExport.write(graph, "tiny-decoder"));
   }
 
   /** A bool initializer (Tensors only makes floating and int64 ones). */

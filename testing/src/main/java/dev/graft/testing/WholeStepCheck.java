@@ -102,7 +102,7 @@ public final class WholeStepCheck implements AutoCloseable {
 
   private WholeStepCheck(Graph hostGraph, GraftSpec spec) throws OrtException {
     this.hostGraph = hostGraph;
-    HostModel host = new HostModel("tiny", OnnxExport.write(hostGraph, "tiny"), "sha");
+    HostModel host = HostModel.of("tiny", OnnxExport.write(hostGraph, "tiny"));
     graft = GraftCompiler.compile(spec, host, true).orThrow();
     params = graft.manifest().getParametersList();
     names = graft.manifest().getTrain();

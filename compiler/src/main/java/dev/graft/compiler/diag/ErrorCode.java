@@ -7,6 +7,12 @@ public enum ErrorCode {
   HOST_NOT_FOUND(1, "host model %s not found; looked in %s"),
   HOST_UNREADABLE(2, "host model %s cannot be read as ONNX: %s"),
   HOST_OPSET_UNSUPPORTED(3, "host model %s uses ai.onnx opset %d; Graft supports opsets 11 to 23%s"),
+  /** External data the host may not read (args: host, which tensor, what is wrong). */
+  HOST_EXTERNAL_DATA_REFUSED(5, "host model %s: %s %s"),
+  /** A host graph the import cannot take: a cycle, a bad index, data shorter than its dims (args: host, what). */
+  HOST_GRAPH_INVALID(6, "host model %s is not a graph Graft can import: %s"),
+  /** A host size beyond what Graft handles (args: host, what, limit). */
+  HOST_SIZE_TOO_LARGE(7, "host model %s declares %s; the limit is %s"),
   NOT_AN_INTERFACE(4, "@Graft must be put on an interface; %s is %s"),
   SELECTOR_INVALID(10, "selector '%s' is not a valid regular expression: %s"),
   SELECTOR_MATCHES_NOTHING(11, "selector '%s' matches no %s site of %s%s; nearest node names: %s"),

@@ -65,10 +65,12 @@ public final class Dim {
     return known ? other.known && size == other.size : symbol != null && symbol.equals(other.symbol);
   }
 
-  /** The product of two dims, when both are known; unknown otherwise. */
+  /** The product of two dims, when both are known and it does not overflow; unknown otherwise. */
   public Dim times(Dim other) {
     if (isKnown() && other.isKnown()) {
-      return of(size * other.size);
+      long high = Math.multiplyHigh(size, other.size);
+      long low = size * other.size;
+      return (high == 0 && low >= 0) || (high == -1 && low < 0) ? of(low) : UNKNOWN;
     }
     if (is(1)) {
       return other;

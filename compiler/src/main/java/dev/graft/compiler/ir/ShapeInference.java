@@ -20,6 +20,12 @@ import org.jspecify.annotations.Nullable;
  */
 public final class ShapeInference {
   private final Graph graph;
+  /**
+   * The largest rank a shape tensor of unknown values gives a result (Reshape to a shape of known
+   * length); a longer one (a hostile host's [2^31]) leaves the rank unknown rather than allocating dims.
+   */
+  static final long MAX_RANK = 64;
+
   /** Known element values of 0-D/1-D integer tensors. */
   private final Map<String, List<Dim>> values = new HashMap<>();
 
@@ -510,13 +516,17 @@ public final class ShapeInference {
         out.add(op.equals("Mul") ? x.times(y) : (op.equals("Div") && y.is(1) ? x : Dim.unknown()));
         continue;
       }
-      long r = switch (op) {
-        case "Add" -> x.size() + y.size();
-        case "Sub" -> x.size() - y.size();
-        case "Mul" -> x.size() * y.size();
-        default -> y.size() == 0 ? 0 : x.size() / y.size();
-      };
-      out.add(Dim.of(r));
+      try {
+        long r = switch (op) {
+          case "Add" -> Math.addExact(x.size(), y.size());
+          case "Sub" -> Math.subtractExact(x.size(), y.size());
+          case "Mul" -> Math.multiplyExact(x.size(), y.size());
+          default -> y.size() == 0 ? 0 : x.size() / y.size();
+        };
+        out.add(Dim.of(r));
+      } catch (ArithmeticException overflow) {
+        out.add(Dim.unknown());
+      }
     }
     values.put(n.output(0), out);
   }
@@ -626,7 +636,7 @@ public final class ShapeInference {
     List<Dim> target = values.get(n.input(1));
     if (target == null) {
       TensorType st = type(n.input(1));
-      if (st.hasRank() && st.rank() == 1 && st.dim(0).isKnown()) {
+      if (st.hasRank() && st.rank() == 1 && st.dim(0).isKnown() && st.dim(0).size() <= MAX_RANK) {
         List<Dim> s = new ArrayList<>();
         for (int i = 0; i < st.dim(0).size(); i++) {
           s.add(Dim.unknown());

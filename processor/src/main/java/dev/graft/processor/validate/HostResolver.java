@@ -106,7 +106,8 @@ public final class HostResolver {
 
   private static Lookup readFile(Path file, String name) {
     try (InputStream in = Files.newInputStream(file)) {
-      return read(in, name);
+      Lookup found = read(in, name);
+      return found instanceof Found f ? new Found(f.host().inFolder(file.toAbsolutePath().getParent())) : found;
     } catch (IOException e) {
       return new Unreadable(String.valueOf(e));
     }

@@ -13,20 +13,30 @@ import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.spec.onnx.Onnx.StringStringEntryProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.io.BufferedInputStream;
+import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.RandomAccessFile;
+import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
+import java.util.Deque;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Frozen weights of the host model, read once from the host ONNX file into direct little-endian
@@ -46,20 +56,27 @@ public final class HostWeights implements AutoCloseable {
   public record Weight(String name, int dataType, long[] dims, ByteBuffer data) {}
 
   private final String source;
+  private final String sha256;
   private final Map<String, Weight> weights;
   private final Map<String, OnnxTensor> tensors;
 
-  private HostWeights(String source, Map<String, Weight> weights, Map<String, OnnxTensor> tensors) {
+  private HostWeights(String source, String sha256, Map<String, Weight> weights, Map<String, OnnxTensor> tensors) {
     this.source = source;
+    this.sha256 = sha256;
     this.weights = weights;
     this.tensors = tensors;
   }
 
-  /** Reads the named initializers from a host ONNX file; external data files are resolved beside it. */
+  /**
+   * Reads the named initializers from a host ONNX file, and the SHA-256 of all its bytes (see
+   * {@link #sha256()}). External data files are resolved inside the host's folder, as ONNX
+   * Runtime does: a location must be relative, stay inside the folder once normalized and once
+   * symbolic links are followed, and its offset and length must fit the file.
+   */
   public static HostWeights read(Path host, Collection<String> names) {
-    try (InputStream in = new BufferedInputStream(Files.newInputStream(host), 1 << 16)) {
+    try (HashingInputStream in = new HashingInputStream(new BufferedInputStream(Files.newInputStream(host), 1 << 16))) {
       Path dir = host.toAbsolutePath().getParent();
-      return read(host.toString(), in, names, (location, offset, into) -> readFile(dir.resolve(location), offset, into));
+      return read(host.toString(), in, names, (t, location, offset, into) -> readFile(host.toString(), t, dir, location, offset, into));
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read host model " + host + ": " + e.getMessage(), e);
     }
@@ -67,7 +84,8 @@ public final class HostWeights implements AutoCloseable {
 
   /**
    * Reads the named initializers from a host ONNX classpath resource (absolute name, without a
-   * leading slash, as for {@link ClassLoader#getResource}).
+   * leading slash, as for {@link ClassLoader#getResource}); external data resources are resolved
+   * beside it, by relative locations that stay in its folder.
    */
   public static HostWeights readResource(ClassLoader loader, String resource, Collection<String> names) {
     InputStream raw = loader.getResourceAsStream(resource);
@@ -78,8 +96,8 @@ public final class HostWeights implements AutoCloseable {
               + " or give the host file with ModelOptions.withHost(Path)");
     }
     String folder = resource.contains("/") ? resource.substring(0, resource.lastIndexOf('/') + 1) : "";
-    try (InputStream in = new BufferedInputStream(raw, 1 << 16)) {
-      return read(resource, in, names, (location, offset, into) -> {
+    try (HashingInputStream in = new HashingInputStream(new BufferedInputStream(raw, 1 << 16))) {
+      return read(resource, in, names, (t, location, offset, into) -> {
         String sibling = folder + location;
         try (InputStream data = loader.getResourceAsStream(sibling)) {
           if (data == null) {
@@ -90,10 +108,12 @@ public final class HostWeights implements AutoCloseable {
           while (into.hasRemaining()) {
             int n = data.read(chunk, 0, Math.min(chunk.length, into.remaining()));
             if (n < 0) {
-              throw new FormatException(sibling, "external data ends before " + (offset + into.capacity()) + " bytes");
+              throw doesNotFit(resource, t, offset, into.capacity());
             }
             into.put(chunk, 0, n);
           }
+        } catch (java.io.EOFException e) {
+          throw doesNotFit(resource, t, offset, into.capacity());
         }
       });
     } catch (IOException e) {
@@ -103,16 +123,17 @@ public final class HostWeights implements AutoCloseable {
 
   /** Reads {@code into.remaining()} bytes of an external data file from {@code offset}. */
   private interface ExternalReader {
-    void read(String location, long offset, ByteBuffer into) throws IOException;
+    /** {@code location} is relative and normalized (no {@code .} or {@code ..} segments). */
+    void read(TensorProto t, String location, long offset, ByteBuffer into) throws IOException;
   }
 
   /** No host weights (an adapter graph that reads none). */
   public static HostWeights none() {
-    return new HostWeights("(no host)", Map.of(), Map.of());
+    return new HostWeights("(no host)", "", Map.of(), Map.of());
   }
 
   private static HostWeights read(
-      String source, InputStream in, Collection<String> names, ExternalReader reader) throws IOException {
+      String source, HashingInputStream in, Collection<String> names, ExternalReader reader) throws IOException {
     Set<String> wanted = new TreeSet<>(names);
     Map<String, Weight> found = new LinkedHashMap<>();
     CodedInputStream cis = CodedInputStream.newInstance(in);
@@ -141,6 +162,8 @@ public final class HostWeights implements AutoCloseable {
         break;
       }
     }
+    in.transferTo(OutputStream.nullOutputStream());
+    String sha256 = in.hex();
     Set<String> missing = new TreeSet<>(wanted);
     missing.removeAll(found.keySet());
     if (!missing.isEmpty()) {
@@ -158,7 +181,7 @@ public final class HostWeights implements AutoCloseable {
       tensors.values().forEach(OnnxTensor::close);
       throw new GraftException(RuntimeErrorCode.ONNX_RUNTIME, "cannot wrap host weights as tensors: " + e.getMessage(), e);
     }
-    return new HostWeights(source, Collections.unmodifiableMap(found), Collections.unmodifiableMap(tensors));
+    return new HostWeights(source, sha256, Collections.unmodifiableMap(found), Collections.unmodifiableMap(tensors));
   }
 
   static Weight toWeight(String source, TensorProto t, ExternalReader reader) {
@@ -170,9 +193,12 @@ public final class HostWeights implements AutoCloseable {
     long[] dims = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
     long count = 1;
     for (long d : dims) {
-      count = Math.multiplyExact(count, d);
+      if (d < 0) {
+        throw new FormatException(source, "host initializer '" + t.getName() + "' has a negative dim " + d);
+      }
+      count = d == 0 || count == 0 ? 0 : count > Integer.MAX_VALUE / d ? Long.MAX_VALUE : count * d;
     }
-    long byteCount = Math.multiplyExact(count, (long) type.bytes);
+    long byteCount = count > Integer.MAX_VALUE ? Long.MAX_VALUE : count * type.bytes;
     if (byteCount > Integer.MAX_VALUE) {
       throw new FormatException(source, "host initializer '" + t.getName() + "' is larger than 2 GiB");
     }
@@ -221,13 +247,17 @@ public final class HostWeights implements AutoCloseable {
     for (StringStringEntryProto e : t.getExternalDataList()) {
       switch (e.getKey()) {
         case "location" -> location = e.getValue();
-        case "offset" -> offset = Long.parseLong(e.getValue());
-        case "length" -> length = Long.parseLong(e.getValue());
+        case "offset" -> offset = externalNumber(source, t, "offset", e.getValue());
+        case "length" -> length = externalNumber(source, t, "length", e.getValue());
         default -> {}
       }
     }
     if (location == null) {
       throw new FormatException(source, "host initializer '" + t.getName() + "' is external but has no location");
+    }
+    String relative = relativeLocation(location);
+    if (relative == null) {
+      throw notAllowed(source, t, location);
     }
     if (length >= 0 && length != buf.capacity()) {
       throw new FormatException(
@@ -236,30 +266,113 @@ public final class HostWeights implements AutoCloseable {
               + buf.capacity() + " bytes)");
     }
     try {
-      reader.read(location, offset, buf);
+      reader.read(t, relative, offset, buf);
     } catch (IOException e) {
       throw new GraftException(
-          RuntimeErrorCode.IO,
-          "cannot read external data of host initializer '" + t.getName() + "' from " + location + ": " + e.getMessage(),
-          e);
+          RuntimeErrorCode.IO, "cannot read external data of host initializer '" + t.getName() + "' from '" + location + "'", e);
     }
   }
 
-  private static void readFile(Path file, long offset, ByteBuffer into) throws IOException {
-    try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "r")) {
-      if (offset + into.remaining() > raf.length()) {
-        throw new FormatException(file.toString(), "external data runs past the end of the file");
+  /** An external data offset or length: a decimal number in 0..2^63-1. */
+  private static long externalNumber(String source, TensorProto t, String key, String value) {
+    long n;
+    try {
+      n = Long.parseLong(value.trim());
+    } catch (NumberFormatException e) {
+      n = -1;
+    }
+    if (n < 0) {
+      throw new FormatException(source, "host initializer '" + t.getName() + "' has external data " + key + " '"
+          + (value.length() > 40 ? value.substring(0, 40) + "…" : value) + "', not a number in 0.." + Long.MAX_VALUE);
+    }
+    return n;
+  }
+
+  /**
+   * {@code location} normalized as a relative path with {@code /} separators, or null when it is
+   * not one ONNX Runtime accepts: empty, absolute (a leading separator, a drive or a scheme),
+   * or escaping its folder with {@code ..}.
+   */
+  static @Nullable String relativeLocation(String location) {
+    if (location.isEmpty() || location.startsWith("/") || location.startsWith("\\") || location.indexOf(':') >= 0
+        || location.indexOf('\0') >= 0) {
+      return null;
+    }
+    Deque<String> segments = new ArrayDeque<>();
+    for (String s : location.split("[/\\\\]")) {
+      if (s.isEmpty() || s.equals(".")) {
+        continue;
       }
-      var channel = raf.getChannel();
+      if (s.equals("..")) {
+        if (segments.isEmpty()) {
+          return null;
+        }
+        segments.removeLast();
+      } else {
+        segments.addLast(s);
+      }
+    }
+    return segments.isEmpty() ? null : String.join("/", segments);
+  }
+
+  private static GraftException notAllowed(String source, TensorProto t, String location) {
+    return new GraftException(RuntimeErrorCode.EXTERNAL_DATA,
+        source + ": host initializer '" + t.getName() + "' has its external data at '" + location
+            + "', a location that is not allowed: external data must be at a relative path inside the host's folder");
+  }
+
+  private static GraftException doesNotFit(String source, TensorProto t, long offset, long length) {
+    return new GraftException(RuntimeErrorCode.EXTERNAL_DATA,
+        source + ": host initializer '" + t.getName() + "' external data (offset " + offset + ", " + length
+            + " bytes) does not fit its data file");
+  }
+
+  /**
+   * Reads external data from {@code dir}/{@code relative}, once the file's real path (symbolic
+   * links followed) is known to be inside the real {@code dir}, and the range to fit it.
+   */
+  private static void readFile(String source, TensorProto t, Path dir, String relative, long offset, ByteBuffer into)
+      throws IOException {
+    Path realDir = dir.toRealPath();
+    Path file = dir.resolve(relative);
+    Path real;
+    try {
+      real = file.toRealPath();
+    } catch (NoSuchFileException e) {
+      // A dangling symbolic link is as refused as one that leads out: whether its target exists is not said.
+      throw throughLink(dir, relative) ? notAllowed(source, t, relative) : new GraftException(RuntimeErrorCode.IO,
+          source + ": host initializer '" + t.getName() + "' external data file '" + relative
+              + "' is not in the host's folder");
+    }
+    if (!real.startsWith(realDir) || real.equals(realDir) || !Files.isRegularFile(real)) {
+      throw notAllowed(source, t, relative);
+    }
+    try (FileChannel channel = FileChannel.open(real, StandardOpenOption.READ)) {
+      long size = channel.size();
+      if (offset > size || into.remaining() > size - offset) {
+        throw doesNotFit(source, t, offset, into.remaining());
+      }
       long pos = offset;
       while (into.hasRemaining()) {
         int n = channel.read(into, pos);
         if (n < 0) {
-          throw new FormatException(file.toString(), "external data ends early");
+          throw doesNotFit(source, t, offset, into.capacity());
         }
         pos += n;
       }
     }
+  }
+
+  /** Whether any existing part of {@code dir}/{@code relative} below {@code dir} is a symbolic link. */
+  private static boolean throughLink(Path dir, String relative) {
+    Path p = dir;
+    for (String s : relative.split("/")) {
+      p = p.resolve(s);
+      if (Files.isSymbolicLink(p)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   private static void checkCount(String source, TensorProto t, long given, long expected) {
@@ -269,6 +382,11 @@ public final class HostWeights implements AutoCloseable {
           "host initializer '" + t.getName() + "' has " + given + " values (or bytes), its dims "
               + Arrays.toString(t.getDimsList().toArray()) + " need " + expected);
     }
+  }
+
+  /** Hex SHA-256 of the host file's bytes, read while the weights were ({@code ""} for {@link #none()}). */
+  public String sha256() {
+    return sha256;
   }
 
   /** Where the weights were read from. */
@@ -302,5 +420,60 @@ public final class HostWeights implements AutoCloseable {
   @Override
   public void close() {
     tensors.values().forEach(OnnxTensor::close);
+  }
+
+  /** Digests every byte that passes, skipped ones included (protobuf skips fields it does not decode). */
+  private static final class HashingInputStream extends FilterInputStream {
+    private final MessageDigest sha;
+
+    HashingInputStream(InputStream in) {
+      super(in);
+      try {
+        sha = MessageDigest.getInstance("SHA-256");
+      } catch (NoSuchAlgorithmException e) {
+        throw new IllegalStateException("the JDK has no SHA-256", e);
+      }
+    }
+
+    @Override
+    public int read() throws IOException {
+      int b = in.read();
+      if (b >= 0) {
+        sha.update((byte) b);
+      }
+      return b;
+    }
+
+    @Override
+    public int read(byte[] b, int off, int len) throws IOException {
+      int n = in.read(b, off, len);
+      if (n > 0) {
+        sha.update(b, off, n);
+      }
+      return n;
+    }
+
+    @Override
+    public long skip(long n) throws IOException {
+      byte[] chunk = new byte[(int) Math.min(1 << 16, Math.max(n, 1))];
+      long done = 0;
+      while (done < n) {
+        int r = read(chunk, 0, (int) Math.min(chunk.length, n - done));
+        if (r < 0) {
+          break;
+        }
+        done += r;
+      }
+      return done;
+    }
+
+    @Override
+    public boolean markSupported() {
+      return false;
+    }
+
+    String hex() {
+      return HexFormat.of().formatHex(sha.digest());
+    }
   }
 }

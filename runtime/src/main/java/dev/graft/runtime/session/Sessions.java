@@ -128,7 +128,27 @@ public final class Sessions implements AutoCloseable {
     }
   }
 
+  /**
+   * The host weights the graphs read, from {@code options.host()} or the manifest's host; the
+   * host's SHA-256 (hashed as the weights are read) must be the manifest's {@code host_sha256},
+   * where it records one, unless {@link ModelOptions#hostChangeAllowed()}.
+   */
   private static HostWeights openHost(AdapterGraphs graphs, ModelOptions options) {
+    HostWeights host = readHost(graphs, options);
+    String expected = graphs.manifest().getHostSha256();
+    if (!options.hostChangeAllowed() && !expected.isEmpty() && !host.sha256().isEmpty()
+        && !expected.equalsIgnoreCase(host.sha256())) {
+      host.close();
+      throw new GraftException(
+          RuntimeErrorCode.HOST_CHANGED,
+          "host model " + host.source() + " has SHA-256 " + host.sha256() + ", but " + graphs.manifest().getName()
+              + " was compiled against a host with SHA-256 " + expected
+              + "; recompile against this host, or open with ModelOptions.withHostChangeAllowed() if it was changed on purpose");
+    }
+    return host;
+  }
+
+  private static HostWeights readHost(AdapterGraphs graphs, ModelOptions options) {
     Manifest manifest = graphs.manifest();
     List<String> names = manifest.getHostInitializersList();
     if (names.isEmpty()) {
