@@ -26,7 +26,10 @@ public enum RuntimeErrorCode {
   /** An argument is out of range (batch size, learning rate, labels …). */
   ARGUMENT(7, "an argument is out of range or does not fit the graft (batch size, learning rate, rank, a call for another task)"),
   /** The model was used after close. */
-  CLOSED(8, "the adapter model was used after close");
+  CLOSED(8, "the adapter model was used after close"),
+  /** A training step's loss or updated state is not finite; the step was not committed. */
+  NON_FINITE(9, "a training step's loss or updated parameters and moments are NaN or infinite: the step was not"
+      + " committed (state and step count unchanged; names the step), or a checkpoint of non-finite state was refused");
 
   private final int number;
   private final String summary;
