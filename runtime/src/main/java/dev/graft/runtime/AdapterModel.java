@@ -255,19 +255,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       }
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.trainInputs(learningRate));
-      float lossValue;
-      boolean finite = true;
-      Set<String> wanted = ts.getFinite().isEmpty() ? Set.of(ts.getLoss()) : Set.of(ts.getLoss(), ts.getFinite());
-      try (OrtSession.Result r = session.run(inputs, wanted, state.trainOutputs())) {
-        lossValue = ((OnnxTensor) r.get(ts.getLoss()).orElseThrow()).getFloatBuffer().get(0);
-        if (!ts.getFinite().isEmpty()) {
-          finite = ((OnnxTensor) r.get(ts.getFinite()).orElseThrow()).getByteBuffer().get(0) != 0;
-        }
+      try (OrtSession.Result r = session.run(inputs, state.trainResults(), state.trainOutputs())) {
+        return state.commit(r);
       } catch (OrtException e) {
         throw Sessions.failure("training step " + (state.step() + 1) + " failed", e);
       }
-      state.commit(lossValue, finite);
-      return lossValue;
     } catch (OrtException e) {
       throw Sessions.failure("cannot create the batch tensors", e);
     } finally {

@@ -3,6 +3,7 @@ package dev.graft.runtime.state;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.NonFiniteStepException;
@@ -20,6 +21,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -27,8 +29,8 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Parameters and moments live in two sets of direct float buffers. A training step reads one
  * set as graph inputs ({@link #trainInputs}) and has ONNX Runtime write the updated values straight
- * into the other set ({@link #trainOutputs}, pinned outputs); {@link #commit} then exchanges their
- * roles. On CPU a step copies no parameter or optimizer state. A step whose loss or updated state
+ * into the other set ({@link #trainOutputs}, pinned outputs); {@link #commit(OrtSession.Result)}
+ * then exchanges their roles. On CPU a step copies no parameter or optimizer state. A step whose loss or updated state
  * is not finite is not committed: the sets are not swapped, so the state is the one before it.
  */
 public final class ParameterState implements ParameterStore, AutoCloseable {
@@ -283,15 +285,31 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
     return spare.asOutputs;
   }
 
+  /** The outputs a training step's result must hold for {@link #commit}: the loss and, when the graph has it, the finite guard. */
+  public Set<String> trainResults() {
+    TrainStep ts = requireTrain();
+    return ts.getFinite().isEmpty() ? Set.of(ts.getLoss()) : Set.of(ts.getLoss(), ts.getFinite());
+  }
+
   /**
-   * After a training step: when its loss and updated state are finite, the updated set becomes
-   * current and the step count advances; otherwise nothing changes.
+   * After a training step: when its loss and updated state are finite (the guard output, where the
+   * graph has one), the updated set becomes current and the step count advances; otherwise
+   * nothing changes.
    *
-   * @param loss the step's loss
-   * @param stateFinite the step's finite guard (whether the updated parameters and moments are finite)
+   * @return the step's loss
    * @throws NonFiniteStepException when the loss or the state is not finite (nothing committed)
    */
-  public void commit(float loss, boolean stateFinite) {
+  public float commit(OrtSession.Result result) {
+    TrainStep ts = requireTrain();
+    float loss = ((OnnxTensor) result.get(ts.getLoss()).orElseThrow()).getFloatBuffer().get(0);
+    boolean finite = ts.getFinite().isEmpty()
+        || ((OnnxTensor) result.get(ts.getFinite()).orElseThrow()).getByteBuffer().get(0) != 0;
+    commit(loss, finite);
+    return loss;
+  }
+
+  /** Commits a step from its loss and whether the updated parameters and moments are all finite. */
+  private void commit(float loss, boolean stateFinite) {
     if (!Float.isFinite(loss) || !stateFinite) {
       throw new NonFiniteStepException(step + 1, loss);
     }
