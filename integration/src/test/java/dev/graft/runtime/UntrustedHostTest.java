@@ -68,7 +68,7 @@ class UntrustedHostTest {
     Files.write(secret, UntrustedHosts.denseBytes(GOOD));
     GraftException e = refused(secret.toString(), "0", "1024");
     assertEquals(RuntimeErrorCode.EXTERNAL_DATA, e.getErrorCode());
-    assertTrue(e.getMessage().startsWith("[GRAFT-R020] "), e.getMessage());
+    assertTrue(e.getMessage().startsWith("[GRAFT-R010] "), e.getMessage());
     assertTrue(e.getMessage().contains("a location that is not allowed"), e.getMessage());
     assertFalse(e.getMessage().contains("exist") || e.getMessage().contains("size"), e.getMessage());
   }
@@ -79,10 +79,10 @@ class UntrustedHostTest {
     Files.write(secret, UntrustedHosts.denseBytes(GOOD));
     try {
       GraftException e = refused("../" + secret.getFileName(), null, null);
-      assertEquals("GRAFT-R020", e.getCode());
+      assertEquals("GRAFT-R010", e.getCode());
       GraftException missing = refused("../no-such-file.bin", null, null);
       assertEquals(e.getMessage().replace(secret.getFileName().toString(), "no-such-file.bin"), missing.getMessage());
-      assertEquals("GRAFT-R020", refused("a/../../" + secret.getFileName(), null, null).getCode());
+      assertEquals("GRAFT-R010", refused("a/../../" + secret.getFileName(), null, null).getCode());
     } finally {
       Files.delete(secret);
     }
@@ -125,7 +125,7 @@ class UntrustedHostTest {
     String given = sha256(Files.readAllBytes(other));
     GraftException e = assertThrows(GraftException.class, () -> open(other, false).close());
     assertEquals(RuntimeErrorCode.HOST_CHANGED, e.getErrorCode());
-    assertTrue(e.getMessage().startsWith("[GRAFT-R021] host model " + other + " has SHA-256 " + given + ", but "),
+    assertTrue(e.getMessage().startsWith("[GRAFT-R011] host model " + other + " has SHA-256 " + given + ", but "),
         e.getMessage());
     assertTrue(e.getMessage().contains("compiled against a host with SHA-256 " + compiledAgainst), e.getMessage());
     assertTrue(e.getMessage().contains("ModelOptions.withHostChangeAllowed()"), e.getMessage());

@@ -197,7 +197,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /**
    * Runs one training step of a classification graft: forward, backward and the AdamW update, on
    * a batch of host inputs ({@code [batch, sequence]} per host input name) and class labels
-   * ({@code [batch]}, each in {@code [0, num_labels)} or the ignore index).
+   * ({@code [batch]}, each in {@code [0, num_labels)} or the ignore index). The learning rate must
+   * be in {@code [0, 1]}. Every training step throws {@link NonFiniteStepException}, committing
+   * nothing, when its loss or updated state is not finite.
    *
    * @return the batch loss before the update
    */
@@ -253,10 +255,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     if (session == null) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
     }
-    if (!Float.isFinite(learningRate) || learningRate < 0) {
-      throw new GraftException(
-          RuntimeErrorCode.ARGUMENT, "learning rate must be finite and >= 0, got " + learningRate);
-    }
+    ParameterState.checkLearningRate(learningRate);
     TrainStep ts = manifest.getTrain();
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
@@ -268,14 +267,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       }
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.trainInputs(learningRate));
-      float lossValue;
-      try (OrtSession.Result r = session.run(inputs, Set.of(ts.getLoss()), state.trainOutputs())) {
-        lossValue = ((OnnxTensor) r.get(ts.getLoss()).orElseThrow()).getFloatBuffer().get(0);
+      try (OrtSession.Result r = session.run(inputs, state.trainResults(), state.trainOutputs())) {
+        return state.commit(r);
       } catch (OrtException e) {
         throw Sessions.failure("training step " + (state.step() + 1) + " failed", e);
       }
-      state.swap();
-      return lossValue;
     } catch (OrtException e) {
       throw Sessions.failure("cannot create the batch tensors", e);
     } finally {

@@ -15,7 +15,7 @@ import org.jspecify.annotations.Nullable;
  * @param intraOpThreads ONNX Runtime intra-op threads; 0 for ONNX Runtime's default
  * @param training whether to open the training session (false: inference only)
  * @param hostChangeAllowed whether a host whose SHA-256 differs from the manifest's {@code
- *     host_sha256} may be used (false: such a host is refused with {@code GRAFT-R021}); see
+ *     host_sha256} may be used (false: such a host is refused with {@code GRAFT-R011}); see
  *     {@link #withHostChangeAllowed()}
  */
 public record ModelOptions(
@@ -68,7 +68,7 @@ public record ModelOptions(
   /**
    * Allows a host other than the one the graft was compiled against: at open, the host file's
    * SHA-256 is compared with the manifest's {@code host_sha256}, and a difference is an error
-   * ({@code GRAFT-R021}) unless this is set. For a host changed on purpose (re-exported, weights
+   * ({@code GRAFT-R011}) unless this is set. For a host changed on purpose (re-exported, weights
    * edited) whose initializers still have the names, types and shapes the graft reads.
    */
   public ModelOptions withHostChangeAllowed() {

@@ -27,11 +27,14 @@ public enum RuntimeErrorCode {
   ARGUMENT(7, "an argument is out of range or does not fit the graft (batch size, learning rate, rank, a call for another task)"),
   /** The model was used after close. */
   CLOSED(8, "the adapter model was used after close"),
+  /** A training step's loss or updated state is not finite; the step was not committed. */
+  NON_FINITE(9, "a training step's loss or updated parameters and moments are NaN or infinite: the step was not"
+      + " committed (state and step count unchanged; names the step), or a checkpoint of non-finite state was refused"),
   /** A host initializer's external data is somewhere ONNX Runtime would not read it from, or does not fit its file. */
-  EXTERNAL_DATA(20, "a host initializer's external data is at a location that is not allowed (absolute, outside the"
+  EXTERNAL_DATA(10, "a host initializer's external data is at a location that is not allowed (absolute, outside the"
       + " host's folder, through a symbolic link out of it) or its offset and length do not fit the data file"),
   /** The host file is not the one the graft was compiled against. */
-  HOST_CHANGED(21, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
+  HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
       + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host");
 
   private final int number;

@@ -119,6 +119,14 @@ final class HostSession implements AutoCloseable {
       b.get(d);
       return d;
     }
+    if (type == OnnxJavaType.BOOL) {
+      ByteBuffer b = t.getByteBuffer();
+      double[] d = new double[b.remaining()];
+      for (int i = 0; i < d.length; i++) {
+        d[i] = b.get(i) != 0 ? 1 : 0;
+      }
+      return d;
+    }
     if (type == OnnxJavaType.INT64) {
       LongBuffer b = t.getLongBuffer();
       double[] d = new double[b.remaining()];

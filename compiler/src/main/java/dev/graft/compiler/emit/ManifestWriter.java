@@ -89,7 +89,8 @@ public final class ManifestWriter {
   private static List<HostInput> hostInputs(Map<String, TensorType> inputs) {
     List<HostInput> out = new ArrayList<>();
     inputs.forEach((name, type) -> {
-      HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType());
+      HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType())
+          .setMask(name.equals(TaskKind.MASK_INPUT));
       if (type.hasRank()) {
         type.dims().forEach(d -> b.addShape(dim(d)));
       }

@@ -4,11 +4,13 @@ import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.compiler.tasks.TaskPass;
 
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.TrainStep;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
@@ -19,6 +21,12 @@ import java.util.Map;
  * applied to weights but not to biases or parameters marked {@code no_decay}. Frozen parameters
  * and their moments pass through unchanged. Adds the step, learning-rate and state inputs and the
  * updated outputs named by {@link #NAMES}.
+ *
+ * <p>Last, the finite guard: a bool scalar output, true exactly when the loss and every updated
+ * parameter and moment are finite. Each tensor x contributes {@code ReduceSum(x - x)}, which is 0
+ * when x is all finite and NaN when any element is NaN or ±∞ (no overflow is possible, unlike a
+ * plain sum); the guard is {@code Not(IsNaN(Sum(...)))}. Its nodes come after every other node,
+ * so the step's values are unchanged.
  */
 public final class AdamWUpdate {
   public static final TrainStep NAMES = TrainStep.newBuilder()
@@ -29,6 +37,7 @@ public final class AdamWUpdate {
       .setUpdatedSuffix(".next")
       .setFirstMomentSuffix(".adam_m")
       .setSecondMomentSuffix(".adam_v")
+      .setFinite("finite")
       .build();
 
   private AdamWUpdate() {}
@@ -49,6 +58,7 @@ public final class AdamWUpdate {
     String bc1 = graph.op("/adamw/bias_correction1", "Sub", List.of(one, graph.op("/adamw/beta1_t", "Pow", List.of(b1, step))));
     String bc2 = graph.op("/adamw/bias_correction2", "Sub", List.of(one, graph.op("/adamw/beta2_t", "Pow", List.of(b2, step))));
     String lr = NAMES.getLearningRate();
+    List<String> guarded = new ArrayList<>(List.of(NAMES.getLoss()));
     for (Parameter param : params) {
       String p = param.getName();
       String g = grads.get(p);
@@ -64,6 +74,7 @@ public final class AdamWUpdate {
         graph.outputs().add(graph.opTo(p + suffix, base + "/next", "Identity", List.of(p)));
         graph.outputs().add(graph.opTo(m + suffix, base + "/m", "Identity", List.of(m)));
         graph.outputs().add(graph.opTo(v + suffix, base + "/v", "Identity", List.of(v)));
+        guarded.addAll(List.of(p + suffix, m + suffix, v + suffix));
         continue;
       }
       String m2 = graph.opTo(m + suffix, base + "/m", "Add", List.of(
@@ -82,6 +93,21 @@ public final class AdamWUpdate {
       }
       String delta = graph.op(base + "/delta", "Mul", List.of(update, lr));
       graph.outputs().addAll(List.of(graph.opTo(p + suffix, base + "/next", "Sub", List.of(p, delta)), m2, v2));
+      guarded.addAll(List.of(p + suffix, m2, v2));
     }
+    addFiniteGuard(graph, guarded);
+  }
+
+  /** The {@link TrainStep#getFinite()} output: whether every one of {@code values} is finite. */
+  private static void addFiniteGuard(Graph graph, List<String> values) {
+    List<String> zeros = new ArrayList<>();
+    for (String x : values) {
+      String base = "/finite/" + x;
+      zeros.add(graph.op(base + "/sum", "ReduceSum", List.of(graph.op(base + "/zero", "Sub", List.of(x, x))),
+          Node.attr("keepdims", 0L)));
+    }
+    String total = zeros.size() == 1 ? zeros.get(0) : graph.op("/finite/total", "Sum", zeros);
+    graph.outputs().add(graph.opTo(NAMES.getFinite(), "/finite/not_nan", "Not",
+        List.of(graph.op("/finite/is_nan", "IsNaN", List.of(total)))));
   }
 }

@@ -27,7 +27,7 @@ public abstract class TaskKind {
   /** The training step's labels input of most tasks. */
   public static final String LABELS = "labels";
   /** The host input a mask-aware task reads (mean pooling, the causal LM's next-token labels). */
-  static final String MASK_INPUT = "attention_mask";
+  public static final String MASK_INPUT = "attention_mask";
 
   private static final List<TaskKind> ALL = List.of(
       new ClassificationTask(), new RegressionTask(), new MultiLabelTask(), new CausalLmTask());

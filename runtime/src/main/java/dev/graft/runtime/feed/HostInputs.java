@@ -32,7 +32,8 @@ public final class HostInputs {
 
   /**
    * Validates host inputs against the manifest (names, rank, fixed sizes, symbols shared between
-   * inputs, element type) and makes tensors over direct buffers; the caller closes them.
+   * inputs, element type, an attention mask's values being 0 or 1) and makes tensors over direct
+   * buffers; the caller closes them.
    */
   public static Map<String, OnnxTensor> tensors(OrtEnvironment env, Manifest manifest, Map<String, long[][]> given) {
     Set<String> expected = new TreeSet<>();
@@ -85,6 +86,9 @@ public final class HostInputs {
             symbolSource.putIfAbsent(dim.getSymbol(), in.getName());
           }
         }
+        if (in.getMask()) {
+          checkMask(in.getName(), rows);
+        }
         if (in.getElemType() == ElementType.INT64.onnx) {
           LongBuffer buf = DirectBuffers.longs(batch * seq);
           for (long[] row : rows) {
@@ -128,6 +132,18 @@ public final class HostInputs {
           env, DirectBuffers.floats(1).put(0, (float) (value & 0xFFFFFF)), new long[0]);
       default -> throw new TensorMismatchException(name, "int64, int32 or float scalar", type.name());
     };
+  }
+
+  /** An attention mask (the manifest marks it) holds only 0 and 1: any other value would scale, not mask. */
+  private static void checkMask(String name, long[][] rows) {
+    for (int r = 0; r < rows.length; r++) {
+      for (int c = 0; c < rows[r].length; c++) {
+        if (rows[r][c] != 0 && rows[r][c] != 1) {
+          throw new GraftException(RuntimeErrorCode.ARGUMENT, "host input '" + name + "' is an attention mask: values"
+              + " must be 0 or 1, got " + rows[r][c] + " at [" + r + ", " + c + "]");
+        }
+      }
+    }
   }
 
   private static String describe(HostInput in) {

@@ -35,8 +35,18 @@ public final class Checkpoints {
 
   private Checkpoints() {}
 
-  /** Writes the training state to {@code file}, with {@code extra} metadata. */
+  /**
+   * Writes the training state to {@code file}, with {@code extra} metadata.
+   *
+   * @throws GraftException {@link RuntimeErrorCode#NON_FINITE} when a parameter or moment holds a
+   *     NaN or infinite value (nothing is written, a previous checkpoint stays)
+   */
   public static void save(ParameterState state, Path file, Map<String, String> extra) {
+    String bad = state.firstNonFinite();
+    if (bad != null) {
+      throw new GraftException(RuntimeErrorCode.NON_FINITE, "not saving a checkpoint to " + file + " at step "
+          + state.step() + ": tensor '" + bad + "' holds a NaN or infinite value");
+    }
     Map<String, TensorData> tensors = new TreeMap<>();
     for (Parameter p : state.parameters()) {
       long[] shape = state.shape(p.getName());

@@ -3,8 +3,10 @@ package dev.graft.runtime.state;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
+import dev.graft.runtime.NonFiniteStepException;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.session.DirectBuffers;
@@ -19,6 +21,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -26,8 +29,9 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Parameters and moments live in two sets of direct float buffers. A training step reads one
  * set as graph inputs ({@link #trainInputs}) and has ONNX Runtime write the updated values straight
- * into the other set ({@link #trainOutputs}, pinned outputs); {@link #swap} then exchanges their
- * roles. On CPU a step copies no parameter or optimizer state.
+ * into the other set ({@link #trainOutputs}, pinned outputs); {@link #commit(OrtSession.Result)}
+ * then exchanges their roles. On CPU a step copies no parameter or optimizer state. A step whose loss or updated state
+ * is not finite is not committed: the sets are not swapped, so the state is the one before it.
  */
 public final class ParameterState implements ParameterStore, AutoCloseable {
   private final Manifest manifest;
@@ -206,6 +210,20 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
     return set;
   }
 
+  /**
+   * The largest learning rate a step takes. AdamW moves each parameter by about the learning rate
+   * per step, so a rate above 1 is never a working rate, only an overflow waiting to happen.
+   */
+  public static final float MAX_LEARNING_RATE = 1f;
+
+  /** Checks that {@code rate} is a learning rate: finite and in {@code [0, MAX_LEARNING_RATE]}. */
+  public static void checkLearningRate(float rate) {
+    if (!(rate >= 0 && rate <= MAX_LEARNING_RATE)) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT,
+          "learning rate must be finite and in [0, " + MAX_LEARNING_RATE + "], got " + rate);
+    }
+  }
+
   /** Steps taken since the state was initialized (or the optimizer reset). */
   public long step() {
     return step;
@@ -267,12 +285,69 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
     return spare.asOutputs;
   }
 
-  /** After a training step: the updated set becomes current, and the step count advances. */
-  public void swap() {
+  /** The outputs a training step's result must hold for {@link #commit}: the loss and, when the graph has it, the finite guard. */
+  public Set<String> trainResults() {
+    TrainStep ts = requireTrain();
+    return ts.getFinite().isEmpty() ? Set.of(ts.getLoss()) : Set.of(ts.getLoss(), ts.getFinite());
+  }
+
+  /**
+   * After a training step: when its loss and updated state are finite (the guard output, where the
+   * graph has one), the updated set becomes current and the step count advances; otherwise
+   * nothing changes.
+   *
+   * @return the step's loss
+   * @throws NonFiniteStepException when the loss or the state is not finite (nothing committed)
+   */
+  public float commit(OrtSession.Result result) {
+    TrainStep ts = requireTrain();
+    float loss = ((OnnxTensor) result.get(ts.getLoss()).orElseThrow()).getFloatBuffer().get(0);
+    boolean finite = ts.getFinite().isEmpty()
+        || ((OnnxTensor) result.get(ts.getFinite()).orElseThrow()).getByteBuffer().get(0) != 0;
+    commit(loss, finite);
+    return loss;
+  }
+
+  /** Commits a step from its loss and whether the updated parameters and moments are all finite. */
+  private void commit(float loss, boolean stateFinite) {
+    if (!Float.isFinite(loss) || !stateFinite) {
+      throw new NonFiniteStepException(step + 1, loss);
+    }
     StateSet t = current;
     current = spare;
     spare = t;
     step++;
+  }
+
+  /**
+   * The first tensor of the current state (parameter, or moment as {@code <parameter>.adam_m} /
+   * {@code .adam_v}) holding a NaN or infinite value, or {@code null} when all are finite.
+   */
+  public @Nullable String firstNonFinite() {
+    for (int i = 0; i < parameters.size(); i++) {
+      String p = parameters.get(i).getName();
+      if (!finite(current.value[i])) {
+        return p;
+      }
+      if (train != null && current.first != null && current.second != null) {
+        if (!finite(current.first[i])) {
+          return p + train.getFirstMomentSuffix();
+        }
+        if (!finite(current.second[i])) {
+          return p + train.getSecondMomentSuffix();
+        }
+      }
+    }
+    return null;
+  }
+
+  private static boolean finite(FloatBuffer b) {
+    for (int i = 0; i < b.capacity(); i++) {
+      if (!Float.isFinite(b.get(i))) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private TrainStep requireTrain() {

@@ -2,6 +2,7 @@ package dev.graft.runtime.train;
 
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.runtime.state.ParameterState;
 
 /** A learning-rate schedule: the rate of each (0-based) step of a run of {@code totalSteps}. */
 @FunctionalInterface
@@ -35,8 +36,6 @@ public interface LearningRate {
   }
 
   private static void check(float rate) {
-    if (!(rate >= 0) || Float.isInfinite(rate)) {
-      throw new GraftException(RuntimeErrorCode.ARGUMENT, "learning rate must be finite and >= 0, got " + rate);
-    }
+    ParameterState.checkLearningRate(rate);
   }
 }

@@ -4,6 +4,7 @@ import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.NonFiniteStepException;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
@@ -13,6 +14,7 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Comparator;
@@ -27,6 +29,11 @@ import org.jspecify.annotations.Nullable;
  * bucketed by length), a learning-rate schedule and held-out accuracy after every epoch. What a
  * run reports goes to its {@link TrainingListener}s: the progress line on stderr, the per-epoch
  * checkpoint, and any the builder adds.
+ *
+ * <p>A step that is not finite is never committed (the model keeps its state from before it); the
+ * run then stops, skips the batch or lowers the learning rate ({@link Builder#onNonFinite}). A
+ * committed step whose loss is far above the running mean is reported as a divergence warning
+ * ({@link Builder#divergence}), not an error.
  */
 public final class Trainer {
   private final int batchSize;
@@ -36,6 +43,9 @@ public final class Trainer {
   private final boolean bucketing;
   private final int evalBatchSize;
   private final @Nullable Path checkpoint;
+  private final NonFinitePolicy nonFinite;
+  private final int divergenceWindow;
+  private final double divergenceFactor;
   private final List<TrainingListener> listeners = new ArrayList<>();
 
   private Trainer(Builder b) {
@@ -46,6 +56,9 @@ public final class Trainer {
     this.bucketing = b.bucketing;
     this.evalBatchSize = b.evalBatchSize;
     this.checkpoint = b.checkpoint;
+    this.nonFinite = b.nonFinite;
+    this.divergenceWindow = b.divergenceWindow;
+    this.divergenceFactor = b.divergenceFactor;
     if (b.checkpoint != null) {
       listeners.add(new CheckpointListener(b.checkpoint));
     }
@@ -59,7 +72,10 @@ public final class Trainer {
     return new Builder();
   }
 
-  /** Settings of a training run; defaults: batch 16, 3 epochs, linear schedule peak 5e-4 with 10% warmup, seed 42. */
+  /**
+   * Settings of a training run; defaults: batch 16, 3 epochs, linear schedule peak 5e-4 with 10%
+   * warmup, seed 42, stop at a non-finite step, divergence warning above 10× the mean of the last 20 steps.
+   */
   public static final class Builder {
     private int batchSize = 16;
     private int epochs = 3;
@@ -70,9 +86,35 @@ public final class Trainer {
     private @Nullable PrintStream progress = System.err;
     private @Nullable Boolean interactive;
     private @Nullable Path checkpoint;
+    private NonFinitePolicy nonFinite = NonFinitePolicy.STOP;
+    private int divergenceWindow = 20;
+    private double divergenceFactor = 10;
     private final List<TrainingListener> listeners = new ArrayList<>();
 
     private Builder() {}
+
+    /** What the run does at a step that is not finite (never committed in any case); default {@link NonFinitePolicy#STOP}. */
+    public Builder onNonFinite(NonFinitePolicy value) {
+      this.nonFinite = java.util.Objects.requireNonNull(value, "policy");
+      return this;
+    }
+
+    /**
+     * The divergence warning's rule: a step whose loss exceeds {@code factor ×} the mean loss of
+     * the previous {@code window} committed steps (once there are that many) is reported to the
+     * listeners' {@link TrainingListener#onDivergence} and the progress output; default 20 steps, 10×.
+     */
+    public Builder divergence(int window, double factor) {
+      if (window < 1) {
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "divergence window must be >= 1, got " + window);
+      }
+      if (!(factor > 1) || Double.isInfinite(factor)) {
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "divergence factor must be finite and > 1, got " + factor);
+      }
+      this.divergenceWindow = window;
+      this.divergenceFactor = factor;
+      return this;
+    }
 
     public Builder batchSize(int value) {
       if (value < 1) {
@@ -176,40 +218,72 @@ public final class Trainer {
     settings.put("shuffle_seed", Long.toString(seed));
     settings.put("steps_per_epoch", Integer.toString(stepsPerEpoch));
     settings.put("train_examples", Integer.toString(train.size()));
-    int epochsDone = resume(model, settings, stepsPerEpoch);
-    TrainingListener.Run run = new TrainingListener.Run(
-        model, epochs, stepsPerEpoch, totalSteps, epochsDone + 1, settings, epochsDone > 0 ? checkpoint : null);
+    Resumed resumed = resume(model, settings, stepsPerEpoch);
+    int epochsDone = resumed.epochs;
+    long skipped = resumed.skippedSteps;
+    float rateScale = resumed.learningRateScale;
+    TrainingListener.Run run = new TrainingListener.Run(model, epochs, stepsPerEpoch, totalSteps, epochsDone + 1,
+        settings, epochsDone > 0 ? checkpoint : null, skipped, rateScale);
     listeners.forEach(l -> l.onStart(run));
     long firstStep = (long) epochsDone * stepsPerEpoch;
     long step = firstStep;
     float lastMean = Float.NaN;
+    ArrayDeque<Float> recent = new ArrayDeque<>();
+    double recentSum = 0;
     for (int epoch = epochsDone + 1; epoch <= epochs; epoch++) {
       List<List<Example>> batches = batches(train, new Random(seed * 31 + epoch));
       long epochStart = System.nanoTime();
       double lossSum = 0;
       int done = 0;
       int epochExamples = 0;
+      int inEpoch = 0;
       for (List<Example> b : batches) {
         Batch batch = Batch.of(b, names);
-        float rate = learningRate.at(step, totalSteps);
-        float loss = model.trainStep(batch, rate);
-        step++;
-        if (!Float.isFinite(loss)) {
-          throw new GraftException(
-              RuntimeErrorCode.ARGUMENT, "training loss became " + loss + " at step " + step + "; lower the learning rate");
+        float rate = learningRate.at(step, totalSteps) * rateScale;
+        inEpoch++;
+        float loss;
+        try {
+          loss = model.trainStep(batch, rate);
+        } catch (NonFiniteStepException e) {
+          step++;
+          if (nonFinite != NonFinitePolicy.STOP) {
+            skipped++;
+          }
+          if (nonFinite == NonFinitePolicy.LOWER_LEARNING_RATE) {
+            rateScale *= 0.5f;
+          }
+          TrainingListener.NonFiniteStep event = new TrainingListener.NonFiniteStep(step, epoch, inEpoch, e.getLoss(),
+              e.isLossFinite(), rate, nonFinite, skipped, rateScale, e.getMessage());
+          listeners.forEach(l -> l.onNonFiniteStep(event));
+          if (nonFinite == NonFinitePolicy.STOP) {
+            throw e;
+          }
+          continue;
         }
+        step++;
+        if (recent.size() == divergenceWindow) {
+          double mean = recentSum / divergenceWindow;
+          if (loss > divergenceFactor * mean) {
+            TrainingListener.Divergence event =
+                new TrainingListener.Divergence(step, epoch, loss, mean, divergenceWindow, divergenceFactor);
+            listeners.forEach(l -> l.onDivergence(event));
+          }
+          recentSum -= recent.removeFirst();
+        }
+        recent.addLast(loss);
+        recentSum += loss;
         lossSum += loss;
         done++;
         epochExamples += b.size();
         double secs = (System.nanoTime() - epochStart) / 1e9;
-        TrainingListener.Step event = new TrainingListener.Step(step, epoch, done, batches.size(), loss, b.size(), rate,
+        TrainingListener.Step event = new TrainingListener.Step(step, epoch, inEpoch, batches.size(), loss, b.size(), rate,
             lossSum / done, epochExamples / Math.max(secs, 1e-9));
         listeners.forEach(l -> l.onStep(event));
       }
       long epochNanos = System.nanoTime() - epochStart;
       trainNanos += epochNanos;
       examples += epochExamples;
-      lastMean = (float) (lossSum / done);
+      lastMean = done == 0 ? Float.NaN : (float) (lossSum / done);
       double acc = heldOut.isEmpty() ? Double.NaN : evaluate(model, heldOut);
       TrainingResult.EpochResult result =
           new TrainingResult.EpochResult(epoch, lastMean, acc, Duration.ofNanos(epochNanos));
@@ -225,11 +299,17 @@ public final class Trainer {
 
   /** The checkpoint metadata key of the epochs done. */
   static final String EPOCH = "epoch";
+  /** The checkpoint metadata key of the steps skipped as not finite (absent: none). */
+  static final String SKIPPED = "skipped_steps";
+  /** The checkpoint metadata key of the factor on the schedule's rate (absent: 1). */
+  static final String RATE_SCALE = "learning_rate_scale";
 
-  /** Loads the checkpoint if there is one; returns the number of epochs it has done. */
-  private int resume(AdapterModel model, Map<String, String> settings, int stepsPerEpoch) {
+  private record Resumed(int epochs, long skippedSteps, float learningRateScale) {}
+
+  /** Loads the checkpoint if there is one; returns what it has done. */
+  private Resumed resume(AdapterModel model, Map<String, String> settings, int stepsPerEpoch) {
     if (checkpoint == null || !Files.exists(checkpoint)) {
-      return 0;
+      return new Resumed(0, 0, 1f);
     }
     Map<String, String> meta = model.loadCheckpoint(checkpoint);
     String src = checkpoint.toString();
@@ -240,16 +320,24 @@ public final class Trainer {
       }
     }
     int done;
+    long skipped;
+    float scale;
     try {
       done = Integer.parseInt(String.valueOf(meta.get(EPOCH)));
+      skipped = Long.parseLong(meta.getOrDefault(SKIPPED, "0"));
+      scale = Float.parseFloat(meta.getOrDefault(RATE_SCALE, "1"));
     } catch (NumberFormatException e) {
-      throw new FormatException(src, "epoch must be an integer, got " + meta.get(EPOCH), e);
+      throw new FormatException(src, "epoch, skipped_steps and learning_rate_scale must be numbers, got "
+          + meta.get(EPOCH) + ", " + meta.get(SKIPPED) + " and " + meta.get(RATE_SCALE), e);
     }
-    if (model.getStep() != (long) done * stepsPerEpoch) {
-      throw new FormatException(src, "records " + model.getStep() + " steps, expected " + done + " epochs × "
-          + stepsPerEpoch + " steps");
+    if (!(scale > 0 && scale <= 1)) {
+      throw new FormatException(src, "learning_rate_scale must be in (0, 1], got " + scale);
     }
-    return done;
+    if (skipped < 0 || model.getStep() != (long) done * stepsPerEpoch - skipped) {
+      throw new FormatException(src, "records " + model.getStep() + " steps and " + skipped + " skipped, expected "
+          + done + " epochs × " + stepsPerEpoch + " steps");
+    }
+    return new Resumed(done, skipped, scale);
   }
 
   /**

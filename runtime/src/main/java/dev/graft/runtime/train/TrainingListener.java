@@ -22,6 +22,19 @@ public interface TrainingListener {
   default void onEpoch(TrainingResult.EpochResult epoch) {}
 
   /**
+   * Called when a step was not finite and was not committed, before the run's {@link
+   * NonFinitePolicy} acts (with {@link NonFinitePolicy#STOP}, the run then ends with its exception).
+   */
+  default void onNonFiniteStep(NonFiniteStep step) {}
+
+  /**
+   * Called when a step's loss is far above its running mean (a warning: the step was committed and
+   * the run goes on). The rule: the loss exceeds {@code factor ×} the mean of the previous {@code
+   * window} committed steps' losses, once there are that many ({@link Trainer.Builder#divergence}).
+   */
+  default void onDivergence(Divergence divergence) {}
+
+  /**
    * A run about to start.
    *
    * @param model the model being trained
@@ -31,6 +44,9 @@ public interface TrainingListener {
    * @param firstEpoch the 1-based epoch the run starts with (above 1 when resumed)
    * @param settings the run's settings as its checkpoints record them (batch size, epochs, seed, data size)
    * @param resumedFrom the checkpoint the run resumes from, or {@code null}
+   * @param skippedSteps steps left out as not finite before the run starts (recorded by the checkpoint resumed from)
+   * @param learningRateScale the factor on the schedule's rate the run starts with (below 1 after
+   *     {@link NonFinitePolicy#LOWER_LEARNING_RATE} acted in the epochs resumed from)
    */
   record Run(
       AdapterModel model,
@@ -39,7 +55,9 @@ public interface TrainingListener {
       long totalSteps,
       int firstEpoch,
       Map<String, String> settings,
-      @Nullable Path resumedFrom) {
+      @Nullable Path resumedFrom,
+      long skippedSteps,
+      float learningRateScale) {
     public Run {
       settings = Map.copyOf(settings);
     }
@@ -48,7 +66,8 @@ public interface TrainingListener {
   /**
    * One training step, just taken.
    *
-   * @param step the 1-based step number in the run (resumed steps included), as {@link AdapterModel#getStep()} after it
+   * @param step the 1-based step number in the run (resumed and skipped steps included); {@link
+   *     AdapterModel#getStep()} after it is this minus the steps skipped as not finite
    * @param epoch the 1-based epoch
    * @param stepInEpoch the 1-based step within the epoch
    * @param stepsInEpoch the epoch's number of steps
@@ -68,4 +87,42 @@ public interface TrainingListener {
       float learningRate,
       double epochMeanLoss,
       double examplesPerSecond) {}
+
+  /**
+   * A training step that was not finite and not committed.
+   *
+   * @param step the 1-based step number in the run (as {@link Step#step()} would have been)
+   * @param epoch the 1-based epoch
+   * @param stepInEpoch the 1-based step within the epoch
+   * @param loss the step's loss (finite when the updated state was what was not)
+   * @param lossFinite whether the loss was finite (then the updated parameters or moments were not)
+   * @param learningRate the learning rate of the step
+   * @param action what the run does now
+   * @param skippedSteps steps left out so far, this one included when the run goes on
+   * @param learningRateScale the factor on the schedule's rate from the next step on
+   * @param message the step's error message (with its code)
+   */
+  record NonFiniteStep(
+      long step,
+      int epoch,
+      int stepInEpoch,
+      float loss,
+      boolean lossFinite,
+      float learningRate,
+      NonFinitePolicy action,
+      long skippedSteps,
+      float learningRateScale,
+      String message) {}
+
+  /**
+   * A committed step whose loss is far above the running mean of the steps before it.
+   *
+   * @param step the 1-based step number in the run (as {@link Step#step()})
+   * @param epoch the 1-based epoch
+   * @param loss the step's loss
+   * @param runningMean mean loss of the previous {@code window} committed steps
+   * @param window how many steps the mean is over
+   * @param factor the threshold: {@code loss > factor × runningMean}
+   */
+  record Divergence(long step, int epoch, float loss, double runningMean, int window, double factor) {}
 }
