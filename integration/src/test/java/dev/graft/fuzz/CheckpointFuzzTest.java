@@ -1,0 +1,45 @@
+package dev.graft.fuzz;
+
+import com.code_intelligence.jazzer.junit.FuzzTest;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.TrainingStateSnapshot;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Fuzzes {@link AdapterModel#loadCheckpoint} on the tiny LoRA graft with arbitrary checkpoint
+ * files. Oracle: the checkpoint loads, or it is refused with a coded {@link GraftException} and
+ * the model's parameters, AdamW moments and step count are unchanged; no other exception, no
+ * OutOfMemoryError at -Xmx1g. Corpus: {@code CheckpointFuzzTestInputs/load/} (a real checkpoint
+ * of the graft, written by {@link FuzzSeeds}).
+ */
+public final class CheckpointFuzzTest {
+  private static final Path FILE = FuzzFixtures.scratch("checkpoint").resolve("fuzz.ckpt.safetensors");
+
+  @FuzzTest(maxDuration = "5s")
+  void load(byte[] input) {
+    check(input);
+  }
+
+  public static void fuzzerTestOneInput(byte[] input) {
+    check(input);
+  }
+
+  static void check(byte[] input) {
+    try {
+      Files.write(FILE, input);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    AdapterModel model = FuzzFixtures.model();
+    TrainingStateSnapshot before = TrainingStateSnapshot.of(model);
+    try {
+      model.loadCheckpoint(FILE);
+    } catch (GraftException refused) {
+      FuzzFixtures.checkRefusal(refused, model, before);
+    }
+  }
+}
