@@ -4,6 +4,7 @@ import dev.graft.compiler.autodiff.Autodiff;
 import dev.graft.compiler.autodiff.GradientRegistry;
 import dev.graft.compiler.autodiff.MissingGradientException;
 import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.emit.GraftEmitter;
 import dev.graft.compiler.emit.ParameterAgreement;
@@ -71,6 +72,19 @@ public final class GraftCompiler {
     } catch (RuntimeException e) {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
+    try {
+      return compileImported(spec, host, imported, importedForTraining, exposeGradients);
+    } catch (GraftCompileException e) {
+      return CompileResult.failed(e.diagnostics());
+    } catch (RuntimeException e) {
+      // A pass met a graph it cannot take (e.g. a hostile host that imports but breaks a rule's
+      // assumption): a coded internal error naming where, never a raw exception to the caller.
+      return CompileResult.failed(List.of(internalError(spec, e)));
+    }
+  }
+
+  private static CompileResult compileImported(
+      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, boolean exposeGradients) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -94,6 +108,14 @@ public final class GraftCompiler {
       return CompileResult.failed(List.of(disagreement));
     }
     return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
+  }
+
+  private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {
+    StackTraceElement at = e.getStackTrace().length == 0 ? null : e.getStackTrace()[0];
+    String what = e.getClass().getSimpleName() + (e.getMessage() == null ? "" : " " + e.getMessage())
+        + (at == null ? "" : " at " + at.getClassName().substring(at.getClassName().lastIndexOf('.') + 1)
+            + "." + at.getMethodName() + ":" + at.getLineNumber());
+    return Diagnostic.of(ErrorCode.INTERNAL_ERROR, spec.source(), null, spec.name(), what);
   }
 
   /**
