@@ -2,6 +2,7 @@ package dev.graft.compiler;
 
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.spec.ExternalData;
 import dev.graft.spec.onnx.Onnx.AttributeProto;
 import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.NodeProto;
@@ -11,11 +12,8 @@ import dev.graft.spec.onnx.Onnx.TensorShapeProto;
 import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import org.jspecify.annotations.Nullable;
 
@@ -138,7 +136,7 @@ final class HostChecks {
       refuse(what, "is external data with no location");
       return;
     }
-    String relative = relativeLocation(location);
+    String relative = ExternalData.relativeLocation(location);
     if (relative == null) {
       refuse(what, "has its external data at '" + shortened(location)
           + "', a location that is not allowed: external data must be at a relative path inside the host's folder");
@@ -154,22 +152,22 @@ final class HostChecks {
     }
     long bytes = length >= 0 ? length : expectedBytes;
     try {
-      Path realDir = folder.toRealPath();
-      Path real;
-      try {
-        real = folder.resolve(relative).toRealPath();
-      } catch (NoSuchFileException e) {
-        refuse(what, throughLink(folder, relative)
-            ? "has its external data at '" + relative + "', a location that is not allowed: external data must be at a"
-                + " relative path inside the host's folder"
-            : "has its external data in '" + relative + "', which is not in the host's folder");
+      ExternalData.Resolved place = ExternalData.resolve(folder, relative);
+      if (place.place() == ExternalData.Place.MISSING) {
+        refuse(what, "has its external data in '" + relative + "', which is not in the host's folder");
         return;
       }
-      if (!real.startsWith(realDir) || real.equals(realDir) || !Files.isRegularFile(real)) {
+      if (place.place() == ExternalData.Place.DANGLING_LINK) {
+        refuse(what, "has its external data at '" + relative + "', a location that is not allowed: external data must be at a"
+            + " relative path inside the host's folder");
+        return;
+      }
+      if (place.place() == ExternalData.Place.OUTSIDE) {
         refuse(what, "has its external data at '" + relative + "', a location that is not allowed: external data must"
             + " be at a relative path inside the host's folder (symbolic links may not lead out of it)");
         return;
       }
+      Path real = place.file();
       long size = Files.size(real);
       if (bytes >= 0 && (offset > size || bytes > size - offset)) {
         refuse(what, "has external data (offset " + offset + ", " + bytes + " bytes) that does not fit its data file");
@@ -177,44 +175,6 @@ final class HostChecks {
     } catch (IOException e) {
       refuse(what, "has external data in '" + relative + "', which cannot be read");
     }
-  }
-
-  /**
-   * {@code location} normalized as a relative path with {@code /} separators, or null when ONNX
-   * Runtime would not accept it: empty, absolute (a leading separator, a drive or a scheme), or
-   * escaping its folder with {@code ..}.
-   */
-  static @Nullable String relativeLocation(String location) {
-    if (location.isEmpty() || location.startsWith("/") || location.startsWith("\\") || location.indexOf(':') >= 0
-        || location.indexOf('\0') >= 0) {
-      return null;
-    }
-    Deque<String> segments = new ArrayDeque<>();
-    for (String s : location.split("[/\\\\]")) {
-      if (s.isEmpty() || s.equals(".")) {
-        continue;
-      }
-      if (s.equals("..")) {
-        if (segments.isEmpty()) {
-          return null;
-        }
-        segments.removeLast();
-      } else {
-        segments.addLast(s);
-      }
-    }
-    return segments.isEmpty() ? null : String.join("/", segments);
-  }
-
-  private static boolean throughLink(Path dir, String relative) {
-    Path p = dir;
-    for (String s : relative.split("/")) {
-      p = p.resolve(s);
-      if (Files.isSymbolicLink(p)) {
-        return true;
-      }
-    }
-    return false;
   }
 
   private static long number(String value) {

@@ -10,6 +10,7 @@ import com.google.protobuf.WireFormat;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.spec.ExternalData;
 import dev.graft.spec.onnx.Onnx.StringStringEntryProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.io.BufferedInputStream;
@@ -21,22 +22,18 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
-import java.util.Deque;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import org.jspecify.annotations.Nullable;
 
 /**
  * Frozen weights of the host model, read once from the host ONNX file into direct little-endian
@@ -255,7 +252,7 @@ public final class HostWeights implements AutoCloseable {
     if (location == null) {
       throw new FormatException(source, "host initializer '" + t.getName() + "' is external but has no location");
     }
-    String relative = relativeLocation(location);
+    String relative = ExternalData.relativeLocation(location);
     if (relative == null) {
       throw notAllowed(source, t, location);
     }
@@ -288,33 +285,6 @@ public final class HostWeights implements AutoCloseable {
     return n;
   }
 
-  /**
-   * {@code location} normalized as a relative path with {@code /} separators, or null when it is
-   * not one ONNX Runtime accepts: empty, absolute (a leading separator, a drive or a scheme),
-   * or escaping its folder with {@code ..}.
-   */
-  static @Nullable String relativeLocation(String location) {
-    if (location.isEmpty() || location.startsWith("/") || location.startsWith("\\") || location.indexOf(':') >= 0
-        || location.indexOf('\0') >= 0) {
-      return null;
-    }
-    Deque<String> segments = new ArrayDeque<>();
-    for (String s : location.split("[/\\\\]")) {
-      if (s.isEmpty() || s.equals(".")) {
-        continue;
-      }
-      if (s.equals("..")) {
-        if (segments.isEmpty()) {
-          return null;
-        }
-        segments.removeLast();
-      } else {
-        segments.addLast(s);
-      }
-    }
-    return segments.isEmpty() ? null : String.join("/", segments);
-  }
-
   private static GraftException notAllowed(String source, TensorProto t, String location) {
     return new GraftException(RuntimeErrorCode.EXTERNAL_DATA,
         source + ": host initializer '" + t.getName() + "' has its external data at '" + location
@@ -333,20 +303,16 @@ public final class HostWeights implements AutoCloseable {
    */
   private static void readFile(String source, TensorProto t, Path dir, String relative, long offset, ByteBuffer into)
       throws IOException {
-    Path realDir = dir.toRealPath();
-    Path file = dir.resolve(relative);
-    Path real;
-    try {
-      real = file.toRealPath();
-    } catch (NoSuchFileException e) {
-      // A dangling symbolic link is as refused as one that leads out: whether its target exists is not said.
-      throw throughLink(dir, relative) ? notAllowed(source, t, relative) : new GraftException(RuntimeErrorCode.IO,
+    ExternalData.Resolved place = ExternalData.resolve(dir, relative);
+    if (place.place() == ExternalData.Place.MISSING) {
+      throw new GraftException(RuntimeErrorCode.IO,
           source + ": host initializer '" + t.getName() + "' external data file '" + relative
               + "' is not in the host's folder");
     }
-    if (!real.startsWith(realDir) || real.equals(realDir) || !Files.isRegularFile(real)) {
+    if (place.place() != ExternalData.Place.INSIDE) {
       throw notAllowed(source, t, relative);
     }
+    Path real = place.file();
     try (FileChannel channel = FileChannel.open(real, StandardOpenOption.READ)) {
       long size = channel.size();
       if (offset > size || into.remaining() > size - offset) {
@@ -361,18 +327,6 @@ public final class HostWeights implements AutoCloseable {
         pos += n;
       }
     }
-  }
-
-  /** Whether any existing part of {@code dir}/{@code relative} below {@code dir} is a symbolic link. */
-  private static boolean throughLink(Path dir, String relative) {
-    Path p = dir;
-    for (String s : relative.split("/")) {
-      p = p.resolve(s);
-      if (Files.isSymbolicLink(p)) {
-        return true;
-      }
-    }
-    return false;
   }
 
   private static void checkCount(String source, TensorProto t, long given, long expected) {
