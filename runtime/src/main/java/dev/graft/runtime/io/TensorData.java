@@ -46,7 +46,10 @@ public record TensorData(DType dtype, long[] shape, byte[] data) {
     return new TensorData(DType.I64, shape, b.array());
   }
 
-  /** The values as floats (F32 as is, F64 narrowed); other types are an error. */
+  /**
+   * The values as floats: F32 as is, BF16 and F16 widened (exactly: every value of either is a
+   * float32), F64 narrowed; other types are an error.
+   */
   public float[] toFloats() {
     ByteBuffer b = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
     switch (dtype) {
@@ -62,8 +65,38 @@ public record TensorData(DType dtype, long[] shape, byte[] data) {
         }
         return out;
       }
-      default -> throw new TensorMismatchException("(tensor data)", "F32 or F64", dtype.name());
+      case BF16 -> {
+        float[] out = new float[data.length / 2];
+        for (int i = 0; i < out.length; i++) {
+          out[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xffff) << 16);
+        }
+        return out;
+      }
+      case F16 -> {
+        float[] out = new float[data.length / 2];
+        for (int i = 0; i < out.length; i++) {
+          out[i] = halfToFloat(b.getShort(i * 2));
+        }
+        return out;
+      }
+      default -> throw new TensorMismatchException("(tensor data)", "F32, F64, BF16 or F16", dtype.name());
     }
+  }
+
+  /** An IEEE half-precision value as float32 (exact; subnormals, infinities and NaN included). */
+  static float halfToFloat(short h) {
+    int sign = (h & 0x8000) << 16;
+    int exp = (h >>> 10) & 0x1f;
+    int mant = h & 0x3ff;
+    if (exp == 0x1f) {
+      return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
+    }
+    if (exp == 0) {
+      // Zero or subnormal: mant · 2^-24, exact in float32.
+      float v = mant * 0x1p-24f;
+      return sign == 0 ? v : -v;
+    }
+    return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
   }
 
   /**
