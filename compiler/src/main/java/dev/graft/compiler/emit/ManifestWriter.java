@@ -3,8 +3,10 @@ package dev.graft.compiler.emit;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.passes.AdamWUpdate;
@@ -40,6 +42,11 @@ import java.util.TreeSet;
 public final class ManifestWriter {
   private ManifestWriter() {}
 
+  /** The module paths of the host's linear layers, in graph order, each once. */
+  static List<String> linearModules(HostModel host) {
+    return LinearSite.find(OnnxImport.read(host.model())).stream().map(LinearSite::modulePath).distinct().toList();
+  }
+
   /**
    * @param hostInputs the host's inputs as imported, before any variant added its own
    * @param inference the inference variant (its parameters and output are the manifest's)
@@ -64,8 +71,9 @@ public final class ManifestWriter {
         .addAllParameters(nestedRanks(inference.parameters(), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
-        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
-        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
+        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead()))
+        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead()))
+        .addAllLinearModules(linearModules(host))
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names)
         .addAllAuxiliaryLosses(train.placement().auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
@@ -114,7 +122,7 @@ public final class ManifestWriter {
       }
       if (a.spec().isNamed()) {
         b.setName(a.spec().name())
-            .setConfig(AdapterConfig.json(List.of(a), spec.task(), spec.host(), false));
+            .setConfig(AdapterConfig.json(List.of(a), spec.task(), false));
         if (CompositionPlacement.placesHere(a)) {
           b.setGate(Placement.GATE_PREFIX + a.spec().name());
         }

@@ -47,7 +47,6 @@ public final class PeftTargets {
       c.addProperty("use_effective_conv2d", false);
       fixed.entrySet().forEach(e -> c.add(e.getKey(), e.getValue()));
       c.add("target_modules", new JsonArray());
-      c.add("exclude_modules", com.google.gson.JsonNull.INSTANCE);
       c.addProperty("init_weights", true);
       c.add("layers_to_transform", com.google.gson.JsonNull.INSTANCE);
       c.add("layers_pattern", com.google.gson.JsonNull.INSTANCE);

@@ -18,7 +18,10 @@ import java.util.Objects;
  * The {@code adapter_config.json} saved beside an adapter's weights. Where every declaration's
  * kind is one PEFT type and PEFT's config can express them together, it is PEFT's config (PEFT
  * loads the folder); otherwise it is Graft's: {@code "peft_type": "GRAFT"} with the declarations
- * themselves ({@code graft_adapters}: kind, target, layers, options).
+ * themselves ({@code graft_adapters}: kind, target, layers, options). Read by PEFT 0.13 and later:
+ * no entry a PEFT of that age refuses ({@code exclude_modules} is not written), and {@code
+ * base_model_name_or_path} null for the user to set (PEFT takes it for a Hub id or a local
+ * transformers folder; the ONNX host's name is neither).
  */
 public final class AdapterConfig {
   static final String GRAFT_TYPE = "GRAFT";
@@ -26,13 +29,13 @@ public final class AdapterConfig {
   private AdapterConfig() {}
 
   /** The config of {@code adapters} saved together (one adapter alone: a list of one). */
-  public static String json(List<PlannedAdapter> adapters, TaskSpec task, String host, boolean head) {
+  public static String json(List<PlannedAdapter> adapters, TaskSpec task, boolean head) {
     String type = adapters.isEmpty() ? "LORA" : adapters.get(0).kind().peftType(adapters.get(0).spec());
     boolean peft = type != null
         && adapters.stream().allMatch(a -> Objects.equals(a.kind().peftType(a.spec()), type))
         // Named adapters and composition: several named adapters saved together are Graft's own format.
         && (adapters.size() == 1 || adapters.stream().noneMatch(a -> a.spec().isNamed()));
-    JsonObject c = common(peft ? type : GRAFT_TYPE, task, host, head);
+    JsonObject c = common(peft ? type : GRAFT_TYPE, task, head);
     if (peft && adapters.isEmpty()) {
       // A head alone: an empty LoRA, so PEFT still loads the head as a module to save.
       c.addProperty("r", 8);
@@ -59,12 +62,12 @@ public final class AdapterConfig {
    * {@code rank_pattern} value to k. Empty when there is no DyLoRA declaration, or when one LoRA
    * config cannot hold them (different dropout or layers).
    */
-  public static String dyLoraAsLora(List<PlannedAdapter> adapters, TaskSpec task, String host, boolean head) {
+  public static String dyLoraAsLora(List<PlannedAdapter> adapters, TaskSpec task, boolean head) {
     List<PlannedAdapter> dylora = adapters.stream().filter(a -> a.kind().id().equals(DyLoraKind.ID)).toList();
     if (dylora.isEmpty()) {
       return "";
     }
-    JsonObject c = common("LORA", task, host, head);
+    JsonObject c = common("LORA", task, head);
     for (PlannedAdapter a : dylora) {
       AdapterSpec lora = new AdapterSpec("lora", a.spec().target(), a.spec().layers(), Map.of(
           "rank", a.spec().intOption("rank"), "alpha", a.spec().doubleOption("alpha"),
@@ -76,13 +79,13 @@ public final class AdapterConfig {
     return text(c);
   }
 
-  private static JsonObject common(String peftType, TaskSpec task, String host, boolean head) {
+  private static JsonObject common(String peftType, TaskSpec task, boolean head) {
     JsonObject c = new JsonObject();
     c.addProperty("peft_type", peftType);
     // A causal LM graft has no head; every pooled head (classification, regression, multi-label)
     // is a Hugging Face sequence-classification head ("classifier", num_labels = its outputs).
     c.addProperty("task_type", TaskKind.of(task).peftTaskType());
-    c.addProperty("base_model_name_or_path", host);
+    c.add("base_model_name_or_path", JsonNull.INSTANCE);
     c.add("revision", JsonNull.INSTANCE);
     c.addProperty("inference_mode", true);
     JsonArray modulesToSave = new JsonArray();

@@ -138,7 +138,6 @@ public final class Ia3Kind implements LinearUpdateKind {
     if (!c.has("target_modules")) {
       c.add("target_modules", new JsonArray());
       c.add("feedforward_modules", new JsonArray());
-      c.add("exclude_modules", com.google.gson.JsonNull.INSTANCE);
       c.addProperty("fan_in_fan_out", false);
       c.addProperty("init_ia3_weights", true);
     }
