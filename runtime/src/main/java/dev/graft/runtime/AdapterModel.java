@@ -11,6 +11,7 @@ import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.PeftAdapters;
+import dev.graft.runtime.io.PeftLayout;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
 import dev.graft.runtime.session.Sessions;
@@ -126,9 +127,27 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     lifecycle.read(() -> PeftAdapters.save(state, dir));
   }
 
-  /** Loads a PEFT adapter folder saved for this graft (checked against the manifest) into the parameters. */
-  public void loadAdapter(Path dir) {
-    lifecycle.write(() -> PeftAdapters.load(state, dir));
+  /**
+   * Saves as {@link #saveAdapter(Path)} with PEFT's keys in a transformers {@code layout}, e.g.
+   * {@link PeftLayout#BERT} for a {@code BertForSequenceClassification} ({@code
+   * base_model.model.bert.encoder.…}, the head {@code classifier} as is).
+   */
+  public void saveAdapter(Path dir, PeftLayout layout) {
+    lifecycle.read(() -> PeftAdapters.save(state, dir, layout));
+  }
+
+  /**
+   * Loads an adapter folder saved for this graft by Graft or by PEFT (checked against the
+   * manifest, see {@link PeftAdapters}) into the parameters, its key layout found from the file;
+   * returns the notes on what was ignored or converted (also logged as warnings).
+   */
+  public List<String> loadAdapter(Path dir) {
+    return lifecycle.write(() -> PeftAdapters.load(state, dir));
+  }
+
+  /** {@link #loadAdapter(Path)} with the keys' layout given: a file in another layout is a {@code GRAFT-R040} error. */
+  public List<String> loadAdapter(Path dir, PeftLayout layout) {
+    return lifecycle.write(() -> PeftAdapters.load(state, dir, layout));
   }
 
   /** Saves named adapter {@code name} alone (its parameters and its own adapter_config.json), the folder replaced as a whole. */
@@ -137,8 +156,8 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /** Loads a folder saved for named adapter {@code name} into it (trained or frozen), checked against its config, keys and shapes. */
-  public void loadAdapter(Path dir, String name) {
-    lifecycle.write(() -> PeftAdapters.loadNamed(state, dir, name));
+  public List<String> loadAdapter(Path dir, String name) {
+    return lifecycle.write(() -> PeftAdapters.loadNamed(state, dir, name));
   }
 
   /**

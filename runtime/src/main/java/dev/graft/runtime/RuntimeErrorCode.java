@@ -35,7 +35,10 @@ public enum RuntimeErrorCode {
       + " host's folder, through a symbolic link out of it) or its offset and length do not fit the data file"),
   /** The host file is not the one the graft was compiled against. */
   HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
-      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host");
+      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
+  /** An adapter folder's keys are in another transformers layout than the one asked for. */
+  PEFT_LAYOUT(40, "an adapter folder's keys are in another layout (key prefix: bare, `bert.`, `model.`, `transformer.`)"
+      + " than the one given to `loadAdapter(dir, layout)`; names both, with a key of each");
 
   private final int number;
   private final String summary;

@@ -2,7 +2,6 @@ package dev.graft.runtime.io;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
-import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
@@ -18,6 +17,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -25,6 +25,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Saves and loads adapters in the Hugging Face PEFT layout: a folder with
@@ -37,20 +38,85 @@ import java.util.TreeSet;
  * Graft's otherwise. Parameters without a key (recomputed from the host) are not saved. A save
  * replaces the folder as a whole ({@link AtomicFiles#writeFolder}); a load reads and checks both
  * files (strict JSON, names, shapes, finite values) before it sets anything.
+ *
+ * <p>A load reads folders as PEFT writes them: the config compared by meaning ({@link
+ * PeftConfigs}), the keys in any {@link PeftLayout} (found from the file's keys unless one is
+ * given), BF16 and F16 tensors widened to float32 exactly. What it ignores or converts is returned
+ * as notes and logged as warnings (logger {@code dev.graft.runtime.io.PeftAdapters}).
  */
 public final class PeftAdapters {
   public static final String CONFIG_FILE = "adapter_config.json";
   public static final String WEIGHTS_FILE = "adapter_model.safetensors";
   /** Configs longer than this are refused before they are read. */
   static final long MAX_CONFIG_BYTES = 16L * 1024 * 1024;
-  /** Config entries that describe where an adapter was saved, not what it is; not compared on load. */
-  private static final Set<String> INFORMATIONAL = Set.of("base_model_name_or_path", "revision", "inference_mode");
+  private static final System.Logger LOG = System.getLogger(PeftAdapters.class.getName());
 
   private PeftAdapters() {}
 
   /** Writes {@code adapter_config.json} and {@code adapter_model.safetensors} of the store's parameters into {@code dir}. */
   public static void save(ParameterStore store, Path dir) {
-    write(dir, stateDict(store), adapterConfig(store.getManifest()));
+    save(store, dir, PeftLayout.BARE);
+  }
+
+  /**
+   * {@link #save(ParameterStore, Path)} with the keys and the config's module paths in {@code
+   * layout} (e.g. {@link PeftLayout#BERT} for a {@code BertForSequenceClassification}).
+   */
+  public static void save(ParameterStore store, Path dir, PeftLayout layout) {
+    Manifest m = store.getManifest();
+    write(dir, stateDict(store, layout), inLayout(adapterConfig(m), m, layout));
+  }
+
+  /** A config with its full module paths ({@code target_modules}, {@code feedforward_modules}) in {@code layout}. */
+  private static String inLayout(String config, Manifest m, PeftLayout layout) {
+    if (layout == PeftLayout.BARE) {
+      return config;
+    }
+    JsonObject c = JsonParser.parseString(config).getAsJsonObject();
+    Set<String> modules = modules(m, PeftLayout.BARE);
+    for (String key : List.of("target_modules", "feedforward_modules")) {
+      if (c.has(key) && c.get(key).isJsonArray()) {
+        JsonArray out = new JsonArray();
+        for (JsonElement e : c.getAsJsonArray(key)) {
+          String name = e.getAsString();
+          out.add(modules.contains(name) ? layout.module(name) : name);
+        }
+        c.add(key, out);
+      }
+    }
+    return new com.google.gson.GsonBuilder().setPrettyPrinting().serializeNulls().disableHtmlEscaping().create()
+        .toJson(c) + "\n";
+  }
+
+  /**
+   * The module paths a config's {@code target_modules} resolves against, in {@code layout}: the
+   * host's linear modules (from the manifest) and the sites of the graft's parameters.
+   */
+  /**
+   * The module paths (in {@code layout}) of the sites of adapter {@code index} (1-based; 0: of
+   * every adapter); null when the manifest records none.
+   */
+  private static @Nullable Set<String> adapted(Manifest m, PeftLayout layout, int index) {
+    Set<String> out = new TreeSet<>();
+    for (int i = 0; i < m.getAdaptersCount(); i++) {
+      if (index == 0 || index == i + 1) {
+        m.getAdapters(i).getSitesList().forEach(x -> out.add(layout.module(x)));
+      }
+    }
+    return out.isEmpty() ? null : out;
+  }
+
+  static Set<String> modules(Manifest m, PeftLayout layout) {
+    Set<String> out = new TreeSet<>();
+    m.getLinearModulesList().forEach(x -> out.add(layout.module(x)));
+    m.getAdaptersList().forEach(a -> a.getSitesList().forEach(x -> out.add(layout.module(x))));
+    for (Parameter p : m.getParametersList()) {
+      if (!p.getSite().isEmpty() && p.getRole() != dev.graft.spec.manifest.ParameterRole.HEAD_WEIGHT
+          && p.getRole() != dev.graft.spec.manifest.ParameterRole.HEAD_BIAS) {
+        out.add(layout.module(p.getSite()));
+      }
+    }
+    return out;
   }
 
   /**
@@ -70,8 +136,12 @@ public final class PeftAdapters {
     AtomicFiles.writeFolder(dir, files);
   }
 
-  /** An adapter folder's {@code adapter_config.json} as a JSON object (strict JSON). */
-  private static JsonObject readConfig(Path configPath) {
+  /** The {@code adapter_config.json} of adapter folder {@code dir} as a JSON object (bounded, strict JSON). */
+  public static JsonObject readConfig(Path dir) {
+    return readConfigFile(AtomicFiles.readable(dir).resolve(CONFIG_FILE));
+  }
+
+  private static JsonObject readConfigFile(Path configPath) {
     String text;
     try {
       if (Files.size(configPath) > MAX_CONFIG_BYTES) {
@@ -84,17 +154,65 @@ public final class PeftAdapters {
     return StrictJson.parseObject(configPath.toString(), text);
   }
 
-  /** Reads an adapter folder, checks it against the store's manifest and sets the store's parameters. */
-  public static void load(ParameterStore store, Path dir) {
+  /**
+   * Reads an adapter folder (Graft's or PEFT's, in any {@link PeftLayout}), checks it against the
+   * store's manifest and sets the store's parameters; returns the notes on what was ignored or
+   * converted (also logged as warnings).
+   */
+  public static List<String> load(ParameterStore store, Path dir) {
+    return load(store, dir, null);
+  }
+
+  /** {@link #load(ParameterStore, Path)} with the keys' layout given ({@code null}: found from the file's keys). */
+  public static List<String> load(ParameterStore store, Path dir, @Nullable PeftLayout layout) {
     Manifest m = store.getManifest();
     dir = AtomicFiles.readable(dir);
     Path configPath = dir.resolve(CONFIG_FILE);
-    JsonObject config = readConfig(configPath);
-    checkConfig(configPath.toString(), config, JsonParser.parseString(adapterConfig(m)).getAsJsonObject());
+    JsonObject config = readConfigFile(configPath);
     Path weightsPath = dir.resolve(WEIGHTS_FILE);
     Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
-    Map<String, float[]> values = fromStateDict(weightsPath.toString(), m, tensors);
+    List<Parameter> saved = m.getParametersList().stream().filter(p -> !p.getSaveKey().isEmpty()).toList();
+    PeftLayout l = layout(weightsPath.toString(), m, saved, tensors.keySet(), layout);
+    List<String> notes = new ArrayList<>();
+    PeftConfigs.check(configPath.toString(), config, JsonParser.parseString(adapterConfig(m)).getAsJsonObject(),
+        modules(m, l), adapted(m, l, 0), notes);
+    Map<String, float[]> values = fromStateDict(weightsPath.toString(), m, tensors, l, notes);
     values.forEach(store::setParameter);
+    return logged(notes);
+  }
+
+  private static List<String> logged(List<String> notes) {
+    notes.forEach(n -> LOG.log(System.Logger.Level.WARNING, n));
+    return Collections.unmodifiableList(notes);
+  }
+
+  /**
+   * The layout of a file's keys: the one whose key of the first saved module parameter the file
+   * holds ({@link PeftLayout#BARE} when none does: the missing keys are then reported by name);
+   * when {@code given} is another, a {@code GRAFT-R040} error naming both.
+   */
+  private static PeftLayout layout(String src, Manifest m, List<Parameter> saved, Set<String> keys,
+      @Nullable PeftLayout given) {
+    Parameter probe = PeftLayout.probe(saved);
+    if (probe == null) {
+      return given == null ? PeftLayout.BARE : given;
+    }
+    PeftLayout found = null;
+    for (PeftLayout l : PeftLayout.values()) {
+      if (keys.contains(wholeKey(m, probe, l))) {
+        found = l;
+        break;
+      }
+    }
+    if (given == null) {
+      return found == null ? PeftLayout.BARE : found;
+    }
+    if (found != null && found != given) {
+      throw new GraftException(RuntimeErrorCode.PEFT_LAYOUT, src + ": layout " + given + " was asked for (key '"
+          + wholeKey(m, probe, given) + "'), but the file's keys are in layout " + found + " ('"
+          + wholeKey(m, probe, found) + "')");
+    }
+    return given;
   }
 
   /** The saved key of a parameter. */
@@ -119,6 +237,11 @@ public final class PeftAdapters {
 
   /** The store's saved parameters as a state dict (float32, saved shapes and keys). */
   public static Map<String, TensorData> stateDict(ParameterStore store) {
+    return stateDict(store, PeftLayout.BARE);
+  }
+
+  /** The store's saved parameters as a state dict, keys in {@code layout}. */
+  public static Map<String, TensorData> stateDict(ParameterStore store, PeftLayout layout) {
     Map<String, TensorData> out = new TreeMap<>();
     for (Parameter p : store.getManifest().getParametersList()) {
       if (p.getSaveKey().isEmpty()) {
@@ -126,34 +249,33 @@ public final class PeftAdapters {
       }
       float[] v = store.getParameter(p.getName());
       float[] data = p.getSaveTransposed() ? transpose(v, (int) p.getShape(0), (int) p.getShape(1)) : v;
-      if (out.put(wholeKey(store.getManifest(), p), TensorData.ofFloats(savedShape(p), data)) != null) {
+      if (out.put(wholeKey(store.getManifest(), p, layout), TensorData.ofFloats(savedShape(p), data)) != null) {
         throw new FormatException(store.getManifest().getName(), "two parameters are saved as " + key(p));
       }
     }
     return out;
   }
 
-  /** Parameter values by manifest name from a saved state dict, checking names and shapes. */
-  static Map<String, float[]> fromStateDict(String src, Manifest m, Map<String, TensorData> tensors) {
+  /**
+   * Parameter values by manifest name from a saved state dict (keys in {@code layout}), checking
+   * names and shapes; BF16 and F16 tensors are widened to float32 (exactly), with a note naming them.
+   */
+  static Map<String, float[]> fromStateDict(String src, Manifest m, Map<String, TensorData> tensors, PeftLayout layout,
+      List<String> notes) {
     Map<String, float[]> out = new LinkedHashMap<>();
     Set<String> expected = new TreeSet<>();
+    Map<DType, List<String>> converted = new TreeMap<>();
     for (Parameter p : m.getParametersList()) {
       if (p.getSaveKey().isEmpty()) {
         continue;
       }
-      String k = wholeKey(m, p);
+      String k = wholeKey(m, p, layout);
       expected.add(k);
       TensorData t = tensors.get(k);
       if (t == null) {
         throw new FormatException(src, "has no tensor '" + k + "' (parameter " + p.getName() + ")");
       }
-      long[] shape = savedShape(p);
-      if (!Arrays.equals(shape, t.shape()) || (t.dtype() != DType.F32 && t.dtype() != DType.F64)) {
-        throw new TensorMismatchException(
-            k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
-      }
-      float[] v = TensorData.requireFinite(src, k, t.toFloats());
-      out.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
+      out.put(p.getName(), values(src, k, p, t, converted));
     }
     Set<String> extra = new TreeSet<>(tensors.keySet());
     extra.removeAll(expected);
@@ -161,22 +283,41 @@ public final class PeftAdapters {
       throw new FormatException(
           src, "holds tensors this adapter does not have: " + extra + " (was it saved from another adapter?)");
     }
+    converted(src, converted, notes);
     return out;
   }
 
+  /** A saved tensor's values in the parameter's layout, its shape and type checked. */
+  private static float[] values(String src, String k, Parameter p, TensorData t, Map<DType, List<String>> converted) {
+    long[] shape = savedShape(p);
+    if (!Arrays.equals(shape, t.shape()) || !t.dtype().isFloat()) {
+      throw new TensorMismatchException(k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()), src);
+    }
+    if (t.dtype() == DType.BF16 || t.dtype() == DType.F16) {
+      converted.computeIfAbsent(t.dtype(), d -> new ArrayList<>()).add(k);
+    }
+    float[] v = TensorData.requireFinite(src, k, t.toFloats());
+    return p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v;
+  }
+
+  private static void converted(String src, Map<DType, List<String>> converted, List<String> notes) {
+    converted.forEach((d, keys) -> notes.add(src + ": " + keys.size() + " " + d
+        + " tensors converted to float32 (exactly): " + keys));
+  }
+
   /**
-   * The key of a parameter in the whole graft's folder: its save key, prefixed with {@code
+   * The key of a parameter in the whole graft's folder: its save key in the layout, prefixed with {@code
    * <name>/} for a named adapter's (two named adapters of one kind on the same layers have the
    * same PEFT keys; saved alone, each has PEFT's).
    */
-  static String wholeKey(Manifest m, Parameter p) {
+  static String wholeKey(Manifest m, Parameter p, PeftLayout layout) {
     if (p.getAdapter() > 0 && p.getAdapter() <= m.getAdaptersCount()) {
       String name = m.getAdapters(p.getAdapter() - 1).getName();
       if (!name.isEmpty()) {
-        return name + "/" + key(p);
+        return name + "/" + layout.key(p);
       }
     }
-    return key(p);
+    return layout.key(p);
   }
 
   /** The declaration index (1-based, as {@link Parameter#getAdapter()}) of named adapter {@code name}. */
@@ -220,17 +361,21 @@ public final class PeftAdapters {
    * {@code name}: the config must match the adapter's, and the tensors its parameters' keys and
    * shapes; nothing is set unless everything matches.
    */
-  public static void loadNamed(ParameterStore store, Path dir, String name) {
+  public static List<String> loadNamed(ParameterStore store, Path dir, String name) {
     Manifest m = store.getManifest();
     int index = adapterIndex(m, name);
     dir = AtomicFiles.readable(dir);
     Path configPath = dir.resolve(CONFIG_FILE);
-    JsonObject config = readConfig(configPath);
-    checkConfig(configPath.toString(), config, JsonParser.parseString(m.getAdapters(index - 1).getConfig()).getAsJsonObject());
+    JsonObject config = readConfigFile(configPath);
+    List<String> notes = new ArrayList<>();
+    PeftConfigs.check(configPath.toString(), config,
+        JsonParser.parseString(m.getAdapters(index - 1).getConfig()).getAsJsonObject(), modules(m, PeftLayout.BARE),
+        adapted(m, PeftLayout.BARE, index), notes);
     Path weightsPath = dir.resolve(WEIGHTS_FILE);
     Map<String, TensorData> tensors = Safetensors.read(weightsPath).tensors();
     Map<String, float[]> values = new LinkedHashMap<>();
     Set<String> expected = new TreeSet<>();
+    Map<DType, List<String>> converted = new TreeMap<>();
     for (Parameter p : m.getParametersList()) {
       if (p.getAdapter() != index || p.getSaveKey().isEmpty()) {
         continue;
@@ -242,20 +387,16 @@ public final class PeftAdapters {
         throw new FormatException(weightsPath.toString(), "has no tensor '" + k + "' (parameter " + p.getName()
             + " of adapter '" + name + "')");
       }
-      long[] shape = savedShape(p);
-      if (!Arrays.equals(shape, t.shape()) || (t.dtype() != DType.F32 && t.dtype() != DType.F64)) {
-        throw new TensorMismatchException(k, "F32" + Arrays.toString(shape), t.dtype() + Arrays.toString(t.shape()),
-            weightsPath.toString());
-      }
-      float[] v = TensorData.requireFinite(weightsPath.toString(), k, t.toFloats());
-      values.put(p.getName(), p.getSaveTransposed() ? transpose(v, (int) shape[0], (int) shape[1]) : v);
+      values.put(p.getName(), values(weightsPath.toString(), k, p, t, converted));
     }
     Set<String> extra = new TreeSet<>(tensors.keySet());
     extra.removeAll(expected);
     if (!extra.isEmpty()) {
       throw new FormatException(weightsPath.toString(), "holds tensors adapter '" + name + "' does not have: " + extra);
     }
+    converted(weightsPath.toString(), converted, notes);
     values.forEach(store::setParameter);
+    return logged(notes);
   }
 
   /** Transposes a row-major [rows, cols] matrix. */
@@ -280,27 +421,8 @@ public final class PeftAdapters {
     return m.getAdapterConfig();
   }
 
-  /**
-   * Checks a given config against the expected one: every entry but the informational ones must
-   * be equal (numbers by value, lists of names as sets).
-   */
-  private static void checkConfig(String src, JsonObject given, JsonObject expected) {
-    List<String> problems = new ArrayList<>();
-    for (Map.Entry<String, JsonElement> e : expected.entrySet()) {
-      if (INFORMATIONAL.contains(e.getKey())) {
-        continue;
-      }
-      JsonElement got = given.get(e.getKey());
-      if (!same(e.getValue(), got == null ? JsonNull.INSTANCE : got)) {
-        problems.add(e.getKey() + ": expected " + e.getValue() + ", given " + got);
-      }
-    }
-    if (!problems.isEmpty()) {
-      throw new FormatException(src, "does not match the adapter's manifest: " + String.join("; ", problems));
-    }
-  }
-
-  private static boolean same(JsonElement want, JsonElement got) {
+  /** Whether two config values are equal: numbers by value, lists of names as sets, objects and lists by element. */
+  static boolean same(JsonElement want, JsonElement got) {
     if (want.isJsonPrimitive() && want.getAsJsonPrimitive().isNumber()) {
       return got.isJsonPrimitive() && got.getAsJsonPrimitive().isNumber()
           && Math.abs(got.getAsDouble() - want.getAsDouble()) <= 1e-9 * Math.max(1, Math.abs(want.getAsDouble()));
