@@ -5,6 +5,7 @@ import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.compiler.GraftCompiler;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
@@ -53,6 +54,27 @@ public final class Graft {
 
   public static Graft host(HostModel model) {
     return new Graft(model);
+  }
+
+  /**
+   * The declaration a Hugging Face PEFT adapter folder implies on {@code host}, without writing
+   * one: the kind and options from its {@code adapter_config.json} (LoRA with DoRA, rsLoRA or
+   * PiSSA, IA³, LoHa, LoKr, VeRA), the linear layers its {@code target_modules} take (short
+   * names, full module paths or a regex, in the layout its keys use: bare, {@code bert.}, {@code
+   * model.}, {@code transformer.}) and, where {@code modules_to_save} names {@code classifier}
+   * and the file holds its weight, a classification head of that many labels. The builder can be
+   * changed before {@link #open} or {@link #compile}; then {@code loadAdapter(peftFolder)}.
+   *
+   * @throws GraftCompileException {@code GRAFT150} for a PEFT type or option Graft cannot
+   *     express, {@code GRAFT151} when {@code target_modules} take no linear layer of the host
+   */
+  public static Graft fromPeft(HostModel host, Path peftFolder) {
+    return PeftDeclaration.declare(host, peftFolder);
+  }
+
+  /** {@link #fromPeft(HostModel, Path)} on the host ONNX file {@code host}. */
+  public static Graft fromPeft(Path host, Path peftFolder) {
+    return fromPeft(HostModel.read(host), peftFolder);
   }
 
   /** A name for the compiled graft (used in resource and manifest names). */

@@ -94,7 +94,11 @@ public enum ErrorCode {
   DEFINITION_INVALID(93, "%s definition at %s: %s"),
   /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
   ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
-  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
+  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it"),
+  /** A PEFT folder whose config Graft cannot express as a declaration (args: folder, entry, value, why). */
+  PEFT_CONFIG_UNSUPPORTED(150, "PEFT adapter %s: %s = %s cannot be declared in Graft: %s"),
+  /** A PEFT folder whose target_modules take no linear layer of the host (args: folder, target_modules, host, some module paths). */
+  PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s");
 
   private final int number;
   private final String template;
