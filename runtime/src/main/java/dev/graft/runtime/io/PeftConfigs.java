@@ -74,7 +74,69 @@ public final class PeftConfigs {
   /** PEFT's default {@code layers_pattern}: the layer index in a module path. */
   private static final Pattern LAYER = Pattern.compile(".*\\.(?:layers|h|block|blocks|layer)\\.(\\d+)\\..*");
 
+  /** Longest regex a config may hold (PEFT's are a few dozen characters). */
+  static final int MAX_PATTERN_CHARS = 4096;
+  /** Characters one match of a config's regex may read before the config is refused (a hostile pattern backtracks without end). */
+  static final long MAX_MATCH_STEPS = 1_000_000L;
+
   private PeftConfigs() {}
+
+  /** A config's regex, compiled; too long or invalid is an error naming the entry. */
+  private static Pattern compile(String src, String key, String regex) {
+    if (regex.length() > MAX_PATTERN_CHARS) {
+      throw new FormatException(src, key + ": a regular expression of " + regex.length() + " characters; the limit is "
+          + MAX_PATTERN_CHARS);
+    }
+    try {
+      return Pattern.compile(regex);
+    } catch (PatternSyntaxException e) {
+      throw new FormatException(src, key + ": " + regex + " is not a valid regular expression: " + e.getDescription());
+    }
+  }
+
+  /** Whether {@code p} matches all of {@code text}, reading at most {@link #MAX_MATCH_STEPS} characters. */
+  private static boolean matches(String src, String key, Pattern p, String text) {
+    try {
+      return p.matcher(new Bounded(text, new long[] {MAX_MATCH_STEPS})).matches();
+    } catch (Bounded.Exhausted e) {
+      throw new FormatException(src, key + ": regular expression " + p.pattern() + " takes more than " + MAX_MATCH_STEPS
+          + " steps to match '" + text + "'; refused");
+    }
+  }
+
+  /** A string whose characters may be read a bounded number of times (a matcher's backtracking reads them). */
+  private record Bounded(String text, long[] budget) implements CharSequence {
+    static final class Exhausted extends RuntimeException {
+      private static final long serialVersionUID = 1L;
+
+      Exhausted() {
+        super(null, null, false, false);
+      }
+    }
+
+    @Override
+    public char charAt(int index) {
+      if (--budget[0] < 0) {
+        throw new Exhausted();
+      }
+      return text.charAt(index);
+    }
+
+    @Override
+    public int length() {
+      return text.length();
+    }
+
+    @Override
+    public CharSequence subSequence(int start, int end) {
+      return new Bounded(text.substring(start, end), budget);
+    }
+
+    @Override
+    public String toString() {
+      return text;
+    }
+  }
 
   /**
    * Checks {@code given} against {@code expected}; {@code modules} are the module paths a PEFT
@@ -211,13 +273,10 @@ public final class PeftConfigs {
     if (!layers.isJsonNull()) {
       Set<Integer> keep = new TreeSet<>();
       if (layers.isJsonPrimitive() && layers.getAsJsonPrimitive().isNumber()) {
-        keep.add(layers.getAsInt());
+        keep.add(layerIndex(src, layers, layers));
       } else if (layers.isJsonArray()) {
         for (JsonElement x : layers.getAsJsonArray()) {
-          if (!x.isJsonPrimitive() || !x.getAsJsonPrimitive().isNumber()) {
-            throw new FormatException(src, "layers_to_transform: expected layer indices, given " + layers);
-          }
-          keep.add(x.getAsInt());
+          keep.add(layerIndex(src, x, layers));
         }
       } else {
         throw new FormatException(src, "layers_to_transform: expected layer indices, given " + layers);
@@ -225,10 +284,18 @@ public final class PeftConfigs {
       Pattern layer = layerPattern(src, orNull(config.get("layers_pattern")));
       out.removeIf(m -> {
         Matcher x = layer.matcher(m);
-        return !x.matches() || !keep.contains(Integer.parseInt(x.group(1)));
+        return !x.matches() || x.group(1).length() > 9 || !keep.contains(Integer.parseInt(x.group(1)));
       });
     }
     return out;
+  }
+
+  private static int layerIndex(String src, JsonElement x, JsonElement layers) {
+    if (!x.isJsonPrimitive() || !x.getAsJsonPrimitive().isNumber() || x.getAsDouble() != Math.rint(x.getAsDouble())
+        || x.getAsDouble() < 0 || x.getAsDouble() > Integer.MAX_VALUE) {
+      throw new FormatException(src, "layers_to_transform: expected layer indices, given " + layers);
+    }
+    return (int) x.getAsDouble();
   }
 
   private static Pattern layerPattern(String src, JsonElement pattern) {
@@ -246,13 +313,8 @@ public final class PeftConfigs {
       return out;
     }
     if (selector.isJsonPrimitive() && selector.getAsJsonPrimitive().isString()) {
-      Pattern p;
-      try {
-        p = Pattern.compile(selector.getAsString());
-      } catch (PatternSyntaxException e) {
-        throw new FormatException(src, key + ": " + selector + " is not a valid regular expression: " + e.getDescription());
-      }
-      modules.stream().filter(m -> p.matcher(m).matches()).forEach(out::add);
+      Pattern p = compile(src, key, selector.getAsString());
+      modules.stream().filter(m -> matches(src, key, p, m)).forEach(out::add);
       return out;
     }
     Set<String> names = strings(src, key, selector);
@@ -324,12 +386,9 @@ public final class PeftConfigs {
   /** PEFT's pattern lookup: the first key {@code k} with {@code (.*\.)?(k)$} matching the module, else the base value. */
   public static JsonElement pattern(String src, String key, JsonObject patterns, String module, JsonElement base) {
     for (Map.Entry<String, JsonElement> e : patterns.entrySet()) {
-      try {
-        if (Pattern.compile("(.*\\.)?(" + e.getKey() + ")").matcher(module).matches()) {
-          return e.getValue();
-        }
-      } catch (PatternSyntaxException x) {
-        throw new FormatException(src, key + ": " + e.getKey() + " is not a valid regular expression: " + x.getDescription());
+      compile(src, key, e.getKey());
+      if (matches(src, key, compile(src, key, "(.*\\.)?(" + e.getKey() + ")"), module)) {
+        return e.getValue();
       }
     }
     return base;
