@@ -37,6 +37,9 @@ public final class PeftConfigs {
       "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "feedforward_modules",
       "r", "lora_alpha", "alpha", "rank_pattern", "alpha_pattern", "modules_to_save", "task_type");
 
+  /** The entries that select the adapted modules. */
+  private static final List<String> SELECTION = List.of("target_modules", "exclude_modules", "layers_to_transform", "layers_pattern");
+
   /** Dropout rates: they act only while training; a difference is a note (the graft's rate is kept). */
   private static final Set<String> DROPOUT = Set.of("lora_dropout", "rank_dropout", "module_dropout");
 
@@ -148,7 +151,8 @@ public final class PeftConfigs {
   static void check(String src, JsonObject given, JsonObject expected, Set<String> modules,
       @Nullable Set<String> adapted, List<String> notes) {
     List<String> problems = new ArrayList<>();
-    boolean peft = expected.has("target_modules");
+    // PEFT's own config (not Graft's "GRAFT" one): compared as PEFT reads it.
+    boolean peft = expected.has("peft_type") && !expected.get("peft_type").equals(new JsonPrimitive("GRAFT"));
     for (Map.Entry<String, JsonElement> e : expected.entrySet()) {
       String k = e.getKey();
       if (INFORMATIONAL.contains(k) || (peft && RESOLUTION.contains(k))) {
@@ -173,8 +177,13 @@ public final class PeftConfigs {
     if (peft) {
       taskType(given, expected, problems);
       modulesToSave(src, given, expected, notes, problems);
+    }
+    if (peft && expected.has("target_modules")) {
       Set<String> want = adapted == null ? resolve(src, expected, modules) : adapted;
-      Set<String> have = resolve(src, given, modules);
+      // Spelled as the graft's own config spells them: the graft's modules (Graft writes a LoRA's
+      // short names even where its selector took fewer of the layers they name).
+      boolean spelledAlike = SELECTION.stream().allMatch(k -> PeftAdapters.same(orNull(expected.get(k)), orNull(given.get(k))));
+      Set<String> have = spelledAlike ? want : resolve(src, given, modules);
       if (!want.equals(have)) {
         problems.add("target_modules: expected " + expected.get("target_modules") + ", given " + given.get("target_modules")
             + differences(want, have));
@@ -182,7 +191,8 @@ public final class PeftConfigs {
         patterns(src, given, expected, want, problems);
         if (expected.has("feedforward_modules")) {
           Set<String> ffWant = matching(src, "feedforward_modules", expected.get("feedforward_modules"), want);
-          Set<String> ffHave = matching(src, "feedforward_modules", orNull(given.get("feedforward_modules")), want);
+          Set<String> ffHave = PeftAdapters.same(expected.get("feedforward_modules"), orNull(given.get("feedforward_modules")))
+              ? ffWant : matching(src, "feedforward_modules", orNull(given.get("feedforward_modules")), want);
           if (!ffWant.equals(ffHave)) {
             problems.add("feedforward_modules: expected " + expected.get("feedforward_modules") + ", given "
                 + given.get("feedforward_modules") + differences(ffWant, ffHave));

@@ -124,6 +124,37 @@ class PeftAdaptersTest {
   }
 
   @Test
+  void decoderLayoutsPrefixTheModulesNotTheHeadAndAreFoundOnLoad() throws IOException {
+    Manifest.Builder b = manifest(2).toBuilder();
+    for (int i = 0; i < b.getParametersCount(); i++) {
+      if (b.getParameters(i).getName().equals("classifier/weight")) {
+        b.setParameters(i, b.getParameters(i).toBuilder().setRole(ParameterRole.HEAD_WEIGHT));
+      }
+    }
+    Manifest m = b.build();
+    for (PeftLayout layout : List.of(PeftLayout.MODEL, PeftLayout.TRANSFORMER)) {
+      Path folder = dir.resolve(layout.name());
+      Store saved = new Store(m, 0.25f);
+      PeftAdapters.save(saved, folder, layout);
+      Set<String> keys = Safetensors.read(folder.resolve(PeftAdapters.WEIGHTS_FILE)).tensors().keySet();
+      assertEquals(Set.of("base_model.model.classifier.bias", "base_model.model.classifier.weight",
+          "base_model.model." + layout.prefix() + "encoder.layer.0.attention.self.query.lora_A.weight",
+          "base_model.model." + layout.prefix() + "encoder.layer.0.attention.self.query.lora_B.weight",
+          "base_model.model." + layout.prefix() + "encoder.layer.0.attention.self.value.lora_A.weight",
+          "base_model.model." + layout.prefix() + "encoder.layer.0.attention.self.value.lora_B.weight"), keys);
+      Store loaded = new Store(m, 100);
+      PeftAdapters.load(loaded, folder);
+      for (Parameter p : m.getParametersList()) {
+        if (!p.getSaveKey().isEmpty()) {
+          assertArrayEquals(saved.values.get(p.getName()), loaded.values.get(p.getName()), 0f, layout + " " + p.getName());
+        }
+      }
+      GraftException other = assertThrows(GraftException.class, () -> PeftAdapters.load(new Store(m, 0), folder, PeftLayout.BERT));
+      assertEquals(RuntimeErrorCode.PEFT_LAYOUT, other.getErrorCode());
+    }
+  }
+
+  @Test
   void loadRestoresEveryParameter() {
     Store saved = new Store(manifest(2), 0.5f);
     PeftAdapters.save(saved, dir);
