@@ -1,5 +1,6 @@
 package dev.graft.runtime.io;
 
+import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
@@ -12,13 +13,14 @@ import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.state.ParameterStore;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -84,14 +86,10 @@ public final class PeftAdapters {
         c.add(key, out);
       }
     }
-    return new com.google.gson.GsonBuilder().setPrettyPrinting().serializeNulls().disableHtmlEscaping().create()
+    return new GsonBuilder().setPrettyPrinting().serializeNulls().disableHtmlEscaping().create()
         .toJson(c) + "\n";
   }
 
-  /**
-   * The module paths a config's {@code target_modules} resolves against, in {@code layout}: the
-   * host's linear modules (from the manifest) and the sites of the graft's parameters.
-   */
   /**
    * The module paths (in {@code layout}) of the sites of adapter {@code index} (1-based; 0: of
    * every adapter); null when the manifest records none.
@@ -106,13 +104,17 @@ public final class PeftAdapters {
     return out.isEmpty() ? null : out;
   }
 
+  /**
+   * The module paths a config's {@code target_modules} resolves against, in {@code layout}: the
+   * host's linear modules (from the manifest), the adapters' sites and those of the parameters.
+   */
   static Set<String> modules(Manifest m, PeftLayout layout) {
     Set<String> out = new TreeSet<>();
     m.getLinearModulesList().forEach(x -> out.add(layout.module(x)));
     m.getAdaptersList().forEach(a -> a.getSitesList().forEach(x -> out.add(layout.module(x))));
     for (Parameter p : m.getParametersList()) {
-      if (!p.getSite().isEmpty() && p.getRole() != dev.graft.spec.manifest.ParameterRole.HEAD_WEIGHT
-          && p.getRole() != dev.graft.spec.manifest.ParameterRole.HEAD_BIAS) {
+      if (!p.getSite().isEmpty() && p.getRole() != ParameterRole.HEAD_WEIGHT
+          && p.getRole() != ParameterRole.HEAD_BIAS) {
         out.add(layout.module(p.getSite()));
       }
     }
