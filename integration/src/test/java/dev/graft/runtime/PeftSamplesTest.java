@@ -370,13 +370,45 @@ class PeftSamplesTest {
         "encoder.layer.0.attention.self.query")), "Graft writes full paths: " + c);
     c.add("target_modules", names("query", "value"));
     writeConfig(saved, c);
-    try (AdapterModel model = open(lokr)) {
+    for (Graft g : List.of(lokr, Graft.fromPeft(MiniLmHost.get(), saved))) {
+      try (AdapterModel model = open(g)) {
+        model.loadAdapter(saved);
+        float[][] after = model.predict(inputs);
+        for (int i = 0; i < before.length; i++) {
+          assertArrayEquals(before[i], after[i], 0f);
+        }
+      }
+    }
+  }
+
+  @Test
+  void aVeraFolderDeclaresItselfToo(@TempDir Path dir) throws IOException {
+    Graft vera = Graft.host(MiniLmHost.get()).vera(".*/(query|value)/MatMul", v -> v.rank(16)).classification(2);
+    Path saved = dir.resolve("vera");
+    float[][] before;
+    try (AdapterModel model = open(vera)) {
+      model.trainStep(Map.of("input_ids", new long[][] {inputs.get("input_ids")[0]},
+          "attention_mask", new long[][] {inputs.get("attention_mask")[0]},
+          "token_type_ids", new long[][] {inputs.get("token_type_ids")[0]}), new long[] {1}, 0.05f);
+      before = model.predict(inputs);
+      model.saveAdapter(saved);
+    }
+    assertEquals("VERA", config(saved).get("peft_type").getAsString());
+    Graft inferred = Graft.fromPeft(MiniLmHost.get(), saved);
+    assertEquals("16", inferred.compile().manifest().getAdapters(0).getOptionsOrThrow("rank"));
+    try (AdapterModel model = open(inferred)) {
       model.loadAdapter(saved);
       float[][] after = model.predict(inputs);
       for (int i = 0; i < before.length; i++) {
         assertArrayEquals(before[i], after[i], 0f);
       }
     }
+    Path hidden = edited(dir, "lora-seq-cls", c -> {
+      c.addProperty("peft_type", "VERA");
+      c.addProperty("save_projection", false);
+    });
+    GraftCompileException x = assertThrows(GraftCompileException.class, () -> Graft.fromPeft(MiniLmHost.get(), hidden));
+    assertTrue(x.getMessage().contains("[GRAFT150]") && x.getMessage().contains("save_projection = false"), x.getMessage());
   }
 
   @Test
