@@ -119,6 +119,7 @@ class PeftSamplesTest {
       List<String> notes = model.loadAdapter(samples.resolve(sample));
       double after = maxAbs(want, model.predict(inputs));
       assertTrue(before > 0.1, sample + ": the adapter moves the logits visibly (" + before + " before loading)");
+      System.out.printf("%s (declared by hand): max |graft - peft| = %.2e%n", sample, after);
       assertTrue(after <= TOLERANCE, sample + ": max |graft - peft| = " + after);
       boolean seqCls = !sample.equals("lora-task-type-null");
       assertEquals(seqCls, notes.stream().anyMatch(n -> n.contains("modules_to_save") && n.contains("[score]")),
@@ -144,6 +145,7 @@ class PeftSamplesTest {
     try (AdapterModel model = open(inferred)) {
       model.loadAdapter(samples.resolve(sample));
       double after = maxAbs(peftLogits(sample), model.predict(inputs));
+      System.out.printf("%s (inferred): max |graft - peft| = %.2e%n", sample, after);
       assertTrue(after <= TOLERANCE, sample + ": max |graft - peft| = " + after);
     }
   }
@@ -251,6 +253,7 @@ class PeftSamplesTest {
         }
       }
       double diff = maxAbs(peftLogits("lora-seq-cls"), model.predict(inputs));
+      System.out.printf("lora-seq-cls as %s: max |graft - peft| = %.2e%n", type, diff);
       // bf16 keeps 8 significant bits (relative error ≤ 2^-9 per value), half 11.
       assertTrue(diff <= (d == DType.BF16 ? 0.05 : 0.005) && diff > 0, type + ": max |graft - peft| = " + diff);
     }
