@@ -10,6 +10,8 @@ import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
 import dev.graft.runtime.io.NestedRanks;
+import dev.graft.runtime.io.OnnxAdapterFile;
+import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
@@ -159,6 +161,31 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public void truncateRank(int rank) {
     lifecycle.write(() -> NestedRanks.truncate(state, rank));
+  }
+
+  /**
+   * Saves the parameters as an ONNX Runtime {@code .onnx_adapter} file (float32), each under the
+   * name of its graph input in the unmerged export, the file replaced atomically; serve it with
+   * {@link dev.graft.runtime.serve.OrtAdapterSession}.
+   */
+  public void saveOnnxAdapter(Path file) {
+    saveOnnxAdapter(file, OnnxAdapterFile.DataType.FLOAT);
+  }
+
+  /** Saves the parameters as {@link #saveOnnxAdapter(Path)} does, as elements of {@code type} (rounded to nearest, ties to even). */
+  public void saveOnnxAdapter(Path file, OnnxAdapterFile.DataType type) {
+    lifecycle.read(() -> OnnxAdapters.save(state, file, type));
+  }
+
+  /**
+   * Loads an {@code .onnx_adapter} file into the parameters: it must hold exactly this graft's
+   * parameters under their export names and in their shapes, with finite values; nothing changes
+   * unless it does. Float16 and bfloat16 values are widened to float32.
+   *
+   * @return notes on what was converted (empty for a float32 file)
+   */
+  public List<String> loadOnnxAdapter(Path file) {
+    return lifecycle.write(() -> OnnxAdapters.load(state, file));
   }
 
   // ---------------------------------------------------------------- named adapters

@@ -35,7 +35,12 @@ public enum RuntimeErrorCode {
       + " host's folder, through a symbolic link out of it) or its offset and length do not fit the data file"),
   /** The host file is not the one the graft was compiled against. */
   HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
-      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host");
+      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
+  /** An {@code .onnx_adapter} file is malformed or not one ONNX Runtime's format version 1 reads. */
+  ONNX_ADAPTER(70, "an `.onnx_adapter` file is malformed: not a `TORT` FlatBuffers file, a format version other than"
+      + " 1, an offset, vtable, string or vector outside the file or misaligned, a parameter without a name, dims or"
+      + " raw data, a duplicate name, a dims product that overflows, raw data whose size does not fit its dims and"
+      + " type, an unsupported data type, or a file too large to read");
 
   private final int number;
   private final String summary;
