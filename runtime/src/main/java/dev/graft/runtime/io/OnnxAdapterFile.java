@@ -45,11 +45,14 @@ import org.jspecify.annotations.Nullable;
  * string and vector is checked to lie inside the buffer (and aligned as FlatBuffers' verifier
  * requires) before it is read; the version must be 1; every parameter must have a non-empty,
  * unique UTF-8 name, at most {@link #MAX_RANK} dims, none negative, whose product (times the
- * element size) does not overflow and equals {@code raw_data}'s length (ONNX Runtime's own loader
- * does not check this last one); and the payloads together must fit the file (so that tables
+ * element size) does not overflow and equals {@code raw_data}'s length; and the payloads together must fit the file (so that tables
  * shared by many offsets cannot multiply the memory a read allocates). Only then are the payloads
  * copied. Every failure is a {@link GraftException} with code {@link RuntimeErrorCode#ONNX_ADAPTER}
  * ({@code GRAFT-R070}) naming the file, what was expected and what was found.
+ *
+ * <p>ONNX Runtime 1.29 reads every file this class writes except one with a parameter without
+ * dims (a scalar), which it refuses ("dims is missing or empty"); this reader accepts scalars, as
+ * the schema does.
  */
 public final class OnnxAdapterFile {
   /** The format version this class writes and the only one it (and ONNX Runtime 1.29) reads. */

@@ -58,9 +58,8 @@ import org.jspecify.annotations.Nullable;
  * from its ONNX file: every name must be a graph input, each dim must equal the input's where the
  * input's is fixed (symbolic ones, such as the rank, take any size), and the element type must be
  * the input's; float16 and bfloat16 parameters are converted for a float32 input (and float32 to
- * the others), with a note in {@link Adapter#notes()}. ONNX Runtime's own loader does not check
- * that a parameter's raw data fits its dims; the bytes handed to it are those {@link
- * OnnxAdapterFile} read and checked.
+ * the others), with a note in {@link Adapter#notes()}. The bytes handed to ONNX Runtime are
+ * those {@link OnnxAdapterFile} read and checked (or their conversion), never a second read.
  *
  * <p>Thread-safe: requests run concurrently; {@link #unload} and {@link #close} wait for the
  * requests in flight.
