@@ -165,6 +165,25 @@ class OrtAdapterSessionTest {
   }
 
   @Test
+  void concurrentRequestsWithDifferentAdaptersEachGetTheirOwn() throws Exception {
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+    try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
+      List<java.util.concurrent.Future<float[][]>> results = new java.util.ArrayList<>();
+      for (int request = 0; request < 24; request++) {
+        Path adapter = request % 3 == 0 ? fileA : request % 3 == 1 ? fileB : null;
+        results.add(pool.submit(() -> serving.run(adapter, INPUTS).rows()));
+      }
+      for (int request = 0; request < 24; request++) {
+        float[][] expected = request % 3 == 0 ? predictA : request % 3 == 1 ? predictB : initial;
+        assertClose(expected, results.get(request).get());
+      }
+      assertEquals(2, serving.loaded().size(), "each file read once, however many requests raced for it");
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+
+  @Test
   void noAdapterIsTheDefaultsWhichAreTheHostWithTheInitialHead() {
     try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
       assertClose(initial, serving.run(null, INPUTS).rows());
