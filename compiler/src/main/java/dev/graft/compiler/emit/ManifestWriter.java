@@ -22,6 +22,7 @@ import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
+import dev.graft.spec.manifest.SiteUpdate;
 import dev.graft.spec.manifest.TrainStep;
 import java.util.ArrayList;
 import java.util.List;
@@ -44,12 +45,14 @@ public final class ManifestWriter {
    * @param hostInputs the host's inputs as imported, before any variant added its own
    * @param inference the inference variant (its parameters and output are the manifest's)
    * @param train the training-step variant
+   * @param update the update variant, whose outputs {@code siteUpdates} name
    */
   public static Manifest write(GraftSpec spec, HostModel host, Validation.Plan plan, Map<String, TensorType> hostInputs,
-      VariantGraph inference, VariantGraph train) {
+      VariantGraph inference, VariantGraph train, VariantGraph update, List<SiteUpdate> siteUpdates) {
     TaskKind task = TaskKind.of(spec.task());
     TreeSet<String> external = new TreeSet<>(inference.graph().externalInitializers());
     external.addAll(train.graph().externalInitializers());
+    external.addAll(update.graph().externalInitializers());
     external.addAll(inference.placement().hostSources());
     TrainStep.Builder names = AdamWUpdate.NAMES.toBuilder().setLabels(task.labelsName());
     if (train.graph().inputs().containsKey(Placement.SEED)) {
@@ -76,6 +79,8 @@ public final class ManifestWriter {
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
         .addAllSavedActivations(train.savedActivations())
+        .setUpdateGraph(spec.name() + CompiledGraft.UPDATE_SUFFIX)
+        .addAllSiteUpdates(siteUpdates)
         .build();
   }
 

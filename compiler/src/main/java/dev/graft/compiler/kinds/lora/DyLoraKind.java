@@ -117,6 +117,15 @@ public final class DyLoraKind implements LinearUpdateKind {
         spec.doubleOption("alpha") / spec.intOption("rank")));
   }
 
+  /** {@code (alpha / rank)·A} and B at the full rank. */
+  @Override
+  public @Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "dylora") + "/factors";
+    return new Factors(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base,
+        tensors.parameter("lora_A"), spec.doubleOption("alpha") / spec.intOption("rank")), tensors.parameter("lora_B"),
+        spec.intOption("rank"));
+  }
+
   /** The step's drawn rank as a column mask {@code [rank]} (1 below b, else 0) and the scaling {@code alpha / b}. */
   private record Draw(String mask, String scaling) {}
 

@@ -16,6 +16,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.ParameterRole;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 
 /**
  * LoRA: beside each chosen linear site {@code y = x·W} it adds {@code y' = y + scaling ·
@@ -111,6 +112,15 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
   @Override
   public WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
     return LoraVariants.weightUpdate(spec, site, graph, tensors);
+  }
+
+  /**
+   * {@code s·A} and B at rank r; PiSSA {@code s·[A, A0]} and {@code [B; −B0]} at rank 2r; none for
+   * DoRA, whose merged weight is not an additive low-rank update.
+   */
+  @Override
+  public @Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    return LoraVariants.factors(spec, site, graph, tensors);
   }
 
   /** {@code v + scaling · (x_d·A)·B}, with B {@code [r, width]}: the same update as {@link #place}, added after the bias. */

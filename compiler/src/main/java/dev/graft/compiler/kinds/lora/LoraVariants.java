@@ -182,6 +182,26 @@ final class LoraVariants {
     return new LinearUpdateKind.WeightUpdate(g.op(base + "/Mul_magnitude", "Mul", List.of(weight, f)), true, null);
   }
 
+  /** LoRA's update at {@code site} as factors (see {@link LoraKind#factors}); null with DoRA. */
+  static LinearUpdateKind.@Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph g,
+      LinearUpdateKind.SiteTensors tensors) {
+    if (spec.boolOption("dora")) {
+      return null;
+    }
+    int rank = spec.intOption("rank");
+    int elem = g.typeOrThrow(tensors.hostWeight()).elemType();
+    String base = LinearAdapters.base(site, "lora") + "/factors";
+    String a = tensors.parameter("lora_A");
+    String b = tensors.parameter("lora_B");
+    if (spec.stringOption("init").equals(LoraKind.PISSA_INIT)) {
+      a = g.op(base + "/Concat_A", "Concat", List.of(a, tensors.parameter("lora_A0")), Node.attr("axis", 1L));
+      b = g.op(base + "/Concat_B", "Concat", List.of(b, g.op(base + "/Neg_B0", "Neg", List.of(tensors.parameter("lora_B0")))),
+          Node.attr("axis", 0L));
+      rank *= 2;
+    }
+    return new LinearUpdateKind.Factors(LinearAdapters.scaled(g, elem, base, a, LoraKind.scaling(spec)), b, rank);
+  }
+
   /**
    * DoRA's per-column factor {@code m / ‖W + s·(A·B − A0·B0)‖} ({@code [out]}), with the norm
    * over W's input dimension (axis 0 of Graft's {@code [in, out]}).
