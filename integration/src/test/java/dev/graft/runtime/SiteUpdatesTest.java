@@ -341,4 +341,33 @@ class SiteUpdatesTest {
         graft.update().getGraph().getInputList().stream().map(i -> i.getName()).toList(),
         "the update graph declares every parameter (the gates and host inputs it does not read are left out)");
   }
+
+  /**
+   * Export names as Olive's ExtractAdapters and onnxruntime-genai name LoRA inputs ({@code
+   * <module>.lora_A.weight}), with the rank axes an unmerged export makes symbolic.
+   */
+  @Test
+  void exportNamesAreOnnxRuntimeGenAiLoraNames() {
+    CompiledGraft graft = Graft.host(host)
+        .lora(".*/query/MatMul", o -> o.name("task").rank(2))
+        .bottleneck(".*/query/MatMul", o -> o.name("lang"))
+        .compose(Graft.stack("lang", "task"))
+        .adapter("lora", ".*/key/MatMul", o -> o.set("rank", 2).set("dora", true))
+        .classification(3).compile();
+    Map<String, Parameter> byName = new HashMap<>();
+    graft.manifest().getParametersList().forEach(p -> byName.put(p.getName(), p));
+    String q = "encoder.layer.0.attention.self.query";
+    String k = "encoder.layer.0.attention.self.key";
+    assertEquals(k + ".lora_A.weight", byName.get(k + ".lora_A").getExportName());
+    assertEquals(2, byName.get(k + ".lora_A").getExportRankAxis());
+    assertEquals(k + ".lora_B.weight", byName.get(k + ".lora_B").getExportName());
+    assertEquals(1, byName.get(k + ".lora_B").getExportRankAxis());
+    assertEquals(k + ".lora_magnitude_vector", byName.get(k + ".lora_magnitude_vector").getExportName());
+    assertEquals(0, byName.get(k + ".lora_magnitude_vector").getExportRankAxis());
+    assertEquals(q + ".lora_A.task.weight", byName.get("task." + q + ".lora_A").getExportName());
+    assertEquals("classifier.weight", byName.get("classifier.weight").getExportName());
+    assertEquals(graft.manifest().getParametersCount(),
+        graft.manifest().getParametersList().stream().map(Parameter::getExportName).distinct().count(), "unique");
+    assertTrue(graft.manifest().getParametersList().stream().noneMatch(p -> p.getExportName().isEmpty()));
+  }
 }

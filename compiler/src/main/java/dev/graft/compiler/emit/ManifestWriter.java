@@ -25,8 +25,10 @@ import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.SiteUpdate;
 import dev.graft.spec.manifest.TrainStep;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 
 /**
@@ -64,7 +66,7 @@ public final class ManifestWriter {
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
-        .addAllParameters(nestedRanks(inference.parameters(), plan))
+        .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
@@ -144,6 +146,38 @@ public final class ManifestWriter {
       } else {
         out.add(p);
       }
+    }
+    return out;
+  }
+
+  /**
+   * Each parameter's {@code export_name}: PEFT's module-state name, as ONNX Runtime's generative-AI
+   * tooling names LoRA inputs (Olive's {@code ExtractAdapters}: {@code
+   * model.layers.0.self_attn.q_proj.lora_A.weight}): the save key without {@code
+   * base_model.model.}, with {@code .<name>} before its last segment for a named adapter; the
+   * parameter's own name where it has no save key, or where that name is taken.
+   */
+  private static List<Parameter> exportNames(List<Parameter> params, Validation.Plan plan) {
+    Set<String> taken = new HashSet<>();
+    params.forEach(p -> taken.add(p.getName()));
+    Set<String> used = new HashSet<>();
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : params) {
+      String name = p.getName();
+      if (!p.getSaveKey().isEmpty()) {
+        String key = p.getSaveKey().startsWith(Placement.PEFT_PREFIX)
+            ? p.getSaveKey().substring(Placement.PEFT_PREFIX.length()) : p.getSaveKey();
+        String adapter = p.getAdapter() > 0 ? plan.adapters().get(p.getAdapter() - 1).spec().name() : "";
+        if (!adapter.isEmpty()) {
+          int dot = key.lastIndexOf('.');
+          key = dot < 0 ? key + "." + adapter : key.substring(0, dot) + "." + adapter + key.substring(dot);
+        }
+        if (!used.contains(key) && (!taken.contains(key) || key.equals(name))) {
+          name = key;
+        }
+      }
+      used.add(name);
+      out.add(p.toBuilder().setExportName(name).build());
     }
     return out;
   }

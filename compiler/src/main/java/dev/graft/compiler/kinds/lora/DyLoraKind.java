@@ -89,9 +89,9 @@ public final class DyLoraKind implements LinearUpdateKind {
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "dylora");
-      String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+      String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A).exportRankAxis(1)
           .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
-      String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
+      String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B).exportRankAxis(0)
           .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
       String base = in.base();
       String down = g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a));

@@ -140,9 +140,9 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
   private static Update update(AdapterSpec spec, LinearSite site, long width, Placement placement) {
     int rank = spec.intOption("rank");
     LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "lora");
-    String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+    String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A).exportRankAxis(1)
         .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
-    String b = placement.parameter(site, "lora_B", rank, width).role(ParameterRole.LORA_B)
+    String b = placement.parameter(site, "lora_B", rank, width).role(ParameterRole.LORA_B).exportRankAxis(0)
         .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
     Graph g = placement.graph();
     String base = in.base();

@@ -83,8 +83,10 @@ final class LoraVariants {
       LinearSite site = (LinearSite) each;
       LinearAdapters.Input in = LinearAdapters.input(site, placement, dropout, "lora");
       String x = dropped ? LinearAdapters.input(site, placement, 0, "lora").value() : in.value();
-      Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A);
-      Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B);
+      Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+          .exportRankAxis(1);
+      Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
+          .exportRankAxis(0);
       if (pissa) {
         pa.initFromHost(Init.PISSA_A, site.weight(), s);
         pb.initFromHost(Init.PISSA_B, site.weight(), s);
@@ -97,9 +99,9 @@ final class LoraVariants {
       @Nullable String a0 = null;
       @Nullable String b0 = null;
       if (pissa) {
-        a0 = placement.parameter(site, "lora_A0", site.in(), rank).initFromHost(Init.PISSA_A, site.weight(), s)
+        a0 = placement.parameter(site, "lora_A0", site.in(), rank).exportRankAxis(1).initFromHost(Init.PISSA_A, site.weight(), s)
             .frozen().add();
-        b0 = placement.parameter(site, "lora_B0", rank, site.out()).initFromHost(Init.PISSA_B, site.weight(), s)
+        b0 = placement.parameter(site, "lora_B0", rank, site.out()).exportRankAxis(0).initFromHost(Init.PISSA_B, site.weight(), s)
             .frozen().add();
       }
       @Nullable String m = dora
