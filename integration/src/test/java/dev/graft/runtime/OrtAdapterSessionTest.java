@@ -15,6 +15,7 @@ import dev.graft.runtime.serve.OrtAdapterSession;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.NodeProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import dev.graft.testing.TinyBertHost;
 import java.nio.ByteBuffer;
@@ -36,7 +37,7 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code .onnx_adapter} files of a LoRA graft (rank 2 on the tiny BERT's query and value, a
  * 2-label head) served through ONNX Runtime's {@code OrtLoraAdapter} on an unmerged export made
  * by hand from the graft's inference graph: the host weights inlined, every parameter a graph
- * input whose default is its initial value (LoRA's B is zero there, so the defaults are the host
+ * input named by its manifest {@code export_name} whose default is its initial value (LoRA's B is zero there, so the defaults are the host
  * with the initial head). Compared with {@link AdapterModel#predict} of the same parameters.
  */
 class OrtAdapterSessionTest {
@@ -108,7 +109,21 @@ class OrtAdapterSessionTest {
     for (TensorProto t : host.model().getGraph().getInitializerList()) {
       hostWeights.put(t.getName(), t);
     }
+    Map<String, String> exportNames = new HashMap<>();
+    for (Parameter p : defaults.getParameters()) {
+      exportNames.put(p.getName(), p.getExportName());
+    }
     GraphProto.Builder g = graft.inference().getGraph().toBuilder();
+    for (int i = 0; i < g.getInputCount(); i++) {
+      String name = g.getInput(i).getName();
+      g.setInput(i, g.getInput(i).toBuilder().setName(exportNames.getOrDefault(name, name)));
+    }
+    for (int n = 0; n < g.getNodeCount(); n++) {
+      NodeProto.Builder node = g.getNodeBuilder(n);
+      for (int i = 0; i < node.getInputCount(); i++) {
+        node.setInput(i, exportNames.getOrDefault(node.getInput(i), node.getInput(i)));
+      }
+    }
     for (int i = 0; i < g.getInitializerCount(); i++) {
       TensorProto t = g.getInitializer(i);
       if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
@@ -119,7 +134,7 @@ class OrtAdapterSessionTest {
       float[] v = defaults.getParameter(p.getName());
       ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
       b.asFloatBuffer().put(v);
-      g.addInitializer(TensorProto.newBuilder().setName(p.getName()).setDataType(1).addAllDims(p.getShapeList())
+      g.addInitializer(TensorProto.newBuilder().setName(p.getExportName()).setDataType(1).addAllDims(p.getShapeList())
           .setRawData(ByteString.copyFrom(b.array())));
     }
     return graft.inference().toBuilder().setGraph(g).build();
@@ -187,8 +202,10 @@ class OrtAdapterSessionTest {
   void noAdapterIsTheDefaultsWhichAreTheHostWithTheInitialHead() {
     try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
       assertClose(initial, serving.run(null, INPUTS).rows());
-      assertEquals(model.getParameters().stream().map(Parameter::getName).collect(java.util.stream.Collectors.toSet()),
+      assertEquals(model.getParameters().stream().map(Parameter::getExportName).collect(java.util.stream.Collectors.toSet()),
           serving.adapterInputs());
+      assertTrue(serving.adapterInputs().contains("encoder.layer.0.attention.self.query.lora_A.weight"),
+          serving.adapterInputs().toString());
     }
   }
 
@@ -224,7 +241,12 @@ class OrtAdapterSessionTest {
       assertClose(predictA, m.predict(INPUTS));
       OnnxAdapterFile.Contents a = OnnxAdapterFile.read(fileA);
       assertEquals(m.getParameters().size(), a.parameters().size());
-      assertEquals(m.getParameters().get(0).getName(), a.parameters().get(0).name());
+      assertEquals(m.getParameters().get(0).getExportName(), a.parameters().get(0).name());
+      for (int i = 0; i < a.parameters().size(); i++) {
+        Parameter p = m.getParameters().get(i);
+        assertEquals(p.getExportName(), a.parameters().get(i).name());
+        assertArrayEquals(p.getShapeList().stream().mapToLong(Long::longValue).toArray(), a.parameters().get(i).dims());
+      }
 
       TrainingStateSnapshot before = TrainingStateSnapshot.of(m);
       List<OnnxAdapterFile.Parameter> extra = new java.util.ArrayList<>(a.parameters());

@@ -18,16 +18,23 @@ import java.util.TreeSet;
 
 /**
  * A graft's parameters as an {@code .onnx_adapter} file ({@link OnnxAdapterFile}): each parameter
- * under the name the unmerged export gives its graph input, in the parameter's shape, in manifest
- * order. A load reads and checks the whole file (names, shapes, finite values) before it sets
+ * under the name the unmerged export gives its graph input (the manifest's {@code export_name}),
+ * in the parameter's shape, in manifest order. A load reads and checks the whole file (names, shapes, finite values) before it sets
  * anything.
  */
 public final class OnnxAdapters {
   private OnnxAdapters() {}
 
-  /** The graph input of the unmerged export that parameter {@code p} is fed as. */
-  static String exportName(Parameter p) {
-    return p.getName();
+  /**
+   * The graph input of the unmerged export that parameter {@code p} is fed as: the manifest's
+   * {@code export_name} (PEFT's module-state name, as Olive and onnxruntime-genai name LoRA inputs).
+   */
+  static String exportName(Manifest m, Parameter p) {
+    if (p.getExportName().isEmpty()) {
+      throw new FormatException(m.getName(), "parameter " + p.getName() + " has no export_name in the manifest;"
+          + " recompile the graft to save or load .onnx_adapter files");
+    }
+    return p.getExportName();
   }
 
   /** Writes the store's parameters to {@code file} as elements of {@code type}, replacing it atomically. */
@@ -35,7 +42,7 @@ public final class OnnxAdapters {
     List<OnnxAdapterFile.Parameter> params = new ArrayList<>();
     for (Parameter p : store.getManifest().getParametersList()) {
       long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
-      params.add(OnnxAdapterFile.Parameter.of(exportName(p), type, shape, store.getParameter(p.getName())));
+      params.add(OnnxAdapterFile.Parameter.of(exportName(store.getManifest(), p), type, shape, store.getParameter(p.getName())));
     }
     OnnxAdapterFile.write(file, new OnnxAdapterFile.Contents(0, 0, params));
   }
@@ -56,7 +63,7 @@ public final class OnnxAdapters {
     List<String> notes = new ArrayList<>();
     Set<String> expected = new TreeSet<>();
     for (Parameter p : m.getParametersList()) {
-      String name = exportName(p);
+      String name = exportName(m, p);
       expected.add(name);
       OnnxAdapterFile.Parameter given = byName.get(name);
       if (given == null) {
