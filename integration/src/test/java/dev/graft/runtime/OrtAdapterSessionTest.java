@@ -17,6 +17,7 @@ import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.spec.onnx.Onnx.NodeProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
+import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import dev.graft.testing.TinyBertHost;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -105,6 +106,15 @@ class OrtAdapterSessionTest {
    * inlined from the host, each parameter input given its current value as the default.
    */
   static ModelProto unmergedByHand(CompiledGraft graft, HostModel host, AdapterModel defaults) {
+    return unmergedByHand(graft, host, defaults, false);
+  }
+
+  /**
+   * As {@link #unmergedByHand(CompiledGraft, HostModel, AdapterModel)}; with {@code emptyRank}, as
+   * the unmerged export declares them: each parameter with an {@code export_rank_axis} takes a
+   * symbolic {@code lora_r} there and defaults to size 0 along it (the adapter then adds nothing).
+   */
+  static ModelProto unmergedByHand(CompiledGraft graft, HostModel host, AdapterModel defaults, boolean emptyRank) {
     Map<String, TensorProto> hostWeights = new HashMap<>();
     for (TensorProto t : host.model().getGraph().getInitializerList()) {
       hostWeights.put(t.getName(), t);
@@ -114,9 +124,23 @@ class OrtAdapterSessionTest {
       exportNames.put(p.getName(), p.getExportName());
     }
     GraphProto.Builder g = graft.inference().getGraph().toBuilder();
+    Map<String, Integer> rankAxes = new HashMap<>();
+    for (Parameter p : defaults.getParameters()) {
+      if (emptyRank && p.getExportRankAxis() > 0) {
+        rankAxes.put(p.getName(), p.getExportRankAxis() - 1);
+      }
+    }
     for (int i = 0; i < g.getInputCount(); i++) {
       String name = g.getInput(i).getName();
-      g.setInput(i, g.getInput(i).toBuilder().setName(exportNames.getOrDefault(name, name)));
+      ValueInfoProto.Builder in = g.getInput(i).toBuilder().setName(exportNames.getOrDefault(name, name));
+      if (rankAxes.containsKey(name)) {
+        in.getTypeBuilder().getTensorTypeBuilder().getShapeBuilder().getDimBuilder(rankAxes.get(name))
+            .clearDimValue().setDimParam("lora_r");
+      }
+      g.setInput(i, in);
+    }
+    if (emptyRank) {
+      g.clearValueInfo();
     }
     for (int n = 0; n < g.getNodeCount(); n++) {
       NodeProto.Builder node = g.getNodeBuilder(n);
@@ -131,10 +155,15 @@ class OrtAdapterSessionTest {
       }
     }
     for (Parameter p : defaults.getParameters()) {
+      List<Long> dims = new java.util.ArrayList<>(p.getShapeList());
       float[] v = defaults.getParameter(p.getName());
+      if (rankAxes.containsKey(p.getName())) {
+        dims.set(rankAxes.get(p.getName()), 0L);
+        v = new float[0];
+      }
       ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
       b.asFloatBuffer().put(v);
-      g.addInitializer(TensorProto.newBuilder().setName(p.getExportName()).setDataType(1).addAllDims(p.getShapeList())
+      g.addInitializer(TensorProto.newBuilder().setName(p.getExportName()).setDataType(1).addAllDims(dims)
           .setRawData(ByteString.copyFrom(b.array())));
     }
     return graft.inference().toBuilder().setGraph(g).build();
@@ -195,6 +224,21 @@ class OrtAdapterSessionTest {
       assertEquals(2, serving.loaded().size(), "each file read once, however many requests raced for it");
     } finally {
       pool.shutdownNow();
+    }
+  }
+
+  @Test
+  void withTheRankSymbolicAndEmptyDefaultsNoAdapterIsTheHostAndAnAdapterItsPredict() throws Exception {
+    Path empty = dir.resolve("served.empty-rank.onnx");
+    try (AdapterModel fresh = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7)
+        .withHost(dir.resolve("tiny.onnx")))) {
+      Files.write(empty, unmergedByHand(graft, TinyBertHost.host(1), fresh, true).toByteArray());
+    }
+    try (OrtAdapterSession serving = OrtAdapterSession.open(empty)) {
+      assertClose(initial, serving.run(null, INPUTS).rows());
+      assertClose(predictA, serving.run(fileA, INPUTS).rows());
+      assertClose(predictB, serving.run(fileB, INPUTS).rows());
+      assertClose(initial, serving.run(null, INPUTS).rows());
     }
   }
 
