@@ -24,7 +24,14 @@ public enum GraphVariant {
    * site whose adapter has one, as low-rank factors ({@link dev.graft.compiler.passes.SiteUpdates});
    * placed as the inference graph (no dropout), it outputs only the updates.
    */
-  UPDATE;
+  UPDATE,
+  /**
+   * The merged graph: the inference graph in which every mergeable linear site ({@link
+   * dev.graft.compiler.passes.SiteUpdates}) reads a merged weight (and bias) declared as external
+   * data in place of its adapter, the other adapters placed as usual; an export fills the merged
+   * tensors from the update graph. Its outputs: the task's, then the host's own.
+   */
+  MERGE;
 
   /** Whether this variant is a training step: dropout, the per-step seed and losses go only there. */
   public boolean trains() {

@@ -9,6 +9,9 @@ import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
+import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.export.MergedExport;
+import dev.graft.runtime.export.UnmergedExport;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.OnnxAdapters;
@@ -54,6 +57,7 @@ import java.util.Set;
  * #getParameterShape}, {@link #getLoss}, {@link #isTrainable}) stays readable.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private final AdapterGraphs graphs;
   private final Manifest manifest;
   private final OrtEnvironment env;
   private final long seed;
@@ -64,6 +68,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Lifecycle lifecycle = new Lifecycle("the adapter model");
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
+    this.graphs = graphs;
     this.manifest = graphs.manifest();
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
@@ -141,6 +146,31 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /** Loads a folder saved for named adapter {@code name} into it (trained or frozen), checked against its config, keys and shapes. */
   public void loadAdapter(Path dir, String name) {
     lifecycle.write(() -> PeftAdapters.loadNamed(state, dir, name));
+  }
+
+  /**
+   * Exports the graft as a standalone ONNX model in folder {@code dir} (replaced as a whole):
+   * {@code model.onnx} and its weights in {@code model.onnx.data}, which a bare ONNX Runtime
+   * session runs without Graft. Every linear-site adapter (the LoRA family, DoRA, PiSSA, DyLoRA at
+   * {@link ExportOptions#dyLoraRank}, LoKr, LoHa, VeRA, IA³) is folded into its host weight; the
+   * others stay as adapters with their current values, or fail with {@code GRAFT-R050} under
+   * {@link ExportOptions#requireMerged}. See docs/exporting-and-serving.md.
+   */
+  public void exportMerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> MergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
+   * Exports the graft unmerged in folder {@code dir} (replaced as a whole): the host plus the
+   * adapter graph, {@code model.onnx} and {@code model.onnx.data}, every adapter parameter a named
+   * graph input (its manifest {@code export_name}, e.g. {@code …query.lora_A.weight}, the rank the
+   * symbolic dim {@code lora_r}) whose default makes the graph the plain host when nothing is fed
+   * (see docs/exporting-and-serving.md); ONNX Runtime's {@code OrtLoraAdapter} feeds them.
+   */
+  public void exportUnmerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> UnmergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
   }
 
   /**

@@ -24,11 +24,12 @@ public final class GraftEmitter {
 
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
       Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
-      List<SiteUpdate> siteUpdates) {
+      VariantGraph merge, List<SiteUpdate> siteUpdates) {
     ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
     ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
     ModelProto updateModel = OnnxExport.write(update.graph(), modelName(spec, update.variant()));
-    return new CompiledGraft(inferenceModel, trainModel, updateModel,
+    ModelProto mergeModel = OnnxExport.write(merge.graph(), modelName(spec, merge.variant()));
+    return new CompiledGraft(inferenceModel, trainModel, updateModel, mergeModel,
         ManifestWriter.write(spec, host, plan, hostInputs, inference, train, update, siteUpdates));
   }
 
@@ -38,6 +39,7 @@ public final class GraftEmitter {
       case INFERENCE -> ".infer";
       case TRAIN -> ".train";
       case UPDATE -> ".update";
+      case MERGE -> ".merge";
     };
   }
 }
