@@ -6,21 +6,14 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.ByteString;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.dsl.Graft;
+import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.serve.OrtAdapterSession;
 import dev.graft.spec.manifest.Parameter;
-import dev.graft.spec.onnx.Onnx.GraphProto;
-import dev.graft.spec.onnx.Onnx.ModelProto;
-import dev.graft.spec.onnx.Onnx.NodeProto;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import dev.graft.testing.TinyBertHost;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermission;
@@ -36,10 +29,10 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code .onnx_adapter} files of a LoRA graft (rank 2 on the tiny BERT's query and value, a
- * 2-label head) served through ONNX Runtime's {@code OrtLoraAdapter} on an unmerged export made
- * by hand from the graft's inference graph: the host weights inlined, every parameter a graph
- * input named by its manifest {@code export_name} whose default is its initial value (LoRA's B is zero there, so the defaults are the host
- * with the initial head). Compared with {@link AdapterModel#predict} of the same parameters.
+ * 2-label head) served through ONNX Runtime's {@code OrtLoraAdapter} on the graft's unmerged
+ * export ({@link AdapterModel#exportUnmerged}: adapter parameters are graph inputs under their
+ * export names, the rank the symbolic {@code lora_r}, defaults empty along it; the head fixed).
+ * Compared with {@link AdapterModel#predict} of the same parameters within 1e-5.
  */
 class OrtAdapterSessionTest {
   private static final double TOLERANCE = 1e-5;
@@ -69,8 +62,8 @@ class OrtAdapterSessionTest {
         .compile();
     model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7).withHost(hostFile));
     initial = model.predict(INPUTS);
-    export = dir.resolve("served.unmerged.onnx");
-    Files.write(export, unmergedByHand(graft, host, model).toByteArray());
+    model.exportUnmerged(dir.resolve("export"), ExportOptions.defaults());
+    export = dir.resolve("export").resolve(ExportOptions.DEFAULT_MODEL_FILE);
     valuesA = randomize(11);
     predictA = model.predict(INPUTS);
     fileA = dir.resolve("a.onnx_adapter");
@@ -86,11 +79,16 @@ class OrtAdapterSessionTest {
     model.close();
   }
 
-  /** Sets every parameter to seeded random values (scale 0.5) and returns them. */
+  /** The parameters of adapter declarations (the export's inputs; the head is fixed in the export). */
+  private static List<Parameter> adapterParameters(AdapterModel m) {
+    return m.getParameters().stream().filter(p -> p.getAdapter() > 0).toList();
+  }
+
+  /** Sets every adapter parameter to seeded random values (scale 0.5) and returns them; the head stays. */
   private static Map<String, float[]> randomize(long seed) {
     Random r = new Random(seed);
     Map<String, float[]> out = new HashMap<>();
-    for (Parameter p : model.getParameters()) {
+    for (Parameter p : adapterParameters(model)) {
       float[] v = new float[p.getShapeList().stream().mapToInt(Long::intValue).reduce(1, (a, b) -> a * b)];
       for (int i = 0; i < v.length; i++) {
         v[i] = (float) (r.nextGaussian() * 0.5);
@@ -99,74 +97,6 @@ class OrtAdapterSessionTest {
       out.put(p.getName(), v);
     }
     return out;
-  }
-
-  /**
-   * The graft's inference graph as a standalone model: host initializers (external data there)
-   * inlined from the host, each parameter input given its current value as the default.
-   */
-  static ModelProto unmergedByHand(CompiledGraft graft, HostModel host, AdapterModel defaults) {
-    return unmergedByHand(graft, host, defaults, false);
-  }
-
-  /**
-   * As {@link #unmergedByHand(CompiledGraft, HostModel, AdapterModel)}; with {@code emptyRank}, as
-   * the unmerged export declares them: each parameter with an {@code export_rank_axis} takes a
-   * symbolic {@code lora_r} there and defaults to size 0 along it (the adapter then adds nothing).
-   */
-  static ModelProto unmergedByHand(CompiledGraft graft, HostModel host, AdapterModel defaults, boolean emptyRank) {
-    Map<String, TensorProto> hostWeights = new HashMap<>();
-    for (TensorProto t : host.model().getGraph().getInitializerList()) {
-      hostWeights.put(t.getName(), t);
-    }
-    Map<String, String> exportNames = new HashMap<>();
-    for (Parameter p : defaults.getParameters()) {
-      exportNames.put(p.getName(), p.getExportName());
-    }
-    GraphProto.Builder g = graft.inference().getGraph().toBuilder();
-    Map<String, Integer> rankAxes = new HashMap<>();
-    for (Parameter p : defaults.getParameters()) {
-      if (emptyRank && p.getExportRankAxis() > 0) {
-        rankAxes.put(p.getName(), p.getExportRankAxis() - 1);
-      }
-    }
-    for (int i = 0; i < g.getInputCount(); i++) {
-      String name = g.getInput(i).getName();
-      ValueInfoProto.Builder in = g.getInput(i).toBuilder().setName(exportNames.getOrDefault(name, name));
-      if (rankAxes.containsKey(name)) {
-        in.getTypeBuilder().getTensorTypeBuilder().getShapeBuilder().getDimBuilder(rankAxes.get(name))
-            .clearDimValue().setDimParam("lora_r");
-      }
-      g.setInput(i, in);
-    }
-    if (emptyRank) {
-      g.clearValueInfo();
-    }
-    for (int n = 0; n < g.getNodeCount(); n++) {
-      NodeProto.Builder node = g.getNodeBuilder(n);
-      for (int i = 0; i < node.getInputCount(); i++) {
-        node.setInput(i, exportNames.getOrDefault(node.getInput(i), node.getInput(i)));
-      }
-    }
-    for (int i = 0; i < g.getInitializerCount(); i++) {
-      TensorProto t = g.getInitializer(i);
-      if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-        g.setInitializer(i, hostWeights.get(t.getName()));
-      }
-    }
-    for (Parameter p : defaults.getParameters()) {
-      List<Long> dims = new java.util.ArrayList<>(p.getShapeList());
-      float[] v = defaults.getParameter(p.getName());
-      if (rankAxes.containsKey(p.getName())) {
-        dims.set(rankAxes.get(p.getName()), 0L);
-        v = new float[0];
-      }
-      ByteBuffer b = ByteBuffer.allocate(v.length * 4).order(ByteOrder.LITTLE_ENDIAN);
-      b.asFloatBuffer().put(v);
-      g.addInitializer(TensorProto.newBuilder().setName(p.getExportName()).setDataType(1).addAllDims(dims)
-          .setRawData(ByteString.copyFrom(b.array())));
-    }
-    return graft.inference().toBuilder().setGraph(g).build();
   }
 
   private static void assertClose(float[][] expected, float[][] actual) {
@@ -191,13 +121,20 @@ class OrtAdapterSessionTest {
 
   @Test
   void servedAdaptersEqualPredictAndAlternatePerRequestInOneSession() {
-    assertTrue(maxDifference(predictA, predictB) > 0.1, "the two adapters must differ for the test to mean anything");
-    assertTrue(maxDifference(predictA, initial) > 0.1);
+    // the adapters move the logits by far more than the tolerance, and apart
+    assertTrue(maxDifference(predictA, predictB) > 100 * TOLERANCE, "A vs B " + maxDifference(predictA, predictB));
+    assertTrue(maxDifference(predictA, initial) > 100 * TOLERANCE, "A vs none " + maxDifference(predictA, initial));
+    assertTrue(maxDifference(predictB, initial) > 100 * TOLERANCE, "B vs none " + maxDifference(predictB, initial));
     try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
+      float worst = 0;
       for (int request = 0; request < 6; request++) {
         boolean a = request % 2 == 0;
-        assertClose(a ? predictA : predictB, serving.run(a ? fileA : fileB, INPUTS).rows());
+        float[][] served = serving.run(a ? fileA : fileB, INPUTS).rows();
+        assertClose(a ? predictA : predictB, served);
+        worst = Math.max(worst, maxDifference(a ? predictA : predictB, served));
       }
+      System.out.printf(java.util.Locale.ROOT, "OrtAdapterSessionTest served vs predict max |diff| %.3g; A vs B %.3g,"
+          + " A vs no adapter %.3g%n", worst, maxDifference(predictA, predictB), maxDifference(predictA, initial));
       assertClose(initial, serving.run(null, INPUTS).rows());
       assertClose(predictA, serving.run(fileA, INPUTS, model.getManifest().getLogits()).rows());
       assertEquals(Set.of(fileA.toAbsolutePath().normalize(), fileB.toAbsolutePath().normalize()), serving.loaded());
@@ -228,26 +165,58 @@ class OrtAdapterSessionTest {
   }
 
   @Test
-  void withTheRankSymbolicAndEmptyDefaultsNoAdapterIsTheHostAndAnAdapterItsPredict() throws Exception {
-    Path empty = dir.resolve("served.empty-rank.onnx");
-    try (AdapterModel fresh = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7)
+  void anAdapterOfAnotherRankServesAlongTheSymbolicRank() throws Exception {
+    // rank 1 cut from A: a model whose second rank entry is zero computes what the rank-1 file does
+    List<OnnxAdapterFile.Parameter> cut = new java.util.ArrayList<>();
+    try (AdapterModel m = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7)
         .withHost(dir.resolve("tiny.onnx")))) {
-      Files.write(empty, unmergedByHand(graft, TinyBertHost.host(1), fresh, true).toByteArray());
-    }
-    try (OrtAdapterSession serving = OrtAdapterSession.open(empty)) {
-      assertClose(initial, serving.run(null, INPUTS).rows());
-      assertClose(predictA, serving.run(fileA, INPUTS).rows());
-      assertClose(predictB, serving.run(fileB, INPUTS).rows());
-      assertClose(initial, serving.run(null, INPUTS).rows());
+      int withRank = 0;
+      for (Parameter p : adapterParameters(m)) {
+        float[] v = valuesA.get(p.getName()).clone();
+        long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
+        if (p.getExportRankAxis() == 0) {
+          cut.add(OnnxAdapterFile.Parameter.of(p.getExportName(), OnnxAdapterFile.DataType.FLOAT, shape, v));
+          m.setParameter(p.getName(), v);
+          continue;
+        }
+        withRank++;
+        assertEquals(2, shape.length);
+        int rows = (int) shape[0];
+        int cols = (int) shape[1];
+        boolean rankIsColumns = p.getExportRankAxis() == 2;
+        float[] one = new float[rankIsColumns ? rows : cols];
+        for (int r = 0; r < rows; r++) {
+          for (int c = 0; c < cols; c++) {
+            if ((rankIsColumns ? c : r) == 0) {
+              one[rankIsColumns ? r : c] = v[r * cols + c];
+            } else {
+              v[r * cols + c] = 0;
+            }
+          }
+        }
+        cut.add(OnnxAdapterFile.Parameter.of(p.getExportName(), OnnxAdapterFile.DataType.FLOAT,
+            rankIsColumns ? new long[] {rows, 1} : new long[] {1, cols}, one));
+        m.setParameter(p.getName(), v);
+      }
+      assertEquals(8, withRank, "A and B on 2 layers × query, value");
+      float[][] expected = m.predict(INPUTS);
+      assertTrue(maxDifference(expected, predictA) > 1e-3, "the cut must change the output");
+      Path rankOne = dir.resolve("rank1.onnx_adapter");
+      OnnxAdapterFile.write(rankOne, new OnnxAdapterFile.Contents(0, 0, cut));
+      try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
+        assertClose(expected, serving.run(rankOne, INPUTS).rows());
+        assertClose(predictA, serving.run(fileA, INPUTS).rows());
+      }
     }
   }
 
   @Test
-  void noAdapterIsTheDefaultsWhichAreTheHostWithTheInitialHead() {
+  void noAdapterIsTheHostWithTheHeadAndTheInputsAreTheExportNames() {
     try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
+      // LoRA's B starts at zero, so the initial predict is the host with the head
       assertClose(initial, serving.run(null, INPUTS).rows());
-      assertEquals(model.getParameters().stream().map(Parameter::getExportName).collect(java.util.stream.Collectors.toSet()),
-          serving.adapterInputs());
+      assertEquals(adapterParameters(model).stream().map(Parameter::getExportName)
+          .collect(java.util.stream.Collectors.toSet()), serving.adapterInputs());
       assertTrue(serving.adapterInputs().contains("encoder.layer.0.attention.self.query.lora_A.weight"),
           serving.adapterInputs().toString());
     }
@@ -265,7 +234,7 @@ class OrtAdapterSessionTest {
     }
     try (OrtAdapterSession serving = OrtAdapterSession.open(export)) {
       OrtAdapterSession.Adapter loaded = serving.load(half);
-      assertEquals(model.getParameters().size(), loaded.notes().size());
+      assertEquals(adapterParameters(model).size(), loaded.notes().size());
       assertTrue(loaded.notes().get(0).contains("FLOAT16 in the file, converted to FLOAT"), loaded.notes().get(0));
       // float16 keeps 11 bits, bfloat16 8: the logits move by about that much relative to float32's
       assertTrue(maxDifference(predictA, serving.run(half, INPUTS).rows()) < 5e-2);
@@ -279,15 +248,16 @@ class OrtAdapterSessionTest {
     try (AdapterModel m = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7)
         .withHost(dir.resolve("tiny.onnx")))) {
       assertEquals(List.of(), m.loadOnnxAdapter(fileA));
-      for (Parameter p : m.getParameters()) {
+      for (Parameter p : adapterParameters(m)) {
         assertArrayEquals(valuesA.get(p.getName()), m.getParameter(p.getName()), p.getName());
       }
       assertClose(predictA, m.predict(INPUTS));
       OnnxAdapterFile.Contents a = OnnxAdapterFile.read(fileA);
-      assertEquals(m.getParameters().size(), a.parameters().size());
-      assertEquals(m.getParameters().get(0).getExportName(), a.parameters().get(0).name());
+      List<Parameter> adapterParams = adapterParameters(m);
+      assertEquals(adapterParams.size(), a.parameters().size());
+      assertTrue(adapterParams.size() < m.getParameters().size(), "the head is not in the file");
       for (int i = 0; i < a.parameters().size(); i++) {
-        Parameter p = m.getParameters().get(i);
+        Parameter p = adapterParams.get(i);
         assertEquals(p.getExportName(), a.parameters().get(i).name());
         assertArrayEquals(p.getShapeList().stream().mapToLong(Long::longValue).toArray(), a.parameters().get(i).dims());
       }
@@ -330,6 +300,7 @@ class OrtAdapterSessionTest {
     Set<PosixFilePermission> perms = Files.getPosixFilePermissions(fileA);
     assertTrue(perms.contains(PosixFilePermission.OWNER_READ));
     Path probe = Files.createFile(dir.resolve("probe"));
+    assertFalse(Files.getPosixFilePermissions(fileA).contains(PosixFilePermission.OTHERS_WRITE));
     assertEquals(Files.getPosixFilePermissions(probe), perms, "as any new file under this umask");
     try (var s = Files.list(dir)) {
       assertTrue(s.noneMatch(p -> p.getFileName().toString().contains(".graft-tmp-")));

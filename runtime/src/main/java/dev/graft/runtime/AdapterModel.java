@@ -194,9 +194,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
-   * Saves the parameters as an ONNX Runtime {@code .onnx_adapter} file (float32), each under the
-   * name of its graph input in the unmerged export, the file replaced atomically; serve it with
-   * {@link dev.graft.runtime.serve.OrtAdapterSession}.
+   * Saves the adapter parameters as an ONNX Runtime {@code .onnx_adapter} file (float32), each
+   * under the name of its graph input in the unmerged export ({@link #exportUnmerged}; the head is
+   * fixed there and not saved), the file replaced atomically; serve it with {@link
+   * dev.graft.runtime.serve.OrtAdapterSession}.
    */
   public void saveOnnxAdapter(Path file) {
     saveOnnxAdapter(file, OnnxAdapterFile.DataType.FLOAT);
@@ -208,9 +209,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
-   * Loads an {@code .onnx_adapter} file into the parameters: it must hold exactly this graft's
-   * parameters under their export names and in their shapes, with finite values; nothing changes
-   * unless it does. Float16 and bfloat16 values are widened to float32.
+   * Loads an {@code .onnx_adapter} file into the adapter parameters (the head is left as it is): it
+   * must hold exactly this graft's adapter parameters under their export names and in their
+   * shapes, with finite values; nothing changes unless it does. Float16 and bfloat16 values are
+   * widened to float32.
    *
    * @return notes on what was converted (empty for a float32 file)
    */

@@ -17,10 +17,11 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * A graft's parameters as an {@code .onnx_adapter} file ({@link OnnxAdapterFile}): each parameter
- * under the name the unmerged export gives its graph input (the manifest's {@code export_name}),
- * in the parameter's shape, in manifest order. A load reads and checks the whole file (names, shapes, finite values) before it sets
- * anything.
+ * A graft's adapter parameters as an {@code .onnx_adapter} file ({@link OnnxAdapterFile}): the
+ * parameters the unmerged export takes as graph inputs (those of an adapter declaration; the
+ * head's are fixed in the export), each under its input's name (the manifest's {@code
+ * export_name}), in the parameter's shape, in manifest order. A load reads and checks the whole
+ * file (names, shapes, finite values) before it sets anything.
  */
 public final class OnnxAdapters {
   private OnnxAdapters() {}
@@ -37,10 +38,21 @@ public final class OnnxAdapters {
     return p.getExportName();
   }
 
-  /** Writes the store's parameters to {@code file} as elements of {@code type}, replacing it atomically. */
+  /** The parameters an unmerged export takes as graph inputs: those of an adapter declaration, in manifest order. */
+  static List<Parameter> adapterParameters(Manifest m) {
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : m.getParametersList()) {
+      if (p.getAdapter() > 0) {
+        out.add(p);
+      }
+    }
+    return out;
+  }
+
+  /** Writes the store's adapter parameters to {@code file} as elements of {@code type}, replacing it atomically. */
   public static void save(ParameterStore store, Path file, OnnxAdapterFile.DataType type) {
     List<OnnxAdapterFile.Parameter> params = new ArrayList<>();
-    for (Parameter p : store.getManifest().getParametersList()) {
+    for (Parameter p : adapterParameters(store.getManifest())) {
       long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
       params.add(OnnxAdapterFile.Parameter.of(exportName(store.getManifest(), p), type, shape, store.getParameter(p.getName())));
     }
@@ -48,8 +60,8 @@ public final class OnnxAdapters {
   }
 
   /**
-   * Reads {@code file} into the store's parameters: it must hold exactly the parameters' export
-   * names, each in the parameter's shape, with finite values; float16 and bfloat16 values are
+   * Reads {@code file} into the store's adapter parameters (the head's are left as they are): it
+   * must hold exactly the adapter parameters' export names, each in the parameter's shape, with finite values; float16 and bfloat16 values are
    * widened to float32 (exactly), each such parameter named in the returned notes.
    */
   public static List<String> load(ParameterStore store, Path file) {
@@ -62,7 +74,7 @@ public final class OnnxAdapters {
     Map<String, float[]> values = new LinkedHashMap<>();
     List<String> notes = new ArrayList<>();
     Set<String> expected = new TreeSet<>();
-    for (Parameter p : m.getParametersList()) {
+    for (Parameter p : adapterParameters(m)) {
       String name = exportName(m, p);
       expected.add(name);
       OnnxAdapterFile.Parameter given = byName.get(name);
