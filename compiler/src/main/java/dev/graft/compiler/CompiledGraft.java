@@ -6,15 +6,20 @@ import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 
 /**
- * The compiler's output: the inference graph, the training-step graph and the manifest that
- * names their tensors. Neither graph holds the host's frozen weights: they are declared as
+ * The compiler's output: the inference graph, the training-step graph, the update graph (the
+ * linear sites' weight updates, {@code GraphVariant.UPDATE}), the merged graph ({@code
+ * GraphVariant.MERGE}, which an export fills) and the manifest that names their
+ * tensors. No graph holds the host's frozen weights: they are declared as
  * external data (see {@link Manifest#getHostInitializersList()}) and fed by the runtime.
  */
-public record CompiledGraft(ModelProto inference, ModelProto train, Manifest manifest) {
+public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
+    Manifest manifest) {
   /** Resource file name suffixes, after the graft's name. */
   public static final String INFERENCE_SUFFIX = ".infer.onnx";
 
   public static final String TRAIN_SUFFIX = ".train.onnx";
+  public static final String UPDATE_SUFFIX = ".update.onnx";
+  public static final String MERGE_SUFFIX = ".merge.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
 
   public String name() {

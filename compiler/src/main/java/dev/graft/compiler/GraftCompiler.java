@@ -17,11 +17,13 @@ import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.passes.AdamWUpdate;
 import dev.graft.compiler.passes.AdapterPlacement;
 import dev.graft.compiler.passes.SavedActivations;
+import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
+import dev.graft.spec.manifest.SiteUpdate;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -38,7 +40,10 @@ import java.util.Set;
  *   <li>per {@link GraphVariant}, on its own copy of the host: place adapters ({@link
  *       AdapterPlacement}) → add the task's head and loss ({@link TaskPass}) → infer shapes → for
  *       the training step: autodiff ({@link Autodiff}) → saved activations ({@link
- *       SavedActivations}) → optimizer ({@link AdamWUpdate});
+ *       SavedActivations}) → optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
+ *       weight updates ({@link SiteUpdates}); for the merged graph: placement of the adapters
+ *       without a merged form, the others' sites reading merged tensors ({@link
+ *       AdapterPlacement#placeMerged}, {@link SiteUpdates#merged});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
  *   <li>emit the ONNX models and the manifest ({@link GraftEmitter}).
  * </ol>
@@ -66,14 +71,21 @@ public final class GraftCompiler {
     }
     Graph imported;
     Graph importedForTraining;
+    Graph importedForUpdate;
+    Graph importedForMerge;
+    Graph scratch;
     try {
       imported = imported(host);
       importedForTraining = imported(host);
+      importedForUpdate = imported(host);
+      importedForMerge = imported(host);
+      scratch = imported(host);
     } catch (RuntimeException e) {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, imported, importedForTraining, exposeGradients);
+      return compileImported(spec, host, imported, importedForTraining, importedForUpdate, importedForMerge, scratch,
+          exposeGradients);
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -84,7 +96,8 @@ public final class GraftCompiler {
   }
 
   private static CompileResult compileImported(
-      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, boolean exposeGradients) {
+      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, Graph importedForUpdate,
+      Graph importedForMerge, Graph scratch, boolean exposeGradients) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -103,11 +116,21 @@ public final class GraftCompiler {
           GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")));
     }
 
-    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train));
+    Map<String, String> hostBiases = SiteUpdates.hostBiases(importedForUpdate, plan.adapters());
+    VariantGraph update = forward(GraphVariant.UPDATE, importedForUpdate, spec, plan, elemType);
+    List<SiteUpdate> siteUpdates = SiteUpdates.add(update.graph(), plan.adapters(), update.parameters(), hostBiases);
+    ShapeInference.run(update.graph());
+    VariantGraph merge = merged(importedForMerge, scratch, spec, plan, elemType);
+    siteUpdates = SiteUpdates.merged(merge.graph(), siteUpdates);
+    merge.graph().removeUnused();
+    ShapeInference.run(merge.graph());
+
+    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train, update, merge));
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
-    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
+    return new CompileResult(
+        GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {
@@ -150,6 +173,21 @@ public final class GraftCompiler {
       graph.removeUnused();
     }
     return new VariantGraph(variant, graph, params, placed, List.of());
+  }
+
+  /**
+   * The merged variant's forward part on {@code graph}: the mergeable declarations only declared
+   * (placed into {@code scratch}), the task added, its outputs the task's then the host's own.
+   */
+  private static VariantGraph merged(Graph graph, Graph scratch, GraftSpec spec, Validation.Plan plan, int elemType) {
+    Placement placed = AdapterPlacement.placeMerged(graph, scratch, plan.adapters(), plan.compositions(), elemType);
+    List<String> hostOutputs = new ArrayList<>(graph.outputs());
+    List<Parameter> params = new ArrayList<>(placed.parameters());
+    params.addAll(TaskPass.add(graph, GraphVariant.MERGE, spec.task(), plan.hostOutput(), plan.hidden(),
+        placed.auxiliaryLosses()));
+    hostOutputs.stream().filter(o -> !graph.outputs().contains(o)).forEach(graph.outputs()::add);
+    ShapeInference.run(graph);
+    return new VariantGraph(GraphVariant.MERGE, graph, params, placed, List.of());
   }
 
   /**

@@ -6,10 +6,10 @@ package dev.graft.compiler;
  * variant, and checks that every variant declares the same parameters (names, shapes, element
  * types, roles, in order), so the runtime can feed one set of parameter tensors to all of them.
  *
- * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the variants to come
- * (a MERGE graph that folds each linear adapter's {@code ΔW} into its host weight, a GATHERED graph
- * that stacks N adapters and picks one per row by an index input) are inference graphs too, and a
- * kind that needs to know more than "is this a training step" switches on the variant.
+ * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the update graph and
+ * the variants to come (a GATHERED graph that stacks N adapters and picks one per row by an index
+ * input) are inference graphs too, and a kind that needs to know more than "is this a training
+ * step" switches on the variant.
  */
 public enum GraphVariant {
   /** The inference graph: the adapted host and the task's output; no loss, no randomness. */
@@ -18,7 +18,20 @@ public enum GraphVariant {
    * The training step: the adapted host with its training-only nodes (dropout, per-step draws
    * from the seed input, auxiliary losses), the task's loss, its gradient and the AdamW update.
    */
-  TRAIN;
+  TRAIN,
+  /**
+   * The update graph: from the parameters and the host weights, the weight update of every linear
+   * site whose adapter has one, as low-rank factors ({@link dev.graft.compiler.passes.SiteUpdates});
+   * placed as the inference graph (no dropout), it outputs only the updates.
+   */
+  UPDATE,
+  /**
+   * The merged graph: the inference graph in which every mergeable linear site ({@link
+   * dev.graft.compiler.passes.SiteUpdates}) reads a merged weight (and bias) declared as external
+   * data in place of its adapter, the other adapters placed as usual; an export fills the merged
+   * tensors from the update graph. Its outputs: the task's, then the host's own.
+   */
+  MERGE;
 
   /** Whether this variant is a training step: dropout, the per-step seed and losses go only there. */
   public boolean trains() {

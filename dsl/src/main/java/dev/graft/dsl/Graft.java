@@ -459,7 +459,8 @@ public final class Graft {
 
   /** The graphs of a graft compiled at run time, as the runtime opens them. */
   public static AdapterGraphs graphs(CompiledGraft graft) {
-    return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray());
+    return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray(),
+        graft.update().toByteArray(), graft.merge().toByteArray());
   }
 
 

@@ -2,6 +2,7 @@ package dev.graft.fuzz;
 
 import dev.graft.compiler.ir.OnnxExport;
 import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.testing.TinyBertHost;
 import java.io.IOException;
@@ -30,12 +31,20 @@ public final class FuzzSeeds {
       byte[] weights = Files.readAllBytes(folder.resolve(PeftAdapters.WEIGHTS_FILE));
       Path checkpoint = scratch.resolve("seed.ckpt.safetensors");
       model.saveCheckpoint(checkpoint);
+      Path onnxAdapter = scratch.resolve("seed.onnx_adapter");
+      model.saveOnnxAdapter(onnxAdapter);
+      Path onnxAdapterHalf = scratch.resolve("seed16.onnx_adapter");
+      model.saveOnnxAdapter(onnxAdapterHalf, OnnxAdapterFile.DataType.FLOAT16);
       write(runtime.resolve("SafetensorsFuzzTestInputs/read/adapter_model.safetensors"), weights);
       for (String suffix : new String[] {"FuzzTest", "FuzzCampaign"}) {
         write(integration.resolve("AdapterFolder" + suffix + "Inputs/load/adapter_folder"),
             AdapterFolderFuzzTest.frame(config, weights));
         write(integration.resolve("Checkpoint" + suffix + "Inputs/load/checkpoint.safetensors"),
             Files.readAllBytes(checkpoint));
+        write(integration.resolve("OnnxAdapter" + suffix + "Inputs/load/adapter.onnx_adapter"),
+            Files.readAllBytes(onnxAdapter));
+        write(integration.resolve("OnnxAdapter" + suffix + "Inputs/load/adapter16.onnx_adapter"),
+            Files.readAllBytes(onnxAdapterHalf));
       }
     }
     write(integration.resolve("OnnxCompileFuzzTestInputs/compile/tiny_bert.onnx"),

@@ -11,19 +11,26 @@ import java.util.Objects;
 import org.jspecify.annotations.Nullable;
 
 /**
- * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx} and
- * {@code N.manifest.textproto}, as the compiler writes them into one package folder.
+ * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx}, {@code
+ * N.update.onnx} and {@code N.manifest.textproto}, as the compiler writes them into one package
+ * folder.
  *
  * @param name the graph name N
  * @param manifest the parsed manifest
  * @param inferenceGraph bytes of {@code N.infer.onnx}
  * @param trainGraph bytes of {@code N.train.onnx}, or {@code null} when only inference is shipped
+ * @param updateGraph bytes of {@code N.update.onnx} (the linear sites' weight updates, named by the
+ *     manifest's {@code site_updates}), or {@code null} when not shipped (graphs compiled before it)
+ * @param mergeGraph bytes of {@code N.merge.onnx} (what a merged export fills), or {@code null}
  * @param classLoader where to look up a host given as a classpath resource name
  */
 public record AdapterGraphs(
-    String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph, ClassLoader classLoader) {
+    String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+    byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader) {
   public static final String INFER_SUFFIX = ".infer.onnx";
   public static final String TRAIN_SUFFIX = ".train.onnx";
+  public static final String UPDATE_SUFFIX = ".update.onnx";
+  public static final String MERGE_SUFFIX = ".merge.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
 
   public AdapterGraphs {
@@ -35,8 +42,20 @@ public record AdapterGraphs(
 
   /** Graphs given in memory (tests, or graphs compiled at run time by the builder DSL). */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
-    return new AdapterGraphs(
-        manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
+    return of(manifest, inferenceGraph, trainGraph, null);
+  }
+
+  /** Graphs given in memory, the update graph included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph) {
+    return of(manifest, inferenceGraph, trainGraph, updateGraph, null);
+  }
+
+  /** Graphs given in memory, the update and merged graphs included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph) {
+    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph,
+        defaultLoader());
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
@@ -53,7 +72,9 @@ public record AdapterGraphs(
     Manifest manifest = parseManifest(prefix + MANIFEST_SUFFIX, new String(manifestBytes, StandardCharsets.UTF_8));
     byte[] infer = resource(loader, prefix + INFER_SUFFIX, true);
     byte[] train = resource(loader, prefix + TRAIN_SUFFIX, false);
-    return new AdapterGraphs(name, manifest, infer, train, loader);
+    byte[] update = resource(loader, prefix + UPDATE_SUFFIX, false);
+    byte[] merge = resource(loader, prefix + MERGE_SUFFIX, false);
+    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader);
   }
 
   /** Reads N's files from a directory. */
@@ -64,7 +85,11 @@ public record AdapterGraphs(
       byte[] infer = Files.readAllBytes(dir.resolve(name + INFER_SUFFIX));
       Path t = dir.resolve(name + TRAIN_SUFFIX);
       byte[] train = Files.exists(t) ? Files.readAllBytes(t) : null;
-      return new AdapterGraphs(name, manifest, infer, train, defaultLoader());
+      Path u = dir.resolve(name + UPDATE_SUFFIX);
+      byte[] update = Files.exists(u) ? Files.readAllBytes(u) : null;
+      Path mg = dir.resolve(name + MERGE_SUFFIX);
+      byte[] merge = Files.exists(mg) ? Files.readAllBytes(mg) : null;
+      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader());
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }

@@ -9,7 +9,12 @@ import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
+import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.export.MergedExport;
+import dev.graft.runtime.export.UnmergedExport;
 import dev.graft.runtime.io.NestedRanks;
+import dev.graft.runtime.io.OnnxAdapterFile;
+import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.PeftLayout;
 import dev.graft.runtime.session.ElementType;
@@ -53,6 +58,7 @@ import java.util.Set;
  * #getParameterShape}, {@link #getLoss}, {@link #isTrainable}) stays readable.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private final AdapterGraphs graphs;
   private final Manifest manifest;
   private final OrtEnvironment env;
   private final long seed;
@@ -63,6 +69,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Lifecycle lifecycle = new Lifecycle("the adapter model");
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
+    this.graphs = graphs;
     this.manifest = graphs.manifest();
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
@@ -161,6 +168,31 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
+   * Exports the graft as a standalone ONNX model in folder {@code dir} (replaced as a whole):
+   * {@code model.onnx} and its weights in {@code model.onnx.data}, which a bare ONNX Runtime
+   * session runs without Graft. Every linear-site adapter (the LoRA family, DoRA, PiSSA, DyLoRA at
+   * {@link ExportOptions#dyLoraRank}, LoKr, LoHa, VeRA, IA³) is folded into its host weight; the
+   * others stay as adapters with their current values, or fail with {@code GRAFT-R050} under
+   * {@link ExportOptions#requireMerged}. See docs/exporting-and-serving.md.
+   */
+  public void exportMerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> MergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
+   * Exports the graft unmerged in folder {@code dir} (replaced as a whole): the host plus the
+   * adapter graph, {@code model.onnx} and {@code model.onnx.data}, every adapter parameter a named
+   * graph input (its manifest {@code export_name}, e.g. {@code …query.lora_A.weight}, the rank the
+   * symbolic dim {@code lora_r}) whose default makes the graph the plain host when nothing is fed
+   * (see docs/exporting-and-serving.md); ONNX Runtime's {@code OrtLoraAdapter} feeds them.
+   */
+  public void exportUnmerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> UnmergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
    * Saves the adapter with its nested-rank adapters (DyLoRA) at rank {@code rank} (1 up to their
    * maximum) as a plain PEFT LoRA folder of that rank ({@code r = rank}, {@code lora_alpha} the
    * DyLoRA alpha); a Graft LoRA of that rank and alpha on the same sites, or PEFT, loads it. Every
@@ -178,6 +210,33 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public void truncateRank(int rank) {
     lifecycle.write(() -> NestedRanks.truncate(state, rank));
+  }
+
+  /**
+   * Saves the adapter parameters as an ONNX Runtime {@code .onnx_adapter} file (float32), each
+   * under the name of its graph input in the unmerged export ({@link #exportUnmerged}; the head is
+   * fixed there and not saved), the file replaced atomically; serve it with {@link
+   * dev.graft.runtime.serve.OrtAdapterSession}.
+   */
+  public void saveOnnxAdapter(Path file) {
+    saveOnnxAdapter(file, OnnxAdapterFile.DataType.FLOAT);
+  }
+
+  /** Saves the parameters as {@link #saveOnnxAdapter(Path)} does, as elements of {@code type} (rounded to nearest, ties to even). */
+  public void saveOnnxAdapter(Path file, OnnxAdapterFile.DataType type) {
+    lifecycle.read(() -> OnnxAdapters.save(state, file, type));
+  }
+
+  /**
+   * Loads an {@code .onnx_adapter} file into the adapter parameters (the head is left as it is): it
+   * must hold exactly this graft's adapter parameters under their export names and in their
+   * shapes, with finite values; nothing changes unless it does. Float16 and bfloat16 values are
+   * widened to float32.
+   *
+   * @return notes on what was converted (empty for a float32 file)
+   */
+  public List<String> loadOnnxAdapter(Path file) {
+    return lifecycle.write(() -> OnnxAdapters.load(state, file));
   }
 
   // ---------------------------------------------------------------- named adapters

@@ -38,7 +38,18 @@ public enum RuntimeErrorCode {
       + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
   /** An adapter folder's keys are in another transformers layout than the one asked for. */
   PEFT_LAYOUT(40, "an adapter folder's keys are in another layout (key prefix: bare, `bert.`, `model.`, `transformer.`)"
-      + " than the one given to `loadAdapter(dir, layout)`; names both, with a key of each");
+      + " than the one given to `loadAdapter(dir, layout)`; names both, with a key of each"),
+  /** A merged export was asked to merge every adapter, and some have no merged form. */
+  NOT_MERGEABLE(50, "a merged export was asked for with every adapter merged, but some adapters have no merged form"
+      + " (names each with its sites and the reason); allow unmerged parts to export them as adapters"),
+  /** The graft cannot be exported as asked (graphs compiled without the export variants, an element type). */
+  EXPORT_UNSUPPORTED(51, "the graft cannot be exported as asked: its graphs were compiled without the update and"
+      + " merged graphs (recompile), or the host's element type is not float32"),
+  /** An {@code .onnx_adapter} file is malformed or not one ONNX Runtime's format version 1 reads. */
+  ONNX_ADAPTER(70, "an `.onnx_adapter` file is malformed: not a `TORT` FlatBuffers file, a format version other than"
+      + " 1, an offset, vtable, string or vector outside the file or misaligned, a parameter without a name, dims or"
+      + " raw data, a duplicate name, a dims product that overflows, raw data whose size does not fit its dims and"
+      + " type, an unsupported data type, or a file too large to read");
 
   private final int number;
   private final String summary;

@@ -8,6 +8,8 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.manifest.SiteUpdate;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -21,18 +23,23 @@ public final class GraftEmitter {
   private GraftEmitter() {}
 
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
-      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train) {
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
+      VariantGraph merge, List<SiteUpdate> siteUpdates) {
     ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
     ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
-    return new CompiledGraft(inferenceModel, trainModel,
-        ManifestWriter.write(spec, host, plan, hostInputs, inference, train));
+    ModelProto updateModel = OnnxExport.write(update.graph(), modelName(spec, update.variant()));
+    ModelProto mergeModel = OnnxExport.write(merge.graph(), modelName(spec, merge.variant()));
+    return new CompiledGraft(inferenceModel, trainModel, updateModel, mergeModel,
+        ManifestWriter.write(spec, host, plan, hostInputs, inference, train, update, siteUpdates));
   }
 
-  /** The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}. */
+  /** The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}, {@code <graft>.update}. */
   static String modelName(GraftSpec spec, GraphVariant variant) {
     return spec.name() + switch (variant) {
       case INFERENCE -> ".infer";
       case TRAIN -> ".train";
+      case UPDATE -> ".update";
+      case MERGE -> ".merge";
     };
   }
 }

@@ -20,14 +20,18 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.spec.manifest.AdamW;
 import dev.graft.spec.manifest.Adapter;
+import dev.graft.spec.manifest.ExportDefault;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
+import dev.graft.spec.manifest.SiteUpdate;
 import dev.graft.spec.manifest.TrainStep;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 
 /**
@@ -51,12 +55,14 @@ public final class ManifestWriter {
    * @param hostInputs the host's inputs as imported, before any variant added its own
    * @param inference the inference variant (its parameters and output are the manifest's)
    * @param train the training-step variant
+   * @param update the update variant, whose outputs {@code siteUpdates} name
    */
   public static Manifest write(GraftSpec spec, HostModel host, Validation.Plan plan, Map<String, TensorType> hostInputs,
-      VariantGraph inference, VariantGraph train) {
+      VariantGraph inference, VariantGraph train, VariantGraph update, List<SiteUpdate> siteUpdates) {
     TaskKind task = TaskKind.of(spec.task());
     TreeSet<String> external = new TreeSet<>(inference.graph().externalInitializers());
     external.addAll(train.graph().externalInitializers());
+    external.addAll(update.graph().externalInitializers());
     external.addAll(inference.placement().hostSources());
     TrainStep.Builder names = AdamWUpdate.NAMES.toBuilder().setLabels(task.labelsName());
     if (train.graph().inputs().containsKey(Placement.SEED)) {
@@ -68,7 +74,7 @@ public final class ManifestWriter {
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
-        .addAllParameters(nestedRanks(inference.parameters(), plan))
+        .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead()))
@@ -84,6 +90,9 @@ public final class ManifestWriter {
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
         .addAllSavedActivations(train.savedActivations())
+        .setUpdateGraph(spec.name() + CompiledGraft.UPDATE_SUFFIX)
+        .setMergeGraph(spec.name() + CompiledGraft.MERGE_SUFFIX)
+        .addAllSiteUpdates(siteUpdates)
         .build();
   }
 
@@ -149,6 +158,52 @@ public final class ManifestWriter {
       }
     }
     return out;
+  }
+
+  /**
+   * Each parameter's {@code export_name}: PEFT's module-state name, as ONNX Runtime's generative-AI
+   * tooling names LoRA inputs (Olive's {@code ExtractAdapters}: {@code
+   * model.layers.0.self_attn.q_proj.lora_A.weight}): the save key without {@code
+   * base_model.model.}, with {@code .<name>} before its last segment for a named adapter; the
+   * parameter's own name where it has no save key, or where that name is taken.
+   */
+  private static List<Parameter> exportNames(List<Parameter> params, Validation.Plan plan) {
+    Set<String> taken = new HashSet<>();
+    params.forEach(p -> taken.add(p.getName()));
+    Set<String> used = new HashSet<>();
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : params) {
+      String name = p.getName();
+      if (!p.getSaveKey().isEmpty()) {
+        String key = p.getSaveKey().startsWith(Placement.PEFT_PREFIX)
+            ? p.getSaveKey().substring(Placement.PEFT_PREFIX.length()) : p.getSaveKey();
+        String adapter = p.getAdapter() > 0 ? plan.adapters().get(p.getAdapter() - 1).spec().name() : "";
+        if (!adapter.isEmpty()) {
+          int dot = key.lastIndexOf('.');
+          key = dot < 0 ? key + "." + adapter : key.substring(0, dot) + "." + adapter + key.substring(dot);
+        }
+        if (!used.contains(key) && (!taken.contains(key) || key.equals(name))) {
+          name = key;
+        }
+      }
+      used.add(name);
+      out.add(p.toBuilder().setExportName(name).setExportDefault(exportDefault(p)).build());
+    }
+    return out;
+  }
+
+  /** Empty along the rank axis; else the initial value where it is not random; else zeros (or as the kind set it). */
+  private static ExportDefault exportDefault(Parameter p) {
+    if (p.getExportDefault() != ExportDefault.EXPORT_DEFAULT_UNSPECIFIED) {
+      return p.getExportDefault();
+    }
+    if (p.getExportRankAxis() > 0) {
+      return ExportDefault.EXPORT_DEFAULT_EMPTY;
+    }
+    return switch (p.getInit()) {
+      case ZEROS, ONES, CONSTANT, HOST_COPY, HOST_COLUMN_NORM, IDENTITY -> ExportDefault.EXPORT_DEFAULT_INITIAL;
+      default -> ExportDefault.EXPORT_DEFAULT_ZEROS;
+    };
   }
 
   private static List<dev.graft.spec.manifest.Composition> compositions(Validation.Plan plan) {

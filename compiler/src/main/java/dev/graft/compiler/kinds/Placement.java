@@ -3,6 +3,7 @@ package dev.graft.compiler.kinds;
 import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
+import dev.graft.spec.manifest.ExportDefault;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
@@ -152,6 +153,19 @@ public final class Placement {
     return SEED;
   }
 
+  /**
+   * Declares {@code declared} (placed by the same declaration into another graph) as parameters
+   * of this graph, inputs without nodes reading them: the merged graph keeps the parameters every
+   * variant declares.
+   */
+  public void declare(List<Parameter> declared, Set<String> sources) {
+    for (Parameter p : declared) {
+      graph.addInput(p.getName(), TensorType.of(elemType, p.getShapeList().stream().mapToLong(Long::longValue).toArray()));
+      parameters.add(p);
+    }
+    hostSources.addAll(sources);
+  }
+
   /** Starts a parameter named {@code <site module path>.<suffix>} of {@code shape}. */
   public ParameterBuilder parameter(Site site, String suffix, long... shape) {
     return new ParameterBuilder(named(site.modulePath() + "." + suffix), site.modulePath(), site.node(), shape);
@@ -200,6 +214,28 @@ public final class Placement {
     /** Never updated by the training step. */
     public ParameterBuilder frozen() {
       p.setFrozen(true);
+      return this;
+    }
+
+    /**
+     * Axis {@code axis} of the shape is the rank: an unmerged export makes it the symbolic
+     * {@code lora_r} and defaults the parameter to size 0 there, which must make the adapter add
+     * nothing (the other factor of a product, a bottleneck's width).
+     */
+    public ParameterBuilder exportRankAxis(int axis) {
+      if (axis < 0 || axis >= p.getShapeCount()) {
+        throw new IllegalArgumentException(p.getName() + " has no axis " + axis + ": " + p.getShapeList());
+      }
+      p.setExportRankAxis(axis + 1);
+      return this;
+    }
+
+    /**
+     * An unmerged export keeps the exported value when nothing is fed ({@link ExportDefault#CURRENT}):
+     * for a kind no value of which makes it the identity.
+     */
+    public ParameterBuilder exportCurrentByDefault() {
+      p.setExportDefault(ExportDefault.EXPORT_DEFAULT_CURRENT);
       return this;
     }
 

@@ -68,35 +68,19 @@ public record TensorData(DType dtype, long[] shape, byte[] data) {
       case BF16 -> {
         float[] out = new float[data.length / 2];
         for (int i = 0; i < out.length; i++) {
-          out[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xffff) << 16);
+          out[i] = HalfFloats.fromBfloat16(b.getShort(i * 2));
         }
         return out;
       }
       case F16 -> {
         float[] out = new float[data.length / 2];
         for (int i = 0; i < out.length; i++) {
-          out[i] = halfToFloat(b.getShort(i * 2));
+          out[i] = HalfFloats.fromHalf(b.getShort(i * 2));
         }
         return out;
       }
       default -> throw new TensorMismatchException("(tensor data)", "F32, F64, BF16 or F16", dtype.name());
     }
-  }
-
-  /** An IEEE half-precision value as float32 (exact; subnormals, infinities and NaN included). */
-  static float halfToFloat(short h) {
-    int sign = (h & 0x8000) << 16;
-    int exp = (h >>> 10) & 0x1f;
-    int mant = h & 0x3ff;
-    if (exp == 0x1f) {
-      return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
-    }
-    if (exp == 0) {
-      // Zero or subnormal: mant · 2^-24, exact in float32.
-      float v = mant * 0x1p-24f;
-      return sign == 0 ? v : -v;
-    }
-    return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
   }
 
   /**

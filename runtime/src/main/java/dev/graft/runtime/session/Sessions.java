@@ -198,7 +198,21 @@ public final class Sessions implements AutoCloseable {
       }
       external.add(init.getName());
     }
-    try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
+    try (OrtSession.SessionOptions so = sessionOptions(options)) {
+      if (!external.isEmpty()) {
+        so.addExternalInitializers(host.subset(external));
+      }
+      return OrtEnvironment.getEnvironment().createSession(bytes, so);
+    }
+  }
+
+  /**
+   * Session options for {@code options}' intra-op threads and device; CUDA where the ONNX Runtime
+   * on the class path cannot use it is an {@link ExecutionProviderException}. The caller closes them.
+   */
+  public static OrtSession.SessionOptions sessionOptions(ModelOptions options) throws OrtException {
+    OrtSession.SessionOptions so = new OrtSession.SessionOptions();
+    try {
       if (options.intraOpThreads() > 0) {
         so.setIntraOpNumThreads(options.intraOpThreads());
       }
@@ -213,10 +227,10 @@ public final class Sessions implements AutoCloseable {
               e);
         }
       }
-      if (!external.isEmpty()) {
-        so.addExternalInitializers(host.subset(external));
-      }
-      return OrtEnvironment.getEnvironment().createSession(bytes, so);
+      return so;
+    } catch (OrtException | RuntimeException e) {
+      so.close();
+      throw e;
     }
   }
 
