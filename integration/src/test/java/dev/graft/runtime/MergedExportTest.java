@@ -98,6 +98,43 @@ class MergedExportTest {
         "the host weight a merged copy replaces is not exported");
   }
 
+  /** The real all-MiniLM-L6-v2 (from its Maven jar): LoRA r8 on query and value, merged, in a bare session. */
+  @Test
+  void loraOnMiniLm() throws Exception {
+    String name = "all-minilm-l6-v2.onnx";
+    dev.graft.compiler.HostModel miniLm;
+    try (java.io.InputStream in = MergedExportTest.class.getClassLoader().getResourceAsStream(name)) {
+      miniLm = dev.graft.compiler.HostModel.read(in, name);
+    }
+    CompiledGraft graft = Graft.host(miniLm).lora("", o -> o.rank(8)).classification(2).compile();
+    Map<String, long[][]> inputs = new java.util.LinkedHashMap<>();
+    inputs.put("input_ids", new long[][] {{101, 2023, 3185, 2001, 2307, 102}, {101, 6659, 2143, 102, 0, 0}});
+    inputs.put("attention_mask", new long[][] {{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}});
+    inputs.put("token_type_ids", new long[2][6]);
+    Path out = dir.resolve("minilm");
+    float[][] expected;
+    float[][] plain;
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(3))) {
+      plain = model.predict(inputs);
+      ExportFixtures.randomize(model, 17, 0.05);
+      expected = model.predict(inputs);
+      model.exportMerged(out, ExportOptions.defaults().withRequireMerged(true));
+    }
+    ExportFixtures.BareResult r = ExportFixtures.bareRun(out.resolve("model.onnx"), inputs, dir);
+    float[][] got = r.rows(graft.manifest().getLogits(), 2);
+    double worst = ExportFixtures.maxDifference(expected, got);
+    double change = ExportFixtures.maxDifference(expected, plain);
+    System.out.printf("MergedExportTest MiniLM LoRA r8 query,value   max |export − predict| %.3g (the adapter moves predict by %.3g)%n",
+        worst, change);
+    assertTrue(change > 1e-2, "the adapter changes the predictions (" + change + ")");
+    assertTrue(worst <= 1e-5, "max |export − predict| " + worst);
+    ModelProto m = ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
+    assertAllExternal(m);
+    assertTrue(m.getSerializedSize() < 1 << 20, "the weights are not in the protobuf (" + m.getSerializedSize() + " bytes)");
+    assertTrue(Files.size(out.resolve("model.onnx.data")) > 80_000_000L, "the weights are beside it");
+    assertTrue(m.getGraph().getNodeList().stream().noneMatch(n -> n.getName().contains("/lora")), "no LoRA node left");
+  }
+
   @Test
   void rsLora() throws Exception {
     check("lora", ExportFixtures.ALL_SITES, o -> o.set("rank", 4).set("alpha", 6.0).set("rslora", true));
