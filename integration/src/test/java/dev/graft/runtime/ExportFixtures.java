@@ -82,7 +82,7 @@ final class ExportFixtures {
     return host;
   }
 
-  private static String weight(Graph g, Random r, String name, double scale, long... dims) {
+  static String weight(Graph g, Random r, String name, double scale, long... dims) {
     int n = 1;
     for (long x : dims) {
       n *= (int) x;

@@ -210,6 +210,43 @@ class MergedExportTest {
     assertEquals(2 * 5 * ExportFixtures.WIDE, r.outputs().get("last_hidden_state").length);
   }
 
+  /**
+   * A host weight two nodes read (tied, as an LM head reuses its embedding): LoRA on one of them
+   * gets a merged copy under a new name, the other keeps reading the host's weight.
+   */
+  @Test
+  void aTiedWeightKeepsItsValueForTheOtherNode() throws Exception {
+    java.util.Random r = new java.util.Random(9);
+    dev.graft.compiler.ir.Graph g = new dev.graft.compiler.ir.Graph();
+    var bs = List.of(dev.graft.compiler.ir.Dim.symbol("batch"), dev.graft.compiler.ir.Dim.symbol("sequence"));
+    g.addInput("input_ids", dev.graft.compiler.ir.TensorType.of(dev.graft.compiler.ir.TensorType.INT64, bs));
+    g.addInput("attention_mask", dev.graft.compiler.ir.TensorType.of(dev.graft.compiler.ir.TensorType.INT64, bs));
+    String h = g.op("/embeddings/Gather", "Gather",
+        List.of(ExportFixtures.weight(g, r, "embeddings.weight", 1, 20, 66), "input_ids"));
+    String tied = ExportFixtures.weight(g, r, "tied.weight", 0.15, 66, 66);
+    String q = g.op("/encoder/layer.0/attention/self/query/MatMul", "MatMul", List.of(h, tied));
+    String o = g.op("/encoder/layer.0/output/tied/MatMul", "MatMul", List.of(h, tied));
+    g.opTo("last_hidden_state", "/encoder/Add", "Add", List.of(g.op("/encoder/Tanh", "Tanh", List.of(q)), o));
+    g.outputs().add("last_hidden_state");
+    dev.graft.compiler.ir.ShapeInference.run(g);
+    Path tiedHost = dir.resolve("tied.onnx");
+    Files.write(tiedHost, dev.graft.compiler.ir.OnnxExport.write(g, "tied").toByteArray());
+    CompiledGraft graft = Graft.host(tiedHost).lora(".*/query/MatMul", x -> x.rank(2)).classification(LABELS).compile();
+    Path out = dir.resolve("export");
+    float[][] expected;
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withHost(tiedHost))) {
+      ExportFixtures.randomize(model, 21);
+      expected = model.predict(ExportFixtures.inputs());
+      model.exportMerged(out, ExportOptions.defaults().withRequireMerged(true));
+    }
+    ModelProto m = ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
+    List<String> names = m.getGraph().getInitializerList().stream().map(TensorProto::getName).toList();
+    assertTrue(names.contains("tied.weight") && names.contains("merged/encoder.layer.0.attention.self.query/weight"), names.toString());
+    float[][] got = ExportFixtures.bareRun(out.resolve("model.onnx"), ExportFixtures.inputs(), dir)
+        .rows(graft.manifest().getLogits(), LABELS);
+    assertTrue(ExportFixtures.maxDifference(expected, got) <= 1e-5, "tied: " + ExportFixtures.maxDifference(expected, got));
+  }
+
   /** A bottleneck has no merged form: refused under requireMerged, else exported as an adapter beside a merged LoRA. */
   @Test
   void aBottleneckIsRefusedWhenMergedIsRequiredAndExportedUnmergedOtherwise() throws Exception {
