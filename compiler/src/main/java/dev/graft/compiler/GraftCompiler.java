@@ -16,10 +16,12 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.passes.AdamWUpdate;
 import dev.graft.compiler.passes.AdapterPlacement;
+import dev.graft.compiler.passes.GatheredAdapters;
 import dev.graft.compiler.passes.SavedActivations;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
+import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
 import java.util.ArrayList;
@@ -40,6 +42,8 @@ import java.util.Set;
  *       the training step: autodiff ({@link Autodiff}) → saved activations ({@link
  *       SavedActivations}) → optimizer ({@link AdamWUpdate});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
+ *   <li>when asked for, the gathered multi-adapter graph on another fresh import ({@link
+ *       GatheredAdapters}, the task's gathered head);
  *   <li>emit the ONNX models and the manifest ({@link GraftEmitter}).
  * </ol>
  *
@@ -60,6 +64,18 @@ public final class GraftCompiler {
    *     {@code <parameter>.grad} (for gradient checks and debugging)
    */
   public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients) {
+    return compile(spec, host, exposeGradients, Set.of());
+  }
+
+  /**
+   * Also compiles the variants of {@code also} that are compiled only when asked for ({@link
+   * GraphVariant#GATHERED}).
+   */
+  public static CompileResult compile(GraftSpec spec, HostModel host, Set<GraphVariant> also) {
+    return compile(spec, host, false, also);
+  }
+
+  public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients, Set<GraphVariant> also) {
     List<Diagnostic> hostErrors = HostChecks.check(host, spec.source());
     if (!hostErrors.isEmpty()) {
       return CompileResult.failed(hostErrors);
@@ -73,7 +89,8 @@ public final class GraftCompiler {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, imported, importedForTraining, exposeGradients);
+      return compileImported(spec, host, imported, importedForTraining, exposeGradients,
+          also.contains(GraphVariant.GATHERED));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -84,7 +101,8 @@ public final class GraftCompiler {
   }
 
   private static CompileResult compileImported(
-      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, boolean exposeGradients) {
+      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, boolean exposeGradients,
+      boolean gathered) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -107,7 +125,17 @@ public final class GraftCompiler {
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
-    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
+    if (!gathered) {
+      return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
+    }
+    Graph gatheredGraph = imported(host);
+    List<GatheredTensor> stacked = new ArrayList<>(
+        GatheredAdapters.place(gatheredGraph, spec, plan, inference.parameters(), elemType));
+    TaskPass.addGathered(gatheredGraph, spec.task(), plan.hostOutput(), plan.hidden(), stacked);
+    ShapeInference.run(gatheredGraph);
+    gatheredGraph.removeUnused();
+    return new CompileResult(
+        GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, gatheredGraph, stacked), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {

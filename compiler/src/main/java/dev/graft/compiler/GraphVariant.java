@@ -7,9 +7,12 @@ package dev.graft.compiler;
  * types, roles, in order), so the runtime can feed one set of parameter tensors to all of them.
  *
  * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the variants to come
- * (a MERGE graph that folds each linear adapter's {@code ΔW} into its host weight, a GATHERED graph
- * that stacks N adapters and picks one per row by an index input) are inference graphs too, and a
- * kind that needs to know more than "is this a training step" switches on the variant.
+ * (a MERGE graph that folds each linear adapter's {@code ΔW} into its host weight) are inference
+ * graphs too, and a kind that needs to know more than "is this a training step" switches on the
+ * variant.
+ *
+ * <p>{@link #GATHERED} is compiled only when asked for and declares no parameters of its own: it
+ * takes N adapters' factors stacked as inputs (see the manifest's {@code GatheredGraph}).
  */
 public enum GraphVariant {
   /** The inference graph: the adapted host and the task's output; no loss, no randomness. */
@@ -18,7 +21,13 @@ public enum GraphVariant {
    * The training step: the adapted host with its training-only nodes (dropout, per-step draws
    * from the seed input, auxiliary losses), the task's loss, its gradient and the AdamW update.
    */
-  TRAIN;
+  TRAIN,
+  /**
+   * The gathered multi-adapter graph: the host where each linear site of the graft adds {@code
+   * (x·A_row)·B_row} with the rows picked per batch row by an adapter index from N stacked
+   * adapters, and the head gathered per row likewise (see {@code passes.GatheredAdapters}).
+   */
+  GATHERED;
 
   /** Whether this variant is a training step: dropout, the per-step seed and losses go only there. */
   public boolean trains() {

@@ -35,7 +35,12 @@ public enum RuntimeErrorCode {
       + " host's folder, through a symbolic link out of it) or its offset and length do not fit the data file"),
   /** The host file is not the one the graft was compiled against. */
   HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
-      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host");
+      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
+  /** A request names an adapter the server has not registered. */
+  ADAPTER_NOT_REGISTERED(60, "a request names an adapter that the server has not registered (names it and lists those registered)"),
+  /** A serving request that cannot be read or served: malformed JSON, too large, fields missing or of another type. */
+  REQUEST_INVALID(61, "a serving request cannot be read or served: malformed JSON, over the size limit, a field missing or"
+      + " of another type, an unknown path or method");
 
   private final int number;
   private final String summary;

@@ -94,6 +94,8 @@ public enum ErrorCode {
   DEFINITION_INVALID(93, "%s definition at %s: %s"),
   /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
   ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
+  /** A graft with adapters that have no per-row form asked for as a gathered graph (args: graft, what cannot be gathered). */
+  GATHERED_UNSUPPORTED(170, "%s cannot be compiled as a gathered multi-adapter graph: %s; serve it one adapter at a time with AdapterModel"),
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

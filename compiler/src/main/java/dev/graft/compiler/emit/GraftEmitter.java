@@ -8,7 +8,14 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.passes.GatheredAdapters;
+import dev.graft.spec.manifest.GatheredGraph;
+import dev.graft.spec.manifest.GatheredTensor;
+import dev.graft.spec.manifest.Manifest;
+import java.util.List;
 import java.util.Map;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Emit pass: writes each variant's graph as an ONNX model named {@code <graft>.<variant>} (the
@@ -22,17 +29,39 @@ public final class GraftEmitter {
 
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
       Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train) {
-    ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
-    ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
-    return new CompiledGraft(inferenceModel, trainModel,
-        ManifestWriter.write(spec, host, plan, hostInputs, inference, train));
+    return emit(spec, host, plan, hostInputs, inference, train, null, List.of());
   }
 
-  /** The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}. */
+  /**
+   * With the gathered graph ({@code gathered} null: not compiled) and its stacked inputs, recorded
+   * in the manifest's {@code gathered}.
+   */
+  public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, @Nullable Graph gathered,
+      List<GatheredTensor> stacked) {
+    ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
+    ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
+    Manifest manifest = ManifestWriter.write(spec, host, plan, hostInputs, inference, train);
+    if (gathered == null) {
+      return new CompiledGraft(inferenceModel, trainModel, manifest);
+    }
+    GatheredGraph record = GatheredGraph.newBuilder()
+        .setGraph(spec.name() + CompiledGraft.GATHERED_SUFFIX)
+        .setAdapterIndex(GatheredAdapters.ADAPTER_INDEX)
+        .addAllTensors(stacked)
+        .setLogits(gathered.outputs().get(0))
+        .setHostOutput(gathered.outputs().get(gathered.outputs().size() - 1))
+        .build();
+    return new CompiledGraft(inferenceModel, trainModel, manifest.toBuilder().setGathered(record).build(),
+        OnnxExport.write(gathered, modelName(spec, GraphVariant.GATHERED)));
+  }
+
+  /** The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}, {@code <graft>.gathered}. */
   static String modelName(GraftSpec spec, GraphVariant variant) {
     return spec.name() + switch (variant) {
       case INFERENCE -> ".infer";
       case TRAIN -> ".train";
+      case GATHERED -> ".gathered";
     };
   }
 }

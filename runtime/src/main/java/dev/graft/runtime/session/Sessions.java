@@ -89,6 +89,33 @@ public final class Sessions implements AutoCloseable {
     }
   }
 
+  /** One session of a further graph of a graft (the gathered graph) with the host weights it was fed; closed together. */
+  public record Single(HostWeights host, OrtSession session) implements AutoCloseable {
+    @Override
+    public void close() {
+      closeQuietly(session, host);
+    }
+  }
+
+  /**
+   * Reads the host weights of {@code graphs} (checked as {@link #open} checks them) and opens the
+   * graph {@code bytes}, named {@code source} in errors, on them; its inputs and outputs are the
+   * caller's to check.
+   */
+  public static Single openGraph(AdapterGraphs graphs, ModelOptions options, String source, byte[] bytes) {
+    ModelProto proto = parseGraph(source, bytes);
+    HostWeights host = openHost(graphs, options);
+    try {
+      return new Single(host, openSession(source, bytes, proto, options, host));
+    } catch (OrtException e) {
+      closeQuietly(host);
+      throw failure("cannot open " + source, e);
+    } catch (RuntimeException e) {
+      closeQuietly(host);
+      throw e;
+    }
+  }
+
   /** The host's frozen weights. */
   public HostWeights host() {
     return host;
