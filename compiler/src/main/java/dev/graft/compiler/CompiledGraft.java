@@ -4,6 +4,12 @@ import dev.graft.compiler.passes.SavedActivations;
 
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.onnx.Onnx.ModelProto;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -34,6 +40,38 @@ public record CompiledGraft(ModelProto inference, ModelProto train, Manifest man
    */
   public long savedActivationBytes(java.util.Map<String, Long> sizes) {
     return SavedActivations.bytes(manifest.getSavedActivationsList(), sizes);
+  }
+
+  /**
+   * Writes the graphs and the manifest into folder {@code dir} (created if missing) as {@code
+   * <name>.infer.onnx}, {@code <name>.train.onnx}, {@code <name>.manifest.textproto} and, when
+   * compiled, {@code <name>.gathered.onnx}: the folder the runtime opens with {@code
+   * AdapterGraphs.fromDirectory} and the serve command serves. Each file is written beside its
+   * final name and moved over it.
+   */
+  public void writeTo(Path dir) {
+    try {
+      writeFiles(dir);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write graft " + name() + " to " + dir + ": " + e.getMessage(), e);
+    }
+  }
+
+  private void writeFiles(Path dir) throws IOException {
+    Files.createDirectories(dir);
+    write(dir, name() + INFERENCE_SUFFIX, inference.toByteArray());
+    write(dir, name() + TRAIN_SUFFIX, train.toByteArray());
+    if (gathered != null) {
+      write(dir, name() + GATHERED_SUFFIX, gathered.toByteArray());
+    }
+    write(dir, name() + MANIFEST_SUFFIX, manifestText().getBytes(StandardCharsets.UTF_8));
+  }
+
+  private static void write(Path dir, String file, byte[] bytes) throws IOException {
+    Path tmp = dir.resolve(file + ".tmp");
+    Files.write(tmp, bytes);
+    Files.move(tmp, dir.resolve(file), StandardCopyOption.REPLACE_EXISTING,
+        StandardCopyOption.ATOMIC_MOVE);
   }
 
   /** The manifest in protobuf text format, as written to {@code <name>.manifest.textproto}. */

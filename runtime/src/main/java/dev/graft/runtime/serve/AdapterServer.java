@@ -360,13 +360,18 @@ public final class AdapterServer implements AutoCloseable {
         // HostInputs names what is missing or unknown.
         HostInputs.tensors(env, manifest, q.inputs()).values().forEach(OnnxTensor::close);
       }
-      int n = q.inputs().values().iterator().next().length;
+      long[][] reference = q.inputs().values().iterator().next();
+      int n = reference.length;
       for (Map.Entry<String, long[][]> e : q.inputs().entrySet()) {
         long[][] v = e.getValue();
         if (v.length != n) {
           throw new TensorMismatchException(e.getKey(), n + " rows (as the request's other inputs)", v.length + " rows");
         }
         for (int r = 0; r < n; r++) {
+          if (v[r].length != reference[r].length) {
+            throw new TensorMismatchException(e.getKey(), "row " + r + " of " + reference[r].length
+                + " values (as the request's other inputs)", v[r].length + " values");
+          }
           if (v[r].length != sequence && mask == null) {
             throw new GraftException(RuntimeErrorCode.ARGUMENT, "requests of different lengths (" + v[r].length + " and "
                 + sequence + ") cannot share a batch: graft " + manifest.getName() + " has no attention mask to pad with");

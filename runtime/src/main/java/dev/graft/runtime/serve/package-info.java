@@ -1,0 +1,8 @@
+/**
+ * Serving: {@link dev.graft.runtime.serve.AdapterServer} runs many adapters of one graft in mixed
+ * batches through its gathered graph, {@link dev.graft.runtime.serve.MicroBatcher} collects
+ * concurrent requests into batches, {@link dev.graft.runtime.serve.HttpEndpoint} puts JSON over
+ * HTTP in front.
+ */
+@org.jspecify.annotations.NullMarked
+package dev.graft.runtime.serve;
