@@ -117,6 +117,11 @@ public final class GatheredAdapters {
     addStack(g, b, elemType, 0, site.out());
     String base = "/gathered/" + site.modulePath().replace('.', '/');
     String x = node.input(0);
+    TensorType xt = g.typeOrThrow(x);
+    if (!xt.hasRank() || xt.rank() < 2) {
+      throw new IllegalStateException("the input of " + site.node() + " has no known rank of at least 2: " + xt);
+    }
+    int rank = xt.rank();
     double alpha = 1;
     if (node.opType().equals("Gemm")) {
       if (node.attrInt("transA", 0) == 1) {
@@ -124,11 +129,6 @@ public final class GatheredAdapters {
       }
       alpha = node.attrFloat("alpha", 1f);
     }
-    TensorType xt = g.typeOrThrow(x);
-    if (!xt.hasRank() || xt.rank() < 2) {
-      throw new IllegalStateException("the input of " + site.node() + " has no known rank of at least 2: " + xt);
-    }
-    int rank = xt.rank();
     String aRows = rows(g, base + "/A", a);
     String bRows = rows(g, base + "/B", b);
     if (rank == 2) {
