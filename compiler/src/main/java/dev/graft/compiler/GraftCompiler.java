@@ -18,12 +18,14 @@ import dev.graft.compiler.passes.AdamWUpdate;
 import dev.graft.compiler.passes.AdapterPlacement;
 import dev.graft.compiler.passes.GatheredAdapters;
 import dev.graft.compiler.passes.SavedActivations;
+import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
 import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
+import dev.graft.spec.manifest.SiteUpdate;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -40,7 +42,8 @@ import java.util.Set;
  *   <li>per {@link GraphVariant}, on its own copy of the host: place adapters ({@link
  *       AdapterPlacement}) → add the task's head and loss ({@link TaskPass}) → infer shapes → for
  *       the training step: autodiff ({@link Autodiff}) → saved activations ({@link
- *       SavedActivations}) → optimizer ({@link AdamWUpdate});
+ *       SavedActivations}) → optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
+ *       weight updates ({@link SiteUpdates});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
  *   <li>when asked for, the gathered multi-adapter graph on another fresh import ({@link
  *       GatheredAdapters}, the task's gathered head);
@@ -82,14 +85,16 @@ public final class GraftCompiler {
     }
     Graph imported;
     Graph importedForTraining;
+    Graph importedForUpdate;
     try {
       imported = imported(host);
       importedForTraining = imported(host);
+      importedForUpdate = imported(host);
     } catch (RuntimeException e) {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, imported, importedForTraining, exposeGradients,
+      return compileImported(spec, host, imported, importedForTraining, importedForUpdate, exposeGradients,
           also.contains(GraphVariant.GATHERED));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
@@ -101,8 +106,8 @@ public final class GraftCompiler {
   }
 
   private static CompileResult compileImported(
-      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, boolean exposeGradients,
-      boolean gathered) {
+      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, Graph importedForUpdate,
+      boolean exposeGradients, boolean gathered) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -121,21 +126,26 @@ public final class GraftCompiler {
           GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")));
     }
 
-    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train));
+    Map<String, String> hostBiases = SiteUpdates.hostBiases(importedForUpdate, plan.adapters());
+    VariantGraph update = forward(GraphVariant.UPDATE, importedForUpdate, spec, plan, elemType);
+    List<SiteUpdate> siteUpdates = SiteUpdates.add(update.graph(), plan.adapters(), update.parameters(), hostBiases);
+    ShapeInference.run(update.graph());
+
+    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train, update));
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
     if (!gathered) {
-      return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train), List.of());
+      return new CompileResult(
+          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates), List.of());
     }
     Graph gatheredGraph = imported(host);
-    List<GatheredTensor> stacked = new ArrayList<>(
-        GatheredAdapters.place(gatheredGraph, spec, plan, inference.parameters(), elemType));
+    List<GatheredTensor> stacked = new ArrayList<>(GatheredAdapters.place(gatheredGraph, spec, plan, siteUpdates, elemType));
     TaskPass.addGathered(gatheredGraph, spec.task(), plan.hostOutput(), plan.hidden(), stacked);
     ShapeInference.run(gatheredGraph);
     gatheredGraph.removeUnused();
-    return new CompileResult(
-        GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, gatheredGraph, stacked), List.of());
+    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates,
+        gatheredGraph, stacked), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {

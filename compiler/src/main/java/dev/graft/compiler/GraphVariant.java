@@ -6,10 +6,9 @@ package dev.graft.compiler;
  * variant, and checks that every variant declares the same parameters (names, shapes, element
  * types, roles, in order), so the runtime can feed one set of parameter tensors to all of them.
  *
- * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the variants to come
- * (a MERGE graph that folds each linear adapter's {@code ΔW} into its host weight) are inference
- * graphs too, and a kind that needs to know more than "is this a training step" switches on the
- * variant.
+ * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the update graph and
+ * the gathered graph are inference graphs too, and a kind that needs to know more than "is this
+ * a training step" switches on the variant.
  *
  * <p>{@link #GATHERED} is compiled only when asked for and declares no parameters of its own: it
  * takes N adapters' factors stacked as inputs (see the manifest's {@code GatheredGraph}).
@@ -22,6 +21,12 @@ public enum GraphVariant {
    * from the seed input, auxiliary losses), the task's loss, its gradient and the AdamW update.
    */
   TRAIN,
+  /**
+   * The update graph: from the parameters and the host weights, the weight update of every linear
+   * site whose adapter has one, as low-rank factors ({@link dev.graft.compiler.passes.SiteUpdates});
+   * placed as the inference graph (no dropout), it outputs only the updates.
+   */
+  UPDATE,
   /**
    * The gathered multi-adapter graph: the host where each linear site of the graft adds {@code
    * (x·A_row)·B_row} with the rows picked per batch row by an adapter index from N stacked

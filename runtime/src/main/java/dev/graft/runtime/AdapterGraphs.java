@@ -12,28 +12,31 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx}, {@code
- * N.manifest.textproto} and, where compiled, {@code N.gathered.onnx}, as the compiler writes them
- * into one package folder.
+ * N.update.onnx}, {@code N.manifest.textproto} and, where compiled, {@code N.gathered.onnx}, as
+ * the compiler writes them into one package folder.
  *
  * @param name the graph name N
  * @param manifest the parsed manifest
  * @param inferenceGraph bytes of {@code N.infer.onnx}
  * @param trainGraph bytes of {@code N.train.onnx}, or {@code null} when only inference is shipped
+ * @param updateGraph bytes of {@code N.update.onnx} (the linear sites' weight updates, named by the
+ *     manifest's {@code site_updates}), or {@code null} when not shipped (graphs compiled before it)
  * @param classLoader where to look up a host given as a classpath resource name
  * @param gatheredGraph bytes of {@code N.gathered.onnx} (the multi-adapter graph a {@code
  *     serve.AdapterServer} runs), or {@code null} when it was not compiled
  */
 public record AdapterGraphs(
-    String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph, ClassLoader classLoader,
-    byte @Nullable [] gatheredGraph) {
+    String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+    byte @Nullable [] updateGraph, ClassLoader classLoader, byte @Nullable [] gatheredGraph) {
   public static final String INFER_SUFFIX = ".infer.onnx";
   public static final String TRAIN_SUFFIX = ".train.onnx";
+  public static final String UPDATE_SUFFIX = ".update.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
   public static final String GATHERED_SUFFIX = ".gathered.onnx";
 
-  public AdapterGraphs(
-      String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph, ClassLoader classLoader) {
-    this(name, manifest, inferenceGraph, trainGraph, classLoader, null);
+  public AdapterGraphs(String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, ClassLoader classLoader) {
+    this(name, manifest, inferenceGraph, trainGraph, updateGraph, classLoader, null);
   }
 
   public AdapterGraphs {
@@ -45,14 +48,20 @@ public record AdapterGraphs(
 
   /** Graphs given in memory (tests, or graphs compiled at run time by the builder DSL). */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph) {
-    return new AdapterGraphs(
-        manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader());
+    return of(manifest, inferenceGraph, trainGraph, null);
   }
 
-  /** Graphs in memory with the gathered multi-adapter graph. */
-  public static AdapterGraphs of(
-      Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph, byte @Nullable [] gatheredGraph) {
-    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, defaultLoader(), gatheredGraph);
+  /** Graphs given in memory, the update graph included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph) {
+    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, defaultLoader());
+  }
+
+  /** Graphs given in memory, the update graph and the gathered multi-adapter graph included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] gatheredGraph) {
+    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, defaultLoader(),
+        gatheredGraph);
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
@@ -69,8 +78,9 @@ public record AdapterGraphs(
     Manifest manifest = parseManifest(prefix + MANIFEST_SUFFIX, new String(manifestBytes, StandardCharsets.UTF_8));
     byte[] infer = resource(loader, prefix + INFER_SUFFIX, true);
     byte[] train = resource(loader, prefix + TRAIN_SUFFIX, false);
+    byte[] update = resource(loader, prefix + UPDATE_SUFFIX, false);
     byte[] gathered = resource(loader, prefix + GATHERED_SUFFIX, false);
-    return new AdapterGraphs(name, manifest, infer, train, loader, gathered);
+    return new AdapterGraphs(name, manifest, infer, train, update, loader, gathered);
   }
 
   /** Reads N's files from a directory. */
@@ -81,9 +91,11 @@ public record AdapterGraphs(
       byte[] infer = Files.readAllBytes(dir.resolve(name + INFER_SUFFIX));
       Path t = dir.resolve(name + TRAIN_SUFFIX);
       byte[] train = Files.exists(t) ? Files.readAllBytes(t) : null;
+      Path u = dir.resolve(name + UPDATE_SUFFIX);
+      byte[] update = Files.exists(u) ? Files.readAllBytes(u) : null;
       Path g = dir.resolve(name + GATHERED_SUFFIX);
       byte[] gathered = Files.exists(g) ? Files.readAllBytes(g) : null;
-      return new AdapterGraphs(name, manifest, infer, train, defaultLoader(), gathered);
+      return new AdapterGraphs(name, manifest, infer, train, update, defaultLoader(), gathered);
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }

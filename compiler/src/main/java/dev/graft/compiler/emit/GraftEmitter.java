@@ -13,6 +13,7 @@ import dev.graft.compiler.passes.GatheredAdapters;
 import dev.graft.spec.manifest.GatheredGraph;
 import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.SiteUpdate;
 import java.util.List;
 import java.util.Map;
 import org.jspecify.annotations.Nullable;
@@ -28,8 +29,9 @@ public final class GraftEmitter {
   private GraftEmitter() {}
 
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
-      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train) {
-    return emit(spec, host, plan, hostInputs, inference, train, null, List.of());
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
+      List<SiteUpdate> siteUpdates) {
+    return emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates, null, List.of());
   }
 
   /**
@@ -37,13 +39,14 @@ public final class GraftEmitter {
    * in the manifest's {@code gathered}.
    */
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
-      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, @Nullable Graph gathered,
-      List<GatheredTensor> stacked) {
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
+      List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked) {
     ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
     ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
-    Manifest manifest = ManifestWriter.write(spec, host, plan, hostInputs, inference, train);
+    ModelProto updateModel = OnnxExport.write(update.graph(), modelName(spec, update.variant()));
+    Manifest manifest = ManifestWriter.write(spec, host, plan, hostInputs, inference, train, update, siteUpdates);
     if (gathered == null) {
-      return new CompiledGraft(inferenceModel, trainModel, manifest);
+      return new CompiledGraft(inferenceModel, trainModel, updateModel, manifest);
     }
     GatheredGraph record = GatheredGraph.newBuilder()
         .setGraph(spec.name() + CompiledGraft.GATHERED_SUFFIX)
@@ -52,15 +55,19 @@ public final class GraftEmitter {
         .setLogits(gathered.outputs().get(0))
         .setHostOutput(gathered.outputs().get(gathered.outputs().size() - 1))
         .build();
-    return new CompiledGraft(inferenceModel, trainModel, manifest.toBuilder().setGathered(record).build(),
+    return new CompiledGraft(inferenceModel, trainModel, updateModel, manifest.toBuilder().setGathered(record).build(),
         OnnxExport.write(gathered, modelName(spec, GraphVariant.GATHERED)));
   }
 
-  /** The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}, {@code <graft>.gathered}. */
+  /**
+   * The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}, {@code
+   * <graft>.update}, {@code <graft>.gathered}.
+   */
   static String modelName(GraftSpec spec, GraphVariant variant) {
     return spec.name() + switch (variant) {
       case INFERENCE -> ".infer";
       case TRAIN -> ".train";
+      case UPDATE -> ".update";
       case GATHERED -> ".gathered";
     };
   }

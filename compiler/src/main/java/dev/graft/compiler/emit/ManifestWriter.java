@@ -22,10 +22,13 @@ import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
+import dev.graft.spec.manifest.SiteUpdate;
 import dev.graft.spec.manifest.TrainStep;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 
 /**
@@ -44,12 +47,14 @@ public final class ManifestWriter {
    * @param hostInputs the host's inputs as imported, before any variant added its own
    * @param inference the inference variant (its parameters and output are the manifest's)
    * @param train the training-step variant
+   * @param update the update variant, whose outputs {@code siteUpdates} name
    */
   public static Manifest write(GraftSpec spec, HostModel host, Validation.Plan plan, Map<String, TensorType> hostInputs,
-      VariantGraph inference, VariantGraph train) {
+      VariantGraph inference, VariantGraph train, VariantGraph update, List<SiteUpdate> siteUpdates) {
     TaskKind task = TaskKind.of(spec.task());
     TreeSet<String> external = new TreeSet<>(inference.graph().externalInitializers());
     external.addAll(train.graph().externalInitializers());
+    external.addAll(update.graph().externalInitializers());
     external.addAll(inference.placement().hostSources());
     TrainStep.Builder names = AdamWUpdate.NAMES.toBuilder().setLabels(task.labelsName());
     if (train.graph().inputs().containsKey(Placement.SEED)) {
@@ -61,7 +66,7 @@ public final class ManifestWriter {
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
         .addAllInputs(hostInputs(hostInputs))
-        .addAllParameters(nestedRanks(inference.parameters(), plan))
+        .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), spec.host(), task.hasHead()))
@@ -76,6 +81,8 @@ public final class ManifestWriter {
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
         .addAllSavedActivations(train.savedActivations())
+        .setUpdateGraph(spec.name() + CompiledGraft.UPDATE_SUFFIX)
+        .addAllSiteUpdates(siteUpdates)
         .build();
   }
 
@@ -139,6 +146,38 @@ public final class ManifestWriter {
       } else {
         out.add(p);
       }
+    }
+    return out;
+  }
+
+  /**
+   * Each parameter's {@code export_name}: PEFT's module-state name, as ONNX Runtime's generative-AI
+   * tooling names LoRA inputs (Olive's {@code ExtractAdapters}: {@code
+   * model.layers.0.self_attn.q_proj.lora_A.weight}): the save key without {@code
+   * base_model.model.}, with {@code .<name>} before its last segment for a named adapter; the
+   * parameter's own name where it has no save key, or where that name is taken.
+   */
+  private static List<Parameter> exportNames(List<Parameter> params, Validation.Plan plan) {
+    Set<String> taken = new HashSet<>();
+    params.forEach(p -> taken.add(p.getName()));
+    Set<String> used = new HashSet<>();
+    List<Parameter> out = new ArrayList<>();
+    for (Parameter p : params) {
+      String name = p.getName();
+      if (!p.getSaveKey().isEmpty()) {
+        String key = p.getSaveKey().startsWith(Placement.PEFT_PREFIX)
+            ? p.getSaveKey().substring(Placement.PEFT_PREFIX.length()) : p.getSaveKey();
+        String adapter = p.getAdapter() > 0 ? plan.adapters().get(p.getAdapter() - 1).spec().name() : "";
+        if (!adapter.isEmpty()) {
+          int dot = key.lastIndexOf('.');
+          key = dot < 0 ? key + "." + adapter : key.substring(0, dot) + "." + adapter + key.substring(dot);
+        }
+        if (!used.contains(key) && (!taken.contains(key) || key.equals(name))) {
+          name = key;
+        }
+      }
+      used.add(name);
+      out.add(p.toBuilder().setExportName(name).build());
     }
     return out;
   }

@@ -81,6 +81,22 @@ public interface LinearUpdateKind extends AdapterKind {
   WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors);
 
   /**
+   * The update {@code ΔW = a·b} as factors of rank {@code rank}: {@code a [in, rank]}, {@code b
+   * [rank, out]}.
+   */
+  record Factors(String a, String b, long rank) {}
+
+  /**
+   * The additive update {@link #weightUpdate} gives (no bias change), as low-rank factors where
+   * the kind's update is low rank in its parameters (the LoRA family, scaled); null where it is
+   * not (the default): the caller then takes the dense {@code ΔW}. Adds nodes as {@link
+   * #weightUpdate} does.
+   */
+  default @Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    return null;
+  }
+
+  /**
    * The tensors {@link #weightUpdate} reads at {@code site}, from the parameters the declaration
    * placed: {@code parameters} are the graft's (a {@link Placement}'s, or a manifest's, in order),
    * of which those at {@code site} named for this declaration are taken by their suffix. A kind

@@ -203,6 +203,19 @@ public final class Placement {
       return this;
     }
 
+    /**
+     * Axis {@code axis} of the shape is the rank: an unmerged export makes it the symbolic
+     * {@code lora_r} and defaults the parameter to size 0 there, which must make the adapter add
+     * nothing (the other factor of a product, a bottleneck's width).
+     */
+    public ParameterBuilder exportRankAxis(int axis) {
+      if (axis < 0 || axis >= p.getShapeCount()) {
+        throw new IllegalArgumentException(p.getName() + " has no axis " + axis + ": " + p.getShapeList());
+      }
+      p.setExportRankAxis(axis + 1);
+      return this;
+    }
+
     /** Not decayed by AdamW. */
     public ParameterBuilder noDecay() {
       p.setNoDecay(true);

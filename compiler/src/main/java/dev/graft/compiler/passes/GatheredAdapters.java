@@ -11,32 +11,37 @@ import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.LinearUpdateKind;
-import dev.graft.compiler.kinds.Site;
 import dev.graft.compiler.kinds.lora.LinearAdapters;
-import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.plan.PlannedAdapter;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.manifest.GatheredRole;
 import dev.graft.spec.manifest.GatheredTensor;
-import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.SiteUpdate;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Gathered placement pass (the {@code GATHERED} variant): at every linear site of the graft, {@code
  * y' = y + g·(x·A_row)·B_row}, where {@code A_row} and {@code B_row} are the rows that the int64
  * input {@link #ADAPTER_INDEX} {@code [batch]} picks ({@code Gather} on axis 0) from the stacked
- * inputs {@code gathered/<module>/A} {@code [adapters, in, rank]} and {@code gathered/<module>/B}
- * {@code [adapters, rank, out]}, multiplied per row ({@code MatMul} broadcasting over the batch);
- * {@code g} is a Gemm's alpha, {@code x} transposed for a Gemm with {@code transA=1}. {@code
- * adapters} and {@code rank} are symbolic, so one graph serves any number of adapters of any rank.
+ * inputs {@code gathered/<module>/A} {@code [adapters, in, rank.<module>]} and {@code
+ * gathered/<module>/B} {@code [adapters, rank.<module>, out]}, multiplied per row ({@code MatMul}
+ * broadcasting over the batch); {@code g} is a Gemm's alpha, {@code x} transposed for a Gemm with
+ * {@code transA=1}; where the kind changes the layer's bias (IA³), {@code gathered/<module>/bias}
+ * {@code [adapters, out]} is added too. The factors are those the update graph outputs per adapter
+ * ({@link SiteUpdates}: the LoRA family at its rank, other linear kinds a dense pair), so every
+ * linear-site kind is served exactly. The stack size and each site's rank are symbolic: one graph
+ * serves any number of adapters, each site's factors zero-padded to the largest rank served.
  *
- * <p>Needs: a fresh typed import of the host and the validated plan. Guarantees: every site's
- * stacked inputs listed in site order; a coded error ({@code GRAFT170}) naming every declaration
- * that is not a linear-site update, and the compositions, which have no per-row form.
+ * <p>Needs: a fresh typed import of the host, the validated plan and the update graph's records.
+ * Guarantees: every site's stacked inputs listed in site order; a coded error ({@code GRAFT170})
+ * naming every declaration that has no per-row form (not a linear-site update, or placed by a
+ * composition), with the reason.
  */
 public final class GatheredAdapters {
   /** The int64 {@code [batch]} input: each row's adapter, 0 for none. */
@@ -51,51 +56,58 @@ public final class GatheredAdapters {
   /**
    * Adds the index input and every site's stacked factors to {@code graph}.
    *
-   * @param parameters the graft's parameters (as placed in the inference graph), which the factors are computed from
+   * @param updates the update graph's records ({@link SiteUpdates}): which sites have factors, of
+   *     what shape, under which outputs, and why the others have none
    * @return the stacked inputs, in site order
    */
-  public static List<GatheredTensor> place(Graph graph, GraftSpec spec, Validation.Plan plan,
-      List<Parameter> parameters, int elemType) {
-    List<String> refused = new ArrayList<>();
-    for (PlannedAdapter a : plan.adapters()) {
-      if (!(a.kind() instanceof LinearUpdateKind) || !a.sites().stream().allMatch(s -> s instanceof LinearSite)) {
-        refused.add(describe(a) + " is not a linear-site update");
-      } else if (!(a.kind() instanceof LoraKind lora) || !lora.composable(a.spec())) {
-        refused.add(describe(a) + " has no low-rank factors to stack yet (plain LoRA and rsLoRA have)");
+  public static List<GatheredTensor> place(Graph graph, GraftSpec spec, Validation.Plan plan, List<SiteUpdate> updates,
+      int elemType) {
+    Map<Integer, String> refused = new TreeMap<>();
+    for (SiteUpdate u : updates) {
+      if (!u.getMergeable()) {
+        refused.putIfAbsent(u.getAdapter(), describe(plan.adapters().get(u.getAdapter() - 1)) + ": " + u.getReason());
       }
     }
-    plan.compositions().blocks().forEach(b -> refused.add("composition " + b.composition().expression()
-        + " combines adapters per site"));
+    for (int i = 0; i < plan.adapters().size(); i++) {
+      PlannedAdapter a = plan.adapters().get(i);
+      if (!(a.kind() instanceof LinearUpdateKind) || !a.sites().stream().allMatch(s -> s instanceof LinearSite)) {
+        refused.putIfAbsent(i + 1, describe(a) + ": not a linear-site update");
+      }
+    }
     if (!refused.isEmpty()) {
       throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.GATHERED_UNSUPPORTED, spec.source(), null,
-          spec.name(), String.join("; ", refused))));
+          spec.name(), String.join("; ", refused.values()))));
     }
     graph.addInput(ADAPTER_INDEX, TensorType.of(TensorType.INT64, List.of(batch(graph))));
     Map<String, LinearSite> sites = new LinkedHashMap<>();
+    plan.adapters().forEach(a -> a.sites().forEach(s -> sites.put(s.node(), (LinearSite) s)));
     List<GatheredTensor> stacked = new ArrayList<>();
-    for (PlannedAdapter a : plan.adapters()) {
-      LinearUpdateKind kind = (LinearUpdateKind) a.kind();
-      for (Site s : a.sites()) {
-        LinearSite site = (LinearSite) s;
-        sites.put(site.node(), site);
-        LinearUpdateKind.SiteTensors tensors = kind.tensors(a.spec(), a.sites(), site, parameters);
-        String base = "gathered/" + site.modulePath();
-        stacked.add(factor(base + "/A", GatheredRole.FACTOR_A, site, tensors.parameter("lora_A"), 1, site.in(), 0));
-        stacked.add(factor(base + "/B", GatheredRole.FACTOR_B, site, tensors.parameter("lora_B"),
-            LoraKind.scaling(a.spec()), 0, site.out()));
-        addUpdate(graph, site, base + "/A", base + "/B", elemType);
+    for (SiteUpdate u : updates) {
+      LinearSite site = sites.get(u.getSiteNode());
+      String base = "gathered/" + site.modulePath();
+      String rank = RANK + "." + site.modulePath();
+      stacked.add(tensor(base + "/A", GatheredRole.FACTOR_A, site, u.getOutputA(), site.in(), 0));
+      stacked.add(tensor(base + "/B", GatheredRole.FACTOR_B, site, u.getOutputB(), 0, site.out()));
+      addStack(graph, base + "/A", elemType, rank, site.in(), 0);
+      addStack(graph, base + "/B", elemType, rank, 0, site.out());
+      String bias = null;
+      if (!u.getOutputBias().isEmpty()) {
+        bias = base + "/bias";
+        stacked.add(tensor(bias, GatheredRole.FACTOR_BIAS, site, u.getOutputBias(), site.out()));
+        addStack(graph, bias, elemType, rank, site.out());
       }
+      addUpdate(graph, site, base + "/A", base + "/B", bias, elemType);
     }
     graph.sortTopologically();
     return stacked;
   }
 
-  /** A stacked input {@code [adapters, ...shape]} ({@code 0} in {@code shape}: the symbolic rank). */
-  public static void addStack(Graph graph, String name, int elemType, long... shape) {
+  /** A stacked input {@code [adapters, ...shape]} ({@code 0} in {@code shape}: the symbolic dim {@code rank}). */
+  public static void addStack(Graph graph, String name, int elemType, String rank, long... shape) {
     List<Dim> dims = new ArrayList<>();
     dims.add(Dim.symbol(ADAPTERS));
     for (long d : shape) {
-      dims.add(d == 0 ? Dim.symbol(RANK) : Dim.of(d));
+      dims.add(d == 0 ? Dim.symbol(rank) : Dim.of(d));
     }
     graph.addInput(name, TensorType.of(elemType, dims));
   }
@@ -105,16 +117,21 @@ public final class GatheredAdapters {
     return graph.op(base + "/Gather", "Gather", List.of(stack, ADAPTER_INDEX), attr("axis", 0L));
   }
 
-  private static GatheredTensor factor(String name, GatheredRole role, LinearSite site, String source, double scale,
-      long d0, long d1) {
-    return GatheredTensor.newBuilder().setName(name).setRole(role).setSite(site.modulePath()).setSiteNode(site.node())
-        .addShape(d0).addShape(d1).setSource(source).setScale(scale).build();
+  private static GatheredTensor tensor(String name, GatheredRole role, LinearSite site, String source, long... shape) {
+    GatheredTensor.Builder t = GatheredTensor.newBuilder().setName(name).setRole(role).setSite(site.modulePath())
+        .setSiteNode(site.node()).setSource(source);
+    for (long d : shape) {
+      t.addShape(d);
+    }
+    return t.build();
   }
 
-  private static void addUpdate(Graph g, LinearSite site, String a, String b, int elemType) {
+  /**
+   * {@code y' = y + g·(x·A_row)·B_row (+ β·bias_row)} at the site's output ({@code g} a Gemm's
+   * alpha, {@code β} its beta; the bias change is added where the layer adds its bias).
+   */
+  private static void addUpdate(Graph g, LinearSite site, String a, String b, @Nullable String bias, int elemType) {
     Node node = LinearAdapters.node(g, site);
-    addStack(g, a, elemType, site.in(), 0);
-    addStack(g, b, elemType, 0, site.out());
     String base = "/gathered/" + site.modulePath().replace('.', '/');
     String x = node.input(0);
     TensorType xt = g.typeOrThrow(x);
@@ -149,6 +166,21 @@ public final class GatheredAdapters {
     }
     if (alpha != 1) {
       up = g.op(base + "/Mul", "Mul", List.of(up, g.scalar(base + "/alpha", elemType, alpha)));
+    }
+    if (bias != null) {
+      String rows = rows(g, base + "/bias", bias);
+      if (rank > 2) {
+        List<Long> axes = new ArrayList<>();
+        for (long i = 1; i <= rank - 2; i++) {
+          axes.add(i);
+        }
+        rows = g.op(base + "/Unsqueeze_bias", "Unsqueeze", List.of(rows, g.longs(base + "/axes_bias", axes)));
+      }
+      double beta = node.opType().equals("Gemm") ? node.attrFloat("beta", 1f) : 1;
+      if (beta != 1) {
+        rows = g.op(base + "/Mul_beta", "Mul", List.of(rows, g.scalar(base + "/beta", elemType, beta)));
+      }
+      up = g.op(base + "/Add_bias", "Add", List.of(up, rows));
     }
     String y = node.output(0);
     g.add(base + "/Add", "Add", "", List.of(y, up), 1, Node.attrs());

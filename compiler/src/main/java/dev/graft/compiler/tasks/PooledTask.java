@@ -96,8 +96,8 @@ abstract class PooledTask extends TaskKind {
     String pooled = pool(graph, pooling(task), output, elem);
     String w = "gathered/" + WEIGHT;
     String b = "gathered/" + BIAS;
-    GatheredAdapters.addStack(graph, w, elem, size, n);
-    GatheredAdapters.addStack(graph, b, elem, n);
+    GatheredAdapters.addStack(graph, w, elem, GatheredAdapters.RANK, size, n);
+    GatheredAdapters.addStack(graph, b, elem, GatheredAdapters.RANK, n);
     String axis = graph.longs("/classifier/axis_row", List.of(1L));
     String rows = graph.op("/classifier/Unsqueeze", "Unsqueeze", List.of(pooled, axis));
     String z3 = graph.op("/classifier/MatMul", "MatMul", List.of(rows, GatheredAdapters.rows(graph, "/classifier/W", w)));
@@ -105,9 +105,9 @@ abstract class PooledTask extends TaskKind {
     String result = graph.opTo(free(graph, outputName()), "/classifier/Add", "Add",
         List.of(z, GatheredAdapters.rows(graph, "/classifier/b", b)));
     stacked.add(GatheredTensor.newBuilder().setName(w).setRole(GatheredRole.HEAD).setSite("classifier")
-        .addShape(size).addShape(n).setSource(WEIGHT).setScale(1).build());
+        .addShape(size).addShape(n).setSource(WEIGHT).build());
     stacked.add(GatheredTensor.newBuilder().setName(b).setRole(GatheredRole.HEAD).setSite("classifier")
-        .addShape(n).setSource(BIAS).setScale(1).build());
+        .addShape(n).setSource(BIAS).build());
     return result;
   }
 

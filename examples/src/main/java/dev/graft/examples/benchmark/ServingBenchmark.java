@@ -104,8 +104,8 @@ public final class ServingBenchmark {
         for (int a = 0; a < adapters; a++) {
           server.register("a" + a, random(parameters, 100 + a));
         }
-        System.err.printf(Locale.ROOT, "registered %d adapters in %.1f s (capacity %d, rank %d)%n", adapters,
-            (System.nanoTime() - registering) / 1e9, server.capacity(), server.rank());
+        System.err.printf(Locale.ROOT, "registered %d adapters in %.1f s (capacity %d, ranks %s)%n", adapters,
+            (System.nanoTime() - registering) / 1e9, server.capacity(), new java.util.TreeSet<>(server.ranks().values()));
         Map<String, Run> configurations = new LinkedHashMap<>();
         configurations.put("base host (bare ORT)", () -> {
           try (OrtSession.Result r = bare.run(feeds)) {

@@ -62,7 +62,8 @@ class GatheredVariantTest {
     assertEquals("batch", index.getType().getTensorType().getShape().getDim(0).getDimParam());
     ValueInfoProto a = inputs.get("gathered/encoder.layer.0.attention.self.query/A");
     var dims = a.getType().getTensorType().getShape().getDimList();
-    assertEquals(List.of("adapters", "", "rank"), dims.stream().map(d -> d.getDimParam()).toList());
+    assertEquals(List.of("adapters", "", "rank.encoder.layer.0.attention.self.query"),
+        dims.stream().map(d -> d.getDimParam()).toList());
     assertEquals(TinyBertHost.HIDDEN, dims.get(1).getDimValue());
     var manifest = graft.manifest().getGathered();
     assertEquals("G.gathered.onnx", manifest.getGraph());
@@ -70,8 +71,8 @@ class GatheredVariantTest {
     assertEquals(10, manifest.getTensorsCount());
     GatheredTensor b = manifest.getTensors(1);
     assertEquals(GatheredRole.FACTOR_B, b.getRole());
-    assertEquals("encoder.layer.0.attention.self.query.lora_B", b.getSource());
-    assertEquals(16.0 / 4, b.getScale());
+    assertEquals("update/encoder.layer.0.attention.self.query/B", b.getSource());
+    assertTrue(graft.update().getGraph().getOutputList().stream().anyMatch(o -> o.getName().equals(b.getSource())));
     assertEquals(List.of(0L, (long) TinyBertHost.HIDDEN), b.getShapeList());
     assertEquals(GatheredRole.HEAD, manifest.getTensors(8).getRole());
     assertEquals("classifier.weight", manifest.getTensors(8).getSource());
@@ -170,14 +171,15 @@ class GatheredVariantTest {
     Path host = tiny(dir);
     String bottleneck = refused(() -> Graft.host(host).name("B").lora("", l -> l.rank(4))
         .bottleneck("", o -> o.reduction(2)).classification(2).compile(GraphVariant.GATHERED));
-    assertTrue(bottleneck.contains("Bottleneck adapter on ''") && bottleneck.contains("not a linear-site update")
+    assertTrue(bottleneck.contains("Bottleneck adapter on ''") && bottleneck.contains("not a change of the layer's weight")
         && !bottleneck.contains("LoRA"), bottleneck);
     String bitFit = refused(() -> Graft.host(host).name("F").bitFit().classification(2).compile(GraphVariant.GATHERED));
-    assertTrue(bitFit.contains("BitFit") && bitFit.contains("not a linear-site update"), bitFit);
+    assertTrue(bitFit.contains("BitFit") && bitFit.contains("not a change of the layer's weight"), bitFit);
     String composed = refused(() -> Graft.host(host).name("C")
         .lora(".*query/MatMul", o -> o.name("x").rank(2)).lora(".*query/MatMul", o -> o.name("y").rank(2))
         .compose(Graft.parallel("x", "y")).classification(2).compile(GraphVariant.GATHERED));
-    assertTrue(composed.contains("composition parallel(x, y)"), composed);
+    assertTrue(composed.contains("LoRA 'x' on '.*query/MatMul'") && composed.contains("placed by a composition"),
+        composed);
     // The same grafts compile without the gathered graph.
     assertNotNull(Graft.host(host).bitFit().classification(2).compile());
   }

@@ -40,7 +40,10 @@ import org.jspecify.annotations.Nullable;
  * Serves many adapters of one graft on one host at once, through the graft's gathered graph
  * ({@code <name>.gathered.onnx}): each registered adapter holds a slot of the stacked factors and
  * heads, slot 0 being "no adapter" (zeros: the host itself, and a zero head); a {@link #predict}
- * batch mixes rows of any adapters, each row computed with its own adapter in one run.
+ * batch mixes rows of any adapters, each row computed with its own adapter in one run. An
+ * adapter's factors come from its parameters through the graft's update graph ({@code
+ * <name>.update.onnx}): every linear-site kind, the LoRA family at its rank, the others as a dense
+ * pair; each site's factors are zero-padded to the largest rank registered there (exact).
  *
  * <p>Thread-safe: predictions run concurrently with each other; {@link #register} and {@link
  * #unregister} wait for the runs in flight and change the slot table alone (growing the stacks,
@@ -61,7 +64,9 @@ public final class AdapterServer implements AutoCloseable {
   private final Manifest manifest;
   private final GatheredGraph gathered;
   private final OrtEnvironment env = OrtEnvironment.getEnvironment();
-  private final Sessions.Single session;
+  private final Sessions.Extra sessions;
+  private final OrtSession update;
+  private final OrtSession session;
   private final Lifecycle lifecycle = new Lifecycle("the adapter server");
   private final Map<String, Parameter> parameters = new LinkedHashMap<>();
   private final @Nullable String mask;
@@ -69,9 +74,9 @@ public final class AdapterServer implements AutoCloseable {
   private final Map<String, Integer> slots = new TreeMap<>();
   /** Each registered adapter's tensors by stacked input, unpadded (a factor at its own rank). */
   private final Map<String, Map<String, float[]>> values = new HashMap<>();
-  private final Map<String, Integer> ranks = new HashMap<>();
+  /** The rank each site's factors are stacked at: the largest of the adapters registered since opening. */
+  private final Map<String, Integer> ranks = new TreeMap<>();
   private String[] slotNames = new String[0];
-  private int rank;
   private final Map<String, FloatBuffer> buffers = new LinkedHashMap<>();
   private final Map<String, OnnxTensor> stacks = new LinkedHashMap<>();
 
@@ -81,20 +86,30 @@ public final class AdapterServer implements AutoCloseable {
       throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no gathered graph ("
           + graphs.name() + AdapterGraphs.GATHERED_SUFFIX + "); compile it with GraphVariant.GATHERED to serve it");
     }
+    if (manifest.getUpdateGraph().isEmpty() || graphs.updateGraph() == null) {
+      throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no update graph ("
+          + graphs.name() + AdapterGraphs.UPDATE_SUFFIX + "), which computes each adapter's factors; recompile it");
+    }
     this.gathered = manifest.getGathered();
     manifest.getParametersList().forEach(p -> parameters.put(p.getName(), p));
     this.mask = manifest.getInputsList().stream().filter(HostInput::getMask).map(HostInput::getName).findFirst()
         .orElse(null);
     for (GatheredTensor t : gathered.getTensorsList()) {
-      if (!parameters.containsKey(t.getSource())) {
+      if (t.getRole() == GatheredRole.HEAD && !parameters.containsKey(t.getSource())) {
         throw new FormatException(graphs.name() + AdapterGraphs.MANIFEST_SUFFIX,
             "gathered input '" + t.getName() + "' stacks '" + t.getSource() + "', which is no parameter of the graft");
       }
+      if (t.getRole() != GatheredRole.HEAD) {
+        ranks.put(t.getSite(), 1);
+      }
     }
-    this.session = Sessions.openGraph(graphs, options, gathered.getGraph(), graphs.gatheredGraph());
+    this.sessions = Sessions.openGraphs(graphs, options, List.of(manifest.getUpdateGraph(), gathered.getGraph()),
+        List.of(graphs.updateGraph(), graphs.gatheredGraph()));
+    this.update = sessions.sessions().get(0);
+    this.session = sessions.sessions().get(1);
     try {
       checkInputs();
-      resize(1, 1);
+      resize(1, Map.of());
     } catch (RuntimeException e) {
       close();
       throw e;
@@ -111,12 +126,20 @@ public final class AdapterServer implements AutoCloseable {
     manifest.getInputsList().forEach(i -> expected.add(i.getName()));
     expected.add(gathered.getAdapterIndex());
     gathered.getTensorsList().forEach(t -> expected.add(t.getName()));
-    Set<String> actual = new TreeSet<>(session.session().getInputNames());
-    Set<String> outputs = session.session().getOutputNames();
+    Set<String> actual = new TreeSet<>(session.getInputNames());
+    Set<String> outputs = session.getOutputNames();
     if (!expected.equals(actual) || !outputs.contains(gathered.getLogits()) || !outputs.contains(gathered.getHostOutput())) {
       throw new FormatException(gathered.getGraph(), "graph and manifest disagree: the manifest names inputs " + expected
           + " and outputs " + List.of(gathered.getLogits(), gathered.getHostOutput()) + ", the graph has inputs " + actual
           + " and outputs " + outputs);
+    }
+    Set<String> factors = new TreeSet<>();
+    gathered.getTensorsList().stream().filter(t -> t.getRole() != GatheredRole.HEAD).forEach(t -> factors.add(t.getSource()));
+    if (!update.getOutputNames().containsAll(factors) || !update.getInputNames().equals(parameters.keySet().stream()
+        .collect(java.util.stream.Collectors.toCollection(TreeSet::new)))) {
+      throw new FormatException(manifest.getUpdateGraph(), "graph and manifest disagree: the gathered graph stacks "
+          + factors + " of the parameters " + new TreeSet<>(parameters.keySet()) + ", the update graph has inputs "
+          + new TreeSet<>(update.getInputNames()) + " and outputs " + new TreeSet<>(update.getOutputNames()));
     }
   }
 
@@ -152,45 +175,78 @@ public final class AdapterServer implements AutoCloseable {
             e.getValue().length + " values", "adapter '" + name + "'");
       }
     }
-    Map<String, float[]> adapter = new LinkedHashMap<>();
-    int adapterRank = 1;
-    for (GatheredTensor t : gathered.getTensorsList()) {
-      float[] v = parameterValues.get(t.getSource());
-      if (v == null) {
-        throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME,
-            "adapter '" + name + "' lacks parameter '" + t.getSource() + "', which the gathered graph reads");
-      }
-      float[] scaled = v.clone();
-      if (t.getScale() != 1) {
-        for (int i = 0; i < scaled.length; i++) {
-          scaled[i] *= (float) t.getScale();
-        }
-      }
-      adapter.put(t.getName(), scaled);
-      if (t.getRole() != GatheredRole.HEAD) {
-        adapterRank = Math.max(adapterRank, factorRank(t, scaled.length));
+    for (String p : parameters.keySet()) {
+      if (!parameterValues.containsKey(p)) {
+        throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "adapter '" + name + "' lacks parameter '" + p
+            + "'; every parameter of graft " + manifest.getName() + " is needed: " + parameters.keySet());
       }
     }
-    int r = adapterRank;
+    Map<String, float[]> adapter = new LinkedHashMap<>();
+    Map<String, Integer> adapterRanks = new HashMap<>();
+    Map<String, float[]> factors = factors(name, parameterValues);
+    for (GatheredTensor t : gathered.getTensorsList()) {
+      float[] v = t.getRole() == GatheredRole.HEAD ? parameterValues.get(t.getSource()).clone() : factors.get(t.getSource());
+      adapter.put(t.getName(), v);
+      if (t.getRole() == GatheredRole.FACTOR_A || t.getRole() == GatheredRole.FACTOR_B) {
+        int r = (int) (v.length / t.getShape(t.getRole() == GatheredRole.FACTOR_A ? 0 : 1));
+        adapterRanks.merge(t.getSite(), r, Math::max);
+      }
+    }
     lifecycle.write(() -> {
       Integer slot = slots.get(name);
       if (slot == null) {
         slot = freeSlot();
       }
       values.put(name, adapter);
-      ranks.put(name, r);
       slots.put(name, slot);
       int capacity = slotNames.length;
       while (capacity <= slot) {
         capacity *= 2;
       }
-      if (capacity != slotNames.length || r > rank) {
-        resize(capacity, Math.max(rank, r));
+      boolean wider = adapterRanks.entrySet().stream().anyMatch(e -> e.getValue() > ranks.get(e.getKey()));
+      if (capacity != slotNames.length || wider) {
+        resize(capacity, adapterRanks);
       } else {
         slotNames[slot] = name;
         write(slot, adapter);
       }
     });
+  }
+
+  /**
+   * Runs the update graph on one adapter's parameters: each linear site's factors (A {@code [in,
+   * r]}, B {@code [r, out]}) and bias change, by update graph output; every value finite.
+   */
+  private Map<String, float[]> factors(String name, Map<String, float[]> parameterValues) {
+    Map<String, OnnxTensor> inputs = new HashMap<>();
+    Set<String> wanted = new TreeSet<>();
+    gathered.getTensorsList().stream().filter(t -> t.getRole() != GatheredRole.HEAD).forEach(t -> wanted.add(t.getSource()));
+    try {
+      for (Parameter p : parameters.values()) {
+        long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
+        inputs.put(p.getName(), OnnxTensor.createTensor(env, FloatBuffer.wrap(parameterValues.get(p.getName())), shape));
+      }
+      Map<String, float[]> out = new HashMap<>();
+      try (OrtSession.Result r = update.run(inputs, wanted)) {
+        for (String w : wanted) {
+          FloatBuffer fb = ((OnnxTensor) r.get(w).orElseThrow()).getFloatBuffer();
+          float[] v = new float[fb.remaining()];
+          fb.get(v);
+          for (float x : v) {
+            if (!Float.isFinite(x)) {
+              throw new GraftException(RuntimeErrorCode.ARGUMENT,
+                  "adapter '" + name + "': its update " + w + " is not finite; its parameters hold NaN or infinite values");
+            }
+          }
+          out.put(w, v);
+        }
+      }
+      return out;
+    } catch (OrtException e) {
+      throw Sessions.failure("cannot compute the factors of adapter '" + name + "'", e);
+    } finally {
+      inputs.values().forEach(OnnxTensor::close);
+    }
   }
 
   /** Unregisters adapter {@code name}: its slot is zeroed and free for the next adapter. */
@@ -201,7 +257,6 @@ public final class AdapterServer implements AutoCloseable {
         throw notRegistered(name);
       }
       values.remove(name);
-      ranks.remove(name);
       slotNames[slot] = null;
       for (GatheredTensor t : gathered.getTensorsList()) {
         FloatBuffer b = buffers.get(t.getName());
@@ -228,9 +283,9 @@ public final class AdapterServer implements AutoCloseable {
     return lifecycle.read(() -> slotNames.length);
   }
 
-  /** The rank the factors are stacked at now: the largest rank of any adapter registered since opening. */
-  public int rank() {
-    return lifecycle.read(() -> rank);
+  /** The rank each site's factors are stacked at now, by site: the largest of any adapter registered since opening. */
+  public Map<String, Integer> ranks() {
+    return lifecycle.read(() -> Map.copyOf(ranks));
   }
 
   private int freeSlot() {
@@ -242,12 +297,15 @@ public final class AdapterServer implements AutoCloseable {
     return Math.max(1, slotNames.length);
   }
 
-  /** Rebuilds every stack at {@code capacity} slots and rank {@code newRank}, writing every registered adapter. */
-  private void resize(int capacity, int newRank) {
+  /**
+   * Rebuilds every stack at {@code capacity} slots, each site's rank widened to {@code wider}'s
+   * where that is larger, writing every registered adapter.
+   */
+  private void resize(int capacity, Map<String, Integer> wider) {
     stacks.values().forEach(OnnxTensor::close);
     stacks.clear();
     buffers.clear();
-    rank = newRank;
+    wider.forEach((site, r) -> ranks.merge(site, r, Math::max));
     slotNames = new String[capacity];
     try {
       for (GatheredTensor t : gathered.getTensorsList()) {
@@ -278,13 +336,14 @@ public final class AdapterServer implements AutoCloseable {
       if (t.getRole() == GatheredRole.FACTOR_A) {
         int in = (int) t.getShape(0);
         int r = v.length / in;
+        int rank = ranks.get(t.getSite());
         for (int i = 0; i < in; i++) {
           for (int j = 0; j < r; j++) {
             b.put(base + i * rank + j, v[i * r + j]);
           }
         }
       } else {
-        // B [r, out] is its first r rows of [rank, out]; a head is its own shape.
+        // B [r, out] is its first r rows of [rank, out]; a bias change or a head is its own shape.
         for (int i = 0; i < v.length; i++) {
           b.put(base + i, v[i]);
         }
@@ -296,14 +355,9 @@ public final class AdapterServer implements AutoCloseable {
     long[] shape = new long[t.getShapeCount() + 1];
     shape[0] = capacity;
     for (int i = 0; i < t.getShapeCount(); i++) {
-      shape[i + 1] = t.getShape(i) == 0 ? rank : t.getShape(i);
+      shape[i + 1] = t.getShape(i) == 0 ? ranks.get(t.getSite()) : t.getShape(i);
     }
     return shape;
-  }
-
-  private static int factorRank(GatheredTensor t, int length) {
-    long known = t.getShape(t.getShape(0) == 0 ? 1 : 0);
-    return (int) (length / known);
   }
 
   // ---------------------------------------------------------------- prediction
@@ -388,7 +442,7 @@ public final class AdapterServer implements AutoCloseable {
           new long[] {rows}));
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(stacks);
-      try (OrtSession.Result r = session.session().run(inputs, Set.of(gathered.getLogits(), gathered.getHostOutput()))) {
+      try (OrtSession.Result r = session.run(inputs, Set.of(gathered.getLogits(), gathered.getHostOutput()))) {
         float[][] logits = perRow((OnnxTensor) r.get(gathered.getLogits()).orElseThrow(), rows);
         float[][] host = perRow((OnnxTensor) r.get(gathered.getHostOutput()).orElseThrow(), rows);
         List<Prediction> out = new ArrayList<>();
@@ -440,7 +494,7 @@ public final class AdapterServer implements AutoCloseable {
     lifecycle.close(() -> {
       stacks.values().forEach(OnnxTensor::close);
       stacks.clear();
-      session.close();
+      sessions.close();
     });
   }
 

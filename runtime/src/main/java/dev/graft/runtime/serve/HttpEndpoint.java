@@ -220,7 +220,9 @@ public final class HttpEndpoint implements AutoCloseable {
     server.adapters().forEach(names::add);
     o.add("adapters", names);
     o.addProperty("capacity", server.capacity());
-    o.addProperty("rank", server.rank());
+    JsonObject ranks = new JsonObject();
+    server.ranks().forEach(ranks::addProperty);
+    o.add("ranks", ranks);
     return o;
   }
 

@@ -59,8 +59,8 @@ public final class Bottlenecks {
     long w = width(in, spec);
     String init = spec.stringOption("initWeights");
     String keyBase = site.modulePath() + "." + key + ".";
-    Placement.ParameterBuilder down = placement.parameter(site, name + ".down.weight", in, w);
-    Placement.ParameterBuilder up = placement.parameter(site, name + ".up.weight", w, out);
+    Placement.ParameterBuilder down = placement.parameter(site, name + ".down.weight", in, w).exportRankAxis(1);
+    Placement.ParameterBuilder up = placement.parameter(site, name + ".up.weight", w, out).exportRankAxis(0);
     switch (init) {
       case "mam_adapter" -> {
         down.init(Init.KAIMING_UNIFORM, in);
@@ -77,7 +77,7 @@ public final class Bottlenecks {
       default -> throw new IllegalArgumentException("unknown initWeights '" + init + "'");
     }
     String downW = down.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.weight").add();
-    String downB = placement.parameter(site, name + ".down.bias", w).init(Init.ZEROS, 0).noDecay()
+    String downB = placement.parameter(site, name + ".down.bias", w).exportRankAxis(0).init(Init.ZEROS, 0).noDecay()
         .save(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.bias").add();
     String upW = up.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_up.weight").add();
     String upB = placement.parameter(site, name + ".up.bias", out).init(Init.ZEROS, 0).noDecay()

@@ -89,9 +89,9 @@ public final class DyLoraKind implements LinearUpdateKind {
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "dylora");
-      String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+      String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A).exportRankAxis(1)
           .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
-      String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
+      String b = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B).exportRankAxis(0)
           .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
       String base = in.base();
       String down = g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a));
@@ -115,6 +115,15 @@ public final class DyLoraKind implements LinearUpdateKind {
     String product = graph.op(base + "/MatMul_AB", "MatMul", List.of(tensors.parameter("lora_A"), tensors.parameter("lora_B")));
     return WeightUpdate.delta(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base, product,
         spec.doubleOption("alpha") / spec.intOption("rank")));
+  }
+
+  /** {@code (alpha / rank)·A} and B at the full rank. */
+  @Override
+  public @Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    String base = LinearAdapters.base(site, "dylora") + "/factors";
+    return new Factors(LinearAdapters.scaled(graph, graph.typeOrThrow(tensors.hostWeight()).elemType(), base,
+        tensors.parameter("lora_A"), spec.doubleOption("alpha") / spec.intOption("rank")), tensors.parameter("lora_B"),
+        spec.intOption("rank"));
   }
 
   /** The step's drawn rank as a column mask {@code [rank]} (1 below b, else 0) and the scaling {@code alpha / b}. */

@@ -81,9 +81,9 @@ public final class LoHaKind implements LinearUpdateKind {
    * [in, r]} as {@code bInit} (kaiming-uniform over fan-in {@code in}, or zero), by suffix to {@code factors}.
    */
   private static void factors(Placement placement, LinearSite site, String i, int rank, Init bInit, Map<String, String> factors) {
-    factors.put("hada_w" + i + "_a", placement.parameter(site, "hada_w" + i + "_a", rank, site.out())
+    factors.put("hada_w" + i + "_a", placement.parameter(site, "hada_w" + i + "_a", rank, site.out()).exportRankAxis(0)
         .init(Init.KAIMING_UNIFORM, rank).saveTransposed(Placement.peftKey(site, "hada_w" + i + "_a")).add());
-    factors.put("hada_w" + i + "_b", placement.parameter(site, "hada_w" + i + "_b", site.in(), rank)
+    factors.put("hada_w" + i + "_b", placement.parameter(site, "hada_w" + i + "_b", site.in(), rank).exportRankAxis(1)
         .init(bInit, bInit == Init.ZEROS ? 0 : site.in())
         .saveTransposed(Placement.peftKey(site, "hada_w" + i + "_b")).add());
   }

@@ -141,18 +141,18 @@ public final class LoKrKind implements LinearUpdateKind {
         factors.put("lokr_w1", placement.parameter(site, "lokr_w1", split.inM(), split.outL()).init(Init.ZEROS, 0)
             .saveTransposed(Placement.peftKey(site, "lokr_w1")).add());
       } else {
-        factors.put("lokr_w1_b", placement.parameter(site, "lokr_w1_b", split.inM(), rank)
+        factors.put("lokr_w1_b", placement.parameter(site, "lokr_w1_b", split.inM(), rank).exportRankAxis(1)
             .init(Init.KAIMING_UNIFORM, split.inM()).saveTransposed(Placement.peftKey(site, "lokr_w1_b")).add());
-        factors.put("lokr_w1_a", placement.parameter(site, "lokr_w1_a", rank, split.outL()).init(Init.ZEROS, 0)
+        factors.put("lokr_w1_a", placement.parameter(site, "lokr_w1_a", rank, split.outL()).exportRankAxis(0).init(Init.ZEROS, 0)
             .saveTransposed(Placement.peftKey(site, "lokr_w1_a")).add());
       }
       if (!split.w2Decomposed()) {
         factors.put("lokr_w2", placement.parameter(site, "lokr_w2", split.inN(), split.outK())
             .init(Init.KAIMING_UNIFORM, split.inN()).saveTransposed(Placement.peftKey(site, "lokr_w2")).add());
       } else {
-        factors.put("lokr_w2_b", placement.parameter(site, "lokr_w2_b", split.inN(), rank)
+        factors.put("lokr_w2_b", placement.parameter(site, "lokr_w2_b", split.inN(), rank).exportRankAxis(1)
             .init(Init.KAIMING_UNIFORM, split.inN()).saveTransposed(Placement.peftKey(site, "lokr_w2_b")).add());
-        factors.put("lokr_w2_a", placement.parameter(site, "lokr_w2_a", rank, split.outK())
+        factors.put("lokr_w2_a", placement.parameter(site, "lokr_w2_a", rank, split.outK()).exportRankAxis(0)
             .init(Init.KAIMING_UNIFORM, rank).saveTransposed(Placement.peftKey(site, "lokr_w2_a")).add());
       }
       String delta = kronecker(placement.graph(), in.base(), split, factors::get);

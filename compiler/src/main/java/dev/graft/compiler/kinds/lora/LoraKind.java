@@ -16,6 +16,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.ParameterRole;
 import java.util.List;
+import org.jspecify.annotations.Nullable;
 
 /**
  * LoRA: beside each chosen linear site {@code y = x·W} it adds {@code y' = y + scaling ·
@@ -113,6 +114,15 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
     return LoraVariants.weightUpdate(spec, site, graph, tensors);
   }
 
+  /**
+   * {@code s·A} and B at rank r; PiSSA {@code s·[A, A0]} and {@code [B; −B0]} at rank 2r; none for
+   * DoRA, whose merged weight is not an additive low-rank update.
+   */
+  @Override
+  public @Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph graph, SiteTensors tensors) {
+    return LoraVariants.factors(spec, site, graph, tensors);
+  }
+
   /** {@code v + scaling · (x_d·A)·B}, with B {@code [r, width]}: the same update as {@link #place}, added after the bias. */
   @Override
   public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
@@ -130,9 +140,9 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
   private static Update update(AdapterSpec spec, LinearSite site, long width, Placement placement) {
     int rank = spec.intOption("rank");
     LinearAdapters.Input in = LinearAdapters.input(site, placement, spec.doubleOption("dropout"), "lora");
-    String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+    String a = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A).exportRankAxis(1)
         .init(Init.KAIMING_UNIFORM, site.in()).saveTransposed(Placement.peftKey(site, "lora_A.weight")).add();
-    String b = placement.parameter(site, "lora_B", rank, width).role(ParameterRole.LORA_B)
+    String b = placement.parameter(site, "lora_B", rank, width).role(ParameterRole.LORA_B).exportRankAxis(0)
         .init(Init.ZEROS, 0).saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
     Graph g = placement.graph();
     String base = in.base();

@@ -83,8 +83,10 @@ final class LoraVariants {
       LinearSite site = (LinearSite) each;
       LinearAdapters.Input in = LinearAdapters.input(site, placement, dropout, "lora");
       String x = dropped ? LinearAdapters.input(site, placement, 0, "lora").value() : in.value();
-      Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A);
-      Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B);
+      Placement.ParameterBuilder pa = placement.parameter(site, "lora_A", site.in(), rank).role(ParameterRole.LORA_A)
+          .exportRankAxis(1);
+      Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
+          .exportRankAxis(0);
       if (pissa) {
         pa.initFromHost(Init.PISSA_A, site.weight(), s);
         pb.initFromHost(Init.PISSA_B, site.weight(), s);
@@ -97,9 +99,9 @@ final class LoraVariants {
       @Nullable String a0 = null;
       @Nullable String b0 = null;
       if (pissa) {
-        a0 = placement.parameter(site, "lora_A0", site.in(), rank).initFromHost(Init.PISSA_A, site.weight(), s)
+        a0 = placement.parameter(site, "lora_A0", site.in(), rank).exportRankAxis(1).initFromHost(Init.PISSA_A, site.weight(), s)
             .frozen().add();
-        b0 = placement.parameter(site, "lora_B0", rank, site.out()).initFromHost(Init.PISSA_B, site.weight(), s)
+        b0 = placement.parameter(site, "lora_B0", rank, site.out()).exportRankAxis(0).initFromHost(Init.PISSA_B, site.weight(), s)
             .frozen().add();
       }
       @Nullable String m = dora
@@ -180,6 +182,26 @@ final class LoraVariants {
         List.of(squares, g.longs(base + "/axes", List.of(0L))), Node.attr("keepdims", 0L))));
     String f = g.op(base + "/Div", "Div", List.of(tensors.parameter("lora_magnitude_vector"), norm));
     return new LinearUpdateKind.WeightUpdate(g.op(base + "/Mul_magnitude", "Mul", List.of(weight, f)), true, null);
+  }
+
+  /** LoRA's update at {@code site} as factors (see {@link LoraKind#factors}); null with DoRA. */
+  static LinearUpdateKind.@Nullable Factors factors(AdapterSpec spec, LinearSite site, Graph g,
+      LinearUpdateKind.SiteTensors tensors) {
+    if (spec.boolOption("dora")) {
+      return null;
+    }
+    int rank = spec.intOption("rank");
+    int elem = g.typeOrThrow(tensors.hostWeight()).elemType();
+    String base = LinearAdapters.base(site, "lora") + "/factors";
+    String a = tensors.parameter("lora_A");
+    String b = tensors.parameter("lora_B");
+    if (spec.stringOption("init").equals(LoraKind.PISSA_INIT)) {
+      a = g.op(base + "/Concat_A", "Concat", List.of(a, tensors.parameter("lora_A0")), Node.attr("axis", 1L));
+      b = g.op(base + "/Concat_B", "Concat", List.of(b, g.op(base + "/Neg_B0", "Neg", List.of(tensors.parameter("lora_B0")))),
+          Node.attr("axis", 0L));
+      rank *= 2;
+    }
+    return new LinearUpdateKind.Factors(LinearAdapters.scaled(g, elem, base, a, LoraKind.scaling(spec)), b, rank);
   }
 
   /**
