@@ -308,6 +308,33 @@ class AdapterServerTest {
   }
 
   @Test
+  void theMicroBatcherAnswersEachRequestAndIsolatesABadOne() throws Exception {
+    try (AdapterServer server = server()) {
+      server.register("a0", ADAPTERS.get("a0"));
+      server.register("a1", ADAPTERS.get("a1"));
+      Map<String, long[][]> in = inputs(31, 2, 6);
+      float[][] e0 = expected("a0", in);
+      float[][] e1 = expected("a1", in);
+      java.util.concurrent.CompletableFuture<AdapterServer.Prediction> bad;
+      List<java.util.concurrent.CompletableFuture<AdapterServer.Prediction>> good = new ArrayList<>();
+      try (MicroBatcher batcher = new MicroBatcher(server, java.time.Duration.ofMillis(300), 1000)) {
+        // Submitted together within the delay: one batch, in which "nope" fails the whole run at first.
+        for (int i = 0; i < 6; i++) {
+          good.add(batcher.submit(new AdapterServer.Request(i % 2 == 0 ? "a0" : "a1", in)));
+        }
+        bad = batcher.submit(new AdapterServer.Request("nope", in));
+        double worst = 0;
+        for (int i = 0; i < good.size(); i++) {
+          worst = Math.max(worst, worst(i % 2 == 0 ? e0 : e1, good.get(i).get(60, TimeUnit.SECONDS).logits()));
+        }
+        assertTrue(worst <= TOLERANCE, "max |difference| " + worst);
+        var failure = assertThrows(java.util.concurrent.ExecutionException.class, () -> bad.get(60, TimeUnit.SECONDS));
+        assertEquals(RuntimeErrorCode.ADAPTER_NOT_REGISTERED, ((GraftException) failure.getCause()).getErrorCode());
+      }
+    }
+  }
+
+  @Test
   void aGraftWithoutGatheredGraphCannotBeServed() {
     CompiledGraft plain = Graft.host(host).lora(SITES, l -> l.rank(4)).classification(3).compile();
     AdapterGraphs graphs = Graft.graphs(plain);
