@@ -14,15 +14,17 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * The compiler's output: the inference graph, the training-step graph, the update graph (the
- * linear sites' weight updates, {@code GraphVariant.UPDATE}), the manifest that names their
- * tensors and, when asked for, the gathered multi-adapter graph ({@code GraphVariant.GATHERED}).
- * No graph holds the host's frozen weights: they are declared as
- * external data (see {@link Manifest#getHostInitializersList()}) and fed by the runtime.
+ * linear sites' weight updates, {@code GraphVariant.UPDATE}), the merged graph ({@code
+ * GraphVariant.MERGE}, which an export fills), the manifest that names their tensors and, when
+ * asked for, the gathered multi-adapter graph ({@code GraphVariant.GATHERED}). No graph holds the
+ * host's frozen weights: they are declared as external data (see {@link
+ * Manifest#getHostInitializersList()}) and fed by the runtime.
  */
-public record CompiledGraft(
-    ModelProto inference, ModelProto train, ModelProto update, Manifest manifest, @Nullable ModelProto gathered) {
-  public CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, Manifest manifest) {
-    this(inference, train, update, manifest, null);
+public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
+    Manifest manifest, @Nullable ModelProto gathered) {
+  public CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
+      Manifest manifest) {
+    this(inference, train, update, merge, manifest, null);
   }
 
   /** Resource file name suffixes, after the graft's name. */
@@ -30,6 +32,7 @@ public record CompiledGraft(
 
   public static final String TRAIN_SUFFIX = ".train.onnx";
   public static final String UPDATE_SUFFIX = ".update.onnx";
+  public static final String MERGE_SUFFIX = ".merge.onnx";
   /** The gathered multi-adapter graph ({@link GraphVariant#GATHERED}), when compiled. */
   public static final String GATHERED_SUFFIX = ".gathered.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
@@ -49,7 +52,7 @@ public record CompiledGraft(
   /**
    * Writes the graphs and the manifest into folder {@code dir} (created if missing) as {@code
    * <name>.infer.onnx}, {@code <name>.train.onnx}, {@code <name>.update.onnx}, {@code
-   * <name>.manifest.textproto} and, when
+   * <name>.merge.onnx}, {@code <name>.manifest.textproto} and, when
    * compiled, {@code <name>.gathered.onnx}: the folder the runtime opens with {@code
    * AdapterGraphs.fromDirectory} and the serve command serves. Each file is written beside its
    * final name and moved over it.
@@ -67,6 +70,7 @@ public record CompiledGraft(
     write(dir, name() + INFERENCE_SUFFIX, inference.toByteArray());
     write(dir, name() + TRAIN_SUFFIX, train.toByteArray());
     write(dir, name() + UPDATE_SUFFIX, update.toByteArray());
+    write(dir, name() + MERGE_SUFFIX, merge.toByteArray());
     if (gathered != null) {
       write(dir, name() + GATHERED_SUFFIX, gathered.toByteArray());
     }

@@ -43,7 +43,9 @@ import java.util.Set;
  *       AdapterPlacement}) → add the task's head and loss ({@link TaskPass}) → infer shapes → for
  *       the training step: autodiff ({@link Autodiff}) → saved activations ({@link
  *       SavedActivations}) → optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
- *       weight updates ({@link SiteUpdates});
+ *       weight updates ({@link SiteUpdates}); for the merged graph: placement of the adapters
+ *       without a merged form, the others' sites reading merged tensors ({@link
+ *       AdapterPlacement#placeMerged}, {@link SiteUpdates#merged});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
  *   <li>when asked for, the gathered multi-adapter graph on another fresh import ({@link
  *       GatheredAdapters}, the task's gathered head);
@@ -86,16 +88,20 @@ public final class GraftCompiler {
     Graph imported;
     Graph importedForTraining;
     Graph importedForUpdate;
+    Graph importedForMerge;
+    Graph scratch;
     try {
       imported = imported(host);
       importedForTraining = imported(host);
       importedForUpdate = imported(host);
+      importedForMerge = imported(host);
+      scratch = imported(host);
     } catch (RuntimeException e) {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, imported, importedForTraining, importedForUpdate, exposeGradients,
-          also.contains(GraphVariant.GATHERED));
+      return compileImported(spec, host, imported, importedForTraining, importedForUpdate, importedForMerge, scratch,
+          exposeGradients, also.contains(GraphVariant.GATHERED));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -107,7 +113,7 @@ public final class GraftCompiler {
 
   private static CompileResult compileImported(
       GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, Graph importedForUpdate,
-      boolean exposeGradients, boolean gathered) {
+      Graph importedForMerge, Graph scratch, boolean exposeGradients, boolean gathered) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -130,22 +136,26 @@ public final class GraftCompiler {
     VariantGraph update = forward(GraphVariant.UPDATE, importedForUpdate, spec, plan, elemType);
     List<SiteUpdate> siteUpdates = SiteUpdates.add(update.graph(), plan.adapters(), update.parameters(), hostBiases);
     ShapeInference.run(update.graph());
+    VariantGraph merge = merged(importedForMerge, scratch, spec, plan, elemType);
+    siteUpdates = SiteUpdates.merged(merge.graph(), siteUpdates);
+    merge.graph().removeUnused();
+    ShapeInference.run(merge.graph());
 
-    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train, update));
+    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train, update, merge));
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
     if (!gathered) {
       return new CompileResult(
-          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates), List.of());
+          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
     }
     Graph gatheredGraph = imported(host);
     List<GatheredTensor> stacked = new ArrayList<>(GatheredAdapters.place(gatheredGraph, spec, plan, siteUpdates, elemType));
     TaskPass.addGathered(gatheredGraph, spec.task(), plan.hostOutput(), plan.hidden(), stacked);
     ShapeInference.run(gatheredGraph);
     gatheredGraph.removeUnused();
-    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates,
-        gatheredGraph, stacked), List.of());
+    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge,
+        siteUpdates, gatheredGraph, stacked), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {
@@ -188,6 +198,21 @@ public final class GraftCompiler {
       graph.removeUnused();
     }
     return new VariantGraph(variant, graph, params, placed, List.of());
+  }
+
+  /**
+   * The merged variant's forward part on {@code graph}: the mergeable declarations only declared
+   * (placed into {@code scratch}), the task added, its outputs the task's then the host's own.
+   */
+  private static VariantGraph merged(Graph graph, Graph scratch, GraftSpec spec, Validation.Plan plan, int elemType) {
+    Placement placed = AdapterPlacement.placeMerged(graph, scratch, plan.adapters(), plan.compositions(), elemType);
+    List<String> hostOutputs = new ArrayList<>(graph.outputs());
+    List<Parameter> params = new ArrayList<>(placed.parameters());
+    params.addAll(TaskPass.add(graph, GraphVariant.MERGE, spec.task(), plan.hostOutput(), plan.hidden(),
+        placed.auxiliaryLosses()));
+    hostOutputs.stream().filter(o -> !graph.outputs().contains(o)).forEach(graph.outputs()::add);
+    ShapeInference.run(graph);
+    return new VariantGraph(GraphVariant.MERGE, graph, params, placed, List.of());
   }
 
   /**

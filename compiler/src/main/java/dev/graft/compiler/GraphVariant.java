@@ -28,6 +28,13 @@ public enum GraphVariant {
    */
   UPDATE,
   /**
+   * The merged graph: the inference graph in which every mergeable linear site ({@link
+   * dev.graft.compiler.passes.SiteUpdates}) reads a merged weight (and bias) declared as external
+   * data in place of its adapter, the other adapters placed as usual; an export fills the merged
+   * tensors from the update graph. Its outputs: the task's, then the host's own.
+   */
+  MERGE,
+  /**
    * The gathered multi-adapter graph: the host where each linear site of the graft adds {@code
    * (x·A_row)·B_row} with the rows picked per batch row by an adapter index from N stacked
    * adapters, and the head gathered per row likewise (see {@code passes.GatheredAdapters}).

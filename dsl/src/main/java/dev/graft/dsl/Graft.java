@@ -449,7 +449,8 @@ public final class Graft {
   /** The graphs of a graft compiled at run time, as the runtime opens them. */
   public static AdapterGraphs graphs(CompiledGraft graft) {
     return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray(),
-        graft.update().toByteArray(), graft.gathered() == null ? null : graft.gathered().toByteArray());
+        graft.update().toByteArray(), graft.merge().toByteArray(),
+        graft.gathered() == null ? null : graft.gathered().toByteArray());
   }
 
 

@@ -46,14 +46,9 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class SiteUpdatesTest {
   private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
-  private static final int VOCAB = 20;
-  /** Above the compiler's inline limit (64 elements), so the biases too are fed from the host file. */
-  private static final int HIDDEN = 66;
-  private static final int WIDE = 70;
-  private static final long[][] IDS = {{1, 5, 9, 3, 7}, {2, 4, 6, 8, 0}};
-  private static final long[][] MASK = {{1, 1, 1, 1, 1}, {1, 1, 1, 1, 0}};
-  private static final String MATMUL_SITES = ".*/(query|key)/MatMul";
-  private static final String ALL_SITES = ".*/(query|key|value|dense)/(MatMul|Gemm)";
+  private static final int HIDDEN = ExportFixtures.HIDDEN;
+  private static final String MATMUL_SITES = ExportFixtures.MATMUL_SITES;
+  private static final String ALL_SITES = ExportFixtures.ALL_SITES;
   @TempDir static Path hostDir;
   private static Path host;
   private static ModelProto hostModel;
@@ -61,53 +56,12 @@ class SiteUpdatesTest {
 
   @BeforeAll
   static void writeHost() throws Exception {
-    Random r = new Random(5);
-    Graph g = new Graph();
-    // Static batch and sequence: a Gemm site reads the flattened [batch · sequence, hidden].
-    List<Dim> bs = List.of(Dim.of(IDS.length), Dim.of(IDS[0].length));
-    g.addInput("input_ids", TensorType.of(TensorType.INT64, bs));
-    g.addInput("attention_mask", TensorType.of(TensorType.INT64, bs));
-    String h = g.op("/embeddings/word_embeddings/Gather", "Gather",
-        List.of(weight(g, r, "embeddings.word_embeddings.weight", 1, VOCAB, HIDDEN), "input_ids"));
-    String p = "/encoder/layer.0/attention/self/";
-    String q = g.op(p + "query/Add", "Add", List.of(g.op(p + "query/MatMul", "MatMul",
-        List.of(h, weight(g, r, "query.weight", 0.15, HIDDEN, HIDDEN))), weight(g, r, "query.bias", 0.1, HIDDEN)));
-    String k = g.op(p + "key/Add", "Add", List.of(g.op(p + "key/MatMul", "MatMul",
-        List.of(h, weight(g, r, "key.weight", 0.15, HIDDEN, WIDE))), weight(g, r, "key.bias", 0.1, WIDE)));
-    String flat = g.op(p + "Flatten", "Flatten", List.of(h), Node.attr("axis", 2L));
-    String v = g.op(p + "value/Gemm", "Gemm", List.of(flat, weight(g, r, "value.weight", 0.15, HIDDEN, HIDDEN),
-        weight(g, r, "value.bias", 0.1, HIDDEN)), Node.attr("transB", 1L), Node.attr("alpha", 0.5f));
-    String d = g.op(p + "dense/Gemm", "Gemm", List.of(v, weight(g, r, "dense.weight", 0.15, WIDE, HIDDEN)),
-        Node.attr("transB", 1L));
-    String back = g.op(p + "Reshape", "Reshape", List.of(d, g.op(p + "Shape", "Shape", List.of(k))));
-    g.opTo("last_hidden_state", p + "Tanh", "Tanh", List.of(g.op(p + "Add", "Add",
-        List.of(g.op(p + "Add_qk", "Add", List.of(g.op(p + "MatMul_qk", "MatMul",
-            List.of(q, weight(g, r, "mix.weight", 0.15, HIDDEN, WIDE))), k)), back))));
-    g.outputs().add("last_hidden_state");
-    ShapeInference.run(g);
-    hostModel = OnnxExport.write(g, "tiny-sites");
-    host = hostDir.resolve("tiny-sites.onnx");
-    Files.write(host, hostModel.toByteArray());
-  }
-
-  private static String weight(Graph g, Random r, String name, double scale, long... dims) {
-    int n = 1;
-    for (long x : dims) {
-      n *= (int) x;
-    }
-    double[] v = new double[n];
-    for (int i = 0; i < n; i++) {
-      v[i] = scale * r.nextGaussian();
-    }
-    g.addInitializer(Tensors.floats(name, TensorType.FLOAT, java.util.Arrays.stream(dims).boxed().toList(), v), false);
-    return name;
+    host = ExportFixtures.sitesHost(hostDir);
+    hostModel = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(Files.readAllBytes(host));
   }
 
   private static Map<String, long[][]> inputs() {
-    Map<String, long[][]> m = new LinkedHashMap<>();
-    m.put("input_ids", IDS);
-    m.put("attention_mask", MASK);
-    return m;
+    return ExportFixtures.inputs();
   }
 
   /**

@@ -21,22 +21,25 @@ import org.jspecify.annotations.Nullable;
  * @param trainGraph bytes of {@code N.train.onnx}, or {@code null} when only inference is shipped
  * @param updateGraph bytes of {@code N.update.onnx} (the linear sites' weight updates, named by the
  *     manifest's {@code site_updates}), or {@code null} when not shipped (graphs compiled before it)
+ * @param mergeGraph bytes of {@code N.merge.onnx} (what a merged export fills), or {@code null}
  * @param classLoader where to look up a host given as a classpath resource name
  * @param gatheredGraph bytes of {@code N.gathered.onnx} (the multi-adapter graph a {@code
  *     serve.AdapterServer} runs), or {@code null} when it was not compiled
  */
 public record AdapterGraphs(
     String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
-    byte @Nullable [] updateGraph, ClassLoader classLoader, byte @Nullable [] gatheredGraph) {
+    byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader,
+    byte @Nullable [] gatheredGraph) {
   public static final String INFER_SUFFIX = ".infer.onnx";
   public static final String TRAIN_SUFFIX = ".train.onnx";
   public static final String UPDATE_SUFFIX = ".update.onnx";
+  public static final String MERGE_SUFFIX = ".merge.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
   public static final String GATHERED_SUFFIX = ".gathered.onnx";
 
   public AdapterGraphs(String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
-      byte @Nullable [] updateGraph, ClassLoader classLoader) {
-    this(name, manifest, inferenceGraph, trainGraph, updateGraph, classLoader, null);
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader) {
+    this(name, manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, classLoader, null);
   }
 
   public AdapterGraphs {
@@ -54,14 +57,20 @@ public record AdapterGraphs(
   /** Graphs given in memory, the update graph included. */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
       byte @Nullable [] updateGraph) {
-    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, defaultLoader());
+    return of(manifest, inferenceGraph, trainGraph, updateGraph, null);
   }
 
-  /** Graphs given in memory, the update graph and the gathered multi-adapter graph included. */
+  /** Graphs given in memory, the update and merged graphs included. */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
-      byte @Nullable [] updateGraph, byte @Nullable [] gatheredGraph) {
-    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, defaultLoader(),
-        gatheredGraph);
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph) {
+    return of(manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, null);
+  }
+
+  /** Graphs given in memory, the update, merged and gathered multi-adapter graphs included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, byte @Nullable [] gatheredGraph) {
+    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph,
+        defaultLoader(), gatheredGraph);
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
@@ -79,8 +88,9 @@ public record AdapterGraphs(
     byte[] infer = resource(loader, prefix + INFER_SUFFIX, true);
     byte[] train = resource(loader, prefix + TRAIN_SUFFIX, false);
     byte[] update = resource(loader, prefix + UPDATE_SUFFIX, false);
+    byte[] merge = resource(loader, prefix + MERGE_SUFFIX, false);
     byte[] gathered = resource(loader, prefix + GATHERED_SUFFIX, false);
-    return new AdapterGraphs(name, manifest, infer, train, update, loader, gathered);
+    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader, gathered);
   }
 
   /** Reads N's files from a directory. */
@@ -93,9 +103,11 @@ public record AdapterGraphs(
       byte[] train = Files.exists(t) ? Files.readAllBytes(t) : null;
       Path u = dir.resolve(name + UPDATE_SUFFIX);
       byte[] update = Files.exists(u) ? Files.readAllBytes(u) : null;
+      Path mg = dir.resolve(name + MERGE_SUFFIX);
+      byte[] merge = Files.exists(mg) ? Files.readAllBytes(mg) : null;
       Path g = dir.resolve(name + GATHERED_SUFFIX);
       byte[] gathered = Files.exists(g) ? Files.readAllBytes(g) : null;
-      return new AdapterGraphs(name, manifest, infer, train, update, defaultLoader(), gathered);
+      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader(), gathered);
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }

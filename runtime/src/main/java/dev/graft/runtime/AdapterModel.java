@@ -9,6 +9,8 @@ import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
+import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.export.MergedExport;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.session.ElementType;
@@ -52,6 +54,7 @@ import java.util.Set;
  * #getParameterShape}, {@link #getLoss}, {@link #isTrainable}) stays readable.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private final AdapterGraphs graphs;
   private final Manifest manifest;
   private final OrtEnvironment env;
   private final long seed;
@@ -62,6 +65,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Lifecycle lifecycle = new Lifecycle("the adapter model");
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
+    this.graphs = graphs;
     this.manifest = graphs.manifest();
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
@@ -139,6 +143,19 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /** Loads a folder saved for named adapter {@code name} into it (trained or frozen), checked against its config, keys and shapes. */
   public void loadAdapter(Path dir, String name) {
     lifecycle.write(() -> PeftAdapters.loadNamed(state, dir, name));
+  }
+
+  /**
+   * Exports the graft as a standalone ONNX model in folder {@code dir} (replaced as a whole):
+   * {@code model.onnx} and its weights in {@code model.onnx.data}, which a bare ONNX Runtime
+   * session runs without Graft. Every linear-site adapter (the LoRA family, DoRA, PiSSA, DyLoRA at
+   * {@link ExportOptions#dyLoraRank}, LoKr, LoHa, VeRA, IA³) is folded into its host weight; the
+   * others stay as adapters with their current values, or fail with {@code GRAFT-R050} under
+   * {@link ExportOptions#requireMerged}. See docs/exporting-and-serving.md.
+   */
+  public void exportMerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> MergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
   }
 
   /**

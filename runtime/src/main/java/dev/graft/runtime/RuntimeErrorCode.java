@@ -36,6 +36,12 @@ public enum RuntimeErrorCode {
   /** The host file is not the one the graft was compiled against. */
   HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
       + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
+  /** A merged export was asked to merge every adapter, and some have no merged form. */
+  NOT_MERGEABLE(50, "a merged export was asked for with every adapter merged, but some adapters have no merged form"
+      + " (names each with its sites and the reason); allow unmerged parts to export them as adapters"),
+  /** The graft cannot be exported as asked (graphs compiled without the export variants, an element type). */
+  EXPORT_UNSUPPORTED(51, "the graft cannot be exported as asked: its graphs were compiled without the update and"
+      + " merged graphs (recompile), or the host's element type is not float32"),
   /** A request names an adapter the server has not registered. */
   ADAPTER_NOT_REGISTERED(60, "a request names an adapter that the server has not registered (names it and lists those registered)"),
   /** A serving request that cannot be read or served: malformed JSON, too large, fields missing or of another type. */

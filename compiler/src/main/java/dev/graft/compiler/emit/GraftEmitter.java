@@ -30,8 +30,8 @@ public final class GraftEmitter {
 
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
       Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
-      List<SiteUpdate> siteUpdates) {
-    return emit(spec, host, plan, hostInputs, inference, train, update, siteUpdates, null, List.of());
+      VariantGraph merge, List<SiteUpdate> siteUpdates) {
+    return emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates, null, List.of());
   }
 
   /**
@@ -40,13 +40,14 @@ public final class GraftEmitter {
    */
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
       Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
-      List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked) {
+      VariantGraph merge, List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked) {
     ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
     ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
     ModelProto updateModel = OnnxExport.write(update.graph(), modelName(spec, update.variant()));
+    ModelProto mergeModel = OnnxExport.write(merge.graph(), modelName(spec, merge.variant()));
     Manifest manifest = ManifestWriter.write(spec, host, plan, hostInputs, inference, train, update, siteUpdates);
     if (gathered == null) {
-      return new CompiledGraft(inferenceModel, trainModel, updateModel, manifest);
+      return new CompiledGraft(inferenceModel, trainModel, updateModel, mergeModel, manifest);
     }
     GatheredGraph record = GatheredGraph.newBuilder()
         .setGraph(spec.name() + CompiledGraft.GATHERED_SUFFIX)
@@ -55,8 +56,8 @@ public final class GraftEmitter {
         .setLogits(gathered.outputs().get(0))
         .setHostOutput(gathered.outputs().get(gathered.outputs().size() - 1))
         .build();
-    return new CompiledGraft(inferenceModel, trainModel, updateModel, manifest.toBuilder().setGathered(record).build(),
-        OnnxExport.write(gathered, modelName(spec, GraphVariant.GATHERED)));
+    return new CompiledGraft(inferenceModel, trainModel, updateModel, mergeModel,
+        manifest.toBuilder().setGathered(record).build(), OnnxExport.write(gathered, modelName(spec, GraphVariant.GATHERED)));
   }
 
   /**
@@ -68,6 +69,7 @@ public final class GraftEmitter {
       case INFERENCE -> ".infer";
       case TRAIN -> ".train";
       case UPDATE -> ".update";
+      case MERGE -> ".merge";
       case GATHERED -> ".gathered";
     };
   }

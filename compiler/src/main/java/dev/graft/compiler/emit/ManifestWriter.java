@@ -82,6 +82,7 @@ public final class ManifestWriter {
         .setTrainGraph(spec.name() + CompiledGraft.TRAIN_SUFFIX)
         .addAllSavedActivations(train.savedActivations())
         .setUpdateGraph(spec.name() + CompiledGraft.UPDATE_SUFFIX)
+        .setMergeGraph(spec.name() + CompiledGraft.MERGE_SUFFIX)
         .addAllSiteUpdates(siteUpdates)
         .build();
   }

@@ -152,6 +152,19 @@ public final class Placement {
     return SEED;
   }
 
+  /**
+   * Declares {@code declared} (placed by the same declaration into another graph) as parameters
+   * of this graph, inputs without nodes reading them: the merged graph keeps the parameters every
+   * variant declares.
+   */
+  public void declare(List<Parameter> declared, Set<String> sources) {
+    for (Parameter p : declared) {
+      graph.addInput(p.getName(), TensorType.of(elemType, p.getShapeList().stream().mapToLong(Long::longValue).toArray()));
+      parameters.add(p);
+    }
+    hostSources.addAll(sources);
+  }
+
   /** Starts a parameter named {@code <site module path>.<suffix>} of {@code shape}. */
   public ParameterBuilder parameter(Site site, String suffix, long... shape) {
     return new ParameterBuilder(named(site.modulePath() + "." + suffix), site.modulePath(), site.node(), shape);

@@ -5,6 +5,7 @@ import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.plan.CompositionPlan;
 import dev.graft.compiler.plan.PlannedAdapter;
+import dev.graft.spec.manifest.Parameter;
 import java.util.List;
 
 /**
@@ -36,6 +37,46 @@ public final class AdapterPlacement {
       }
       placement.declaration(i, a.spec().name(), compositions.frozen().contains(a.spec().name()));
       a.kind().place(a.spec(), a.sites(), placement);
+    }
+    CompositionPlacement.place(graph, plan, compositions, placement);
+    graph.sortTopologically();
+    return placement;
+  }
+
+  /**
+   * Places the merged graph ({@link GraphVariant#MERGE}): the declarations {@link
+   * SiteUpdates#mergeable} are placed into {@code scratch} (a fresh copy of the host) so that
+   * {@code graph} declares their parameters, in the same order, without their nodes; the others
+   * are placed into {@code graph} as {@link #place} does.
+   */
+  public static Placement placeMerged(Graph graph, Graph scratch, List<PlannedAdapter> plan,
+      CompositionPlan compositions, int elemType) {
+    Placement placement = new Placement(graph, GraphVariant.MERGE, elemType);
+    Placement declared = new Placement(scratch, GraphVariant.MERGE, elemType);
+    for (int i = 0; i < plan.size(); i++) {
+      PlannedAdapter a = plan.get(i);
+      if (CompositionPlacement.placesHere(a)) {
+        continue;
+      }
+      boolean frozen = compositions.frozen().contains(a.spec().name());
+      if (SiteUpdates.mergeable(a)) {
+        // The scratch placement sees every parameter so far (shared ones, e.g. VeRA's pair, are found).
+        for (Parameter p : placement.parameters()) {
+          if (!scratch.inputs().containsKey(p.getName())) {
+            scratch.addInput(p.getName(), graph.inputs().get(p.getName()));
+          }
+        }
+        declared.parameters().clear();
+        declared.parameters().addAll(placement.parameters());
+        int before = declared.parameters().size();
+        declared.declaration(i, a.spec().name(), frozen);
+        a.kind().place(a.spec(), a.sites(), declared);
+        placement.declare(List.copyOf(declared.parameters().subList(before, declared.parameters().size())),
+            declared.hostSources());
+      } else {
+        placement.declaration(i, a.spec().name(), frozen);
+        a.kind().place(a.spec(), a.sites(), placement);
+      }
     }
     CompositionPlacement.place(graph, plan, compositions, placement);
     graph.sortTopologically();

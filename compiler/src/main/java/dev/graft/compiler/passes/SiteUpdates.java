@@ -10,6 +10,7 @@ import dev.graft.compiler.kinds.lora.LinearAdapters;
 import dev.graft.compiler.plan.PlannedAdapter;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SiteUpdate;
+import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -93,6 +94,62 @@ public final class SiteUpdates {
     parameters.forEach(p -> declared.add(p.getName()));
     graph.inputs().keySet().removeIf(name -> !declared.contains(name) && !used.contains(name));
     return records;
+  }
+
+  /** Whether declaration {@code a} has a merged form at its sites (every site alike). */
+  public static boolean mergeable(PlannedAdapter a) {
+    return reason(a) == null;
+  }
+
+  /** Prefix of the merged graph's merged tensors: {@code merged/<module path>/weight}, {@code …/bias}. */
+  public static final String MERGED_PREFIX = "merged/";
+
+  /**
+   * Merged-graph part: in {@code graph} (placed by {@link AdapterPlacement#placeMerged}, the
+   * mergeable sites untouched) each mergeable site node reads a new external initializer {@code
+   * merged/<site>/weight} (the host weight's type and shape) instead of its host weight, and the
+   * node adding its host bias {@code merged/<site>/bias} where the update changes it. Returns the
+   * records with {@code merged_weight} and {@code merged_bias} set.
+   */
+  public static List<SiteUpdate> merged(Graph graph, List<SiteUpdate> records) {
+    List<SiteUpdate> out = new ArrayList<>();
+    for (SiteUpdate r : records) {
+      if (!r.getMergeable()) {
+        out.add(r);
+        continue;
+      }
+      SiteUpdate.Builder b = r.toBuilder();
+      Node node = graph.nodes().stream().filter(n -> n.name().equals(r.getSiteNode())).findFirst().orElseThrow();
+      String weight = declare(graph, MERGED_PREFIX + r.getSite() + "/weight", r.getHostWeight());
+      replaceInput(graph, node, 1, weight);
+      b.setMergedWeight(weight);
+      node = graph.nodes().stream().filter(n -> n.name().equals(r.getSiteNode())).findFirst().orElseThrow();
+      if (!r.getOutputBias().isEmpty()) {
+        String bias = declare(graph, MERGED_PREFIX + r.getSite() + "/bias", r.getHostBias());
+        Node site = node;
+        Node adds = site.opType().equals("Gemm") && site.input(2).equals(r.getHostBias()) ? site
+            : graph.nodes().stream().filter(n -> n.opType().equals("Add") && n.inputs().contains(site.output(0))
+                && n.inputs().contains(r.getHostBias())).findFirst().orElseThrow();
+        replaceInput(graph, adds, adds.inputs().indexOf(r.getHostBias()), bias);
+        b.setMergedBias(bias);
+      }
+      out.add(b.build());
+    }
+    return out;
+  }
+
+  /** An external initializer {@code name} of {@code like}'s element type and shape, without data. */
+  private static String declare(Graph graph, String name, String like) {
+    TensorProto host = graph.initializers().get(like);
+    graph.addInitializer(TensorProto.newBuilder().setName(name).setDataType(host.getDataType())
+        .addAllDims(host.getDimsList()).build(), true);
+    return name;
+  }
+
+  private static void replaceInput(Graph graph, Node node, int index, String value) {
+    List<String> inputs = new ArrayList<>(node.inputs());
+    inputs.set(index, value);
+    graph.replaceNode(node, node.withInputs(inputs));
   }
 
   private static @Nullable String reason(PlannedAdapter a) {

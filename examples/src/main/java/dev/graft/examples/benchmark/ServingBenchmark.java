@@ -10,9 +10,12 @@ import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.serve.AdapterServer;
 import dev.graft.spec.manifest.Parameter;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -25,8 +28,9 @@ import java.util.Random;
 /**
  * Serving throughput and latency on the real all-MiniLM-L6-v2 host, one run: the same batch
  * (held-out sentences of the sentiment example, cut or padded to one length) through the bare
- * host in a plain ONNX Runtime session, through one unmerged LoRA (the graft's inference graph,
- * {@code AdapterModel.predict}), and through the {@link AdapterServer}'s gathered graph with the
+ * host in a plain ONNX Runtime session, through one LoRA merged into the host ({@code
+ * AdapterModel.exportMerged}, run in a plain session), through one unmerged LoRA (the graft's
+ * inference graph, {@code AdapterModel.predict}), and through the {@link AdapterServer}'s gathered graph with the
  * batch's rows spread over 1, 4, 16, 64 and 256 distinct registered adapters (LoRA r8 on query and
  * value plus each adapter's own 2-class head, random non-zero values).
  *
@@ -87,6 +91,7 @@ public final class ServingBenchmark {
     CompiledGraft graft = Graft.host(host).name("Served").lora("").classification(2).compile(GraphVariant.GATHERED);
     OrtEnvironment env = OrtEnvironment.getEnvironment();
     Map<String, OnnxTensor> feeds = new HashMap<>();
+    OrtSession exported = null;
     try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
       if (threads > 0) {
         so.setIntraOpNumThreads(threads);
@@ -98,6 +103,10 @@ public final class ServingBenchmark {
           feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
         }
         random(model.getParameters(), 1).forEach(model::setParameter);
+        Path merged = Files.createTempDirectory("graft-serving-benchmark");
+        model.exportMerged(merged.resolve("export"), ExportOptions.defaults());
+        exported = env.createSession(merged.resolve("export").resolve(ExportOptions.defaults().modelFile()).toString(), so);
+        OrtSession mergedSession = exported;
         long registering = System.nanoTime();
         int adapters = MIXES[MIXES.length - 1];
         List<Parameter> parameters = graft.manifest().getParametersList();
@@ -112,6 +121,11 @@ public final class ServingBenchmark {
             r.get(0);
           }
         });
+        configurations.put("one LoRA r8, merged export (bare ORT)", () -> {
+          try (OrtSession.Result r = mergedSession.run(feeds)) {
+            r.get(0);
+          }
+        });
         configurations.put("one LoRA r8, unmerged (inference graph)", () -> model.predict(batch));
         for (int mix : MIXES) {
           List<AdapterServer.Request> requests = mixed(batch, batchSize, mix);
@@ -122,6 +136,9 @@ public final class ServingBenchmark {
         print(rows, batchSize, length, runs, (System.nanoTime() - start) / 1e9);
       } finally {
         feeds.values().forEach(OnnxTensor::close);
+        if (exported != null) {
+          exported.close();
+        }
       }
     }
   }

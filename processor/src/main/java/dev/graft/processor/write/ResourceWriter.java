@@ -11,7 +11,7 @@ import javax.tools.StandardLocation;
 
 /**
  * Writes a compiled graft's resources next to the generated class: {@code <name>.infer.onnx},
- * {@code <name>.train.onnx}, {@code <name>.update.onnx} (ModelProto bytes, without the host's frozen weights) and {@code
+ * {@code <name>.train.onnx}, {@code <name>.update.onnx}, {@code <name>.merge.onnx} (ModelProto bytes, without the host's frozen weights) and {@code
  * <name>.manifest.textproto}.
  */
 public final class ResourceWriter {
@@ -26,6 +26,7 @@ public final class ResourceWriter {
     bytes(filer, packageName, name + CompiledGraft.INFERENCE_SUFFIX, origin, graft.inference());
     bytes(filer, packageName, name + CompiledGraft.TRAIN_SUFFIX, origin, graft.train());
     bytes(filer, packageName, name + CompiledGraft.UPDATE_SUFFIX, origin, graft.update());
+    bytes(filer, packageName, name + CompiledGraft.MERGE_SUFFIX, origin, graft.merge());
     String manifest = name + CompiledGraft.MANIFEST_SUFFIX;
     try {
       FileObject file = filer.createResource(StandardLocation.CLASS_OUTPUT, packageName, manifest, origin);
