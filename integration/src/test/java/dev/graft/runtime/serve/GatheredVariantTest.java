@@ -143,6 +143,43 @@ class GatheredVariantTest {
     }
   }
 
+  /** A head alone (no adapter, no update graph needed): each row gets its adapter's own head. */
+  @Test
+  void aHeadAloneIsGatheredPerRow() throws Exception {
+    Path host = tiny(dir);
+    CompiledGraft graft = Graft.host(host).name("Probe").classification(2).compile(GraphVariant.GATHERED);
+    assertEquals(2, graft.manifest().getGathered().getTensorsCount());
+    Map<String, long[][]> in = Map.of("input_ids", new long[][] {{1, 2, 3}, {4, 5, 6}},
+        "attention_mask", new long[][] {{1, 1, 1}, {1, 1, 0}}, "token_type_ids", new long[2][3]);
+    Random r = new Random(5);
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withTraining(false));
+        AdapterServer server = AdapterServer.open(Graft.graphs(graft), ModelOptions.defaults().withHost(host))) {
+      List<float[][]> expected = new ArrayList<>();
+      for (int a = 0; a < 2; a++) {
+        Map<String, float[]> v = new LinkedHashMap<>();
+        for (var p : model.getParameters()) {
+          float[] values = new float[(int) p.getShapeList().stream().mapToLong(Long::longValue).reduce(1, (m, n) -> m * n)];
+          for (int i = 0; i < values.length; i++) {
+            values[i] = (float) r.nextGaussian();
+          }
+          v.put(p.getName(), values);
+        }
+        v.forEach(model::setParameter);
+        expected.add(model.predict(in));
+        server.register("h" + a, v);
+      }
+      List<float[][]> out = server.predict(List.of(new AdapterServer.Request("h1", in), new AdapterServer.Request("h0", in)));
+      for (int a = 0; a < 2; a++) {
+        for (int i = 0; i < 2; i++) {
+          for (int j = 0; j < 2; j++) {
+            assertEquals(expected.get(1 - a)[i][j], out.get(a)[i][j], 1e-5);
+          }
+        }
+      }
+      assertTrue(Math.abs(expected.get(0)[0][0] - expected.get(1)[0][0]) > 1e-3, "the heads differ");
+    }
+  }
+
   private static String weight(Graph g, Random r, String name, long... dims) {
     int n = 1;
     List<Long> shape = new ArrayList<>();

@@ -65,7 +65,8 @@ public final class AdapterServer implements AutoCloseable {
   private final GatheredGraph gathered;
   private final OrtEnvironment env = OrtEnvironment.getEnvironment();
   private final Sessions.Extra sessions;
-  private final OrtSession update;
+  /** The update graph's session; null when the graft has no linear site (a head alone). */
+  private final @Nullable OrtSession update;
   private final OrtSession session;
   private final Lifecycle lifecycle = new Lifecycle("the adapter server");
   private final Map<String, Parameter> parameters = new LinkedHashMap<>();
@@ -86,10 +87,6 @@ public final class AdapterServer implements AutoCloseable {
       throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no gathered graph ("
           + graphs.name() + AdapterGraphs.GATHERED_SUFFIX + "); compile it with GraphVariant.GATHERED to serve it");
     }
-    if (manifest.getUpdateGraph().isEmpty() || graphs.updateGraph() == null) {
-      throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no update graph ("
-          + graphs.name() + AdapterGraphs.UPDATE_SUFFIX + "), which computes each adapter's factors; recompile it");
-    }
     this.gathered = manifest.getGathered();
     manifest.getParametersList().forEach(p -> parameters.put(p.getName(), p));
     this.mask = manifest.getInputsList().stream().filter(HostInput::getMask).map(HostInput::getName).findFirst()
@@ -103,10 +100,17 @@ public final class AdapterServer implements AutoCloseable {
         ranks.put(t.getSite(), 1);
       }
     }
-    this.sessions = Sessions.openGraphs(graphs, options, List.of(manifest.getUpdateGraph(), gathered.getGraph()),
-        List.of(graphs.updateGraph(), graphs.gatheredGraph()));
-    this.update = sessions.sessions().get(0);
-    this.session = sessions.sessions().get(1);
+    boolean factors = !ranks.isEmpty();
+    if (factors && (manifest.getUpdateGraph().isEmpty() || graphs.updateGraph() == null)) {
+      throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no update graph ("
+          + graphs.name() + AdapterGraphs.UPDATE_SUFFIX + "), which computes each adapter's factors; recompile it");
+    }
+    this.sessions = factors
+        ? Sessions.openGraphs(graphs, options, List.of(gathered.getGraph(), manifest.getUpdateGraph()),
+            List.of(graphs.gatheredGraph(), graphs.updateGraph()))
+        : Sessions.openGraphs(graphs, options, List.of(gathered.getGraph()), List.of(graphs.gatheredGraph()));
+    this.session = sessions.sessions().get(0);
+    this.update = factors ? sessions.sessions().get(1) : null;
     try {
       checkInputs();
       resize(1, Map.of());
@@ -135,6 +139,9 @@ public final class AdapterServer implements AutoCloseable {
     }
     Set<String> factors = new TreeSet<>();
     gathered.getTensorsList().stream().filter(t -> t.getRole() != GatheredRole.HEAD).forEach(t -> factors.add(t.getSource()));
+    if (update == null) {
+      return;
+    }
     if (!update.getOutputNames().containsAll(factors) || !update.getInputNames().equals(parameters.keySet().stream()
         .collect(java.util.stream.Collectors.toCollection(TreeSet::new)))) {
       throw new FormatException(manifest.getUpdateGraph(), "graph and manifest disagree: the gathered graph stacks "
@@ -221,6 +228,9 @@ public final class AdapterServer implements AutoCloseable {
     Map<String, OnnxTensor> inputs = new HashMap<>();
     Set<String> wanted = new TreeSet<>();
     gathered.getTensorsList().stream().filter(t -> t.getRole() != GatheredRole.HEAD).forEach(t -> wanted.add(t.getSource()));
+    if (update == null) {
+      return Map.of();
+    }
     try {
       for (Parameter p : parameters.values()) {
         long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
