@@ -215,6 +215,15 @@ class AdapterServerTest {
       assertEquals(RuntimeErrorCode.UNKNOWN_NAME, unknown.getErrorCode());
       assertEquals(List.of("a0", "a2", "a3"), server.adapters(), "a refused registration changes nothing");
     }
+    try (AdapterServer small = AdapterServer.open(Graft.graphs(graft), ModelOptions.defaults().withHost(host), 2)) {
+      small.register("a0", ADAPTERS.get("a0"));
+      small.register("a1", ADAPTERS.get("a1"));
+      GraftException full = assertThrows(GraftException.class, () -> small.register("a2", ADAPTERS.get("a2")));
+      assertEquals(RuntimeErrorCode.ARGUMENT, full.getErrorCode());
+      assertTrue(full.getMessage().contains("holds 2 adapters, its limit"), full.getMessage());
+      small.register("a1", ADAPTERS.get("a2"));
+      assertEquals(List.of("a0", "a1"), small.adapters(), "replacing under a name is not one more");
+    }
   }
 
   @Test

@@ -62,6 +62,7 @@ public final class AdapterServer implements AutoCloseable {
   public record Prediction(float[][] logits, float[][] hostOutput) {}
 
   private final Manifest manifest;
+  private final int maxAdapters;
   private final GatheredGraph gathered;
   private final OrtEnvironment env = OrtEnvironment.getEnvironment();
   private final Sessions.Extra sessions;
@@ -81,7 +82,11 @@ public final class AdapterServer implements AutoCloseable {
   private final Map<String, FloatBuffer> buffers = new LinkedHashMap<>();
   private final Map<String, OnnxTensor> stacks = new LinkedHashMap<>();
 
-  private AdapterServer(AdapterGraphs graphs, ModelOptions options) {
+  private AdapterServer(AdapterGraphs graphs, ModelOptions options, int maxAdapters) {
+    if (maxAdapters < 1) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "maxAdapters must be at least 1, got " + maxAdapters);
+    }
+    this.maxAdapters = maxAdapters;
     this.manifest = graphs.manifest();
     if (!manifest.hasGathered() || graphs.gatheredGraph() == null) {
       throw new GraftException(RuntimeErrorCode.IO, "graft '" + graphs.name() + "' has no gathered graph ("
@@ -120,9 +125,17 @@ public final class AdapterServer implements AutoCloseable {
     }
   }
 
-  /** Opens the server on the gathered graph of {@code graphs} with no adapter registered. */
+  /** How many adapters a server holds at most unless told otherwise. */
+  public static final int DEFAULT_MAX_ADAPTERS = 1024;
+
+  /** Opens the server on the gathered graph of {@code graphs} with no adapter registered, for up to {@link #DEFAULT_MAX_ADAPTERS}. */
   public static AdapterServer open(AdapterGraphs graphs, ModelOptions options) {
-    return new AdapterServer(graphs, options);
+    return open(graphs, options, DEFAULT_MAX_ADAPTERS);
+  }
+
+  /** Opens the server for at most {@code maxAdapters} registered adapters (registering one more is refused). */
+  public static AdapterServer open(AdapterGraphs graphs, ModelOptions options, int maxAdapters) {
+    return new AdapterServer(graphs, options, maxAdapters);
   }
 
   private void checkInputs() {
@@ -190,7 +203,8 @@ public final class AdapterServer implements AutoCloseable {
     }
     Map<String, float[]> adapter = new LinkedHashMap<>();
     Map<String, Integer> adapterRanks = new HashMap<>();
-    Map<String, float[]> factors = factors(name, parameterValues);
+    // Under the read lock: the update session stays open while it runs, alongside predictions.
+    Map<String, float[]> factors = lifecycle.read(() -> factors(name, parameterValues));
     for (GatheredTensor t : gathered.getTensorsList()) {
       float[] v = t.getRole() == GatheredRole.HEAD ? parameterValues.get(t.getSource()).clone() : factors.get(t.getSource());
       adapter.put(t.getName(), v);
@@ -201,6 +215,10 @@ public final class AdapterServer implements AutoCloseable {
     }
     lifecycle.write(() -> {
       Integer slot = slots.get(name);
+      if (slot == null && slots.size() >= maxAdapters) {
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "cannot register adapter '" + name + "': the server holds "
+            + maxAdapters + " adapters, its limit; unregister one first");
+      }
       if (slot == null) {
         slot = freeSlot();
       }

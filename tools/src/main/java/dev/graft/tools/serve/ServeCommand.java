@@ -26,7 +26,7 @@ public final class ServeCommand implements AutoCloseable {
       "usage: ServeCommand --graft <folder or class-path folder> --name <graft> [--host <host.onnx>]",
       "                    [--tokenizer <tokenizer.json>] [--max-length <n>] [--adapter <name>=<folder>]...",
       "                    [--adapter-root <folder>] [--port <n>] [--bind <address>]",
-      "                    [--batch-delay-ms <ms>] [--batch-rows <n>] [--max-body-bytes <n>]",
+      "                    [--batch-delay-ms <ms>] [--batch-rows <n>] [--max-body-bytes <n>] [--max-adapters <n>]",
       "",
       "Serves the adapters of one graft compiled with GraphVariant.GATHERED, many adapters per batch.",
       "",
@@ -44,6 +44,7 @@ public final class ServeCommand implements AutoCloseable {
       "  --batch-delay-ms <ms>   micro-batching: how long a request may wait for others (default 2)",
       "  --batch-rows <n>        micro-batching: rows a batch holds at most (default 64; 1: no batching)",
       "  --max-body-bytes <n>    the largest request body (default 1048576)",
+      "  --max-adapters <n>      adapters registered at most (default 1024)",
       "",
       "Endpoints: POST /v1/predict, GET and POST /v1/adapters, DELETE /v1/adapters/{name}, GET /health.");
 
@@ -71,7 +72,7 @@ public final class ServeCommand implements AutoCloseable {
     Map<String, String> single = new LinkedHashMap<>();
     Map<String, Path> adapters = new LinkedHashMap<>();
     List<String> known = List.of("--graft", "--name", "--host", "--tokenizer", "--max-length", "--adapter-root",
-        "--port", "--bind", "--batch-delay-ms", "--batch-rows", "--max-body-bytes");
+        "--port", "--bind", "--batch-delay-ms", "--batch-rows", "--max-body-bytes", "--max-adapters");
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       if (i + 1 >= args.length) {
@@ -117,7 +118,8 @@ public final class ServeCommand implements AutoCloseable {
         : TextTokenizer.fromClasspath(ServeCommand.class.getClassLoader(), tokenizerName, maxLength);
     AdapterServer server = null;
     try {
-      server = AdapterServer.open(graphs, options);
+      server = AdapterServer.open(graphs, options,
+          integer(single, "--max-adapters", AdapterServer.DEFAULT_MAX_ADAPTERS));
       for (Map.Entry<String, Path> e : adapters.entrySet()) {
         server.register(e.getKey(), e.getValue());
       }
