@@ -82,7 +82,7 @@ final class ExportFixtures {
     return host;
   }
 
-  private static String weight(Graph g, Random r, String name, double scale, long... dims) {
+  static String weight(Graph g, Random r, String name, double scale, long... dims) {
     int n = 1;
     for (long x : dims) {
       n *= (int) x;
@@ -98,11 +98,16 @@ final class ExportFixtures {
 
   /** Adds {@code 0.3·N(0, 1)} (seeded) to every parameter of {@code model}, so no adapter is at its identity. */
   static void randomize(AdapterModel model, long seed) {
+    randomize(model, seed, 0.3);
+  }
+
+  /** Adds {@code scale·N(0, 1)} (seeded) to every parameter of {@code model}. */
+  static void randomize(AdapterModel model, long seed, double scale) {
     Random r = new Random(seed);
     for (Parameter p : model.getParameters()) {
       float[] v = model.getParameter(p.getName());
       for (int i = 0; i < v.length; i++) {
-        v[i] += (float) (0.3 * r.nextGaussian());
+        v[i] += (float) (scale * r.nextGaussian());
       }
       model.setParameter(p.getName(), v);
     }

@@ -98,6 +98,43 @@ class MergedExportTest {
         "the host weight a merged copy replaces is not exported");
   }
 
+  /** The real all-MiniLM-L6-v2 (from its Maven jar): LoRA r8 on query and value, merged, in a bare session. */
+  @Test
+  void loraOnMiniLm() throws Exception {
+    String name = "all-minilm-l6-v2.onnx";
+    dev.graft.compiler.HostModel miniLm;
+    try (java.io.InputStream in = MergedExportTest.class.getClassLoader().getResourceAsStream(name)) {
+      miniLm = dev.graft.compiler.HostModel.read(in, name);
+    }
+    CompiledGraft graft = Graft.host(miniLm).lora("", o -> o.rank(8)).classification(2).compile();
+    Map<String, long[][]> inputs = new java.util.LinkedHashMap<>();
+    inputs.put("input_ids", new long[][] {{101, 2023, 3185, 2001, 2307, 102}, {101, 6659, 2143, 102, 0, 0}});
+    inputs.put("attention_mask", new long[][] {{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}});
+    inputs.put("token_type_ids", new long[2][6]);
+    Path out = dir.resolve("minilm");
+    float[][] expected;
+    float[][] plain;
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(3))) {
+      plain = model.predict(inputs);
+      ExportFixtures.randomize(model, 17, 0.05);
+      expected = model.predict(inputs);
+      model.exportMerged(out, ExportOptions.defaults().withRequireMerged(true));
+    }
+    ExportFixtures.BareResult r = ExportFixtures.bareRun(out.resolve("model.onnx"), inputs, dir);
+    float[][] got = r.rows(graft.manifest().getLogits(), 2);
+    double worst = ExportFixtures.maxDifference(expected, got);
+    double change = ExportFixtures.maxDifference(expected, plain);
+    System.out.printf("MergedExportTest MiniLM LoRA r8 query,value   max |export − predict| %.3g (the adapter moves predict by %.3g)%n",
+        worst, change);
+    assertTrue(change > 1e-2, "the adapter changes the predictions (" + change + ")");
+    assertTrue(worst <= 1e-5, "max |export − predict| " + worst);
+    ModelProto m = ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
+    assertAllExternal(m);
+    assertTrue(m.getSerializedSize() < 1 << 20, "the weights are not in the protobuf (" + m.getSerializedSize() + " bytes)");
+    assertTrue(Files.size(out.resolve("model.onnx.data")) > 80_000_000L, "the weights are beside it");
+    assertTrue(m.getGraph().getNodeList().stream().noneMatch(n -> n.getName().contains("/lora")), "no LoRA node left");
+  }
+
   @Test
   void rsLora() throws Exception {
     check("lora", ExportFixtures.ALL_SITES, o -> o.set("rank", 4).set("alpha", 6.0).set("rslora", true));
@@ -171,6 +208,43 @@ class MergedExportTest {
     assertTrue(m.getGraph().getInitializerList().stream().noneMatch(t -> t.getName().startsWith("classifier")), "no head");
     ExportFixtures.BareResult r = ExportFixtures.bareRun(out.resolve("encoder.onnx"), ExportFixtures.inputs(), dir);
     assertEquals(2 * 5 * ExportFixtures.WIDE, r.outputs().get("last_hidden_state").length);
+  }
+
+  /**
+   * A host weight two nodes read (tied, as an LM head reuses its embedding): LoRA on one of them
+   * gets a merged copy under a new name, the other keeps reading the host's weight.
+   */
+  @Test
+  void aTiedWeightKeepsItsValueForTheOtherNode() throws Exception {
+    java.util.Random r = new java.util.Random(9);
+    dev.graft.compiler.ir.Graph g = new dev.graft.compiler.ir.Graph();
+    var bs = List.of(dev.graft.compiler.ir.Dim.symbol("batch"), dev.graft.compiler.ir.Dim.symbol("sequence"));
+    g.addInput("input_ids", dev.graft.compiler.ir.TensorType.of(dev.graft.compiler.ir.TensorType.INT64, bs));
+    g.addInput("attention_mask", dev.graft.compiler.ir.TensorType.of(dev.graft.compiler.ir.TensorType.INT64, bs));
+    String h = g.op("/embeddings/Gather", "Gather",
+        List.of(ExportFixtures.weight(g, r, "embeddings.weight", 1, 20, 66), "input_ids"));
+    String tied = ExportFixtures.weight(g, r, "tied.weight", 0.15, 66, 66);
+    String q = g.op("/encoder/layer.0/attention/self/query/MatMul", "MatMul", List.of(h, tied));
+    String o = g.op("/encoder/layer.0/output/tied/MatMul", "MatMul", List.of(h, tied));
+    g.opTo("last_hidden_state", "/encoder/Add", "Add", List.of(g.op("/encoder/Tanh", "Tanh", List.of(q)), o));
+    g.outputs().add("last_hidden_state");
+    dev.graft.compiler.ir.ShapeInference.run(g);
+    Path tiedHost = dir.resolve("tied.onnx");
+    Files.write(tiedHost, dev.graft.compiler.ir.OnnxExport.write(g, "tied").toByteArray());
+    CompiledGraft graft = Graft.host(tiedHost).lora(".*/query/MatMul", x -> x.rank(2)).classification(LABELS).compile();
+    Path out = dir.resolve("export");
+    float[][] expected;
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withHost(tiedHost))) {
+      ExportFixtures.randomize(model, 21);
+      expected = model.predict(ExportFixtures.inputs());
+      model.exportMerged(out, ExportOptions.defaults().withRequireMerged(true));
+    }
+    ModelProto m = ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
+    List<String> names = m.getGraph().getInitializerList().stream().map(TensorProto::getName).toList();
+    assertTrue(names.contains("tied.weight") && names.contains("merged/encoder.layer.0.attention.self.query/weight"), names.toString());
+    float[][] got = ExportFixtures.bareRun(out.resolve("model.onnx"), ExportFixtures.inputs(), dir)
+        .rows(graft.manifest().getLogits(), LABELS);
+    assertTrue(ExportFixtures.maxDifference(expected, got) <= 1e-5, "tied: " + ExportFixtures.maxDifference(expected, got));
   }
 
   /** A bottleneck has no merged form: refused under requireMerged, else exported as an adapter beside a merged LoRA. */

@@ -11,6 +11,7 @@ import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.TaskLabels;
 import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.export.MergedExport;
+import dev.graft.runtime.export.UnmergedExport;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.session.ElementType;
@@ -155,6 +156,18 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public void exportMerged(Path dir, ExportOptions options) {
     lifecycle.read(() -> MergedExport.write(
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
+   * Exports the graft unmerged in folder {@code dir} (replaced as a whole): the host plus the
+   * adapter graph, {@code model.onnx} and {@code model.onnx.data}, every adapter parameter a named
+   * graph input (its manifest {@code export_name}, e.g. {@code …query.lora_A.weight}, the rank the
+   * symbolic dim {@code lora_r}) whose default makes the graph the plain host when nothing is fed
+   * (see docs/exporting-and-serving.md); ONNX Runtime's {@code OrtLoraAdapter} feeds them.
+   */
+  public void exportUnmerged(Path dir, ExportOptions options) {
+    lifecycle.read(() -> UnmergedExport.write(
         new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
   }
 

@@ -18,6 +18,7 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.spec.manifest.AdamW;
 import dev.graft.spec.manifest.Adapter;
+import dev.graft.spec.manifest.ExportDefault;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
@@ -178,9 +179,23 @@ public final class ManifestWriter {
         }
       }
       used.add(name);
-      out.add(p.toBuilder().setExportName(name).build());
+      out.add(p.toBuilder().setExportName(name).setExportDefault(exportDefault(p)).build());
     }
     return out;
+  }
+
+  /** Empty along the rank axis; else the initial value where it is not random; else zeros (or as the kind set it). */
+  private static ExportDefault exportDefault(Parameter p) {
+    if (p.getExportDefault() != ExportDefault.EXPORT_DEFAULT_UNSPECIFIED) {
+      return p.getExportDefault();
+    }
+    if (p.getExportRankAxis() > 0) {
+      return ExportDefault.EXPORT_DEFAULT_EMPTY;
+    }
+    return switch (p.getInit()) {
+      case ZEROS, ONES, CONSTANT, HOST_COPY, HOST_COLUMN_NORM, IDENTITY -> ExportDefault.EXPORT_DEFAULT_INITIAL;
+      default -> ExportDefault.EXPORT_DEFAULT_ZEROS;
+    };
   }
 
   private static List<dev.graft.spec.manifest.Composition> compositions(Validation.Plan plan) {

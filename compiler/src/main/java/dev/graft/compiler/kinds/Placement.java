@@ -3,6 +3,7 @@ package dev.graft.compiler.kinds;
 import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
+import dev.graft.spec.manifest.ExportDefault;
 import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
@@ -226,6 +227,15 @@ public final class Placement {
         throw new IllegalArgumentException(p.getName() + " has no axis " + axis + ": " + p.getShapeList());
       }
       p.setExportRankAxis(axis + 1);
+      return this;
+    }
+
+    /**
+     * An unmerged export keeps the exported value when nothing is fed ({@link ExportDefault#CURRENT}):
+     * for a kind no value of which makes it the identity.
+     */
+    public ParameterBuilder exportCurrentByDefault() {
+      p.setExportDefault(ExportDefault.EXPORT_DEFAULT_CURRENT);
       return this;
     }
 

@@ -55,7 +55,7 @@ class SentimentLoraGraftTest {
 
   @Test
   void resourcesLieBesideTheGeneratedClassWithoutTheHostWeights() throws IOException {
-    for (String suffix : List.of(".infer.onnx", ".train.onnx", ".manifest.textproto")) {
+    for (String suffix : List.of(".infer.onnx", ".train.onnx", ".update.onnx", ".merge.onnx", ".manifest.textproto")) {
       try (InputStream in = SentimentLoraGraft.class.getResourceAsStream(SentimentLoraGraft.NAME + suffix)) {
         assertNotNull(in, SentimentLoraGraft.NAME + suffix);
         long size = in.readAllBytes().length;

@@ -10,7 +10,6 @@ import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
-import dev.graft.runtime.io.AtomicFiles;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.session.HostWeights;
 import dev.graft.runtime.session.Sessions;
@@ -28,13 +27,10 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
-import java.nio.channels.Channels;
-import java.nio.channels.WritableByteChannel;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -50,7 +46,7 @@ import java.util.TreeMap;
  * current values, a named adapter's gate a constant of its current state. Every weight (host,
  * merged, parameter) goes to {@code <model>.data} beside the model at 64-byte aligned offsets;
  * the protobuf holds none, so a model over 2 GB is written like any other. The folder is written
- * atomically ({@link AtomicFiles#writeFolder}).
+ * atomically ({@link ExportFolder}).
  */
 public final class MergedExport {
   private static final System.Logger LOG = System.getLogger(MergedExport.class.getName());
@@ -130,9 +126,7 @@ public final class MergedExport {
     GraphProto.Builder out = graph.toBuilder().clearNode().addAllNode(nodes).clearInput().clearInitializer()
         .clearOutput().addAllOutput(kept).clearValueInfo();
     graph.getValueInfoList().stream().filter(v -> live.contains(v.getName())).forEach(out::addValueInfo);
-    Map<String, ExternalDataWriter.TensorBytes> data = new LinkedHashMap<>();
-    Map<String, long[]> dims = new HashMap<>();
-    Map<String, Long> lengths = new HashMap<>();
+    ExportFolder folder = new ExportFolder();
     for (ValueInfoProto in : graph.getInputList()) {
       String name = in.getName();
       Parameter p = params.get(name);
@@ -147,7 +141,7 @@ public final class MergedExport {
       if (p != null) {
         long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
         float[] v = values.get(name);
-        external(data, dims, lengths, name, shape, floats(v));
+        folder.add(name, FLOAT, shape, floats(v));
       } else if (gates.containsKey(name)) {
         out.addInitializer(TensorProto.newBuilder().setName(name).setDataType(BOOL)
             .setRawData(ByteString.copyFrom(new byte[] {(byte) (source.activeAdapters().contains(gates.get(name)) ? 1 : 0)})));
@@ -163,7 +157,7 @@ public final class MergedExport {
         out.addInitializer(t);
       } else if (mergedWeights.containsKey(name)) {
         SiteUpdate u = mergedWeights.get(name);
-        external(data, dims, lengths, name, shape, floats(mergedWeight(u, hostFloats(u.getHostWeight(), source.host(), inline), updates)));
+        folder.add(name, FLOAT, shape, floats(mergedWeight(u, hostFloats(u.getHostWeight(), source.host(), inline), updates)));
       } else if (mergedBiases.containsKey(name)) {
         SiteUpdate u = mergedBiases.get(name);
         float[] b = hostFloats(u.getHostBias(), source.host(), inline);
@@ -171,48 +165,19 @@ public final class MergedExport {
         for (int j = 0; j < b.length; j++) {
           b[j] += db[j];
         }
-        external(data, dims, lengths, name, shape, floats(b));
+        folder.add(name, FLOAT, shape, floats(b));
       } else {
         HostWeights.Weight w = source.host().weights().get(name);
         if (w == null) {
           throw new FormatException(m.getMergeGraph(), "initializer '" + name
               + "' is external data but not among the host weights read (" + m.getHostInitializersCount() + ")");
         }
-        data.put(name, ch -> write(ch, w.data()));
-        dims.put(name, w.dims());
-        lengths.put(name, (long) w.data().remaining());
+        folder.add(name, w.dataType(), w.dims(), w.data());
       }
     }
-    Map<String, Integer> types = new HashMap<>();
-    graph.getInitializerList().forEach(t -> types.put(t.getName(), t.getDataType()));
-
-    String dataFile = options.dataFile();
-    List<TensorProto> written = new ArrayList<>();
-    Map<String, AtomicFiles.Writer> files = new LinkedHashMap<>();
-    // The data file is written first: the model's declarations carry its offsets.
-    files.put(dataFile, stream -> {
-      WritableByteChannel ch = Channels.newChannel(stream);
-      long[] next = {options.progressBytes()};
-      ExternalDataWriter writer = new ExternalDataWriter(ch, dataFile, position -> {
-        if (position >= next[0]) {
-          LOG.log(System.Logger.Level.INFO, String.format(Locale.ROOT, "export %s: %d MiB of weights written",
-              m.getName(), position >> 20));
-          next[0] = (position / options.progressBytes() + 1) * options.progressBytes();
-        }
-      });
-      for (var e : data.entrySet()) {
-        String name = e.getKey();
-        int type = types.getOrDefault(name, FLOAT);
-        written.add(writer.write(name, type, dims.get(name), lengths.get(name), e.getValue()));
-      }
-    });
-    files.put(options.modelFile(), stream -> {
-      out.addAllInitializer(written);
-      merge.toBuilder().setGraph(out).build().writeTo(stream);
-    });
-    AtomicFiles.writeFolder(dir, files);
+    folder.write(dir, options, "export " + m.getName(), merge, out);
     LOG.log(System.Logger.Level.INFO, String.format(Locale.ROOT, "export %s: %s and %s written to %s (%d adapters unmerged)",
-        m.getName(), options.modelFile(), dataFile, dir, unmerged.size()));
+        m.getName(), options.modelFile(), options.dataFile(), dir, unmerged.size()));
   }
 
   /** Each adapter without a merged form, with its sites and why: {@code lora 'task' at [a, b]: reason}. */
@@ -233,28 +198,14 @@ public final class MergedExport {
     return out;
   }
 
-  private static void external(Map<String, ExternalDataWriter.TensorBytes> data, Map<String, long[]> dims,
-      Map<String, Long> lengths, String name, long[] shape, ByteBuffer bytes) {
-    data.put(name, ch -> write(ch, bytes));
-    dims.put(name, shape);
-    lengths.put(name, (long) bytes.remaining());
-  }
-
-  private static void write(WritableByteChannel ch, ByteBuffer bytes) throws IOException {
-    ByteBuffer view = bytes.duplicate();
-    while (view.hasRemaining()) {
-      ch.write(view);
-    }
-  }
-
-  private static ByteBuffer floats(float[] v) {
+  static ByteBuffer floats(float[] v) {
     ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
     b.asFloatBuffer().put(v);
     return b;
   }
 
   /** The parameter values to export: nested-rank adapters cut to {@code rank} (0: as they are). */
-  private static Map<String, float[]> values(Manifest m, Map<String, float[]> given, int rank) {
+  static Map<String, float[]> values(Manifest m, Map<String, float[]> given, int rank) {
     Map<String, float[]> values = new HashMap<>();
     given.forEach((k, v) -> values.put(k, v.clone()));
     if (rank > 0) {
@@ -278,7 +229,7 @@ public final class MergedExport {
     return values;
   }
 
-  private static ModelProto parse(String source, byte[] bytes) {
+  static ModelProto parse(String source, byte[] bytes) {
     try {
       CodedInputStream in = CodedInputStream.newInstance(bytes);
       in.setSizeLimit(Integer.MAX_VALUE);
@@ -329,7 +280,7 @@ public final class MergedExport {
   }
 
   /** A float32 host tensor's values: from the host weights, or inline in the inference graph. */
-  private static float[] hostFloats(String name, HostWeights host, Map<String, TensorProto> inline) {
+  static float[] hostFloats(String name, HostWeights host, Map<String, TensorProto> inline) {
     HostWeights.Weight w = host.weights().get(name);
     if (w != null) {
       if (w.dataType() != FLOAT) {

@@ -128,23 +128,23 @@ public final class PrefixTuningKind implements AdapterKind {
     String table;
     if (spec.boolOption("projection")) {
       int p = spec.intOption("projectionHidden");
-      String emb = placement.sharedParameter(prefix + ".embedding.weight", n, h).init(Init.NORMAL, 1)
+      String emb = placement.sharedParameter(prefix + ".embedding.weight", n, h).init(Init.NORMAL, 1).exportCurrentByDefault()
           .save(prefix + ".embedding.weight").add();
-      String w1 = placement.sharedParameter(prefix + ".transform.0.weight", h, p).init(Init.KAIMING_UNIFORM, h)
+      String w1 = placement.sharedParameter(prefix + ".transform.0.weight", h, p).init(Init.KAIMING_UNIFORM, h).exportCurrentByDefault()
           .saveTransposed(prefix + ".transform.0.weight").add();
       String b1 = placement.sharedParameter(prefix + ".transform.0.bias", p).init(Init.UNIFORM, 1 / Math.sqrt(h))
-          .noDecay().save(prefix + ".transform.0.bias").add();
-      String w2 = placement.sharedParameter(prefix + ".transform.2.weight", p, width).init(Init.KAIMING_UNIFORM, p)
+          .exportCurrentByDefault().noDecay().save(prefix + ".transform.0.bias").add();
+      String w2 = placement.sharedParameter(prefix + ".transform.2.weight", p, width).init(Init.KAIMING_UNIFORM, p).exportCurrentByDefault()
           .saveTransposed(prefix + ".transform.2.weight").add();
       String b2 = placement.sharedParameter(prefix + ".transform.2.bias", width).init(Init.UNIFORM, 1 / Math.sqrt(p))
-          .noDecay().save(prefix + ".transform.2.bias").add();
+          .exportCurrentByDefault().noDecay().save(prefix + ".transform.2.bias").add();
       String base = "/" + prefix + "/transform";
       String hidden = g.op(base + "/Tanh", "Tanh", List.of(
           g.op(base + "/Add", "Add", List.of(g.op(base + "/MatMul", "MatMul", List.of(emb, w1)), b1))));
       table = g.op(base + "/Add_1", "Add", List.of(g.op(base + "/MatMul_1", "MatMul", List.of(hidden, w2)), b2));
     } else {
       String name = prefix + ".prompt_embeddings";
-      table = placement.sharedParameter(name, n, width).init(Init.NORMAL, 1)
+      table = placement.sharedParameter(name, n, width).init(Init.NORMAL, 1).exportCurrentByDefault()
           .save(saveKeyTaken(placement, PromptTuningKind.PEFT_KEY) ? name : PromptTuningKind.PEFT_KEY).add();
     }
     Map<String, String> masks = new HashMap<>();

@@ -178,7 +178,7 @@ public final class PromptTuningKind implements AdapterKind {
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
     EmbeddingSite site = (EmbeddingSite) sites.get(0);
     int n = spec.intOption("tokens");
-    Placement.ParameterBuilder p = placement.parameter(site, PEFT_KEY, n, site.hidden());
+    Placement.ParameterBuilder p = placement.parameter(site, PEFT_KEY, n, site.hidden()).exportCurrentByDefault();
     if (spec.stringOption("init").equals("vocab")) {
       p.initFromHost(Init.HOST_ROWS, site.table(), 0);
     } else {
