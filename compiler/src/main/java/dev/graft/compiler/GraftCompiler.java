@@ -16,11 +16,13 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.passes.AdamWUpdate;
 import dev.graft.compiler.passes.AdapterPlacement;
+import dev.graft.compiler.passes.GatheredAdapters;
 import dev.graft.compiler.passes.SavedActivations;
 import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
+import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
 import dev.graft.spec.manifest.SiteUpdate;
@@ -45,6 +47,8 @@ import java.util.Set;
  *       without a merged form, the others' sites reading merged tensors ({@link
  *       AdapterPlacement#placeMerged}, {@link SiteUpdates#merged});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
+ *   <li>when asked for, the gathered multi-adapter graph on another fresh import ({@link
+ *       GatheredAdapters}, the task's gathered head);
  *   <li>emit the ONNX models and the manifest ({@link GraftEmitter}).
  * </ol>
  *
@@ -65,6 +69,18 @@ public final class GraftCompiler {
    *     {@code <parameter>.grad} (for gradient checks and debugging)
    */
   public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients) {
+    return compile(spec, host, exposeGradients, Set.of());
+  }
+
+  /**
+   * Also compiles the variants of {@code also} that are compiled only when asked for ({@link
+   * GraphVariant#GATHERED}).
+   */
+  public static CompileResult compile(GraftSpec spec, HostModel host, Set<GraphVariant> also) {
+    return compile(spec, host, false, also);
+  }
+
+  public static CompileResult compile(GraftSpec spec, HostModel host, boolean exposeGradients, Set<GraphVariant> also) {
     List<Diagnostic> hostErrors = HostChecks.check(host, spec.source());
     if (!hostErrors.isEmpty()) {
       return CompileResult.failed(hostErrors);
@@ -85,7 +101,7 @@ public final class GraftCompiler {
     }
     try {
       return compileImported(spec, host, imported, importedForTraining, importedForUpdate, importedForMerge, scratch,
-          exposeGradients);
+          exposeGradients, also.contains(GraphVariant.GATHERED));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -97,7 +113,7 @@ public final class GraftCompiler {
 
   private static CompileResult compileImported(
       GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, Graph importedForUpdate,
-      Graph importedForMerge, Graph scratch, boolean exposeGradients) {
+      Graph importedForMerge, Graph scratch, boolean exposeGradients, boolean gathered) {
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -129,8 +145,17 @@ public final class GraftCompiler {
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
-    return new CompileResult(
-        GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
+    if (!gathered) {
+      return new CompileResult(
+          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
+    }
+    Graph gatheredGraph = imported(host);
+    List<GatheredTensor> stacked = new ArrayList<>(GatheredAdapters.place(gatheredGraph, spec, plan, siteUpdates, elemType));
+    TaskPass.addGathered(gatheredGraph, spec.task(), plan.hostOutput(), plan.hidden(), stacked);
+    ShapeInference.run(gatheredGraph);
+    gatheredGraph.removeUnused();
+    return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge,
+        siteUpdates, gatheredGraph, stacked), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {

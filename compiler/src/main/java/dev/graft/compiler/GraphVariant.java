@@ -7,9 +7,11 @@ package dev.graft.compiler;
  * types, roles, in order), so the runtime can feed one set of parameter tensors to all of them.
  *
  * <p>Kinds ask {@link #trains()} rather than comparing with {@link #TRAIN}: the update graph and
- * the variants to come (a GATHERED graph that stacks N adapters and picks one per row by an index
- * input) are inference graphs too, and a kind that needs to know more than "is this a training
- * step" switches on the variant.
+ * the gathered graph are inference graphs too, and a kind that needs to know more than "is this
+ * a training step" switches on the variant.
+ *
+ * <p>{@link #GATHERED} is compiled only when asked for and declares no parameters of its own: it
+ * takes N adapters' factors stacked as inputs (see the manifest's {@code GatheredGraph}).
  */
 public enum GraphVariant {
   /** The inference graph: the adapted host and the task's output; no loss, no randomness. */
@@ -31,7 +33,13 @@ public enum GraphVariant {
    * data in place of its adapter, the other adapters placed as usual; an export fills the merged
    * tensors from the update graph. Its outputs: the task's, then the host's own.
    */
-  MERGE;
+  MERGE,
+  /**
+   * The gathered multi-adapter graph: the host where each linear site of the graft adds {@code
+   * (x·A_row)·B_row} with the rows picked per batch row by an adapter index from N stacked
+   * adapters, and the head gathered per row likewise (see {@code passes.GatheredAdapters}).
+   */
+  GATHERED;
 
   /** Whether this variant is a training step: dropout, the per-step seed and losses go only there. */
   public boolean trains() {

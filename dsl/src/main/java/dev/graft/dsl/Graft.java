@@ -5,6 +5,7 @@ import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.compiler.GraftCompiler;
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.spec.AdamWSpec;
@@ -21,6 +22,7 @@ import dev.graft.compiler.tasks.TaskKind;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -452,6 +454,15 @@ public final class Graft {
   public CompiledGraft compile() {
     return GraftCompiler.compile(spec(), host).orThrow();
   }
+
+  /**
+   * Compiles against the host with the variants compiled only when asked for, e.g. {@link
+   * GraphVariant#GATHERED} (the multi-adapter graph {@code AdapterServer} serves).
+   */
+  public CompiledGraft compile(GraphVariant... also) {
+    return GraftCompiler.compile(spec(), host, Set.of(also)).orThrow();
+  }
+
   /** Compiles the declaration and opens it on ONNX Runtime: {@link #compile()}, then {@link AdapterModel#open}. */
   public AdapterModel open(ModelOptions options) {
     return AdapterModel.open(graphs(compile()), options);
@@ -460,7 +471,8 @@ public final class Graft {
   /** The graphs of a graft compiled at run time, as the runtime opens them. */
   public static AdapterGraphs graphs(CompiledGraft graft) {
     return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray(),
-        graft.update().toByteArray(), graft.merge().toByteArray());
+        graft.update().toByteArray(), graft.merge().toByteArray(),
+        graft.gathered() == null ? null : graft.gathered().toByteArray());
   }
 
 

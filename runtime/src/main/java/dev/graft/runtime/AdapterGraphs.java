@@ -12,8 +12,8 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx}, {@code
- * N.update.onnx} and {@code N.manifest.textproto}, as the compiler writes them into one package
- * folder.
+ * N.update.onnx}, {@code N.manifest.textproto} and, where compiled, {@code N.gathered.onnx}, as
+ * the compiler writes them into one package folder.
  *
  * @param name the graph name N
  * @param manifest the parsed manifest
@@ -23,15 +23,24 @@ import org.jspecify.annotations.Nullable;
  *     manifest's {@code site_updates}), or {@code null} when not shipped (graphs compiled before it)
  * @param mergeGraph bytes of {@code N.merge.onnx} (what a merged export fills), or {@code null}
  * @param classLoader where to look up a host given as a classpath resource name
+ * @param gatheredGraph bytes of {@code N.gathered.onnx} (the multi-adapter graph a {@code
+ *     serve.AdapterServer} runs), or {@code null} when it was not compiled
  */
 public record AdapterGraphs(
     String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
-    byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader) {
+    byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader,
+    byte @Nullable [] gatheredGraph) {
   public static final String INFER_SUFFIX = ".infer.onnx";
   public static final String TRAIN_SUFFIX = ".train.onnx";
   public static final String UPDATE_SUFFIX = ".update.onnx";
   public static final String MERGE_SUFFIX = ".merge.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
+  public static final String GATHERED_SUFFIX = ".gathered.onnx";
+
+  public AdapterGraphs(String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader) {
+    this(name, manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, classLoader, null);
+  }
 
   public AdapterGraphs {
     Objects.requireNonNull(name, "name");
@@ -54,8 +63,14 @@ public record AdapterGraphs(
   /** Graphs given in memory, the update and merged graphs included. */
   public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
       byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph) {
+    return of(manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, null);
+  }
+
+  /** Graphs given in memory, the update, merged and gathered multi-adapter graphs included. */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, byte @Nullable [] gatheredGraph) {
     return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph,
-        defaultLoader());
+        defaultLoader(), gatheredGraph);
   }
 
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
@@ -74,7 +89,8 @@ public record AdapterGraphs(
     byte[] train = resource(loader, prefix + TRAIN_SUFFIX, false);
     byte[] update = resource(loader, prefix + UPDATE_SUFFIX, false);
     byte[] merge = resource(loader, prefix + MERGE_SUFFIX, false);
-    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader);
+    byte[] gathered = resource(loader, prefix + GATHERED_SUFFIX, false);
+    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader, gathered);
   }
 
   /** Reads N's files from a directory. */
@@ -89,7 +105,9 @@ public record AdapterGraphs(
       byte[] update = Files.exists(u) ? Files.readAllBytes(u) : null;
       Path mg = dir.resolve(name + MERGE_SUFFIX);
       byte[] merge = Files.exists(mg) ? Files.readAllBytes(mg) : null;
-      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader());
+      Path g = dir.resolve(name + GATHERED_SUFFIX);
+      byte[] gathered = Files.exists(g) ? Files.readAllBytes(g) : null;
+      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader(), gathered);
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }

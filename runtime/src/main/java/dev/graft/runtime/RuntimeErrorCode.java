@@ -45,6 +45,11 @@ public enum RuntimeErrorCode {
   /** The graft cannot be exported as asked (graphs compiled without the export variants, an element type). */
   EXPORT_UNSUPPORTED(51, "the graft cannot be exported as asked: its graphs were compiled without the update and"
       + " merged graphs (recompile), or the host's element type is not float32"),
+  /** A request names an adapter the server has not registered. */
+  ADAPTER_NOT_REGISTERED(60, "a request names an adapter that the server has not registered (names it and lists those registered)"),
+  /** A serving request that cannot be read or served: malformed JSON, too large, fields missing or of another type. */
+  REQUEST_INVALID(61, "a serving request cannot be read or served: malformed JSON, over the size limit, a field missing or"
+      + " of another type, an unknown path or method"),
   /** An {@code .onnx_adapter} file is malformed or not one ONNX Runtime's format version 1 reads. */
   ONNX_ADAPTER(70, "an `.onnx_adapter` file is malformed: not a `TORT` FlatBuffers file, a format version other than"
       + " 1, an offset, vtable, string or vector outside the file or misaligned, a parameter without a name, dims or"

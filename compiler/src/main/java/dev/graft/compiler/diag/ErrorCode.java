@@ -98,7 +98,9 @@ public enum ErrorCode {
   /** A PEFT folder whose config Graft cannot express as a declaration (args: folder, entry, value, why). */
   PEFT_CONFIG_UNSUPPORTED(150, "PEFT adapter %s: %s = %s cannot be declared in Graft: %s"),
   /** A PEFT folder whose target_modules take no linear layer of the host (args: folder, target_modules, host, some module paths). */
-  PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s");
+  PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s"),
+  /** A graft with adapters that have no per-row form asked for as a gathered graph (args: graft, what cannot be gathered). */
+  GATHERED_UNSUPPORTED(170, "%s cannot be compiled as a gathered multi-adapter graph: %s; serve it one adapter at a time with AdapterModel");
 
   private final int number;
   private final String template;

@@ -15,6 +15,9 @@ import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.Pooling;
+import dev.graft.compiler.passes.GatheredAdapters;
+import dev.graft.spec.manifest.GatheredRole;
+import dev.graft.spec.manifest.GatheredTensor;
 import java.util.List;
 import java.util.Optional;
 import org.jspecify.annotations.Nullable;
@@ -78,6 +81,33 @@ abstract class PooledTask extends TaskKind {
     params.add(Parameter.newBuilder().setName(BIAS).setSite("classifier").addShape(n)
         .setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS).setNoDecay(true)
         .setSaveKey(HEAD_KEY + "bias").addSaveShape(n).build());
+    return result;
+  }
+
+  /**
+   * The gathered head: {@code z[i] = pooled[i] · W[index[i]] + b[index[i]]} with W stacked {@code
+   * [adapters, hidden, n]} and b {@code [adapters, n]} (each adapter's own trained head; row 0, no
+   * adapter, zeros).
+   */
+  @Override
+  final String addGatheredHead(Graph graph, TaskSpec task, String output, long size, List<GatheredTensor> stacked) {
+    int elem = graph.typeOrThrow(output).elemType();
+    int n = headOutputs(task);
+    String pooled = pool(graph, pooling(task), output, elem);
+    String w = "gathered/" + WEIGHT;
+    String b = "gathered/" + BIAS;
+    GatheredAdapters.addStack(graph, w, elem, GatheredAdapters.RANK, size, n);
+    GatheredAdapters.addStack(graph, b, elem, GatheredAdapters.RANK, n);
+    String axis = graph.longs("/classifier/axis_row", List.of(1L));
+    String rows = graph.op("/classifier/Unsqueeze", "Unsqueeze", List.of(pooled, axis));
+    String z3 = graph.op("/classifier/MatMul", "MatMul", List.of(rows, GatheredAdapters.rows(graph, "/classifier/W", w)));
+    String z = graph.op("/classifier/Squeeze", "Squeeze", List.of(z3, axis));
+    String result = graph.opTo(free(graph, outputName()), "/classifier/Add", "Add",
+        List.of(z, GatheredAdapters.rows(graph, "/classifier/b", b)));
+    stacked.add(GatheredTensor.newBuilder().setName(w).setRole(GatheredRole.HEAD).setSite("classifier")
+        .addShape(size).addShape(n).setSource(WEIGHT).build());
+    stacked.add(GatheredTensor.newBuilder().setName(b).setRole(GatheredRole.HEAD).setSite("classifier")
+        .addShape(n).setSource(BIAS).build());
     return result;
   }
 

@@ -9,6 +9,8 @@ import dev.graft.spec.manifest.ClassificationHead;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.Task;
+import dev.graft.spec.manifest.GatheredTensor;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import org.jspecify.annotations.Nullable;
@@ -146,6 +148,24 @@ public abstract class TaskKind {
    * value; the head's parameters are appended to {@code parameters}.
    */
   abstract String addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> parameters);
+
+  /**
+   * Adds the head of a gathered multi-adapter graph on {@code output}: each batch row uses the head
+   * of its adapter, picked by {@code index} (int64 {@code [batch]}) from stacked head parameters,
+   * which are appended to {@code stacked}; returns the task's output. A task without a head adds
+   * its plain output. A task whose head has no gathered form says so.
+   */
+  String addGatheredHead(Graph graph, TaskSpec task, String output, long size, List<GatheredTensor> stacked) {
+    if (hasHead()) {
+      throw new IllegalStateException(displayName() + " has a head with no gathered form");
+    }
+    List<Parameter> none = new ArrayList<>();
+    String result = addHead(graph, task, output, size, none);
+    if (!none.isEmpty()) {
+      throw new IllegalStateException(displayName() + " says it has no head but adds parameters " + none);
+    }
+    return result;
+  }
 
   /**
    * Adds the labels input ({@link #labelsName()}) and the loss of {@code result} against them;

@@ -6,6 +6,7 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.GatheredTensor;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -55,5 +56,21 @@ public final class TaskPass {
       graph.outputs().add(LOSS);
     }
     return params;
+  }
+
+  /**
+   * Adds {@code task}'s gathered head ({@link TaskKind#addGatheredHead}) to a gathered graph; its
+   * outputs become the task's output and the host output it reads.
+   *
+   * @return the task's output
+   */
+  public static String addGathered(Graph graph, TaskSpec task, String output, long size, List<GatheredTensor> stacked) {
+    String result = TaskKind.of(task).addGatheredHead(graph, task, output, size, stacked);
+    graph.outputs().clear();
+    graph.outputs().add(result);
+    if (!result.equals(output)) {
+      graph.outputs().add(output);
+    }
+    return result;
   }
 }

@@ -89,6 +89,43 @@ public final class Sessions implements AutoCloseable {
     }
   }
 
+  /** Sessions of further graphs of a graft (the update and the gathered graphs) on one copy of the host weights; closed together. */
+  public record Extra(HostWeights host, List<OrtSession> sessions) implements AutoCloseable {
+    @Override
+    public void close() {
+      sessions.forEach(s -> closeQuietly(s));
+      closeQuietly(host);
+    }
+  }
+
+  /**
+   * Reads the host weights of {@code graphs} (checked as {@link #open} checks them) and opens each
+   * graph of {@code bytes}, named by {@code sources} in errors, on them; their inputs and outputs
+   * are the caller's to check.
+   */
+  public static Extra openGraphs(AdapterGraphs graphs, ModelOptions options, List<String> sources, List<byte[]> bytes) {
+    List<ModelProto> protos = new ArrayList<>();
+    for (int i = 0; i < bytes.size(); i++) {
+      protos.add(parseGraph(sources.get(i), bytes.get(i)));
+    }
+    HostWeights host = openHost(graphs, options);
+    List<OrtSession> opened = new ArrayList<>();
+    try {
+      for (int i = 0; i < bytes.size(); i++) {
+        opened.add(openSession(sources.get(i), bytes.get(i), protos.get(i), options, host));
+      }
+      return new Extra(host, List.copyOf(opened));
+    } catch (OrtException e) {
+      opened.forEach(s -> closeQuietly(s));
+      closeQuietly(host);
+      throw failure("cannot open " + sources, e);
+    } catch (RuntimeException e) {
+      opened.forEach(s -> closeQuietly(s));
+      closeQuietly(host);
+      throw e;
+    }
+  }
+
   /** The host's frozen weights. */
   public HostWeights host() {
     return host;
