@@ -116,7 +116,13 @@ public final class UnmergedExport {
         }
         case EXPORT_DEFAULT_INITIAL -> folder.add(exported, FLOAT, shape,
             MergedExport.floats(ParameterInit.initialValues(p, current.length, 0, source.host())));
-        case EXPORT_DEFAULT_ZEROS -> folder.add(exported, FLOAT, shape, MergedExport.floats(new float[current.length]));
+        case EXPORT_DEFAULT_ZEROS -> {
+          // The compiler's fallback for a parameter with a random initial value and no rank axis (a
+          // user-defined kind's): zeros make the graph the plain host only if the kind is the identity there.
+          LOG.log(System.Logger.Level.WARNING, "export " + m.getName() + ": input '" + exported + "' defaults to zeros;"
+              + " the export run without an adapter is the plain host only if its kind is the identity at zero");
+          folder.add(exported, FLOAT, shape, MergedExport.floats(new float[current.length]));
+        }
         case EXPORT_DEFAULT_CURRENT -> folder.add(exported, FLOAT, shape, MergedExport.floats(current));
         default -> throw new FormatException(m.getName(), "parameter '" + name + "' has no export_default ("
             + p.getExportDefault() + "); recompile the graft with this Graft");
