@@ -154,7 +154,7 @@ public final class SiteUpdates {
 
   private static @Nullable String reason(PlannedAdapter a) {
     if (!(a.kind() instanceof LinearUpdateKind)) {
-      return "a " + a.kind().displayName() + " adapter is not a change of the layer's weight";
+      return a.kind().displayName() + " (" + a.kind().id() + ") is not a change of the layer's weight";
     }
     if (CompositionPlacement.placesHere(a)) {
       return "the named adapter '" + a.spec().name() + "' is placed by a composition behind its gate";
