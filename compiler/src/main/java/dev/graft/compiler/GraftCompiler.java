@@ -142,9 +142,16 @@ public final class GraftCompiler {
    */
   private static VariantGraph forward(GraphVariant variant, Graph graph, GraftSpec spec, Validation.Plan plan,
       int elemType) {
+    // An adapter on the node that computes the host output (an LM head) renames it: the task reads
+    // the graph output at the same position, i.e. the value with the adapter applied.
+    int hostOutputAt = graph.outputs().indexOf(plan.hostOutput());
     Placement placed = AdapterPlacement.place(graph, plan.adapters(), plan.compositions(), variant, elemType);
+    String hostOutput = hostOutputAt < 0 ? plan.hostOutput() : graph.outputs().get(hostOutputAt);
+    if (!hostOutput.equals(plan.hostOutput())) {
+      ShapeInference.run(graph);
+    }
     List<Parameter> params = new ArrayList<>(placed.parameters());
-    params.addAll(TaskPass.add(graph, variant, spec.task(), plan.hostOutput(), plan.hidden(), placed.auxiliaryLosses()));
+    params.addAll(TaskPass.add(graph, variant, spec.task(), hostOutput, plan.hidden(), placed.auxiliaryLosses()));
     ShapeInference.run(graph);
     if (!variant.trains()) {
       graph.removeUnused();
