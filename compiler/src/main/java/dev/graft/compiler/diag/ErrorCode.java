@@ -94,6 +94,15 @@ public enum ErrorCode {
   DEFINITION_INVALID(93, "%s definition at %s: %s"),
   /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
   ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
+  /**
+   * A trainable parameter of a declaration that no gradient reaches, so it would never train
+   * (args: kind, parameter, site node, why).
+   */
+  PARAMETER_UNREACHABLE(190, "%s parameter '%s' on %s cannot reach the loss, so it would never train: %s"),
+  /** An op that has a gradient rule the node does not fit (args: op, node, exact reason). */
+  GRADIENT_RULE_CANNOT_APPLY(191, "the gradient rule of op %s cannot apply at node '%s': %s"),
+  /** Saved-activation bytes asked for sizes that do not fix every dimension (args: activation, dimension, what to give). */
+  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s"),
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
 
   private final int number;

@@ -234,7 +234,10 @@ public final class ShapeInference {
       case "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
           "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Sin", "Cos", "Softmax", "LogSoftmax",
           "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization",
-          "ScatterElements", "ScatterND", "Trilu", "ms:Gelu", "ms:FastGelu": {
+          "ScatterElements", "ScatterND", "Trilu", "ms:Gelu", "ms:FastGelu",
+          // Elementwise ops without a gradient rule: typed, so that autodiff names them (GRAFT030).
+          "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "HardSigmoid", "HardSwish", "ThresholdedRelu",
+          "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh": {
         TensorType in = type(n.input(0));
         if (op.equals("Identity") && values.containsKey(n.input(0))) {
           values.put(n.output(0), values.get(n.input(0)));
