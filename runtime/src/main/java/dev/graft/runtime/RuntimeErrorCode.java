@@ -35,7 +35,13 @@ public enum RuntimeErrorCode {
       + " host's folder, through a symbolic link out of it) or its offset and length do not fit the data file"),
   /** The host file is not the one the graft was compiled against. */
   HOST_CHANGED(11, "the host model's SHA-256 differs from the manifest's `host_sha256` (the host the graft was compiled"
-      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host");
+      + " against); open with `ModelOptions.withHostChangeAllowed()` to use a deliberately changed host"),
+  /** A host input value outside the rows of the table it indexes (an id outside the vocabulary, a negative id). */
+  INDEX_OUT_OF_RANGE(90, "a host input's value is outside the table it indexes: an id not in [0, vocabulary size) or"
+      + " a type id not in [0, type count) (names the input, the limit, the value and its [row, column])"),
+  /** A batch whose sequence is longer than the host's position table. */
+  SEQUENCE_TOO_LONG(91, "a batch's sequence is longer than the host's position table allows (names the input, the"
+      + " limit and the length given)");
 
   private final int number;
   private final String summary;
