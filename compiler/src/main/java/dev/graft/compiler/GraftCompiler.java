@@ -10,6 +10,7 @@ import dev.graft.compiler.emit.GraftEmitter;
 import dev.graft.compiler.emit.ParameterAgreement;
 import dev.graft.compiler.emit.VariantGraph;
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
@@ -41,8 +42,9 @@ import java.util.Set;
  *   <li>plan ({@link Validation}: checks, options, site selection, compositions) — once;
  *   <li>per {@link GraphVariant}, on its own copy of the host: place adapters ({@link
  *       AdapterPlacement}) → add the task's head and loss ({@link TaskPass}) → infer shapes → for
- *       the training step: autodiff ({@link Autodiff}) → saved activations ({@link
- *       SavedActivations}) → optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
+ *       the training step: autodiff ({@link Autodiff}) → the check that it reached every trained
+ *       parameter ({@link UnreachedParameters}) → saved activations ({@link SavedActivations}) →
+ *       optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
  *       weight updates ({@link SiteUpdates}); for the merged graph: placement of the adapters
  *       without a merged form, the others' sites reading merged tensors ({@link
  *       AdapterPlacement#placeMerged}, {@link SiteUpdates#merged});
@@ -125,11 +127,14 @@ public final class GraftCompiler {
     VariantGraph inference = forward(GraphVariant.INFERENCE, imported, spec, plan, elemType);
     VariantGraph train;
     try {
-      train = trainStep(forward(GraphVariant.TRAIN, importedForTraining, spec, plan, elemType), spec, exposeGradients);
+      train = trainStep(forward(GraphVariant.TRAIN, importedForTraining, spec, plan, elemType), spec, plan,
+          exposeGradients);
     } catch (MissingGradientException e) {
-      return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null,
-          e.node().opType(), e.node().domain(), Graph.OPSET, e.node().name(),
-          GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")));
+      return CompileResult.failed(List.of(e.ruleMissing()
+          ? Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null, e.node().opType(), e.node().domain(),
+              Graph.OPSET, e.node().name(), GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")
+          : Diagnostic.of(ErrorCode.GRADIENT_RULE_CANNOT_APPLY, spec.source(), null, e.node().opType(),
+              e.node().name(), e.detail())));
     }
 
     Map<String, String> hostBiases = SiteUpdates.hostBiases(importedForUpdate, plan.adapters());
@@ -190,9 +195,16 @@ public final class GraftCompiler {
    */
   private static VariantGraph forward(GraphVariant variant, Graph graph, GraftSpec spec, Validation.Plan plan,
       int elemType) {
+    // An adapter on the node that computes the host output (an LM head) renames it: the task reads
+    // the graph output at the same position, i.e. the value with the adapter applied.
+    int hostOutputAt = graph.outputs().indexOf(plan.hostOutput());
     Placement placed = AdapterPlacement.place(graph, plan.adapters(), plan.compositions(), variant, elemType);
+    String hostOutput = hostOutputAt < 0 ? plan.hostOutput() : graph.outputs().get(hostOutputAt);
+    if (!hostOutput.equals(plan.hostOutput())) {
+      ShapeInference.run(graph);
+    }
     List<Parameter> params = new ArrayList<>(placed.parameters());
-    params.addAll(TaskPass.add(graph, variant, spec.task(), plan.hostOutput(), plan.hidden(), placed.auxiliaryLosses()));
+    params.addAll(TaskPass.add(graph, variant, spec.task(), hostOutput, plan.hidden(), placed.auxiliaryLosses()));
     ShapeInference.run(graph);
     if (!variant.trains()) {
       graph.removeUnused();
@@ -219,12 +231,20 @@ public final class GraftCompiler {
    * The training step on a forward training variant: the loss's gradient with respect to every
    * trained parameter, the saved activations, the AdamW update.
    */
-  private static VariantGraph trainStep(VariantGraph forward, GraftSpec spec, boolean exposeGradients) {
+  private static VariantGraph trainStep(VariantGraph forward, GraftSpec spec, Validation.Plan plan,
+      boolean exposeGradients) {
     Graph train = forward.graph();
     List<String> trained = forward.parameters().stream().filter(p -> !p.getFrozen()).map(Parameter::getName).toList();
     Set<String> forwardNodes = new HashSet<>();
     train.nodes().forEach(n -> forwardNodes.add(n.name()));
-    Map<String, String> grads = Autodiff.differentiate(train, TaskPass.LOSS, trained);
+    List<Node> forwardGraph = List.copyOf(train.nodes());
+    Autodiff.Gradients gradients = Autodiff.backward(train, TaskPass.LOSS, trained);
+    List<Diagnostic> unreached = UnreachedParameters.diagnose(spec, plan, forwardGraph, train, forward.parameters(),
+        gradients.unreached(), TaskPass.LOSS);
+    if (!unreached.isEmpty()) {
+      throw new GraftCompileException(unreached);
+    }
+    Map<String, String> grads = gradients.values();
     if (exposeGradients) {
       for (String p : trained) {
         train.outputs().add(train.opTo(p + GRADIENT_SUFFIX, "/grad/" + p + "/out", "Identity", List.of(grads.get(p))));

@@ -2,6 +2,7 @@ package dev.graft.compiler;
 
 import dev.graft.testing.MiniLmHost;
 
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.passes.SavedActivations;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -66,9 +67,10 @@ class SavedActivationsTest {
   @Test
   void missingDimensionIsNamed() {
     CompiledGraft probe = Graft.host(MiniLmHost.get()).classification(2).compile();
-    IllegalArgumentException e =
-        assertThrows(IllegalArgumentException.class, () -> probe.savedActivationBytes(Map.of("sequence_length", 8L)));
-    assertTrue(e.getMessage().contains("'batch_size'"), e.getMessage());
+    GraftCompileException e =
+        assertThrows(GraftCompileException.class, () -> probe.savedActivationBytes(Map.of("sequence_length", 8L)));
+    assertTrue(e.getMessage().startsWith("[GRAFT192] saved activation '"), e.getMessage());
+    assertTrue(e.getMessage().contains("dimension 'batch_size' ("), e.getMessage());
     assertEquals(Set.of("batch_size"), SavedActivations.symbols(probe.manifest().getSavedActivationsList()));
   }
 }

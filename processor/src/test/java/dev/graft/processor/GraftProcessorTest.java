@@ -250,6 +250,52 @@ class GraftProcessorTest {
   }
 
   @Test
+  void opWithoutGradientRuleAfterALoraSiteIsReportedAsSuchOnAnUnshapedOutput() {
+    // Shape inference passes Elu through (elementwise, rank-preserving), so the missing rule is
+    // what is reported, not the host output's unknown shape (GRAFT022).
+    JavaFileObject src = source("EluHost",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-elu-unshaped.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
+        "interface EluHost {}");
+    Compilation compilation = JAVAC.compile(src);
+    assertThat(compilation).hadErrorContaining(
+        "[GRAFT030] no gradient rule for op Elu (domain '', opset 17) at node '/encoder/layer.0/act/Elu'")
+        .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
+    assertThat(compilation).hadErrorCount(1);
+  }
+
+  @Test
+  void parametersThatCannotReachTheLossAreAnErrorOnTheTarget() {
+    JavaFileObject src = source("SideBranch",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-branch.onnx\")",
+        "@dev.graft.annotations.Lora(",
+        "    target = \".*/side/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
+        "interface SideBranch {}");
+    Compilation compilation = JAVAC.compile(src);
+    assertThat(compilation).hadErrorContaining("[GRAFT190] LoRA parameter 'encoder.layer.0.side.lora_A' on"
+        + " /encoder/layer.0/side/MatMul cannot reach the loss, so it would never train: the output of"
+        + " /encoder/layer.0/side/MatMul does not flow into the task's host output 'y'")
+        .inFile(src).onLineContaining("target = \".*/side/MatMul\"");
+    assertThat(compilation).hadErrorContaining("[GRAFT190] LoRA parameter 'encoder.layer.0.side.lora_B'");
+    // The same LoRA on the layer the output reads compiles: no Graft error (the generated class of
+    // a host with float inputs does not compile yet, a gap of the writer's typed methods).
+    JavaFileObject ok = source("MainBranch",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-branch.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
+        "interface MainBranch {}");
+    Compilation main = JAVAC.compile(ok);
+    assertTrue(main.errors().stream().noneMatch(d -> d.getMessage(Locale.ROOT).contains("[GRAFT")), main.errors().toString());
+    assertTrue(main.notes().stream().anyMatch(d -> d.getMessage(Locale.ROOT).contains("MainBranch: the training step keeps")),
+        main.notes().toString());
+  }
+
+  @Test
   void hostAsFilePathAndLoraInExplicitContainer() {
     // The host named by an absolute path (found without -Agraft.hostDir's help); the @Lora
     // written inside an explicit @Lora.List, where javac's own positions apply.

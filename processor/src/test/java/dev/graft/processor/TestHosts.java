@@ -33,6 +33,13 @@ final class TestHosts {
   static final String TINY_SIN = "tiny-sin.onnx";
   /** The same graph with Softplus (an op without a gradient rule) in place of Sin. */
   static final String TINY_SOFTPLUS = "tiny-softplus.onnx";
+  /**
+   * {@link #TINY_SIN} plus a side branch the pooled output does not read: x → {@code
+   * /encoder/layer.0/side/MatMul} → output s.
+   */
+  static final String TINY_BRANCH = "tiny-branch.onnx";
+  /** The same graph with Elu (an op without a gradient rule) in place of Sin, its outputs declared without shapes. */
+  static final String TINY_ELU_UNSHAPED = "tiny-elu-unshaped.onnx";
   /** The same graph at opset 9, below what Graft supports. */
   static final String TINY_OPSET_9 = "tiny-opset9.onnx";
 
@@ -55,7 +62,10 @@ final class TestHosts {
         Files.write(d.resolve(TINY_SIN), tiny(17).toByteArray());
         Files.write(d.resolve(TINY_OPSET_9), tiny(9).toByteArray());
         Files.write(d.resolve(TINY_SOFTPLUS), tiny(17, "Softplus").toByteArray());
-        for (String f : new String[] {MINILM, NOT_ONNX, TINY_SIN, TINY_OPSET_9, TINY_SOFTPLUS}) {
+        Files.write(d.resolve(TINY_BRANCH), tiny(17, "Sin", true, true).toByteArray());
+        Files.write(d.resolve(TINY_ELU_UNSHAPED), tiny(17, "Elu", false, false).toByteArray());
+        for (String f : new String[] {MINILM, NOT_ONNX, TINY_SIN, TINY_OPSET_9, TINY_SOFTPLUS, TINY_BRANCH,
+            TINY_ELU_UNSHAPED}) {
           d.resolve(f).toFile().deleteOnExit();
         }
         dir = d;
@@ -71,6 +81,14 @@ final class TestHosts {
   }
 
   static ModelProto tiny(int opset, String activation) {
+    return tiny(opset, activation, false, true);
+  }
+
+  /**
+   * @param sideBranch also x → {@code /encoder/layer.0/side/MatMul} → output s
+   * @param outputShapes declare the outputs' shapes (else only their element type)
+   */
+  static ModelProto tiny(int opset, String activation, boolean sideBranch, boolean outputShapes) {
     ByteBuffer w = ByteBuffer.allocate(16 * 4).order(ByteOrder.LITTLE_ENDIAN);
     for (int i = 0; i < 16; i++) {
       w.putFloat(i % 5 == 0 ? 1f : 0.1f * i);
@@ -92,9 +110,18 @@ final class TestHosts {
             .addInput("y").addOutput("z")
             .addAttribute(AttributeProto.newBuilder().setName("axes").setType(AttributeProto.AttributeType.INTS).addInts(1))
             .addAttribute(AttributeProto.newBuilder().setName("keepdims").setType(AttributeProto.AttributeType.INT).setI(0)))
-        .addOutput(value("y", TensorProto.DataType.FLOAT_VALUE, "batch", "sequence", 4))
+        .addOutput(outputShapes ? value("y", TensorProto.DataType.FLOAT_VALUE, "batch", "sequence", 4)
+            : value("y", TensorProto.DataType.FLOAT_VALUE).toBuilder().clearType().setType(TypeProto.newBuilder()
+                .setTensorType(TypeProto.Tensor.newBuilder().setElemType(TensorProto.DataType.FLOAT_VALUE))).build())
         .addOutput(value("z", TensorProto.DataType.FLOAT_VALUE, "batch", 4))
         .build();
+    if (sideBranch) {
+      graph = graph.toBuilder()
+          .addNode(NodeProto.newBuilder().setName("/encoder/layer.0/side/MatMul").setOpType("MatMul")
+              .addInput("x").addInput("W").addOutput("s"))
+          .addOutput(value("s", TensorProto.DataType.FLOAT_VALUE, "batch", "sequence", 4))
+          .build();
+    }
     return ModelProto.newBuilder()
         .setIrVersion(8)
         .setProducerName("graft-processor-tests")

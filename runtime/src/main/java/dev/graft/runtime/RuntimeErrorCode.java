@@ -54,7 +54,13 @@ public enum RuntimeErrorCode {
   ONNX_ADAPTER(70, "an `.onnx_adapter` file is malformed: not a `TORT` FlatBuffers file, a format version other than"
       + " 1, an offset, vtable, string or vector outside the file or misaligned, a parameter without a name, dims or"
       + " raw data, a duplicate name, a dims product that overflows, raw data whose size does not fit its dims and"
-      + " type, an unsupported data type, or a file too large to read");
+      + " type, an unsupported data type, or a file too large to read"),
+  /** A host input value outside the rows of the table it indexes (an id outside the vocabulary, a negative id). */
+  INDEX_OUT_OF_RANGE(90, "a host input's value is outside the table it indexes: an id not in [0, vocabulary size) or"
+      + " a type id not in [0, type count) (names the input, the limit, the value and its [row, column])"),
+  /** A batch whose sequence is longer than the host's position table. */
+  SEQUENCE_TOO_LONG(91, "a batch's sequence is longer than the host's position table allows (names the input, the"
+      + " limit and the length given)");
 
   private final int number;
   private final String summary;

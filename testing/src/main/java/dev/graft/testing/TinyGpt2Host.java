@@ -3,6 +3,9 @@ package dev.graft.testing;
 import static dev.graft.compiler.ir.Node.attr;
 
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.ShapeInference;
+import dev.graft.compiler.ir.Tensors;
 import dev.graft.compiler.ir.TensorType;
 import java.util.List;
 
@@ -24,6 +27,8 @@ public final class TinyGpt2Host extends TinyDecoderHost {
   static final int MLP = 4 * HIDDEN;
   static final int MAX_POSITIONS = 16;
   static final double LN_EPS = 1e-5;
+  /** The folded head weight's name in {@link #withFoldedHead}, as the exporter names folded constants. */
+  public static final String FOLDED_HEAD_WEIGHT = "onnx::MatMul_1024";
 
   private TinyGpt2Host(long seed, int elem) {
     super(seed, elem);
@@ -37,6 +42,31 @@ public final class TinyGpt2Host extends TinyDecoderHost {
   /** The host graph with LM logits named {@code lmOutput}, in FLOAT or DOUBLE. */
   public static Graph graph(long seed, String lmOutput, int elem) {
     return new TinyGpt2Host(seed, elem).built(lmOutput);
+  }
+
+  /**
+   * The host graph as {@code torch.onnx.export} writes a tied head with constant folding on: the
+   * head's weight is a separate initializer {@value #FOLDED_HEAD_WEIGHT} [hidden, vocab], a
+   * transposed copy of {@code transformer.wte.weight}, so {@code /lm_head/MatMul} is a linear site
+   * whose output is the graph's LM logits output.
+   */
+  public static Graph withFoldedHead(long seed) {
+    Graph g = graph(seed);
+    Node transpose = g.producer(g.nodes().stream().filter(n -> n.name().equals("/lm_head/MatMul")).findFirst()
+        .orElseThrow().input(1));
+    double[] wte = Tensors.readDoubles(g.initializers().get("transformer.wte.weight"));
+    double[] copy = new double[wte.length];
+    for (int v = 0; v < VOCAB; v++) {
+      for (int h = 0; h < HIDDEN; h++) {
+        copy[h * VOCAB + v] = wte[v * HIDDEN + h];
+      }
+    }
+    g.addInitializer(Tensors.floats(FOLDED_HEAD_WEIGHT, TensorType.FLOAT, List.of((long) HIDDEN, (long) VOCAB), copy),
+        false);
+    g.replaceUses(transpose.output(0), FOLDED_HEAD_WEIGHT, List.of());
+    g.removeUnused();
+    ShapeInference.run(g);
+    return g;
   }
 
   /** transformers' NewGELUActivation as exported: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */

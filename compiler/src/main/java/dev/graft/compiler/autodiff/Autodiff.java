@@ -31,6 +31,25 @@ public final class Autodiff {
    * @throws MissingGradientException when a node on the path has no gradient rule
    */
   public static Map<String, String> differentiate(Graph graph, String loss, List<String> parameters) {
+    return backward(graph, loss, parameters).values();
+  }
+
+  /**
+   * The gradients {@link #differentiate} appends, and which parameters they did not reach.
+   *
+   * @param values each parameter's gradient value name, in the order of the parameters
+   * @param unreached the parameters no gradient reached (no path to the loss through ops that pass
+   *     one): their gradient is zeros, in the order of the parameters
+   */
+  public record Gradients(Map<String, String> values, List<String> unreached) {}
+
+  /**
+   * {@link #differentiate}, also telling which parameters no gradient reached.
+   *
+   * @throws MissingGradientException when a node on the path has no gradient rule, or its rule
+   *     cannot apply to it
+   */
+  public static Gradients backward(Graph graph, String loss, List<String> parameters) {
     List<Node> forward = new ArrayList<>(graph.nodes());
     // 1. Values that depend on a parameter (floating values only: integers carry no gradient).
     Set<String> dependent = new HashSet<>(parameters);
@@ -66,7 +85,7 @@ public final class Autodiff {
       for (Node n : forward) {
         if (n.outputs().stream().anyMatch(o -> needed.contains(o)
             && (graph.type(o) == null || graph.type(o).elemType() == 0))) {
-          throw new MissingGradientException(n, "op unknown to shape inference and without a gradient rule");
+          throw MissingGradientException.noRule(n, "op unknown to shape inference and without a gradient rule");
         }
       }
       throw new IllegalArgumentException("loss '" + loss + "' must be a floating value, got " + lossType);
@@ -88,7 +107,7 @@ public final class Autodiff {
       }
       GradientRule rule = n.domain().isEmpty() ? GradientRegistry.rule(n.opType()) : null;
       if (rule == null) {
-        throw new MissingGradientException(n, "no gradient rule");
+        throw MissingGradientException.noRule(n, "no gradient rule");
       }
       List<@Nullable String> outGrads = new ArrayList<>();
       for (String out : n.outputs()) {
@@ -106,10 +125,12 @@ public final class Autodiff {
       }
     }
     Map<String, String> result = new LinkedHashMap<>();
+    List<String> unreached = new ArrayList<>();
     for (String p : parameters) {
       List<String> c = contributions.get(p);
       String grad;
       if (c == null) {
+        unreached.add(p);
         TensorType t = graph.typeOrThrow(p);
         grad = graph.op("/grad/" + p + "/zeros", "ConstantOfShape",
             List.of(graph.op("/grad/" + p + "/shape", "Shape", List.of(p))),
@@ -120,7 +141,7 @@ public final class Autodiff {
       result.put(p, grad);
     }
     ShapeInference.run(graph);
-    return result;
+    return new Gradients(result, unreached);
   }
 
   private static @Nullable String total(Graph graph, Node n, String value, Map<String, List<String>> contributions) {

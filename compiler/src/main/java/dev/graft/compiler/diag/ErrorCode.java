@@ -100,7 +100,16 @@ public enum ErrorCode {
   /** A PEFT folder whose target_modules take no linear layer of the host (args: folder, target_modules, host, some module paths). */
   PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s"),
   /** A graft with adapters that have no per-row form asked for as a gathered graph (args: graft, what cannot be gathered). */
-  GATHERED_UNSUPPORTED(170, "%s cannot be compiled as a gathered multi-adapter graph: %s; serve it one adapter at a time with AdapterModel");
+  GATHERED_UNSUPPORTED(170, "%s cannot be compiled as a gathered multi-adapter graph: %s; serve it one adapter at a time with AdapterModel"),
+  /**
+   * A trainable parameter of a declaration that no gradient reaches, so it would never train
+   * (args: kind, parameter, site node, why).
+   */
+  PARAMETER_UNREACHABLE(190, "%s parameter '%s' on %s cannot reach the loss, so it would never train: %s"),
+  /** An op that has a gradient rule the node does not fit (args: op, node, exact reason). */
+  GRADIENT_RULE_CANNOT_APPLY(191, "the gradient rule of op %s cannot apply at node '%s': %s"),
+  /** Saved-activation bytes asked for sizes that do not fix every dimension (args: activation, dimension, what to give). */
+  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s");
 
   private final int number;
   private final String template;

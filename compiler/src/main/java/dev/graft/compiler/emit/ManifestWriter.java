@@ -73,7 +73,7 @@ public final class ManifestWriter {
         .setHost(spec.host())
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
-        .addAllInputs(hostInputs(hostInputs))
+        .addAllInputs(hostInputs(hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet())))
         .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
@@ -103,11 +103,15 @@ public final class ManifestWriter {
         : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
-  private static List<HostInput> hostInputs(Map<String, TensorType> inputs) {
+  private static List<HostInput> hostInputs(Map<String, TensorType> inputs, Map<String, HostInputLimits.Limit> limits) {
     List<HostInput> out = new ArrayList<>();
     inputs.forEach((name, type) -> {
       HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType())
           .setMask(name.equals(TaskKind.MASK_INPUT));
+      HostInputLimits.Limit limit = limits.get(name);
+      if (limit != null && (type.elemType() == TensorType.INT64 || type.elemType() == TensorType.INT32)) {
+        b.setIndexLimit(limit.indexLimit()).setMaxSequence(limit.maxSequence());
+      }
       if (type.hasRank()) {
         type.dims().forEach(d -> b.addShape(dim(d)));
       }

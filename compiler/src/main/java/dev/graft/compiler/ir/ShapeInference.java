@@ -165,6 +165,11 @@ public final class ShapeInference {
         }
       }
       case "MaxPool" -> r.add(t.withElemType(TensorType.INT64));
+      // The int8 hosts' activation quantization: y (uint8, x's shape), its scale and zero point (scalars).
+      case "DynamicQuantizeLinear" -> {
+        r.add(TensorType.of(TensorType.FLOAT));
+        r.add(TensorType.of(TensorType.UINT8));
+      }
       case "Split" -> {
         TensorType in = type(n.input(0));
         int count = n.outputs().size();
@@ -234,7 +239,10 @@ public final class ShapeInference {
       case "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
           "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Sin", "Cos", "Softmax", "LogSoftmax",
           "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization",
-          "ScatterElements", "ScatterND", "Trilu", "EyeLike", "ms:Gelu", "ms:FastGelu": {
+          "ScatterElements", "ScatterND", "Trilu", "EyeLike", "ms:Gelu", "ms:FastGelu",
+          // Elementwise ops without a gradient rule: typed, so that autodiff names them (GRAFT030).
+          "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "HardSigmoid", "HardSwish", "ThresholdedRelu",
+          "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh": {
         TensorType in = type(n.input(0));
         if (op.equals("Identity") && values.containsKey(n.input(0))) {
           values.put(n.output(0), values.get(n.input(0)));
@@ -263,6 +271,15 @@ public final class ShapeInference {
         return broadcast(n.inputs()).withElemType(type(n.input(1)).elemType());
       case "MatMul", "ms:FusedMatMul":
         return matmul(n);
+      // Int8 hosts: MatMulInteger's int32 product, the quantize/dequantize pair around it.
+      case "MatMulInteger":
+        return matmul(n).withElemType(TensorType.INT32);
+      case "DynamicQuantizeLinear":
+        return type(n.input(0)).withElemType(TensorType.UINT8);
+      case "QuantizeLinear":
+        return type(n.input(0)).withElemType(n.hasInput(2) ? type(n.input(2)).elemType() : TensorType.UINT8);
+      case "DequantizeLinear":
+        return type(n.input(0)).withElemType(type(n.input(1)).elemType());
       case "Gemm": {
         TensorType a = type(n.input(0));
         TensorType b = type(n.input(1));

@@ -1,5 +1,8 @@
 package dev.graft.compiler.passes;
 
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.emit.ManifestWriter;
 
 import dev.graft.compiler.ir.Dim;
@@ -62,8 +65,8 @@ public final class SavedActivations {
    * Bytes of the saved activations for the given sizes of the symbolic dimensions, e.g. {@code
    * {batch_size=1, sequence_length=128}} for one example of 128 tokens.
    *
-   * @throws IllegalArgumentException naming a dimension that {@code sizes} does not give, or a
-   *     value whose shape the compiler could not infer
+   * @throws GraftCompileException ({@code GRAFT192}) naming the activation and the dimension that
+   *     {@code sizes} does not give, or one the host leaves unnamed (its size is known only at run time)
    */
   public static long bytes(List<SavedActivation> saved, Map<String, Long> sizes) {
     long total = 0;
@@ -73,11 +76,16 @@ public final class SavedActivations {
         if (d.hasSize()) {
           count = Math.multiplyExact(count, d.getSize());
         } else {
+          if (d.getSymbol().equals(UNNAMED)) {
+            throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.ACTIVATION_SIZE_UNKNOWN, null, null,
+                a.getName(), "a dimension whose size the host does not name (" + shape(a) + ")",
+                "its size is not known before the graph runs, so the bytes cannot be computed for any sizes")));
+          }
           Long size = sizes.get(d.getSymbol());
-          if (size == null) {
-            throw new IllegalArgumentException("saved activation '" + a.getName() + "' has dimension '"
-                + d.getSymbol() + "'; give its size (sizes given: " + new TreeMap<>(sizes) + ", symbols: "
-                + symbols(saved) + ")");
+          if (size == null || size < 0) {
+            throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.ACTIVATION_SIZE_UNKNOWN, null, null,
+                a.getName(), "dimension '" + d.getSymbol() + "' (" + shape(a) + ")",
+                "give it a size >= 0 (sizes given: " + new TreeMap<>(sizes) + ", symbols: " + symbols(saved) + ")")));
           }
           count = Math.multiplyExact(count, size);
         }
@@ -85,6 +93,17 @@ public final class SavedActivations {
       total = Math.addExact(total, Math.multiplyExact(count, elementBytes(a.getElemType(), a.getName())));
     }
     return total;
+  }
+
+  /** How the manifest writes a dimension the host leaves unnamed and shape inference cannot size. */
+  private static final String UNNAMED = "?";
+
+  private static String shape(SavedActivation a) {
+    StringBuilder sb = new StringBuilder("[");
+    for (dev.graft.spec.manifest.Dim d : a.getShapeList()) {
+      sb.append(sb.length() == 1 ? "" : ", ").append(d.hasSize() ? String.valueOf(d.getSize()) : d.getSymbol());
+    }
+    return sb.append(']').toString();
   }
 
   /** The symbolic dimensions the saved activations depend on, sorted. */

@@ -6,9 +6,12 @@ import dev.graft.compiler.kinds.SiteException;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.spec.AdapterSpec;
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Set;
 import java.util.TreeSet;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
@@ -92,7 +95,7 @@ public final class SiteSelection {
     if (matched.isEmpty()) {
       String where = spec.layers().isEmpty() ? "" : " in layers " + spec.layers();
       return failed(target, candidates, Diagnostic.of(ErrorCode.SELECTOR_MATCHES_NOTHING, spec.source(), "target",
-          target, kind.siteDescription(), hostName, where, nearest(target, candidates)));
+          target, kind.siteDescription(), hostName, where, nearest(target, candidates, graph, pattern)));
     }
     return new Result(target, candidates, matched, null);
   }
@@ -101,14 +104,55 @@ public final class SiteSelection {
     return new Result(target, candidates, List.of(), error);
   }
 
-  /** The three site names closest to the selector text, by edit distance. */
-  private static String nearest(String selector, List<? extends Site> sites) {
-    return sites.stream()
-        .map(Site::node)
+  /**
+   * The three site names closest to the selector text, by edit distance; where the host has no
+   * site of the kind, the closest names of its matrix-product nodes instead. A node among them, or
+   * one the selector matches, that is no site says why (an int8 MatMulInteger, a computed weight).
+   */
+  private static String nearest(String selector, List<? extends Site> sites, Graph graph, Pattern pattern) {
+    Set<String> siteNodes = sites.stream().map(Site::node).collect(Collectors.toSet());
+    List<String> pool = new ArrayList<>(siteNodes);
+    if (pool.isEmpty()) {
+      graph.nodes().stream().filter(n -> PRODUCTS.contains(n.opType())).forEach(n -> pool.add(n.name()));
+    }
+    List<String> names = pool.stream()
         .distinct()
         .sorted(Comparator.comparingInt((String s) -> distance(selector, s)).thenComparing(s -> s))
         .limit(3)
-        .collect(Collectors.joining(", "));
+        .collect(Collectors.toCollection(ArrayList::new));
+    graph.nodes().stream().map(Node::name)
+        .filter(n -> pattern.matcher(n).matches() && !names.contains(n) && notASite(graph, n) != null)
+        .limit(3).forEach(names::add);
+    return names.stream().map(n -> {
+      String why = siteNodes.contains(n) ? null : notASite(graph, n);
+      return why == null ? n : n + " (" + why + ")";
+    }).collect(Collectors.joining(", "));
+  }
+
+  /** Matrix products a linear site could be, or that a user may take for one. */
+  private static final Set<String> PRODUCTS = Set.of("MatMul", "Gemm", "MatMulInteger", "QLinearMatMul");
+
+  /** Why the node named {@code name} is no linear site, where it looks like one; null otherwise. */
+  private static @Nullable String notASite(Graph graph, String name) {
+    Node n = graph.nodes().stream().filter(x -> x.name().equals(name)).findFirst().orElse(null);
+    if (n == null || !PRODUCTS.contains(n.opType())) {
+      return null;
+    }
+    if (n.opType().equals("MatMulInteger") || n.opType().equals("QLinearMatMul")) {
+      return n.opType() + " of int8 weights '" + n.input(1) + "': int8 linear layers are not yet supported as"
+          + " adapter sites (a head-only graft on the host's output works)";
+    }
+    if (n.inputs().size() < 2) {
+      return null;
+    }
+    String w = n.input(1);
+    if (graph.initializers().containsKey(w)) {
+      int rank = graph.initializers().get(w).getDimsCount();
+      return rank == 2 ? null : "its weight '" + w + "' is " + rank + "-D, a linear site's is 2-D";
+    }
+    Node producer = graph.producer(w);
+    return "its weight '" + w + "' is computed" + (producer == null ? "" : " by " + producer.opType() + " '"
+        + producer.name() + "'") + ", not a host initializer";
   }
 
   private static int distance(String a, String b) {

@@ -32,7 +32,8 @@ public final class HostInputs {
 
   /**
    * Validates host inputs against the manifest (names, rank, fixed sizes, symbols shared between
-   * inputs, element type, an attention mask's values being 0 or 1) and makes tensors over direct
+   * inputs, element type, an attention mask's values being 0 or 1, ids within the table they
+   * index, the sequence within the host's positions) and makes tensors over direct
    * buffers; the caller closes them.
    */
   public static Map<String, OnnxTensor> tensors(OrtEnvironment env, Manifest manifest, Map<String, long[][]> given) {
@@ -89,6 +90,7 @@ public final class HostInputs {
         if (in.getMask()) {
           checkMask(in.getName(), rows);
         }
+        checkLimits(in, rows, seq);
         if (in.getElemType() == ElementType.INT64.onnx) {
           LongBuffer buf = DirectBuffers.longs(batch * seq);
           for (long[] row : rows) {
@@ -141,6 +143,33 @@ public final class HostInputs {
         if (rows[r][c] != 0 && rows[r][c] != 1) {
           throw new GraftException(RuntimeErrorCode.ARGUMENT, "host input '" + name + "' is an attention mask: values"
               + " must be 0 or 1, got " + rows[r][c] + " at [" + r + ", " + c + "]");
+        }
+      }
+    }
+  }
+
+  /**
+   * The limits the compiler found in the host: values that index a table must be rows of it (ONNX's
+   * Gather would wrap a negative one around, or fail in ONNX Runtime with its own message), and no
+   * sequence may be longer than the position table.
+   */
+  private static void checkLimits(HostInput in, long[][] rows, int seq) {
+    if (in.getMaxSequence() > 0 && seq > in.getMaxSequence()) {
+      throw new GraftException(RuntimeErrorCode.SEQUENCE_TOO_LONG, "host input '" + in.getName() + "' has sequence"
+          + " length " + seq + "; the host's position table holds " + in.getMaxSequence() + " positions, so at most "
+          + in.getMaxSequence() + " tokens fit (truncate the batch)");
+    }
+    long limit = in.getIndexLimit();
+    if (limit <= 0) {
+      return;
+    }
+    for (int r = 0; r < rows.length; r++) {
+      for (int c = 0; c < rows[r].length; c++) {
+        long v = rows[r][c];
+        if (v < 0 || v >= limit) {
+          throw new GraftException(RuntimeErrorCode.INDEX_OUT_OF_RANGE, "host input '" + in.getName() + "' indexes a"
+              + " host table of " + limit + " rows: values must be in [0, " + limit + "), got "
+              + v + " at [" + r + ", " + c + "]");
         }
       }
     }

@@ -38,7 +38,9 @@ import java.util.stream.Collectors;
  *   <li>{@code HostInspector <host> --kind lora [--select <regex>] [--layers 0,1] [--option
  *       rank=4]}: the sites that declaration takes, selected by the compiler's own {@link
  *       SiteSelection} (the kind's default target when {@code --select} is left out), or the
- *       compiler's error when it takes none (GRAFT011 with the nearest node names);
+ *       compiler's error when it takes none (GRAFT011 with the nearest node names); then the
+ *       declaration is compiled for real (with a task the host can take) and the sites the
+ *       compiler would refuse are listed with its reason (exit status 1);
  *   <li>{@code HostInspector <host> --select <regex>}: the sites of every site type the selector
  *       takes.
  * </ul>
@@ -268,9 +270,28 @@ public final class HostInspector {
       if (options.errors().isEmpty()) {
         errors.addAll(kind.diagnose(spec, selection.sites(), graph));
       }
+      if (errors.isEmpty()) {
+        CompileCheck.Outcome compiled = CompileCheck.run(spec, selection.sites(), host, graph);
+        if (compiled != null && !compiled.ok()) {
+          refused(compiled, selection.sites().size());
+          errors.addAll(compiled.refused().values());
+          errors.addAll(compiled.whole());
+        }
+      }
     }
     errors.forEach(this::error);
     return errors.isEmpty() ? OK : REJECTED;
+  }
+
+  /** The sites the real compile refuses, each with the compiler's reason. */
+  private void refused(CompileCheck.Outcome compiled, int sites) {
+    if (compiled.refused().isEmpty()) {
+      out.println("the compiler refuses the declaration (compiled with " + compiled.task() + "):");
+      return;
+    }
+    out.println("the compiler refuses " + compiled.refused().size() + " of these " + sites + " sites (compiled with "
+        + compiled.task() + "):");
+    compiled.refused().forEach((node, d) -> out.println("  " + node + "  " + d.message()));
   }
 
   /** Without a kind: the sites of every site type the selector and layer filter take. */

@@ -227,6 +227,24 @@ class HostInspectorTest {
   }
 
   @Test
+  void sitesTheCompilerWouldRefuseAreMarkedWithTheReason() throws IOException {
+    // With a 2-label head on last_hidden_state (the host's first output), the folded LM head's
+    // output reaches no loss: the compiler refuses that site alone, with GRAFT190.
+    Path gpt2 = write("tiny-gpt2-folded.onnx", TinyGpt2Host.withFoldedHead(3));
+    Run r = inspect(gpt2.toString(), "--kind", "lora", "--select", ".*/(c_attn|lm_head)/MatMul");
+    assertEquals(HostInspector.REJECTED, r.status(), r.out() + r.err());
+    assertTrue(r.out().contains("the compiler refuses 1 of these 3 sites (compiled with a 2-label head on"
+        + " 'last_hidden_state'):" + System.lineSeparator() + "  /lm_head/MatMul  [GRAFT190] LoRA parameter"
+        + " 'lm_head.lora_A' on /lm_head/MatMul cannot reach the loss"), r.out());
+    assertFalse(r.out().contains("  /transformer/h.0/attn/c_attn/MatMul  [GRAFT"), r.out());
+    assertTrue(r.err().startsWith("error: [GRAFT190] LoRA parameter 'lm_head.lora_A'"), r.err());
+
+    Run ok = inspect(gpt2.toString(), "--kind", "lora", "--select", ".*/c_attn/MatMul");
+    assertEquals(HostInspector.OK, ok.status(), ok.out() + ok.err());
+    assertFalse(ok.out().contains("refuses"), ok.out());
+  }
+
+  @Test
   void aSelectorWithoutKindShowsWhatItTakesOfEverySiteType() {
     Run r = inspect(bert.toString(), "--select", ".*layer\\.1.*");
     assertEquals(HostInspector.OK, r.status(), r.err());
