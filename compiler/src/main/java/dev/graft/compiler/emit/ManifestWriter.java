@@ -48,6 +48,16 @@ public final class ManifestWriter {
   }
 
   /**
+   * The modules a PEFT config's {@code target_modules} resolves against, as the runtime resolves
+   * them: the host's linear modules and every adapter's sites.
+   */
+  static List<String> peftModules(Validation.Plan plan) {
+    TreeSet<String> out = new TreeSet<>(plan.linearModules());
+    plan.adapters().forEach(a -> a.sites().forEach(s -> out.add(s.modulePath())));
+    return List.copyOf(out);
+  }
+
+  /**
    * @param hostInputs the host's inputs as imported, before any variant added its own
    * @param inference the inference variant (its parameters and output are the manifest's)
    * @param train the training-step variant
@@ -71,8 +81,8 @@ public final class ManifestWriter {
         .addAllParameters(nestedRanks(inference.parameters(), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
-        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead()))
-        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead()))
+        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
+        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
         .addAllLinearModules(linearModules(host))
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names)
@@ -122,7 +132,7 @@ public final class ManifestWriter {
       }
       if (a.spec().isNamed()) {
         b.setName(a.spec().name())
-            .setConfig(AdapterConfig.json(List.of(a), spec.task(), false));
+            .setConfig(AdapterConfig.json(List.of(a), spec.task(), false, peftModules(plan)));
         if (CompositionPlacement.placesHere(a)) {
           b.setGate(Placement.GATE_PREFIX + a.spec().name());
         }
