@@ -65,6 +65,14 @@ class AdapterKindsTest {
     assertEquals("base_model.model.classifier.bias", bias.getSaveKey());
     assertEquals(0, bias.getAdapter());
     assertTrue(bias.getNoDecay());
+    List<String> linear = new java.util.ArrayList<>();
+    for (int l = 0; l < TinyBertHost.LAYERS; l++) {
+      for (String module : List.of("attention.self.query", "attention.self.key", "attention.self.value",
+          "attention.output.dense", "intermediate.dense", "output.dense")) {
+        linear.add("encoder.layer." + l + "." + module);
+      }
+    }
+    assertEquals(linear, m.getLinearModulesList(), "the host's linear layers as imported, in graph order, without the adapters'");
   }
 
   @Test

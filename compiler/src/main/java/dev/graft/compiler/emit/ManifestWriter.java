@@ -3,10 +3,8 @@ package dev.graft.compiler.emit;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.ir.Dim;
-import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.AdapterOption;
-import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.passes.AdamWUpdate;
@@ -41,11 +39,6 @@ import java.util.TreeSet;
  */
 public final class ManifestWriter {
   private ManifestWriter() {}
-
-  /** The module paths of the host's linear layers, in graph order, each once. */
-  static List<String> linearModules(HostModel host) {
-    return LinearSite.find(OnnxImport.read(host.model())).stream().map(LinearSite::modulePath).distinct().toList();
-  }
 
   /**
    * The modules a PEFT config's {@code target_modules} resolves against, as the runtime resolves
@@ -83,7 +76,7 @@ public final class ManifestWriter {
         .addAllCompositions(compositions(plan))
         .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
         .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
-        .addAllLinearModules(linearModules(host))
+        .addAllLinearModules(plan.linearModules())
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names)
         .addAllAuxiliaryLosses(train.placement().auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
