@@ -30,10 +30,12 @@ import java.util.regex.Pattern;
  * target_modules} take (PEFT's rules, layers and exclusions included, in the layout the file's
  * keys are in), one declaration per distinct rank and alpha of {@code rank_pattern}/{@code
  * alpha_pattern}, and a classification head where {@code modules_to_save} names {@code
- * classifier} and the file holds its weight ({@code [labels, hidden]}).
+ * classifier} and the file holds its weight ({@code [labels, hidden]}). A decoder's {@code score}
+ * head (its weight in the file) is refused: no Graft task pools the last non-padding token.
  */
 final class PeftDeclaration {
   private static final String HEAD = PeftLayout.ROOT + "classifier.weight";
+  private static final String SCORE = PeftLayout.ROOT + "score.weight";
 
   /** Entries whose value Graft's kinds cannot take, with the values they can. */
   private static final Map<String, List<JsonElement>> FIXED = Map.ofEntries(
@@ -137,6 +139,11 @@ final class PeftDeclaration {
         throw unsupported(src, HEAD, new JsonPrimitive(head.toString()), "a classification head's weight is [labels, hidden]");
       }
       g.classification((int) shape[0]);
+    }
+    if (tensors.containsKey(SCORE) && toSave.contains("score")) {
+      throw unsupported(src, "modules_to_save", mts, "the file holds " + SCORE + ", the head of a decoder's sequence"
+          + " classification (transformers' *ForSequenceClassification: the last non-padding token, no bias); Graft's"
+          + " pooled heads take the first token or the mean and have a bias, and its causal LM task has no head");
     }
     return g;
   }

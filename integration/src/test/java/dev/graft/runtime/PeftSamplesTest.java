@@ -479,6 +479,22 @@ class PeftSamplesTest {
   }
 
   @Test
+  void aDecodersScoreHeadIsACodedErrorNamingIt(@TempDir Path dir) throws IOException {
+    Path score = dir.resolve("score");
+    copy(samples.resolve("lora-seq-cls"), score, k -> k, t -> t);
+    Map<String, TensorData> t = new TreeMap<>(Safetensors.read(score.resolve(PeftAdapters.WEIGHTS_FILE)).tensors());
+    t.put("base_model.model.score.weight", t.get("base_model.model.classifier.weight"));
+    Safetensors.write(score.resolve(PeftAdapters.WEIGHTS_FILE), t, Map.of("format", "pt"));
+    GraftCompileException x = assertThrows(GraftCompileException.class, () -> Graft.fromPeft(MiniLmHost.get(), score));
+    assertTrue(x.getMessage().contains("[GRAFT150] PEFT adapter " + score + ": modules_to_save = [\"classifier\",\"classifier\",\"score\"]"
+        + " cannot be declared") && x.getMessage().contains("base_model.model.score.weight"), x.getMessage());
+    try (AdapterModel model = open(Graft.fromPeft(MiniLmHost.get(), samples.resolve("lora-seq-cls")))) {
+      GraftException load = assertThrows(GraftException.class, () -> model.loadAdapter(score));
+      assertTrue(load.getMessage().contains("base_model.model.score.weight"), load.getMessage());
+    }
+  }
+
+  @Test
   void theInferredDeclarationKeepsPatternsAsDeclarationsOfTheirRank(@TempDir Path dir) throws IOException {
     Path folder = edited(dir, "lora-seq-cls", c -> {
       JsonObject p = new JsonObject();

@@ -3,10 +3,8 @@ package dev.graft.compiler.emit;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.ir.Dim;
-import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.AdapterOption;
-import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.passes.AdamWUpdate;
@@ -46,9 +44,14 @@ import java.util.TreeSet;
 public final class ManifestWriter {
   private ManifestWriter() {}
 
-  /** The module paths of the host's linear layers, in graph order, each once. */
-  static List<String> linearModules(HostModel host) {
-    return LinearSite.find(OnnxImport.read(host.model())).stream().map(LinearSite::modulePath).distinct().toList();
+  /**
+   * The modules a PEFT config's {@code target_modules} resolves against, as the runtime resolves
+   * them: the host's linear modules and every adapter's sites.
+   */
+  static List<String> peftModules(Validation.Plan plan) {
+    TreeSet<String> out = new TreeSet<>(plan.linearModules());
+    plan.adapters().forEach(a -> a.sites().forEach(s -> out.add(s.modulePath())));
+    return List.copyOf(out);
   }
 
   /**
@@ -77,9 +80,9 @@ public final class ManifestWriter {
         .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
-        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead()))
-        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead()))
-        .addAllLinearModules(linearModules(host))
+        .setAdapterConfig(AdapterConfig.json(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
+        .setLoraExportConfig(AdapterConfig.dyLoraAsLora(plan.adapters(), spec.task(), task.hasHead(), peftModules(plan)))
+        .addAllLinearModules(plan.linearModules())
         .setOptimizer(adamW(spec.optimizer()))
         .setTrain(names)
         .addAllAuxiliaryLosses(train.placement().auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
@@ -135,7 +138,7 @@ public final class ManifestWriter {
       }
       if (a.spec().isNamed()) {
         b.setName(a.spec().name())
-            .setConfig(AdapterConfig.json(List.of(a), spec.task(), false));
+            .setConfig(AdapterConfig.json(List.of(a), spec.task(), false, peftModules(plan)));
         if (CompositionPlacement.placesHere(a)) {
           b.setGate(Placement.GATE_PREFIX + a.spec().name());
         }

@@ -10,6 +10,7 @@ import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.tasks.TaskKind;
 import dev.graft.compiler.spec.TaskSpec;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -28,8 +29,11 @@ public final class AdapterConfig {
 
   private AdapterConfig() {}
 
-  /** The config of {@code adapters} saved together (one adapter alone: a list of one). */
-  public static String json(List<PlannedAdapter> adapters, TaskSpec task, boolean head) {
+  /**
+   * The config of {@code adapters} saved together (one adapter alone: a list of one); {@code
+   * modules} are the host's linear modules, against which PEFT resolves {@code target_modules}.
+   */
+  public static String json(List<PlannedAdapter> adapters, TaskSpec task, boolean head, Collection<String> modules) {
     String type = adapters.isEmpty() ? "LORA" : adapters.get(0).kind().peftType(adapters.get(0).spec());
     boolean peft = type != null
         && adapters.stream().allMatch(a -> Objects.equals(a.kind().peftType(a.spec()), type))
@@ -49,6 +53,9 @@ public final class AdapterConfig {
     }
     if (expressible) {
       c = peftConfig;
+      if (type.equals("LORA") && !adapters.isEmpty()) {
+        PeftTargets.spell(c, modules);
+      }
     } else {
       c.addProperty("peft_type", GRAFT_TYPE);
       c.add("graft_adapters", graftAdapters(adapters));
@@ -60,9 +67,10 @@ public final class AdapterConfig {
    * PEFT's LoRA config of the graft's DyLoRA declarations exported as plain LoRA at their maximum
    * ranks, for the manifest's {@code lora_export_config}: a rank-k export sets {@code r} and every
    * {@code rank_pattern} value to k. Empty when there is no DyLoRA declaration, or when one LoRA
-   * config cannot hold them (different dropout or layers).
+   * config cannot hold them (different dropout).
    */
-  public static String dyLoraAsLora(List<PlannedAdapter> adapters, TaskSpec task, boolean head) {
+  public static String dyLoraAsLora(List<PlannedAdapter> adapters, TaskSpec task, boolean head,
+      Collection<String> modules) {
     List<PlannedAdapter> dylora = adapters.stream().filter(a -> a.kind().id().equals(DyLoraKind.ID)).toList();
     if (dylora.isEmpty()) {
       return "";
@@ -76,6 +84,7 @@ public final class AdapterConfig {
         return "";
       }
     }
+    PeftTargets.spell(c, modules);
     return text(c);
   }
 

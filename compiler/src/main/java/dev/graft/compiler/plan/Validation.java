@@ -5,6 +5,7 @@ import dev.graft.compiler.tasks.TaskKind;
 
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterKinds;
+import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.Site;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
@@ -28,9 +29,11 @@ import org.jspecify.annotations.Nullable;
 public final class Validation {
   /**
    * Each adapter declaration (options checked and defaulted) with its sites, in declaration order, and the task's host output
-   * with its last dimension (hidden size of a pooled head; vocabulary size for the causal LM).
+   * with its last dimension (hidden size of a pooled head; vocabulary size for the causal LM), and
+   * the module paths of the host's linear layers (in graph order, each once), found on the import.
    */
-  public record Plan(List<PlannedAdapter> adapters, String hostOutput, long hidden, CompositionPlan compositions) {}
+  public record Plan(List<PlannedAdapter> adapters, String hostOutput, long hidden, CompositionPlan compositions,
+      List<String> linearModules) {}
 
   private final List<Diagnostic> errors = new ArrayList<>();
 
@@ -93,7 +96,8 @@ public final class Validation {
     }
     checkOptimizer(spec.optimizer(), spec.source());
     CompositionPlan compositions = compositionCheck.check(spec, adapters);
-    return new Plan(adapters, output, size, compositions);
+    List<String> linear = LinearSite.find(graph).stream().map(LinearSite::modulePath).distinct().toList();
+    return new Plan(adapters, output, size, compositions, linear);
   }
 
   /**

@@ -37,9 +37,6 @@ public final class PeftConfigs {
       "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "feedforward_modules",
       "r", "lora_alpha", "alpha", "rank_pattern", "alpha_pattern", "modules_to_save", "task_type");
 
-  /** The entries that select the adapted modules. */
-  private static final List<String> SELECTION = List.of("target_modules", "exclude_modules", "layers_to_transform", "layers_pattern");
-
   /** Dropout rates: they act only while training; a difference is a note (the graft's rate is kept). */
   private static final Set<String> DROPOUT = Set.of("lora_dropout", "rank_dropout", "module_dropout");
 
@@ -180,10 +177,7 @@ public final class PeftConfigs {
     }
     if (peft && expected.has("target_modules")) {
       Set<String> want = adapted == null ? resolve(src, expected, modules) : adapted;
-      // Spelled as the graft's own config spells them: the graft's modules (Graft writes a LoRA's
-      // short names even where its selector took fewer of the layers they name).
-      boolean spelledAlike = SELECTION.stream().allMatch(k -> PeftAdapters.same(orNull(expected.get(k)), orNull(given.get(k))));
-      Set<String> have = spelledAlike ? want : resolve(src, given, modules);
+      Set<String> have = resolve(src, given, modules);
       if (!want.equals(have)) {
         problems.add("target_modules: expected " + expected.get("target_modules") + ", given " + given.get("target_modules")
             + differences(want, have));
