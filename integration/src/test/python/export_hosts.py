@@ -12,7 +12,8 @@ ViT, whose sequence is fixed by the image size). For each one, <name>.json holds
 the LoRA values (rank 4, alpha 8, A [in, r] and B [r, out] as Graft lays them out, seeded and
 non-zero), the head values where the Graft task has a head, and in float64: the loss, every
 trainable parameter's gradient and a 50-step AdamW loss curve with Graft's AdamW (beta1 0.9,
-beta2 0.999, eps 1e-8, weight decay 0.01 on everything but the head bias, lr 0.01).
+beta2 0.999, eps 1e-8, weight decay 0.01 on everything but the head bias, lr 0.001: at 0.01 the
+curves of these tiny decoders are chaotic, float32 and float64 PyTorch runs part by 10%).
 """
 import json
 import math
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 RANK = 4
 ALPHA = 8.0
-LR = 0.01
+LR = 0.001
 STEPS = 50
 BETA1, BETA2, EPS, WEIGHT_DECAY = 0.9, 0.999, 1e-8, 0.01
 
@@ -489,10 +490,12 @@ class BertForTokenClassification(nn.Module):
     def __init__(self, vocab=64, d=32, heads=4, inter=64, layers=2, positions=32, types=2, labels=5):
         super().__init__()
         self.bert = BertInner(vocab, d, heads, inter, layers, positions, types)
-        self.classifier = nn.Linear(d, labels)
+        # Hugging Face calls it "classifier"; here it is renamed, as its bias would be an initializer
+        # "classifier.bias", the name of the head Graft's classification task adds.
+        self.token_classifier = nn.Linear(d, labels)
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.classifier(self.bert(input_ids, attention_mask, token_type_ids))
+        return self.token_classifier(self.bert(input_ids, attention_mask, token_type_ids))
 
 
 # ---- References ---------------------------------------------------------------------------------

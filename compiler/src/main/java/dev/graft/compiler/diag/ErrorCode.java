@@ -94,7 +94,10 @@ public enum ErrorCode {
   DEFINITION_INVALID(93, "%s definition at %s: %s"),
   /** An adapter kind found on the class path that cannot be registered (args: kind id, class, why). */
   ADAPTER_KIND_CONFLICT(94, "cannot register adapter kind '%s' (%s): %s"),
-  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it");
+  INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it"),
+  /** An op whose gradient needs an index its host computes from data (args: op, node, which index, why). */
+  DATA_DEPENDENT_INDEX(180, "cannot differentiate %s at node '%s': its %s depends on the data at run time, not only on "
+      + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes");
 
   private final int number;
   private final String template;
