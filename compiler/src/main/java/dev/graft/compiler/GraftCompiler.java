@@ -146,9 +146,25 @@ public final class GraftCompiler {
    */
   private static VariantGraph forward(GraphVariant variant, Graph graph, GraftSpec spec, Validation.Plan plan,
       int elemType) {
+    Set<String> hostInputs = new HashSet<>(graph.inputs().keySet());
     Placement placed = AdapterPlacement.place(graph, plan.adapters(), plan.compositions(), variant, elemType);
     List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(graph, variant, spec.task(), plan.hostOutput(), plan.hidden(), placed.auxiliaryLosses()));
+    // A parameter that takes a host initializer's place (host-tensor kinds) removed it; any other
+    // host value of its name (an initializer, an input, a node output) would be a second definition.
+    Set<String> produced = new HashSet<>();
+    graph.nodes().forEach(n -> produced.addAll(n.outputs()));
+    List<Diagnostic> clashes = new ArrayList<>();
+    for (Parameter p : params) {
+      String what = graph.initializers().containsKey(p.getName()) ? "an initializer"
+          : hostInputs.contains(p.getName()) ? "an input" : produced.contains(p.getName()) ? "a value" : null;
+      if (what != null) {
+        clashes.add(Diagnostic.of(ErrorCode.PARAMETER_NAME_CLASH, spec.source(), null, p.getName(), p.getSite(), what));
+      }
+    }
+    if (!clashes.isEmpty()) {
+      throw new GraftCompileException(clashes);
+    }
     ShapeInference.run(graph);
     if (!variant.trains()) {
       graph.removeUnused();

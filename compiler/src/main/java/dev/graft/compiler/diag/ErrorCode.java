@@ -97,7 +97,10 @@ public enum ErrorCode {
   INTERNAL_ERROR(99, "internal error compiling %s: %s; please report it"),
   /** An op whose gradient needs an index its host computes from data (args: op, node, which index, why). */
   DATA_DEPENDENT_INDEX(180, "cannot differentiate %s at node '%s': its %s depends on the data at run time, not only on "
-      + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes");
+      + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes"),
+  /** A parameter the compiler adds has the name of a host value (args: parameter, its site, what the host's is). */
+  PARAMETER_NAME_CLASH(181, "parameter '%s' (of %s) has the name of %s of the host; ONNX has one namespace of values, "
+      + "so the host's must be renamed (or the task's output read from another value) before a graft can add it");
 
   private final int number;
   private final String template;
