@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Exports small random-weight hosts with torch.onnx.export and writes PyTorch reference values.
 
-Run with Debian's python3-torch (1.13, CPU): /usr/bin/python3 export_hosts.py [out_dir]
+Run with Debian's python3-torch (1.13, CPU): /usr/bin/python3 export_hosts.py [out_dir [fixture ...]]
 Neither the build nor the tests run it; its outputs are committed under
 integration/src/test/resources/hosts/torch/.
 
 Each host is written in plain torch, following the Hugging Face modules it imitates (GPT-2,
 Llama, a grouped-query-attention decoder in the Mistral/Qwen2 style, ViT, BERT with a
-token-classification head), exported with dynamic batch and sequence axes (batch only for the
+token-classification head, and that BERT's encoder alone for Graft's token-classification task), exported with dynamic batch and sequence axes (batch only for the
 ViT, whose sequence is fixed by the image size). For each one, <name>.json holds a fixed batch,
 the LoRA values (rank 4, alpha 8, A [in, r] and B [r, out] as Graft lays them out, seeded and
 non-zero), the head values where the Graft task has a head, and in float64: the loss, every
@@ -486,6 +486,17 @@ class BertInner(nn.Module):
         return self.encoder(self.embeddings(input_ids, token_type_ids), mask)
 
 
+class BertModel(nn.Module):
+    """The encoder alone, its output the hidden states: Graft's token-classification task adds the head."""
+
+    def __init__(self, vocab=64, d=32, heads=4, inter=64, layers=2, positions=32, types=2):
+        super().__init__()
+        self.inner = BertInner(vocab, d, heads, inter, layers, positions, types)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.inner(input_ids, attention_mask, token_type_ids)
+
+
 class BertForTokenClassification(nn.Module):
     def __init__(self, vocab=64, d=32, heads=4, inter=64, layers=2, positions=32, types=2, labels=5):
         super().__init__()
@@ -522,6 +533,12 @@ def causal_lm_loss(logits, ids, mask):
     targets = torch.full_like(ids, -100)
     targets[:, :-1] = torch.where(mask[:, 1:] == 1, ids[:, 1:], torch.full_like(ids[:, 1:], -100))
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+def token_classification_loss(logits, labels, mask):
+    """Hugging Face's BertForTokenClassification loss: cross-entropy over the tokens whose mask is 1, ignore index -100."""
+    active = torch.where(mask == 1, labels, torch.full_like(labels, -100))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), active.reshape(-1), ignore_index=-100)
 
 
 def mean_pool(h, mask):
@@ -561,7 +578,7 @@ def reference(fixture, out_dir):
         params[path + ".lora_A"] = w.lora_A
         params[path + ".lora_B"] = w.lora_B
     head = None
-    if fixture["task"] == "classification":
+    if fixture["task"] in ("classification", "token_classification"):
         width = fixture["head_width"]
         n = fixture["num_labels"]
         head_w = nn.Parameter((0.5 * torch.randn(width, n, generator=g)).float().double())
@@ -579,6 +596,8 @@ def reference(fixture, out_dir):
         out = model(*[feeds[k] for k in fixture["input_names"]])
         if fixture["task"] == "causal_lm":
             return causal_lm_loss(out, feeds["input_ids"], feeds["attention_mask"])
+        if fixture["task"] == "token_classification":
+            return token_classification_loss(out @ head[0] + head[1], fixture["labels"], feeds["attention_mask"])
         pooled = out[:, 0, :] if fixture["pooling"] == "FIRST_TOKEN" else mean_pool(out, feeds["attention_mask"])
         return F.cross_entropy(pooled @ head[0] + head[1], fixture["labels"])
 
@@ -597,6 +616,10 @@ def reference(fixture, out_dir):
         "loss": float(loss),
         "gradients": {k: values_of(gr) for k, gr in zip(params.keys(), grads)},
     }
+    if fixture["task"] == "token_classification":
+        result["num_labels"] = fixture["num_labels"]
+        result["labels"] = {"shape": list(fixture["labels"].shape), "values": values_of(fixture["labels"])}
+        result["host_output"] = fixture["dynamic"]["output"]
     if fixture["task"] == "classification":
         result["pooling"] = fixture["pooling"]
         result["num_labels"] = fixture["num_labels"]
@@ -684,6 +707,18 @@ def fixtures():
             "lora": layers("bert.encoder.layer.", ["attention.self.query", "attention.self.key",
                                                    "attention.self.value", "attention.output.dense"]),
             "target": ".*/attention/(self/(query|key|value)|output/dense)/MatMul"}
+    # Labels per token: -100 on some real tokens, real classes on padding (left out by the mask).
+    bert_tokens = {"make": BertModel, "seed": 16, "task": "token_classification", "num_labels": 3,
+                   "head_width": 32, "labels": torch.tensor([[0, 2, -100, 1, 1, 0, 2, -100], [1, -100, 0, 2, 2, 1, 1, 0]]),
+                   "inputs": bert_inputs, "input_names": ["input_ids", "attention_mask", "token_type_ids"],
+                   "dynamic": {"output": "last_hidden_state", "axes": {
+                       "input_ids": {0: "batch_size", 1: "sequence_length"},
+                       "attention_mask": {0: "batch_size", 1: "sequence_length"},
+                       "token_type_ids": {0: "batch_size", 1: "sequence_length"},
+                       "last_hidden_state": {0: "batch_size", 1: "sequence_length"}}},
+                   "lora": layers("inner.encoder.layer.", ["attention.self.query", "attention.self.key",
+                                                           "attention.self.value", "attention.output.dense"]),
+                   "target": ".*/attention/(self/(query|key|value)|output/dense)/MatMul"}
     return [
         dict(gpt2, name="gpt2_opset17", opset=17),
         dict(gpt2, name="gpt2_opset14", opset=14),
@@ -691,6 +726,7 @@ def fixtures():
         dict(gqa, name="gqa_opset17", opset=17),
         dict(vit, name="vit_opset17", opset=17),
         dict(bert, name="bert_opset17", opset=17),
+        dict(bert_tokens, name="bert_tokens_opset17", opset=17),
     ]
 
 
@@ -699,8 +735,10 @@ def main():
         os.path.dirname(os.path.abspath(__file__)), "..", "resources", "hosts", "torch")
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(1)
+    only = set(sys.argv[2:])
     for f in fixtures():
-        reference(f, out_dir)
+        if not only or f["name"] in only:
+            reference(f, out_dir)
 
 
 if __name__ == "__main__":

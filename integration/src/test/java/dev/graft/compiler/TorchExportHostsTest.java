@@ -13,6 +13,7 @@ import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.spec.TokenClassificationSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.testing.Adapters;
@@ -36,7 +37,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * integration/src/test/python/export_hosts.py}): GPT-2 (Conv1D as Gemm, tied LM head), Llama
  * (RMSNorm, rotary embeddings, SwiGLU, causal mask from the sequence length), a grouped-query
  * decoder (key/value heads repeated by Expand and Reshape, q/k/v biases), a ViT (class-token
- * pooling) and a BERT with a token-classification head (mean-pooled). Each compiles LoRA (rank 4,
+ * pooling), a BERT with a token-classification head (mean-pooled) and that BERT's encoder under
+ * Graft's own token-classification head (labels per token, some the ignore index, padding masked). Each compiles LoRA (rank 4,
  * alpha 8) on its attention projections and, for the decoders, its MLP; with the reference's
  * LoRA and head values, one float32 step's loss and every gradient match PyTorch's float64 ones,
  * and 50 AdamW steps on the fixed batch follow PyTorch's loss curve.
@@ -61,6 +63,10 @@ class TorchExportHostsTest {
       }
       if (reference.get("task").getAsString().equals("causal_lm")) {
         feeds.put("labels", feeds.get("input_ids"));
+      } else if (reference.get("task").getAsString().equals("token_classification")) {
+        JsonObject labels = reference.getAsJsonObject("labels");
+        feeds.put("labels", Feed.longs(toLongs(doubles(labels.getAsJsonArray("values"))),
+            longs(labels.getAsJsonArray("shape"))));
       } else {
         long[] labels = toLongs(doubles(reference.getAsJsonArray("labels")));
         feeds.put("labels", Feed.longs(labels, labels.length));
@@ -81,10 +87,13 @@ class TorchExportHostsTest {
     JsonObject ref = JsonParser.parseString(new String(resource(name + ".json"), StandardCharsets.UTF_8)).getAsJsonObject();
     ModelProto model = ModelProto.parseFrom(resource(name + ".onnx"));
     Graph host = GraftCompiler.imported(HostModel.of(name, model));
-    TaskSpec task = ref.get("task").getAsString().equals("causal_lm")
-        ? new CausalLmSpec("logits", -100, 0.0, null)
-        : new ClassificationSpec(ref.get("num_labels").getAsInt(),
+    TaskSpec task = switch (ref.get("task").getAsString()) {
+      case "causal_lm" -> new CausalLmSpec("logits", -100, 0.0, null);
+      case "token_classification" -> new TokenClassificationSpec(ref.get("num_labels").getAsInt(),
+          ref.get("host_output").getAsString(), TaskSpec.DEFAULT_IGNORE_INDEX, null);
+      default -> new ClassificationSpec(ref.get("num_labels").getAsInt(),
             ClassificationSpec.Pooling.valueOf(ref.get("pooling").getAsString()), ref.get("host_output").getAsString(), null);
+    };
     WholeStepCheck step = WholeStepCheck.of(host, task,
         Adapters.lora(ref.get("target").getAsString(), ref.get("rank").getAsInt(), ref.get("alpha").getAsDouble()));
     Fixture f = new Fixture(name, ref, step);
@@ -97,7 +106,8 @@ class TorchExportHostsTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"gpt2_opset17", "gpt2_opset14", "llama_opset17", "gqa_opset17", "vit_opset17", "bert_opset17"})
+  @ValueSource(strings = {"gpt2_opset17", "gpt2_opset14", "llama_opset17", "gqa_opset17", "vit_opset17", "bert_opset17",
+      "bert_tokens_opset17"})
   void oneStepMatchesPyTorchAutograd(String name) throws Exception {
     Fixture f = load(name);
     try (WholeStepCheck step = f.step) {
@@ -146,7 +156,8 @@ class TorchExportHostsTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"gpt2_opset17", "llama_opset17", "gqa_opset17", "vit_opset17", "bert_opset17"})
+  @ValueSource(strings = {"gpt2_opset17", "llama_opset17", "gqa_opset17", "vit_opset17", "bert_opset17",
+      "bert_tokens_opset17"})
   void fiftyAdamWStepsFollowPyTorchsLossCurve(String name) throws Exception {
     Fixture f = load(name);
     try (WholeStepCheck step = f.step) {
