@@ -2,6 +2,7 @@ package dev.graft.compiler;
 
 import dev.graft.compiler.autodiff.Autodiff;
 import dev.graft.compiler.autodiff.GradientRegistry;
+import dev.graft.compiler.autodiff.DataDependentIndexException;
 import dev.graft.compiler.autodiff.MissingGradientException;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.GraftCompileException;
@@ -135,6 +136,9 @@ public final class GraftCompiler {
               Graph.OPSET, e.node().name(), GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")
           : Diagnostic.of(ErrorCode.GRADIENT_RULE_CANNOT_APPLY, spec.source(), null, e.node().opType(),
               e.node().name(), e.detail())));
+    } catch (DataDependentIndexException e) {
+      return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.DATA_DEPENDENT_INDEX, spec.source(), null,
+          e.node().opType(), e.node().name(), e.index(), e.getMessage())));
     }
 
     Map<String, String> hostBiases = SiteUpdates.hostBiases(importedForUpdate, plan.adapters());
@@ -198,6 +202,7 @@ public final class GraftCompiler {
     // An adapter on the node that computes the host output (an LM head) renames it: the task reads
     // the graph output at the same position, i.e. the value with the adapter applied.
     int hostOutputAt = graph.outputs().indexOf(plan.hostOutput());
+    Set<String> hostInputs = new HashSet<>(graph.inputs().keySet());
     Placement placed = AdapterPlacement.place(graph, plan.adapters(), plan.compositions(), variant, elemType);
     String hostOutput = hostOutputAt < 0 ? plan.hostOutput() : graph.outputs().get(hostOutputAt);
     if (!hostOutput.equals(plan.hostOutput())) {
@@ -205,6 +210,21 @@ public final class GraftCompiler {
     }
     List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(graph, variant, spec.task(), hostOutput, plan.hidden(), placed.auxiliaryLosses()));
+    // A parameter that takes a host initializer's place (host-tensor kinds) removed it; any other
+    // host value of its name (an initializer, an input, a node output) would be a second definition.
+    Set<String> produced = new HashSet<>();
+    graph.nodes().forEach(n -> produced.addAll(n.outputs()));
+    List<Diagnostic> clashes = new ArrayList<>();
+    for (Parameter p : params) {
+      String what = graph.initializers().containsKey(p.getName()) ? "an initializer"
+          : hostInputs.contains(p.getName()) ? "an input" : produced.contains(p.getName()) ? "a value" : null;
+      if (what != null) {
+        clashes.add(Diagnostic.of(ErrorCode.PARAMETER_NAME_CLASH, spec.source(), null, p.getName(), p.getSite(), what));
+      }
+    }
+    if (!clashes.isEmpty()) {
+      throw new GraftCompileException(clashes);
+    }
     ShapeInference.run(graph);
     if (!variant.trains()) {
       graph.removeUnused();

@@ -18,6 +18,7 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.spec.TokenClassificationSpec;
 import dev.graft.compiler.tasks.TaskKind;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -421,6 +422,22 @@ public final class Graft {
     return task(new CausalLmSpec(o.output, o.ignoreIndex, o.labelSmoothing, null));
   }
 
+  /** A token-classification head to {@code labels} classes per token over the host's first output. */
+  public Graft tokenClassification(int labels) {
+    return tokenClassification(labels, o -> {});
+  }
+
+  /**
+   * A linear head per token to {@code labels} classes, trained with softmax cross-entropy over the
+   * tokens (ignore index and attention mask 0 left out); options: output, {@code ignoreIndex}
+   * (default -100).
+   */
+  public Graft tokenClassification(int labels, Configure<TokenClassificationOptions> configure) {
+    TokenClassificationOptions o = new TokenClassificationOptions();
+    configure.apply(o);
+    return task(new TokenClassificationSpec(labels, o.output, o.ignoreIndex, null));
+  }
+
   private Graft task(TaskSpec value) {
     if (task != null) {
       throw new IllegalStateException("a graft has one task; " + TaskKind.of(task).displayName()
@@ -441,7 +458,8 @@ public final class Graft {
   public GraftSpec spec() {
     if (task == null) {
       throw new IllegalStateException(
-          "declare a task first: .classification(2), .regression(1), .multiLabel(3) or .causalLm()");
+          "declare a task first: .classification(2), .regression(1), .multiLabel(3), .causalLm() or "
+              + ".tokenClassification(5)");
     }
     return new GraftSpec(name, host.name(), adapters, task, optimizer, null, compositions, train);
   }
@@ -594,6 +612,40 @@ public final class Graft {
 
     public void setLabelSmoothing(double value) {
       labelSmoothing = value;
+    }
+  }
+
+  /** Token-classification options: the hidden-states output and the ignore index. */
+  public static final class TokenClassificationOptions {
+    private String output = "";
+    private long ignoreIndex = TaskSpec.DEFAULT_IGNORE_INDEX;
+
+    /** The host output holding hidden states [batch, sequence, hidden] (default: the first). */
+    public TokenClassificationOptions output(String value) {
+      output = value;
+      return this;
+    }
+
+    /** Token labels equal to this contribute nothing (default -100). */
+    public TokenClassificationOptions ignoreIndex(long value) {
+      ignoreIndex = value;
+      return this;
+    }
+
+    public String getOutput() {
+      return output;
+    }
+
+    public void setOutput(String value) {
+      output = value;
+    }
+
+    public long getIgnoreIndex() {
+      return ignoreIndex;
+    }
+
+    public void setIgnoreIndex(long value) {
+      ignoreIndex = value;
     }
   }
 

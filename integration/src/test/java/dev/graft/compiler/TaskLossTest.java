@@ -24,6 +24,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.spec.TokenClassificationSpec;
 import dev.graft.spec.manifest.Loss;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -277,6 +278,78 @@ class TaskLossTest {
     }
   }
 
+  // ---------------------------------------------------------------- token classification
+
+  @Test
+  void tokenClassificationIsCrossEntropyPerTokenWithoutIgnoredOrPaddedTokens() throws OrtException {
+    // Row 0: token 2 ignored; row 1: tokens 3 and 4 are padding (mask 0) with real classes.
+    long[] labels = {0, 2, -100, 1, 1, 2, 0, 1, 2, 1, 0, 0, 1, 2, 2};
+    TokenClassificationSpec task = new TokenClassificationSpec(3, "", -100, null);
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), task, Feed.longs(labels, BS))) {
+      assertEquals(Loss.TOKEN_CROSS_ENTROPY, f.graft.manifest().getTask().getLoss());
+      assertEquals(3, f.graft.manifest().getHead().getNumLabels());
+      assertEquals(-100, f.graft.manifest().getTask().getIgnoreIndex());
+      assertEquals(List.of("base_model.model.classifier.weight", "base_model.model.classifier.bias"),
+          f.params.stream().filter(p -> p.getSite().equals("classifier")).map(p -> p.getSaveKey()).toList());
+      Map<String, double[]> out = forward(f);
+      double[] z = out.get("logits");
+      assertEquals(3 * 5 * 3, z.length, "[batch, sequence, labels]");
+      double sum = 0;
+      int counted = 0;
+      double unmasked = 0;
+      int all = 0;
+      for (int i = 0; i < 15; i++) {
+        if (labels[i] == -100) {
+          continue;
+        }
+        double ce = crossEntropy(z, i * 3, 3, labels[i])[0];
+        unmasked += ce;
+        all++;
+        if (MASK[i] == 1) {
+          sum += ce;
+          counted++;
+        }
+      }
+      assertEquals(12, counted);
+      assertEquals(sum / counted, out.get("loss")[0], 1e-5);
+      assertTrue(Math.abs(unmasked / all - sum / counted) > 1e-3, "the mask matters: " + unmasked / all + " vs " + sum / counted);
+      checkGradients(f);
+    }
+    long[] none = new long[15];
+    java.util.Arrays.fill(none, 4);
+    try (WholeStepCheck f = fixture(TinyBertHost.graph(2024), new TokenClassificationSpec(3, "", 4, null),
+        Feed.longs(none, BS))) {
+      assertEquals(0.0, forward(f).get("loss")[0], 0.0, "every label ignored: loss 0, not NaN");
+    }
+  }
+
+  @Test
+  void tokenClassificationStepMatchesFiniteDifferencesOnTheDefaultBatch() throws OrtException {
+    // WholeStepCheck's own 2 × 5 batch and TOKEN_LABELS (one ignored, the padding labelled but masked).
+    try (WholeStepCheck f = WholeStepCheck.of(TinyBertHost.graph(7), new TokenClassificationSpec(2, "", -100, null),
+        Adapters.lora(".*/(query|key|value)/MatMul", 2, 4))) {
+      checkGradients(f);
+    }
+  }
+
+  @Test
+  void invalidTokenClassificationIsReportedWithItsCodes() {
+    HostModel bert = TinyBertHost.host(1);
+    assertEquals(List.of(ErrorCode.HEAD_LABELS_OUT_OF_RANGE.format(1)),
+        codes(spec(new TokenClassificationSpec(1, "", -100, null), List.of(LORA)), bert));
+    assertEquals(List.of(ErrorCode.IGNORE_INDEX_IS_A_CLASS.format(0L, 3)),
+        codes(spec(new TokenClassificationSpec(3, "", 0, null), List.of(LORA)), bert));
+    Graph g = TinyBertHost.graph(1);
+    g.opTo("pooled", "/pool/ReduceMean", "ReduceMean", List.of("last_hidden_state"),
+        dev.graft.compiler.ir.Node.attr("axes", List.of(1L)), dev.graft.compiler.ir.Node.attr("keepdims", 0L));
+    g.outputs().add("pooled");
+    dev.graft.compiler.ir.ShapeInference.run(g);
+    List<String> shape = codes(spec(new TokenClassificationSpec(3, "pooled", -100, null), List.of(LORA)),
+        new HostModel("tiny", OnnxExport.write(g, "tiny"), "sha"));
+    assertEquals(1, shape.size());
+    assertTrue(shape.get(0).startsWith("[" + ErrorCode.HEAD_OUTPUT_SHAPE.code() + "]"), shape.toString());
+  }
+
   // ---------------------------------------------------------------- validation
 
   private static List<String> codes(GraftSpec spec, HostModel host) {
@@ -346,6 +419,9 @@ class TaskLossTest {
     assertEquals(Loss.CAUSAL_LM_CROSS_ENTROPY, lm.manifest().getTask().getLoss());
     assertEquals(-5, lm.manifest().getTask().getIgnoreIndex());
     assertEquals("logits", lm.manifest().getTask().getHostOutput());
+    assertEquals(new TokenClassificationSpec(5, "last_hidden_state", -1, null), Graft.host(bert)
+        .tokenClassification(5, o -> o.output("last_hidden_state").ignoreIndex(-1)).spec().task());
+    assertEquals(new TokenClassificationSpec(4, "", -100, null), Graft.host(bert).tokenClassification(4).spec().task());
     IllegalStateException twice = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
         () -> Graft.host(bert).classification(2).regression(1));
     assertTrue(twice.getMessage().contains("one task"), twice.getMessage());

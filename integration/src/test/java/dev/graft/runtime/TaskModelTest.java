@@ -122,6 +122,59 @@ class TaskModelTest {
   }
 
   @Test
+  void tokenClassificationTrainsOnOneLabelPerTokenAndSavesAHuggingFaceTokenHead(@TempDir Path out) throws Exception {
+    CompiledGraft graft = lora().tokenClassification(3, o -> o.output("last_hidden_state")).compile();
+    long[][] labels = {{0, 1, 2, -100, 1}, {2, 2, 0, 1, 1}, {1, 0, 0, 2, -100}};
+    float[][][] before;
+    try (AdapterModel model = open(graft)) {
+      assertEquals(Loss.TOKEN_CROSS_ENTROPY, model.getLoss());
+      float first = model.trainStep(inputs(), labels, 0.05f);
+      float last = Float.NaN;
+      for (int i = 0; i < 30; i++) {
+        last = model.trainStep(inputs(), labels, 0.05f);
+      }
+      assertTrue(last < first - 0.1, "loss falls: " + first + " → " + last);
+      before = model.predictSequence(inputs());
+      assertEquals(3, before.length);
+      assertEquals(5, before[0].length);
+      assertEquals(3, before[0][0].length);
+      GraftException wrongPredict = assertThrows(GraftException.class, () -> model.predict(inputs()));
+      assertTrue(wrongPredict.getMessage().contains("predictSequence(hostInputs) for [batch][sequence][num_labels]"),
+          wrongPredict.getMessage());
+      GraftException classes = assertThrows(GraftException.class,
+          () -> model.trainStep(inputs(), new long[] {1, 2, 0}, 0.1f));
+      assertTrue(classes.getMessage().contains("TOKEN_CROSS_ENTROPY; call trainStep(hostInputs, long[][] labels, "
+          + "learningRate)"), classes.getMessage());
+      GraftException none = assertThrows(GraftException.class, () -> model.trainStep(inputs(), 0.1f));
+      assertTrue(none.getMessage().contains("long[][] labels"), none.getMessage());
+      TensorMismatchException range = assertThrows(TensorMismatchException.class,
+          () -> model.trainStep(inputs(), new long[][] {{0, 1, 2, 0, 1}, {0, 3, 0, 0, 0}, {0, 0, 0, 0, 0}}, 0.1f));
+      assertTrue(range.getExpected().contains("classes in [0, 3) or the ignore index -100"), range.getMessage());
+      PeftAdapters.save(model, out);
+    }
+    JsonObject config = JsonParser.parseString(
+        Files.readString(out.resolve(PeftAdapters.CONFIG_FILE), StandardCharsets.UTF_8)).getAsJsonObject();
+    assertEquals("TOKEN_CLS", config.get("task_type").getAsString());
+    assertEquals("classifier", config.getAsJsonArray("modules_to_save").get(0).getAsString());
+    byte[] st = Files.readAllBytes(out.resolve(PeftAdapters.WEIGHTS_FILE));
+    long headerLength = java.nio.ByteBuffer.wrap(st, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+    JsonObject header = JsonParser.parseString(new String(st, 8, (int) headerLength, StandardCharsets.UTF_8))
+        .getAsJsonObject();
+    // BertForTokenClassification's classifier: nn.Linear(hidden, num_labels), weight [num_labels, hidden].
+    assertEquals("[3,8]", header.getAsJsonObject("base_model.model.classifier.weight").get("shape").toString());
+    assertEquals("[3]", header.getAsJsonObject("base_model.model.classifier.bias").get("shape").toString());
+    try (AdapterModel fresh = open(graft)) {
+      PeftAdapters.load(fresh, out);
+      float[][][] after = fresh.predictSequence(inputs());
+      for (int i = 0; i < before.length; i++) {
+        for (int t = 0; t < before[i].length; t++) {
+          assertArrayEquals(before[i][t], after[i][t], 0f, "row " + i + " token " + t);
+        }
+      }
+    }
+  }
+
+  @Test
   void causalLmDefaultLabelsAreTheInputIds() {
     CompiledGraft graft = lora().causalLm(o -> o.output("logits")).compile();
     try (AdapterModel a = open(graft); AdapterModel b = open(graft)) {

@@ -128,6 +128,59 @@ class TaskDeclarationTest {
     assertEquals(Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS, manifest(c, "TinyMultiLabel").getTask().getLoss());
   }
 
+  @Test
+  void tokenClassificationGraftTrainsOnOneLabelPerToken() throws IOException {
+    JavaFileObject src = source("TinyTagger",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\", rank = 2)",
+        "@dev.graft.annotations.TokenClassification(labels = 4, output = \"hidden\", ignoreIndex = -1)",
+        "interface TinyTagger {}");
+    Compilation c = JAVAC.compile(src);
+    assertThat(c).succeededWithoutWarnings();
+    String java = generatedClass(c, "TinyTagger");
+    assertTrue(java.contains("public static final int NUM_LABELS = 4;"), java);
+    assertTrue(java.contains("public float trainStep(long[][] inputIds, long[][] attentionMask, long[][] labels,"), java);
+    assertTrue(java.contains("public float[][][] predict(long[][] inputIds, long[][] attentionMask)"), java);
+    assertTrue(java.contains("model.predictSequence(hostInputs(inputIds, attentionMask))"), java);
+    Manifest m = manifest(c, "TinyTagger");
+    assertEquals(Loss.TOKEN_CROSS_ENTROPY, m.getTask().getLoss());
+    assertEquals(-1, m.getTask().getIgnoreIndex());
+    assertEquals("hidden", m.getTask().getHostOutput());
+    assertEquals(4, m.getHead().getNumLabels());
+  }
+
+  @Test
+  void tokenClassificationOptionsOutOfRange() {
+    JavaFileObject one = source("OneTag",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.TokenClassification(output = \"hidden\",",
+        "    labels = 1)",
+        "interface OneTag {}");
+    Compilation c = JAVAC.compile(one);
+    assertThat(c).hadErrorContaining("[GRAFT020] classification needs at least 2 labels, got 1")
+        .inFile(one).onLineContaining("labels = 1");
+    assertThat(c).hadErrorCount(1);
+    JavaFileObject ignored = source("IgnoreTag",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.TokenClassification(labels = 3, output = \"hidden\",",
+        "    ignoreIndex = 2)",
+        "interface IgnoreTag {}");
+    assertThat(JAVAC.compile(ignored)).hadErrorContaining("[GRAFT025] ignore index 2 is a class index in [0, 3)")
+        .inFile(ignored).onLineContaining("ignoreIndex = 2");
+    JavaFileObject logits = source("LogitsTag",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-lm.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/dense/MatMul\")",
+        "@dev.graft.annotations.TokenClassification(labels = 3, output = \"missing\")",
+        "interface LogitsTag {}");
+    assertThat(JAVAC.compile(logits)).hadErrorContaining("[GRAFT021]");
+  }
+
   // ---------------------------------------------------------------- one test per error code
 
   @Test

@@ -306,9 +306,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
-   * Runs one training step of a causal LM graft with explicit token labels {@code [batch,
-   * sequence]} (same shape as {@code input_ids}): position t learns {@code labels[t+1]}; labels
-   * equal to the ignore index, and positions whose next token has attention mask 0, are left out.
+   * Runs one training step with token labels {@code [batch, sequence]} (same shape as {@code
+   * input_ids}): of a causal LM graft, position t learns {@code labels[t+1]}, labels equal to the
+   * ignore index and positions whose next token has attention mask 0 are left out; of a
+   * token-classification graft, token t learns class {@code labels[t]}, tokens labelled with the
+   * ignore index or with attention mask 0 are left out.
    *
    * @return the batch loss before the update
    */
@@ -373,7 +375,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     });
   }
 
-  /** Vocabulary logits {@code [batch][sequence][vocab]} of a causal LM graft, with the current parameters. */
+  /**
+   * Logits per position, with the current parameters: vocabulary logits {@code
+   * [batch][sequence][vocab]} of a causal LM graft, class logits {@code [batch][sequence][num_labels]}
+   * of a token-classification graft.
+   */
   public float[][][] predictSequence(Map<String, long[][]> hostInputs) {
     labels.requirePrediction(true);
     return infer(hostInputs, "sequence, vocab", (fb, shape) -> {

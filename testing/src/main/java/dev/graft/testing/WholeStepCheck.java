@@ -17,6 +17,7 @@ import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import dev.graft.compiler.spec.TokenClassificationSpec;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.manifest.TrainStep;
@@ -51,13 +52,23 @@ public final class WholeStepCheck implements AutoCloseable {
   public static final long[] MASK = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
   public static final long[] TOKEN_TYPES = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0};
   public static final long[] LABELS = {1, 0};
+  /** Token labels of {@link #SHAPE} for token classification: one the ignore index, real classes on the padding (masked). */
+  public static final long[] TOKEN_LABELS = {1, 0, -100, 1, 0, 1, 1, 0, 1, 0};
   public static final double LEARNING_RATE = 0.01;
 
   /** Parameter values and both AdamW moments, by parameter name. */
   public record State(Map<String, double[]> values, Map<String, double[]> m, Map<String, double[]> v) {}
 
-  /** Where {@link #train} ended, and the loss of its first and last step. */
-  public record Training(State state, double firstLoss, double lastLoss) {}
+  /** Where {@link #train} ended, and the loss of each step (before its update). */
+  public record Training(State state, double[] losses) {
+    public double firstLoss() {
+      return losses[0];
+    }
+
+    public double lastLoss() {
+      return losses[losses.length - 1];
+    }
+  }
 
   /**
    * Tolerances of a central-difference check, step {@code h}: each element must satisfy {@code
@@ -87,7 +98,7 @@ public final class WholeStepCheck implements AutoCloseable {
   /**
    * The feeds of every run not given its own batch, by input name (a name the graph does not
    * take is skipped): {@link #INPUT_IDS}, {@link #MASK}, {@link #TOKEN_TYPES} and the labels
-   * ({@link #LABELS}, or the ids for a causal LM) until a test puts others.
+   * ({@link #LABELS}, the ids for a causal LM, {@link #TOKEN_LABELS} for token classification) until a test puts others.
    */
   public final Map<String, Feed> batch = new LinkedHashMap<>();
   /** The per-step seed fed to a training step that takes one. */
@@ -113,8 +124,9 @@ public final class WholeStepCheck implements AutoCloseable {
     batch.put("input_ids", Feed.longs(INPUT_IDS, SHAPE));
     batch.put("attention_mask", Feed.longs(MASK, SHAPE));
     batch.put("token_type_ids", Feed.longs(TOKEN_TYPES, SHAPE));
-    batch.put(names.getLabels(), spec.task() instanceof CausalLmSpec
-        ? Feed.longs(INPUT_IDS, SHAPE) : Feed.longs(LABELS, LABELS.length));
+    batch.put(names.getLabels(), spec.task() instanceof CausalLmSpec ? Feed.longs(INPUT_IDS, SHAPE)
+        : spec.task() instanceof TokenClassificationSpec ? Feed.longs(TOKEN_LABELS, SHAPE)
+        : Feed.longs(LABELS, LABELS.length));
     train = new HostSession(graft.train(), hostGraph, true);
   }
 
@@ -253,14 +265,10 @@ public final class WholeStepCheck implements AutoCloseable {
           n + names.getSecondMomentSuffix() + names.getUpdatedSuffix()));
     }
     State state = zeroMoments(init);
-    double first = Double.NaN;
-    double last = Double.NaN;
+    double[] losses = new double[steps];
     for (int step = 1; step <= steps; step++) {
       Map<String, double[]> out = run(feeds, state, step, lr, outputs);
-      last = out.get("loss")[0];
-      if (step == 1) {
-        first = last;
-      }
+      losses[step - 1] = out.get("loss")[0];
       Map<String, double[]> v = new HashMap<>();
       Map<String, double[]> m = new HashMap<>();
       Map<String, double[]> s = new HashMap<>();
@@ -272,7 +280,7 @@ public final class WholeStepCheck implements AutoCloseable {
       }
       state = new State(v, m, s);
     }
-    return new Training(state, first, last);
+    return new Training(state, losses);
   }
 
   /** Runs the inference graph on {@link #batch} with {@link #values}; returns its logits. */

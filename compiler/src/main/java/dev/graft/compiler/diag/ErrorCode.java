@@ -101,6 +101,12 @@ public enum ErrorCode {
   PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s"),
   /** A graft with adapters that have no per-row form asked for as a gathered graph (args: graft, what cannot be gathered). */
   GATHERED_UNSUPPORTED(170, "%s cannot be compiled as a gathered multi-adapter graph: %s; serve it one adapter at a time with AdapterModel"),
+  /** An op whose gradient needs an index its host computes from data (args: op, node, which index, why). */
+  DATA_DEPENDENT_INDEX(180, "cannot differentiate %s at node '%s': its %s depends on the data at run time, not only on "
+      + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes"),
+  /** A parameter the compiler adds has the name of a host value (args: parameter, its site, what the host's is). */
+  PARAMETER_NAME_CLASH(181, "parameter '%s' (of %s) has the name of %s of the host; ONNX has one namespace of values, "
+      + "so the host's must be renamed (or the task's output read from another value) before a graft can add it");,
   /**
    * A trainable parameter of a declaration that no gradient reaches, so it would never train
    * (args: kind, parameter, site node, why).

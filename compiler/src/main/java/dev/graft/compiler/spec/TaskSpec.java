@@ -6,7 +6,8 @@ import org.jspecify.annotations.Nullable;
  * What is trained on top of the host: a head (or none) and its loss. Every task reads one host
  * output ({@link #hostOutput()}, empty for the host's first output).
  */
-public sealed interface TaskSpec permits ClassificationSpec, RegressionSpec, MultiLabelSpec, CausalLmSpec {
+public sealed interface TaskSpec permits ClassificationSpec, RegressionSpec, MultiLabelSpec, CausalLmSpec,
+    TokenClassificationSpec {
   /** The ignore index of PyTorch's and Hugging Face's losses. */
   long DEFAULT_IGNORE_INDEX = -100;
 

@@ -55,6 +55,21 @@ final class Losses {
   }
 
   /**
+   * Token labels with the ignore index where the token's {@code attention_mask} is 0 (the labels
+   * unchanged when the host has no mask). Integer ops only: nothing here is differentiated.
+   */
+  static String unmaskedTokens(Graph graph, String labels, long ignoreIndex) {
+    if (!graph.inputs().containsKey(TaskKind.MASK_INPUT)) {
+      return labels;
+    }
+    String ignore = graph.constant("/loss/tokens/ignore_index", Tensors.longs("ignore", List.of(), List.of(ignoreIndex)));
+    String zero = graph.constant("/loss/tokens/zero", Tensors.longs("zero", List.of(), List.of(0L)));
+    String mask = graph.op("/loss/tokens/mask", "Cast", List.of(TaskKind.MASK_INPUT), attr("to", (long) TensorType.INT64));
+    String padding = graph.op("/loss/tokens/padding", "Equal", List.of(mask, zero));
+    return graph.op("/loss/tokens/labels", "Where", List.of(padding, ignore, labels));
+  }
+
+  /**
    * Softmax cross-entropy of logits {@code [..., classes]} against int64 labels {@code [...]}:
    * the mean over non-ignored labels of {@code (1-ε)·NLL + ε·mean_c(−log p)}; 0 when every label
    * is ignored.

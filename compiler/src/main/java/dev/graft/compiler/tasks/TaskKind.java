@@ -28,11 +28,12 @@ public abstract class TaskKind {
   static final String LOGITS = "logits";
   /** The training step's labels input of most tasks. */
   public static final String LABELS = "labels";
-  /** The host input a mask-aware task reads (mean pooling, the causal LM's next-token labels). */
+  /** The host input a mask-aware task reads (mean pooling, the causal LM's next-token labels, token classification). */
   public static final String MASK_INPUT = "attention_mask";
 
   private static final List<TaskKind> ALL = List.of(
-      new ClassificationTask(), new RegressionTask(), new MultiLabelTask(), new CausalLmTask());
+      new ClassificationTask(), new RegressionTask(), new MultiLabelTask(), new CausalLmTask(),
+      new TokenClassificationTask());
 
   /** What the training step's labels are, which decides how a front-end types them. */
   public enum Labels {
@@ -43,7 +44,9 @@ public abstract class TaskKind {
     /** Target values: {@code [batch, targets]} of the host's element type. */
     TARGET_VALUES,
     /** Token labels int64 {@code [batch, sequence]}, commonly the input ids; position t learns t+1. */
-    NEXT_TOKENS
+    NEXT_TOKENS,
+    /** One class index per token: int64 {@code [batch, sequence]}, the ignore index where none. */
+    TOKEN_CLASSES
   }
 
   /**

@@ -79,6 +79,7 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
           case MULTI_HOT -> "Number of independent labels the head predicts.\n";
           case NEXT_TOKENS -> "Vocabulary size of the host's logits.\n";
           case CLASS_INDEX -> "Number of classes the head predicts.\n";
+          case TOKEN_CLASSES -> "Number of classes the head predicts per token.\n";
         })
         .initializer("$L", outputs)
         .build();
@@ -146,7 +147,7 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     return switch (labels) {
       case TARGET_VALUES -> "NUM_TARGETS";
       case NEXT_TOKENS -> "VOCAB_SIZE";
-      case CLASS_INDEX, MULTI_HOT -> "NUM_LABELS";
+      case CLASS_INDEX, MULTI_HOT, TOKEN_CLASSES -> "NUM_LABELS";
     };
   }
 
@@ -187,6 +188,8 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
               "token labels, {@code [batch][sequence]} as the input ids; position t learns {@code labels[t+1]}", loss));
       case CLASS_INDEX -> List.of(trainStep(model, hostInputs, RuntimeApi.LABELS, name,
           "the class of each example, in {@code [0, NUM_LABELS)}", loss));
+      case TOKEN_CLASSES -> List.of(trainStep(model, hostInputs, RuntimeApi.TOKEN_LABELS, name,
+          "the class of each token, {@code [batch][sequence]} in {@code [0, NUM_LABELS)} or the ignore index", loss));
     };
   }
 
@@ -220,11 +223,12 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
 
   private MethodSpec predict(FieldSpec model, MethodSpec hostInputs) {
     NameAllocator names = new NameAllocator();
-    boolean lm = labels == TaskKind.Labels.NEXT_TOKENS;
+    boolean lm = labels == TaskKind.Labels.NEXT_TOKENS || labels == TaskKind.Labels.TOKEN_CLASSES;
     MethodSpec.Builder m = MethodSpec.methodBuilder("predict")
         .addJavadoc(switch (labels) {
           case TARGET_VALUES -> "Computes the predicted values for a batch.\n\n";
           case NEXT_TOKENS -> "Computes next-token logits at every position of a batch.\n\n";
+          case TOKEN_CLASSES -> "Computes class logits for every token of a batch.\n\n";
           case CLASS_INDEX, MULTI_HOT -> "Computes class logits for a batch.\n\n";
         })
         .addModifiers(Modifier.PUBLIC)
@@ -233,6 +237,7 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     m.addJavadoc(switch (labels) {
           case TARGET_VALUES -> "@return predictions, {@code [batch][NUM_TARGETS]}\n";
           case NEXT_TOKENS -> "@return logits, {@code [batch][sequence][VOCAB_SIZE]}\n";
+          case TOKEN_CLASSES -> "@return logits, {@code [batch][sequence][NUM_LABELS]}\n";
           case CLASS_INDEX, MULTI_HOT -> "@return logits, {@code [batch][NUM_LABELS]}\n";
         })
         .addStatement("return $N.$L($N($L))", model, lm ? RuntimeApi.PREDICT_SEQUENCE : RuntimeApi.PREDICT,

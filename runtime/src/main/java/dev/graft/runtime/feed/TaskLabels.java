@@ -22,8 +22,8 @@ import org.jspecify.annotations.Nullable;
 /**
  * The labels of a training step as the manifest's {@link Task} asks for them: class indices
  * {@code [batch]} (softmax cross-entropy), float targets {@code [batch, outputs]} (mean squared
- * error, binary cross-entropy) or token ids {@code [batch, sequence]} (causal LM, by default the
- * task's labels input). Every call that does not fit the task is refused, naming the one that does.
+ * error, binary cross-entropy), token ids {@code [batch, sequence]} (causal LM, by default the
+ * task's labels input) or token classes {@code [batch, sequence]} (token classification). Every call that does not fit the task is refused, naming the one that does.
  */
 public final class TaskLabels {
   private final Manifest manifest;
@@ -65,7 +65,8 @@ public final class TaskLabels {
 
   /** The ignore index of the labels, if the task has one (softmax cross-entropy of a task-aware manifest, causal LM). */
   private @Nullable Long ignoreIndex() {
-    return manifest.hasTask() && (loss == Loss.SOFTMAX_CROSS_ENTROPY || loss == Loss.CAUSAL_LM_CROSS_ENTROPY)
+    return manifest.hasTask() && (loss == Loss.SOFTMAX_CROSS_ENTROPY || loss == Loss.CAUSAL_LM_CROSS_ENTROPY
+        || loss == Loss.TOKEN_CROSS_ENTROPY)
         ? manifest.getTask().getIgnoreIndex() : null;
   }
 
@@ -79,6 +80,7 @@ public final class TaskLabels {
     String right = switch (loss) {
       case MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY_WITH_LOGITS -> "trainStep(hostInputs, float[][] targets, learningRate)";
       case CAUSAL_LM_CROSS_ENTROPY -> "trainStep(hostInputs, learningRate) or trainStep(hostInputs, long[][] labels, learningRate)";
+      case TOKEN_CROSS_ENTROPY -> "trainStep(hostInputs, long[][] labels, learningRate)";
       default -> "trainStep(hostInputs, long[] labels, learningRate)";
     };
     throw new GraftException(
@@ -87,10 +89,12 @@ public final class TaskLabels {
 
   /** Refuses a prediction of one row per example ({@code sequence} false) or per position that the task does not make. */
   public void requirePrediction(boolean sequence) {
-    boolean lm = loss == Loss.CAUSAL_LM_CROSS_ENTROPY;
+    boolean lm = loss == Loss.CAUSAL_LM_CROSS_ENTROPY || loss == Loss.TOKEN_CROSS_ENTROPY;
     if (lm && !sequence) {
-      throw new GraftException(RuntimeErrorCode.ARGUMENT,
-          "a causal LM predicts logits per position; call predictSequence(hostInputs) for [batch][sequence][vocab]");
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, (loss == Loss.TOKEN_CROSS_ENTROPY
+          ? "a token-classification graft predicts logits per token; call predictSequence(hostInputs) for "
+              + "[batch][sequence][num_labels]"
+          : "a causal LM predicts logits per position; call predictSequence(hostInputs) for [batch][sequence][vocab]"));
     }
     if (!lm && sequence) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT,
@@ -109,6 +113,9 @@ public final class TaskLabels {
         yield targets(batch.targets());
       }
       case CAUSAL_LM_CROSS_ENTROPY -> tokens(batch.inputs());
+      case TOKEN_CROSS_ENTROPY -> throw new GraftException(RuntimeErrorCode.ARGUMENT,
+          "this graft's loss is " + loss + ": its labels are one class per token, which a Batch does not hold; call "
+              + "trainStep(hostInputs, long[][] labels, learningRate)");
       default -> classes(batch.labels());
     };
   }
@@ -187,11 +194,14 @@ public final class TaskLabels {
   }
 
   /**
-   * A causal LM's token labels {@code [batch, sequence]} (the shape of the host inputs), each a
-   * token id in {@code [0, vocab)} or the ignore index.
+   * Token labels {@code [batch, sequence]} (the shape of the host inputs): a causal LM's, each a
+   * token id in {@code [0, vocab)} or the ignore index; a token classification's, each a class in
+   * {@code [0, num_labels)} or the ignore index.
    */
   public Labels tokens(Map<String, long[][]> hostInputs, long[][] labels) {
-    require("trainStep(hostInputs, long[][] labels, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY);
+    require("trainStep(hostInputs, long[][] labels, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY,
+        Loss.TOKEN_CROSS_ENTROPY);
+    String what = loss == Loss.TOKEN_CROSS_ENTROPY ? "classes" : "token ids";
     return (env, batch) -> {
       String name = manifest.getTrain().getLabels();
       long[][] first = hostInputs.values().iterator().next();
@@ -211,7 +221,7 @@ public final class TaskLabels {
           long v = labels[i][t];
           if (v != ignore && (v < 0 || (vocab > 0 && v >= vocab))) {
             throw new TensorMismatchException(
-                name, "token ids in [0, " + vocab + ") or the ignore index " + ignore, "labels[" + i + "][" + t + "] = " + v);
+                name, what + " in [0, " + vocab + ") or the ignore index " + ignore, "labels[" + i + "][" + t + "] = " + v);
           }
         }
         b.put(labels[i]);

@@ -343,11 +343,12 @@ public final class Trainer {
   /**
    * Held-out accuracy of {@code model} on {@code examples}: argmax of the logits against the label
    * (classification), or the fraction of labels whose logit sign matches target > 0.5
-   * (multi-label); NaN for regression and causal LM grafts, and for no examples.
+   * (multi-label); NaN for regression, causal LM and token-classification grafts, and for no examples.
    */
   public double evaluate(AdapterModel model, List<Example> examples) {
     if (examples.isEmpty()
-        || model.getLoss() == Loss.MEAN_SQUARED_ERROR || model.getLoss() == Loss.CAUSAL_LM_CROSS_ENTROPY) {
+        || model.getLoss() == Loss.MEAN_SQUARED_ERROR || model.getLoss() == Loss.CAUSAL_LM_CROSS_ENTROPY
+        || model.getLoss() == Loss.TOKEN_CROSS_ENTROPY) {
       return Double.NaN;
     }
     boolean multiLabel = model.getLoss() == Loss.BINARY_CROSS_ENTROPY_WITH_LOGITS;
