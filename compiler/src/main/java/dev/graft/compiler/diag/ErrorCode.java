@@ -106,7 +106,7 @@ public enum ErrorCode {
       + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes"),
   /** A parameter the compiler adds has the name of a host value (args: parameter, its site, what the host's is). */
   PARAMETER_NAME_CLASH(181, "parameter '%s' (of %s) has the name of %s of the host; ONNX has one namespace of values, "
-      + "so the host's must be renamed (or the task's output read from another value) before a graft can add it");,
+      + "so the host's must be renamed (or the task's output read from another value) before a graft can add it"),
   /**
    * A trainable parameter of a declaration that no gradient reaches, so it would never train
    * (args: kind, parameter, site node, why).
