@@ -2,6 +2,7 @@ package dev.graft.compiler;
 
 import dev.graft.compiler.autodiff.Autodiff;
 import dev.graft.compiler.autodiff.GradientRegistry;
+import dev.graft.compiler.autodiff.DataDependentIndexException;
 import dev.graft.compiler.autodiff.MissingGradientException;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.GraftCompileException;
@@ -114,6 +115,9 @@ public final class GraftCompiler {
       return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null,
           e.node().opType(), e.node().domain(), Graph.OPSET, e.node().name(),
           GradientRegistry.differentiableOps() + " (" + e.getMessage() + ")")));
+    } catch (DataDependentIndexException e) {
+      return CompileResult.failed(List.of(Diagnostic.of(ErrorCode.DATA_DEPENDENT_INDEX, spec.source(), null,
+          e.node().opType(), e.node().name(), e.index(), e.getMessage())));
     }
 
     Map<String, String> hostBiases = SiteUpdates.hostBiases(importedForUpdate, plan.adapters());

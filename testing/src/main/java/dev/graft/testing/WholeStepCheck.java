@@ -56,8 +56,16 @@ public final class WholeStepCheck implements AutoCloseable {
   /** Parameter values and both AdamW moments, by parameter name. */
   public record State(Map<String, double[]> values, Map<String, double[]> m, Map<String, double[]> v) {}
 
-  /** Where {@link #train} ended, and the loss of its first and last step. */
-  public record Training(State state, double firstLoss, double lastLoss) {}
+  /** Where {@link #train} ended, and the loss of each step (before its update). */
+  public record Training(State state, double[] losses) {
+    public double firstLoss() {
+      return losses[0];
+    }
+
+    public double lastLoss() {
+      return losses[losses.length - 1];
+    }
+  }
 
   /**
    * Tolerances of a central-difference check, step {@code h}: each element must satisfy {@code
@@ -253,14 +261,10 @@ public final class WholeStepCheck implements AutoCloseable {
           n + names.getSecondMomentSuffix() + names.getUpdatedSuffix()));
     }
     State state = zeroMoments(init);
-    double first = Double.NaN;
-    double last = Double.NaN;
+    double[] losses = new double[steps];
     for (int step = 1; step <= steps; step++) {
       Map<String, double[]> out = run(feeds, state, step, lr, outputs);
-      last = out.get("loss")[0];
-      if (step == 1) {
-        first = last;
-      }
+      losses[step - 1] = out.get("loss")[0];
       Map<String, double[]> v = new HashMap<>();
       Map<String, double[]> m = new HashMap<>();
       Map<String, double[]> s = new HashMap<>();
@@ -272,7 +276,7 @@ public final class WholeStepCheck implements AutoCloseable {
       }
       state = new State(v, m, s);
     }
-    return new Training(state, first, last);
+    return new Training(state, losses);
   }
 
   /** Runs the inference graph on {@link #batch} with {@link #values}; returns its logits. */

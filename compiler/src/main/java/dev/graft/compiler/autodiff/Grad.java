@@ -92,6 +92,16 @@ public final class Grad {
     return Tensors.readLongs(t);
   }
 
+  /**
+   * The values of {@code value} when it is a constant, or when shape inference computed them from
+   * fixed sizes ({@link dev.graft.compiler.ir.Graph#foldedValues()}: a head size read by {@code
+   * Shape → Gather → Div}); null when they depend on the data.
+   */
+  public @Nullable List<Long> foldedLongs(String value) {
+    List<Long> constant = constLongs(value);
+    return constant != null || value.isEmpty() ? constant : graph.foldedValues().get(value);
+  }
+
   public String mul(String a, String b) {
     return op("Mul", List.of(a, b));
   }
@@ -161,6 +171,32 @@ public final class Grad {
   }
 
   /**
+   * The reduction of {@link #unbroadcast} where shape inference cannot tell whether some dims of
+   * {@code input} (the {@code undecided} ones, e.g. a size the host computes from the data) were
+   * broadcast: the broadcast pattern is read at run time. Sums over the {@code known} axes and over
+   * each undecided axis whose input size is 1 (a ReduceSum with computed axes, none when none are
+   * 1), then reshapes to the input's runtime shape.
+   */
+  private String unbroadcastAtRunTime(String grad, String input, List<Long> known, List<Integer> undecided, int lead) {
+    List<Long> positions = new ArrayList<>();
+    for (int i : undecided) {
+      positions.add((long) i);
+    }
+    String inShape = op("Shape", List.of(input));
+    String sizes = op("Gather", List.of(inShape, longs(positions)), Node.attr("axis", 0L));
+    String isOne = op("Equal", List.of(sizes, longs(List.of(1L))));
+    List<Long> shifted = new ArrayList<>();
+    for (int i : undecided) {
+      shifted.add((long) (i + lead));
+    }
+    // The undecided axes whose input size is 1, as indices into the result: Compress keeps them.
+    String picked = op("Compress", List.of(longs(shifted), isOne), Node.attr("axis", 0L));
+    String all = known.isEmpty() ? picked : op("Concat", List.of(longs(known), picked), Node.attr("axis", 0L));
+    String summed = op("ReduceSum", List.of(grad, all), Node.attr("keepdims", 1L), Node.attr("noop_with_empty_axes", 1L));
+    return op("Reshape", List.of(summed, inShape));
+  }
+
+  /**
    * Reduces {@code grad}, shaped like the broadcast result {@code resultType}, to the shape of
    * {@code input} by summing over the broadcast axes. Axes are decided from the inferred
    * shapes: an input dim that is 1 where the result's is not was broadcast.
@@ -175,6 +211,7 @@ public final class Grad {
     for (int i = 0; i < lead; i++) {
       axes.add((long) i);
     }
+    List<Integer> undecided = new ArrayList<>();
     for (int i = 0; i < in.rank(); i++) {
       Dim x = in.dim(i);
       Dim y = resultType.dim(i + lead);
@@ -185,9 +222,11 @@ public final class Grad {
           // Different symbols: by broadcasting rules one of them is 1 only if unknown; treat as equal.
           continue;
         }
-        throw new MissingGradientException(
-            node, "cannot tell whether dim " + i + " of " + input + " (" + x + ") broadcasts to " + y);
+        undecided.add(i);
       }
+    }
+    if (!undecided.isEmpty()) {
+      return unbroadcastAtRunTime(grad, input, axes, undecided, lead);
     }
     if (axes.isEmpty()) {
       return grad;

@@ -71,12 +71,16 @@ final class ShapeGradients {
     String x = n.input(0);
     TensorType tx = c.type(x);
     int rank = tx.rank();
-    List<Long> starts = c.constLongs(n.input(1));
-    List<Long> ends = c.constLongs(n.input(2));
-    List<Long> axes = n.hasInput(3) ? c.constLongs(n.input(3)) : null;
-    List<Long> steps = n.hasInput(4) ? c.constLongs(n.input(4)) : null;
-    if (starts == null || ends == null || (n.hasInput(3) && axes == null) || (n.hasInput(4) && steps == null)) {
-      throw new MissingGradientException(n, "Slice gradient needs constant starts, ends, axes and steps");
+    List<Long> starts = c.foldedLongs(n.input(1));
+    List<Long> ends = c.foldedLongs(n.input(2));
+    List<Long> axes = n.hasInput(3) ? c.foldedLongs(n.input(3)) : null;
+    List<Long> steps = n.hasInput(4) ? c.foldedLongs(n.input(4)) : null;
+    String[] inputs = {"", "starts", "ends", "axes", "steps"};
+    for (int i = 1; i < Math.min(5, n.inputs().size()); i++) {
+      if (n.hasInput(i) && c.foldedLongs(n.input(i)) == null) {
+        throw new DataDependentIndexException(n, inputs[i] + " (input " + i + ", '" + n.input(i) + "')",
+            "'" + n.input(i) + "' is not a constant and shape inference could not compute it from fixed sizes");
+      }
     }
     String grad = g.get(0);
     long[] before = new long[rank];

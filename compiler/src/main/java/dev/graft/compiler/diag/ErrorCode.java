@@ -98,7 +98,10 @@ public enum ErrorCode {
   /** A PEFT folder whose config Graft cannot express as a declaration (args: folder, entry, value, why). */
   PEFT_CONFIG_UNSUPPORTED(150, "PEFT adapter %s: %s = %s cannot be declared in Graft: %s"),
   /** A PEFT folder whose target_modules take no linear layer of the host (args: folder, target_modules, host, some module paths). */
-  PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s");
+  PEFT_TARGETS_UNMATCHED(151, "PEFT adapter %s: target_modules %s take no linear layer of host %s; its linear layers are e.g. %s"),
+  /** An op whose gradient needs an index its host computes from data (args: op, node, which index, why). */
+  DATA_DEPENDENT_INDEX(180, "cannot differentiate %s at node '%s': its %s depends on the data at run time, not only on "
+      + "static dimensions (%s); a gradient needs it constant or computed from fixed sizes");
 
   private final int number;
   private final String template;

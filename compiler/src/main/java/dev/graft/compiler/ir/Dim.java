@@ -78,7 +78,36 @@ public final class Dim {
     if (other.is(1)) {
       return this;
     }
+    if (isSymbol() && other.isSymbol() && !symbol.contains("+") && !other.symbol.contains("+")) {
+      return product(factors(this), factors(other));
+    }
     return UNKNOWN;
+  }
+
+  /**
+   * The symbolic factors of a product symbol ({@code batch_size*sequence_length} has two); a
+   * plain symbol is its own one factor; empty for a size or an unknown dim.
+   */
+  public static java.util.List<String> factors(Dim d) {
+    if (d.symbol == null) {
+      return java.util.List.of();
+    }
+    return d.symbol.contains("+") ? java.util.List.of(d.symbol) : java.util.List.of(d.symbol.split("\\*", -1));
+  }
+
+  /**
+   * The product of symbolic factors in one canonical spelling (sorted, joined by {@code *}), so
+   * that {@code Reshape(x, [-1, k])} of a {@code [batch, sequence, k]} value and the reshape back
+   * agree on one dimension.
+   */
+  public static Dim product(java.util.List<String> a, java.util.List<String> b) {
+    java.util.List<String> all = new java.util.ArrayList<>(a);
+    all.addAll(b);
+    if (all.isEmpty()) {
+      return of(1);
+    }
+    java.util.Collections.sort(all);
+    return symbol(String.join("*", all));
   }
 
   @Override

@@ -34,6 +34,7 @@ public final class Graph {
   private final Map<String, TensorType> inputs = new LinkedHashMap<>();
   private final List<String> outputs = new ArrayList<>();
   private final Map<String, TensorType> types = new HashMap<>();
+  private final Map<String, List<Long>> folded = new HashMap<>();
   private final Set<String> nodeNames = new HashSet<>();
   private final Set<String> valueNames = new HashSet<>();
   private int sourceOpset = OPSET;
@@ -69,6 +70,16 @@ public final class Graph {
   }
 
   /** Types known for values: inputs, initializers and what shape inference found. */
+  /**
+   * The values shape inference computed for small integer tensors that are not constants in the
+   * graph (e.g. a head size read by {@code Shape → Gather → Div}), by value name: what gradient
+   * rules may treat as constant where every dimension involved is static. Refilled by each run of
+   * shape inference; the graph's nodes are left as they are.
+   */
+  public Map<String, List<Long>> foldedValues() {
+    return folded;
+  }
+
   public Map<String, TensorType> types() {
     return types;
   }

@@ -38,6 +38,7 @@ public final class ShapeInference {
   }
 
   private void infer() {
+    graph.foldedValues().clear();
     for (var e : graph.initializers().entrySet()) {
       TensorProto t = e.getValue();
       if ((t.getDataType() == TensorType.INT64 || t.getDataType() == TensorType.INT32)
@@ -67,6 +68,12 @@ public final class ShapeInference {
           // An op this pass does not know keeps whatever type the model declared for it.
           graph.types().put(node.output(i), t);
         }
+      }
+    }
+    for (var e : values.entrySet()) {
+      List<Long> known = constLongs(e.getKey());
+      if (known != null) {
+        graph.foldedValues().put(e.getKey(), known);
       }
     }
   }
@@ -258,8 +265,12 @@ public final class ShapeInference {
         return out.withElemType(type(n.input(0)).elemType());
       }
       case "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor":
+        if (op.equals("Equal")) {
+          foldEqual(n);
+        }
         return broadcast(n.inputs()).withElemType(TensorType.BOOL);
       case "Where":
+        foldWhere(n);
         return broadcast(n.inputs()).withElemType(type(n.input(1)).elemType());
       case "MatMul", "ms:FusedMatMul":
         return matmul(n);
@@ -417,10 +428,16 @@ public final class ShapeInference {
         TensorProto v = n.attrTensor("value");
         int et = v == null ? TensorType.FLOAT : v.getDataType();
         List<Dim> shape = values.get(n.input(0));
+        List<Long> known = constLongs(n.input(0));
+        if (v != null && et == TensorType.INT64 && known != null && known.size() == 1
+            && known.get(0) >= 0 && known.get(0) <= 64) {
+          long fill = Tensors.readLongs(v).get(0);
+          values.put(n.output(0), dims(java.util.Collections.nCopies((int) (long) known.get(0), fill)));
+        }
         return new TensorType(et, shape);
       }
       case "Range":
-        return new TensorType(type(n.input(0)).elemType(), List.of(Dim.unknown()));
+        return new TensorType(type(n.input(0)).elemType(), List.of(rangeLength(n)));
       case "Tile": {
         TensorType in = type(n.input(0));
         List<Long> reps = constLongs(n.input(1));
@@ -461,6 +478,10 @@ public final class ShapeInference {
         return einsum(n);
       case "CastLike":
         return type(n.input(0)).withElemType(type(n.input(1)).elemType());
+      case "Compress": {
+        TensorType in = type(n.input(0));
+        return in.hasRank() && in.rank() == 1 ? TensorType.of(in.elemType(), List.of(Dim.unknown())) : in.withShape(null);
+      }
       case "IsNaN", "IsInf":
         return type(n.input(0)).withElemType(TensorType.BOOL);
       default:
@@ -513,7 +534,7 @@ public final class ShapeInference {
       Dim x = a.get(a.size() == 1 ? 0 : i);
       Dim y = b.get(b.size() == 1 ? 0 : i);
       if (!x.isKnown() || !y.isKnown()) {
-        out.add(op.equals("Mul") ? x.times(y) : (op.equals("Div") && y.is(1) ? x : Dim.unknown()));
+        out.add(symbolic(op, x, y));
         continue;
       }
       try {
@@ -529,6 +550,127 @@ public final class ShapeInference {
       }
     }
     values.put(n.output(0), out);
+  }
+
+  /**
+   * Arithmetic on a symbolic dim: products ({@code batch*sequence}), quotients by one of their
+   * factors, {@code s − s = 0}, {@code s + k} as a sum symbol; unknown otherwise.
+   */
+  private static Dim symbolic(String op, Dim x, Dim y) {
+    switch (op) {
+      case "Mul":
+        return x.times(y);
+      case "Div": {
+        if (y.is(1)) {
+          return x;
+        }
+        List<String> fx = new ArrayList<>(Dim.factors(x));
+        List<String> fy = Dim.factors(y);
+        if (!fy.isEmpty() && fx.size() > fy.size() && fx.containsAll(fy)) {
+          fy.forEach(fx::remove);
+          return Dim.product(fx, List.of());
+        }
+        return x.sameAs(y) && x.isSymbol() ? Dim.of(1) : Dim.unknown();
+      }
+      case "Sub":
+        if (x.sameAs(y) && x.isSymbol()) {
+          return Dim.of(0);
+        }
+        return y.is(0) ? x : Dim.unknown();
+      case "Add":
+        return plainTerm(x) && plainTerm(y) ? sum(List.of(x, y)) : Dim.unknown();
+      default:
+        return Dim.unknown();
+    }
+  }
+
+  /** A size ≥ 0 or a symbol that is no product: what {@link #sum} may add. */
+  private static boolean plainTerm(Dim d) {
+    return d.isKnown() ? d.size() >= 0 : d.isSymbol() && !d.symbolName().contains("*");
+  }
+
+  /**
+   * Equal on tracked shape values: equal sizes or the same symbol are equal; a symbolic dim (a
+   * size, never negative) is unequal to a negative constant, as torch's {@code expand(-1)}
+   * pattern {@code Where(Equal(shape, -1), 1, shape)} asks.
+   */
+  private void foldEqual(Node n) {
+    List<Dim> a = values.get(n.input(0));
+    List<Dim> b = values.get(n.input(1));
+    if (a == null || b == null || (a.size() != b.size() && a.size() != 1 && b.size() != 1)) {
+      return;
+    }
+    List<Dim> out = new ArrayList<>();
+    for (int i = 0; i < Math.max(a.size(), b.size()); i++) {
+      Dim x = a.get(a.size() == 1 ? 0 : i);
+      Dim y = b.get(b.size() == 1 ? 0 : i);
+      if (x.isKnown() && y.isKnown()) {
+        out.add(Dim.of(x.size() == y.size() ? 1 : 0));
+      } else if (x.sameAs(y) && x.isSymbol()) {
+        out.add(Dim.of(1));
+      } else if ((x.isSymbol() && y.isKnown() && y.size() < 0) || (y.isSymbol() && x.isKnown() && x.size() < 0)) {
+        out.add(Dim.of(0));
+      } else {
+        return;
+      }
+    }
+    values.put(n.output(0), out);
+  }
+
+  /** Where on tracked values with a known condition picks each element from the tracked branches. */
+  private void foldWhere(Node n) {
+    List<Long> cond = constLongs(n.input(0));
+    List<Dim> x = values.get(n.input(1));
+    List<Dim> y = values.get(n.input(2));
+    if (cond == null || x == null || y == null) {
+      return;
+    }
+    int len = Math.max(cond.size(), Math.max(x.size(), y.size()));
+    for (List<?> l : List.of(cond, x, y)) {
+      if (l.size() != len && l.size() != 1) {
+        return;
+      }
+    }
+    List<Dim> out = new ArrayList<>();
+    for (int i = 0; i < len; i++) {
+      boolean c = cond.get(cond.size() == 1 ? 0 : i) != 0;
+      out.add(c ? x.get(x.size() == 1 ? 0 : i) : y.get(y.size() == 1 ? 0 : i));
+    }
+    values.put(n.output(0), out);
+  }
+
+  /** A tracked value, or the integral value of a float scalar Constant (a float Range's start and delta). */
+  private @Nullable List<Dim> rangeOperand(String value) {
+    List<Dim> v = values.get(value);
+    if (v != null) {
+      return v;
+    }
+    Node p = graph.producer(value);
+    TensorProto t = p != null && p.opType().equals("Constant") ? p.attrTensor("value") : graph.initializers().get(value);
+    if (t == null || graph.externalInitializers().contains(value) || !(t.getDataType() == TensorType.FLOAT
+        || t.getDataType() == TensorType.DOUBLE) || Tensors.elementCount(t) != 1) {
+      return null;
+    }
+    double d = Tensors.readDoubles(t)[0];
+    return d == Math.rint(d) && Math.abs(d) < 1e15 ? List.of(Dim.of((long) d)) : null;
+  }
+
+  /** Range's length: {@code limit} for {@code Range(0, limit, 1)}, symbolic or not; computed when all three are known. */
+  private Dim rangeLength(Node n) {
+    List<Dim> start = rangeOperand(n.input(0));
+    List<Dim> limit = values.get(n.input(1));
+    List<Dim> delta = rangeOperand(n.input(2));
+    if (start == null || limit == null || delta == null || start.size() != 1 || limit.size() != 1 || delta.size() != 1) {
+      return Dim.unknown();
+    }
+    Dim s = start.get(0);
+    Dim l = limit.get(0);
+    Dim d = delta.get(0);
+    if (s.isKnown() && l.isKnown() && d.isKnown() && d.size() != 0) {
+      long count = (long) Math.ceil((double) (l.size() - s.size()) / d.size());
+      return Dim.of(Math.max(0, count));
+    }
+    return s.is(0) && d.is(1) && l.isSymbol() ? l : Dim.unknown();
   }
 
   private TensorType broadcast(List<String> inputs) {
@@ -676,7 +818,7 @@ public final class ShapeInference {
       if (d.isKnown()) {
         numeric *= d.size();
       } else if (d.isSymbol()) {
-        symbols.add(d.symbolName());
+        symbols.addAll(Dim.factors(d));
       } else {
         return Dim.unknown();
       }
@@ -689,8 +831,8 @@ public final class ShapeInference {
       Dim d = out.get(i);
       if (d.isKnown()) {
         divisor *= d.size();
-      } else if (d.isSymbol() && symbols.remove(d.symbolName())) {
-        continue;
+      } else if (d.isSymbol() && symbols.containsAll(Dim.factors(d))) {
+        Dim.factors(d).forEach(symbols::remove);
       } else {
         return Dim.unknown();
       }
@@ -702,7 +844,7 @@ public final class ShapeInference {
     if (symbols.isEmpty()) {
       return Dim.of(q);
     }
-    return symbols.size() == 1 && q == 1 ? Dim.symbol(symbols.get(0)) : Dim.unknown();
+    return q == 1 ? Dim.product(symbols, List.of()) : Dim.unknown();
   }
 
   private TensorType slice(Node n) {

@@ -101,6 +101,18 @@ class SymbolicShapeGradientTest {
             List.of("c", g.scalar("zero", dev.graft.compiler.ir.TensorType.DOUBLE, 0))), "x", "y")));
   }
 
+  /**
+   * Shapes that cannot say whether an axis was broadcast (the middle dims of both operands are
+   * unknown, as for a size computed from the data): the gradient reads the pattern at run time,
+   * summing m's gradient over its size-1 axis and leaving x's alone.
+   */
+  @Test
+  void mulWithUnknownDimsReadsTheBroadcastPatternAtRunTime() {
+    GradCheck.float64(14).param("x", s(2, 3, 4), -1, 1).declare("x", B, Dim.unknown(), Dim.of(4))
+        .param("m", s(2, 1, 4), -1, 1).declare("m", B, Dim.unknown(), Dim.of(4))
+        .check("Mul", g -> g.op("mul", "Mul", List.of("x", "m")));
+  }
+
   @Test
   void embeddingLookupWithSymbolicIds() {
     GradCheck c = GradCheck.float64(12).retypeUntypedGradients().param("table", s(7, 3), -1, 1)
