@@ -8,6 +8,7 @@ import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.emit.GraftEmitter;
+import dev.graft.compiler.emit.KeyValueCaches;
 import dev.graft.compiler.emit.ParameterAgreement;
 import dev.graft.compiler.emit.VariantGraph;
 import dev.graft.compiler.ir.Graph;
@@ -22,6 +23,7 @@ import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
+import dev.graft.spec.manifest.KeyValueCache;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
 import dev.graft.spec.manifest.SiteUpdate;
@@ -170,8 +172,13 @@ public final class GraftCompiler {
   private static VariantGraph forward(GraphVariant variant, Graph graph, GraftSpec spec, Validation.Plan plan,
       int elemType) {
     Placement placed = AdapterPlacement.place(graph, plan.adapters(), plan.compositions(), variant, elemType);
+    List<String> presents = KeyValueCaches.of(graph.inputs(), graph.outputs()).stream()
+        .map(KeyValueCache::getPresentOutput).toList();
     List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(graph, variant, spec.task(), plan.hostOutput(), plan.hidden(), placed.auxiliaryLosses()));
+    if (variant == GraphVariant.INFERENCE) {
+      presents.stream().filter(o -> !graph.outputs().contains(o)).forEach(graph.outputs()::add);
+    }
     ShapeInference.run(graph);
     if (!variant.trains()) {
       graph.removeUnused();

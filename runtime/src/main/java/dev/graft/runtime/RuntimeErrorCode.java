@@ -49,7 +49,10 @@ public enum RuntimeErrorCode {
   ONNX_ADAPTER(70, "an `.onnx_adapter` file is malformed: not a `TORT` FlatBuffers file, a format version other than"
       + " 1, an offset, vtable, string or vector outside the file or misaligned, a parameter without a name, dims or"
       + " raw data, a duplicate name, a dims product that overflows, raw data whose size does not fit its dims and"
-      + " type, an unsupported data type, or a file too large to read");
+      + " type, an unsupported data type, or a file too large to read"),
+  /** Generation would pass the most tokens a sequence may hold (the host's positions or the options' maxLength). */
+  SEQUENCE_LIMIT(100, "generation would make a sequence longer than the host's positions (or GenerationOptions.maxLength):"
+      + " prompt length plus maxNewTokens exceeds the limit, which the message states");
 
   private final int number;
   private final String summary;
