@@ -753,10 +753,10 @@ class Gpt2PastLMHeadModel(nn.Module):
         return (self.lm_head(t.ln_f(h)), *presents)
 
 
-def export_gpt2_with_past(out_dir, name="gpt2_past_opset14", opset=14):
+def export_gpt2_with_past(out_dir, name="gpt2_past_opset14", opset=14, seed=16, **sizes):
     torch.manual_seed(0)
-    model = Gpt2PastLMHeadModel()
-    init_weights(model, 16)
+    model = Gpt2PastLMHeadModel(**sizes)
+    init_weights(model, seed)
     model.eval()
     layers_, heads, size = model.layers, model.heads, model.d // model.heads
     past_names = [f"past_key_values.{i}.{kv}" for i in range(layers_) for kv in ("key", "value")]
@@ -786,6 +786,8 @@ def main():
     for f in fixtures():
         reference(f, out_dir)
     export_gpt2_with_past(out_dir)
+    # Byte-level: 256 byte values and 256 as end of text, 64 positions (the causal-LM text test).
+    export_gpt2_with_past(out_dir, name="gpt2_bytes_opset14", seed=17, vocab=257, positions=64)
 
 
 if __name__ == "__main__":
