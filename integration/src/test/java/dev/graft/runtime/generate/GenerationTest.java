@@ -10,10 +10,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.FormatException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
+import dev.graft.runtime.feed.PastKeyValues;
 import dev.graft.spec.manifest.KeyValueCache;
 import dev.graft.spec.manifest.Parameter;
 import java.nio.file.Path;
@@ -227,6 +229,15 @@ class GenerationTest {
           () -> model.generate(PROMPTS, 0, GenerationOptions.greedy()));
       assertTrue(none.getMessage().contains("maxNewTokens must be >= 1, got 0"), none.getMessage());
     }
+  }
+
+  @Test
+  void aCacheEntryWithItsPastAxisOutsideItsShapeIsRefused() {
+    KeyValueCache entry = past.manifest().getKeyValues(0).toBuilder().setSequenceAxis(4).build();
+    FormatException e = assertThrows(FormatException.class, () -> PastKeyValues.shape(entry, 2, 0));
+    assertTrue(e.getMessage().contains("'past_key_values.0.key': sequence_axis must be in [1, 4)")
+        && e.getMessage().contains("got 4"), e.getMessage());
+    assertArrayEquals(new long[] {2, 4, 0, 8}, PastKeyValues.shape(past.manifest().getKeyValues(0), 2, 0));
   }
 
   @Test

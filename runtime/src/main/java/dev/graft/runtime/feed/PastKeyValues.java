@@ -3,6 +3,7 @@ package dev.graft.runtime.feed;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
+import dev.graft.runtime.FormatException;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.session.DirectBuffers;
 import dev.graft.runtime.session.ElementType;
@@ -46,6 +47,10 @@ public final class PastKeyValues {
 
   /** A cache entry's shape for a batch and a past length: batch on axis 0, the past on the sequence axis, fixed sizes elsewhere. */
   public static long[] shape(KeyValueCache c, int batch, long past) {
+    if (c.getSequenceAxis() < 1 || c.getSequenceAxis() >= c.getShapeCount()) {
+      throw new FormatException("manifest", "key/value cache '" + c.getPastInput() + "': sequence_axis must be in [1, "
+          + c.getShapeCount() + ") for its rank-" + c.getShapeCount() + " shape, got " + c.getSequenceAxis());
+    }
     long[] shape = new long[c.getShapeCount()];
     for (int d = 0; d < shape.length; d++) {
       Dim dim = c.getShape(d);
