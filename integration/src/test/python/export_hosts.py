@@ -730,6 +730,90 @@ def fixtures():
     ]
 
 
+# ---- GPT-2 with past key/values (as Hugging Face / optimum "with past" exports name them) ------
+
+class Gpt2PastAttention(Gpt2Attention):
+    def forward(self, h, attention_mask, past_key, past_value):
+        q, k, v = self.c_attn(h).split(self.d, dim=2)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        k = torch.cat([past_key, k], dim=-2)
+        v = torch.cat([past_value, v], dim=-2)
+        w = torch.matmul(q, k.transpose(-1, -2))
+        w = w / torch.full([], v.size(-1) ** 0.5, dtype=w.dtype)
+        query_length, key_length = q.size(-2), k.size(-2)
+        causal = self.bias[:, :, key_length - query_length: key_length, :key_length]
+        mask_value = torch.full([], torch.finfo(w.dtype).min, dtype=w.dtype)
+        w = torch.where(causal, w, mask_value)
+        w = w + attention_mask
+        w = F.softmax(w, dim=-1)
+        a = torch.matmul(w, v)
+        a = a.permute(0, 2, 1, 3).contiguous()
+        a = a.view(a.size()[:-2] + (self.d,))
+        return self.c_proj(a), k, v
+
+
+class Gpt2PastBlock(Gpt2Block):
+    def __init__(self, d, heads, positions):
+        super().__init__(d, heads, positions)
+        self.attn = Gpt2PastAttention(d, heads, positions)
+
+    def forward(self, x, mask, past_key, past_value):
+        a, k, v = self.attn(self.ln_1(x), mask, past_key, past_value)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), k, v
+
+
+class Gpt2PastLMHeadModel(nn.Module):
+    """GPT-2 (tied head) taking past_key_values.<i>.key/value [batch, heads, past, head_size] and an
+    attention mask over past + new tokens, returning logits and present.<i>.key/value."""
+
+    def __init__(self, vocab=64, d=32, heads=4, layers=2, positions=32):
+        super().__init__()
+        self.heads, self.d, self.layers = heads, d, layers
+        self.transformer = Gpt2Model(vocab, d, heads, layers, positions)
+        self.transformer.h = nn.ModuleList([Gpt2PastBlock(d, heads, positions) for _ in range(layers)])
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight
+
+    def forward(self, input_ids, attention_mask, *past):
+        t = self.transformer
+        past_length = past[0].size(-2)
+        position_ids = torch.arange(past_length, past_length + input_ids.size(-1), dtype=torch.long).unsqueeze(0)
+        mask = attention_mask[:, None, None, :].to(dtype=t.wte.weight.dtype)
+        mask = (1.0 - mask) * torch.finfo(mask.dtype).min
+        h = t.wte(input_ids) + t.wpe(position_ids)
+        presents = []
+        for i, block in enumerate(t.h):
+            h, k, v = block(h, mask, past[2 * i], past[2 * i + 1])
+            presents += [k, v]
+        return (self.lm_head(t.ln_f(h)), *presents)
+
+
+def export_gpt2_with_past(out_dir, name="gpt2_past_opset14", opset=14, seed=16, **sizes):
+    torch.manual_seed(0)
+    model = Gpt2PastLMHeadModel(**sizes)
+    init_weights(model, seed)
+    model.eval()
+    layers_, heads, size = model.layers, model.heads, model.d // model.heads
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(layers_) for kv in ("key", "value")]
+    present_names = [f"present.{i}.{kv}" for i in range(layers_) for kv in ("key", "value")]
+    ids = torch.tensor([[3, 17], [4, 11]])
+    mask = torch.ones(2, 5, dtype=torch.long)
+    past = [torch.randn(2, heads, 3, size) for _ in past_names]
+    axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+            "logits": {0: "batch_size", 1: "sequence_length"}}
+    for n in past_names:
+        axes[n] = {0: "batch_size", 2: "past_sequence_length"}
+    for n in present_names:
+        axes[n] = {0: "batch_size", 2: "total_sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, mask, *past), os.path.join(out_dir, name + ".onnx"),
+                          input_names=["input_ids", "attention_mask"] + past_names,
+                          output_names=["logits"] + present_names, dynamic_axes=axes,
+                          opset_version=opset, do_constant_folding=True)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "resources", "hosts", "torch")
@@ -739,6 +823,9 @@ def main():
     for f in fixtures():
         if not only or f["name"] in only:
             reference(f, out_dir)
+    export_gpt2_with_past(out_dir)
+    # Byte-level: 256 byte values and 256 as end of text, 64 positions (the causal-LM text test).
+    export_gpt2_with_past(out_dir, name="gpt2_bytes_opset14", seed=17, vocab=257, positions=64)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.emit.GraftEmitter;
+import dev.graft.compiler.emit.KeyValueCaches;
 import dev.graft.compiler.emit.ParameterAgreement;
 import dev.graft.compiler.emit.VariantGraph;
 import dev.graft.compiler.ir.Graph;
@@ -25,6 +26,7 @@ import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskPass;
 import dev.graft.spec.manifest.GatheredTensor;
+import dev.graft.spec.manifest.KeyValueCache;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.SavedActivation;
 import dev.graft.spec.manifest.SiteUpdate;
@@ -208,8 +210,13 @@ public final class GraftCompiler {
     if (!hostOutput.equals(plan.hostOutput())) {
       ShapeInference.run(graph);
     }
+    List<String> presents = KeyValueCaches.of(graph.inputs(), graph.outputs()).stream()
+        .map(KeyValueCache::getPresentOutput).toList();
     List<Parameter> params = new ArrayList<>(placed.parameters());
     params.addAll(TaskPass.add(graph, variant, spec.task(), hostOutput, plan.hidden(), placed.auxiliaryLosses()));
+    if (variant == GraphVariant.INFERENCE) {
+      presents.stream().filter(o -> !graph.outputs().contains(o)).forEach(graph.outputs()::add);
+    }
     // A parameter that takes a host initializer's place (host-tensor kinds) removed it; any other
     // host value of its name (an initializer, an input, a node output) would be a second definition.
     Set<String> produced = new HashSet<>();

@@ -8,10 +8,14 @@ import ai.onnxruntime.OrtSession;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.HostInputs;
+import dev.graft.runtime.feed.PastKeyValues;
 import dev.graft.runtime.feed.TaskLabels;
 import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.export.MergedExport;
 import dev.graft.runtime.export.UnmergedExport;
+import dev.graft.runtime.generate.Generation;
+import dev.graft.runtime.generate.GenerationOptions;
+import dev.graft.runtime.generate.OrtDecoder;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.OnnxAdapters;
@@ -339,6 +343,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     TrainStep ts = manifest.getTrain();
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
+      owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
       owned.put(ts.getLabels(), batchLabels.make(env, HostInputs.batchSize(hostInputs)));
       owned.putAll(gates.tensors(env));
       ElementType seedType = sessions.seedType();
@@ -393,6 +398,34 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     });
   }
 
+  /**
+   * New tokens after each prompt of a causal LM graft, with its active adapters: at most {@code
+   * maxNewTokens} per row (fewer where a row reached one of the options' stop tokens, kept as its
+   * last), chosen as the options say (greedy, or seeded sampling with temperature, top-k, top-p).
+   * Prompts are of equal length. Where the host has a key/value cache ({@code
+   * past_key_values.*} inputs, {@code present.*} outputs) each step runs only the new token on the
+   * cache; otherwise each step re-runs the whole prefix. Prompt plus new tokens must fit the host's
+   * positions ({@code GRAFT-R100} states the limit).
+   */
+  public long[][] generate(long[][] prompts, int maxNewTokens, GenerationOptions options) {
+    labels.requirePrediction(true);
+    return lifecycle.read(() -> {
+      Map<String, OnnxTensor> gateInputs;
+      try {
+        gateInputs = gates.tensors(env);
+      } catch (OrtException e) {
+        throw Sessions.failure("cannot create gate tensors", e);
+      }
+      Map<String, OnnxTensorLike> fixed = new HashMap<>(gateInputs);
+      fixed.putAll(state.inferenceInputs());
+      try (OrtDecoder decoder = new OrtDecoder(env, sessions.inference(), manifest, fixed, options.pastKeyValues())) {
+        return Generation.run(decoder, prompts, maxNewTokens, options, manifest.getMaxPositions());
+      } finally {
+        gateInputs.values().forEach(OnnxTensor::close);
+      }
+    });
+  }
+
   /** Reads an inference output whose shape has been checked: [batch, {@code trailing}...]. */
   private interface OutputReader<T> {
     T read(FloatBuffer values, long[] shape);
@@ -409,6 +442,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private <T> T runInference(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
+      owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
       owned.putAll(gates.tensors(env));
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.inferenceInputs());

@@ -76,7 +76,10 @@ public final class ManifestWriter {
         .setHost(spec.host())
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
-        .addAllInputs(hostInputs(hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet())))
+        .addAllInputs(hostInputs(hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet()),
+            KeyValueCaches.pastInputs(hostInputs, inference.graph().outputs())))
+        .addAllKeyValues(KeyValueCaches.of(hostInputs, inference.graph().outputs()))
+        .setMaxPositions(KeyValueCaches.maxPositions(inference.graph()))
         .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))
@@ -106,9 +109,13 @@ public final class ManifestWriter {
         : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
-  private static List<HostInput> hostInputs(Map<String, TensorType> inputs, Map<String, HostInputLimits.Limit> limits) {
+  private static List<HostInput> hostInputs(Map<String, TensorType> inputs, Map<String, HostInputLimits.Limit> limits,
+      Set<String> past) {
     List<HostInput> out = new ArrayList<>();
     inputs.forEach((name, type) -> {
+      if (past.contains(name)) {
+        return;
+      }
       HostInput.Builder b = HostInput.newBuilder().setName(name).setElemType(type.elemType())
           .setMask(name.equals(TaskKind.MASK_INPUT));
       HostInputLimits.Limit limit = limits.get(name);

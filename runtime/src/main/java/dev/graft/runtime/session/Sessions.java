@@ -16,6 +16,7 @@ import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.spec.manifest.HostInput;
+import dev.graft.spec.manifest.KeyValueCache;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.TrainStep;
@@ -277,6 +278,13 @@ public final class Sessions implements AutoCloseable {
     Set<String> expectedOut = new TreeSet<>();
     for (HostInput in : manifest.getInputsList()) {
       expectedIn.add(in.getName());
+    }
+    // A decoder's key/value cache: both graphs take the past, the inference graph returns the present.
+    for (KeyValueCache c : manifest.getKeyValuesList()) {
+      expectedIn.add(c.getPastInput());
+      if (!train) {
+        expectedOut.add(c.getPresentOutput());
+      }
     }
     TrainStep ts = manifest.getTrain();
     for (Parameter p : manifest.getParametersList()) {
