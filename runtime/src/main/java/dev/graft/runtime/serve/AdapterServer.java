@@ -413,6 +413,22 @@ public final class AdapterServer implements AutoCloseable {
     return lifecycle.read(() -> runLocked(requests));
   }
 
+  /** The request's inputs in the manifest's order (inputs the manifest lacks after, by name). */
+  private Map<String, long[][]> inManifestOrder(Request q) {
+    Map<String, long[][]> ordered = new LinkedHashMap<>();
+    for (HostInput in : manifest.getInputsList()) {
+      if (q.inputs().containsKey(in.getName())) {
+        ordered.put(in.getName(), q.inputs().get(in.getName()));
+      }
+    }
+    new TreeMap<>(q.inputs()).forEach(ordered::putIfAbsent);
+    return ordered;
+  }
+
+  private long[][] firstInput(Request q) {
+    return inManifestOrder(q).values().iterator().next();
+  }
+
   private List<Prediction> runLocked(List<Request> requests) {
     int rows = 0;
     int sequence = 0;
@@ -420,7 +436,7 @@ public final class AdapterServer implements AutoCloseable {
       if (q.adapter() != null && !slots.containsKey(q.adapter())) {
         throw notRegistered(q.adapter());
       }
-      long[][] first = q.inputs().isEmpty() ? new long[0][] : q.inputs().values().iterator().next();
+      long[][] first = q.inputs().isEmpty() ? new long[0][] : firstInput(q);
       if (first.length == 0) {
         throw new GraftException(RuntimeErrorCode.ARGUMENT, "a request has no rows");
       }
@@ -442,9 +458,10 @@ public final class AdapterServer implements AutoCloseable {
         // HostInputs names what is missing or unknown.
         HostInputs.tensors(env, manifest, q.inputs()).values().forEach(OnnxTensor::close);
       }
-      long[][] reference = q.inputs().values().iterator().next();
+      long[][] reference = firstInput(q);
       int n = reference.length;
-      for (Map.Entry<String, long[][]> e : q.inputs().entrySet()) {
+      // In the manifest's order, so that a mismatch names the same input on every run.
+      for (Map.Entry<String, long[][]> e : inManifestOrder(q).entrySet()) {
         long[][] v = e.getValue();
         if (v.length != n) {
           throw new TensorMismatchException(e.getKey(), n + " rows (as the request's other inputs)", v.length + " rows");
