@@ -27,6 +27,7 @@ import dev.graft.runtime.session.Sessions;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.runtime.state.ParameterState;
 import dev.graft.runtime.state.ParameterStore;
+import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
@@ -419,7 +420,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       Map<String, OnnxTensorLike> fixed = new HashMap<>(gateInputs);
       fixed.putAll(state.inferenceInputs());
       try (OrtDecoder decoder = new OrtDecoder(env, sessions.inference(), manifest, fixed, options.pastKeyValues())) {
-        return Generation.run(decoder, prompts, maxNewTokens, options, manifest.getMaxPositions());
+        return Generation.run(decoder, prompts, maxNewTokens, options, maxSequence());
       } finally {
         gateInputs.values().forEach(OnnxTensor::close);
       }
@@ -464,6 +465,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   // ---------------------------------------------------------------- parameters and state
+
+  /**
+   * The most tokens one sequence may hold: the host's position table's rows (the inputs'
+   * {@code max_sequence}, the same limit the input checks use), 0 where the host has none.
+   */
+  private long maxSequence() {
+    return manifest.getInputsList().stream().mapToLong(HostInput::getMaxSequence).filter(v -> v > 0).min().orElse(0);
+  }
 
   @Override
   public Manifest getManifest() {

@@ -1,13 +1,8 @@
 package dev.graft.compiler.emit;
 
-import dev.graft.compiler.ir.Graph;
-import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.spec.manifest.KeyValueCache;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -48,46 +43,5 @@ public final class KeyValueCaches {
     Set<String> out = new HashSet<>();
     of(inputs, outputs).forEach(c -> out.add(c.getPastInput()));
     return out;
-  }
-
-  /**
-   * The row count of the host's position table: a Gather on axis 0 of a rank-2 initializer whose
-   * indices the host computes from a Range (positions), not from a graph input; 0 when there is none.
-   */
-  public static long maxPositions(Graph g) {
-    Map<String, Node> producers = g.producers();
-    for (Node n : g.nodes()) {
-      if (!n.opType().equals("Gather") || n.attrInt("axis", 0) != 0) {
-        continue;
-      }
-      TensorProto table = g.initializers().get(n.input(0));
-      if (table == null || table.getDimsCount() != 2 || !fromRange(n.input(1), producers)) {
-        continue;
-      }
-      return table.getDims(0);
-    }
-    return 0;
-  }
-
-  private static boolean fromRange(String value, Map<String, Node> producers) {
-    Deque<String> todo = new ArrayDeque<>(List.of(value));
-    Set<String> seen = new HashSet<>();
-    while (!todo.isEmpty() && seen.size() < 64) {
-      String v = todo.pop();
-      if (!seen.add(v)) {
-        continue;
-      }
-      Node p = producers.get(v);
-      if (p == null) {
-        continue;
-      }
-      if (p.opType().equals("Range")) {
-        return true;
-      }
-      if (Set.of("Unsqueeze", "Reshape", "Expand", "Cast", "Add", "Slice", "Identity").contains(p.opType())) {
-        todo.push(p.input(0));
-      }
-    }
-    return false;
   }
 }

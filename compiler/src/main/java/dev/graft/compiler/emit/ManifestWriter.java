@@ -79,7 +79,6 @@ public final class ManifestWriter {
         .addAllInputs(hostInputs(hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet()),
             KeyValueCaches.pastInputs(hostInputs, inference.graph().outputs())))
         .addAllKeyValues(KeyValueCaches.of(hostInputs, inference.graph().outputs()))
-        .setMaxPositions(KeyValueCaches.maxPositions(inference.graph()))
         .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
         .addAllCompositions(compositions(plan))

@@ -75,11 +75,11 @@ class GenerationTest {
     assertEquals(2, first.getSequenceAxis());
     assertEquals(4, first.getShape(1).getSize());
     assertEquals(8, first.getShape(3).getSize());
-    assertEquals(32, m.getMaxPositions());
+    assertEquals(32, m.getInputs(0).getMaxSequence());
     assertEquals(List.of("logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"),
         past.inference().getGraph().getOutputList().stream().map(o -> o.getName()).toList());
     assertEquals(0, plain.manifest().getKeyValuesCount());
-    assertEquals(16, plain.manifest().getMaxPositions());
+    assertEquals(16, plain.manifest().getInputs(0).getMaxSequence());
   }
 
   @Test
