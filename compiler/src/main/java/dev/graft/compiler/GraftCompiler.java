@@ -52,7 +52,7 @@ import java.util.Set;
  *       without a merged form, the others' sites reading merged tensors ({@link
  *       AdapterPlacement#placeMerged}, {@link SiteUpdates#merged});
  *   <li>check that every variant declares the same parameters ({@link ParameterAgreement});
- *   <li>when asked for, the gathered multi-adapter graph on another fresh import ({@link
+ *   <li>when asked for, the gathered multi-adapter graph on another copy of the host ({@link
  *       GatheredAdapters}, the task's gathered head);
  *   <li>emit the ONNX models and the manifest ({@link GraftEmitter}).
  * </ol>
@@ -90,23 +90,14 @@ public final class GraftCompiler {
     if (!hostErrors.isEmpty()) {
       return CompileResult.failed(hostErrors);
     }
-    Graph imported;
-    Graph importedForTraining;
-    Graph importedForUpdate;
-    Graph importedForMerge;
-    Graph scratch;
+    Graph base;
     try {
-      imported = imported(host);
-      importedForTraining = imported(host);
-      importedForUpdate = imported(host);
-      importedForMerge = imported(host);
-      scratch = imported(host);
+      base = imported(host);
     } catch (RuntimeException e) {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, imported, importedForTraining, importedForUpdate, importedForMerge, scratch,
-          exposeGradients, also.contains(GraphVariant.GATHERED));
+      return compileImported(spec, host, base, exposeGradients, also.contains(GraphVariant.GATHERED));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -116,9 +107,16 @@ public final class GraftCompiler {
     }
   }
 
+  /**
+   * @param base the imported host, left as it is: each variant runs on its own {@link Graph#copy}
+   */
   private static CompileResult compileImported(
-      GraftSpec spec, HostModel host, Graph imported, Graph importedForTraining, Graph importedForUpdate,
-      Graph importedForMerge, Graph scratch, boolean exposeGradients, boolean gathered) {
+      GraftSpec spec, HostModel host, Graph base, boolean exposeGradients, boolean gathered) {
+    Graph imported = base.copy();
+    Graph importedForTraining = base.copy();
+    Graph importedForUpdate = base.copy();
+    Graph importedForMerge = base.copy();
+    Graph scratch = base.copy();
     Validation validation = new Validation();
     Validation.Plan plan = validation.check(spec, host, imported);
     if (!validation.errors().isEmpty()) {
@@ -160,7 +158,7 @@ public final class GraftCompiler {
       return new CompileResult(
           GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
     }
-    Graph gatheredGraph = imported(host);
+    Graph gatheredGraph = base.copy();
     List<GatheredTensor> stacked = new ArrayList<>(GatheredAdapters.place(gatheredGraph, spec, plan, siteUpdates, elemType));
     TaskPass.addGathered(gatheredGraph, spec.task(), plan.hostOutput(), plan.hidden(), stacked);
     ShapeInference.run(gatheredGraph);
@@ -196,7 +194,7 @@ public final class GraftCompiler {
   }
 
   /**
-   * The forward part of one variant on {@code graph} (a fresh import of the host): adapters placed,
+   * The forward part of one variant on {@code graph} (a fresh copy of the imported host): adapters placed,
    * the task added, shapes inferred. The inference graph is final here (unused values removed).
    */
   private static VariantGraph forward(GraphVariant variant, Graph graph, GraftSpec spec, Validation.Plan plan,

@@ -39,6 +39,26 @@ public final class Graph {
   private final Set<String> valueNames = new HashSet<>();
   private int sourceOpset = OPSET;
 
+  /**
+   * An independent copy, as a fresh import of the same model would be: the same nodes,
+   * initializers and types (all immutable) in collections of its own, so passes on the copy leave
+   * this graph as it is.
+   */
+  public Graph copy() {
+    Graph g = new Graph();
+    g.nodes.addAll(nodes);
+    g.initializers.putAll(initializers);
+    g.external.addAll(external);
+    g.inputs.putAll(inputs);
+    g.outputs.addAll(outputs);
+    g.types.putAll(types);
+    folded.forEach((value, longs) -> g.folded.put(value, new ArrayList<>(longs)));
+    g.nodeNames.addAll(nodeNames);
+    g.valueNames.addAll(valueNames);
+    g.sourceOpset = sourceOpset;
+    return g;
+  }
+
   /** The ai.onnx opset the graph was imported from (its nodes are normalized to {@link #OPSET}). */
   public int sourceOpset() {
     return sourceOpset;
