@@ -2,6 +2,8 @@
 """Exports small random-weight hosts with torch.onnx.export and writes PyTorch reference values.
 
 Run with Debian's python3-torch (1.13, CPU): /usr/bin/python3 export_hosts.py [out_dir [fixture ...]]
+(fixture gpt2_past_generation alone writes only gpt2_past_opset14.generation.json, the greedy
+decoding with past key/values that GenerationTest compares Graft's cached decoding with.)
 Neither the build nor the tests run it; its outputs are committed under
 integration/src/test/resources/hosts/torch/.
 
@@ -814,6 +816,42 @@ def export_gpt2_with_past(out_dir, name="gpt2_past_opset14", opset=14, seed=16, 
                           opset_version=opset, do_constant_folding=True)
 
 
+GENERATION_PROMPTS = [[3, 17, 22, 8], [4, 11, 60, 2], [9, 9, 1, 40]]
+GENERATION_STEPS = 8
+
+
+def past_generation_reference(out_dir, name="gpt2_past_opset14", seed=16, **sizes):
+    """Greedy decoding with past key/values in PyTorch, float64, on the weights export_gpt2_with_past
+    exports: the prompts run on an empty past, then each step only the chosen token on the previous
+    step's present tensors, with an all-ones mask over past + new tokens. Writes <name>.generation.json:
+    the prompts, every step's last-position logits [batch][vocab] and the chosen tokens."""
+    torch.manual_seed(0)
+    model = Gpt2PastLMHeadModel(**sizes)
+    init_weights(model, seed)
+    model.eval()
+    model.double()
+    heads, size = model.heads, model.d // model.heads
+    ids = torch.tensor(GENERATION_PROMPTS)
+    batch, length = ids.shape
+    past = [torch.zeros(batch, heads, 0, size, dtype=torch.float64) for _ in range(2 * model.layers)]
+    logits, tokens = [], []
+    fresh = ids
+    with torch.no_grad():
+        for step in range(GENERATION_STEPS):
+            mask = torch.ones(batch, length, dtype=torch.long)
+            out = model(fresh, mask, *past)
+            last = out[0][:, -1, :]
+            past = list(out[1:])
+            chosen = last.argmax(dim=-1)
+            logits.append(values_of(last))
+            tokens.append([int(t) for t in chosen])
+            fresh = chosen[:, None]
+            length += 1
+    with open(os.path.join(out_dir, name + ".generation.json"), "w") as f:
+        json.dump({"prompts": GENERATION_PROMPTS, "steps": GENERATION_STEPS, "logits": logits,
+                   "tokens": [list(row) for row in zip(*tokens)]}, f)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "resources", "hosts", "torch")
@@ -823,7 +861,11 @@ def main():
     for f in fixtures():
         if not only or f["name"] in only:
             reference(f, out_dir)
+    if only == {"gpt2_past_generation"}:
+        past_generation_reference(out_dir)
+        return
     export_gpt2_with_past(out_dir)
+    past_generation_reference(out_dir)
     # Byte-level: 256 byte values and 256 as end of text, 64 positions (the causal-LM text test).
     export_gpt2_with_past(out_dir, name="gpt2_bytes_opset14", seed=17, vocab=257, positions=64)
 

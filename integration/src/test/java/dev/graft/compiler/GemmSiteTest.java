@@ -75,9 +75,9 @@ class GemmSiteTest {
     ShapeInference.run(g);
     List<LinearSite> sites = LinearSite.find(g);
     assertEquals(List.of(
-        new LinearSite("/encoder/layer.1/fc/Gemm", "encoder.layer.1.fc", OptionalInt.of(1), "fc.weight", 5, 3),
-        new LinearSite("/proj/Gemm", "proj", OptionalInt.empty(), "proj.weight", 5, 4),
-        new LinearSite("/out/MatMul", "out", OptionalInt.empty(), "out.weight", 4, 6)), sites);
+        new LinearSite("/encoder/layer.1/fc/Gemm", "encoder.layer.1.fc", OptionalInt.of(1), "fc.weight", 5, 3, true),
+        new LinearSite("/proj/Gemm", "proj", OptionalInt.empty(), "proj.weight", 5, 4, false),
+        new LinearSite("/out/MatMul", "out", OptionalInt.empty(), "out.weight", 4, 6, false)), sites);
     assertEquals("fc", sites.get(0).moduleName());
   }
 

@@ -133,4 +133,55 @@ class HostInputLimitsTest {
       assertEquals(1, model.predict(inputs(ids16, mask16, new long[1][16])).length, "16 tokens fit");
     }
   }
+  /** A graft of {@code kind} with {@code tokens} virtual tokens on the tiny BERT (16 positions). */
+  private static CompiledGraft virtual(String kind, int tokens) {
+    return Graft.host(HostModel.read(hostFile)).adapter(kind, "", o -> o.set("tokens", tokens)).classification(2)
+        .compile();
+  }
+
+  private static long[][] ones(int length) {
+    long[][] m = new long[1][length];
+    java.util.Arrays.fill(m[0], 1);
+    return m;
+  }
+
+  @Test
+  void promptTuningsVirtualTokensTakePositions() {
+    CompiledGraft prompt = virtual("prompt_tuning", 4);
+    HostInput ids = prompt.manifest().getInputs(0);
+    assertEquals(12, ids.getMaxSequence());
+    assertEquals(4, ids.getVirtualTokens());
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(prompt),
+        ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
+      GraftException e = assertThrows(GraftException.class,
+          () -> model.predict(inputs(new long[1][13], ones(13), new long[1][13])));
+      assertEquals(RuntimeErrorCode.SEQUENCE_TOO_LONG, e.getErrorCode());
+      assertEquals("[GRAFT-R091] host input 'input_ids' has sequence length 13; the host's position table holds 16"
+          + " positions, 4 of them taken by the virtual tokens the graft puts first (prompt tuning), so at most 12"
+          + " tokens fit (truncate the batch)", e.getMessage());
+      // 12 tokens and the 4 virtual ones use the whole table.
+      assertEquals(1, model.predict(inputs(new long[1][12], ones(12), new long[1][12])).length);
+    }
+  }
+
+  @Test
+  void prefixTuningsRowsTakeNoPosition() {
+    // Prefix tuning adds key and value rows inside attention; the queries keep their positions.
+    CompiledGraft prefix = virtual("prefix_tuning", 4);
+    assertEquals(16, prefix.manifest().getInputs(0).getMaxSequence());
+    assertEquals(0, prefix.manifest().getInputs(0).getVirtualTokens());
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(prefix),
+        ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
+      assertEquals(1, model.predict(inputs(new long[1][16], ones(16), new long[1][16])).length, "16 tokens fit");
+    }
+  }
+
+  @Test
+  void virtualTokensThatFillThePositionTableAreACompileError() {
+    var e = assertThrows(dev.graft.compiler.diag.GraftCompileException.class, () -> virtual("prompt_tuning", 16));
+    assertEquals("[GRAFT210] the graft puts 16 virtual tokens (prompt tuning) before the caller's, but the host's"
+        + " position table holds 16 positions, so no token of 'input_ids' would fit; use at most 15 virtual tokens",
+        e.diagnostics().get(0).message());
+    assertEquals(1, virtual("prompt_tuning", 15).manifest().getInputs(0).getMaxSequence(), "one token fits");
+  }
 }

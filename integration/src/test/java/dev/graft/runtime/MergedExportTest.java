@@ -247,6 +247,49 @@ class MergedExportTest {
     assertTrue(ExportFixtures.maxDifference(expected, got) <= 1e-5, "tied: " + ExportFixtures.maxDifference(expected, got));
   }
 
+  /**
+   * LoRA on a tied LM head that reads the embedding table through a Transpose ({@code
+   * MatMul(h, Transpose(wte))}, the tiny GPT-2 unfolded): the merged export gives the head its own
+   * weight {@code merged/lm_head/weight} (read through a new Transpose), and {@code wte} keeps its
+   * value for the embedding lookup: the bare run's logits equal predictSequence's within 1e-5.
+   */
+  @Test
+  void anUnfoldedTiedLmHeadGetsItsOwnMergedWeight() throws Exception {
+    Path gpt2 = dir.resolve("tiny-gpt2.onnx");
+    Files.write(gpt2, dev.graft.compiler.ir.OnnxExport.write(
+        dev.graft.testing.TinyGpt2Host.graph(5), "tiny-gpt2").toByteArray());
+    CompiledGraft graft = Graft.host(gpt2).lora("/lm_head/MatMul", x -> x.rank(2))
+        .causalLm(o -> o.output(dev.graft.testing.TinyDecoderHost.LM_OUTPUT)).compile();
+    assertEquals("transformer.wte.weight", graft.manifest().getSiteUpdates(0).getHostWeight());
+    assertTrue(graft.manifest().getSiteUpdates(0).getTransposed());
+    Map<String, long[][]> inputs = Map.of("input_ids", new long[][] {{3, 17, 22, 8, 1}, {4, 11, 30, 2, 7}},
+        "attention_mask", new long[][] {{1, 1, 1, 1, 1}, {1, 1, 1, 1, 1}});
+    Path out = dir.resolve("export");
+    float[][] plain;
+    float[][] expected;
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withHost(gpt2))) {
+      plain = rows(model.predictSequence(inputs));
+      ExportFixtures.randomize(model, 21);
+      expected = rows(model.predictSequence(inputs));
+      model.exportMerged(out, ExportOptions.defaults().withRequireMerged(true));
+    }
+    ModelProto m = ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
+    List<String> names = m.getGraph().getInitializerList().stream().map(TensorProto::getName).toList();
+    assertTrue(names.contains("transformer.wte.weight") && names.contains("merged/lm_head/weight"), names.toString());
+    float[][] got = ExportFixtures.bareRun(out.resolve("model.onnx"), inputs, dir).rows(graft.manifest().getLogits(), expected[0].length);
+    double worst = ExportFixtures.maxDifference(expected, got);
+    double change = ExportFixtures.maxDifference(expected, plain);
+    System.out.printf("MergedExportTest unfolded tied LM head: max |export − predict| %.3g (the adapter moves the"
+        + " logits by %.3g)%n", worst, change);
+    assertTrue(change > 1e-2, "the adapter changes the logits: " + change);
+    assertTrue(worst <= 1e-5, "unfolded tied head: " + worst);
+  }
+
+  /** [batch][sequence][vocab] as rows of vocab. */
+  private static float[][] rows(float[][][] logits) {
+    return java.util.Arrays.stream(logits).flatMap(java.util.Arrays::stream).toArray(float[][]::new);
+  }
+
   /** A bottleneck has no merged form: refused under requireMerged, else exported as an adapter beside a merged LoRA. */
   @Test
   void aBottleneckIsRefusedWhenMergedIsRequiredAndExportedUnmergedOtherwise() throws Exception {

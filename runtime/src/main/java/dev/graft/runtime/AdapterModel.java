@@ -403,12 +403,23 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * New tokens after each prompt of a causal LM graft, with its active adapters: at most {@code
    * maxNewTokens} per row (fewer where a row reached one of the options' stop tokens, kept as its
    * last), chosen as the options say (greedy, or seeded sampling with temperature, top-k, top-p).
-   * Prompts are of equal length. Where the host has a key/value cache ({@code
+   * Prompts may differ in length: no row is padded, each sees only its own tokens at its own
+   * positions, so its tokens are those it would get alone ({@link Generation#run}: the batch runs in
+   * lockstep from the shortest prompt's length; with sampling, row r draws from seed + r). Where the host has a key/value cache ({@code
    * past_key_values.*} inputs, {@code present.*} outputs) each step runs only the new token on the
    * cache; otherwise each step re-runs the whole prefix. Prompt plus new tokens must fit the host's
    * positions ({@code GRAFT-R100} states the limit).
    */
   public long[][] generate(long[][] prompts, int maxNewTokens, GenerationOptions options) {
+    return generate(prompts, maxNewTokens, options, (length, logits) -> {});
+  }
+
+  /**
+   * {@link #generate(long[][], int, GenerationOptions)}, telling {@code listener} the logits of
+   * every step (each row's last position) before the tokens are chosen from them.
+   */
+  public long[][] generate(long[][] prompts, int maxNewTokens, GenerationOptions options,
+      Generation.StepListener listener) {
     labels.requirePrediction(true);
     return lifecycle.read(() -> {
       Map<String, OnnxTensor> gateInputs;
@@ -420,7 +431,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       Map<String, OnnxTensorLike> fixed = new HashMap<>(gateInputs);
       fixed.putAll(state.inferenceInputs());
       try (OrtDecoder decoder = new OrtDecoder(env, sessions.inference(), manifest, fixed, options.pastKeyValues())) {
-        return Generation.run(decoder, prompts, maxNewTokens, options, maxSequence());
+        return Generation.run(decoder, prompts, maxNewTokens, options, maxSequence(), listener);
       } finally {
         gateInputs.values().forEach(OnnxTensor::close);
       }

@@ -59,8 +59,8 @@ public enum RuntimeErrorCode {
   INDEX_OUT_OF_RANGE(90, "a host input's value is outside the table it indexes: an id not in [0, vocabulary size) or"
       + " a type id not in [0, type count) (names the input, the limit, the value and its [row, column])"),
   /** A batch whose sequence is longer than the host's position table. */
-  SEQUENCE_TOO_LONG(91, "a batch's sequence is longer than the host's position table allows (names the input, the"
-      + " limit and the length given)"),
+  SEQUENCE_TOO_LONG(91, "a batch's sequence is longer than the host's position table allows, less the virtual tokens"
+      + " prompt tuning puts first (names the input, the limit, the virtual-token count and the length given)"),
   /** Generation would pass the most tokens a sequence may hold (the host's positions or the options' maxLength). */
   SEQUENCE_LIMIT(100, "generation would make a sequence longer than the host's positions (or GenerationOptions.maxLength):"
       + " prompt length plus maxNewTokens exceeds the limit, which the message states");

@@ -115,7 +115,13 @@ public enum ErrorCode {
   /** An op that has a gradient rule the node does not fit (args: op, node, exact reason). */
   GRADIENT_RULE_CANNOT_APPLY(191, "the gradient rule of op %s cannot apply at node '%s': %s"),
   /** Saved-activation bytes asked for sizes that do not fix every dimension (args: activation, dimension, what to give). */
-  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s");
+  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s"),
+  /**
+   * Virtual tokens that leave no row of the host's position table to the caller's tokens (args:
+   * virtual tokens, positions, input, the most virtual tokens that leave one).
+   */
+  VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
+      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens");
 
   private final int number;
   private final String template;

@@ -2,6 +2,9 @@ package dev.graft.compiler.emit;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.AdapterOption;
@@ -76,8 +79,8 @@ public final class ManifestWriter {
         .setHost(spec.host())
         .setHostSha256(host.sha256())
         .addAllHostInitializers(external)
-        .addAllInputs(hostInputs(hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet()),
-            KeyValueCaches.pastInputs(hostInputs, inference.graph().outputs())))
+        .addAllInputs(hostInputs(spec, hostInputs, HostInputLimits.find(inference.graph(), hostInputs.keySet()),
+            KeyValueCaches.pastInputs(hostInputs, inference.graph().outputs()), inference.placement().prependedTokens()))
         .addAllKeyValues(KeyValueCaches.of(hostInputs, inference.graph().outputs()))
         .addAllParameters(exportNames(nestedRanks(inference.parameters(), plan), plan))
         .addAllAdapters(adapters(plan, spec))
@@ -108,8 +111,12 @@ public final class ManifestWriter {
         : dev.graft.spec.manifest.Dim.newBuilder().setSymbol(d.isSymbol() ? d.symbolName() : "?").build();
   }
 
-  private static List<HostInput> hostInputs(Map<String, TensorType> inputs, Map<String, HostInputLimits.Limit> limits,
-      Set<String> past) {
+  /**
+   * @param virtualTokens the tokens adapters put before the caller's ({@link
+   *     dev.graft.compiler.kinds.Placement#prependedTokens}): they take rows of the position table
+   */
+  private static List<HostInput> hostInputs(GraftSpec spec, Map<String, TensorType> inputs,
+      Map<String, HostInputLimits.Limit> limits, Set<String> past, int virtualTokens) {
     List<HostInput> out = new ArrayList<>();
     inputs.forEach((name, type) -> {
       if (past.contains(name)) {
@@ -119,7 +126,13 @@ public final class ManifestWriter {
           .setMask(name.equals(TaskKind.MASK_INPUT));
       HostInputLimits.Limit limit = limits.get(name);
       if (limit != null && (type.elemType() == TensorType.INT64 || type.elemType() == TensorType.INT32)) {
-        b.setIndexLimit(limit.indexLimit()).setMaxSequence(limit.maxSequence());
+        long positions = limit.maxSequence();
+        if (positions > 0 && virtualTokens >= positions) {
+          throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.VIRTUAL_TOKENS_FILL_POSITIONS, spec.source(),
+              null, virtualTokens, positions, name, positions - 1)));
+        }
+        b.setIndexLimit(limit.indexLimit()).setMaxSequence(positions > 0 ? positions - virtualTokens : 0)
+            .setVirtualTokens(positions > 0 ? virtualTokens : 0);
       }
       if (type.hasRank()) {
         type.dims().forEach(d -> b.addShape(dim(d)));

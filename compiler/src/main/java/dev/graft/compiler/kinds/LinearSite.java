@@ -8,19 +8,26 @@ import java.util.List;
 import java.util.OptionalInt;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.jspecify.annotations.Nullable;
 
 /**
  * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}, or a Gemm
  * whose B is a 2-D host weight ({@code [in, out]}, or {@code [out, in]} with {@code transB=1}
- * as torch exports {@code nn.Linear}).
+ * as torch exports {@code nn.Linear}), or a MatMul whose second operand is a {@code Transpose}
+ * of a 2-D host weight {@code [out, in]} (a tied LM head {@code MatMul(h, Transpose(wte))} as
+ * torch exports it without constant folding: the weight is the embedding table itself, so
+ * adapters run beside it and a merged export gives the head a weight of its own).
  *
  * @param node the host node name, e.g. {@code /encoder/layer.0/attention/self/query/MatMul}
  * @param modulePath the module path PEFT uses, e.g. {@code encoder.layer.0.attention.self.query}
  * @param layer the layer index found in the name ({@code layer.N}, {@code layers.N}, {@code h.N},
  *     {@code block.N}), if any
+ * @param weight the host initializer the site multiplies by
+ * @param outFirst whether {@code weight} is stored {@code [out, in]}: a Gemm with {@code transB=1},
+ *     or a MatMul reading it through a Transpose
  */
-public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out)
-    implements Site {
+public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out,
+    boolean outFirst) implements Site {
   private static final Pattern LAYER =
       Pattern.compile("(?:^|[/.])(?:layer|layers|h|block|blocks)[._](\\d+)(?=[/.]|$)");
 
@@ -28,19 +35,47 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
   public static List<LinearSite> find(Graph graph) {
     List<LinearSite> sites = new ArrayList<>();
     for (Node n : graph.nodes()) {
-      boolean gemm = n.opType().equals("Gemm");
-      if (!(n.opType().equals("MatMul") || gemm) || !n.domain().isEmpty()) {
-        continue;
+      LinearSite site = at(graph, n);
+      if (site != null) {
+        sites.add(site);
       }
-      TensorProto w = graph.initializers().get(n.input(1));
-      if (w == null || w.getDimsCount() != 2) {
-        continue;
-      }
-      boolean transposed = gemm && n.attrInt("transB", 0) == 1;
-      sites.add(new LinearSite(n.name(), modulePath(n.name()), layerOf(n.name()), n.input(1),
-          w.getDims(transposed ? 1 : 0), w.getDims(transposed ? 0 : 1)));
     }
     return sites;
+  }
+
+  /** The linear site node {@code n} of {@code graph} is, or null when it is none. */
+  public static @Nullable LinearSite at(Graph graph, Node n) {
+    boolean gemm = n.opType().equals("Gemm");
+    if (!(n.opType().equals("MatMul") || gemm) || !n.domain().isEmpty() || n.inputs().size() < 2) {
+      return null;
+    }
+    String weight = n.input(1);
+    boolean transposed = gemm && n.attrInt("transB", 0) == 1;
+    Node transpose = gemm ? null : transposedWeight(graph, weight);
+    if (transpose != null) {
+      weight = transpose.input(0);
+      transposed = true;
+    }
+    TensorProto w = graph.initializers().get(weight);
+    if (w == null || w.getDimsCount() != 2) {
+      return null;
+    }
+    return new LinearSite(n.name(), modulePath(n.name()), layerOf(n.name()), weight,
+        w.getDims(transposed ? 1 : 0), w.getDims(transposed ? 0 : 1), transposed);
+  }
+
+  /**
+   * The {@code Transpose} (perm {@code [1, 0]}, or none: the reverse) of a 2-D host initializer
+   * that produces {@code value}, or null.
+   */
+  private static @Nullable Node transposedWeight(Graph graph, String value) {
+    Node t = graph.producer(value);
+    if (t == null || !t.opType().equals("Transpose") || !t.domain().isEmpty() || t.inputs().size() != 1) {
+      return null;
+    }
+    TensorProto w = graph.initializers().get(t.input(0));
+    List<Long> perm = t.attrInts("perm");
+    return w != null && w.getDimsCount() == 2 && (perm == null || perm.equals(List.of(1L, 0L))) ? t : null;
   }
 
   /** {@code /encoder/layer.0/attention/self/query/MatMul} → {@code encoder.layer.0.attention.self.query}. */

@@ -30,6 +30,7 @@ public final class Placement {
   private final List<Parameter> parameters = new ArrayList<>();
   private final Set<String> hostSources = new TreeSet<>();
   private final List<AuxiliaryLoss> auxiliaryLosses = new ArrayList<>();
+  private int prependedTokens;
   private int adapter;
   /** The current declaration's name ("" when unnamed): the prefix of its parameters' names. */
   private String adapterName = "";
@@ -97,6 +98,20 @@ public final class Placement {
   /** The auxiliary losses added so far, in order. */
   public List<AuxiliaryLoss> auxiliaryLosses() {
     return auxiliaryLosses;
+  }
+
+  /**
+   * Records that an adapter put {@code n} tokens before the caller's in the host's sequence
+   * (prompt tuning's virtual tokens), so they take {@code n} rows of the host's position table:
+   * the manifest's input limits count them.
+   */
+  public void prependTokens(int n) {
+    prependedTokens = Math.addExact(prependedTokens, n);
+  }
+
+  /** The tokens adapters put before the caller's so far ({@link #prependTokens}). */
+  public int prependedTokens() {
+    return prependedTokens;
   }
 
   /** Sets the declaration (0-based) the following parameters belong to. */

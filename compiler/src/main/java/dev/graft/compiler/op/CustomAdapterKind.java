@@ -13,6 +13,7 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.ParameterRole;
 import dev.graft.spec.onnx.Onnx.AttributeProto;
+import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -174,14 +175,13 @@ public abstract class CustomAdapterKind implements ComposableKind {
   private static List<Dim> inputShape(Graph graph, Site site) {
     Node n = linear(graph, site);
     TensorType y = graph.type(n.output(0));
-    TensorProto w = graph.initializers().get(n.input(1));
-    if (y == null || !y.hasRank() || y.rank() < 1 || w == null || w.getDimsCount() != 2) {
+    LinearSite linear = LinearSite.at(graph, n);
+    if (y == null || !y.hasRank() || y.rank() < 1 || linear == null) {
       throw new IllegalArgumentException("a custom adapter's site is a linear layer with a typed output and a 2-D"
           + " weight, got " + site + " with output " + y);
     }
-    boolean transB = n.opType().equals("Gemm") && n.attrInt("transB", 0) == 1;
     List<Dim> shape = new ArrayList<>(y.dims().subList(0, y.rank() - 1));
-    shape.add(Dim.of(w.getDims(transB ? 1 : 0)));
+    shape.add(Dim.of(linear.in()));
     return shape;
   }
 

@@ -107,12 +107,14 @@ public final class SiteUpdates {
   /**
    * Merged-graph part: in {@code graph} (placed by {@link AdapterPlacement#placeMerged}, the
    * mergeable sites untouched) each mergeable site node reads a new external initializer {@code
-   * merged/<site>/weight} (the host weight's type and shape) instead of its host weight, and the
+   * merged/<site>/weight} (the host weight's type and shape) instead of its host weight (through a
+   * new Transpose where the site reads its host weight through one), and the
    * node adding its host bias {@code merged/<site>/bias} where the update changes it. Returns the
    * records with {@code merged_weight} and {@code merged_bias} set.
    */
   public static List<SiteUpdate> merged(Graph graph, List<SiteUpdate> records) {
     List<SiteUpdate> out = new ArrayList<>();
+    boolean transposes = false;
     for (SiteUpdate r : records) {
       if (!r.getMergeable()) {
         out.add(r);
@@ -121,7 +123,15 @@ public final class SiteUpdates {
       SiteUpdate.Builder b = r.toBuilder();
       Node node = graph.nodes().stream().filter(n -> n.name().equals(r.getSiteNode())).findFirst().orElseThrow();
       String weight = declare(graph, MERGED_PREFIX + r.getSite() + "/weight", r.getHostWeight());
-      replaceInput(graph, node, 1, weight);
+      // A site reading its weight through a Transpose (a tied LM head) reads the merged weight the
+      // same way; the host weight stays as it is for its other readers (the embedding lookup).
+      String read = weight;
+      if (!node.input(1).equals(r.getHostWeight())) {
+        read = graph.op("/" + MERGED_PREFIX + r.getSite().replace('.', '/') + "/Transpose", "Transpose",
+            List.of(weight), Node.attr("perm", List.of(1L, 0L)));
+        transposes = true;
+      }
+      replaceInput(graph, node, 1, read);
       b.setMergedWeight(weight);
       node = graph.nodes().stream().filter(n -> n.name().equals(r.getSiteNode())).findFirst().orElseThrow();
       if (!r.getOutputBias().isEmpty()) {
@@ -134,6 +144,10 @@ public final class SiteUpdates {
         b.setMergedBias(bias);
       }
       out.add(b.build());
+    }
+    if (transposes) {
+      // The new Transposes were added last; ONNX wants every node after the nodes it reads.
+      graph.sortTopologically();
     }
     return out;
   }
@@ -190,7 +204,7 @@ public final class SiteUpdates {
     outputs.add(outA);
     outputs.add(outB);
     r.setMergeable(true).setHostWeight(site.weight())
-        .setTransposed(gemm && node.attrInt("transB", 0) == 1)
+        .setTransposed(site.outFirst())
         .setGemmAlpha(gemm ? node.attrFloat("alpha", 1f) : 1)
         .setHostBias(hostBias == null ? "" : hostBias)
         .setOutputA(outA).setOutputB(outB)

@@ -7,6 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
@@ -154,6 +157,116 @@ class GenerationTest {
     }
   }
 
+  /**
+   * Cached decoding against PyTorch: {@code export_hosts.py} ran greedy decoding with past
+   * key/values on the same weights in float64 ({@code gpt2_past_opset14.generation.json}: 3
+   * prompts, 8 steps); Graft's cached steps (float32, the LoRA at zero) give every step's
+   * last-position logits within 1e-4 and the same tokens.
+   */
+  @Test
+  void cachedDecodingMatchesPyTorchWithPastKeyValues() throws Exception {
+    Path file = Path.of(GenerationTest.class.getResource("/hosts/torch/gpt2_past_opset14.generation.json").toURI());
+    JsonObject ref = JsonParser.parseString(java.nio.file.Files.readString(file)).getAsJsonObject();
+    long[][] prompts = rows(ref.getAsJsonArray("prompts"));
+    long[][] tokens = rows(ref.getAsJsonArray("tokens"));
+    int steps = ref.get("steps").getAsInt();
+    JsonArray logits = ref.getAsJsonArray("logits");
+    List<float[][]> seen = new ArrayList<>();
+    List<Integer> lengths = new ArrayList<>();
+    long[][] got;
+    try (AdapterModel host = open(past, 0)) {
+      got = host.generate(prompts, steps, GenerationOptions.greedy(), (length, l) -> {
+        lengths.add(length);
+        seen.add(l);
+      });
+    }
+    assertEquals(steps, seen.size());
+    assertEquals(prompts[0].length, lengths.get(0));
+    double worst = 0;
+    double largest = 0;
+    for (int step = 0; step < steps; step++) {
+      JsonArray expected = logits.get(step).getAsJsonArray();
+      float[][] actual = seen.get(step);
+      int vocab = actual[0].length;
+      assertEquals(expected.size(), prompts.length * vocab);
+      for (int r = 0; r < prompts.length; r++) {
+        for (int v = 0; v < vocab; v++) {
+          double e = expected.get(r * vocab + v).getAsDouble();
+          worst = Math.max(worst, Math.abs(actual[r][v] - e));
+          largest = Math.max(largest, Math.abs(e));
+        }
+      }
+    }
+    System.out.printf("cached decoding vs PyTorch (float64, past key/values), %d steps: max |logit difference| %.3g"
+        + " (largest |logit| %.3g)%n", steps, worst, largest);
+    assertTrue(worst <= 1e-4, "max |logit difference| " + worst);
+    assertArrayEquals(tokens, got);
+  }
+
+  private static long[][] rows(JsonArray a) {
+    long[][] out = new long[a.size()][];
+    for (int i = 0; i < out.length; i++) {
+      JsonArray row = a.get(i).getAsJsonArray();
+      out[i] = new long[row.size()];
+      for (int j = 0; j < row.size(); j++) {
+        out[i][j] = row.get(j).getAsLong();
+      }
+    }
+    return out;
+  }
+
+  /** Prompts of 6, 2 and 4 tokens: the second reaches its own tokens while the first still reads its prompt. */
+  private static final long[][] RAGGED = {{3, 17, 22, 8, 5, 6}, {4, 11}, {9, 9, 1, 40}};
+
+  /**
+   * A ragged batch: each prompt's new tokens equal that prompt's generated alone, greedy and
+   * sampled (row r alone with seed + r), with the cache and re-running the prefix, and on the host
+   * without a cache.
+   */
+  @Test
+  void eachPromptOfARaggedBatchGetsTheTokensItGetsAlone() {
+    try (AdapterModel model = open(past, 0.5); AdapterModel noCache = open(plain, 0.5)) {
+      GenerationOptions sampling = GenerationOptions.sampling(42).withTemperature(1.5).withTopK(20).withTopP(0.95);
+      for (GenerationOptions options : List.of(GenerationOptions.greedy(), sampling)) {
+        long[][] cached = model.generate(RAGGED, 9, options);
+        assertArrayEquals(cached, model.generate(RAGGED, 9, options.withPastKeyValues(false)), options.toString());
+        long[][] rerun = noCache.generate(RAGGED, 9, options);
+        for (int r = 0; r < RAGGED.length; r++) {
+          GenerationOptions alone = options.withSeed(options.seed() + r);
+          assertEquals(9, cached[r].length);
+          assertArrayEquals(model.generate(new long[][] {RAGGED[r]}, 9, alone)[0], cached[r], "row " + r + ", " + options);
+          assertArrayEquals(model.generate(new long[][] {RAGGED[r]}, 9, alone.withPastKeyValues(false))[0], cached[r],
+              "row " + r + " re-running the prefix, " + options);
+          assertArrayEquals(noCache.generate(new long[][] {RAGGED[r]}, 9, alone)[0], rerun[r],
+              "row " + r + " without a cache, " + options);
+        }
+      }
+      // Greedy re-running of the prefix is predictSequence's arg max step by step, for each prompt alone.
+      long[][] greedy = noCache.generate(RAGGED, 5, GenerationOptions.greedy());
+      for (int r = 0; r < RAGGED.length; r++) {
+        assertArrayEquals(manualGreedy(noCache, new long[][] {RAGGED[r]}, 5)[0], greedy[r], "row " + r);
+      }
+      // Rows sample from their own streams: the same prompt twice gets two different samples.
+      long[][] twice = model.generate(new long[][] {RAGGED[1], RAGGED[1]}, 9, sampling);
+      assertFalse(java.util.Arrays.equals(twice[0], twice[1]));
+    }
+  }
+
+  @Test
+  void theLongestPromptOfARaggedBatchMeetsTheLimit() {
+    try (AdapterModel model = open(past, 0)) {
+      long[][] prompts = {new long[2], new long[29]};
+      GraftException e = assertThrows(GraftException.class, () -> model.generate(prompts, 4, GenerationOptions.greedy()));
+      assertEquals(RuntimeErrorCode.SEQUENCE_LIMIT, e.getErrorCode());
+      assertTrue(e.getMessage().contains("longest prompt length 29 + maxNewTokens 4 = 33 tokens exceeds the limit of 32"
+          + " (the host's positions)"), e.getMessage());
+      long[][] empty = {new long[2], new long[0]};
+      TensorMismatchException t = assertThrows(TensorMismatchException.class,
+          () -> model.generate(empty, 4, GenerationOptions.greedy()));
+      assertTrue(t.getMessage().contains("row 1 is empty"), t.getMessage());
+    }
+  }
+
   @Test
   void aRowEndsAtAStopToken() {
     try (AdapterModel model = open(past, 0.5)) {
@@ -222,9 +335,9 @@ class GenerationTest {
     assertTrue(assertThrows(GraftException.class, () -> GenerationOptions.greedy().withTopK(-1))
         .getMessage().contains("got -1"));
     try (AdapterModel model = open(past, 0)) {
-      TensorMismatchException ragged = assertThrows(TensorMismatchException.class,
-          () -> model.generate(new long[][] {{1, 2, 3}, {1, 2}}, 2, GenerationOptions.greedy()));
-      assertTrue(ragged.getMessage().contains("row 1 has 2 tokens"), ragged.getMessage());
+      TensorMismatchException none1 = assertThrows(TensorMismatchException.class,
+          () -> model.generate(new long[0][], 2, GenerationOptions.greedy()));
+      assertTrue(none1.getMessage().contains("no prompt"), none1.getMessage());
       GraftException none = assertThrows(GraftException.class,
           () -> model.generate(PROMPTS, 0, GenerationOptions.greedy()));
       assertTrue(none.getMessage().contains("maxNewTokens must be >= 1, got 0"), none.getMessage());

@@ -155,9 +155,12 @@ public final class HostInputs {
    */
   private static void checkLimits(HostInput in, long[][] rows, int seq) {
     if (in.getMaxSequence() > 0 && seq > in.getMaxSequence()) {
+      long virtual = in.getVirtualTokens();
       throw new GraftException(RuntimeErrorCode.SEQUENCE_TOO_LONG, "host input '" + in.getName() + "' has sequence"
-          + " length " + seq + "; the host's position table holds " + in.getMaxSequence() + " positions, so at most "
-          + in.getMaxSequence() + " tokens fit (truncate the batch)");
+          + " length " + seq + "; the host's position table holds " + (in.getMaxSequence() + virtual) + " positions"
+          + (virtual > 0 ? ", " + virtual + " of them taken by the virtual tokens the graft puts first (prompt tuning)"
+              : "")
+          + ", so at most " + in.getMaxSequence() + " tokens fit (truncate the batch)");
     }
     long limit = in.getIndexLimit();
     if (limit <= 0) {

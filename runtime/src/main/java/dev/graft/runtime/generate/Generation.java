@@ -27,68 +27,99 @@ public final class Generation {
     void close();
   }
 
+  /** Watches a decoding: each run's logits, before the tokens are chosen from them. */
+  @FunctionalInterface
+  public interface StepListener {
+    /**
+     * @param length the tokens of each row so far, its prompt included (the positions fed)
+     * @param logits {@code [batch][vocab]} at position {@code length - 1} of each row; a row still
+     *     inside its prompt, or ended, does not use its row
+     */
+    void step(int length, float[][] logits);
+  }
+
   /**
-   * New tokens for each prompt (rows of equal length), at most {@code maxNewTokens} each, a row
-   * ending early at a stop token; {@code limit} is the most tokens a sequence may hold (0: none known).
+   * New tokens for each prompt, at most {@code maxNewTokens} each, a row ending early at a stop
+   * token; {@code limit} is the most tokens a sequence may hold (0: none known).
+   *
+   * <p>Prompts may differ in length, and no row is ever padded: the batch runs in lockstep over
+   * positions, starting with the shortest prompt's length (every row's prompt up to there, at once),
+   * then one position a step, where a row still inside its prompt is fed its own next prompt token
+   * (the logits at that position are not used) and every other row its chosen token. So each row
+   * sees exactly its own tokens at its own positions, as it would alone: no attention mask, no
+   * position ids are needed, and the longest prompt decides the length the batch reaches. A row
+   * that has ended is fed its last token again until every row has ended. Each row draws its
+   * samples from its own {@code SplittableRandom(seed + row)}, one draw per new token, so a
+   * prompt alone with seed {@code seed + row} gives the same tokens.
    */
   public static long[][] run(Decoder decoder, long[][] prompts, int maxNewTokens, GenerationOptions options,
       long limit) {
-    if (prompts.length == 0 || prompts[0].length == 0) {
-      throw new TensorMismatchException("input_ids", "prompts [batch >= 1, length >= 1]",
-          prompts.length == 0 ? "no prompt" : "an empty prompt");
+    return run(decoder, prompts, maxNewTokens, options, limit, (length, logits) -> {});
+  }
+
+  /** {@link #run(Decoder, long[][], int, GenerationOptions, long)}, telling {@code listener} each step's logits. */
+  public static long[][] run(Decoder decoder, long[][] prompts, int maxNewTokens, GenerationOptions options,
+      long limit, StepListener listener) {
+    if (prompts.length == 0) {
+      throw new TensorMismatchException("input_ids", "prompts [batch >= 1, length >= 1]", "no prompt");
     }
-    for (int r = 1; r < prompts.length; r++) {
-      if (prompts[r].length != prompts[0].length) {
-        throw new TensorMismatchException("input_ids", "prompts of equal length " + prompts[0].length,
-            "row " + r + " has " + prompts[r].length + " tokens");
+    int shortest = Integer.MAX_VALUE;
+    int longest = 0;
+    for (int r = 0; r < prompts.length; r++) {
+      if (prompts[r] == null || prompts[r].length == 0) {
+        throw new TensorMismatchException("input_ids", "prompts [batch >= 1, length >= 1]",
+            "row " + r + " is " + (prompts[r] == null ? "null" : "empty"));
       }
+      shortest = Math.min(shortest, prompts[r].length);
+      longest = Math.max(longest, prompts[r].length);
     }
     if (maxNewTokens < 1) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "maxNewTokens must be >= 1, got " + maxNewTokens);
     }
-    int promptLength = prompts[0].length;
     long bound = options.maxLength() > 0 && (limit == 0 || options.maxLength() < limit) ? options.maxLength() : limit;
-    if (bound > 0 && (long) promptLength + maxNewTokens > bound) {
-      throw new GraftException(RuntimeErrorCode.SEQUENCE_LIMIT, "prompt length " + promptLength + " + maxNewTokens "
-          + maxNewTokens + " = " + (promptLength + maxNewTokens) + " tokens exceeds the limit of " + bound
+    if (bound > 0 && (long) longest + maxNewTokens > bound) {
+      throw new GraftException(RuntimeErrorCode.SEQUENCE_LIMIT, (shortest == longest ? "prompt length "
+          : "longest prompt length ") + longest + " + maxNewTokens " + maxNewTokens + " = " + (longest + maxNewTokens)
+          + " tokens exceeds the limit of " + bound
           + (bound == limit ? " (the host's positions)" : " (GenerationOptions.maxLength)"));
     }
     int batch = prompts.length;
-    long[][] all = new long[batch][promptLength + maxNewTokens];
-    for (int r = 0; r < batch; r++) {
-      System.arraycopy(prompts[r], 0, all[r], 0, promptLength);
-    }
+    long[][] all = new long[batch][longest + maxNewTokens];
     List<List<Long>> out = new ArrayList<>();
-    boolean[] done = new boolean[batch];
+    SplittableRandom[] random = new SplittableRandom[batch];
     for (int r = 0; r < batch; r++) {
+      System.arraycopy(prompts[r], 0, all[r], 0, prompts[r].length);
       out.add(new ArrayList<>());
+      random[r] = new SplittableRandom(options.seed() + r);
     }
-    SplittableRandom random = new SplittableRandom(options.seed());
-    int length = promptLength;
-    long[][] fresh = prompts;
-    for (int step = 0; step < maxNewTokens; step++) {
-      if (!decoder.cached()) {
-        fresh = prefix(all, length);
-      }
+    boolean[] done = new boolean[batch];
+    int length = shortest;
+    long[][] fresh = prefix(all, length);
+    while (true) {
       float[][] logits = decoder.next(fresh, length);
+      listener.step(length, logits);
       long[][] chosen = new long[batch][1];
       boolean allDone = true;
       for (int r = 0; r < batch; r++) {
-        double u = options.sample() ? random.nextDouble() : 0;
-        long token = done[r] ? all[r][length - 1] : pick(logits[r], options, u);
+        long token;
+        if (length < prompts[r].length) {
+          token = prompts[r][length];
+        } else if (done[r]) {
+          token = all[r][length - 1];
+        } else {
+          token = pick(logits[r], options, options.sample() ? random[r].nextDouble() : 0);
+          out.get(r).add(token);
+          done[r] = options.stops(token) || out.get(r).size() == maxNewTokens;
+        }
         chosen[r][0] = token;
         all[r][length] = token;
-        if (!done[r]) {
-          out.get(r).add(token);
-          done[r] = options.stops(token);
-        }
         allDone &= done[r];
       }
       length++;
-      fresh = chosen;
       if (allDone) {
         break;
       }
+      fresh = decoder.cached() ? chosen : prefix(all, length);
     }
     long[][] result = new long[batch][];
     for (int r = 0; r < batch; r++) {

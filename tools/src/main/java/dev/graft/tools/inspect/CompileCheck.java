@@ -13,16 +13,19 @@ import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.spec.TaskSpec;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
+import java.util.stream.Collectors;
 import org.jspecify.annotations.Nullable;
 
 /**
  * The real compile of a declaration the inspector lists, so that it marks the sites the compiler
  * would refuse (an op without a gradient rule after the site, a site whose output does not reach
- * the task's output, …) with the compiler's own error. The task is one the host can take: a
+ * the task's output, …) with the compiler's own error: with {@code --kind} for that declaration,
+ * in the plain listing for each group of kinds with the same sites (its first kind, on all of them). The task is one the host can take: a
  * 2-label classification head on its first {@code [batch, sequence, hidden]} output, else the
  * causal LM loss on its first {@code [batch, sequence, vocab]} output.
  */
@@ -40,7 +43,11 @@ final class CompileCheck {
 
   private CompileCheck() {}
 
-  /** Compiles {@code spec} on its sites; where that fails, each site alone. Null when the host offers no task to check with. */
+  /**
+   * Compiles {@code spec} on its sites, once; where that fails, finds the sites at fault: those
+   * the errors name (then the rest compiled again, to be sure it compiles without them), else by
+   * halving the sites. Null when the host offers no task to check with.
+   */
   static @Nullable Outcome run(AdapterSpec spec, List<? extends Site> sites, HostModel host, Graph graph) {
     TaskSpec task = null;
     String description = null;
@@ -62,21 +69,69 @@ final class CompileCheck {
     if (task == null) {
       return null;
     }
-    CompileResult all = compile(spec, spec.target(), task, host);
-    if (all.ok()) {
-      return new Outcome(description, Map.of(), List.of());
-    }
-    Map<String, Diagnostic> refused = new LinkedHashMap<>();
+    Map<Site, Diagnostic> refused = new LinkedHashMap<>();
+    List<Diagnostic> whole = refused(spec, sites, task, host, refused);
+    Map<String, Diagnostic> bySite = new LinkedHashMap<>();
     for (Site s : sites) {
-      CompileResult one = compile(spec, Pattern.quote(s.node()), task, host);
-      if (!one.ok()) {
-        refused.put(s.node(), one.diagnostics().get(0));
+      if (refused.containsKey(s)) {
+        bySite.put(s.node(), refused.get(s));
       }
     }
-    return new Outcome(description, refused, refused.isEmpty() ? all.diagnostics() : List.of());
+    return new Outcome(description, bySite, bySite.isEmpty() ? whole : List.of());
   }
 
-  private static CompileResult compile(AdapterSpec spec, String target, TaskSpec task, HostModel host) {
+  /**
+   * Adds the sites of {@code sites} the compiler refuses to {@code refused}, each with its first
+   * error naming it; returns the errors of the declaration on {@code sites} that no site explains.
+   */
+  private static List<Diagnostic> refused(AdapterSpec spec, List<? extends Site> sites, TaskSpec task, HostModel host,
+      Map<Site, Diagnostic> refused) {
+    CompileResult all = compile(spec, sites, task, host);
+    if (all.ok()) {
+      return List.of();
+    }
+    List<Site> named = new ArrayList<>();
+    for (Site s : sites) {
+      all.diagnostics().stream().filter(d -> names(d.message(), s.node())).findFirst().ifPresent(d -> {
+        refused.put(s, d);
+        named.add(s);
+      });
+    }
+    if (!named.isEmpty()) {
+      List<Site> rest = sites.stream().filter(s -> !named.contains(s)).collect(Collectors.toList());
+      return rest.isEmpty() ? List.of() : refused(spec, rest, task, host, refused);
+    }
+    if (sites.size() == 1) {
+      refused.put(sites.get(0), all.diagnostics().get(0));
+      return List.of();
+    }
+    int before = refused.size();
+    int half = sites.size() / 2;
+    refused(spec, sites.subList(0, half), task, host, refused);
+    refused(spec, sites.subList(half, sites.size()), task, host, refused);
+    return refused.size() > before ? List.of() : all.diagnostics();
+  }
+
+  /** Whether {@code message} names node {@code node} (not as part of a longer name). */
+  static boolean names(String message, String node) {
+    for (int at = message.indexOf(node); at >= 0; at = message.indexOf(node, at + 1)) {
+      int end = at + node.length();
+      boolean startsName = at == 0 || !nameChar(message.charAt(at - 1)) && message.charAt(at - 1) != '/';
+      boolean endsName = end == message.length() || !nameChar(message.charAt(end));
+      if (startsName && endsName) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static boolean nameChar(char c) {
+    return Character.isLetterOrDigit(c) || c == '_' || c == '.';
+  }
+
+  /** {@code spec} on exactly {@code sites}. */
+  private static CompileResult compile(AdapterSpec spec, List<? extends Site> sites, TaskSpec task, HostModel host) {
+    String target = sites.stream().map(s -> Pattern.quote(s.node())).collect(Collectors.joining("|"));
     AdapterSpec adapter = new AdapterSpec(spec.kind(), target, spec.layers(), spec.options(), null);
     return GraftCompiler.compile(new GraftSpec("Inspect", host.name(), List.of(adapter), task, AdamWSpec.DEFAULT, null),
         host);

@@ -34,7 +34,9 @@ import java.util.stream.Collectors;
  * <ul>
  *   <li>{@code HostInspector <host>}: the host's inputs and outputs with their shapes, its opset,
  *       parameter count and layers, then every adapter kind's candidate sites grouped by layer
- *       (kinds with the same sites listed together; kinds that find none, with the reason);
+ *       (kinds with the same sites listed together, and the sites the compiler would refuse, with
+ *       its reason: one real compile of the group's first kind on all its sites; kinds that find
+ *       none, with the reason);
  *   <li>{@code HostInspector <host> --kind lora [--select <regex>] [--layers 0,1] [--option
  *       rank=4]}: the sites that declaration takes, selected by the compiler's own {@link
  *       SiteSelection} (the kind's default target when {@code --select} is left out), or the
@@ -230,6 +232,13 @@ public final class HostInspector {
       out.println(group.siteName(groups.subList(0, groups.indexOf(group))) + " · " + group.sites().size()
           + (layers.isEmpty() ? "" : " in layers " + layerText(layers)) + " · kinds " + group.kindIds());
       SiteTable.print(group.sites(), graph, out, "  ");
+      AdapterKind first = group.kinds().get(0);
+      AdapterSpec every = DeclaredOptions.check(first, new AdapterSpec(first.id(), ".*", List.of(), Map.of(), null)).spec();
+      CompileCheck.Outcome compiled = CompileCheck.run(every, group.sites(), host, graph);
+      if (compiled != null && !compiled.ok()) {
+        refused(compiled, group.sites().size(), first.id() + " ");
+        compiled.whole().forEach(d -> out.println("  " + d.message()));
+      }
     }
     if (!failures.isEmpty()) {
       out.println();
@@ -273,7 +282,7 @@ public final class HostInspector {
       if (errors.isEmpty()) {
         CompileCheck.Outcome compiled = CompileCheck.run(spec, selection.sites(), host, graph);
         if (compiled != null && !compiled.ok()) {
-          refused(compiled, selection.sites().size());
+          refused(compiled, selection.sites().size(), "");
           errors.addAll(compiled.refused().values());
           errors.addAll(compiled.whole());
         }
@@ -283,14 +292,17 @@ public final class HostInspector {
     return errors.isEmpty() ? OK : REJECTED;
   }
 
-  /** The sites the real compile refuses, each with the compiler's reason. */
-  private void refused(CompileCheck.Outcome compiled, int sites) {
+  /**
+   * The sites the real compile refuses, each with the compiler's reason; {@code kind} (the id and a
+   * space, or empty) says which kind was compiled where the heading does not.
+   */
+  private void refused(CompileCheck.Outcome compiled, int sites, String kind) {
     if (compiled.refused().isEmpty()) {
-      out.println("the compiler refuses the declaration (compiled with " + compiled.task() + "):");
+      out.println("the compiler refuses the declaration (compiled " + kind + "with " + compiled.task() + "):");
       return;
     }
-    out.println("the compiler refuses " + compiled.refused().size() + " of these " + sites + " sites (compiled with "
-        + compiled.task() + "):");
+    out.println("the compiler refuses " + compiled.refused().size() + " of these " + sites + " sites (compiled "
+        + kind + "with " + compiled.task() + "):");
     compiled.refused().forEach((node, d) -> out.println("  " + node + "  " + d.message()));
   }
 

@@ -245,6 +245,51 @@ class HostInspectorTest {
   }
 
   @Test
+  void thePlainListingMarksTheSitesTheCompilerWouldRefuse() throws IOException {
+    // The folded LM head's output reaches no 2-label head on last_hidden_state: the compiler
+    // refuses it for the linear kinds (compiled as lora), the bottleneck on its output and full
+    // tuning, with GRAFT190.
+    Path gpt2 = write("tiny-gpt2-folded.onnx", TinyGpt2Host.withFoldedHead(3));
+    long start = System.nanoTime();
+    Run r = inspect(gpt2.toString());
+    System.out.printf("plain listing of the tiny GPT-2 with its compile checks: %.1f s%n", (System.nanoTime() - start) / 1e9);
+    assertEquals(HostInspector.OK, r.status(), r.err());
+    List<String> lines = r.out().lines().toList();
+    int linear = lines.indexOf(lines.stream().filter(l -> l.startsWith("linear sites · 9 in layers 0..1 · kinds lora"))
+        .findFirst().orElseThrow(() -> new AssertionError(r.out())));
+    int refusal = linear + 2 + 9;
+    assertEquals("the compiler refuses 1 of these 9 sites (compiled lora with a 2-label head on 'last_hidden_state'):",
+        lines.get(refusal), r.out());
+    assertTrue(lines.get(refusal + 1).startsWith("  /lm_head/MatMul  [GRAFT190] LoRA parameter 'lm_head.lora_A' on"
+        + " /lm_head/MatMul cannot reach the loss"), lines.get(refusal + 1));
+    assertTrue(r.out().contains("the compiler refuses 1 of these 9 sites (compiled bottleneck with a 2-label head on"
+        + " 'last_hidden_state'):" + System.lineSeparator() + "  /lm_head/MatMul  [GRAFT190] Bottleneck adapter"
+        + " parameter"), r.out());
+    assertTrue(r.out().contains("the compiler refuses 1 of these 9 sites (compiled full with a 2-label head on"
+        + " 'last_hidden_state'):" + System.lineSeparator() + "  /lm_head/MatMul  [GRAFT190] Full tuning parameter"),
+        r.out());
+    // Prompt tuning's default 20 virtual tokens do not fit the 16 positions.
+    assertTrue(r.out().contains("(compiled prompt_tuning with a 2-label head on 'last_hidden_state'):"
+        + System.lineSeparator() + "  /transformer/wte/Gather  [GRAFT210] the graft puts 20 virtual tokens"), r.out());
+    assertEquals(4, lines.stream().filter(l -> l.startsWith("the compiler refuses")).count(), r.out());
+
+    // On the tiny BERT every kind compiles on all its sites but prompt tuning, whose default 20
+    // virtual tokens do not fit its 16 positions either.
+    Run bertRun = inspect(bert.toString());
+    assertEquals(List.of("the compiler refuses 1 of these 1 sites (compiled prompt_tuning with a 2-label head on"
+        + " 'last_hidden_state'):"), bertRun.out().lines().filter(l -> l.contains("refuses")).toList(), bertRun.out());
+  }
+
+  @Test
+  void namingASiteInAnErrorIsExact() {
+    assertTrue(CompileCheck.names("parameter on /a/b/MatMul cannot", "/a/b/MatMul"));
+    assertTrue(CompileCheck.names("'/a/b/MatMul'", "/a/b/MatMul"));
+    assertFalse(CompileCheck.names("on /a/b/MatMul_1 cannot", "/a/b/MatMul"));
+    assertFalse(CompileCheck.names("on /x/a/b/MatMul cannot", "/a/b/MatMul"));
+    assertFalse(CompileCheck.names("on /a/b/MatMul.weight", "/a/b/MatMul"));
+  }
+
+  @Test
   void aSelectorWithoutKindShowsWhatItTakesOfEverySiteType() {
     Run r = inspect(bert.toString(), "--select", ".*layer\\.1.*");
     assertEquals(HostInspector.OK, r.status(), r.err());
@@ -310,6 +355,18 @@ class HostInspectorTest {
     assertTrue(r.out().startsWith("usage: HostInspector <host> [--kind <id>]"), r.out());
     assertTrue(r.out().contains("--layers <i,j,...>"), r.out());
     assertEquals("", r.err());
+  }
+
+  /** MiniLM's plain listing, with one compile per group of kinds: timed, and nothing refused. */
+  @Test
+  void thePlainListingOfTheRealHostCompilesEachGroupOnce() {
+    long start = System.nanoTime();
+    Run r = inspect(MiniLmHost.RESOURCE);
+    double seconds = (System.nanoTime() - start) / 1e9;
+    System.out.printf("plain listing of all-MiniLM-L6-v2 with its compile checks: %.1f s%n", seconds);
+    assertEquals(HostInspector.OK, r.status(), r.err());
+    assertTrue(r.out().contains("linear sites · 36 in layers 0..5 · " + LORA_FAMILY), r.out());
+    assertFalse(r.out().contains("refuses"), r.out());
   }
 
   @Test

@@ -92,10 +92,9 @@ public final class LinearAdapters {
     return scale == 1 ? value : g.op(prefix + "/Mul", "Mul", List.of(value, g.scalar(prefix + "/scaling", elemType, scale)));
   }
 
-  /** The host weight as {@code [in, out]}: transposed for a Gemm with {@code transB=1}. */
+  /** The host weight as {@code [in, out]}: transposed where the site stores it {@code [out, in]} ({@link LinearSite#outFirst}). */
   public static String weightInOut(Graph g, LinearSite site, String weight, String base) {
-    Node node = node(g, site);
-    return node.opType().equals("Gemm") && node.attrInt("transB", 0) == 1
+    return site.outFirst()
         ? g.op(base + "/Transpose_W", "Transpose", List.of(weight), Node.attr("perm", List.of(1L, 0L)))
         : weight;
   }

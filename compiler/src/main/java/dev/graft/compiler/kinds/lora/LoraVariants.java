@@ -56,10 +56,11 @@ final class LoraVariants {
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       Node node = LinearAdapters.node(graph, site);
-      if (node.opType().equals("Gemm") && node.attrInt("transB", 0) == 1) {
+      if (site.outFirst()) {
         out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
-            site.node(), "its weight is stored [out, in] (Gemm transB=1) and DoRA and PiSSA read the host weight as"
-                + " [in, out]; choose MatMul sites or plain LoRA"));
+            site.node(), "its weight is stored [out, in] (" + (node.opType().equals("Gemm") ? "Gemm transB=1"
+                : "read through a Transpose") + ") and DoRA and PiSSA read the host weight as [in, out]; choose"
+                + " MatMul sites or plain LoRA"));
       } else if (dora && node.opType().equals("Gemm") && node.inputs().size() > 2 && !node.input(2).isEmpty()) {
         out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
             site.node(), "the Gemm adds its C input inside the node, and DoRA must rescale the weight term alone"));

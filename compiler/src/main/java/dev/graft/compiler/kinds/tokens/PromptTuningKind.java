@@ -187,6 +187,7 @@ public final class PromptTuningKind implements AdapterKind {
     String prompt = p.save(PrefixTuningKind.saveKeyTaken(placement, PEFT_KEY) ? site.modulePath() + "." + PEFT_KEY : PEFT_KEY)
         .add();
     apply(placement.graph(), site, n, prompt);
+    placement.prependTokens(n);
   }
 
   /** Prepends the {@code n} rows of {@code prompt} [n, hidden] to the host's sequence (see the class comment). */
