@@ -87,6 +87,20 @@ class MergeExactnessTest {
   }
 
   @Test
+  void reRankingFactorsThatAreLinearlyDependentLosesNothingAboveTheirRank() {
+    AdapterDelta x = AdapterDelta.of("x", "", List.of(lora("q", 12, 9, 3, 1)), List.of());
+    MergeResult twice = Merge.method("cat").add(x, 1).add(x, 1).run();
+    assertEquals(6, twice.sites().get("q").rank());
+    MergeResult r3 = twice.toRank(3);
+    double[] want = x.sites().get("q").weight();
+    double[] got = r3.sites().get("q").weight();
+    for (int i = 0; i < want.length; i++) {
+      assertEquals(2 * want[i], got[i], 1e-10);
+    }
+    assertTrue(r3.discarded().get("q") < 1e-10 * r3.sites().get("q").norm(), "dropped " + r3.discarded());
+  }
+
+  @Test
   void theSvdIsAccurateForSmallSingularValues() {
     double[] sigma = {1, 1e-3, 1e-6, 1e-9};
     double[] u = orthonormal(7, 4, 5);
