@@ -21,6 +21,7 @@ import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.PeftLayout;
+import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
 import dev.graft.runtime.session.Sessions;
@@ -186,6 +187,26 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
+   * The merged export of a merge result on this graft (see {@link
+   * dev.graft.runtime.merge.MergeResult#exportMerged}): {@code override}'s site updates in place of
+   * this model's, and the head parameters of {@code head} (by name) in place of its current ones.
+   */
+  public void exportMerged(Path dir, ExportOptions options, MergedExport.MergedUpdates override, Map<String, float[]> head) {
+    lifecycle.read(() -> {
+      Map<String, float[]> values = new java.util.LinkedHashMap<>(state.values());
+      head.forEach((name, v) -> {
+        float[] had = values.get(name);
+        if (had == null || had.length != v.length) {
+          throw new TensorMismatchException(name, had == null ? "a parameter" : had.length + " values",
+              v.length + " values", "the merged head");
+        }
+        values.put(name, v.clone());
+      });
+      MergedExport.write(new MergedExport.Source(graphs, sessions.host(), values, gates.active()), dir, options, override);
+    });
+  }
+
+  /**
    * Exports the graft unmerged in folder {@code dir} (replaced as a whole): the host plus the
    * adapter graph, {@code model.onnx} and {@code model.onnx.data}, every adapter parameter a named
    * graph input (its manifest {@code export_name}, e.g. {@code …query.lora_A.weight}, the rank the
@@ -195,6 +216,18 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   public void exportUnmerged(Path dir, ExportOptions options) {
     lifecycle.read(() -> UnmergedExport.write(
         new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
+   * The weight update of every linear site of this graft at the current parameter values, as an
+   * input of a merge named {@code name} (see {@link dev.graft.runtime.merge.Merge} and
+   * docs/merging.md): the update graph's {@code A·B} per site and the head. Load the adapter,
+   * folder or checkpoint to merge first; a graft with an adapter that has no {@code ΔW} form is
+   * {@code GRAFT-R131}.
+   */
+  public AdapterDelta delta(String name) {
+    return lifecycle.read(() -> AdapterDelta.of(name,
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active())));
   }
 
   /**
