@@ -21,6 +21,7 @@ import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.PeftLayout;
+import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
 import dev.graft.runtime.session.Sessions;
@@ -195,6 +196,18 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   public void exportUnmerged(Path dir, ExportOptions options) {
     lifecycle.read(() -> UnmergedExport.write(
         new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active()), dir, options));
+  }
+
+  /**
+   * The weight update of every linear site of this graft at the current parameter values, as an
+   * input of a merge named {@code name} (see {@link dev.graft.runtime.merge.Merge} and
+   * docs/merging.md): the update graph's {@code A·B} per site and the head. Load the adapter,
+   * folder or checkpoint to merge first; a graft with an adapter that has no {@code ΔW} form is
+   * {@code GRAFT-R131}.
+   */
+  public AdapterDelta delta(String name) {
+    return lifecycle.read(() -> AdapterDelta.of(name,
+        new MergedExport.Source(graphs, sessions.host(), state.values(), gates.active())));
   }
 
   /**

@@ -64,6 +64,19 @@ public enum RuntimeErrorCode {
   /** Generation would pass the most tokens a sequence may hold (the host's positions or the options' maxLength). */
   SEQUENCE_LIMIT(100, "generation would make a sequence longer than the host's positions (or GenerationOptions.maxLength):"
       + " prompt length plus maxNewTokens exceeds the limit, which the message states"),
+  /** A merge names a method the registry does not have. */
+  MERGE_METHOD(130, "a merge names a method that is not in the registry (names it and lists those there)"),
+  /** A merge's inputs cannot be merged: none, weights missing, sites or heads that disagree, an adapter without a ΔW form. */
+  MERGE_INPUTS(131, "a merge's inputs cannot be merged as given: no input, a weight count or value that does not fit,"
+      + " a site or head tensor whose widths differ between inputs, different hosts, non-finite values, an adapter"
+      + " without a weight update at linear sites, or factors of different ranks for an A/B-wise method"),
+  /** A merge option out of range (density, drop rate, scaling, rank). */
+  MERGE_OPTION(132, "a merge option is out of range: density not in (0, 1], drop rate not in [0, 1), a scaling that is"
+      + " not finite, a rank below 1 (names the option, its range and the value)"),
+  /** A merge result does not fit where it is written: a target graft that is not a LoRA on its sites, a bias PEFT cannot hold. */
+  MERGE_TARGET(133, "a merge result does not fit where it is written: a target graft whose adapter is not a plain"
+      + " LoRA over every merged site, a site or head tensor the target lacks, a bias change a PEFT LoRA folder cannot"
+      + " hold, or a dense update written as factors before it is re-factored"),
   /** A kept-checkpoints folder's index is malformed or does not fit the folder. */
   CHECKPOINT_INDEX(140, "a kept-checkpoints folder's `index.json` is malformed or does not fit the folder: not strict"
       + " JSON, too large, another format, a field missing or of another type, a file name that is not the one its"

@@ -239,6 +239,21 @@ public final class MergedExport {
     }
   }
 
+  /**
+   * The update graph's outputs by name (see the manifest's {@code site_updates}) at the source's
+   * parameter values: each mergeable site's factors {@code A}, {@code B} and bias change; none
+   * when no site is mergeable.
+   */
+  public static Map<String, float[]> updates(Source source) {
+    Manifest m = source.graphs().manifest();
+    byte[] updateBytes = source.graphs().updateGraph();
+    if (updateBytes == null || m.getUpdateGraph().isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.EXPORT_UNSUPPORTED, "graft '" + m.getName()
+          + "' has no update graph (expected " + m.getName() + AdapterGraphs.UPDATE_SUFFIX + "); recompile it with this Graft");
+    }
+    return runUpdate(m, updateBytes, source.host(), values(m, source.parameters(), 0));
+  }
+
   /** Runs the update graph on the parameters; its outputs by name (none when no site is mergeable). */
   private static Map<String, float[]> runUpdate(Manifest m, byte[] updateBytes, HostWeights host,
       Map<String, float[]> values) {

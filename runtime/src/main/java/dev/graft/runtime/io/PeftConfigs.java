@@ -30,7 +30,8 @@ import org.jspecify.annotations.Nullable;
  */
 public final class PeftConfigs {
   /** Entries that describe where an adapter was saved, not what it is; not compared. */
-  private static final Set<String> INFORMATIONAL = Set.of("base_model_name_or_path", "revision", "inference_mode");
+  private static final Set<String> INFORMATIONAL = Set.of("base_model_name_or_path", "revision", "inference_mode",
+      "graft_merge");
 
   /** Entries consumed by the module resolution, not compared by themselves. */
   private static final Set<String> RESOLUTION = Set.of(
