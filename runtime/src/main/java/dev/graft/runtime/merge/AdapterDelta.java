@@ -127,7 +127,12 @@ public final class AdapterDelta {
     List<HeadTensor> head = new ArrayList<>();
     PeftAdapters.stateDict(new ValuesStore(m, source.parameters())).forEach((key, t) -> {
       if (isHead(m, key)) {
-        head.add(new HeadTensor(key, t.shape(), t.toDoubles()));
+        float[] f = t.toFloats();
+        double[] v = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+          v[i] = f[i];
+        }
+        head.add(new HeadTensor(key, t.shape(), v));
       }
     });
     return of(name, m.getHostSha256(), sites, head);
