@@ -187,6 +187,26 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
+   * The merged export of a merge result on this graft (see {@link
+   * dev.graft.runtime.merge.MergeResult#exportMerged}): {@code override}'s site updates in place of
+   * this model's, and the head parameters of {@code head} (by name) in place of its current ones.
+   */
+  public void exportMerged(Path dir, ExportOptions options, MergedExport.MergedUpdates override, Map<String, float[]> head) {
+    lifecycle.read(() -> {
+      Map<String, float[]> values = new java.util.LinkedHashMap<>(state.values());
+      head.forEach((name, v) -> {
+        float[] had = values.get(name);
+        if (had == null || had.length != v.length) {
+          throw new TensorMismatchException(name, had == null ? "a parameter" : had.length + " values",
+              v.length + " values", "the merged head");
+        }
+        values.put(name, v.clone());
+      });
+      MergedExport.write(new MergedExport.Source(graphs, sessions.host(), values, gates.active()), dir, options, override);
+    });
+  }
+
+  /**
    * Exports the graft unmerged in folder {@code dir} (replaced as a whole): the host plus the
    * adapter graph, {@code model.onnx} and {@code model.onnx.data}, every adapter parameter a named
    * graph input (its manifest {@code export_name}, e.g. {@code …query.lora_A.weight}, the rank the

@@ -36,6 +36,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import org.jspecify.annotations.Nullable;
 
 /**
  * The merged export: a standalone ONNX model that a bare ONNX Runtime session runs, with no Graft
@@ -66,8 +67,24 @@ public final class MergedExport {
 
   private MergedExport() {}
 
+  /**
+   * Replaces what the update graph computes, for an export of a merge result: by site (module
+   * path), its {@code ΔW [in, out]} row-major and {@code Δb [out]} in float64; a mergeable site
+   * absent here gets no update. {@code metadata} goes into the model's {@code metadata_props}.
+   */
+  public record MergedUpdates(Map<String, double[][]> sites, Map<String, String> metadata) {}
+
   /** Writes the merged export of {@code source} into folder {@code dir} (replacing it as a whole). */
   public static void write(Source source, Path dir, ExportOptions options) {
+    write(source, dir, options, null);
+  }
+
+  /**
+   * Writes the merged export of {@code source} with the site updates of {@code override} in place
+   * of those its parameters give (null: its own); every adapter of the graft must then be merged
+   * (one declaration per site), and the head keeps the source's parameter values.
+   */
+  public static void write(Source source, Path dir, ExportOptions options, @Nullable MergedUpdates override) {
     Manifest m = source.graphs().manifest();
     byte[] mergeBytes = source.graphs().mergeGraph();
     byte[] updateBytes = source.graphs().updateGraph();
@@ -86,7 +103,17 @@ public final class MergedExport {
     Map<String, float[]> values = values(m, source.parameters(), options.dyLoraRank());
     ModelProto merge = parse(m.getMergeGraph(), mergeBytes);
     ModelProto inference = parse(m.getInferenceGraph(), source.graphs().inferenceGraph());
-    Map<String, float[]> updates = runUpdate(m, updateBytes, source.host(), values);
+    Map<String, float[]> updates;
+    if (override == null) {
+      updates = runUpdate(m, updateBytes, source.host(), values);
+    } else {
+      updates = new HashMap<>();
+      checkOverride(m, unmerged, override);
+      ModelProto.Builder b = merge.toBuilder();
+      new TreeMap<>(override.metadata()).forEach((k, v) -> b.addMetadataProps(
+          dev.graft.spec.onnx.Onnx.StringStringEntryProto.newBuilder().setKey(k).setValue(v)));
+      merge = b.build();
+    }
 
     GraphProto graph = merge.getGraph();
     List<ValueInfoProto> outputs = new ArrayList<>(graph.getOutputList());
@@ -157,13 +184,22 @@ public final class MergedExport {
         out.addInitializer(t);
       } else if (mergedWeights.containsKey(name)) {
         SiteUpdate u = mergedWeights.get(name);
-        folder.add(name, FLOAT, shape, floats(mergedWeight(u, hostFloats(u.getHostWeight(), source.host(), inline), updates)));
+        float[] w = hostFloats(u.getHostWeight(), source.host(), inline);
+        folder.add(name, FLOAT, shape, floats(override == null ? mergedWeight(u, w, updates)
+            : plusDense(u, w, override.sites().get(u.getSite()))));
       } else if (mergedBiases.containsKey(name)) {
         SiteUpdate u = mergedBiases.get(name);
         float[] b = hostFloats(u.getHostBias(), source.host(), inline);
-        float[] db = updates.get(u.getOutputBias());
-        for (int j = 0; j < b.length; j++) {
-          b[j] += db[j];
+        if (override == null) {
+          float[] db = updates.get(u.getOutputBias());
+          for (int j = 0; j < b.length; j++) {
+            b[j] += db[j];
+          }
+        } else if (override.sites().containsKey(u.getSite())) {
+          double[] db = override.sites().get(u.getSite())[1];
+          for (int j = 0; j < b.length; j++) {
+            b[j] = (float) (b[j] + db[j]);
+          }
         }
         folder.add(name, FLOAT, shape, floats(b));
       } else {
@@ -178,6 +214,54 @@ public final class MergedExport {
     folder.write(dir, options, "export " + m.getName(), merge, out);
     LOG.log(System.Logger.Level.INFO, String.format(Locale.ROOT, "export %s: %s and %s written to %s (%d adapters unmerged)",
         m.getName(), options.modelFile(), options.dataFile(), dir, unmerged.size()));
+  }
+
+  /** An override fits: every adapter merged, one declaration per site, each override site one of them at its widths. */
+  private static void checkOverride(Manifest m, List<String> unmerged, MergedUpdates override) {
+    if (!unmerged.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "graft '" + m.getName() + "': a merge result replaces"
+          + " every adapter's update, expected every adapter merged, given adapters without a merged form: "
+          + String.join("; ", unmerged));
+    }
+    Map<String, SiteUpdate> bySite = new TreeMap<>();
+    for (SiteUpdate u : m.getSiteUpdatesList()) {
+      if (bySite.put(u.getSite(), u) != null) {
+        throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "graft '" + m.getName()
+            + "': expected one adapter declaration per site to export a merge result into, given two at " + u.getSite());
+      }
+    }
+    for (var e : new TreeMap<>(override.sites()).entrySet()) {
+      SiteUpdate u = bySite.get(e.getKey());
+      if (u == null) {
+        throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "graft '" + m.getName() + "' has no merged site "
+            + e.getKey() + " (expected one of " + bySite.keySet() + ")");
+      }
+      double[][] d = e.getValue();
+      boolean biasLost = d.length == 2 && u.getOutputBias().isEmpty()
+          && java.util.Arrays.stream(d[1]).anyMatch(x -> x != 0);
+      if (d.length != 2 || d[0].length != u.getIn() * u.getOut() || d[1].length != u.getOut() || biasLost) {
+        throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "site " + e.getKey() + ": expected ΔW of "
+            + (u.getIn() * u.getOut()) + " values and Δb of " + u.getOut() + (u.getOutputBias().isEmpty()
+                ? " zeros (the graft's merged graph keeps this site's bias)" : "") + ", given "
+            + (d.length == 2 ? d[0].length + " and " + d[1].length + " values" : d.length + " arrays"));
+      }
+    }
+  }
+
+  /** {@code W + ΔW} (or {@code W + ΔWᵀ} for a weight stored {@code [out, in]}), {@code ΔW} dense; no change without one. */
+  private static float[] plusDense(SiteUpdate u, float[] w, double @Nullable [][] d) {
+    if (d == null) {
+      return w;
+    }
+    int in = (int) u.getIn();
+    int out = (int) u.getOut();
+    for (int i = 0; i < in; i++) {
+      for (int j = 0; j < out; j++) {
+        int at = u.getTransposed() ? j * in + i : i * out + j;
+        w[at] = (float) (w[at] + d[0][i * out + j]);
+      }
+    }
+    return w;
   }
 
   /** Each adapter without a merged form, with its sites and why: {@code lora 'task' at [a, b]: reason}. */

@@ -69,6 +69,14 @@ public final class PeftAdapters {
     write(dir, stateDict(store, layout), inLayout(adapterConfig(m), m, layout));
   }
 
+  /**
+   * Writes an adapter folder of the given state dict (PEFT keys and saved shapes) and {@code
+   * adapter_config.json} text, replaced as a whole: what a merge result saves.
+   */
+  public static void save(Path dir, Map<String, TensorData> tensors, String config) {
+    write(dir, new TreeMap<>(tensors), config);
+  }
+
   /** A config with its full module paths ({@code target_modules}, {@code feedforward_modules}) in {@code layout}. */
   private static String inLayout(String config, Manifest m, PeftLayout layout) {
     if (layout == PeftLayout.BARE) {

@@ -33,6 +33,11 @@ final class CatMerge implements MergeMethod {
 
   @Override
   public SiteDelta merge(String site, List<@Nullable SiteDelta> deltas, double[] weights, MergeOptions options) {
+    return concatenate(site, deltas, weights);
+  }
+
+  /** {@code Σ weights[i]·ΔW_i} (and of the Δb) as concatenated factors. */
+  static SiteDelta concatenate(String site, List<@Nullable SiteDelta> deltas, double[] weights) {
     SiteDelta first = deltas.stream().filter(d -> d != null).findFirst().orElseThrow();
     int in = first.in();
     int out = first.out();

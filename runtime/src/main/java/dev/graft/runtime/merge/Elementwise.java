@@ -25,6 +25,17 @@ final class Elementwise {
         combine.apply(b, weights, out, "bias"));
   }
 
+  /**
+   * {@code Σ weights[i]·ΔW_i} (and of the Δb): the factors concatenated when every input present
+   * is factored (exact, rank {@code Σ r_i}), else dense.
+   */
+  static SiteDelta sum(String site, List<@Nullable SiteDelta> deltas, double[] weights) {
+    if (deltas.stream().allMatch(d -> d == null || d.isFactored())) {
+      return CatMerge.concatenate(site, deltas, weights);
+    }
+    return each(site, deltas, weights, (t, w, n, tensor) -> weightedSum(t, w, n, 1));
+  }
+
   /** {@code scale · Σ weights[i]·tensors[i]}. */
   static double[] weightedSum(List<double @Nullable []> tensors, double[] weights, int length, double scale) {
     double[] out = new double[length];

@@ -6,7 +6,10 @@ import java.util.List;
 import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
-/** {@code linear}: the weighted mean {@code Σ w_i·ΔW_i / Σ w_i} (and of the Δb), exact. */
+/**
+ * {@code linear}: the weighted mean {@code Σ w_i·ΔW_i / Σ w_i} (and of the Δb), exact; factored
+ * when every input is (the factors concatenated, as {@code cat}), so it keeps a low rank.
+ */
 final class LinearMerge implements MergeMethod {
   @Override
   public String id() {
@@ -38,7 +41,10 @@ final class LinearMerge implements MergeMethod {
       throw new GraftException(RuntimeErrorCode.MERGE_INPUTS, "linear: expected weights whose sum is not 0 (the mean"
           + " divides by it), given a sum of 0");
     }
-    double scale = 1 / total;
-    return Elementwise.each(site, deltas, weights, (t, w, n, tensor) -> Elementwise.weightedSum(t, w, n, scale));
+    double[] scaled = weights.clone();
+    for (int i = 0; i < scaled.length; i++) {
+      scaled[i] /= total;
+    }
+    return Elementwise.sum(site, deltas, scaled);
   }
 }

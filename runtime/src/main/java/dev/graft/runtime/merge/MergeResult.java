@@ -2,9 +2,20 @@ package dev.graft.runtime.merge;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
+import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.export.MergedExport;
+import dev.graft.runtime.io.PeftAdapters;
+import dev.graft.runtime.io.TensorData;
+import dev.graft.runtime.state.ParameterStore;
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.Parameter;
+import java.nio.file.Path;
 import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.List;
 import java.util.SortedMap;
 import java.util.TreeMap;
@@ -138,6 +149,94 @@ public final class MergeResult {
       p.addProperty("max_relative_discarded", worst);
     }
     return p;
+  }
+
+  /**
+   * Saves the result as a PEFT LoRA adapter folder for the LoRA graft {@code target} (its {@code
+   * adapter_config.json} with the provenance under {@code graft_merge}, its keys and ranks): each
+   * site's factors divided by the target's scaling there, so that PEFT or {@link
+   * dev.graft.runtime.AdapterModel#loadAdapter} applying {@code lora_alpha / r} (or {@code / √r}
+   * under {@code use_rslora}) once gives the merged {@code ΔW}. Sites must be factored at most at
+   * the target's rank ({@link #toRank}); a bias change is {@code GRAFT-R133}.
+   */
+  public void savePeft(Path dir, Manifest target) {
+    Map<String, float[]> values = LoraTarget.values(this, target);
+    Map<String, TensorData> tensors = PeftAdapters.stateDict(new ParameterStore() {
+      @Override
+      public Manifest getManifest() {
+        return target;
+      }
+
+      @Override
+      public float[] getParameter(String name) {
+        return values.get(name).clone();
+      }
+
+      @Override
+      public void setParameter(String name, float[] v) {
+        throw new UnsupportedOperationException("read only");
+      }
+    });
+    PeftAdapters.save(dir, tensors, LoraTarget.config(this, target));
+  }
+
+  /**
+   * Sets the parameters of {@code model}, an open LoRA graft on the merged sites, so that its
+   * update is this result (as {@link #savePeft} computes them), then checks that its update graph
+   * gives back each site's {@code ΔW} (to 1e-4 of its largest entry); when not, the previous values
+   * are restored and it is {@code GRAFT-R133}.
+   */
+  public void loadInto(AdapterModel model) {
+    Manifest m = model.getManifest();
+    Map<String, float[]> values = LoraTarget.values(this, m);
+    Map<String, float[]> before = model.getParameterValues();
+    values.forEach(model::setParameter);
+    try {
+      AdapterDelta got = model.delta("check");
+      for (SiteDelta want : sites.values()) {
+        double[] w = want.weightView();
+        double[] g = got.sites().get(want.site()).weightView();
+        double scale = 0;
+        double worst = 0;
+        for (int i = 0; i < w.length; i++) {
+          scale = Math.max(scale, Math.abs(w[i]));
+          worst = Math.max(worst, Math.abs(w[i] - g[i]));
+        }
+        if (worst > 1e-4 * scale + 1e-7) {
+          throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "graft '" + m.getName() + "' at site " + want.site()
+              + ": expected its update to be the merged ΔW (largest entry " + scale + "), given one that differs by "
+              + worst + " (does its scaling follow its adapter_config.json?)");
+        }
+      }
+    } catch (RuntimeException e) {
+      before.forEach(model::setParameter);
+      throw e;
+    }
+  }
+
+  /**
+   * Writes the merged ONNX model of this result on {@code model}'s graft (its merged graph, host
+   * and head structure; see {@link dev.graft.runtime.AdapterModel#exportMerged}) into {@code dir}:
+   * every merged site's weight {@code W + ΔW} exactly (float64 sums, stored float32), whatever the
+   * rank, the head as merged, the provenance in the model's {@code metadata_props} ({@code graft_merge}).
+   * The graft must have one adapter per site, each with a merged form, over every merged site.
+   */
+  public void exportMerged(AdapterModel model, Path dir, ExportOptions options) {
+    Manifest m = model.getManifest();
+    Map<String, float[]> head = new LinkedHashMap<>();
+    for (Parameter p : m.getParametersList()) {
+      if (LoraTarget.isHead(p)) {
+        head.put(p.getName(), LoraTarget.head(this, p, "graft '" + m.getName() + "'"));
+      }
+    }
+    if (head.size() != this.head.size()) {
+      throw new GraftException(RuntimeErrorCode.MERGE_TARGET, "graft '" + m.getName() + "': expected a head of "
+          + this.head.keySet() + ", given " + head.keySet());
+    }
+    Map<String, double[][]> override = new TreeMap<>();
+    sites.forEach((site, d) -> override.put(site, new double[][] {d.weightView(), d.biasView()}));
+    model.exportMerged(dir, options, new MergedExport.MergedUpdates(override, Map.of("graft_merge", provenance().toString())),
+        head);
   }
 
   @Override

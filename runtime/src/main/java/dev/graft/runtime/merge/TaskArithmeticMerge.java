@@ -4,7 +4,7 @@ import java.util.List;
 import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
-/** {@code task_arithmetic}: the scaled weighted sum {@code λ·Σ w_i·ΔW_i} (task vectors added), exact. */
+/** {@code task_arithmetic}: the scaled weighted sum {@code λ·Σ w_i·ΔW_i} (task vectors added), exact; factored when every input is. */
 final class TaskArithmeticMerge implements MergeMethod {
   @Override
   public String id() {
@@ -28,7 +28,10 @@ final class TaskArithmeticMerge implements MergeMethod {
 
   @Override
   public SiteDelta merge(String site, List<@Nullable SiteDelta> deltas, double[] weights, MergeOptions options) {
-    return Elementwise.each(site, deltas, weights,
-        (t, w, n, tensor) -> Elementwise.weightedSum(t, w, n, options.lambda()));
+    double[] scaled = weights.clone();
+    for (int i = 0; i < scaled.length; i++) {
+      scaled[i] *= options.lambda();
+    }
+    return Elementwise.sum(site, deltas, scaled);
   }
 }
