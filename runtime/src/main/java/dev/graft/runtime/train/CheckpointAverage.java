@@ -7,22 +7,18 @@ import com.google.gson.JsonParser;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
-import dev.graft.runtime.io.AtomicFiles;
 import dev.graft.runtime.io.PeftAdapters;
-import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.merge.Merge;
 import dev.graft.runtime.merge.MergeResult;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.spec.manifest.Parameter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
-import java.util.TreeMap;
 
 /**
  * Averages kept checkpoints ({@link KeptCheckpoints}) of one run with {@link MetricsWeighting}
@@ -178,14 +174,8 @@ public final class CheckpointAverage {
       }
       JsonObject config = JsonParser.parseString(PeftAdapters.adapterConfig(model.getManifest())).getAsJsonObject();
       config.add(PROVENANCE_KEY, provenance());
-      byte[] json = (new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(config) + "\n")
-          .getBytes(StandardCharsets.UTF_8);
-      byte[] weights = Safetensors.toBytes(PeftAdapters.stateDict(model), new TreeMap<>(Map.of("format", "pt",
-          "producer", "graft")));
-      Map<String, AtomicFiles.Writer> files = new LinkedHashMap<>();
-      files.put(PeftAdapters.WEIGHTS_FILE, out -> out.write(weights));
-      files.put(PeftAdapters.CONFIG_FILE, out -> out.write(json));
-      AtomicFiles.writeFolder(dir, files);
+      PeftAdapters.save(dir, PeftAdapters.stateDict(model),
+          new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(config) + "\n");
     }
 
     /**
