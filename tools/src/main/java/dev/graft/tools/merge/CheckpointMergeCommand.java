@@ -5,6 +5,7 @@ import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.merge.MergeResult;
 import dev.graft.runtime.train.CheckpointAverage;
 import dev.graft.runtime.train.KeptCheckpoints;
 import dev.graft.runtime.train.MetricsWeighting;
@@ -21,15 +22,17 @@ import java.util.Locale;
  * <pre>
  * CheckpointMergeCommand (--graft DIR/NAME | --resource FOLDER/NAME) [--host HOST.onnx]
  *                        --checkpoints DIR [--last K] [--weighting uniform|loss|step|held-out] [--p P]
- *                        [--space parameters|delta-w] --out DIR
+ *                        [--space parameters|delta-w] [--rank R] (--out-peft DIR | --out-onnx DIR)
  * </pre>
  *
- * In parameter space ({@code parameters}, the default) every parameter tensor is averaged and the
- * result is saved as a PEFT adapter folder; in {@code delta-w} space each linear site's {@code
- * A·B} is averaged (the merge registry's {@code linear}, exact at any rank) and written as a
- * merged ONNX model. Either carries its provenance ({@code graft_merge}: the checkpoints, their
- * steps, losses and weights, the weighting). Prints each checkpoint's weight. Exit status 0 when
- * written, 1 when the merge failed (the coded error is printed), 2 for bad arguments.
+ * In parameter space ({@code parameters}, the default) every parameter tensor is averaged: {@code
+ * --out-peft} saves it as the graft's adapter folder, {@code --out-onnx} as its merged ONNX export.
+ * In {@code delta-w} space each linear site's {@code A·B} is averaged (the merge registry's {@code
+ * linear}, exact at any rank): {@code --out-onnx} writes the exact merged model, {@code --out-peft}
+ * a PEFT LoRA folder for the graft, re-factored to rank {@code R} by SVD with {@code --rank R} (an
+ * approximation where the average's rank exceeds R, recorded in the provenance). Every output
+ * carries its provenance ({@code graft_merge}). Prints each checkpoint's weight. Exit status 0
+ * when written, 1 when the merge failed (the coded error is printed), 2 for bad arguments.
  */
 public final class CheckpointMergeCommand {
   public static final int OK = 0;
@@ -39,7 +42,7 @@ public final class CheckpointMergeCommand {
   public static final String USAGE_TEXT = String.join("\n",
       "usage: CheckpointMergeCommand (--graft DIR/NAME | --resource FOLDER/NAME) [--host HOST.onnx]",
       "                              --checkpoints DIR [--last K] [--weighting uniform|loss|step|held-out]",
-      "                              [--p P] [--space parameters|delta-w] --out DIR",
+      "                              [--p P] [--space parameters|delta-w] [--rank R] (--out-peft DIR | --out-onnx DIR)",
       "  --graft DIR/NAME        the graft's graphs and manifest in folder DIR (NAME.infer.onnx …)",
       "  --resource FOLDER/NAME  the same from the class path (e.g. dev/graft/examples/sentiment/SentimentLora)",
       "  --host HOST.onnx        the host model (default: the manifest's host, a file or class-path resource)",
@@ -48,9 +51,11 @@ public final class CheckpointMergeCommand {
       "  --weighting W           w_i ∝ m_i^p with m = 1/loss (loss), the step (step), the recorded held-out",
       "                          metric (held-out); uniform: equal weights (default loss)",
       "  --p P                   the penalty exponent p >= 0 (default 1; p = 0 is uniform)",
-      "  --space S               parameters: average each parameter tensor, save a PEFT adapter folder (default);",
-      "                          delta-w: average each site's ΔW (linear), write a merged ONNX model",
-      "  --out DIR               the folder to write (replaced as a whole)");
+      "  --space S               parameters: average each parameter tensor (default); delta-w: average each",
+      "                          linear site's ΔW = A·B (the merge registry's linear, exact at any rank)",
+      "  --rank R                delta-w with --out-peft: re-factor each site's average to rank R by SVD",
+      "  --out-peft DIR          write a PEFT adapter folder for the graft (replaced as a whole)",
+      "  --out-onnx DIR          write the merged ONNX model (model.onnx, model.onnx.data)");
 
   private CheckpointMergeCommand() {}
 
@@ -68,7 +73,9 @@ public final class CheckpointMergeCommand {
     String resource = null;
     Path host = null;
     Path checkpoints = null;
-    Path target = null;
+    Path peft = null;
+    Path onnx = null;
+    Integer rank = null;
     int last = Integer.MAX_VALUE;
     String weighting = "loss";
     double p = 1;
@@ -91,7 +98,9 @@ public final class CheckpointMergeCommand {
             case "delta-w" -> CheckpointAverage.Space.DELTA_W;
             default -> throw new IllegalArgumentException("--space must be parameters or delta-w");
           };
-          case "--out" -> target = Path.of(value(rest, a));
+          case "--rank" -> rank = number(value(rest, a), a);
+          case "--out-peft" -> peft = Path.of(value(rest, a));
+          case "--out-onnx" -> onnx = Path.of(value(rest, a));
           default -> throw new IllegalArgumentException("unknown argument '" + a + "'");
         }
       }
@@ -99,9 +108,18 @@ public final class CheckpointMergeCommand {
         throw new IllegalArgumentException("expected one of --graft and --resource, given "
             + (graft == null ? "neither" : "both"));
       }
-      if (checkpoints == null || target == null) {
-        throw new IllegalArgumentException("expected --checkpoints DIR and --out DIR, given "
-            + (checkpoints == null ? "no --checkpoints" : "no --out"));
+      if (checkpoints == null) {
+        throw new IllegalArgumentException("expected --checkpoints DIR, given none");
+      }
+      if ((peft == null) == (onnx == null)) {
+        throw new IllegalArgumentException("expected one of --out-peft and --out-onnx, given "
+            + (peft == null ? "neither" : "both"));
+      }
+      if (rank != null && (space != CheckpointAverage.Space.DELTA_W || peft == null)) {
+        throw new IllegalArgumentException("--rank re-factors a delta-w average written with --out-peft");
+      }
+      if (last < 1) {
+        throw new IllegalArgumentException("--last must be >= 1, given " + last);
       }
       weights = switch (weighting) {
         case "uniform" -> MetricsWeighting.uniform();
@@ -126,10 +144,19 @@ public final class CheckpointMergeCommand {
         CheckpointAverage.Averaged done;
         if (space == CheckpointAverage.Space.PARAMETERS) {
           done = average.inParameters(m);
-          done.saveAdapter(m, target);
+          if (peft != null) {
+            done.saveAdapter(m, peft);
+          } else {
+            m.exportMerged(onnx, ExportOptions.defaults());
+          }
         } else {
           CheckpointAverage.DeltaAverage d = average.inDeltaW(m);
-          d.merge().exportMerged(m, target, ExportOptions.defaults());
+          MergeResult merged = rank == null ? d.merge() : d.merge().toRank(rank);
+          if (peft != null) {
+            merged.savePeft(peft, m.getManifest());
+          } else {
+            merged.exportMerged(m, onnx, ExportOptions.defaults());
+          }
           done = d.averaged();
         }
         double[] w = done.weights();
@@ -139,9 +166,8 @@ public final class CheckpointMergeCommand {
               c.metric() == null ? "" : String.format(Locale.ROOT, "  %s %.6f", kept.metricName(), c.metric()), w[i]);
         }
         out.println("wrote the " + weights.label() + " average of " + chosen.size() + " checkpoints of "
-            + graphs.name() + (space == CheckpointAverage.Space.PARAMETERS
-                ? " (parameter space) as an adapter folder " : " (ΔW space, linear) as a merged ONNX model in ")
-            + target);
+            + graphs.name() + (space == CheckpointAverage.Space.PARAMETERS ? " (parameter space)" : " (ΔW space, linear)")
+            + (peft != null ? " as an adapter folder in " + peft : " as a merged ONNX model in " + onnx));
       }
       return OK;
     } catch (GraftException e) {
