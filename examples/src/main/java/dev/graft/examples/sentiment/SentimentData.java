@@ -12,8 +12,10 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * The sentiment task's data and host: the 3000 UCI Sentiment Labelled Sentences, tokenized for
@@ -45,6 +47,24 @@ public record SentimentData(List<Example> train, List<Example> heldOut) {
     System.err.printf(Locale.ROOT, "data: %d sentences (%s), %d train, %d held out%n",
         all.size(), String.join(", ", SOURCES), data.train().size(), data.heldOut().size());
     return data;
+  }
+
+  /**
+   * Each source alone ({@code amazon}, {@code imdb}, {@code yelp}, in that order), tokenized as
+   * {@link #load()} does and split 800 / 200 with the same seed: what the merging benchmark trains
+   * one adapter per source on.
+   */
+  public static Map<String, SentimentData> bySource() {
+    Map<String, SentimentData> out = new LinkedHashMap<>();
+    try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(TOKENIZER, MAX_TOKENS)) {
+      for (String source : SOURCES) {
+        Split<LabelledText> split = Split.of(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source),
+            HELD_OUT, SPLIT_SEED);
+        out.put(source.substring(0, source.indexOf('.')),
+            new SentimentData(examples(tokenizer, split.train()), examples(tokenizer, split.heldOut())));
+      }
+    }
+    return out;
   }
 
   static List<Example> examples(TextTokenizer tokenizer, List<LabelledText> texts) {
