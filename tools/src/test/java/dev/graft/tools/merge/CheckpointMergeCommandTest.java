@@ -126,6 +126,18 @@ class CheckpointMergeCommandTest {
   }
 
   @Test
+  void graftMergeWithCheckpointsIsTheCheckpointMode() throws Exception {
+    Path out = root.resolve("through-merge");
+    ByteArrayOutputStream o = new ByteArrayOutputStream();
+    ByteArrayOutputStream e = new ByteArrayOutputStream();
+    assertEquals(MergeCommand.OK, MergeCommand.run(common("--weighting", "uniform", "--out-peft", out.toString()),
+        new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8)),
+        e.toString());
+    assertEquals(0.0, PeftAdapters.readConfig(out).getAsJsonObject("graft_merge").get("exponent").getAsDouble());
+    assertTrue(o.toString(StandardCharsets.UTF_8).contains("weight 0.250000"), o.toString());
+  }
+
+  @Test
   void badArgumentsGiveTheUsageAndABrokenFolderItsCode() throws Exception {
     ByteArrayOutputStream o = new ByteArrayOutputStream();
     ByteArrayOutputStream e = new ByteArrayOutputStream();
