@@ -139,7 +139,7 @@ public final class CheckpointMergingBenchmark {
         double[] weights = average.weights();
         CheckpointAverage.DeltaAverage byDelta = average.inDeltaW(model);
         Path merged = work.resolve("merged");
-        byDelta.merge().exportMerged(model, merged, ExportOptions.defaults());
+        byDelta.exportMerged(model, merged, ExportOptions.defaults());
         double deltaW = scoreExport(env, merged.resolve(ExportOptions.defaults().modelFile()), heldOut);
         average.inParameters(model);
         double parameters = trainer.evaluate(model, heldOut);

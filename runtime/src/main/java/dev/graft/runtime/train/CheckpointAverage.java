@@ -7,12 +7,20 @@ import com.google.gson.JsonParser;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.runtime.export.ExportOptions;
+import dev.graft.runtime.io.AtomicFiles;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.merge.Merge;
 import dev.graft.runtime.merge.MergeResult;
 import dev.graft.runtime.state.Checkpoints;
+import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.StringStringEntryProto;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -140,6 +148,50 @@ public final class CheckpointAverage {
       o.add("merge", merge.provenance());
       return o;
     }
+
+    /** This average re-factored to rank {@code rank} by SVD ({@link MergeResult#toRank}). */
+    public DeltaAverage toRank(int rank) {
+      return new DeltaAverage(merge.toRank(rank), averaged);
+    }
+
+    /**
+     * {@link MergeResult#savePeft}: a PEFT LoRA folder for {@code target}, its {@code
+     * adapter_config.json}'s {@code graft_merge} this average's whole {@link #provenance()}.
+     */
+    public void savePeft(Path dir, Manifest target) {
+      merge.savePeft(dir, target);
+      JsonObject config = PeftAdapters.readConfig(dir);
+      config.add(PROVENANCE_KEY, provenance());
+      AtomicFiles.write(AtomicFiles.readable(dir).resolve(PeftAdapters.CONFIG_FILE), json(config));
+    }
+
+    /**
+     * {@link MergeResult#exportMerged}: the exact merged ONNX model, its {@code metadata_props}
+     * {@code graft_merge} this average's whole {@link #provenance()}.
+     */
+    public void exportMerged(AdapterModel model, Path dir, ExportOptions options) {
+      merge.exportMerged(model, dir, options);
+      Path file = dir.resolve(options.modelFile());
+      ModelProto written;
+      try {
+        written = ModelProto.parseFrom(Files.readAllBytes(file));
+      } catch (IOException e) {
+        throw new GraftException(RuntimeErrorCode.IO, "cannot read back " + file + ": " + e, e);
+      }
+      ModelProto.Builder b = written.toBuilder().clearMetadataProps();
+      for (StringStringEntryProto e : written.getMetadataPropsList()) {
+        if (!e.getKey().equals(PROVENANCE_KEY)) {
+          b.addMetadataProps(e);
+        }
+      }
+      b.addMetadataProps(StringStringEntryProto.newBuilder().setKey(PROVENANCE_KEY).setValue(provenance().toString()));
+      AtomicFiles.write(file, b.build().toByteArray());
+    }
+  }
+
+  private static byte[] json(JsonObject o) {
+    return (new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(o) + "\n")
+        .getBytes(StandardCharsets.UTF_8);
   }
 
   /**
@@ -174,8 +226,7 @@ public final class CheckpointAverage {
       }
       JsonObject config = JsonParser.parseString(PeftAdapters.adapterConfig(model.getManifest())).getAsJsonObject();
       config.add(PROVENANCE_KEY, provenance());
-      PeftAdapters.save(dir, PeftAdapters.stateDict(model),
-          new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(config) + "\n");
+      PeftAdapters.save(dir, PeftAdapters.stateDict(model), new String(json(config), StandardCharsets.UTF_8));
     }
 
     /**

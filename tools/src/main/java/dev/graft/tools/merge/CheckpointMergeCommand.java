@@ -5,7 +5,6 @@ import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.export.ExportOptions;
-import dev.graft.runtime.merge.MergeResult;
 import dev.graft.runtime.train.CheckpointAverage;
 import dev.graft.runtime.train.KeptCheckpoints;
 import dev.graft.runtime.train.MetricsWeighting;
@@ -151,7 +150,7 @@ public final class CheckpointMergeCommand {
           }
         } else {
           CheckpointAverage.DeltaAverage d = average.inDeltaW(m);
-          MergeResult merged = rank == null ? d.merge() : d.merge().toRank(rank);
+          CheckpointAverage.DeltaAverage merged = rank == null ? d : d.toRank(rank);
           if (peft != null) {
             merged.savePeft(peft, m.getManifest());
           } else {

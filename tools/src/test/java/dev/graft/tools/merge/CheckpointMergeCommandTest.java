@@ -121,8 +121,29 @@ class CheckpointMergeCommandTest {
     var model = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(Files.readAllBytes(out.resolve("model.onnx")));
     String provenance = model.getMetadataPropsList().stream().filter(m -> m.getKey().equals("graft_merge"))
         .findFirst().orElseThrow().getValue();
-    assertTrue(provenance.contains("\"method\":\"linear\"") && provenance.contains("step-00000006.safetensors"),
-        provenance);
+    JsonObject p = com.google.gson.JsonParser.parseString(provenance).getAsJsonObject();
+    assertEquals("checkpoint-average", p.get("method").getAsString());
+    assertEquals("delta_w", p.get("space").getAsString());
+    assertEquals("1/train_loss", p.get("metric").getAsString());
+    assertEquals(4, p.getAsJsonArray("inputs").size());
+    assertEquals("linear", p.getAsJsonObject("merge").get("method").getAsString());
+    assertTrue(provenance.contains("step-00000006.safetensors"), provenance);
+  }
+
+  @Test
+  void aDeltaAverageReRankedIsAPeftFolderCarryingTheWholeProvenance() throws Exception {
+    Path out = root.resolve("reranked");
+    ByteArrayOutputStream o = new ByteArrayOutputStream();
+    ByteArrayOutputStream e = new ByteArrayOutputStream();
+    assertEquals(CheckpointMergeCommand.OK, run(o, e, common("--last", "2", "--space", "delta-w", "--weighting",
+        "step", "--p", "1", "--rank", "2", "--out-peft", out.toString())), e.toString());
+    JsonObject p = PeftAdapters.readConfig(out).getAsJsonObject("graft_merge");
+    assertEquals("delta_w", p.get("space").getAsString());
+    assertEquals(2, p.getAsJsonObject("merge").get("rank").getAsInt());
+    assertEquals(6, p.getAsJsonArray("inputs").get(1).getAsJsonObject().get("step").getAsLong());
+    try (AdapterModel loaded = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withHost(host))) {
+      loaded.loadAdapter(out);
+    }
   }
 
   @Test
