@@ -43,8 +43,15 @@ final class LoraTarget {
     SortedMap<String, Parameter[]> factors = new TreeMap<>();
     for (Parameter p : target.getParametersList()) {
       switch (p.getRole()) {
-        case LORA_A -> factors.computeIfAbsent(p.getSite(), k -> new Parameter[2])[0] = p;
-        case LORA_B -> factors.computeIfAbsent(p.getSite(), k -> new Parameter[2])[1] = p;
+        case LORA_A, LORA_B -> {
+          Parameter[] pair = factors.computeIfAbsent(p.getSite(), k -> new Parameter[2]);
+          int at = p.getRole() == ParameterRole.LORA_A ? 0 : 1;
+          if (pair[at] != null) {
+            throw new GraftException(RuntimeErrorCode.MERGE_TARGET, src + ": expected one LoRA per site, given two at "
+                + p.getSite() + " (" + pair[at].getName() + ", " + p.getName() + ")");
+          }
+          pair[at] = p;
+        }
         case HEAD_WEIGHT, HEAD_BIAS -> values.put(p.getName(), head(result, p, src));
         default -> throw new GraftException(RuntimeErrorCode.MERGE_TARGET, src + ": expected only LoRA factors and the"
             + " head, given parameter " + p.getName() + " (" + p.getRole() + ")");
