@@ -76,7 +76,19 @@ public enum RuntimeErrorCode {
   /** A merge result does not fit where it is written: a target graft that is not a LoRA on its sites, a bias PEFT cannot hold. */
   MERGE_TARGET(133, "a merge result does not fit where it is written: a target graft whose adapter is not a plain"
       + " LoRA over every merged site, a site or head tensor the target lacks, a bias change a PEFT LoRA folder cannot"
-      + " hold, or a dense update written as factors before it is re-factored");
+      + " hold, or a dense update written as factors before it is re-factored"),
+  /** A kept-checkpoints folder's index is malformed or does not fit the folder. */
+  CHECKPOINT_INDEX(140, "a kept-checkpoints folder's `index.json` is malformed or does not fit the folder: not strict"
+      + " JSON, too large, another format, a field missing or of another type, a file name that is not the one its"
+      + " step gives, a checkpoint file missing or not a regular file, steps not increasing, more checkpoints than it"
+      + " keeps, a loss or metric that is not finite"),
+  /** A checkpoint keeper was started on a folder that holds another run's checkpoints. */
+  CHECKPOINT_FOLDER_IN_USE(141, "a checkpoint keeper was started on a folder that already holds kept checkpoints of"
+      + " another run (another graft or settings, or a run that does not resume): use an empty folder or delete it"),
+  /** Metrics weights cannot be computed for the checkpoints given. */
+  CHECKPOINT_WEIGHTS(142, "metrics-weighted averaging cannot weight the checkpoints: no checkpoints, a metric not"
+      + " recorded, not finite or not positive (loss weighting takes 1/loss, so a loss must be > 0), or an exponent"
+      + " that is negative or not finite");
 
   private final int number;
   private final String summary;

@@ -7,6 +7,7 @@ import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.io.DType;
 import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.io.TensorData;
+import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -73,23 +74,9 @@ public final class Checkpoints {
    * @return the checkpoint's metadata
    */
   public static Map<String, String> load(ParameterState state, Path file) {
-    if (!Files.isRegularFile(file)) {
-      throw new GraftException(RuntimeErrorCode.IO, "no checkpoint at " + file.toAbsolutePath());
-    }
     String src = file.toString();
-    Safetensors.Contents contents = Safetensors.read(file);
+    Safetensors.Contents contents = readChecked(state.getManifest(), file);
     Map<String, String> meta = contents.metadata();
-    if (!FORMAT.equals(meta.get(KEY_FORMAT))) {
-      throw new FormatException(src, "not a Graft checkpoint: format is " + meta.get(KEY_FORMAT) + ", expected " + FORMAT);
-    }
-    String graft = state.getManifest().getName();
-    if (!graft.equals(meta.get(KEY_GRAFT))) {
-      throw new FormatException(src, "was saved from graft '" + meta.get(KEY_GRAFT) + "', this state is '" + graft + "'");
-    }
-    String host = state.getManifest().getHostSha256();
-    if (!host.isEmpty() && !host.equals(meta.get(KEY_HOST))) {
-      throw new FormatException(src, "was trained on host sha256 " + meta.get(KEY_HOST) + ", this graft's host is " + host);
-    }
     long step;
     try {
       step = Long.parseLong(String.valueOf(meta.get(KEY_STEP)));
@@ -134,5 +121,52 @@ public final class Checkpoints {
     }
     state.setStep(step);
     return meta;
+  }
+  /**
+   * The parameter values (no moments) of checkpoint {@code file}, checked against {@code manifest}
+   * as {@link #load} checks them (format, graft, host, every parameter's name, shape, dtype and
+   * finiteness); changes nothing.
+   *
+   * @return the values by parameter name, in manifest order
+   */
+  public static Map<String, float[]> readParameters(Manifest manifest, Path file) {
+    String src = file.toString();
+    Safetensors.Contents contents = readChecked(manifest, file);
+    Map<String, float[]> values = new LinkedHashMap<>();
+    for (Parameter p : manifest.getParametersList()) {
+      long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
+      TensorData t = contents.tensors().get(p.getName());
+      if (t == null) {
+        throw new FormatException(src, "has no tensor '" + p.getName() + "'");
+      }
+      if (t.dtype() != DType.F32 || !Arrays.equals(t.shape(), shape)) {
+        throw new TensorMismatchException(p.getName(), "F32" + Arrays.toString(shape),
+            t.dtype() + Arrays.toString(t.shape()), src);
+      }
+      values.put(p.getName(), TensorData.requireFinite(src, p.getName(), t.toFloats()));
+    }
+    return values;
+  }
+
+  /** Reads {@code file} and checks that it is a checkpoint of this graft and host. */
+  private static Safetensors.Contents readChecked(Manifest manifest, Path file) {
+    if (!Files.isRegularFile(file)) {
+      throw new GraftException(RuntimeErrorCode.IO, "no checkpoint at " + file.toAbsolutePath());
+    }
+    String src = file.toString();
+    Safetensors.Contents contents = Safetensors.read(file);
+    Map<String, String> meta = contents.metadata();
+    if (!FORMAT.equals(meta.get(KEY_FORMAT))) {
+      throw new FormatException(src, "not a Graft checkpoint: format is " + meta.get(KEY_FORMAT) + ", expected " + FORMAT);
+    }
+    String graft = manifest.getName();
+    if (!graft.equals(meta.get(KEY_GRAFT))) {
+      throw new FormatException(src, "was saved from graft '" + meta.get(KEY_GRAFT) + "', this state is '" + graft + "'");
+    }
+    String host = manifest.getHostSha256();
+    if (!host.isEmpty() && !host.equals(meta.get(KEY_HOST))) {
+      throw new FormatException(src, "was trained on host sha256 " + meta.get(KEY_HOST) + ", this graft's host is " + host);
+    }
+    return contents;
   }
 }

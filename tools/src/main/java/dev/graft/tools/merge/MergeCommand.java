@@ -56,6 +56,7 @@ public final class MergeCommand {
       "  --target-resource F/NAME  the same from the class path",
       "  --out-peft DIR        write a PEFT LoRA adapter folder for the target (a LoRA graft)",
       "  --out-onnx DIR        write the merged ONNX model on the target (model.onnx, model.onnx.data)",
+      "  --checkpoints DIR     the checkpoint mode: average the checkpoints kept in DIR (CheckpointMergeCommand)",
       "methods:");
 
   private record Input(AdapterGraphs graphs, Path dir, double weight) {}
@@ -70,8 +71,11 @@ public final class MergeCommand {
     }
   }
 
-  /** Runs the command on {@code args}; the exit status. */
+  /** Runs the command on {@code args}; the exit status. With {@code --checkpoints}, the checkpoint mode ({@link CheckpointMergeCommand}). */
   public static int run(String[] args, PrintStream out, PrintStream err) {
+    if (List.of(args).contains("--checkpoints")) {
+      return CheckpointMergeCommand.run(args, out, err);
+    }
     String method = null;
     Merge merge = null;
     Path host = null;
