@@ -115,7 +115,13 @@ public enum ErrorCode {
   /** An op that has a gradient rule the node does not fit (args: op, node, exact reason). */
   GRADIENT_RULE_CANNOT_APPLY(191, "the gradient rule of op %s cannot apply at node '%s': %s"),
   /** Saved-activation bytes asked for sizes that do not fix every dimension (args: activation, dimension, what to give). */
-  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s");
+  ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s"),
+  /**
+   * A kind (or option) that needs the dense host weight or the layer's inside, on an int8 linear
+   * site whose weight stays int8 (args: kind, what, site node, why).
+   */
+  INT8_SITE_UNSUPPORTED(200, "%s %s cannot go on the int8 linear site %s: %s; LoRA and the other adapters that"
+      + " only read the layer's input and add to its output can");
 
   private final int number;
   private final String template;

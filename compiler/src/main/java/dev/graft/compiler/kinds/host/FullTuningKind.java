@@ -46,7 +46,16 @@ public final class FullTuningKind implements AdapterKind {
 
   @Override
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
-    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+    List<Diagnostic> out = new java.util.ArrayList<>(AdapterKind.optionsInvalid(this, spec, problems(spec, sites)));
+    for (Site s : sites) {
+      ModuleSite site = (ModuleSite) s;
+      if (site.int8()) {
+        out.add(Diagnostic.of(dev.graft.compiler.diag.ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), "target",
+            displayName(), "(training the weight)", site.node(), "its weight '" + site.weight() + "' is int8"
+                + " (MatMulInteger) and stays frozen: an int8 tensor has no gradient"));
+      }
+    }
+    return out;
   }
 
   private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {
