@@ -98,11 +98,19 @@ class Int8HostTest {
     }
   }
 
-  /** The linear-site kinds that only read x and add to y compile on int8 sites and train: the step's loss falls. */
+  /**
+   * The linear-site kinds that only read x and add to y (a custom op-DSL kind among them) and the
+   * span kind compile on int8 sites and train: the step's loss falls.
+   */
   @Test
   void otherKindsThatReadXAndAddToYTrainOnInt8Sites() throws OrtException {
     for (AdapterSpec spec : List.of(
         Adapters.of("lokr", QV, Map.of("rank", 2)),
+        Adapters.of("loha", QV, Map.of("rank", 2)),
+        Adapters.of("dylora", QV, Map.of("rank", 2)),
+        Adapters.of("mixture_lora", QV, Map.of("experts", 2, "rank", 2)),
+        Adapters.of("multi_head_routing", QV, Map.of("rank", 2, "heads", 2)),
+        Adapters.of("test_gated_lora", QV, Map.of("rank", 2)),
         Adapters.of("vera", QV, Map.of("rank", 4)),
         Adapters.of("ia3", ".*/attention/self/(key|value)/MatMul_quant", Map.of()),
         Adapters.of("parallel", "", Map.of("reduction", 2)))) {
