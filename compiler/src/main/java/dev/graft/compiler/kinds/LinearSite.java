@@ -5,7 +5,9 @@ import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalInt;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -39,7 +41,7 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
   /** Every linear site of the graph, in graph order. */
   public static List<LinearSite> find(Graph graph) {
     List<LinearSite> sites = new ArrayList<>();
-    java.util.Map<String, QuantizedMatMul> int8 = new java.util.HashMap<>();
+    Map<String, QuantizedMatMul> int8 = new HashMap<>();
     QuantizedMatMul.find(graph).forEach(q -> int8.put(q.matMul(), q));
     for (Node n : graph.nodes()) {
       QuantizedMatMul q = int8.get(n.name());

@@ -11,6 +11,7 @@ import dev.graft.compiler.kinds.Site;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.spec.AdapterSpec;
@@ -68,11 +69,11 @@ public final class Ia3Kind implements LinearUpdateKind {
 
   @Override
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
-    List<Diagnostic> out = new java.util.ArrayList<>(AdapterKind.optionsInvalid(this, spec, problems(spec, sites)));
+    List<Diagnostic> out = new ArrayList<>(AdapterKind.optionsInvalid(this, spec, problems(spec, sites)));
     if (out.isEmpty()) {
       for (Site s : sites) {
         if (s instanceof LinearSite site && site.int8() != null && feedforward(spec, site)) {
-          out.add(Diagnostic.of(dev.graft.compiler.diag.ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), "feedforward",
+          out.add(Diagnostic.of(ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), "feedforward",
               displayName(), "on a feed-forward layer", site.node(), "it scales the layer's input inside the layer,"
                   + " (x ⊙ l)·W, and the int8 layer quantizes x itself (" + site.int8().quantize() + "); IA³ that"
                   + " scales the output of an int8 layer (not matched by feedforward) works"));
