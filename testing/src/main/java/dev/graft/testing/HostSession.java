@@ -64,6 +64,9 @@ final class HostSession implements AutoCloseable {
     long[] shape = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
     return switch (t.getDataType()) {
       case TensorType.BOOL -> OnnxTensor.createTensor(ENV, ByteBuffer.wrap(t.getRawData().toByteArray()), shape, OnnxJavaType.BOOL);
+      // An int8 host's weights and zero points (raw data, as the int8 hosts store them).
+      case TensorType.INT8 -> OnnxTensor.createTensor(ENV, ByteBuffer.wrap(t.getRawData().toByteArray()), shape, OnnxJavaType.INT8);
+      case TensorType.UINT8 -> OnnxTensor.createTensor(ENV, ByteBuffer.wrap(t.getRawData().toByteArray()), shape, OnnxJavaType.UINT8);
       case TensorType.INT64 ->
           OnnxTensor.createTensor(ENV, LongBuffer.wrap(Tensors.readLongs(t).stream().mapToLong(Long::longValue).toArray()), shape);
       case TensorType.DOUBLE -> OnnxTensor.createTensor(ENV, DoubleBuffer.wrap(Tensors.readDoubles(t)), shape);

@@ -45,6 +45,28 @@ public final class TinyBertHost extends TinyHostBuilder {
     return new TinyBertHost(seed, elem).build();
   }
 
+  /**
+   * The host with int8 linear layers (float32 otherwise), as ONNX Runtime's dynamic quantization
+   * writes them: each of the 12 linear layers {@code DynamicQuantizeLinear → MatMulInteger → Cast
+   * → Mul} by the scales, then its float bias; query, key and value share one quantization of
+   * their input. Node names as in the langchain4j {@code -q} export ({@code …/query/MatMul_quant}).
+   */
+  public static Graph int8Graph(long seed) {
+    TinyBertHost b = new TinyBertHost(seed, TensorType.FLOAT);
+    b.quantization = Quantization.INT8;
+    return b.build();
+  }
+
+  /**
+   * The float twin of {@link #int8Graph} (same seed): every linear weight is the int8 one
+   * dequantized, {@code (Wq − zp)·scale}, in {@code elem}; the rest is the same host.
+   */
+  public static Graph dequantizedGraph(long seed, int elem) {
+    TinyBertHost b = new TinyBertHost(seed, elem);
+    b.quantization = Quantization.DEQUANTIZED;
+    return b.build();
+  }
+
   public static HostModel host(long seed) {
     return HostModel.of("tiny", OnnxExport.write(graph(seed), "tiny"));
   }

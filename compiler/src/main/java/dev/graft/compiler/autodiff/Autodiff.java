@@ -2,6 +2,7 @@ package dev.graft.compiler.autodiff;
 
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
@@ -20,6 +21,12 @@ import org.jspecify.annotations.Nullable;
  * sorted graph; parameters are graph inputs. Guarantees: only nodes on a path from a parameter
  * to the loss are differentiated (frozen weights get no gradient, and nothing before the first
  * trainable parameter is touched); every emitted op is standard ONNX.
+ *
+ * <p>An int8 linear layer ({@link QuantizedMatMul}: quantize x, integer product, scales) is
+ * differentiated as one function {@code x ↦ y} by its straight-through rule ({@link
+ * ContractionGradients#int8MatMul}); its inner nodes carry no gradient of their own. An int8
+ * pattern it does not recognise stops autodiff at its {@code DynamicQuantizeLinear}, which has
+ * no rule.
  */
 public final class Autodiff {
   private Autodiff() {}
@@ -51,13 +58,21 @@ public final class Autodiff {
    */
   public static Gradients backward(Graph graph, String loss, List<String> parameters) {
     List<Node> forward = new ArrayList<>(graph.nodes());
+    // The int8 linear layers, by their output node, and their inner nodes.
+    Map<String, QuantizedMatMul> int8 = new HashMap<>();
+    Set<String> inner = new HashSet<>();
+    for (QuantizedMatMul q : QuantizedMatMul.find(graph)) {
+      int8.put(q.output(), q);
+      inner.addAll(q.innerNodes());
+    }
     // 1. Values that depend on a parameter (floating values only: integers carry no gradient).
     Set<String> dependent = new HashSet<>(parameters);
     for (Node n : forward) {
-      if (GradientRegistry.isNonDifferentiable(n.opType())) {
+      if (GradientRegistry.isNonDifferentiable(n.opType()) || inner.contains(n.name())) {
         continue;
       }
-      if (n.inputs().stream().anyMatch(dependent::contains)) {
+      QuantizedMatMul q = int8.get(n.name());
+      if (q != null ? dependent.contains(q.x()) : n.inputs().stream().anyMatch(dependent::contains)) {
         for (String out : n.outputs()) {
           TensorType t = graph.type(out);
           if (!out.isEmpty() && (t == null || t.elemType() == 0 || t.isFloating())) {
@@ -71,8 +86,9 @@ public final class Autodiff {
     needed.add(loss);
     for (int i = forward.size() - 1; i >= 0; i--) {
       Node n = forward.get(i);
-      if (n.outputs().stream().anyMatch(needed::contains)) {
-        for (String in : n.inputs()) {
+      if (!inner.contains(n.name()) && n.outputs().stream().anyMatch(needed::contains)) {
+        QuantizedMatMul q = int8.get(n.name());
+        for (String in : q != null ? List.of(q.x()) : n.inputs()) {
           if (dependent.contains(in)) {
             needed.add(in);
           }
@@ -96,6 +112,18 @@ public final class Autodiff {
         .add(graph.scalar("/grad/loss_seed", graph.typeOrThrow(loss).elemType(), 1.0));
     for (int i = forward.size() - 1; i >= 0; i--) {
       Node n = forward.get(i);
+      if (inner.contains(n.name())) {
+        continue;
+      }
+      QuantizedMatMul q = int8.get(n.name());
+      if (q != null) {
+        String gy = total(graph, n, q.y(), contributions);
+        if (gy != null && needed.contains(q.x()) && dependent.contains(q.x())) {
+          contributions.computeIfAbsent(q.x(), k -> new ArrayList<>())
+              .add(ContractionGradients.int8MatMul(q, gy, new Grad(graph, n, new boolean[] {true})));
+        }
+        continue;
+      }
       boolean[] needs = new boolean[n.inputs().size()];
       boolean any = false;
       for (int k = 0; k < needs.length; k++) {
@@ -107,7 +135,12 @@ public final class Autodiff {
       }
       GradientRule rule = n.domain().isEmpty() ? GradientRegistry.rule(n.opType()) : null;
       if (rule == null) {
-        throw MissingGradientException.noRule(n, "no gradient rule");
+        throw MissingGradientException.noRule(n, n.opType().equals("DynamicQuantizeLinear")
+            || n.opType().equals("MatMulInteger")
+            ? "no gradient rule of its own: an int8 linear layer is differentiated as a whole (straight through) where"
+                + " it is DynamicQuantizeLinear → MatMulInteger (int8 [in, out] weight) → Cast → Mul by the scales and"
+                + " nothing else reads the inner values"
+            : "no gradient rule");
       }
       List<@Nullable String> outGrads = new ArrayList<>();
       for (String out : n.outputs()) {

@@ -5,6 +5,7 @@ import static dev.graft.compiler.ir.Node.attr;
 
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.TensorType;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -14,10 +15,34 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * Gradient rules of contractions: MatMul (a batched {@code x·W} gets its weight gradient as one
- * GEMM) and two-operand Einsum. Gemm's rule lives with the CNN ops in {@link ConvGradients}.
+ * GEMM), two-operand Einsum, and the int8 linear layer as a whole ({@link #int8MatMul}). Gemm's
+ * rule lives with the CNN ops in {@link ConvGradients}.
  */
 final class ContractionGradients {
   private ContractionGradients() {}
+
+  /**
+   * The straight-through rule of an int8 linear layer {@code y ≈ x·W_deq} ({@link
+   * QuantizedMatMul}), for its input only (its weight is frozen int8): {@code dL/dx = dL/dy ·
+   * W_deqᵀ}, where {@code W_deq = (Wq − wzp)·ws} (per output column) is computed at run time by
+   * {@code DequantizeLinear(Wq, ws, wzp, axis = 1)} from the int8 weight, so the graph holds the
+   * weight as int8 only (ONNX Runtime does not constant-fold DequantizeLinear). What is not
+   * differentiated: the rounding and clipping of x to uint8 and the int32 product are taken as
+   * exact (the activation's quantize/dequantize as identity), and x's scale and zero point, which
+   * depend on x's range, are taken as constants.
+   *
+   * @param gy the gradient of the layer's float output y
+   * @param c the emitter of the layer's output node
+   */
+  static String int8MatMul(QuantizedMatMul q, String gy, Grad c) {
+    List<String> in = new ArrayList<>(List.of(q.weight(), q.weightScale()));
+    if (q.weightZeroPoint() != null) {
+      in.add(q.weightZeroPoint());
+    }
+    String dequantized = c.op("DequantizeLinear", in, attr("axis", 1L));
+    String transposed = c.op("Transpose", List.of(dequantized), attr("perm", List.of(1L, 0L)));
+    return c.op("MatMul", List.of(gy, transposed));
+  }
 
   static List<@Nullable String> matmul(Node n, List<@Nullable String> g, Grad c) {
     String a = n.input(0);

@@ -117,6 +117,12 @@ public enum ErrorCode {
   /** Saved-activation bytes asked for sizes that do not fix every dimension (args: activation, dimension, what to give). */
   ACTIVATION_SIZE_UNKNOWN(192, "saved activation '%s' has %s; %s"),
   /**
+   * A kind (or option) that needs the dense host weight or the layer's inside, on an int8 linear
+   * site whose weight stays int8 (args: kind, what, site node, why).
+   */
+  INT8_SITE_UNSUPPORTED(200, "%s %s cannot go on the int8 linear site %s: %s; LoRA and the other adapters that"
+      + " only read the layer's input and add to its output can"),
+  /**
    * Virtual tokens that leave no row of the host's position table to the caller's tokens (args:
    * virtual tokens, positions, input, the most virtual tokens that leave one).
    */

@@ -11,6 +11,7 @@ import org.jspecify.annotations.Nullable;
 public record TensorType(int elemType, @Nullable List<Dim> shape) {
   public static final int FLOAT = 1;
   public static final int UINT8 = 2;
+  public static final int INT8 = 3;
   public static final int INT32 = 6;
   public static final int INT64 = 7;
   public static final int BOOL = 9;

@@ -2,21 +2,29 @@ package dev.graft.compiler.kinds;
 
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.OptionalInt;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.jspecify.annotations.Nullable;
 
 /**
- * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}, or a Gemm
+ * A linear site: a MatMul whose second operand is a 2-D host weight {@code [in, out]}, a Gemm
  * whose B is a 2-D host weight ({@code [in, out]}, or {@code [out, in]} with {@code transB=1}
- * as torch exports {@code nn.Linear}), or a MatMul whose second operand is a {@code Transpose}
+ * as torch exports {@code nn.Linear}), a MatMul whose second operand is a {@code Transpose}
  * of a 2-D host weight {@code [out, in]} (a tied LM head {@code MatMul(h, Transpose(wte))} as
  * torch exports it without constant folding: the weight is the embedding table itself, so
- * adapters run beside it and a merged export gives the head a weight of its own).
+ * adapters run beside it and a merged export gives the head a weight of its own), or an int8
+ * linear layer ({@link QuantizedMatMul}: the site's node is its {@code MatMulInteger}, its weight
+ * the int8 {@code [in, out]} initializer, its input the float x before the activation's
+ * quantization and its output the float y after the scales). Adapters read {@link #input} and
+ * add to {@link #output}, so they need not know which it is; a kind that needs the dense host
+ * weight refuses int8 sites ({@link #int8}).
  *
  * @param node the host node name, e.g. {@code /encoder/layer.0/attention/self/query/MatMul}
  * @param modulePath the module path PEFT uses, e.g. {@code encoder.layer.0.attention.self.query}
@@ -25,17 +33,32 @@ import org.jspecify.annotations.Nullable;
  * @param weight the host initializer the site multiplies by
  * @param outFirst whether {@code weight} is stored {@code [out, in]}: a Gemm with {@code transB=1},
  *     or a MatMul reading it through a Transpose
+ * @param int8 the int8 layer, where the site is one; null for a float MatMul or Gemm
  */
 public record LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out,
-    boolean outFirst) implements Site {
+    boolean outFirst, @Nullable QuantizedMatMul int8) implements Site {
+  /** A float MatMul or Gemm site. */
+  public LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out,
+      boolean outFirst) {
+    this(node, modulePath, layer, weight, in, out, outFirst, null);
+  }
+
+  /** A float MatMul or Gemm site whose weight is stored {@code [in, out]}. */
+  public LinearSite(String node, String modulePath, OptionalInt layer, String weight, long in, long out) {
+    this(node, modulePath, layer, weight, in, out, false, null);
+  }
+
   private static final Pattern LAYER =
       Pattern.compile("(?:^|[/.])(?:layer|layers|h|block|blocks)[._](\\d+)(?=[/.]|$)");
 
   /** Every linear site of the graph, in graph order. */
   public static List<LinearSite> find(Graph graph) {
     List<LinearSite> sites = new ArrayList<>();
+    Map<String, QuantizedMatMul> int8 = new HashMap<>();
+    QuantizedMatMul.find(graph).forEach(q -> int8.put(q.matMul(), q));
     for (Node n : graph.nodes()) {
-      LinearSite site = at(graph, n);
+      QuantizedMatMul q = int8.get(n.name());
+      LinearSite site = q != null ? int8Site(n, q) : at(graph, n);
       if (site != null) {
         sites.add(site);
       }
@@ -43,8 +66,16 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
     return sites;
   }
 
+  private static LinearSite int8Site(Node n, QuantizedMatMul q) {
+    return new LinearSite(n.name(), modulePath(n.name()), layerOf(n.name()), q.weight(), q.in(), q.out(), false, q);
+  }
+
   /** The linear site node {@code n} of {@code graph} is, or null when it is none. */
   public static @Nullable LinearSite at(Graph graph, Node n) {
+    if (n.opType().equals("MatMulInteger")) {
+      QuantizedMatMul q = QuantizedMatMul.at(graph, n.name());
+      return q == null ? null : int8Site(n, q);
+    }
     boolean gemm = n.opType().equals("Gemm");
     if (!(n.opType().equals("MatMul") || gemm) || !n.domain().isEmpty() || n.inputs().size() < 2) {
       return null;
@@ -94,12 +125,28 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
   }
 
   /**
+   * The layer's float input x in {@code graph}: the node's first input, or for an int8 site what
+   * its activation quantization reads (read from the graph: an earlier adapter may have rewired it).
+   */
+  public String input(Graph graph) {
+    return int8 == null ? named(graph, node).input(0) : named(graph, int8.quantize()).input(0);
+  }
+
+  /** The layer's float output y before its bias: the node's output, or an int8 site's scaled product. */
+  public String output(Graph graph) {
+    return named(graph, int8 == null ? node : int8.output()).output(0);
+  }
+
+  private static Node named(Graph graph, String name) {
+    return graph.nodes().stream().filter(x -> x.name().equals(name)).findFirst().orElseThrow();
+  }
+
+  /**
    * The value the layer outputs: the site's output, or the output of the {@code Add} right after
    * it when that adds a 1-D host bias (torch exports {@code nn.Linear} as MatMul + Add).
    */
   public String biasedOutput(Graph graph) {
-    Node n = graph.nodes().stream().filter(x -> x.name().equals(node)).findFirst().orElseThrow();
-    String y = n.output(0);
+    String y = output(graph);
     List<Node> users = graph.nodes().stream().filter(x -> x.inputs().contains(y)).toList();
     if (users.size() == 1 && users.get(0).opType().equals("Add") && users.get(0).inputs().size() == 2) {
       Node add = users.get(0);
@@ -114,7 +161,7 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
 
   /** The host's 1-D bias added right after the site, if there is one (see {@link #biasedOutput}). */
   public java.util.Optional<String> bias(Graph graph) {
-    String y = graph.nodes().stream().filter(x -> x.name().equals(node)).findFirst().orElseThrow().output(0);
+    String y = output(graph);
     String out = biasedOutput(graph);
     if (out.equals(y)) {
       return java.util.Optional.empty();

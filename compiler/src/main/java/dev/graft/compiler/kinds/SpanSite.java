@@ -43,7 +43,7 @@ public record SpanSite(String node, String modulePath, OptionalInt layer, String
     Map<String, Node> nodes = new HashMap<>();
     graph.nodes().forEach(n -> nodes.put(n.name(), n));
     for (LinearSite s : linear) {
-      byOutput.put(nodes.get(s.node()).output(0), s);
+      byOutput.put(s.output(graph), s);
       byOutput.put(s.biasedOutput(graph), s);
     }
     Map<String, Node> producers = graph.producers();
@@ -56,7 +56,7 @@ public record SpanSite(String node, String modulePath, OptionalInt layer, String
       }
       layers.add(end.layer().getAsInt());
       Set<LinearSite> starts = new LinkedHashSet<>();
-      if (!reachesOnlyLinear(nodes.get(end.node()).input(0), graph, producers, byOutput, starts, new HashSet<>())) {
+      if (!reachesOnlyLinear(end.input(graph), graph, producers, byOutput, starts, new HashSet<>())) {
         continue;
       }
       Set<String> inputs = new HashSet<>();
@@ -64,7 +64,7 @@ public record SpanSite(String node, String modulePath, OptionalInt layer, String
       for (LinearSite s : starts) {
         Node n = nodes.get(s.node());
         sameLayer &= s.layer().equals(end.layer()) && !s.equals(end);
-        inputs.add(n.opType().equals("Gemm") && n.attrInt("transA", 0) == 1 ? "" : n.input(0));
+        inputs.add(n.opType().equals("Gemm") && n.attrInt("transA", 0) == 1 ? "" : s.input(graph));
       }
       if (starts.isEmpty() || !sameLayer || inputs.size() != 1 || inputs.contains("")) {
         continue;

@@ -257,10 +257,16 @@ public abstract class CustomAdapterKind implements ComposableKind {
           .get(0);
     }
 
-    /** The layer's input x, transposed for a Gemm with {@code transA=1}. */
+    /**
+     * The layer's input x, transposed for a Gemm with {@code transA=1}; of an int8 layer the float
+     * x its activation quantization reads.
+     */
     private String input() {
       Node n = linear(graph, site);
       String x = n.input(0);
+      if (n.opType().equals("MatMulInteger")) {
+        x = java.util.Objects.requireNonNull(graph.producer(x), "the quantization of " + x).input(0);
+      }
       if (n.opType().equals("Gemm") && n.attrInt("transA", 0) == 1) {
         x = graph.op(base + "/input/Transpose", "Transpose", List.of(x), Node.attr("perm", List.of(1L, 0L)));
       }

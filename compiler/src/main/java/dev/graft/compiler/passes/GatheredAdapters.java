@@ -133,7 +133,7 @@ public final class GatheredAdapters {
   private static void addUpdate(Graph g, LinearSite site, String a, String b, @Nullable String bias, int elemType) {
     Node node = LinearAdapters.node(g, site);
     String base = "/gathered/" + site.modulePath().replace('.', '/');
-    String x = node.input(0);
+    String x = site.input(g);
     TensorType xt = g.typeOrThrow(x);
     if (!xt.hasRank() || xt.rank() < 2) {
       throw new IllegalStateException("the input of " + site.node() + " has no known rank of at least 2: " + xt);
@@ -182,7 +182,7 @@ public final class GatheredAdapters {
       }
       up = g.op(base + "/Add_bias", "Add", List.of(up, rows));
     }
-    String y = node.output(0);
+    String y = site.output(g);
     g.add(base + "/Add", "Add", "", List.of(y, up), 1, Node.attrs());
     Node add = g.nodes().get(g.nodes().size() - 1);
     g.replaceUses(y, add.output(0), List.of(add));

@@ -30,7 +30,8 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Not mergeable, with the reason in the record: a kind that is not a {@link LinearUpdateKind}
  * (bottlenecks, prompt/prefix tuning, mixtures, custom kinds), a named adapter placed by a
- * composition block behind its gate (validation allows one declaration per site otherwise).
+ * composition block behind its gate (validation allows one declaration per site otherwise), a
+ * declaration on an int8 linear site (its host weight stays int8; merging would make it float).
  *
  * <p>Needs: the graph of a forward variant with its adapters placed and the parameters they
  * added. Guarantees: the graph's outputs are the update outputs only, in declaration and site
@@ -172,6 +173,13 @@ public final class SiteUpdates {
     }
     if (CompositionPlacement.placesHere(a)) {
       return "the named adapter '" + a.spec().name() + "' is placed by a composition behind its gate";
+    }
+    for (Site s : a.sites()) {
+      if (s instanceof LinearSite site && site.int8() != null) {
+        return "the host weight '" + site.weight() + "' of " + site.node() + " is int8 (MatMulInteger): a merged"
+            + " weight W + ΔW would be a float copy of it (or a requantized, lossy int8 one); save or export the"
+            + " adapter unmerged";
+      }
     }
     return null;
   }

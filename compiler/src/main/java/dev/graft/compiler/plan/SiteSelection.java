@@ -138,9 +138,15 @@ public final class SiteSelection {
     if (n == null || !PRODUCTS.contains(n.opType())) {
       return null;
     }
-    if (n.opType().equals("MatMulInteger") || n.opType().equals("QLinearMatMul")) {
-      return n.opType() + " of int8 weights '" + n.input(1) + "': int8 linear layers are not yet supported as"
-          + " adapter sites (a head-only graft on the host's output works)";
+    if (n.opType().equals("MatMulInteger")) {
+      return dev.graft.compiler.ir.QuantizedMatMul.at(graph, name) != null
+          ? "an int8 linear layer: a kind that reads or trains the dense host weight cannot take it"
+          : "MatMulInteger of '" + n.input(1) + "' not in the int8 linear pattern DynamicQuantizeLinear → MatMulInteger"
+              + " (int8 [in, out] weight) → Cast → Mul by the scales, whose inner values nothing else reads";
+    }
+    if (n.opType().equals("QLinearMatMul")) {
+      return "QLinearMatMul of '" + n.input(3) + "': only ONNX Runtime's dynamic quantization (DynamicQuantizeLinear,"
+          + " MatMulInteger) is taken as an int8 linear site; QLinearMatMul's output is quantized too";
     }
     if (n.inputs().size() < 2) {
       return null;

@@ -26,6 +26,8 @@ import java.util.Map;
  */
 public record SentimentData(List<Example> train, List<Example> heldOut) {
   public static final String HOST = "all-minilm-l6-v2.onnx";
+  /** The int8 all-MiniLM-L6-v2 (langchain4j's {@code -q} jar): same tokenizer, int8 linear layers. */
+  public static final String INT8_HOST = "all-minilm-l6-v2-q.onnx";
   static final String TOKENIZER = "all-minilm-l6-v2-tokenizer.json";
   static final String DATA = "dev/graft/examples/sentiment/";
   static final List<String> SOURCES = List.of("amazon.tsv", "imdb.tsv", "yelp.tsv");
@@ -89,11 +91,16 @@ public record SentimentData(List<Example> train, List<Example> heldOut) {
 
   /** The host model from the class path (the langchain4j all-MiniLM-L6-v2 jar). */
   public static HostModel readHost() {
-    try (InputStream in = SentimentData.class.getClassLoader().getResourceAsStream(HOST)) {
+    return readHost(HOST);
+  }
+
+  /** The host model {@code resource} from the class path ({@link #HOST}, {@link #INT8_HOST}). */
+  public static HostModel readHost(String resource) {
+    try (InputStream in = SentimentData.class.getClassLoader().getResourceAsStream(resource)) {
       if (in == null) {
-        throw new IllegalStateException("host model " + HOST + " is not on the class path (langchain4j jar missing?)");
+        throw new IllegalStateException("host model " + resource + " is not on the class path (langchain4j jar missing?)");
       }
-      return HostModel.read(in, HOST);
+      return HostModel.read(in, resource);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }

@@ -152,7 +152,7 @@ class HostInspectorTest {
   void aKindWithoutSelectTakesTheSitesOfItsDefaultTargetAsTheCompilerDoes() {
     Run r = inspect(bert.toString(), "--kind", "lora");
     assertEquals(HostInspector.OK, r.status(), r.err());
-    assertTrue(r.out().contains("\nLoRA (lora) · target (?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm) (the kind's default)"
+    assertTrue(r.out().contains("\nLoRA (lora) · target (?i).*/(query|value|q_proj|v_proj)/(MatMul|MatMul_quant|Gemm) (the kind's default)"
         + " · all layers\noptions: alpha=16, dora=false, dropout=0, init=default, rank=8, rslora=false\n"), r.out());
     List<Map<String, String>> taken = table(r.out(), "takes 4 of 12 linear sites:");
     assertEquals(List.of("0", "", "1", ""), column(taken, "layer"));
@@ -222,7 +222,7 @@ class HostInspectorTest {
 
     Run lora = inspect(gpt2.toString(), "--kind", "lora");
     assertEquals(HostInspector.REJECTED, lora.status());
-    assertTrue(lora.err().startsWith("error: [GRAFT011] selector '(?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm)'"
+    assertTrue(lora.err().startsWith("error: [GRAFT011] selector '(?i).*/(query|value|q_proj|v_proj)/(MatMul|MatMul_quant|Gemm)'"
         + " matches no linear site of " + gpt2), lora.err());
   }
 

@@ -7,8 +7,10 @@ import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 
 import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.spec.AdapterSpec;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -46,7 +48,16 @@ public final class FullTuningKind implements AdapterKind {
 
   @Override
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
-    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+    List<Diagnostic> out = new ArrayList<>(AdapterKind.optionsInvalid(this, spec, problems(spec, sites)));
+    for (Site s : sites) {
+      ModuleSite site = (ModuleSite) s;
+      if (site.int8()) {
+        out.add(Diagnostic.of(ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), "target",
+            displayName(), "(training the weight)", site.node(), "its weight '" + site.weight() + "' is int8"
+                + " (MatMulInteger) and stays frozen: an int8 tensor has no gradient"));
+      }
+    }
+    return out;
   }
 
   private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {

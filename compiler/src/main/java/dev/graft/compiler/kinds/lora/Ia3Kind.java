@@ -11,6 +11,7 @@ import dev.graft.compiler.kinds.Site;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.spec.AdapterSpec;
@@ -30,10 +31,15 @@ import org.jspecify.annotations.Nullable;
  * Saved as PEFT's {@code ia3_l}: {@code [1, in]} on feed-forward sites, {@code [out, 1]} on others.
  */
 public final class Ia3Kind implements LinearUpdateKind {
-  /** Feed-forward sites by default: a BERT layer's FFN output projection (not the attention output's), LLaMA's down_proj. */
-  public static final String FEEDFORWARD = "(?i).*(?<!/attention)/output/dense/(MatMul|Gemm)|.*/(down_proj|fc2)/(MatMul|Gemm)";
+  /**
+   * Feed-forward sites by default: a BERT layer's FFN output projection (not the attention
+   * output's), LLaMA's down_proj; float ({@code MatMul}, {@code Gemm}) or int8 ({@code MatMul_quant}).
+   */
+  public static final String FEEDFORWARD =
+      "(?i).*(?<!/attention)/output/dense/(MatMul|MatMul_quant|Gemm)|.*/(down_proj|fc2)/(MatMul|MatMul_quant|Gemm)";
   /** Default sites: the attention key and value projections and the feed-forward sites. */
-  public static final String DEFAULT_TARGET = "(?i).*/(key|value|k_proj|v_proj)/(MatMul|Gemm)|" + FEEDFORWARD.substring(4);
+  public static final String DEFAULT_TARGET =
+      "(?i).*/(key|value|k_proj|v_proj)/(MatMul|MatMul_quant|Gemm)|" + FEEDFORWARD.substring(4);
 
   @Override
   public String id() {
@@ -63,7 +69,18 @@ public final class Ia3Kind implements LinearUpdateKind {
 
   @Override
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
-    return AdapterKind.optionsInvalid(this, spec, problems(spec, sites));
+    List<Diagnostic> out = new ArrayList<>(AdapterKind.optionsInvalid(this, spec, problems(spec, sites)));
+    if (out.isEmpty()) {
+      for (Site s : sites) {
+        if (s instanceof LinearSite site && site.int8() != null && feedforward(spec, site)) {
+          out.add(Diagnostic.of(ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), "feedforward",
+              displayName(), "on a feed-forward layer", site.node(), "it scales the layer's input inside the layer,"
+                  + " (x ⊙ l)·W, and the int8 layer quantizes x itself (" + site.int8().quantize() + "); IA³ that"
+                  + " scales the output of an int8 layer (not matched by feedforward) works"));
+        }
+      }
+    }
+    return out;
   }
 
   private static List<String> problems(AdapterSpec spec, List<? extends Site> sites) {

@@ -36,7 +36,7 @@ public final class LinearAdapters {
   public static Input input(LinearSite site, Placement placement, double dropout, String name) {
     Graph g = placement.graph();
     Node node = node(g, site);
-    String x = node.input(0);
+    String x = site.input(g);
     String base = base(site, name);
     double outputScale = 1;
     if (node.opType().equals("Gemm")) {
@@ -57,7 +57,7 @@ public final class LinearAdapters {
   /** Adds {@code scale · update} to the site's output (before its bias) and rewires the site's consumers. */
   public static void addToOutput(Placement placement, LinearSite site, String base, String update, double scale) {
     Graph g = placement.graph();
-    String y = node(g, site).output(0);
+    String y = site.output(g);
     String scaled = scale == 1 ? update : g.op(base + "/Mul", "Mul", List.of(update, placement.scalar(base + "/scaling", scale)));
     g.add(base + "/Add", "Add", "", List.of(y, scaled), 1, Node.attrs());
     Node add = g.nodes().get(g.nodes().size() - 1);

@@ -66,7 +66,7 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
    * PEFT's default targets for BERT-style and Llama-style hosts: the query and value projections.
    * A declaration with an empty target takes these sites.
    */
-  public static final String DEFAULT_TARGET = "(?i).*/(query|value|q_proj|v_proj)/(MatMul|Gemm)";
+  public static final String DEFAULT_TARGET = "(?i).*/(query|value|q_proj|v_proj)/(MatMul|MatMul_quant|Gemm)";
 
   @Override
   public String defaultTarget(AdapterSpec spec) {

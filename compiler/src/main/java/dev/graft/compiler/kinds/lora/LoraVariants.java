@@ -56,7 +56,12 @@ final class LoraVariants {
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       Node node = LinearAdapters.node(graph, site);
-      if (site.outFirst()) {
+      if (site.int8() != null) {
+        out.add(Diagnostic.of(ErrorCode.INT8_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what, site.node(),
+            (dora ? "DoRA rescales the dense weight by its column norms ‖W + ΔW‖" : "PiSSA initializes from the SVD of"
+                + " the dense weight and takes its principal part out of it") + ", and this layer's weight '"
+                + site.weight() + "' stays int8 (MatMulInteger)"));
+      } else if (site.outFirst()) {
         out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
             site.node(), "its weight is stored [out, in] (" + (node.opType().equals("Gemm") ? "Gemm transB=1"
                 : "read through a Transpose") + ") and DoRA and PiSSA read the host weight as [in, out]; choose"
@@ -113,8 +118,7 @@ final class LoraVariants {
 
       String base = in.base();
       double gs = in.outputScale();
-      Node host = LinearAdapters.node(g, site);
-      String y = host.output(0);
+      String y = site.output(g);
       int before = g.nodes().size();
       // x_d·A·B, unscaled
       String lora = g.op(base + "/MatMul_B", "MatMul", List.of(g.op(base + "/MatMul_A", "MatMul", List.of(in.value(), a)), b));

@@ -1,0 +1,155 @@
+package dev.graft.compiler.autodiff;
+
+import static dev.graft.compiler.ir.Node.attr;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.google.protobuf.ByteString;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.OnnxExport;
+import dev.graft.compiler.ir.QuantizedMatMul;
+import dev.graft.compiler.ir.ShapeInference;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import java.nio.FloatBuffer;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The straight-through rule of an int8 linear layer ({@link ContractionGradients#int8MatMul}):
+ * on {@code loss = Σ (DynamicQuantizeLinear → MatMulInteger → Cast → Mul(scales) → Add(bias))(x) ⊙ R}
+ * the gradient of x must be {@code R · W_deqᵀ} with {@code W_deq = (Wq − zp)·scale}: exactly the
+ * gradient of the float layer {@code x·W_deq + b} (linear in x, so its central differences are
+ * that product too), whatever the rounding of x in the forward pass. The weight stays int8 in the
+ * differentiated graph.
+ */
+class Int8LinearGradientTest {
+  private static final int IN = 5;
+  private static final int OUT = 4;
+  private static final long[] X_SHAPE = {2, 3, IN};
+
+  private final Random random = new Random(11);
+  private final byte[] wq = new byte[IN * OUT];
+  private final byte[] zp = new byte[OUT];
+  private final double[] scale = new double[OUT];
+  private final double[] r = new double[2 * 3 * OUT];
+
+  /** The int8 layer on input x with loss Σ y ⊙ R; with {@code leak}, x's scale is also read outside the pattern. */
+  private Graph graph(boolean leak) {
+    for (int i = 0; i < wq.length; i++) {
+      wq[i] = (byte) (random.nextInt(256) - 128);
+    }
+    for (int j = 0; j < OUT; j++) {
+      zp[j] = (byte) (random.nextInt(21) - 10);
+      scale[j] = (float) (0.001 + 0.01 * random.nextDouble());
+    }
+    for (int i = 0; i < r.length; i++) {
+      r[i] = random.nextGaussian();
+    }
+    Graph g = new Graph();
+    g.addInput("x", TensorType.of(TensorType.FLOAT, X_SHAPE));
+    g.addInitializer(TensorProto.newBuilder().setName("w_quantized").setDataType(TensorType.INT8).addDims(IN).addDims(OUT)
+        .setRawData(ByteString.copyFrom(wq)).build(), false);
+    g.addInitializer(TensorProto.newBuilder().setName("w_zero_point").setDataType(TensorType.INT8).addDims(OUT)
+        .setRawData(ByteString.copyFrom(zp)).build(), false);
+    g.addInitializer(Tensors.floats("w_scale", TensorType.FLOAT, List.of((long) OUT), scale), false);
+    g.addInitializer(Tensors.floats("bias", TensorType.FLOAT, List.of((long) OUT), new double[] {0.1, -0.2, 0.3, 0}), false);
+    g.addInitializer(Tensors.floats("r", TensorType.FLOAT, List.of(2L, 3L, (long) OUT), r), false);
+    List<String> q = g.add("/fc/x_QuantizeLinear", "DynamicQuantizeLinear", "", List.of("x"), 3, Node.attrs());
+    String p = g.op("/fc/MatMul_quant", "MatMulInteger", List.of(q.get(0), "w_quantized", q.get(2), "w_zero_point"));
+    String c = g.op("/fc/MatMul_quant_cast", "Cast", List.of(p), attr("to", (long) TensorType.FLOAT));
+    String s = g.op("/fc/MatMul_quant_scales_mul", "Mul", List.of(q.get(1), "w_scale"));
+    String y = g.op("/fc/Add", "Add", List.of(g.op("/fc/MatMul_quant_output_scale_mul", "Mul", List.of(c, s)), "bias"));
+    if (leak) {
+      y = g.op("/leak/Add", "Add", List.of(y, q.get(1)));
+    }
+    g.outputs().add(g.op("/loss/ReduceSum", "ReduceSum", List.of(g.op("/loss/Mul", "Mul", List.of(y, "r"))),
+        attr("keepdims", 0L)));
+    ShapeInference.run(g);
+    return g;
+  }
+
+  @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir;
+
+  @Test
+  void theGradientOfXIsTheDequantizedWeightsTransposeProduct() throws OrtException, java.io.IOException {
+    Graph g = graph(false);
+    assertEquals(1, QuantizedMatMul.find(g).size(), "the pattern is recognised");
+    String loss = g.outputs().get(0);
+    String grad = Autodiff.differentiate(g, loss, List.of("x")).get("x");
+    g.outputs().add(grad);
+    // The weight stays int8: no float tensor of its size, and it is dequantized at run time.
+    assertTrue(g.initializers().values().stream()
+        .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT), "no float weight");
+    assertTrue(g.nodes().stream().anyMatch(n -> n.opType().equals("DequantizeLinear")), "dequantized in the backward");
+    float[] x = new float[2 * 3 * IN];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) random.nextGaussian();
+    }
+    float[] analytic;
+    java.nio.file.Path optimized = dir.resolve("optimized.onnx");
+    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+    options.setOptimizedModelFilePath(optimized.toString());
+    try (options; OrtSession session = GradCheck.ENV.createSession(OnnxExport.write(g, "int8").toByteArray(), options);
+        OnnxTensor in = OnnxTensor.createTensor(GradCheck.ENV, FloatBuffer.wrap(x), X_SHAPE);
+        OrtSession.Result result = session.run(Map.of("x", in))) {
+      analytic = flatten((float[][][]) result.get(grad).orElseThrow().getValue());
+    }
+    // ONNX Runtime's optimizer (all levels) keeps the weight int8 too: it does not fold the
+    // DequantizeLinear of the constant weight into a float initializer.
+    dev.graft.spec.onnx.Onnx.ModelProto after = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(
+        java.nio.file.Files.readAllBytes(optimized));
+    assertTrue(after.getGraph().getInitializerList().stream()
+        .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT),
+        "ORT's optimized graph holds no float copy of the weight");
+    assertTrue(after.getGraph().getNodeList().stream().anyMatch(n -> n.getOpType().equals("DequantizeLinear")),
+        "ORT's optimized graph dequantizes at run time");
+    double worst = 0;
+    for (int row = 0; row < 6; row++) {
+      for (int i = 0; i < IN; i++) {
+        double expected = 0;
+        for (int j = 0; j < OUT; j++) {
+          expected += r[row * OUT + j] * (float) ((wq[i * OUT + j] - zp[j]) * (float) scale[j]);
+        }
+        double err = Math.abs(analytic[row * IN + i] - expected);
+        worst = Math.max(worst, err / (1e-6 + Math.abs(expected)));
+        assertTrue(err <= 1e-6 + 1e-5 * Math.abs(expected),
+            "d loss/d x[" + row + ", " + i + "]: " + analytic[row * IN + i] + ", expected R·W_deqᵀ = " + expected);
+      }
+    }
+    System.out.printf("int8 straight-through dL/dx vs R·W_deqT: worst relative error %.2e%n", worst);
+  }
+
+  @Test
+  void anInt8PatternWhoseInnerValuesAreReadElsewhereIsNotDifferentiated() {
+    Graph g = graph(true);
+    assertEquals(List.of(), QuantizedMatMul.find(g), "x's scale is read outside the layer");
+    MissingGradientException e = assertThrows(MissingGradientException.class,
+        () -> Autodiff.differentiate(g, g.outputs().get(0), List.of("x")));
+    assertEquals("DynamicQuantizeLinear", e.node().opType(), e.getMessage());
+    assertTrue(e.getMessage().contains("an int8 linear layer is differentiated as a whole (straight through)"),
+        e.getMessage());
+  }
+
+  private static float[] flatten(float[][][] v) {
+    float[] out = new float[v.length * v[0].length * v[0][0].length];
+    int k = 0;
+    for (float[][] a : v) {
+      for (float[] b : a) {
+        for (float c : b) {
+          out[k++] = c;
+        }
+      }
+    }
+    return out;
+  }
+}

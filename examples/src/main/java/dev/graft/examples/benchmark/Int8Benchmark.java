@@ -1,0 +1,86 @@
+package dev.graft.examples.benchmark;
+
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.compiler.HostModel;
+import dev.graft.dsl.Graft;
+import dev.graft.examples.sentiment.SentimentData;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.train.LearningRate;
+import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The sentiment example's LoRA on the float all-MiniLM-L6-v2 and on its int8 twin (langchain4j's
+ * {@code -q} jar: every linear layer {@code MatMulInteger} over int8 weights, activations quantized
+ * by {@code DynamicQuantizeLinear}), side by side in one run: the same declaration (LoRA r8, alpha
+ * 16, on the query and value projections, a 2-label head), data, batches, schedule and seeds as
+ * {@code SentimentExample}. On the int8 host the weights stay int8 and the gradient passes its
+ * int8 layers straight through (docs/int8-hosts.md).
+ *
+ * <p>Prints one line per host as it finishes and a Markdown table at the end: host, held-out
+ * accuracy, training steps per second, and the int8 host's steps/s as a ratio to the float host's.
+ *
+ * <p>Arguments (all optional): {@code --epochs N} (default 1; the example's own default is 3).
+ */
+public final class Int8Benchmark {
+  /** The example's LoRA sites on both hosts: {@code MatMul} on the float one, {@code MatMul_quant} on the int8 one. */
+  static final String QUERY_VALUE = ".*/attention/self/(query|value)/MatMul(_quant)?";
+
+  record Result(String host, long params, long steps, double accuracy, double stepsPerSecond, double wallSeconds) {}
+
+  private Int8Benchmark() {}
+
+  public static void main(String[] args) {
+    int epochs = 1;
+    for (int i = 0; i < args.length; i++) {
+      if (args[i].equals("--epochs") && i + 1 < args.length) {
+        epochs = Integer.parseInt(args[++i]);
+      } else {
+        throw new IllegalArgumentException("unknown argument '" + args[i] + "'; expected --epochs N");
+      }
+    }
+    long start = System.nanoTime();
+    SentimentData data = SentimentData.load();
+    List<Result> results = new ArrayList<>();
+    for (String host : List.of(SentimentData.HOST, SentimentData.INT8_HOST)) {
+      Result r = run(host, data, epochs);
+      results.add(r);
+      System.out.printf(Locale.ROOT, "host: %s params=%d steps=%d accuracy=%.4f steps_per_s=%.3f wall_s=%.1f%n",
+          r.host(), r.params(), r.steps(), r.accuracy(), r.stepsPerSecond(), r.wallSeconds());
+    }
+    Result f = results.get(0);
+    Result q = results.get(1);
+    System.out.println();
+    System.out.printf(Locale.ROOT, "LoRA r8 (alpha 16) on query and value, %d epoch(s), batch 16, %d train / %d held-out"
+        + " sentences, CPU, one run%n%n", epochs, data.train().size(), data.heldOut().size());
+    System.out.println("| host | trainable parameters | held-out accuracy | steps/s | steps/s vs float |");
+    System.out.println("|---|---:|---:|---:|---:|");
+    for (Result r : results) {
+      System.out.printf(Locale.ROOT, "| %s | %,d | %.4f | %.2f | %.2fx |%n", r.host(), r.params(), r.accuracy(),
+          r.stepsPerSecond(), r.stepsPerSecond() / f.stepsPerSecond());
+    }
+    System.out.printf(Locale.ROOT, "%nresult: float_accuracy=%.4f int8_accuracy=%.4f float_steps_per_s=%.3f"
+        + " int8_steps_per_s=%.3f int8_speed_ratio=%.3f wall_s=%.1f%n", f.accuracy(), q.accuracy(), f.stepsPerSecond(),
+        q.stepsPerSecond(), q.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
+  }
+
+  static Result run(String hostResource, SentimentData data, int epochs) {
+    System.err.println("== " + hostResource);
+    long start = System.nanoTime();
+    HostModel host = SentimentData.readHost(hostResource);
+    CompiledGraft graft = Graft.host(host).name("SentimentLora")
+        .lora(QUERY_VALUE, o -> o.rank(8).alpha(16)).classification(2).compile();
+    Trainer trainer = Trainer.builder()
+        .batchSize(16).epochs(epochs).learningRate(LearningRate.linear(2e-3f, 0.1)).seed(1).build();
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
+      long params = model.getParameterCount();
+      TrainingResult result = trainer.fit(model, data.train(), data.heldOut());
+      return new Result(hostResource, params, result.steps(), result.finalAccuracy(), result.stepsPerSecond(),
+          (System.nanoTime() - start) / 1e9);
+    }
+  }
+}
