@@ -1,5 +1,10 @@
 package dev.graft.tools.export;
 
+import static dev.graft.tools.cli.Arguments.graftFolder;
+import static dev.graft.tools.cli.Arguments.graftResource;
+import static dev.graft.tools.cli.Arguments.integer;
+import static dev.graft.tools.cli.Arguments.value;
+
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
@@ -79,7 +84,7 @@ public final class ExportCommand {
           case "--unmerged" -> merged = false;
           case "--require-merged" -> options = options.withRequireMerged(true);
           case "--no-head" -> options = options.withHead(false);
-          case "--dylora-rank" -> options = options.withDyLoraRank(Integer.parseInt(value(rest, a)));
+          case "--dylora-rank" -> options = options.withDyLoraRank(integer(value(rest, a), a));
           case "--model-file" -> options = options.withModelFile(value(rest, a));
           default -> throw new IllegalArgumentException("unknown argument '" + a + "'");
         }
@@ -97,8 +102,7 @@ public final class ExportCommand {
       return USAGE;
     }
     try {
-      AdapterGraphs graphs = graft != null ? fromFolder(graft)
-          : AdapterGraphs.fromClasspath(Thread.currentThread().getContextClassLoader(), folder(resource), name(resource));
+      AdapterGraphs graphs = graft != null ? graftFolder(graft) : graftResource(resource);
       ModelOptions model = ModelOptions.defaults().withTraining(false).withHost(host);
       try (AdapterModel m = AdapterModel.open(graphs, model)) {
         if (adapter != null) {
@@ -119,25 +123,7 @@ public final class ExportCommand {
     }
   }
 
-  private static AdapterGraphs fromFolder(String graft) {
-    Path p = Path.of(graft);
-    Path dir = p.getParent() == null ? Path.of(".") : p.getParent();
-    return AdapterGraphs.fromDirectory(dir, p.getFileName().toString());
-  }
 
-  private static String folder(String resource) {
-    int slash = resource.lastIndexOf('/');
-    return slash < 0 ? "" : resource.substring(0, slash);
-  }
 
-  private static String name(String resource) {
-    return resource.substring(resource.lastIndexOf('/') + 1);
-  }
 
-  private static String value(List<String> rest, String option) {
-    if (rest.isEmpty() || rest.get(0).startsWith("--")) {
-      throw new IllegalArgumentException(option + " needs a value");
-    }
-    return rest.remove(0);
-  }
 }

@@ -1,5 +1,11 @@
 package dev.graft.tools.merge;
 
+import static dev.graft.tools.cli.Arguments.graftFolder;
+import static dev.graft.tools.cli.Arguments.graftResource;
+import static dev.graft.tools.cli.Arguments.integer;
+import static dev.graft.tools.cli.Arguments.real;
+import static dev.graft.tools.cli.Arguments.value;
+
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
@@ -89,7 +95,7 @@ public final class CheckpointMergeCommand {
           case "--resource" -> resource = value(rest, a);
           case "--host" -> host = Path.of(value(rest, a));
           case "--checkpoints" -> checkpoints = Path.of(value(rest, a));
-          case "--last" -> last = number(value(rest, a), a);
+          case "--last" -> last = integer(value(rest, a), a);
           case "--weighting" -> weighting = value(rest, a);
           case "--p" -> p = real(value(rest, a), a);
           case "--space" -> space = switch (value(rest, a)) {
@@ -97,7 +103,7 @@ public final class CheckpointMergeCommand {
             case "delta-w" -> CheckpointAverage.Space.DELTA_W;
             default -> throw new IllegalArgumentException("--space must be parameters or delta-w");
           };
-          case "--rank" -> rank = number(value(rest, a), a);
+          case "--rank" -> rank = integer(value(rest, a), a);
           case "--out-peft" -> peft = Path.of(value(rest, a));
           case "--out-onnx" -> onnx = Path.of(value(rest, a));
           default -> throw new IllegalArgumentException("unknown argument '" + a + "'");
@@ -137,8 +143,7 @@ public final class CheckpointMergeCommand {
       KeptCheckpoints kept = KeptCheckpoints.read(checkpoints);
       List<KeptCheckpoints.Checkpoint> chosen = kept.last(last);
       CheckpointAverage average = CheckpointAverage.of(chosen, weights);
-      AdapterGraphs graphs = graft != null ? fromFolder(graft)
-          : AdapterGraphs.fromClasspath(Thread.currentThread().getContextClassLoader(), folder(resource), name(resource));
+      AdapterGraphs graphs = graft != null ? graftFolder(graft) : graftResource(resource);
       try (AdapterModel m = AdapterModel.open(graphs, ModelOptions.defaults().withTraining(false).withHost(host))) {
         CheckpointAverage.Averaged done;
         if (space == CheckpointAverage.Space.PARAMETERS) {
@@ -175,41 +180,9 @@ public final class CheckpointMergeCommand {
     }
   }
 
-  private static AdapterGraphs fromFolder(String graft) {
-    Path p = Path.of(graft);
-    Path dir = p.getParent() == null ? Path.of(".") : p.getParent();
-    return AdapterGraphs.fromDirectory(dir, p.getFileName().toString());
-  }
 
-  private static String folder(String resource) {
-    int slash = resource.lastIndexOf('/');
-    return slash < 0 ? "" : resource.substring(0, slash);
-  }
 
-  private static String name(String resource) {
-    return resource.substring(resource.lastIndexOf('/') + 1);
-  }
 
-  private static int number(String v, String option) {
-    try {
-      return Integer.parseInt(v);
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(option + " must be an integer, given '" + v + "'");
-    }
-  }
 
-  private static double real(String v, String option) {
-    try {
-      return Double.parseDouble(v);
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(option + " must be a number, given '" + v + "'");
-    }
-  }
 
-  private static String value(List<String> rest, String option) {
-    if (rest.isEmpty() || rest.get(0).startsWith("--")) {
-      throw new IllegalArgumentException(option + " needs a value");
-    }
-    return rest.remove(0);
-  }
 }

@@ -1,5 +1,12 @@
 package dev.graft.tools.merge;
 
+import static dev.graft.tools.cli.Arguments.graftFolder;
+import static dev.graft.tools.cli.Arguments.graftResource;
+import static dev.graft.tools.cli.Arguments.integer;
+import static dev.graft.tools.cli.Arguments.longInteger;
+import static dev.graft.tools.cli.Arguments.real;
+import static dev.graft.tools.cli.Arguments.value;
+
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.GraftException;
@@ -93,12 +100,12 @@ public final class MergeCommand {
         switch (a) {
           case "--method" -> method = value(rest, a);
           case "--density", "--drop-rate", "--lambda", "--seed" -> options.add(new String[] {a, value(rest, a)});
-          case "--rank" -> rank = Integer.parseInt(value(rest, a));
+          case "--rank" -> rank = integer(value(rest, a), a);
           case "--host" -> host = Path.of(value(rest, a));
-          case "--graft" -> graft = fromFolder(value(rest, a));
-          case "--resource" -> graft = fromClasspath(value(rest, a));
-          case "--target" -> target = fromFolder(value(rest, a));
-          case "--target-resource" -> target = fromClasspath(value(rest, a));
+          case "--graft" -> graft = graftFolder(value(rest, a));
+          case "--resource" -> graft = graftResource(value(rest, a));
+          case "--target" -> target = graftFolder(value(rest, a));
+          case "--target-resource" -> target = graftResource(value(rest, a));
           case "--input" -> inputs.add(input(graft, value(rest, a)));
           case "--out-peft" -> peft = Path.of(value(rest, a));
           case "--out-onnx" -> onnx = Path.of(value(rest, a));
@@ -111,10 +118,10 @@ public final class MergeCommand {
       merge = Merge.method(method);
       for (String[] o : options) {
         switch (o[0]) {
-          case "--density" -> merge.density(Double.parseDouble(o[1]));
-          case "--drop-rate" -> merge.dropRate(Double.parseDouble(o[1]));
-          case "--lambda" -> merge.lambda(Double.parseDouble(o[1]));
-          default -> merge.seed(Long.parseLong(o[1]));
+          case "--density" -> merge.density(real(o[1], o[0]));
+          case "--drop-rate" -> merge.dropRate(real(o[1], o[0]));
+          case "--lambda" -> merge.lambda(real(o[1], o[0]));
+          default -> merge.seed(longInteger(o[1], o[0]));
         }
       }
       if (inputs.isEmpty()) {
@@ -183,22 +190,6 @@ public final class MergeCommand {
     return new Input(graft, Path.of(dir), weight);
   }
 
-  private static AdapterGraphs fromFolder(String graft) {
-    Path p = Path.of(graft);
-    Path dir = p.getParent() == null ? Path.of(".") : p.getParent();
-    return AdapterGraphs.fromDirectory(dir, p.getFileName().toString());
-  }
 
-  private static AdapterGraphs fromClasspath(String resource) {
-    int slash = resource.lastIndexOf('/');
-    return AdapterGraphs.fromClasspath(Thread.currentThread().getContextClassLoader(),
-        slash < 0 ? "" : resource.substring(0, slash), resource.substring(slash + 1));
-  }
 
-  private static String value(List<String> rest, String option) {
-    if (rest.isEmpty() || rest.get(0).startsWith("--")) {
-      throw new IllegalArgumentException(option + " needs a value");
-    }
-    return rest.remove(0);
-  }
 }
