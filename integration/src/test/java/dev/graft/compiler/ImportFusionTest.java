@@ -84,10 +84,13 @@ class ImportFusionTest {
     Graph fused = GraftCompiler.imported(TinyBertHost.host(g));
     assertEquals(4, count(fused, "", "LayerNormalization"));
     assertTrue(fused.nodes().stream().anyMatch(n -> n.name().equals("/embeddings/LayerNorm/Sqrt")));
-    // The fused node keeps the scale Mul's name (LayerNorm tuning names its tensors by it) and the pattern's output.
+    // The fused node keeps the name and output of the pattern's last node (output sites select it by that name).
     Node ln = fused.nodes().stream().filter(n -> n.opType().equals("LayerNormalization")).findFirst().orElseThrow();
-    assertEquals("/encoder/layer.0/attention/output/LayerNorm/Mul", ln.name());
+    assertEquals("/encoder/layer.0/attention/output/LayerNorm/Add_1", ln.name());
     assertEquals(3, ln.outputs().size());
+    Graph plain = unfused(TinyBertHost.host(g));
+    assertEquals(plain.nodes().stream().filter(n -> n.name().equals(ln.name())).findFirst().orElseThrow().output(0),
+        ln.output(0));
   }
 
   private static Graph unfused(HostModel host) {

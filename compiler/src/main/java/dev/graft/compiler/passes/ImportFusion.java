@@ -35,9 +35,9 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Needs: an imported, sorted, shape-inferred graph. Guarantees: each rewritten pattern's
  * intermediates were read by nothing outside it (nor were graph outputs); the fused node keeps
- * the name of the pattern's node whose module it belongs to (the scale {@code Mul} for a
- * LayerNorm, so that LayerNorm tuning names its tensors as before; the last {@code Mul} for a
- * GELU) and the pattern's output value; the graph stays sorted; shapes must be inferred again.
+ * the name and the output value of the pattern's last node (so output sites select it as before,
+ * and LayerNorm tuning names its tensors by the same module); the graph stays sorted; shapes must
+ * be inferred again.
  */
 public final class ImportFusion {
   private static final double RELATIVE = 1e-4;
@@ -253,11 +253,11 @@ public final class ImportFusion {
       if (shift != null) {
         removed.add(shift);
       }
-      String statsBase = scale.name() + "/LayerNormalization";
+      String statsBase = last.name();
       List<String> outs = List.of(last.output(0), graph.freshValue(statsBase + "_mean"),
           graph.freshValue(statsBase + "_inv_std_dev"));
       List<String> ins = beta == null ? List.of(x, gamma) : List.of(x, gamma, beta);
-      Node fused = new Node(scale.name(), "LayerNormalization", "", ins, outs,
+      Node fused = new Node(last.name(), "LayerNormalization", "", ins, outs,
           Node.attrs(Node.attr("axis", -1L), Node.attr("epsilon", (float) (double) eps)));
       return new Fusion(removed, last, fused);
     }
