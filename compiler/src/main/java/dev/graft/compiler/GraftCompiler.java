@@ -20,6 +20,7 @@ import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.passes.AdamWUpdate;
 import dev.graft.compiler.passes.AdapterPlacement;
 import dev.graft.compiler.passes.GatheredAdapters;
+import dev.graft.compiler.passes.ImportFusion;
 import dev.graft.compiler.passes.SavedActivations;
 import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
@@ -184,12 +185,18 @@ public final class GraftCompiler {
     return Diagnostic.of(ErrorCode.HOST_GRAPH_INVALID, source, "host", "'" + host.name() + "'", what);
   }
 
-  /** Import pass plus shape inference: the IR every compilation starts from (and the host inspector reads). */
+  /**
+   * Import pass, shape inference and import fusion (decomposed LayerNorms and GELUs as one op
+   * each): the IR every compilation starts from (and the host inspector reads).
+   */
   public static Graph imported(HostModel host) {
     Graph g = OnnxImport.read(host.model());
     // ONNX requires sorted nodes; a hostile host's cycle is found here, before shape inference.
     g.sortTopologically();
     ShapeInference.run(g);
+    if (ImportFusion.run(g)[1] > 0) {
+      ShapeInference.run(g);
+    }
     return g;
   }
 

@@ -180,10 +180,11 @@ class DecoderTrainStepTest {
     List<String> constant;
     if (host == Host.GPT2) {
       expected = List.of("/transformer/h.0/attn/Where", "/transformer/h.0/attn/Slice", "/transformer/h.0/attn/Slice_1",
-          "/transformer/h.0/attn/Slice_2", "/transformer/h.0/mlp/act/Tanh", "/transformer/h.1/ln_1/Sqrt",
-          "/transformer/ln_f/Div", "/transformer/h.1/attn/Softmax");
+          "/transformer/h.0/attn/Slice_2", "/transformer/h.0/mlp/act/Tanh",
+          // LayerNorms: fused at import, named after their last node.
+          "/transformer/h.1/ln_1/Add_1", "/transformer/ln_f/Add_1", "/transformer/h.1/attn/Softmax");
       constant = List.of("/transformer/Range", "/transformer/wpe/Gather", "/transformer/wte/Gather", "/transformer/Add",
-          "/transformer/h.0/attn/Slice_3", "/transformer/Mul", "/transformer/h.0/ln_1/Div", "/transformer/h.0/attn/c_attn/MatMul");
+          "/transformer/h.0/attn/Slice_3", "/transformer/Mul", "/transformer/h.0/ln_1/Add_1", "/transformer/h.0/attn/c_attn/MatMul");
     } else {
       expected = List.of("/model/layers.0/self_attn/Neg", "/model/layers.0/self_attn/Concat",
           "/model/layers.0/self_attn/Mul_rope", "/model/layers.0/self_attn/Slice_1_1", "/model/layers.0/mlp/act_fn/Sigmoid",

@@ -17,6 +17,12 @@ import org.jspecify.annotations.Nullable;
  * @param hostChangeAllowed whether a host whose SHA-256 differs from the manifest's {@code
  *     host_sha256} may be used (false: such a host is refused with {@code GRAFT-R011}); see
  *     {@link #withHostChangeAllowed()}
+ * @param profileDirectory where ONNX Runtime writes a profile (its JSON trace of every kernel run)
+ *     per session, {@code <graph name>_<timestamp>.json}, when the model is closed; {@code null}
+ *     (the default) for no profiling, which costs nothing
+ * @param optimizedModelDirectory where ONNX Runtime writes each session's graph as it runs it
+ *     (after its graph optimizations), {@code <graph name>.optimized.onnx}, at open; {@code null}
+ *     (the default) for none
  */
 public record ModelOptions(
     long seed,
@@ -25,7 +31,9 @@ public record ModelOptions(
     int cudaDeviceId,
     int intraOpThreads,
     boolean training,
-    boolean hostChangeAllowed) {
+    boolean hostChangeAllowed,
+    @Nullable Path profileDirectory,
+    @Nullable Path optimizedModelDirectory) {
   /** The default seed of parameter initialization. */
   public static final long DEFAULT_SEED = 42L;
 
@@ -38,31 +46,37 @@ public record ModelOptions(
 
   /** CPU, seed 42, host from the manifest (refused if it is not the one compiled against), training session on. */
   public static ModelOptions defaults() {
-    return new ModelOptions(DEFAULT_SEED, null, Device.CPU, 0, 0, true, false);
+    return new ModelOptions(DEFAULT_SEED, null, Device.CPU, 0, 0, true, false, null, null);
   }
 
   public ModelOptions withSeed(long value) {
-    return new ModelOptions(value, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed);
+    return new ModelOptions(value, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   public ModelOptions withHost(@Nullable Path value) {
-    return new ModelOptions(seed, value, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed);
+    return new ModelOptions(seed, value, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   public ModelOptions withDevice(Device value) {
-    return new ModelOptions(seed, host, value, cudaDeviceId, intraOpThreads, training, hostChangeAllowed);
+    return new ModelOptions(seed, host, value, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   public ModelOptions withCudaDeviceId(int value) {
-    return new ModelOptions(seed, host, device, value, intraOpThreads, training, hostChangeAllowed);
+    return new ModelOptions(seed, host, device, value, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   public ModelOptions withIntraOpThreads(int value) {
-    return new ModelOptions(seed, host, device, cudaDeviceId, value, training, hostChangeAllowed);
+    return new ModelOptions(seed, host, device, cudaDeviceId, value, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   public ModelOptions withTraining(boolean value) {
-    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, value, hostChangeAllowed);
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, value, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory);
   }
 
   /**
@@ -72,6 +86,27 @@ public record ModelOptions(
    * edited) whose initializers still have the names, types and shapes the graft reads.
    */
   public ModelOptions withHostChangeAllowed() {
-    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, true);
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, true, profileDirectory,
+        optimizedModelDirectory);
+  }
+
+  /**
+   * Profiles every session of the model with ONNX Runtime's profiler; each session's trace is
+   * written into {@code directory} (which must exist) as {@code <graph name>_<timestamp>.json}
+   * when the model is closed. For finding where time goes; profiling slows every run a little.
+   */
+  public ModelOptions withProfiling(@Nullable Path directory) {
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed, directory,
+        optimizedModelDirectory);
+  }
+
+  /**
+   * Writes each session's graph as ONNX Runtime runs it, after its graph optimizations (fusions,
+   * constant folding, layout changes), into {@code directory} (which must exist) as {@code
+   * <graph name>.optimized.onnx}, when the model is opened.
+   */
+  public ModelOptions withOptimizedModelDump(@Nullable Path directory) {
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, directory);
   }
 }

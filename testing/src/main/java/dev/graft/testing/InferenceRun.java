@@ -13,6 +13,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.onnx.Onnx.ModelProto;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -45,6 +46,18 @@ public final class InferenceRun {
     }
     try (HostSession s = new HostSession(graft.inference(), host, false)) {
       return s.run(feeds, Set.of()).values().iterator().next();
+    }
+  }
+
+  /**
+   * Every output of {@code model} on {@code feeds} (inputs it lacks are left out), its external
+   * initializers filled from {@code weights}' initializers of the same names, without graph
+   * optimizations.
+   */
+  public static Map<String, double[]> outputs(ModelProto model, Graph weights, Map<String, Feed> feeds)
+      throws OrtException {
+    try (HostSession s = new HostSession(model, weights, false)) {
+      return s.run(feeds, Set.of());
     }
   }
 

@@ -19,6 +19,20 @@ final class ActivationGradients {
     return List.of(c.mul(g.get(0), c.op("Sub", List.of(c.scalar(1, y), c.mul(y, y)))));
   }
 
+  /**
+   * com.microsoft Gelu, y = x·Φ(x) with Φ the standard normal CDF: with t = x/√2,
+   * dy/dx = Φ(x) + x·φ(x) = ½·(1 + erf(t) + (2/√π)·t·exp(−t²)); reads only x (the forward's erf is
+   * inside the fused kernel, so the backward computes it once more: cheaper than saving it).
+   */
+  static List<@Nullable String> gelu(Node n, List<@Nullable String> g, Grad c) {
+    String x = n.input(0);
+    String t = c.mul(x, c.scalar(Math.sqrt(0.5), x));
+    String gauss = c.op("Exp", List.of(c.neg(c.mul(t, t))));
+    String slope = c.op("Add", List.of(c.op("Erf", List.of(t)), c.mul(c.mul(t, gauss), c.scalar(2 / Math.sqrt(Math.PI), x))));
+    String derivative = c.mul(c.op("Add", List.of(slope, c.scalar(1, x))), c.scalar(0.5, x));
+    return List.of(c.mul(g.get(0), derivative));
+  }
+
   static List<@Nullable String> sigmoid(Node n, List<@Nullable String> g, Grad c) {
     String y = n.output(0);
     return List.of(c.mul(g.get(0), c.mul(y, c.op("Sub", List.of(c.scalar(1, y), y)))));

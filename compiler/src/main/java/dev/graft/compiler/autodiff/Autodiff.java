@@ -133,7 +133,7 @@ public final class Autodiff {
       if (!any || n.outputs().stream().noneMatch(contributions::containsKey)) {
         continue;
       }
-      GradientRule rule = n.domain().isEmpty() ? GradientRegistry.rule(n.opType()) : null;
+      GradientRule rule = GradientRegistry.rule(n);
       if (rule == null) {
         throw MissingGradientException.noRule(n, n.opType().equals("DynamicQuantizeLinear")
             || n.opType().equals("MatMulInteger")

@@ -56,7 +56,9 @@ final class ContractionGradients {
     String da = null;
     String db = null;
     if (c.needs(0)) {
-      da = c.op("MatMul", List.of(gy, transposeLast(c, b, tb.rank())));
+      da = ta.elemType() == TensorType.FLOAT
+          ? c.msOp("FusedMatMul", List.of(gy, b), attr("transB", 1L))
+          : c.op("MatMul", List.of(gy, transposeLast(c, b, tb.rank())));
       da = c.unbroadcast(da, withLast(c.type(n.output(0)), ta.dim(ta.rank() - 2), ta.dim(ta.rank() - 1)), a);
     }
     if (c.needs(1)) {
@@ -71,7 +73,9 @@ final class ContractionGradients {
         String g2 = c.op("Reshape", List.of(gy, c.longs(List.of(-1L, m.size()))));
         db = c.op("Gemm", List.of(a2, g2), attr("transA", 1L));
       } else {
-        db = c.op("MatMul", List.of(transposeLast(c, a, ta.rank()), gy));
+        db = ta.elemType() == TensorType.FLOAT
+            ? c.msOp("FusedMatMul", List.of(a, gy), attr("transA", 1L))
+            : c.op("MatMul", List.of(transposeLast(c, a, ta.rank()), gy));
         db = c.unbroadcast(db, withLast(c.type(n.output(0)), tb.dim(tb.rank() - 2), tb.dim(tb.rank() - 1)), b);
       }
     }

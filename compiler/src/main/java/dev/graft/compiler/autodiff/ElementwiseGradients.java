@@ -43,6 +43,11 @@ final class ElementwiseGradients {
         c.needs(1) ? c.neg(c.op("Div", List.of(c.mul(g.get(0), n.output(0)), n.input(1)))) : null);
   }
 
+  /**
+   * Pow: dx = g·p·x^(p−1), dp = g·y·log(x). A constant scalar exponent is folded: p = 1 gives g,
+   * p = 2 gives g·2x, p = 3 gives g·3x², other constants g·p·x^(p−1) with p−1 a constant (ONNX
+   * Runtime's Pow by a non-integer-like tensor exponent takes a slow generic path).
+   */
   static List<@Nullable String> pow(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
     String p = n.input(1);
@@ -50,9 +55,19 @@ final class ElementwiseGradients {
     String dx = null;
     String dp = null;
     if (c.needs(0)) {
-      // p * x^(p-1)
-      String pm1 = c.op("Sub", List.of(p, c.scalar(1, p)));
-      dx = c.mul(gy, c.mul(p, c.op("Pow", List.of(x, pm1))));
+      Double k = c.needs(1) ? null : c.constScalar(p);
+      if (k == null) {
+        String pm1 = c.op("Sub", List.of(p, c.scalar(1, p)));
+        dx = c.mul(gy, c.mul(p, c.op("Pow", List.of(x, pm1))));
+      } else if (k == 1) {
+        dx = gy;
+      } else if (k == 2) {
+        dx = c.mul(gy, c.mul(x, c.scalar(2, x)));
+      } else if (k == 3) {
+        dx = c.mul(gy, c.mul(c.mul(x, x), c.scalar(3, x)));
+      } else {
+        dx = c.mul(gy, c.mul(c.op("Pow", List.of(x, c.scalar(k - 1, p))), c.scalar(k, x)));
+      }
     }
     if (c.needs(1)) {
       dp = c.mul(gy, c.mul(n.output(0), c.op("Log", List.of(x))));

@@ -42,6 +42,11 @@ public final class Grad {
     return out;
   }
 
+  /** A single-output com.microsoft node (an op ONNX Runtime registers beside ai.onnx, e.g. FusedMatMul). */
+  public String msOp(String opType, List<String> inputs, AttributeProto... attributes) {
+    return graph.add(name(opType), opType, Graph.MS_DOMAIN, inputs, 1, Node.attrs(attributes)).get(0);
+  }
+
   /** Emits an ai.onnx node with {@code outputs} outputs; returns their names. */
   public List<String> ops(String opType, List<String> inputs, int outputs, AttributeProto... attributes) {
     return graph.add(name(opType), opType, "", inputs, outputs, Node.attrs(attributes));
@@ -90,6 +95,23 @@ public final class Grad {
       return List.of(t.hasRawData() ? (long) t.getRawData().byteAt(0) : (long) t.getInt32Data(0));
     }
     return Tensors.readLongs(t);
+  }
+
+  /** The value of a constant floating-point scalar (an initializer or a Constant node, one element), or null. */
+  public @Nullable Double constScalar(String value) {
+    if (value.isEmpty()) {
+      return null;
+    }
+    TensorProto t = graph.initializers().get(value);
+    if (t == null) {
+      Node p = graph.producer(value);
+      t = p != null && p.opType().equals("Constant") ? p.attrTensor("value") : null;
+    }
+    if (t == null || graph.externalInitializers().contains(value) || Tensors.elementCount(t) != 1
+        || t.getDataType() != TensorType.FLOAT && t.getDataType() != TensorType.DOUBLE) {
+      return null;
+    }
+    return Tensors.readDoubles(t)[0];
   }
 
   /**

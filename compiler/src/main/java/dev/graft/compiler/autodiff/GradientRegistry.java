@@ -1,5 +1,7 @@
 package dev.graft.compiler.autodiff;
 
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
@@ -12,12 +14,16 @@ import org.jspecify.annotations.Nullable;
 /**
  * The one registry of gradient rules: the table op type → rule, keyed by ai.onnx op type (nodes
  * are normalized to opset 17 on import, so each op has one form), and the ops registered as
- * having no gradient (shape arithmetic, comparisons, constants, random draws). The rules live
+ * having no gradient (shape arithmetic, comparisons, constants, random draws); the few com.microsoft
+ * ops the compiler itself writes are keyed {@code com.microsoft:<op>}. The rules live
  * by theme: {@link ElementwiseGradients}, {@link ActivationGradients}, {@link
  * ReductionGradients}, {@link ShapeGradients}, {@link ContractionGradients}, {@link
  * NormalizationGradients} and {@link ConvGradients} (Gemm and the CNN ops).
  */
 public final class GradientRegistry {
+  /** The key prefix of a com.microsoft op (the ops {@code ImportFusion} writes), e.g. {@code com.microsoft:Gelu}. */
+  static final String MS = "com.microsoft:";
+
   private static final Map<String, GradientRule> RULES = new TreeMap<>(Map.ofEntries(
       // Elementwise arithmetic.
       Map.entry("Identity", ElementwiseGradients::identity),
@@ -46,6 +52,7 @@ public final class GradientRegistry {
       Map.entry("Sigmoid", ActivationGradients::sigmoid),
       Map.entry("Relu", ActivationGradients::relu),
       Map.entry("LeakyRelu", ActivationGradients::leakyRelu),
+      Map.entry(MS + "Gelu", ActivationGradients::gelu),
       Map.entry("Softmax", ActivationGradients::softmax),
       Map.entry("LogSoftmax", ActivationGradients::logSoftmax),
       Map.entry("Dropout", ActivationGradients::dropout),
@@ -99,6 +106,12 @@ public final class GradientRegistry {
 
   public static @Nullable GradientRule rule(String opType) {
     return RULES.get(opType);
+  }
+
+  /** The rule of {@code n}'s op in its domain (ai.onnx, or com.microsoft keyed {@code com.microsoft:<op>}); null if none. */
+  static @Nullable GradientRule rule(Node n) {
+    return n.domain().isEmpty() || n.domain().equals("ai.onnx") ? RULES.get(n.opType())
+        : n.domain().equals(Graph.MS_DOMAIN) ? RULES.get(MS + n.opType()) : null;
   }
 
   public static boolean isNonDifferentiable(String opType) {

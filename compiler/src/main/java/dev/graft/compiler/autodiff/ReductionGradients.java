@@ -71,10 +71,10 @@ final class ReductionGradients {
     if (n.attrInt("keepdims", 1) == 0) {
       kept = c.op("Unsqueeze", List.of(g, c.longs(norm)));
     }
-    String full = c.op("Expand", List.of(kept, c.shape(x)));
     if (!mean) {
-      return full;
+      return c.op("Expand", List.of(kept, c.shape(x)));
     }
+    // Divided while still reduced, then expanded: one division per reduced element, not per input element.
     Dim count = Dim.of(1);
     for (long a : norm) {
       count = count.times(tx.dim((int) a));
@@ -87,6 +87,6 @@ final class ReductionGradients {
       String sizeY = c.size(n.output(0));
       divisor = c.op("Cast", List.of(c.op("Div", List.of(sizeX, sizeY))), attr("to", (long) tx.elemType()));
     }
-    return c.op("Div", List.of(full, divisor));
+    return c.op("Expand", List.of(c.op("Div", List.of(kept, divisor)), c.shape(x)));
   }
 }

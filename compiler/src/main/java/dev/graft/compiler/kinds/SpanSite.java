@@ -105,7 +105,10 @@ public record SpanSite(String node, String modulePath, OptionalInt layer, String
       return true;
     }
     Node n = producers.get(value);
-    if (n == null || !n.domain().isEmpty() || !ELEMENTWISE.contains(n.opType())) {
+    // com.microsoft Gelu: the import fuses an erf-GELU into it.
+    boolean elementwise = n != null && (n.domain().isEmpty() && ELEMENTWISE.contains(n.opType())
+        || n.domain().equals(Graph.MS_DOMAIN) && n.opType().equals("Gelu"));
+    if (!elementwise) {
       return false;
     }
     boolean any = false;

@@ -166,6 +166,18 @@ class GradientRulesTest {
         .check("Erf", g -> g.op("erf", "Erf", List.of("x")));
   }
 
+  /**
+   * com.microsoft Gelu (the fused erf-GELU): its CPU kernel is float32 only, so float32 with the
+   * tolerances of {@link #erfFloat32}; inputs over [−4, 4] cover both tails and the bend.
+   */
+  @Test
+  @GradientOf(GradientRegistry.MS + "Gelu")
+  void fusedGeluFloat32() {
+    GradCheck.float32(14).step(1e-2).tolerance(2e-3, 2e-2).param("x", s(2, 3, 4), -4, 4)
+        .check("Gelu", g -> g.add("gelu", "Gelu", dev.graft.compiler.ir.Graph.MS_DOMAIN, List.of("x"), 1,
+            dev.graft.compiler.ir.Node.attrs()).get(0));
+  }
+
   @Test
   @GradientOf("Erf")
   void erfGeluFloat32() {

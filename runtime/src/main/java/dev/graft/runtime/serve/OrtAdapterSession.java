@@ -129,7 +129,7 @@ public final class OrtAdapterSession implements AutoCloseable {
     this.source = export.toString();
     this.graphInputs = graphInputs(export);
     this.env = OrtEnvironment.getEnvironment();
-    try (OrtSession.SessionOptions so = Sessions.sessionOptions(options)) {
+    try (OrtSession.SessionOptions so = Sessions.sessionOptions(options, export.getFileName().toString(), false)) {
       this.session = env.createSession(export.toString(), so);
     } catch (OrtException e) {
       throw Sessions.failure("cannot open " + export, e);
