@@ -20,9 +20,8 @@ import org.apache.spark.sql.SparkSession;
  *
  * <ul>
  *   <li>a generated Spark home ({@code target/spark-home}: an empty {@code jars/}, a {@code
- *       launcher/target/scala-2.13} marker the launcher looks for, a {@code work/} folder for
- *       executor logs), named by the system properties {@code spark.testing} and {@code
- *       spark.test.home} that Spark's {@code Worker} reads;
+ *       launcher/target/scala-2.13} marker the launcher looks for), named by the system properties
+ *       {@code spark.testing} and {@code spark.test.home} that Spark's {@code Worker} reads;
  *   <li>the test class path (Surefire's {@code surefire.test.class.path}, else {@code
  *       java.class.path}) as {@code spark.executor.extraClassPath}, so executors load Spark, Graft
  *       and the test classes from the same jars and folders as the driver;
@@ -31,8 +30,10 @@ import org.apache.spark.sql.SparkSession;
  *
  * <p>Starting the executors costs several seconds on two cores, so the session is shared by every
  * test class in a Surefire fork ({@link #session()}) and stopped when the JVM exits; Spark allows one
- * {@code SparkContext} per JVM. Tests must not stop it. Executor logs: {@code
- * target/spark-home/work/app-*}/{@code <id>}/{@code stderr}.
+ * {@code SparkContext} per JVM. Tests must not stop it. Executor logs lie in the workers' temporary
+ * folders ({@code java.io.tmpdir/worker-*}/{@code app-*}/{@code <id>}/{@code stderr}) while the
+ * cluster runs and go with it; an executor JVM's crash report is kept as {@code
+ * target/spark-home/hs_err_executor_<pid>.log}.
  */
 public final class LocalCluster {
   /** Executor JVMs of the shared cluster. */
@@ -88,8 +89,13 @@ public final class LocalCluster {
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.executor.memory", EXECUTOR_MEMORY_MIB + "m")
+            // As a cluster manager sets it: what code on an executor reads as its core count.
+            .config("spark.executor.cores", String.valueOf(CORES_PER_EXECUTOR))
             .config("spark.executor.extraClassPath", testClassPath())
             .config("spark.executorEnv.SPARK_SCALA_VERSION", "2.13")
+            // Workers' folders (executor stdout/stderr) are temporary and go with the cluster: a
+            // crashed executor's JVM report stays in target/spark-home.
+            .config("spark.executor.extraJavaOptions", "-XX:ErrorFile=" + home.resolve("hs_err_executor_%p.log"))
             .config("spark.sql.shuffle.partitions", String.valueOf(EXECUTORS * CORES_PER_EXECUTOR))
             .config("spark.ui.enabled", "false")
             .config("spark.sql.ui.enabled", "false")
@@ -108,7 +114,7 @@ public final class LocalCluster {
         context.stop();
         throw new IllegalStateException(
             registered + " of " + EXECUTORS + " executors registered within " + REGISTRATION_TIMEOUT_MS
-                + " ms; see the executor logs under " + sparkHome().resolve("work"));
+                + " ms; see the executor logs under " + System.getProperty("java.io.tmpdir") + "/worker-*");
       }
       try {
         Thread.sleep(100);
@@ -124,7 +130,6 @@ public final class LocalCluster {
     try {
       Files.createDirectories(home.resolve("jars"));
       Files.createDirectories(home.resolve("launcher/target/scala-2.13"));
-      Files.createDirectories(home.resolve("work"));
     } catch (IOException e) {
       throw new UncheckedIOException("cannot create the test Spark home " + home, e);
     }
