@@ -25,7 +25,9 @@ import org.apache.spark.sql.SparkSession;
  *   <li>the test class path (Surefire's {@code surefire.test.class.path}, else {@code
  *       java.class.path}) as {@code spark.executor.extraClassPath}, so executors load Spark, Graft
  *       and the test classes from the same jars and folders as the driver;
- *   <li>{@code spark.driver.host=127.0.0.1}, and one shuffle partition per executor core.
+ *   <li>{@code spark.driver.host=127.0.0.1}, {@code spark.executor.cores=1} (what code on an
+ *       executor reads as its cores, as a cluster manager sets it), one shuffle partition per
+ *       executor core.
  * </ul>
  *
  * <p>Starting the executors costs several seconds on two cores, so the session is shared by every
