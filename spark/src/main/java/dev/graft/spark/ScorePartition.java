@@ -17,6 +17,7 @@ import org.apache.spark.broadcast.Broadcast;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.util.LongAccumulator;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Scores one partition: the JVM's open graft ({@link ExecutorGrafts}), rows read in batches of
@@ -105,12 +106,12 @@ final class ScorePartition implements MapPartitionsFunction<Row, Row> {
   }
 
   /** A row's host input features: the tokenized text, or the given ids with an all-ones mask and zero type ids. */
-  private Map<String, long[]> features(TextTokenizer tokenizer, Row row) {
+  private Map<String, long[]> features(@Nullable TextTokenizer tokenizer, Row row) {
     if (row.isNullAt(inputColumn)) {
       throw new GraftException(RuntimeErrorCode.SCORING_ROW, "column '" + inputName + "' is null in row " + row
           + "; every row to score needs a value");
     }
-    if (text) {
+    if (text && tokenizer != null) {
       return tokenizer.encode(row.getString(inputColumn));
     }
     long[] ids = ids(row);
