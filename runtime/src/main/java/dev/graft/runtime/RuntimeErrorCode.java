@@ -88,7 +88,17 @@ public enum RuntimeErrorCode {
   /** Metrics weights cannot be computed for the checkpoints given. */
   CHECKPOINT_WEIGHTS(142, "metrics-weighted averaging cannot weight the checkpoints: no checkpoints, a metric not"
       + " recorded, not finite or not positive (loss weighting takes 1/loss, so a loss must be > 0), or an exponent"
-      + " that is negative or not finite");
+      + " that is negative or not finite"),
+  /** Spark scoring: a DataFrame column the scorer cannot read or write. */
+  SCORING_COLUMN(150, "Spark scoring: the input column is missing or of a type the scorer cannot read (text: string;"
+      + " token ids: array<int> or array<bigint>), or an output column exists already or is named twice (names the"
+      + " column, what was expected and what was given)"),
+  /** Spark scoring: an output the graft's task has not (or a task with no pooled head). */
+  SCORING_OUTPUT(151, "Spark scoring: the graft's task has no such output (a regression graft's probabilities), or no"
+      + " pooled head to score rows with (causal LM, token classification); names the task and what it offers"),
+  /** Spark scoring: a row that cannot be scored. */
+  SCORING_ROW(152, "Spark scoring: a row cannot be scored: its input is null, an empty array of token ids, or has a"
+      + " null token id (names the column and the row); raised on an executor, it fails the task and the job");
 
   private final int number;
   private final String summary;

@@ -1,0 +1,5 @@
+/** The sentiment task on Apache Spark: batch scoring (the example) and its benchmark. */
+@NullMarked
+package dev.graft.examples.spark;
+
+import org.jspecify.annotations.NullMarked;
