@@ -63,7 +63,14 @@ public enum RuntimeErrorCode {
       + " limit and the length given)"),
   /** Generation would pass the most tokens a sequence may hold (the host's positions or the options' maxLength). */
   SEQUENCE_LIMIT(100, "generation would make a sequence longer than the host's positions (or GenerationOptions.maxLength):"
-      + " prompt length plus maxNewTokens exceeds the limit, which the message states");
+      + " prompt length plus maxNewTokens exceeds the limit, which the message states"),
+  NO_DATA_PARALLEL_GRAPHS(160, "data-parallel training was asked of a graft compiled without its gradient and apply graphs"
+      + " (compile with `GraphVariant.GRADIENT`)"),
+  ALL_REDUCE(161, "an all-reduce between data-parallel replicas failed: a peer did not connect or answer within the"
+      + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
+      + " wrong, or over the frame limit); names the peer and the step"),
+  TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
+      + " checkpointed step it last resumed from and the last failure)");
 
   private final int number;
   private final String summary;
