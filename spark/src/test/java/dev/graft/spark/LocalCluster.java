@@ -24,8 +24,9 @@ import org.apache.spark.sql.SparkSession;
  *       executor logs), named by the system properties {@code spark.testing} and {@code
  *       spark.test.home} that Spark's {@code Worker} reads;
  *   <li>the test class path (Surefire's {@code surefire.test.class.path}, else {@code
- *       java.class.path}) as {@code spark.executor.extraClassPath}, so executors load Spark, Graft
- *       and the test classes from the same jars and folders as the driver;
+ *       java.class.path}) as {@code spark.executor.extraClassPath}, through a manifest-only jar
+ *       (see {@link #executorClassPath}), so executors load Spark, Graft and the test classes from
+ *       the same jars and folders as the driver;
  *   <li>{@code spark.driver.host=127.0.0.1}, and one shuffle partition per executor core.
  * </ul>
  *
@@ -76,25 +77,62 @@ public final class LocalCluster {
     return path;
   }
 
+  /**
+   * A jar holding only a manifest whose {@code Class-Path} is the test class path: the executors'
+   * class path in one short entry. ONNX Runtime 1.29's native environment creation crashes the JVM
+   * (SIGSEGV, exit code 139, no hs_err file) in a process whose command line is long (the 18 kB
+   * class path of this module is enough; the same class path from an argument file or {@code
+   * CLASSPATH} is not), and a worker starts each executor with its class path on the command line.
+   */
+  private static Path executorClassPath(Path home) {
+    java.util.jar.Manifest manifest = new java.util.jar.Manifest();
+    manifest.getMainAttributes().put(java.util.jar.Attributes.Name.MANIFEST_VERSION, "1.0");
+    StringBuilder urls = new StringBuilder();
+    for (String entry : testClassPath().split(File.pathSeparator)) {
+      if (!entry.isBlank()) {
+        urls.append(urls.length() == 0 ? "" : " ").append(Path.of(entry).toAbsolutePath().toUri());
+      }
+    }
+    manifest.getMainAttributes().put(java.util.jar.Attributes.Name.CLASS_PATH, urls.toString());
+    Path jar = home.resolve("executor-classpath.jar");
+    try (var out = new java.util.jar.JarOutputStream(Files.newOutputStream(jar), manifest)) {
+      out.flush();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write the executors' class-path jar " + jar, e);
+    }
+    return jar;
+  }
+
   private static SparkSession start() {
     Path home = sparkHome();
     System.setProperty("spark.testing", "true");
     System.setProperty("spark.test.home", home.toString());
     String master = "local-cluster[" + EXECUTORS + "," + CORES_PER_EXECUTOR + "," + EXECUTOR_MEMORY_MIB + "]";
-    SparkSession started =
+    Path classPath = executorClassPath(home);
+    // Under spark.testing the standalone backend also puts this JVM's java.class.path on every
+    // executor's command line: the short jar stands in for it while the context starts (the
+    // property no longer changes how this JVM loads classes).
+    String ownClassPath = System.getProperty("java.class.path");
+    System.setProperty("java.class.path", classPath.toString());
+    SparkSession started;
+    try {
+      started =
         SparkSession.builder()
             .appName("graft-spark-tests")
             .master(master)
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.executor.memory", EXECUTOR_MEMORY_MIB + "m")
-            .config("spark.executor.extraClassPath", testClassPath())
+            .config("spark.executor.extraClassPath", classPath.toString())
             .config("spark.executorEnv.SPARK_SCALA_VERSION", "2.13")
             .config("spark.sql.shuffle.partitions", String.valueOf(EXECUTORS * CORES_PER_EXECUTOR))
             .config("spark.ui.enabled", "false")
             .config("spark.sql.ui.enabled", "false")
             .config("spark.worker.ui.enabled", "false")
             .getOrCreate();
+    } finally {
+      System.setProperty("java.class.path", ownClassPath);
+    }
     awaitExecutors(started.sparkContext());
     return started;
   }
