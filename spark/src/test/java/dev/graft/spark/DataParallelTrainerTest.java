@@ -152,6 +152,10 @@ class DataParallelTrainerTest {
       assertEquals(STEPS, model.getStep());
       assertArrayEquals(synchronous.parameters(), model.getParameterVector(), 0f);
     }
+    System.out.printf(Locale.ROOT, "synchronous, 2 replicas, tiny host: %d all-reduces, %d bytes sent by replica 0"
+        + " (%.0f per all-reduce, payload %d floats), all-reduce share of step time %.1f%%%n", synchronous.reduces(),
+        synchronous.bytesSent(), (double) synchronous.bytesSent() / synchronous.reduces(),
+        synchronous.parameters().length + 2, 100 * synchronous.allReduceShare());
     // One all-reduce per step plus one per segment to start equal; each sends 2·(n-1)/n of the payload.
     assertEquals(STEPS + 3, synchronous.reduces());
     long payload = (synchronous.parameters().length + 2L) * 4;
