@@ -64,6 +64,16 @@ public enum RuntimeErrorCode {
   /** Generation would pass the most tokens a sequence may hold (the host's positions or the options' maxLength). */
   SEQUENCE_LIMIT(100, "generation would make a sequence longer than the host's positions (or GenerationOptions.maxLength):"
       + " prompt length plus maxNewTokens exceeds the limit, which the message states"),
+  /** Spark scoring: a DataFrame column the scorer cannot read or write. */
+  SCORING_COLUMN(150, "Spark scoring: the input column is missing or of a type the scorer cannot read (text: string;"
+      + " token ids: array<int> or array<bigint>), or an output column exists already or is named twice (names the"
+      + " column, what was expected and what was given)"),
+  /** Spark scoring: an output the graft's task has not (or a task with no pooled head). */
+  SCORING_OUTPUT(151, "Spark scoring: the graft's task has no such output (a regression graft's probabilities), or no"
+      + " pooled head to score rows with (causal LM, token classification); names the task and what it offers"),
+  /** Spark scoring: a row that cannot be scored. */
+  SCORING_ROW(152, "Spark scoring: a row cannot be scored: its input is null, an empty array of token ids, or has a"
+      + " null token id (names the column and the row); raised on an executor, it fails the task and the job"),
   NO_DATA_PARALLEL_GRAPHS(160, "data-parallel training was asked of a graft compiled without its gradient and apply graphs"
       + " (compile with `GraphVariant.GRADIENT`)"),
   ALL_REDUCE(161, "an all-reduce between data-parallel replicas failed: a peer did not connect or answer within the"

@@ -20,20 +20,22 @@ import org.apache.spark.sql.SparkSession;
  *
  * <ul>
  *   <li>a generated Spark home ({@code target/spark-home}: an empty {@code jars/}, a {@code
- *       launcher/target/scala-2.13} marker the launcher looks for, a {@code work/} folder for
- *       executor logs), named by the system properties {@code spark.testing} and {@code
- *       spark.test.home} that Spark's {@code Worker} reads;
+ *       launcher/target/scala-2.13} marker the launcher looks for), named by the system properties
+ *       {@code spark.testing} and {@code spark.test.home} that Spark's {@code Worker} reads;
  *   <li>the test class path (Surefire's {@code surefire.test.class.path}, else {@code
- *       java.class.path}) as {@code spark.executor.extraClassPath}, through a manifest-only jar
- *       (see {@link #executorClassPath}), so executors load Spark, Graft and the test classes from
- *       the same jars and folders as the driver;
- *   <li>{@code spark.driver.host=127.0.0.1}, and one shuffle partition per executor core.
+ *       java.class.path}) as {@code spark.executor.extraClassPath}, so executors load Spark, Graft
+ *       and the test classes from the same jars and folders as the driver;
+ *   <li>{@code spark.driver.host=127.0.0.1}, {@code spark.executor.cores=1} (what code on an
+ *       executor reads as its cores, as a cluster manager sets it), one shuffle partition per
+ *       executor core.
  * </ul>
  *
  * <p>Starting the executors costs several seconds on two cores, so the session is shared by every
  * test class in a Surefire fork ({@link #session()}) and stopped when the JVM exits; Spark allows one
- * {@code SparkContext} per JVM. Tests must not stop it. Executor logs: {@code
- * target/spark-home/work/app-*}/{@code <id>}/{@code stderr}.
+ * {@code SparkContext} per JVM. Tests must not stop it. Executor logs lie in the workers' temporary
+ * folders ({@code java.io.tmpdir/worker-*}/{@code app-*}/{@code <id>}/{@code stderr}) while the
+ * cluster runs and go with it; an executor JVM's crash report is kept as {@code
+ * target/spark-home/hs_err_executor_<pid>.log}.
  */
 public final class LocalCluster {
   /** Executor JVMs of the shared cluster. */
@@ -77,62 +79,30 @@ public final class LocalCluster {
     return path;
   }
 
-  /**
-   * A jar holding only a manifest whose {@code Class-Path} is the test class path: the executors'
-   * class path in one short entry. ONNX Runtime 1.29's native environment creation crashes the JVM
-   * (SIGSEGV, exit code 139, no hs_err file) in a process whose command line is long (the 18 kB
-   * class path of this module is enough; the same class path from an argument file or {@code
-   * CLASSPATH} is not), and a worker starts each executor with its class path on the command line.
-   */
-  private static Path executorClassPath(Path home) {
-    java.util.jar.Manifest manifest = new java.util.jar.Manifest();
-    manifest.getMainAttributes().put(java.util.jar.Attributes.Name.MANIFEST_VERSION, "1.0");
-    StringBuilder urls = new StringBuilder();
-    for (String entry : testClassPath().split(File.pathSeparator)) {
-      if (!entry.isBlank()) {
-        urls.append(urls.length() == 0 ? "" : " ").append(Path.of(entry).toAbsolutePath().toUri());
-      }
-    }
-    manifest.getMainAttributes().put(java.util.jar.Attributes.Name.CLASS_PATH, urls.toString());
-    Path jar = home.resolve("executor-classpath.jar");
-    try (var out = new java.util.jar.JarOutputStream(Files.newOutputStream(jar), manifest)) {
-      out.flush();
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot write the executors' class-path jar " + jar, e);
-    }
-    return jar;
-  }
-
   private static SparkSession start() {
     Path home = sparkHome();
     System.setProperty("spark.testing", "true");
     System.setProperty("spark.test.home", home.toString());
     String master = "local-cluster[" + EXECUTORS + "," + CORES_PER_EXECUTOR + "," + EXECUTOR_MEMORY_MIB + "]";
-    Path classPath = executorClassPath(home);
-    // Under spark.testing the standalone backend also puts this JVM's java.class.path on every
-    // executor's command line: the short jar stands in for it while the context starts (the
-    // property no longer changes how this JVM loads classes).
-    String ownClassPath = System.getProperty("java.class.path");
-    System.setProperty("java.class.path", classPath.toString());
-    SparkSession started;
-    try {
-      started =
+    SparkSession started =
         SparkSession.builder()
             .appName("graft-spark-tests")
             .master(master)
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.executor.memory", EXECUTOR_MEMORY_MIB + "m")
-            .config("spark.executor.extraClassPath", classPath.toString())
+            // As a cluster manager sets it: what code on an executor reads as its core count.
+            .config("spark.executor.cores", String.valueOf(CORES_PER_EXECUTOR))
+            .config("spark.executor.extraClassPath", testClassPath())
             .config("spark.executorEnv.SPARK_SCALA_VERSION", "2.13")
+            // Workers' folders (executor stdout/stderr) are temporary and go with the cluster: a
+            // crashed executor's JVM report stays in target/spark-home.
+            .config("spark.executor.extraJavaOptions", "-XX:ErrorFile=" + home.resolve("hs_err_executor_%p.log"))
             .config("spark.sql.shuffle.partitions", String.valueOf(EXECUTORS * CORES_PER_EXECUTOR))
             .config("spark.ui.enabled", "false")
             .config("spark.sql.ui.enabled", "false")
             .config("spark.worker.ui.enabled", "false")
             .getOrCreate();
-    } finally {
-      System.setProperty("java.class.path", ownClassPath);
-    }
     awaitExecutors(started.sparkContext());
     return started;
   }
@@ -146,7 +116,7 @@ public final class LocalCluster {
         context.stop();
         throw new IllegalStateException(
             registered + " of " + EXECUTORS + " executors registered within " + REGISTRATION_TIMEOUT_MS
-                + " ms; see the executor logs under " + sparkHome().resolve("work"));
+                + " ms; see the executor logs under " + System.getProperty("java.io.tmpdir") + "/worker-*");
       }
       try {
         Thread.sleep(100);
@@ -162,7 +132,6 @@ public final class LocalCluster {
     try {
       Files.createDirectories(home.resolve("jars"));
       Files.createDirectories(home.resolve("launcher/target/scala-2.13"));
-      Files.createDirectories(home.resolve("work"));
     } catch (IOException e) {
       throw new UncheckedIOException("cannot create the test Spark home " + home, e);
     }

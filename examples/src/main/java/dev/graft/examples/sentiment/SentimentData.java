@@ -24,27 +24,33 @@ import java.util.Locale;
  */
 public record SentimentData(List<Example> train, List<Example> heldOut) {
   public static final String HOST = "all-minilm-l6-v2.onnx";
-  static final String TOKENIZER = "all-minilm-l6-v2-tokenizer.json";
+  public static final String TOKENIZER = "all-minilm-l6-v2-tokenizer.json";
   static final String DATA = "dev/graft/examples/sentiment/";
   static final List<String> SOURCES = List.of("amazon.tsv", "imdb.tsv", "yelp.tsv");
-  static final int MAX_TOKENS = 64;
+  public static final int MAX_TOKENS = 64;
   static final double HELD_OUT = 0.2;
   static final long SPLIT_SEED = 7;
 
   /** Reads, tokenizes and splits the sentences (reports the sizes on stderr). */
   public static SentimentData load() {
-    List<LabelledText> all = new ArrayList<>();
-    for (String source : SOURCES) {
-      all.addAll(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source));
-    }
-    Split<LabelledText> split = Split.of(all, HELD_OUT, SPLIT_SEED);
+    Split<LabelledText> split = texts();
+    int all = split.train().size() + split.heldOut().size();
     SentimentData data;
     try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(TOKENIZER, MAX_TOKENS)) {
       data = new SentimentData(examples(tokenizer, split.train()), examples(tokenizer, split.heldOut()));
     }
     System.err.printf(Locale.ROOT, "data: %d sentences (%s), %d train, %d held out%n",
-        all.size(), String.join(", ", SOURCES), data.train().size(), data.heldOut().size());
+        all, String.join(", ", SOURCES), data.train().size(), data.heldOut().size());
     return data;
+  }
+
+  /** The sentences untokenized, split as {@link #load} splits them. */
+  public static Split<LabelledText> texts() {
+    List<LabelledText> all = new ArrayList<>();
+    for (String source : SOURCES) {
+      all.addAll(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source));
+    }
+    return Split.of(all, HELD_OUT, SPLIT_SEED);
   }
 
   static List<Example> examples(TextTokenizer tokenizer, List<LabelledText> texts) {

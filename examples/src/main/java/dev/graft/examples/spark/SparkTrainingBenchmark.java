@@ -147,8 +147,8 @@ public final class SparkTrainingBenchmark {
 
   /**
    * A {@code local-cluster[2,1,2048]} whose executors get this JVM's class path through one
-   * manifest-only jar: ONNX Runtime crashes in a process with a command line over about 4 kB
-   * (docs/spark.md), and workers put the class path on the executors' command lines.
+   * manifest-only jar, so their command lines stay short (a long one brings ONNX Runtime's native
+   * code closer to a thread's stack limit, docs/spark.md "Stack").
    */
   private static SparkSession cluster(Path work) throws Exception {
     Path home = work.resolve("spark-home");
