@@ -16,15 +16,21 @@ import org.jspecify.annotations.Nullable;
  * The compiler's output: the inference graph, the training-step graph, the update graph (the
  * linear sites' weight updates, {@code GraphVariant.UPDATE}), the merged graph ({@code
  * GraphVariant.MERGE}, which an export fills), the manifest that names their tensors and, when
- * asked for, the gathered multi-adapter graph ({@code GraphVariant.GATHERED}). No graph holds the
+ * asked for, the gathered multi-adapter graph ({@code GraphVariant.GATHERED}) and the data-parallel
+ * halves of the training step ({@code GraphVariant.GRADIENT}, {@code GraphVariant.APPLY}). No graph holds the
  * host's frozen weights: they are declared as external data (see {@link
  * Manifest#getHostInitializersList()}) and fed by the runtime.
  */
 public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
-    Manifest manifest, @Nullable ModelProto gathered) {
+    Manifest manifest, @Nullable ModelProto gathered, @Nullable ModelProto gradient, @Nullable ModelProto apply) {
   public CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
       Manifest manifest) {
     this(inference, train, update, merge, manifest, null);
+  }
+
+  public CompiledGraft(ModelProto inference, ModelProto train, ModelProto update, ModelProto merge,
+      Manifest manifest, @Nullable ModelProto gathered) {
+    this(inference, train, update, merge, manifest, gathered, null, null);
   }
 
   /** Resource file name suffixes, after the graft's name. */
@@ -35,6 +41,10 @@ public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto u
   public static final String MERGE_SUFFIX = ".merge.onnx";
   /** The gathered multi-adapter graph ({@link GraphVariant#GATHERED}), when compiled. */
   public static final String GATHERED_SUFFIX = ".gathered.onnx";
+  /** The data-parallel gradient graph ({@link GraphVariant#GRADIENT}), when compiled. */
+  public static final String GRADIENT_SUFFIX = ".gradient.onnx";
+  /** The data-parallel apply graph ({@link GraphVariant#APPLY}), when compiled. */
+  public static final String APPLY_SUFFIX = ".apply.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
 
   public String name() {
@@ -53,7 +63,7 @@ public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto u
    * Writes the graphs and the manifest into folder {@code dir} (created if missing) as {@code
    * <name>.infer.onnx}, {@code <name>.train.onnx}, {@code <name>.update.onnx}, {@code
    * <name>.merge.onnx}, {@code <name>.manifest.textproto} and, when
-   * compiled, {@code <name>.gathered.onnx}: the folder the runtime opens with {@code
+   * compiled, {@code <name>.gathered.onnx}, {@code <name>.gradient.onnx} and {@code <name>.apply.onnx}: the folder the runtime opens with {@code
    * AdapterGraphs.fromDirectory} and the serve command serves. Each file is written beside its
    * final name and moved over it.
    */
@@ -73,6 +83,10 @@ public record CompiledGraft(ModelProto inference, ModelProto train, ModelProto u
     write(dir, name() + MERGE_SUFFIX, merge.toByteArray());
     if (gathered != null) {
       write(dir, name() + GATHERED_SUFFIX, gathered.toByteArray());
+    }
+    if (gradient != null && apply != null) {
+      write(dir, name() + GRADIENT_SUFFIX, gradient.toByteArray());
+      write(dir, name() + APPLY_SUFFIX, apply.toByteArray());
     }
     write(dir, name() + MANIFEST_SUFFIX, manifestText().getBytes(StandardCharsets.UTF_8));
   }

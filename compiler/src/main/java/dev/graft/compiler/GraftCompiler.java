@@ -37,6 +37,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Compiles a declaration against its host, as a pipeline of passes over one IR:
@@ -98,7 +99,8 @@ public final class GraftCompiler {
       return CompileResult.failed(List.of(invalidHost(host, spec.source(), e)));
     }
     try {
-      return compileImported(spec, host, base, exposeGradients, also.contains(GraphVariant.GATHERED));
+      return compileImported(spec, host, base, exposeGradients, also.contains(GraphVariant.GATHERED),
+          also.contains(GraphVariant.GRADIENT) || also.contains(GraphVariant.APPLY));
     } catch (GraftCompileException e) {
       return CompileResult.failed(e.diagnostics());
     } catch (RuntimeException e) {
@@ -111,8 +113,8 @@ public final class GraftCompiler {
   /**
    * @param base the imported host, left as it is: each variant runs on its own {@link Graph#copy}
    */
-  private static CompileResult compileImported(
-      GraftSpec spec, HostModel host, Graph base, boolean exposeGradients, boolean gathered) {
+  private static CompileResult compileImported(GraftSpec spec, HostModel host, Graph base, boolean exposeGradients,
+      boolean gathered, boolean dataParallel) {
     Graph imported = base.copy();
     Graph importedForTraining = base.copy();
     Graph importedForUpdate = base.copy();
@@ -128,9 +130,10 @@ public final class GraftCompiler {
 
     VariantGraph inference = forward(GraphVariant.INFERENCE, imported, spec, plan, elemType);
     VariantGraph train;
+    List<VariantGraph> halves = new ArrayList<>();
     try {
       train = trainStep(forward(GraphVariant.TRAIN, importedForTraining, spec, plan, elemType), spec, plan,
-          exposeGradients);
+          exposeGradients, dataParallel ? halves : null);
     } catch (MissingGradientException e) {
       return CompileResult.failed(List.of(e.ruleMissing()
           ? Diagnostic.of(ErrorCode.NO_GRADIENT_RULE, spec.source(), null, e.node().opType(), e.node().domain(),
@@ -151,13 +154,16 @@ public final class GraftCompiler {
     merge.graph().removeUnused();
     ShapeInference.run(merge.graph());
 
-    Diagnostic disagreement = ParameterAgreement.check(spec, List.of(inference, train, update, merge));
+    List<VariantGraph> variants = new ArrayList<>(List.of(inference, train, update, merge));
+    variants.addAll(halves);
+    Diagnostic disagreement = ParameterAgreement.check(spec, variants);
     if (disagreement != null) {
       return CompileResult.failed(List.of(disagreement));
     }
     if (!gathered) {
       return new CompileResult(
-          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates), List.of());
+          GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates, null,
+              List.of(), halves), List.of());
     }
     Graph gatheredGraph = base.copy();
     List<GatheredTensor> stacked = new ArrayList<>(GatheredAdapters.place(gatheredGraph, spec, plan, siteUpdates, elemType));
@@ -165,7 +171,7 @@ public final class GraftCompiler {
     ShapeInference.run(gatheredGraph);
     gatheredGraph.removeUnused();
     return new CompileResult(GraftEmitter.emit(spec, host, plan, hostInputs, inference, train, update, merge,
-        siteUpdates, gatheredGraph, stacked), List.of());
+        siteUpdates, gatheredGraph, stacked, halves), List.of());
   }
 
   private static Diagnostic internalError(GraftSpec spec, RuntimeException e) {
@@ -262,9 +268,14 @@ public final class GraftCompiler {
   /**
    * The training step on a forward training variant: the loss's gradient with respect to every
    * trained parameter, the saved activations, the AdamW update.
+   *
+   * @param halves where given, receives the data-parallel halves of the step: the {@link
+   *     GraphVariant#GRADIENT} graph (a copy of this graph after the backward pass, its outputs the
+   *     loss and the gradients) and the {@link GraphVariant#APPLY} graph (the same AdamW update on
+   *     gradient inputs)
    */
   private static VariantGraph trainStep(VariantGraph forward, GraftSpec spec, Validation.Plan plan,
-      boolean exposeGradients) {
+      boolean exposeGradients, @Nullable List<VariantGraph> halves) {
     Graph train = forward.graph();
     List<String> trained = forward.parameters().stream().filter(p -> !p.getFrozen()).map(Parameter::getName).toList();
     Set<String> forwardNodes = new HashSet<>();
@@ -277,6 +288,24 @@ public final class GraftCompiler {
       throw new GraftCompileException(unreached);
     }
     Map<String, String> grads = gradients.values();
+    if (halves != null) {
+      Graph gradient = train.copy();
+      gradient.outputs().clear();
+      gradient.outputs().add(TaskPass.LOSS);
+      for (String p : trained) {
+        gradient.outputs().add(gradient.opTo(p + GRADIENT_SUFFIX, "/grad/" + p + "/out", "Identity",
+            List.of(grads.get(p))));
+      }
+      gradient.removeUnused();
+      ShapeInference.run(gradient);
+      halves.add(new VariantGraph(GraphVariant.GRADIENT, gradient, forward.parameters(), forward.placement(),
+          List.of()));
+      Graph apply = new Graph();
+      Map<String, TensorType> types = new LinkedHashMap<>();
+      forward.parameters().forEach(p -> types.put(p.getName(), train.typeOrThrow(p.getName())));
+      AdamWUpdate.addApply(apply, spec.optimizer(), forward.parameters(), types, GRADIENT_SUFFIX);
+      halves.add(new VariantGraph(GraphVariant.APPLY, apply, forward.parameters(), forward.placement(), List.of()));
+    }
     if (exposeGradients) {
       for (String p : trained) {
         train.outputs().add(train.opTo(p + GRADIENT_SUFFIX, "/grad/" + p + "/out", "Identity", List.of(grads.get(p))));

@@ -11,7 +11,9 @@ package dev.graft.compiler;
  * a training step" switches on the variant.
  *
  * <p>{@link #GATHERED} is compiled only when asked for and declares no parameters of its own: it
- * takes N adapters' factors stacked as inputs (see the manifest's {@code GatheredGraph}).
+ * takes N adapters' factors stacked as inputs (see the manifest's {@code GatheredGraph}). {@link
+ * #GRADIENT} and {@link #APPLY}, the training step cut in two for data-parallel training, are
+ * compiled together when either is asked for (see the manifest's {@code DataParallelGraphs}).
  */
 public enum GraphVariant {
   /** The inference graph: the adapted host and the task's output; no loss, no randomness. */
@@ -39,10 +41,24 @@ public enum GraphVariant {
    * (x·A_row)·B_row} with the rows picked per batch row by an adapter index from N stacked
    * adapters, and the head gathered per row likewise (see {@code passes.GatheredAdapters}).
    */
-  GATHERED;
+  GATHERED,
+  /**
+   * The training step's first half: the training graph's forward and backward pass (inputs as
+   * {@link #TRAIN}'s without the optimizer state), its outputs the loss and the gradient of the
+   * loss with respect to every trained parameter, {@code <parameter>.grad}; no update. Built from
+   * the training graph itself, so its loss and gradients are the training step's.
+   */
+  GRADIENT,
+  /**
+   * The training step's second half: from the parameters, their AdamW moments, the step, the
+   * learning rate and one gradient per trained parameter (inputs named as {@link #GRADIENT}'s
+   * outputs), the same AdamW update and finite guard as {@link #TRAIN}'s, to the same outputs. No
+   * host, no task: a data-parallel trainer feeds it the gradients averaged over replicas.
+   */
+  APPLY;
 
   /** Whether this variant is a training step: dropout, the per-step seed and losses go only there. */
   public boolean trains() {
-    return this == TRAIN;
+    return this == TRAIN || this == GRADIENT;
   }
 }

@@ -475,7 +475,9 @@ public final class Graft {
 
   /**
    * Compiles against the host with the variants compiled only when asked for, e.g. {@link
-   * GraphVariant#GATHERED} (the multi-adapter graph {@code AdapterServer} serves).
+   * GraphVariant#GATHERED} (the multi-adapter graph {@code AdapterServer} serves), {@link
+   * GraphVariant#GRADIENT} and {@link GraphVariant#APPLY} (data-parallel training; asking for
+   * either compiles both).
    */
   public CompiledGraft compile(GraphVariant... also) {
     return GraftCompiler.compile(spec(), host, Set.of(also)).orThrow();
@@ -490,7 +492,9 @@ public final class Graft {
   public static AdapterGraphs graphs(CompiledGraft graft) {
     return AdapterGraphs.of(graft.manifest(), graft.inference().toByteArray(), graft.train().toByteArray(),
         graft.update().toByteArray(), graft.merge().toByteArray(),
-        graft.gathered() == null ? null : graft.gathered().toByteArray());
+        graft.gathered() == null ? null : graft.gathered().toByteArray(),
+        graft.gradient() == null ? null : graft.gradient().toByteArray(),
+        graft.apply() == null ? null : graft.apply().toByteArray());
   }
 
 

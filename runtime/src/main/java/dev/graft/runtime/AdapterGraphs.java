@@ -12,7 +12,8 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * A compiled adapter graph named N: {@code N.infer.onnx}, {@code N.train.onnx}, {@code
- * N.update.onnx}, {@code N.manifest.textproto} and, where compiled, {@code N.gathered.onnx}, as
+ * N.update.onnx}, {@code N.manifest.textproto} and, where compiled, {@code N.gathered.onnx}, {@code
+ * N.gradient.onnx} and {@code N.apply.onnx}, as
  * the compiler writes them into one package folder.
  *
  * @param name the graph name N
@@ -25,21 +26,33 @@ import org.jspecify.annotations.Nullable;
  * @param classLoader where to look up a host given as a classpath resource name
  * @param gatheredGraph bytes of {@code N.gathered.onnx} (the multi-adapter graph a {@code
  *     serve.AdapterServer} runs), or {@code null} when it was not compiled
+ * @param gradientGraph bytes of {@code N.gradient.onnx} (the training step's forward and backward,
+ *     for data-parallel training; the manifest's {@code data_parallel}), or {@code null}
+ * @param applyGraph bytes of {@code N.apply.onnx} (the training step's AdamW update on given
+ *     gradients), or {@code null}
  */
 public record AdapterGraphs(
     String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
     byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader,
-    byte @Nullable [] gatheredGraph) {
+    byte @Nullable [] gatheredGraph, byte @Nullable [] gradientGraph, byte @Nullable [] applyGraph) {
   public static final String INFER_SUFFIX = ".infer.onnx";
   public static final String TRAIN_SUFFIX = ".train.onnx";
   public static final String UPDATE_SUFFIX = ".update.onnx";
   public static final String MERGE_SUFFIX = ".merge.onnx";
   public static final String MANIFEST_SUFFIX = ".manifest.textproto";
   public static final String GATHERED_SUFFIX = ".gathered.onnx";
+  public static final String GRADIENT_SUFFIX = ".gradient.onnx";
+  public static final String APPLY_SUFFIX = ".apply.onnx";
 
   public AdapterGraphs(String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
       byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader) {
     this(name, manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, classLoader, null);
+  }
+
+  public AdapterGraphs(String name, Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, ClassLoader classLoader,
+      byte @Nullable [] gatheredGraph) {
+    this(name, manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph, classLoader, gatheredGraph, null, null);
   }
 
   public AdapterGraphs {
@@ -73,6 +86,14 @@ public record AdapterGraphs(
         defaultLoader(), gatheredGraph);
   }
 
+  /** Graphs given in memory, every graph included (the data-parallel gradient and apply graphs too). */
+  public static AdapterGraphs of(Manifest manifest, byte[] inferenceGraph, byte @Nullable [] trainGraph,
+      byte @Nullable [] updateGraph, byte @Nullable [] mergeGraph, byte @Nullable [] gatheredGraph,
+      byte @Nullable [] gradientGraph, byte @Nullable [] applyGraph) {
+    return new AdapterGraphs(manifest.getName(), manifest, inferenceGraph, trainGraph, updateGraph, mergeGraph,
+        defaultLoader(), gatheredGraph, gradientGraph, applyGraph);
+  }
+
   /** Reads N's resources from the package of {@code anchor} (the generated class beside them). */
   public static AdapterGraphs fromClasspath(Class<?> anchor, String name) {
     String pkg = anchor.getPackageName().replace('.', '/');
@@ -90,7 +111,9 @@ public record AdapterGraphs(
     byte[] update = resource(loader, prefix + UPDATE_SUFFIX, false);
     byte[] merge = resource(loader, prefix + MERGE_SUFFIX, false);
     byte[] gathered = resource(loader, prefix + GATHERED_SUFFIX, false);
-    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader, gathered);
+    byte[] gradient = resource(loader, prefix + GRADIENT_SUFFIX, false);
+    byte[] apply = resource(loader, prefix + APPLY_SUFFIX, false);
+    return new AdapterGraphs(name, manifest, infer, train, update, merge, loader, gathered, gradient, apply);
   }
 
   /** Reads N's files from a directory. */
@@ -107,7 +130,12 @@ public record AdapterGraphs(
       byte[] merge = Files.exists(mg) ? Files.readAllBytes(mg) : null;
       Path g = dir.resolve(name + GATHERED_SUFFIX);
       byte[] gathered = Files.exists(g) ? Files.readAllBytes(g) : null;
-      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader(), gathered);
+      Path gr = dir.resolve(name + GRADIENT_SUFFIX);
+      byte[] gradient = Files.exists(gr) ? Files.readAllBytes(gr) : null;
+      Path ap = dir.resolve(name + APPLY_SUFFIX);
+      byte[] apply = Files.exists(ap) ? Files.readAllBytes(ap) : null;
+      return new AdapterGraphs(name, manifest, infer, train, update, merge, defaultLoader(), gathered, gradient,
+          apply);
     } catch (IOException e) {
       throw new GraftException(RuntimeErrorCode.IO, "cannot read adapter graph " + name + " from " + dir + ": " + e, e);
     }

@@ -28,6 +28,8 @@ import dev.graft.runtime.session.Sessions;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.runtime.state.ParameterState;
 import dev.graft.runtime.state.ParameterStore;
+import dev.graft.runtime.train.GradientStep;
+import dev.graft.runtime.train.Gradients;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
@@ -40,6 +42,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.jspecify.annotations.Nullable;
 
 /**
  * A compiled adapter on its host, open on ONNX Runtime: an inference session and (unless
@@ -73,9 +76,12 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final TaskLabels labels;
   private final Gates gates;
   private final Lifecycle lifecycle = new Lifecycle("the adapter model");
+  private final ModelOptions options;
+  private @Nullable GradientStep halves;
 
   private AdapterModel(AdapterGraphs graphs, ModelOptions options) {
     this.graphs = graphs;
+    this.options = options;
     this.manifest = graphs.manifest();
     this.env = OrtEnvironment.getEnvironment();
     this.seed = options.seed();
@@ -374,16 +380,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
     }
     ParameterState.checkLearningRate(learningRate);
-    TrainStep ts = manifest.getTrain();
-    Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
+    Map<String, OnnxTensor> owned = new HashMap<>();
     try {
-      owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
-      owned.put(ts.getLabels(), batchLabels.make(env, HostInputs.batchSize(hostInputs)));
-      owned.putAll(gates.tensors(env));
-      ElementType seedType = sessions.seedType();
-      if (seedType != null) {
-        owned.put(ts.getSeed(), HostInputs.seed(env, ts.getSeed(), seedType, seed * 1_000_003L + state.step() + 1));
-      }
+      batchTensors(hostInputs, batchLabels, owned);
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.trainInputs(learningRate));
       try (OrtSession.Result r = session.run(inputs, state.trainResults(), state.trainOutputs())) {
@@ -396,6 +395,121 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     } finally {
       owned.values().forEach(OnnxTensor::close);
     }
+  }
+
+  /**
+   * Puts the tensors a training step is fed besides the state into {@code owned} (the caller closes
+   * them, also when this throws): host inputs, an empty key/value past, labels, gates and the
+   * step's dropout seed.
+   */
+  private void batchTensors(Map<String, long[][]> hostInputs, TaskLabels.Labels batchLabels,
+      Map<String, OnnxTensor> owned) throws OrtException {
+    TrainStep ts = manifest.getTrain();
+    owned.putAll(HostInputs.tensors(env, manifest, hostInputs));
+    owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
+    owned.put(ts.getLabels(), batchLabels.make(env, HostInputs.batchSize(hostInputs)));
+    owned.putAll(gates.tensors(env));
+    ElementType seedType = sessions.seedType();
+    if (seedType != null) {
+      owned.put(ts.getSeed(), HostInputs.seed(env, ts.getSeed(), seedType, seed * 1_000_003L + state.step() + 1));
+    }
+  }
+
+  // ---------------------------------------------------------------- data-parallel training
+
+  /**
+   * The first half of a training step, for data-parallel training: the gradient of the batch's
+   * mean loss with respect to every trained parameter, at the current parameters, without changing
+   * anything (the dropout seed is the next training step's, as {@link #trainStep(Batch, float)}
+   * draws it). Replicas average these ({@link Gradients#average}, or an all-reduce of {@link
+   * Gradients#weighted()}) and each applies the average with {@link #applyGradients}. The graft must
+   * be compiled with {@code GraphVariant.GRADIENT} ({@code GRAFT-R160} otherwise); the gradient and
+   * apply graphs are opened on first use, on a second copy of the host weights.
+   *
+   * @return the batch's loss, its rows and the gradient laid out as {@link #getParameterVector()}
+   */
+  public Gradients computeGradients(Batch batch) {
+    TaskLabels.Labels batchLabels = labels.of(batch);
+    return lifecycle.write(() -> {
+      GradientStep step = halves();
+      Map<String, OnnxTensor> owned = new HashMap<>();
+      try {
+        batchTensors(batch.inputs(), batchLabels, owned);
+        Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
+        inputs.putAll(state.inferenceInputs());
+        return step.gradients(inputs, HostInputs.batchSize(batch.inputs()));
+      } catch (OrtException e) {
+        throw Sessions.failure("cannot create the batch tensors", e);
+      } finally {
+        owned.values().forEach(OnnxTensor::close);
+      }
+    });
+  }
+
+  /**
+   * The second half of a training step: applies {@code gradients} (laid out as {@link
+   * #getParameterVector()}, e.g. the average over replicas) with the training step's AdamW update
+   * at {@code learningRate}, and advances the step count. Like a training step it commits nothing
+   * when the update is not finite ({@link NonFiniteStepException}, with the gradients' loss).
+   */
+  public void applyGradients(Gradients gradients, float learningRate) {
+    lifecycle.write(() -> {
+      requireTraining();
+      halves().apply(state, gradients, learningRate, env);
+      return null;
+    });
+  }
+
+  /**
+   * The trained (not frozen) parameters one after the other in manifest order, each row-major: the
+   * layout of {@link Gradients#values()}, and what replicas average under K-step averaging.
+   */
+  public float[] getParameterVector() {
+    return lifecycle.read(() -> {
+      float[] out = new float[Math.toIntExact(state.parameterCount())];
+      int at = 0;
+      for (Parameter p : state.parameters()) {
+        if (!p.getFrozen()) {
+          float[] v = state.getParameter(p.getName());
+          System.arraycopy(v, 0, out, at, v.length);
+          at += v.length;
+        }
+      }
+      return out;
+    });
+  }
+
+  /** Sets the trained parameters from a vector laid out as {@link #getParameterVector()} (moments and step unchanged). */
+  public void setParameterVector(float[] values) {
+    lifecycle.write(() -> {
+      if (values.length != state.parameterCount()) {
+        throw new TensorMismatchException("parameter vector",
+            state.parameterCount() + " values (the trained parameters' elements)", values.length + " values");
+      }
+      int at = 0;
+      for (Parameter p : state.parameters()) {
+        if (!p.getFrozen()) {
+          int n = state.getParameter(p.getName()).length;
+          state.setParameter(p.getName(), Arrays.copyOfRange(values, at, at + n));
+          at += n;
+        }
+      }
+      return null;
+    });
+  }
+
+  private void requireTraining() {
+    if (sessions.training() == null) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
+    }
+  }
+
+  private GradientStep halves() {
+    requireTraining();
+    if (halves == null) {
+      halves = GradientStep.open(graphs, options);
+    }
+    return halves;
   }
 
   /**
@@ -610,6 +724,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   @Override
   public void close() {
     lifecycle.close(() -> {
+      if (halves != null) {
+        halves.close();
+      }
       sessions.close();
       state.close();
     });

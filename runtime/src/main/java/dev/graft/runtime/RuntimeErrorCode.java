@@ -98,7 +98,14 @@ public enum RuntimeErrorCode {
       + " pooled head to score rows with (causal LM, token classification); names the task and what it offers"),
   /** Spark scoring: a row that cannot be scored. */
   SCORING_ROW(152, "Spark scoring: a row cannot be scored: its input is null, an empty array of token ids, or has a"
-      + " null token id (names the column and the row); raised on an executor, it fails the task and the job");
+      + " null token id (names the column and the row); raised on an executor, it fails the task and the job"),
+  NO_DATA_PARALLEL_GRAPHS(160, "data-parallel training was asked of a graft compiled without its gradient and apply graphs"
+      + " (compile with `GraphVariant.GRADIENT`)"),
+  ALL_REDUCE(161, "an all-reduce between data-parallel replicas failed: a peer did not connect or answer within the"
+      + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
+      + " wrong, or over the frame limit); names the peer and the step"),
+  TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
+      + " checkpointed step it last resumed from and the last failure)");
 
   private final int number;
   private final String summary;

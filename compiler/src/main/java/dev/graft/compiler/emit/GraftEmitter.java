@@ -1,6 +1,7 @@
 package dev.graft.compiler.emit;
 
 import dev.graft.compiler.CompiledGraft;
+import dev.graft.compiler.GraftCompiler;
 import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.HostModel;
 import dev.graft.compiler.ir.OnnxExport;
@@ -10,6 +11,7 @@ import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.passes.GatheredAdapters;
+import dev.graft.spec.manifest.DataParallelGraphs;
 import dev.graft.spec.manifest.GatheredGraph;
 import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.Manifest;
@@ -41,6 +43,40 @@ public final class GraftEmitter {
   public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
       Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
       VariantGraph merge, List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked) {
+    return emit(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates, gathered, stacked,
+        List.of());
+  }
+
+  /**
+   * With the data-parallel halves of the training step ({@code halves}: the {@link
+   * GraphVariant#GRADIENT} then the {@link GraphVariant#APPLY} graph, or empty: not compiled),
+   * recorded in the manifest's {@code data_parallel}.
+   */
+  public static CompiledGraft emit(GraftSpec spec, HostModel host, Validation.Plan plan,
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
+      VariantGraph merge, List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked,
+      List<VariantGraph> halves) {
+    CompiledGraft graft = emitted(spec, host, plan, hostInputs, inference, train, update, merge, siteUpdates, gathered,
+        stacked);
+    if (halves.isEmpty()) {
+      return graft;
+    }
+    VariantGraph gradient = halves.get(0);
+    VariantGraph apply = halves.get(1);
+    DataParallelGraphs record = DataParallelGraphs.newBuilder()
+        .setGradientGraph(spec.name() + CompiledGraft.GRADIENT_SUFFIX)
+        .setApplyGraph(spec.name() + CompiledGraft.APPLY_SUFFIX)
+        .setGradientSuffix(GraftCompiler.GRADIENT_SUFFIX)
+        .build();
+    return new CompiledGraft(graft.inference(), graft.train(), graft.update(), graft.merge(),
+        graft.manifest().toBuilder().setDataParallel(record).build(), graft.gathered(),
+        OnnxExport.write(gradient.graph(), modelName(spec, GraphVariant.GRADIENT)),
+        OnnxExport.write(apply.graph(), modelName(spec, GraphVariant.APPLY)));
+  }
+
+  private static CompiledGraft emitted(GraftSpec spec, HostModel host, Validation.Plan plan,
+      Map<String, TensorType> hostInputs, VariantGraph inference, VariantGraph train, VariantGraph update,
+      VariantGraph merge, List<SiteUpdate> siteUpdates, @Nullable Graph gathered, List<GatheredTensor> stacked) {
     ModelProto inferenceModel = OnnxExport.write(inference.graph(), modelName(spec, inference.variant()));
     ModelProto trainModel = OnnxExport.write(train.graph(), modelName(spec, train.variant()));
     ModelProto updateModel = OnnxExport.write(update.graph(), modelName(spec, update.variant()));
@@ -62,7 +98,7 @@ public final class GraftEmitter {
 
   /**
    * The ONNX model's graph name: {@code <graft>.infer}, {@code <graft>.train}, {@code
-   * <graft>.update}, {@code <graft>.gathered}.
+   * <graft>.update}, {@code <graft>.gathered}, {@code <graft>.gradient}, {@code <graft>.apply}.
    */
   static String modelName(GraftSpec spec, GraphVariant variant) {
     return spec.name() + switch (variant) {
@@ -71,6 +107,8 @@ public final class GraftEmitter {
       case UPDATE -> ".update";
       case MERGE -> ".merge";
       case GATHERED -> ".gathered";
+      case GRADIENT -> ".gradient";
+      case APPLY -> ".apply";
     };
   }
 }

@@ -5,6 +5,7 @@ import dev.graft.compiler.tasks.TaskPass;
 
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.spec.manifest.Parameter;
@@ -42,7 +43,35 @@ public final class AdamWUpdate {
 
   private AdamWUpdate() {}
 
+  /** The update of the training step, its finite guard over the loss and every updated tensor. */
   public static void add(Graph graph, AdamWSpec o, List<Parameter> params, Map<String, String> grads) {
+    add(graph, o, params, grads, List.of(NAMES.getLoss()));
+  }
+
+  /**
+   * The apply graph ({@code GraphVariant.APPLY}) on an empty {@code graph}: each parameter and, for
+   * each trained one, its gradient {@code <parameter><gradientSuffix>} as inputs, then the same
+   * update as the training step's, its finite guard over the updated tensors (there is no loss).
+   */
+  public static void addApply(Graph graph, AdamWSpec o, List<Parameter> params, Map<String, TensorType> types,
+      String gradientSuffix) {
+    Map<String, String> grads = new java.util.LinkedHashMap<>();
+    for (Parameter p : params) {
+      graph.addInput(p.getName(), types.get(p.getName()));
+    }
+    for (Parameter p : params) {
+      if (!p.getFrozen()) {
+        String g = p.getName() + gradientSuffix;
+        graph.addInput(g, types.get(p.getName()));
+        grads.put(p.getName(), g);
+      }
+    }
+    add(graph, o, params, grads, List.of());
+    ShapeInference.run(graph);
+  }
+
+  private static void add(Graph graph, AdamWSpec o, List<Parameter> params, Map<String, String> grads,
+      List<String> alsoGuarded) {
     // The parameters' type (all share the host's): a float64 host gets a float64 update.
     int elem = params.isEmpty() ? TensorType.FLOAT : graph.typeOrThrow(params.get(0).getName()).elemType();
     graph.addInput(NAMES.getStep(), TensorType.of(elem));
@@ -58,7 +87,7 @@ public final class AdamWUpdate {
     String bc1 = graph.op("/adamw/bias_correction1", "Sub", List.of(one, graph.op("/adamw/beta1_t", "Pow", List.of(b1, step))));
     String bc2 = graph.op("/adamw/bias_correction2", "Sub", List.of(one, graph.op("/adamw/beta2_t", "Pow", List.of(b2, step))));
     String lr = NAMES.getLearningRate();
-    List<String> guarded = new ArrayList<>(List.of(NAMES.getLoss()));
+    List<String> guarded = new ArrayList<>(alsoGuarded);
     for (Parameter param : params) {
       String p = param.getName();
       String g = grads.get(p);

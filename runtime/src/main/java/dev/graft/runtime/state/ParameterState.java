@@ -308,8 +308,11 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
     return loss;
   }
 
-  /** Commits a step from its loss and whether the updated parameters and moments are all finite. */
-  private void commit(float loss, boolean stateFinite) {
+  /**
+   * Commits a step from its loss and whether the updated parameters and moments (written into the
+   * {@link #trainOutputs}) are all finite, as {@link #commit(OrtSession.Result)} does.
+   */
+  public void commit(float loss, boolean stateFinite) {
     if (!Float.isFinite(loss) || !stateFinite) {
       throw new NonFiniteStepException(step + 1, loss);
     }
