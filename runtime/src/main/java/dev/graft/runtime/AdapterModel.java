@@ -24,6 +24,7 @@ import dev.graft.runtime.io.PeftLayout;
 import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
+import dev.graft.runtime.session.NativeStack;
 import dev.graft.runtime.session.Sessions;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.runtime.state.ParameterState;
@@ -120,7 +121,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /** Opens the adapter: reads the host weights, creates the sessions and initializes the parameters. */
   public static AdapterModel open(AdapterGraphs graphs, ModelOptions options) {
-    return new AdapterModel(graphs, options);
+    return NativeStack.call("opening graft '" + graphs.name() + "'", () -> new AdapterModel(graphs, options));
   }
 
   /**

@@ -355,43 +355,7 @@ public final class DataParallelTrainer implements Serializable {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "partitions without examples: " + empty
           + "; give every replica's partition at least one example");
     }
-    return onLargeStack(() -> train(task, examples, rank, stageAttempt, peers, server));
-  }
-
-  /** The largest stack ONNX Runtime's native session creation needs here, MiB (see {@link #onLargeStack}). */
-  static final long STACK_MIB = 64;
-
-  /**
-   * Runs {@code body} on a thread of its own with a {@value #STACK_MIB} MiB stack and waits for it:
-   * ONNX Runtime's native environment and session creation run close to the 1 MiB default stack of
-   * a Spark task thread, and overflowing it kills the executor JVM (SIGSEGV, exit code 139, no Java
-   * error); the gradient and apply sessions open during the first step, so the whole replica runs there.
-   */
-  private static ReplicaReport onLargeStack(java.util.function.Supplier<ReplicaReport> body) {
-    java.util.concurrent.atomic.AtomicReference<ReplicaReport> done = new java.util.concurrent.atomic.AtomicReference<>();
-    java.util.concurrent.atomic.AtomicReference<Throwable> failed = new java.util.concurrent.atomic.AtomicReference<>();
-    Thread thread = new Thread(null, () -> {
-      try {
-        done.set(body.get());
-      } catch (Throwable t) {
-        failed.set(t);
-      }
-    }, "graft-replica", STACK_MIB << 20);
-    thread.start();
-    try {
-      thread.join();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new GraftException(RuntimeErrorCode.TRAINING_STAGE_FAILED, "the replica's task was interrupted", e);
-    }
-    Throwable t = failed.get();
-    if (t instanceof RuntimeException r) {
-      throw r;
-    }
-    if (t instanceof Error e) {
-      throw e;
-    }
-    return done.get();
+    return train(task, examples, rank, stageAttempt, peers, server);
   }
 
   private ReplicaReport train(Segment task, List<Example> examples, int rank, int stageAttempt,

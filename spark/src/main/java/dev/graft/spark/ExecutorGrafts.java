@@ -13,7 +13,6 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
-import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkEnv;
@@ -29,7 +28,6 @@ import org.jspecify.annotations.Nullable;
  */
 final class ExecutorGrafts {
   private static final ConcurrentMap<String, Open> OPEN = new ConcurrentHashMap<>();
-  static final long OPEN_STACK_MIB = 64;
 
   private ExecutorGrafts() {}
 
@@ -39,44 +37,13 @@ final class ExecutorGrafts {
   /** The open graft of {@code payload}, opening it (and counting that in {@code opened}) on first use. */
   static Open get(ScoringPayload payload, LongAccumulator opened) {
     return OPEN.computeIfAbsent(payload.key(), key -> {
-      Open open = open(payload);
+      Open open = openHere(payload);
       opened.add(1);
       return open;
     });
   }
 
-  /**
-   * Opens on a thread of its own with a {@value #OPEN_STACK_MIB} MiB stack: ONNX Runtime's session
-   * creation for a graft's graph recurses deeper than a Spark task thread's default stack (1 MiB)
-   * allows, and overflowing it in native code kills the executor JVM (SIGSEGV, exit 139).
-   */
-  private static Open open(ScoringPayload payload) {
-    AtomicReference<Open> opened = new AtomicReference<>();
-    AtomicReference<Throwable> failed = new AtomicReference<>();
-    Thread thread = new Thread(null, () -> {
-      try {
-        opened.set(openHere(payload));
-      } catch (Throwable t) {
-        failed.set(t);
-      }
-    }, "graft-open-" + payload.graftName(), OPEN_STACK_MIB << 20);
-    thread.start();
-    try {
-      thread.join();
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new GraftException(RuntimeErrorCode.ARGUMENT, "interrupted while opening graft '" + payload.graftName() + "'", e);
-    }
-    Throwable t = failed.get();
-    if (t instanceof RuntimeException r) {
-      throw r;
-    }
-    if (t instanceof Error e) {
-      throw e;
-    }
-    return opened.get();
-  }
-
+  /** Opens the graft (ONNX Runtime's native set-up runs on a large stack: {@code NativeStack} in the runtime). */
   private static Open openHere(ScoringPayload payload) {
     int threads = payload.intraOpThreads() > 0 ? payload.intraOpThreads() : executorCores();
     ModelOptions options = ModelOptions.defaults().withTraining(false).withIntraOpThreads(threads);

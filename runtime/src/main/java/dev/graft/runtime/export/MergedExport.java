@@ -12,6 +12,7 @@ import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.io.NestedRanks;
 import dev.graft.runtime.session.HostWeights;
+import dev.graft.runtime.session.NativeStack;
 import dev.graft.runtime.session.Sessions;
 import dev.graft.runtime.state.ParameterStore;
 import dev.graft.spec.manifest.Adapter;
@@ -356,7 +357,7 @@ public final class MergedExport {
     Map<String, OnnxTensor> feeds = new HashMap<>();
     try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
       so.addExternalInitializers(host.subset(external));
-      try (OrtSession session = env.createSession(updateBytes, so)) {
+      try (OrtSession session = NativeStack.call("opening the update graph", () -> env.createSession(updateBytes, so))) {
         for (Parameter p : m.getParametersList()) {
           feeds.put(p.getName(), OnnxTensor.createTensor(env, FloatBuffer.wrap(values.get(p.getName())),
               p.getShapeList().stream().mapToLong(Long::longValue).toArray()));

@@ -18,6 +18,7 @@ import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
+import dev.graft.runtime.session.NativeStack;
 import dev.graft.runtime.session.Sessions;
 import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
@@ -130,7 +131,7 @@ public final class OrtAdapterSession implements AutoCloseable {
     this.graphInputs = graphInputs(export);
     this.env = OrtEnvironment.getEnvironment();
     try (OrtSession.SessionOptions so = Sessions.sessionOptions(options, export.getFileName().toString(), false)) {
-      this.session = env.createSession(export.toString(), so);
+      this.session = NativeStack.call("opening " + export, () -> env.createSession(export.toString(), so));
     } catch (OrtException e) {
       throw Sessions.failure("cannot open " + export, e);
     }

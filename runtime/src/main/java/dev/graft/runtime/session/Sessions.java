@@ -241,7 +241,7 @@ public final class Sessions implements AutoCloseable {
       if (!external.isEmpty()) {
         so.addExternalInitializers(host.subset(external));
       }
-      return OrtEnvironment.getEnvironment().createSession(bytes, so);
+      return NativeStack.call("opening " + source, () -> OrtEnvironment.getEnvironment().createSession(bytes, so));
     }
   }
 
