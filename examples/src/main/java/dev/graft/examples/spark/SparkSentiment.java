@@ -2,15 +2,25 @@ package dev.graft.examples.spark;
 
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.examples.sentiment.SentimentLoraGraft;
+import dev.graft.compiler.GraphVariant;
+import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterGraphs;
+import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.data.LabelledText;
+import dev.graft.spark.DataParallelResult;
+import dev.graft.spark.DataParallelTrainer;
 import dev.graft.spark.GraftScorer;
+import dev.graft.spark.ReplicaSource;
 import dev.graft.spark.ScoreOutput;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -24,13 +34,19 @@ import org.jspecify.annotations.Nullable;
  * The sentiment task on Spark. {@code score}: the held-out sentences of the sentiment example as a
  * DataFrame of text, scored by the {@link dev.graft.examples.sentiment.SentimentLora} graft (the
  * host all-MiniLM-L6-v2 from the class path, the adapter folder broadcast), with the accuracy
- * against the labels. Ends with one {@code result: key=value ...} line.
+ * against the labels. {@code train}: the same LoRA (r8, alpha 16, query and value) trained
+ * data-parallel by {@link DataParallelTrainer}, one replica per partition, gradients all-reduced each
+ * step; the result saved as an adapter folder ({@code --out}) and scored on the held-out sentences as
+ * {@code score} does. Each ends with one {@code result: key=value ...} line.
  *
- * <p>Commands: {@code score} (the default). Arguments (all optional): {@code --master URL}
- * (default: spark-submit's, else {@code local[2]}), {@code --adapter DIR} (an adapter folder, e.g.
- * the one {@code SentimentExample} saves to {@code target/sentiment-lora}; without one the graft's
- * initialized parameters score, near 50% accuracy), {@code --batch N} (rows per batch, default 32),
- * {@code --partitions N} (default: Spark's default parallelism).
+ * <p>Commands: {@code score} (the default) and {@code train}. Arguments (all optional): {@code
+ * --master URL} (default: spark-submit's, else {@code local[2]}), {@code --adapter DIR} (score: an
+ * adapter folder, e.g. the one {@code SentimentExample} saves to {@code target/sentiment-lora};
+ * without one the graft's initialized parameters score, near 50% accuracy), {@code --batch N} (rows
+ * per batch: scoring's, default 32; training's per replica, default 8), {@code --partitions N}
+ * (score: default Spark's default parallelism; train: the replicas, default 2), {@code --steps N}
+ * (train, default 300), {@code --out DIR} (train: where the adapter goes, default {@code
+ * target/spark-sentiment-lora}).
  *
  * <p>On a cluster: {@code spark-submit --class dev.graft.examples.spark.SparkSentiment ...
  * graft-examples-spark.jar score --adapter /shared/sentiment-lora} (docs/spark.md).
@@ -39,13 +55,16 @@ public final class SparkSentiment {
   private SparkSentiment() {}
 
   /** The parsed arguments. */
-  record Options(String command, @Nullable String master, @Nullable Path adapter, int batch, int partitions) {
+  record Options(String command, @Nullable String master, @Nullable Path adapter, int batch, int partitions, int steps,
+      Path out) {
     static Options parse(String[] args) {
       String command = "score";
       String master = null;
       Path adapter = null;
-      int batch = GraftScorer.DEFAULT_BATCH_SIZE;
+      int batch = 0;
       int partitions = 0;
+      int steps = 300;
+      Path out = Path.of("target/spark-sentiment-lora");
       int i = 0;
       if (args.length > 0 && !args[0].startsWith("--")) {
         command = args[i++];
@@ -56,14 +75,23 @@ public final class SparkSentiment {
           case "--adapter" -> adapter = Path.of(value(args, ++i));
           case "--batch" -> batch = Integer.parseInt(value(args, ++i));
           case "--partitions" -> partitions = Integer.parseInt(value(args, ++i));
+          case "--steps" -> steps = Integer.parseInt(value(args, ++i));
+          case "--out" -> out = Path.of(value(args, ++i));
           default -> throw new IllegalArgumentException("unknown argument '" + args[i]
-              + "'; expected --master URL, --adapter DIR, --batch N or --partitions N");
+              + "'; expected --master URL, --adapter DIR, --batch N, --partitions N, --steps N or --out DIR");
         }
       }
-      if (!command.equals("score")) {
-        throw new IllegalArgumentException("unknown command '" + command + "'; expected score");
+      boolean train = command.equals("train");
+      if (!train && !command.equals("score")) {
+        throw new IllegalArgumentException("unknown command '" + command + "'; expected score or train");
       }
-      return new Options(command, master, adapter, batch, partitions);
+      if (batch == 0) {
+        batch = train ? 8 : GraftScorer.DEFAULT_BATCH_SIZE;
+      }
+      if (train && partitions == 0) {
+        partitions = 2;
+      }
+      return new Options(command, master, adapter, batch, partitions, steps, out);
     }
   }
 
@@ -72,7 +100,11 @@ public final class SparkSentiment {
     long start = System.nanoTime();
     SparkSession spark = session("graft-sentiment", options.master());
     try {
-      score(spark, options);
+      if (options.command().equals("train")) {
+        train(spark, options);
+      } else {
+        score(spark, options);
+      }
     } finally {
       spark.stop();
     }
@@ -106,9 +138,64 @@ public final class SparkSentiment {
     return partitions > 0 ? frame.repartition(partitions) : frame;
   }
 
+  /**
+   * Compiles the sentiment LoRA with the gradient and apply graphs, trains it on the training
+   * sentences in {@code options.partitions()} replicas, saves the adapter and scores it.
+   */
+  static void train(SparkSession spark, Options options) {
+    try {
+      Path work = Files.createTempDirectory("graft-spark-sentiment");
+      Path host = work.resolve(SentimentData.HOST);
+      Files.write(host, SentimentData.readHost().model().toByteArray());
+      Graft.host(host).name("SentimentLoraDp")
+          .lora(".*/attention/self/(query|value)/MatMul", l -> l.rank(8).alpha(16))
+          .classification(2).compile(GraphVariant.GRADIENT).writeTo(work.resolve("graft"));
+      ReplicaSource source = ReplicaSource.directory(work.resolve("graft"), "SentimentLoraDp").withHost(host);
+      int length = SentimentData.MAX_TOKENS;
+      List<long[]> rows = SparkTrainingBenchmark.rows(SentimentData.load().train(), length);
+      JavaRDD<long[]> data = JavaSparkContext.fromSparkContext(spark.sparkContext())
+          .parallelize(rows, options.partitions());
+      DataParallelTrainer trainer = DataParallelTrainer.builder(source, work.resolve("checkpoints"))
+          .batchSize(options.batch()).steps(options.steps()).checkpointEvery(Math.max(1, options.steps() / 4))
+          .learningRate(1e-3f).build();
+      long start = System.nanoTime();
+      DataParallelResult result = trainer.fit(data, row -> SparkTrainingBenchmark.example(row, length));
+      double seconds = (System.nanoTime() - start) / 1e9;
+      float[] losses = result.losses();
+      try (AdapterModel model = source.open()) {
+        model.setParameterVector(result.parameters());
+        model.saveAdapter(options.out());
+      }
+      System.err.printf(Locale.ROOT, "train: %d replicas x batch %d, %d steps in %.1f s, loss %.4f -> %.4f,"
+          + " all-reduce %.1f%% of replica 0's step time; adapter saved to %s%n", result.replicas(), options.batch(),
+          losses.length, seconds, losses[0], mean(losses, losses.length - 10), 100 * result.allReduceShare(),
+          options.out());
+      score(spark, new Options("score", options.master(), options.out(), GraftScorer.DEFAULT_BATCH_SIZE, 0,
+          options.steps(), options.out()), source.graphs(), host);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** The mean of {@code values} from {@code from} (at least 0) to the end. */
+  private static double mean(float[] values, int from) {
+    double sum = 0;
+    int n = 0;
+    for (int i = Math.max(0, from); i < values.length; i++) {
+      sum += values[i];
+      n++;
+    }
+    return sum / n;
+  }
+
   static void score(SparkSession spark, Options options) {
+    score(spark, options, graphs(), null);
+  }
+
+  /** Scores the held-out sentences with {@code graphs} (its host from the class path, or {@code host}). */
+  static void score(SparkSession spark, Options options, AdapterGraphs graphs, @Nullable Path host) {
     List<LabelledText> heldOut = SentimentData.texts().heldOut();
-    GraftScorer.Builder builder = GraftScorer.builder(graphs())
+    GraftScorer.Builder builder = GraftScorer.builder(graphs)
         .textColumn("text", SentimentData.TOKENIZER, SentimentData.MAX_TOKENS)
         .output(ScoreOutput.PREDICTION).output(ScoreOutput.PROBABILITIES)
         .batchSize(options.batch());
@@ -120,6 +207,9 @@ public final class SparkSentiment {
       builder.adapter(options.adapter());
     } else {
       System.err.println("score: no --adapter; the graft's initialized parameters score (near 50% accuracy)");
+    }
+    if (host != null) {
+      builder.host(host.toString());
     }
     try (GraftScorer scorer = builder.build(spark)) {
       Dataset<Row> scored = scorer.score(sentences(spark, heldOut, options.partitions())).cache();

@@ -121,7 +121,8 @@ public final class SparkTrainingBenchmark {
     }
   }
 
-  private static List<long[]> rows(List<Example> train, int length) {
+  /** Each example's {@code input_ids}, cut or padded to {@code length}, then its label: what {@link #example} reads. */
+  static List<long[]> rows(List<Example> train, int length) {
     List<long[]> out = new ArrayList<>();
     for (Example e : train) {
       long[] ids = Arrays.copyOf(e.features().get("input_ids"), length);
