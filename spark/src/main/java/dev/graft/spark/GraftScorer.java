@@ -266,7 +266,7 @@ public final class GraftScorer implements AutoCloseable {
       if (outputs.isEmpty()) {
         outputs.put(ScoreOutput.PREDICTION, ScoreOutput.PREDICTION.defaultColumn());
       }
-      outputs.keySet().forEach(o -> task.check(o, graphs.name()));
+      outputs.keySet().forEach(o -> task.check(o, graphs.manifest()));
       byte[] config = null;
       byte[] weights = null;
       if (adapter != null) {
