@@ -15,6 +15,7 @@ import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.CausalLmSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.dsl.Graft;
+import dev.graft.runtime.export.ExportOptions;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.testing.Adapters;
@@ -22,10 +23,12 @@ import dev.graft.testing.MiniLmHost;
 import dev.graft.testing.TinyDecoderHost;
 import dev.graft.testing.TinyGpt2Host;
 import java.io.InputStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -95,9 +98,9 @@ class EmbeddingTest {
       assertHeadReads(model, after);
 
       // The unmerged export keeps its documented outputs: the task's only.
-      model.exportUnmerged(dir.resolve("unmerged"), dev.graft.runtime.export.ExportOptions.defaults());
+      model.exportUnmerged(dir.resolve("unmerged"), ExportOptions.defaults());
       ModelProto exported;
-      try (InputStream in = java.nio.file.Files.newInputStream(dir.resolve("unmerged").resolve("model.onnx"))) {
+      try (InputStream in = Files.newInputStream(dir.resolve("unmerged").resolve("model.onnx"))) {
         exported = ModelProto.parseFrom(in);
       }
       assertEquals(List.of(graft.manifest().getLogits()),
@@ -109,7 +112,7 @@ class EmbeddingTest {
   void aTaskWithoutAPooledHeadHasNoEmbedding(@TempDir Path dir) throws Exception {
     HostModel host = TinyDecoderHost.host(TinyGpt2Host.graph(5));
     Path file = dir.resolve("tiny-decoder.onnx");
-    java.nio.file.Files.write(file, host.model().toByteArray());
+    Files.write(file, host.model().toByteArray());
     CompiledGraft lm = GraftCompiler.compile(new GraftSpec("Lm", "tiny", List.of(Adapters.lora(".*/attn/c_attn/MatMul", 2, 4)),
         new CausalLmSpec(TinyDecoderHost.LM_OUTPUT, -100, 0.0, null), AdamWSpec.DEFAULT, null),
         host).orThrow();
@@ -154,7 +157,7 @@ class EmbeddingTest {
             feed.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
           }
         }
-        try (OrtSession.Result r = s.run(feed, java.util.Set.of(output))) {
+        try (OrtSession.Result r = s.run(feed, Set.of(output))) {
           float[][][] h = (float[][][]) r.get(output).orElseThrow().getValue();
           double[][] pooled = new double[h.length][h[0][0].length];
           for (int i = 0; i < h.length; i++) {

@@ -32,7 +32,7 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * Batch scoring of a compiled graft over a DataFrame: a column of text (tokenized on the executors)
- * or of token ids in, predictions, probabilities or logits out, appended to every row.
+ * or of token ids in, predictions, probabilities, logits or embeddings out, appended to every row.
  *
  * <p>The graft's manifest and inference graph and the adapter (an adapter folder's files) are
  * broadcast once as bytes; the host is read by each executor from its class path (the manifest's

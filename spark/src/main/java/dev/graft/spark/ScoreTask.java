@@ -63,18 +63,20 @@ enum ScoreTask {
    * a Spark row holds {@link #type} (primitive arrays).
    */
   Object value(ScoreOutput output, float @Nullable [] logits, float @Nullable [] embedding) {
-    if (output == ScoreOutput.EMBEDDING) {
-      return Objects.requireNonNull(embedding, "embedding").clone();
-    }
-    Objects.requireNonNull(logits, "logits");
     return switch (output) {
-      case LOGITS, EMBEDDING -> logits.clone();
-      case PROBABILITIES -> this == CLASSIFICATION ? softmax(logits) : sigmoid(logits);
-      case PREDICTION -> switch (this) {
-        case CLASSIFICATION -> argmax(logits);
-        case MULTI_LABEL -> positives(logits);
-        case REGRESSION -> logits.clone();
-      };
+      case EMBEDDING -> Objects.requireNonNull(embedding, "embedding").clone();
+      case LOGITS -> Objects.requireNonNull(logits, "logits").clone();
+      case PROBABILITIES -> this == CLASSIFICATION ? softmax(Objects.requireNonNull(logits, "logits"))
+          : sigmoid(Objects.requireNonNull(logits, "logits"));
+      case PREDICTION -> prediction(Objects.requireNonNull(logits, "logits"));
+    };
+  }
+
+  private Object prediction(float[] logits) {
+    return switch (this) {
+      case CLASSIFICATION -> argmax(logits);
+      case MULTI_LABEL -> positives(logits);
+      case REGRESSION -> logits.clone();
     };
   }
 

@@ -19,7 +19,7 @@ import java.util.Optional;
  * <p>Needs: the placed, typed graph of one variant; the host output and its last dimension from
  * the plan. Guarantees: the graph's first output is the task's output (named {@link
  * TaskKind#outputName()}, or a fresh variant of it when the host already has a value so named);
- * in the {@link GraphVariant#INFERENCE} graph of a task whose head pools, the second and last is
+ * in the {@link GraphVariant#INFERENCE} graph of a task whose head pools, the second is
  * the pooled value the head reads, the graft's embedding {@code [batch, hidden]} ({@link
  * #EMBEDDING}, or a fresh variant of it; {@link #embeddingOutput} finds it); no other variant
  * outputs it. Where the variant {@link GraphVariant#trains() trains}, also each auxiliary loss (unweighted,
