@@ -520,13 +520,39 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public float[][] predict(Map<String, long[][]> hostInputs) {
     labels.requirePrediction(false);
-    return infer(hostInputs, "num_labels", (fb, shape) -> {
-      float[][] out = new float[(int) shape[0]][(int) shape[1]];
-      for (float[] row : out) {
-        fb.get(row);
-      }
-      return out;
-    });
+    return infer(hostInputs, manifest.getLogits(), "num_labels", AdapterModel::rows);
+  }
+
+  /**
+   * The graft's embedding of a batch of host inputs, with the current parameters: the pooled
+   * representation its head reads ({@code [batch][embedding_size]}, the adapted host's sentence
+   * embedding before the head), from the same inference run as {@link #predict}. Only tasks with a
+   * pooled head (classification, multi-label, regression) have one.
+   *
+   * @throws GraftException {@code GRAFT-R007} for a graft without a pooled head (causal LM, token
+   *     classification) or one compiled before embeddings were recorded
+   */
+  public float[][] embed(Map<String, long[][]> hostInputs) {
+    String output = manifest.getTask().getEmbeddingOutput();
+    if (output.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "graft '" + manifest.getName() + "' (loss "
+          + manifest.getTask().getLoss() + ") has no embedding output: expected a task with a pooled head"
+          + " (classification, multi-label, regression) compiled by this Graft, given one whose manifest names none");
+    }
+    float[][] out = infer(hostInputs, output, "embedding_size", AdapterModel::rows);
+    if (out.length > 0 && out[0].length != manifest.getTask().getEmbeddingSize()) {
+      throw new TensorMismatchException(output, "[" + out.length + ", " + manifest.getTask().getEmbeddingSize()
+          + "] (manifest)", "[" + out.length + ", " + out[0].length + "]", "graph output");
+    }
+    return out;
+  }
+
+  private static float[][] rows(FloatBuffer values, long[] shape) {
+    float[][] out = new float[(int) shape[0]][(int) shape[1]];
+    for (float[] row : out) {
+      values.get(row);
+    }
+    return out;
   }
 
   /**
@@ -536,7 +562,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public float[][][] predictSequence(Map<String, long[][]> hostInputs) {
     labels.requirePrediction(true);
-    return infer(hostInputs, "sequence, vocab", (fb, shape) -> {
+    return infer(hostInputs, manifest.getLogits(), "sequence, vocab", (fb, shape) -> {
       float[][][] out = new float[(int) shape[0]][(int) shape[1]][(int) shape[2]];
       for (float[][] rows : out) {
         for (float[] row : rows) {
@@ -592,27 +618,28 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   }
 
   /**
-   * Runs the inference graph on a batch and reads its output, checked to be {@code [batch,
-   * <trailing>]} (trailing names the dimensions after the batch, one per comma).
+   * Runs the inference graph on a batch and reads its output {@code name}, checked to be {@code
+   * [batch, <trailing>]} (trailing names the dimensions after the batch, one per comma).
    */
-  private <T> T infer(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
-    return lifecycle.read(() -> runInference(hostInputs, trailing, reader));
+  private <T> T infer(Map<String, long[][]> hostInputs, String name, String trailing, OutputReader<T> reader) {
+    return lifecycle.read(() -> runInference(hostInputs, name, trailing, reader));
   }
 
-  private <T> T runInference(Map<String, long[][]> hostInputs, String trailing, OutputReader<T> reader) {
+  private <T> T runInference(Map<String, long[][]> hostInputs, String name, String trailing,
+      OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
       owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
       owned.putAll(gates.tensors(env));
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.inferenceInputs());
-      try (OrtSession.Result r = sessions.inference().run(inputs, Set.of(manifest.getLogits()))) {
-        OnnxTensor output = (OnnxTensor) r.get(manifest.getLogits()).orElseThrow();
+      try (OrtSession.Result r = sessions.inference().run(inputs, Set.of(name))) {
+        OnnxTensor output = (OnnxTensor) r.get(name).orElseThrow();
         long[] shape = output.getInfo().getShape();
         int batch = HostInputs.batchSize(hostInputs);
         if (shape.length != 1 + trailing.split(",").length || shape[0] != batch) {
           throw new TensorMismatchException(
-              manifest.getLogits(), "[" + batch + ", " + trailing + "]", Arrays.toString(shape), "graph output");
+              name, "[" + batch + ", " + trailing + "]", Arrays.toString(shape), "graph output");
         }
         return reader.read(output.getFloatBuffer(), shape);
       }

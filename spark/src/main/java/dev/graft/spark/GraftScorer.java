@@ -32,7 +32,7 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * Batch scoring of a compiled graft over a DataFrame: a column of text (tokenized on the executors)
- * or of token ids in, predictions, probabilities or logits out, appended to every row.
+ * or of token ids in, predictions, probabilities, logits or embeddings out, appended to every row.
  *
  * <p>The graft's manifest and inference graph and the adapter (an adapter folder's files) are
  * broadcast once as bytes; the host is read by each executor from its class path (the manifest's
@@ -266,7 +266,7 @@ public final class GraftScorer implements AutoCloseable {
       if (outputs.isEmpty()) {
         outputs.put(ScoreOutput.PREDICTION, ScoreOutput.PREDICTION.defaultColumn());
       }
-      outputs.keySet().forEach(o -> task.check(o, graphs.name()));
+      outputs.keySet().forEach(o -> task.check(o, graphs.manifest()));
       byte[] config = null;
       byte[] weights = null;
       if (adapter != null) {

@@ -1,8 +1,9 @@
 package dev.graft.spark;
 
 /**
- * What {@link GraftScorer} adds to each row, from the graft's head output (its logits) for the row.
- * Which ones a graft offers depends on its task ({@code GRAFT-R151} for one it does not).
+ * What {@link GraftScorer} adds to each row, from the graft's head output (its logits) for the row,
+ * or from the pooled representation the head reads ({@link #EMBEDDING}). Which ones a graft offers
+ * depends on its task ({@code GRAFT-R151} for one it does not).
  */
 public enum ScoreOutput {
   /**
@@ -17,7 +18,14 @@ public enum ScoreOutput {
    */
   PROBABILITIES("probabilities"),
   /** The head's raw output ({@code array<float>}): logits, or a regression graft's predictions. */
-  LOGITS("logits");
+  LOGITS("logits"),
+  /**
+   * The graft's embedding ({@code array<float>} of the manifest's {@code embedding_size}): the
+   * pooled representation its head reads, the adapted host's sentence embedding, as {@code
+   * AdapterModel.embed} computes it. Every graft the scorer runs has one unless it was compiled
+   * before embeddings were recorded.
+   */
+  EMBEDDING("embedding");
 
   private final String defaultColumn;
 

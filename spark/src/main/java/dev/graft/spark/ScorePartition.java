@@ -88,7 +88,10 @@ final class ScorePartition implements MapPartitionsFunction<Row, Row> {
     for (Row row : batchRows) {
       examples.add(Example.unlabelled(features(graft.tokenizer(), row)));
     }
-    float[][] logits = graft.model().predict(Batch.of(examples, graft.inputNames()).inputs());
+    Map<String, long[][]> inputs = Batch.of(examples, graft.inputNames()).inputs();
+    // Each is one inference run, made only when an output needs it.
+    float @Nullable [][] logits = outputs.stream().anyMatch(o -> o != ScoreOutput.EMBEDDING) ? graft.model().predict(inputs) : null;
+    float @Nullable [][] embeddings = outputs.contains(ScoreOutput.EMBEDDING) ? graft.model().embed(inputs) : null;
     List<Row> out = new ArrayList<>(batchRows.size());
     for (int i = 0; i < batchRows.size(); i++) {
       Row row = batchRows.get(i);
@@ -97,7 +100,8 @@ final class ScorePartition implements MapPartitionsFunction<Row, Row> {
         values[c] = row.get(c);
       }
       for (int o = 0; o < outputs.size(); o++) {
-        values[row.length() + o] = task.value(outputs.get(o), logits[i]);
+        values[row.length() + o] = task.value(outputs.get(o), logits == null ? null : logits[i],
+            embeddings == null ? null : embeddings[i]);
       }
       out.add(RowFactory.create(values));
     }

@@ -5,8 +5,10 @@ import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.spec.manifest.Loss;
 import dev.graft.spec.manifest.Manifest;
 import java.util.Arrays;
+import java.util.Objects;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
+import org.jspecify.annotations.Nullable;
 
 /**
  * The kinds of graft a scorer runs: a pooled head's logits per row, read as the task means them.
@@ -31,7 +33,13 @@ enum ScoreTask {
   }
 
   /** Checks that this task offers {@code output} ({@code GRAFT-R151} names what it offers). */
-  void check(ScoreOutput output, String graft) {
+  void check(ScoreOutput output, Manifest manifest) {
+    String graft = manifest.getName();
+    if (output == ScoreOutput.EMBEDDING && manifest.getTask().getEmbeddingOutput().isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.SCORING_OUTPUT, "graft '" + graft + "' has no " + output
+          + ": expected a manifest naming the inference graph's embedding output, given one that names none"
+          + " (recompile the graft with this Graft)");
+    }
     if (this == REGRESSION && output == ScoreOutput.PROBABILITIES) {
       throw new GraftException(RuntimeErrorCode.SCORING_OUTPUT, "graft '" + graft + "' is a regression graft;"
           + " it has no " + output + ". It offers " + ScoreOutput.PREDICTION + " and " + ScoreOutput.LOGITS);
@@ -50,16 +58,25 @@ enum ScoreTask {
     };
   }
 
-  /** The value of {@code output} for one row's logits, as a Spark row holds {@link #type} (primitive arrays). */
-  Object value(ScoreOutput output, float[] logits) {
+  /**
+   * The value of {@code output} for one row's logits or embedding (each null when not computed), as
+   * a Spark row holds {@link #type} (primitive arrays).
+   */
+  Object value(ScoreOutput output, float @Nullable [] logits, float @Nullable [] embedding) {
     return switch (output) {
-      case LOGITS -> logits.clone();
-      case PROBABILITIES -> this == CLASSIFICATION ? softmax(logits) : sigmoid(logits);
-      case PREDICTION -> switch (this) {
-        case CLASSIFICATION -> argmax(logits);
-        case MULTI_LABEL -> positives(logits);
-        case REGRESSION -> logits.clone();
-      };
+      case EMBEDDING -> Objects.requireNonNull(embedding, "embedding").clone();
+      case LOGITS -> Objects.requireNonNull(logits, "logits").clone();
+      case PROBABILITIES -> this == CLASSIFICATION ? softmax(Objects.requireNonNull(logits, "logits"))
+          : sigmoid(Objects.requireNonNull(logits, "logits"));
+      case PREDICTION -> prediction(Objects.requireNonNull(logits, "logits"));
+    };
+  }
+
+  private Object prediction(float[] logits) {
+    return switch (this) {
+      case CLASSIFICATION -> argmax(logits);
+      case MULTI_LABEL -> positives(logits);
+      case REGRESSION -> logits.clone();
     };
   }
 

@@ -20,6 +20,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.TreeSet;
+import java.util.function.Function;
 import org.apache.spark.SparkException;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
@@ -92,6 +93,11 @@ class GraftScorerTest {
 
   /** Logits of the rows {@code from..to} in this JVM, in batches of {@link #BATCH} from {@code from}. */
   static float[][] reference(AdapterModel model, int from, int to) {
+    return reference(model, from, to, model::predict);
+  }
+
+  /** {@code run}'s rows for the rows {@code from..to} in this JVM, in batches of {@link #BATCH} from {@code from}. */
+  static float[][] reference(AdapterModel model, int from, int to, Function<Map<String, long[][]>, float[][]> run) {
     List<String> names = model.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
     float[][] out = new float[to - from][];
     for (int b = from; b < to; b += BATCH) {
@@ -105,7 +111,7 @@ class GraftScorerTest {
         f.put("token_type_ids", new long[ids.get(i).length]);
         batch.add(Example.unlabelled(f));
       }
-      float[][] logits = model.predict(Batch.of(batch, names).inputs());
+      float[][] logits = run.apply(Batch.of(batch, names).inputs());
       System.arraycopy(logits, 0, out, b - from, logits.length);
     }
     return out;
@@ -155,6 +161,46 @@ class GraftScorerTest {
       System.err.printf("scoring: %d rows, %d partitions per job, 2 jobs, %d executor JVMs, %d grafts opened%n",
           ROWS, PARTITIONS, jvms.size(), scorer.graftsOpened());
     }
+  }
+
+  @Test
+  void embeddingsAreThoseOfAdapterModelEmbed() {
+    try (GraftScorer scorer = builder().output(ScoreOutput.EMBEDDING).output(ScoreOutput.LOGITS).build(spark)) {
+      Dataset<Row> scored = scorer.score(frame());
+      assertEquals(DataTypes.createArrayType(DataTypes.FloatType, false), scored.schema().apply("embedding").dataType());
+      List<Row> rows = scored.collectAsList();
+      assertEquals(ROWS, rows.size());
+      float[][] embeddings = new float[ROWS][];
+      float[][] logits = new float[ROWS][];
+      try (AdapterModel model = AdapterModel.open(graphs, TinyGrafts.options())) {
+        model.loadAdapter(adapter);
+        for (int p = 0; p < PARTITIONS; p++) {
+          int from = p * ROWS / PARTITIONS;
+          int to = (p + 1) * ROWS / PARTITIONS;
+          System.arraycopy(reference(model, from, to, model::embed), 0, embeddings, from, to - from);
+          System.arraycopy(reference(model, from, to), 0, logits, from, to - from);
+        }
+      }
+      long width = graphs.manifest().getTask().getEmbeddingSize();
+      assertEquals(8, width, "the tiny host's hidden size");
+      for (Row row : rows) {
+        int id = row.getInt(0);
+        float[] embedding = floats(row.getList(row.fieldIndex("embedding")));
+        assertEquals(width, embedding.length);
+        assertArrayEquals(embeddings[id], embedding, 0f, "embedding of row " + id);
+        assertArrayEquals(logits[id], floats(row.getList(row.fieldIndex("logits"))), 0f, "logits of row " + id);
+      }
+    }
+  }
+
+  @Test
+  void aGraftWhoseManifestNamesNoEmbeddingHasNoneGraftR151() {
+    var m = graphs.manifest();
+    AdapterGraphs old = AdapterGraphs.of(m.toBuilder().setTask(m.getTask().toBuilder().clearEmbeddingOutput()
+        .clearEmbeddingSize()).build(), graphs.inferenceGraph(), graphs.trainGraph());
+    GraftException e = assertThrows(GraftException.class, () -> GraftScorer.builder(old)
+        .host(TinyGrafts.host().toString()).tokenIdsColumn("input_ids").output(ScoreOutput.EMBEDDING).build(spark));
+    assertTrue(e.getMessage().startsWith("[GRAFT-R151] graft '" + m.getName() + "' has no EMBEDDING"), e.getMessage());
   }
 
   @Test

@@ -19,6 +19,7 @@ import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.GraftSpec;
 import dev.graft.compiler.tasks.TaskKind;
+import dev.graft.compiler.tasks.TaskPass;
 import dev.graft.spec.manifest.AdamW;
 import dev.graft.spec.manifest.Adapter;
 import dev.graft.spec.manifest.ExportDefault;
@@ -92,7 +93,7 @@ public final class ManifestWriter {
         .setTrain(names)
         .addAllAuxiliaryLosses(train.placement().auxiliaryLosses().stream().map(Placement.AuxiliaryLoss::name).toList())
         .setLogits(inference.graph().outputs().get(0))
-        .setTask(task.manifestTask(spec.task(), plan.hostOutput(), plan.hidden()));
+        .setTask(withEmbedding(task.manifestTask(spec.task(), plan.hostOutput(), plan.hidden()), inference, plan));
     task.manifestHead(spec.task(), plan.hostOutput(), plan.hidden()).ifPresent(manifest::setHead);
     return manifest
         .setInferenceGraph(spec.name() + CompiledGraft.INFERENCE_SUFFIX)
@@ -102,6 +103,14 @@ public final class ManifestWriter {
         .setMergeGraph(spec.name() + CompiledGraft.MERGE_SUFFIX)
         .addAllSiteUpdates(siteUpdates)
         .build();
+  }
+
+  /** The task's record with the inference graph's embedding output and its width, where it has one. */
+  private static dev.graft.spec.manifest.Task withEmbedding(dev.graft.spec.manifest.Task task, VariantGraph inference,
+      Validation.Plan plan) {
+    return TaskPass.embeddingOutput(inference.graph())
+        .map(name -> task.toBuilder().setEmbeddingOutput(name).setEmbeddingSize(plan.hidden()).build())
+        .orElse(task);
   }
 
   /** An IR dimension as the manifest writes it: its size, its symbol, or {@code "?"} when unknown. */

@@ -108,9 +108,10 @@ final class CausalLmTask extends TaskKind {
   }
 
   @Override
-  String addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> parameters) {
+  Head addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> parameters) {
     // The host's logits are the output (renamed to "logits" unless the host calls them that).
-    return output.equals(LOGITS) ? output : graph.opTo(free(graph, LOGITS), "/lm/logits", "Identity", List.of(output));
+    return new Head(output.equals(LOGITS) ? output
+        : graph.opTo(free(graph, LOGITS), "/lm/logits", "Identity", List.of(output)), null);
   }
 
   @Override

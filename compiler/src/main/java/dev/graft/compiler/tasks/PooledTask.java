@@ -67,7 +67,7 @@ abstract class PooledTask extends TaskKind {
   }
 
   @Override
-  final String addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> params) {
+  final Head addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> params) {
     int elem = graph.typeOrThrow(output).elemType();
     int n = headOutputs(task);
     String pooled = pool(graph, pooling(task), output, elem);
@@ -81,7 +81,7 @@ abstract class PooledTask extends TaskKind {
     params.add(Parameter.newBuilder().setName(BIAS).setSite("classifier").addShape(n)
         .setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS).setNoDecay(true)
         .setSaveKey(HEAD_KEY + "bias").addSaveShape(n).build());
-    return result;
+    return new Head(result, pooled);
   }
 
   /**

@@ -147,10 +147,17 @@ public abstract class TaskKind {
   public abstract long outputs(TaskSpec task, long size);
 
   /**
-   * Adds the head on {@code output} (last dimension {@code size}) and returns the task's output
-   * value; the head's parameters are appended to {@code parameters}.
+   * What a head added: the task's output value and, for a task whose head reads a pooled
+   * representation ({@code [batch, hidden]}, the graft's embedding), that value; else null.
    */
-  abstract String addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> parameters);
+  record Head(String output, @Nullable String pooled) {}
+
+  /**
+   * Adds the head on {@code output} (last dimension {@code size}) and returns the task's output
+   * value (and the pooled value it reads, where it pools); the head's parameters are appended to
+   * {@code parameters}.
+   */
+  abstract Head addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> parameters);
 
   /**
    * Adds the head of a gathered multi-adapter graph on {@code output}: each batch row uses the head
@@ -163,7 +170,7 @@ public abstract class TaskKind {
       throw new IllegalStateException(displayName() + " has a head with no gathered form");
     }
     List<Parameter> none = new ArrayList<>();
-    String result = addHead(graph, task, output, size, none);
+    String result = addHead(graph, task, output, size, none).output();
     if (!none.isEmpty()) {
       throw new IllegalStateException(displayName() + " says it has no head but adds parameters " + none);
     }

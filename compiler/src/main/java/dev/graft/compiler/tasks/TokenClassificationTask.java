@@ -100,7 +100,7 @@ final class TokenClassificationTask extends TaskKind {
   }
 
   @Override
-  String addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> params) {
+  Head addHead(Graph graph, TaskSpec task, String output, long size, List<Parameter> params) {
     int elem = graph.typeOrThrow(output).elemType();
     int n = ((TokenClassificationSpec) task).numLabels();
     graph.addInput(PooledTask.WEIGHT, TensorType.of(elem, size, n));
@@ -113,7 +113,7 @@ final class TokenClassificationTask extends TaskKind {
     params.add(Parameter.newBuilder().setName(PooledTask.BIAS).setSite("classifier").addShape(n)
         .setRole(ParameterRole.HEAD_BIAS).setInit(Init.ZEROS).setNoDecay(true)
         .setSaveKey(PooledTask.HEAD_KEY + "bias").addSaveShape(n).build());
-    return result;
+    return new Head(result, null);
   }
 
   @Override

@@ -18,6 +18,7 @@ import dev.graft.spec.onnx.Onnx.TypeProto;
 import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import java.nio.file.Path;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -73,8 +74,17 @@ public final class UnmergedExport {
         gates.put(a.getGate(), a.getName());
       }
     }
-    GraphProto.Builder out = graph.toBuilder().clearNode().clearInput().clearInitializer();
+    // The export outputs what the inference graph outputs for its callers, without the embedding
+    // (an output Graft's own embed reads): the node that only copies it out goes with it.
+    String embedding = m.getTask().getEmbeddingOutput();
+    GraphProto.Builder out = graph.toBuilder().clearNode().clearInput().clearInitializer().clearOutput();
+    graph.getOutputList().stream().filter(o -> !o.getName().equals(embedding)).forEach(out::addOutput);
+    out.clearValueInfo();
+    graph.getValueInfoList().stream().filter(v -> !v.getName().equals(embedding)).forEach(out::addValueInfo);
     for (NodeProto n : graph.getNodeList()) {
+      if (!embedding.isEmpty() && n.getOutputList().equals(List.of(embedding))) {
+        continue;
+      }
       NodeProto.Builder b = n.toBuilder();
       for (int i = 0; i < b.getInputCount(); i++) {
         String to = rename.get(b.getInput(i));

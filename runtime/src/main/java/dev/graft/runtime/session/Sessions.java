@@ -336,6 +336,9 @@ public final class Sessions implements AutoCloseable {
       expectedOut.add(ts.getLoss());
     } else {
       expectedOut.add(manifest.getLogits());
+      if (!manifest.getTask().getEmbeddingOutput().isEmpty()) {
+        expectedOut.add(manifest.getTask().getEmbeddingOutput());
+      }
     }
     Set<String> missing = new TreeSet<>(expectedIn);
     missing.removeAll(session.getInputNames());
