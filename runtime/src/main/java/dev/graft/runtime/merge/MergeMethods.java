@@ -17,8 +17,8 @@ public final class MergeMethods {
   private static final Map<String, MergeMethod> METHODS = new LinkedHashMap<>();
 
   static {
-    for (MergeMethod m : List.of(new LinearMerge(), new TaskArithmeticMerge(), new CatMerge(), new TiesMerge(),
-        new DareMerge(false), new DareMerge(true), new MagnitudePruneMerge(), new AbLinearMerge())) {
+    for (MergeMethod m : List.of(new LinearMerge(), new TaskArithmeticMerge(), new CatMerge(), new TrimMerge(true),
+        new DareMerge(false), new DareMerge(true), new TrimMerge(false), new AbLinearMerge())) {
       METHODS.put(m.id(), m);
     }
   }
