@@ -1,14 +1,9 @@
 package dev.graft.examples.benchmark;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.examples.sentiment.SentimentLoraGraft;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.train.CheckpointAverage;
@@ -23,7 +18,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -122,7 +116,6 @@ public final class CheckpointMergingBenchmark {
     CheckpointAverage.of(List.of(lastKept), MetricsWeighting.uniform()).inParameters(model);
     double finalAccuracy = trainer.evaluate(model, heldOut);
     Map<String, float[]> trained = model.getParameterValues();
-    OrtEnvironment env = OrtEnvironment.getEnvironment();
     List<Row> rows = new ArrayList<>();
     for (int k : KS) {
       List<KeptCheckpoints.Checkpoint> last = kept.last(k);
@@ -140,7 +133,10 @@ public final class CheckpointMergingBenchmark {
         CheckpointAverage.DeltaAverage byDelta = average.inDeltaW(model);
         Path merged = work.resolve("merged");
         byDelta.exportMerged(model, merged, ExportOptions.defaults());
-        double deltaW = scoreExport(env, merged.resolve(ExportOptions.defaults().modelFile()), heldOut);
+        double deltaW;
+        try (ExportAccuracy accuracy = ExportAccuracy.open(merged.resolve(ExportOptions.defaults().modelFile()))) {
+          deltaW = accuracy.of(heldOut);
+        }
         average.inParameters(model);
         double parameters = trainer.evaluate(model, heldOut);
         trained.forEach(model::setParameter);
@@ -167,36 +163,6 @@ public final class CheckpointMergingBenchmark {
             + " (K=%d %s) steps=%d every=%d wall_s=%.1f%n", finalAccuracy, bestParameters.parameters(),
         bestParameters.k(), bestParameters.weighting().replace(' ', '_'), bestDelta.deltaW(), bestDelta.k(),
         bestDelta.weighting().replace(' ', '_'), totalSteps, every, wall);
-  }
-
-  /** Held-out accuracy of a merged ONNX export in a plain ONNX Runtime session (argmax of its first output). */
-  static double scoreExport(OrtEnvironment env, Path model, List<Example> examples) throws OrtException {
-    try (OrtSession.SessionOptions so = new OrtSession.SessionOptions();
-        OrtSession session = env.createSession(model.toString(), so)) {
-      List<String> names = new ArrayList<>(session.getInputNames());
-      List<Example> sorted = new ArrayList<>(examples);
-      sorted.sort(Comparator.comparingInt(Example::length));
-      long correct = 0;
-      for (int i = 0; i < sorted.size(); i += 64) {
-        Batch batch = Batch.of(sorted.subList(i, Math.min(sorted.size(), i + 64)), names);
-        Map<String, OnnxTensor> feeds = new HashMap<>();
-        try {
-          for (Map.Entry<String, long[][]> e : batch.inputs().entrySet()) {
-            feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
-          }
-          try (OrtSession.Result r = session.run(feeds)) {
-            float[][] logits = (float[][]) r.get(0).getValue();
-            for (int row = 0; row < logits.length; row++) {
-              int best = logits[row][1] > logits[row][0] ? 1 : 0;
-              correct += best == batch.labels()[row] ? 1 : 0;
-            }
-          }
-        } finally {
-          feeds.values().forEach(OnnxTensor::close);
-        }
-      }
-      return (double) correct / examples.size();
-    }
   }
 
   private static void deleteTree(Path root) throws java.io.IOException {

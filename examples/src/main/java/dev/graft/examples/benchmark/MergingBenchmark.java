@@ -1,16 +1,11 @@
 package dev.graft.examples.benchmark;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OrtEnvironment;
-import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtSession;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.merge.AdapterDelta;
@@ -183,40 +178,10 @@ public final class MergingBenchmark {
         evaluate.applyAsDouble(c.sources().get(TRAINED.get(1)).heldOut()), evaluate.applyAsDouble(all)};
   }
 
-  /** {@link #scores} of an exported ONNX model run by a bare ONNX Runtime session (its first output: the logits). */
+  /** {@link #scores} of an exported ONNX model run by a bare ONNX Runtime session ({@link ExportAccuracy}). */
   private static double[] onnxScores(Context c, Path model) {
-    OrtEnvironment env = OrtEnvironment.getEnvironment();
-    try (OrtSession.SessionOptions so = new OrtSession.SessionOptions();
-        OrtSession session = env.createSession(model.toString(), so)) {
-      List<String> names = new ArrayList<>(session.getInputNames());
-      String logits = session.getOutputNames().iterator().next();
-      return scores(c, examples -> {
-        List<Example> sorted = new ArrayList<>(examples);
-        sorted.sort(Comparator.comparingInt(Example::length));
-        long correct = 0;
-        for (int i = 0; i < sorted.size(); i += 64) {
-          Batch batch = Batch.of(sorted.subList(i, Math.min(sorted.size(), i + 64)), names);
-          Map<String, OnnxTensor> feeds = new HashMap<>();
-          try {
-            for (var e : batch.inputs().entrySet()) {
-              feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
-            }
-            try (OrtSession.Result r = session.run(feeds, java.util.Set.of(logits))) {
-              float[][] out = (float[][]) r.get(0).getValue();
-              for (int k = 0; k < out.length; k++) {
-                correct += (out[k][1] > out[k][0] ? 1 : 0) == batch.labels()[k] ? 1 : 0;
-              }
-            }
-          } catch (OrtException e) {
-            throw new IllegalStateException("scoring " + model + ": " + e.getMessage(), e);
-          } finally {
-            feeds.values().forEach(OnnxTensor::close);
-          }
-        }
-        return (double) correct / sorted.size();
-      });
-    } catch (OrtException e) {
-      throw new IllegalStateException("opening " + model + ": " + e.getMessage(), e);
+    try (ExportAccuracy accuracy = ExportAccuracy.open(model)) {
+      return scores(c, accuracy::of);
     }
   }
 

@@ -57,8 +57,7 @@ public record SentimentData(List<Example> train, List<Example> heldOut) {
     Map<String, SentimentData> out = new LinkedHashMap<>();
     try (TextTokenizer tokenizer = TextTokenizer.fromClasspath(TOKENIZER, MAX_TOKENS)) {
       for (String source : SOURCES) {
-        Split<LabelledText> split = Split.of(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source),
-            HELD_OUT, SPLIT_SEED);
+        Split<LabelledText> split = Split.of(read(source), HELD_OUT, SPLIT_SEED);
         out.put(source.substring(0, source.indexOf('.')),
             new SentimentData(examples(tokenizer, split.train()), examples(tokenizer, split.heldOut())));
       }
@@ -70,9 +69,14 @@ public record SentimentData(List<Example> train, List<Example> heldOut) {
   public static Split<LabelledText> texts() {
     List<LabelledText> all = new ArrayList<>();
     for (String source : SOURCES) {
-      all.addAll(LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source));
+      all.addAll(read(source));
     }
     return Split.of(all, HELD_OUT, SPLIT_SEED);
+  }
+
+  /** The labelled sentences of one source file ({@code amazon.tsv}, …). */
+  private static List<LabelledText> read(String source) {
+    return LabelledText.readTsv(SentimentData.class.getClassLoader(), DATA + source);
   }
 
   static List<Example> examples(TextTokenizer tokenizer, List<LabelledText> texts) {
