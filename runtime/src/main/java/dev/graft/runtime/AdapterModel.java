@@ -526,8 +526,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /**
    * The graft's embedding of a batch of host inputs, with the current parameters: the pooled
    * representation its head reads ({@code [batch][embedding_size]}, the adapted host's sentence
-   * embedding before the head), from the same inference run as {@link #predict}. Only tasks with a
-   * pooled head (classification, multi-label, regression) have one.
+   * embedding before the head), read from the inference graph {@link #predict} runs, in a run of its
+   * own (a caller that wants both runs the graph twice). Only tasks with a pooled head
+   * (classification, multi-label, regression) have one.
    *
    * @throws GraftException {@code GRAFT-R007} for a graft without a pooled head (causal LM, token
    *     classification) or one compiled before embeddings were recorded
