@@ -37,14 +37,14 @@ final class ExecutorGrafts {
   /** The open graft of {@code payload}, opening it (and counting that in {@code opened}) on first use. */
   static Open get(ScoringPayload payload, LongAccumulator opened) {
     return OPEN.computeIfAbsent(payload.key(), key -> {
-      Open open = openHere(payload);
+      Open open = open(payload);
       opened.add(1);
       return open;
     });
   }
 
   /** Opens the graft (ONNX Runtime's native set-up runs on a large stack: {@code NativeStack} in the runtime). */
-  private static Open openHere(ScoringPayload payload) {
+  private static Open open(ScoringPayload payload) {
     int threads = payload.intraOpThreads() > 0 ? payload.intraOpThreads() : executorCores();
     ModelOptions options = ModelOptions.defaults().withTraining(false).withIntraOpThreads(threads);
     if (payload.hostPath() != null) {
