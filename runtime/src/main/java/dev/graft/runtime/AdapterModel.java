@@ -429,7 +429,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * at those sites (their factors zero, so each adds nothing), collects each site's input covariance
    * in float64 (one sample per example, padding left out), then sets A, B and their frozen copies
    * A0, B0 from the decomposition of the host weight times the covariance, so that the output
-   * starts as the host's. Must run before training such a graft ({@code GRAFT-R340} otherwise);
+   * starts as the host's, and restarts the optimizer (moments and step count). Must run before training such a graft ({@code GRAFT-R340} otherwise);
    * running it again recomputes them. Progress goes to the {@code System.Logger} of this class
    * (INFO, one line per tenth of the batches). No batches, or inputs that give no usable
    * covariance, are {@code GRAFT-R341}.
@@ -489,6 +489,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       }
       Calibration result = sums.finish(inputs);
       result.parameterValues(manifest, sessions.host()).forEach(state::setParameter);
+      state.resetOptimizer();
       return result;
     }
   }

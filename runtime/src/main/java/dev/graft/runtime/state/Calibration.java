@@ -168,7 +168,8 @@ public record Calibration(SortedMap<String, double[]> covariances, SortedMap<Str
         means.put(input, mean);
         samples.put(input, n);
       }
-      return new Calibration(means, samples);
+      return new Calibration(java.util.Collections.unmodifiableSortedMap(means),
+          java.util.Collections.unmodifiableSortedMap(samples));
     }
   }
 
