@@ -45,7 +45,7 @@ public @interface Lora {
    */
   boolean dora() default false;
 
-  /** How A and B start: {@link Init#DEFAULT} or {@link Init#PISSA}. */
+  /** How A and B start: {@link Init#DEFAULT}, {@link Init#PISSA}, {@link Init#CORDA_IPM} or {@link Init#CORDA_KPM}. */
   Init init() default Init.DEFAULT;
 
   /** Initial values of LoRA's A and B. */
@@ -56,7 +56,15 @@ public @interface Lora {
      * PiSSA: A and B start at the principal factors of the host weight at rank r, and the graph
      * subtracts their initial product so the host's output starts unchanged.
      */
-    PISSA
+    PISSA,
+    /**
+     * CorDA, instruction-previewed mode: A and B start at the largest factors of the host weight
+     * times the covariance of the layer's inputs, which {@code AdapterModel.calibrate} collects on
+     * the caller's data before training; the host's output starts unchanged, as with PiSSA.
+     */
+    CORDA_IPM,
+    /** CorDA, knowledge-preserved mode: as {@link #CORDA_IPM}, from the smallest factors. */
+    CORDA_KPM
   }
 
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */

@@ -189,8 +189,9 @@ public final class AdapterOptions {
   }
 
   /**
-   * How the adapter starts: LoRA's A and B {@code "default"} or {@code "pissa"} (principal
-   * factors of the host weight); prompt tuning's virtual tokens {@code "vocab"} or {@code "random"}.
+   * How the adapter starts: LoRA's A and B {@code "default"}, {@code "pissa"} (principal
+   * factors of the host weight), {@code "corda_ipm"} or {@code "corda_kpm"} (CorDA: factors of the
+   * host weight times the input covariance, set by {@code AdapterModel.calibrate}); prompt tuning's virtual tokens {@code "vocab"} or {@code "random"}.
    */
   public AdapterOptions init(String value) {
     return set("init", value);

@@ -369,7 +369,7 @@ class LoraFamilyTest {
   void anUnknownInitIsAnOptionError() {
     GraftCompileException e = assertThrows(GraftCompileException.class, () -> Graft.host(TinyBertHost.host(3))
         .lora("", l -> l.init("olora")).classification(2).compile());
-    assertEquals("[GRAFT012] LoRA init must be one of [default, pissa], got olora", e.diagnostics().get(0).message());
+    assertEquals("[GRAFT012] LoRA init must be one of [default, pissa, corda_ipm, corda_kpm], got olora", e.diagnostics().get(0).message());
     assertEquals(LoraKind.DEFAULT_TARGET, new LoraKind().defaultTarget(Adapters.lora("", 8, 16)));
   }
 }

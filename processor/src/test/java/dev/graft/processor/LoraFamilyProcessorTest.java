@@ -85,6 +85,21 @@ class LoraFamilyProcessorTest {
   }
 
   @Test
+  void cordaInitIsReadFromTheAnnotationAndItsRankErrorPointsAtRank() {
+    JavaFileObject src = JavaFileObjects.forSourceLines("test.BigCorda",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*/layer.0/attention/self/query/MatMul\",",
+        "    rank = 400,",
+        "    init = dev.graft.annotations.Lora.Init.CORDA_KPM)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface BigCorda {}");
+    Compilation compilation = JAVAC.compile(src);
+    assertThat(compilation).hadErrorContaining("[GRAFT340] CorDA rank 400 exceeds the rank of the weight of"
+        + " /encoder/layer.0/attention/self/query/MatMul [384, 384]; use rank <= 384").inFile(src).onLineContaining("rank = 400");
+  }
+
+  @Test
   void dyloraOptionsAreCheckedLikeLoras() {
     JavaFileObject src = JavaFileObjects.forSourceLines("test.BadDy",
         "package test;",

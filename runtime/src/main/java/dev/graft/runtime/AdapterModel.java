@@ -22,10 +22,12 @@ import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.PeftLayout;
 import dev.graft.runtime.merge.AdapterDelta;
+import dev.graft.runtime.session.CalibrationGraph;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Lifecycle;
 import dev.graft.runtime.session.NativeStack;
 import dev.graft.runtime.session.Sessions;
+import dev.graft.runtime.state.Calibration;
 import dev.graft.runtime.state.Checkpoints;
 import dev.graft.runtime.state.ParameterState;
 import dev.graft.runtime.state.ParameterStore;
@@ -43,6 +45,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.SortedSet;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -68,6 +71,7 @@ import org.jspecify.annotations.Nullable;
  * #getParameterShape}, {@link #getLoss}, {@link #isTrainable}) stays readable.
  */
 public final class AdapterModel implements ParameterStore, AutoCloseable {
+  private static final System.Logger LOG = System.getLogger(AdapterModel.class.getName());
   private final AdapterGraphs graphs;
   private final Manifest manifest;
   private final OrtEnvironment env;
@@ -381,6 +385,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
     }
     ParameterState.checkLearningRate(learningRate);
+    requireCalibrated();
     Map<String, OnnxTensor> owned = new HashMap<>();
     try {
       batchTensors(hostInputs, batchLabels, owned);
@@ -416,6 +421,92 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     }
   }
 
+  // ---------------------------------------------------------------- calibration
+
+  /**
+   * Calibrates the parameters that start from the data (LoRA {@code init = "corda_ipm"} or {@code
+   * "corda_kpm"}: CorDA): runs {@code batches} through the inference graph with the host's function
+   * at those sites (their factors zero, so each adds nothing), collects each site's input covariance
+   * in float64 (one sample per example, padding left out), then sets A, B and their frozen copies
+   * A0, B0 from the decomposition of the host weight times the covariance, so that the output
+   * starts as the host's, and restarts the optimizer (moments and step count). Must run before training such a graft ({@code GRAFT-R340} otherwise);
+   * running it again recomputes them. Progress goes to the {@code System.Logger} of this class
+   * (INFO, one line per tenth of the batches). No batches, or inputs that give no usable
+   * covariance, are {@code GRAFT-R341}.
+   *
+   * @return the covariances collected, by site input (the tensor each parameter's manifest entry names)
+   */
+  public Calibration calibrate(List<Batch> batches) {
+    SortedSet<String> inputs = Calibration.inputs(manifest);
+    if (inputs.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "graft '" + graphs.name() + "' has no parameter that"
+          + " calibration sets (LoRA init corda_ipm or corda_kpm)");
+    }
+    if (batches.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.CALIBRATION_DATA, "calibration of '" + graphs.name()
+          + "' needs at least one batch, got none");
+    }
+    return lifecycle.write(() -> runCalibration(batches, inputs));
+  }
+
+  private Calibration runCalibration(List<Batch> batches, SortedSet<String> inputs) {
+    for (Parameter p : manifest.getParametersList()) {
+      if (Calibration.calibrated(p)) {
+        state.setParameter(p.getName(), new float[state.getParameter(p.getName()).length]);
+      }
+    }
+    String source = graphs.name() + ".calibration.onnx";
+    byte[] graph = CalibrationGraph.withOutputs(source, graphs.inferenceGraph(), inputs);
+    String mask = manifest.getInputsList().stream().filter(HostInput::getMask).map(HostInput::getName)
+        .findFirst().orElse("");
+    Calibration.Accumulator sums = new Calibration.Accumulator();
+    try (Sessions.Extra extra = Sessions.openGraphs(graphs, options, List.of(source), List.of(graph))) {
+      OrtSession session = extra.sessions().get(0);
+      for (int i = 0; i < batches.size(); i++) {
+        Map<String, long[][]> hostInputs = batches.get(i).inputs();
+        Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
+        try {
+          owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
+          owned.putAll(gates.tensors(env));
+          Map<String, OnnxTensorLike> feed = new HashMap<>(owned);
+          feed.putAll(state.inferenceInputs());
+          try (OrtSession.Result r = session.run(feed, inputs)) {
+            for (String input : inputs) {
+              OnnxTensor t = (OnnxTensor) r.get(input).orElseThrow();
+              boolean isDouble = t.getInfo().type == ai.onnxruntime.OnnxJavaType.DOUBLE;
+              sums.add(input, t.getInfo().getShape(), isDouble ? null : t.getFloatBuffer(),
+                  isDouble ? t.getDoubleBuffer() : null, hostInputs.get(mask), "calibration batch " + (i + 1));
+            }
+          }
+        } catch (OrtException e) {
+          throw Sessions.failure("calibration batch " + (i + 1) + " failed", e);
+        } finally {
+          owned.values().forEach(OnnxTensor::close);
+        }
+        if ((i + 1) % Math.max(1, batches.size() / 10) == 0 || i + 1 == batches.size()) {
+          LOG.log(System.Logger.Level.INFO, "calibration of " + graphs.name() + ": batch " + (i + 1) + "/" + batches.size());
+        }
+      }
+      Calibration result = sums.finish(inputs);
+      result.parameterValues(manifest, sessions.host()).forEach(state::setParameter);
+      state.resetOptimizer();
+      return result;
+    }
+  }
+
+  /** A graft with calibrated parameters trains only once they are set ({@code GRAFT-R340}). */
+  private void requireCalibrated() {
+    if (Calibration.inputs(manifest).isEmpty()) {
+      return;
+    }
+    List<String> missing = Calibration.uncalibrated(state);
+    if (!missing.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.CALIBRATION_REQUIRED, "graft '" + graphs.name() + "' starts its"
+          + " adapters from calibration, but " + missing.size() + " of its parameters are still zero (" + missing.get(0)
+          + (missing.size() > 1 ? ", …" : "") + "); call calibrate(batches) on some training data before training");
+    }
+  }
+
   // ---------------------------------------------------------------- data-parallel training
 
   /**
@@ -433,6 +524,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     TaskLabels.Labels batchLabels = labels.of(batch);
     return lifecycle.write(() -> {
       GradientStep step = halves();
+      requireCalibrated();
       Map<String, OnnxTensor> owned = new HashMap<>();
       try {
         batchTensors(batch.inputs(), batchLabels, owned);

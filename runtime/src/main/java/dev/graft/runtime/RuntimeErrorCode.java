@@ -105,7 +105,11 @@ public enum RuntimeErrorCode {
       + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
       + " wrong, or over the frame limit); names the peer and the step"),
   TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
-      + " checkpointed step it last resumed from and the last failure)");
+      + " checkpointed step it last resumed from and the last failure)"),
+  CALIBRATION_REQUIRED(340, "a graft whose adapters start from calibration (LoRA init corda_ipm / corda_kpm) was"
+      + " trained before AdapterModel.calibrate set its factors (names the parameters still at zero)"),
+  CALIBRATION_DATA(341, "calibration got no data, or data whose site inputs give no usable covariance (all zero or"
+      + " not finite; names the site input and the batch)");
 
   private final int number;
   private final String summary;

@@ -127,7 +127,9 @@ public enum ErrorCode {
    * virtual tokens, positions, input, the most virtual tokens that leave one).
    */
   VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
-      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens");
+      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens"),
+  /** CorDA at a rank above the site weight's (args: rank, node, in, out, limit). */
+  CORDA_RANK_TOO_LARGE(340, "CorDA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d");
 
   private final int number;
   private final String template;

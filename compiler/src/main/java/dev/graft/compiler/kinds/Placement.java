@@ -226,6 +226,18 @@ public final class Placement {
       return this;
     }
 
+    /**
+     * Initialized by the run time's calibration from the covariance of the inference graph's
+     * tensor {@code input} (its last axis the site's input features) and host initializer
+     * {@code source} ({@link Init#CORDA_A}, {@link Init#CORDA_B}); {@code smallest}: the smallest
+     * singular triplets instead of the largest.
+     */
+    public ParameterBuilder initFromCovariance(Init init, String source, double scale, String input, boolean smallest) {
+      initFromHost(init, source, scale);
+      p.setCovarianceInput(input).setSmallestComponents(smallest);
+      return this;
+    }
+
     /** Never updated by the training step. */
     public ParameterBuilder frozen() {
       p.setFrozen(true);

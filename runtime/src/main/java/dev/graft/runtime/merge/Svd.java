@@ -13,11 +13,12 @@ import java.util.Arrays;
  * @param s {@code [k]}, decreasing, nonnegative
  * @param v {@code [cols, k]} row-major
  */
-record Svd(int rows, int cols, double[] u, double[] s, double[] v) {
+public record Svd(int rows, int cols, double[] u, double[] s, double[] v) {
   private static final int MAX_SWEEPS = 80;
   private static final double EPS = 1e-15;
 
-  static Svd of(double[] m, int rows, int cols) {
+  /** The thin SVD of row-major {@code m} {@code [rows, cols]}. */
+  public static Svd of(double[] m, int rows, int cols) {
     if (rows < cols) {
       Svd t = of(transpose(m, rows, cols), cols, rows);
       return new Svd(rows, cols, t.v, t.s, t.u);

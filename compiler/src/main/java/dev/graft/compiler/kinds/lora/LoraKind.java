@@ -34,6 +34,9 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
   /** Values of option {@code init}. */
   public static final String DEFAULT_INIT = "default";
   public static final String PISSA_INIT = "pissa";
+  /** CorDA's instruction-previewed (largest components of W·C) and knowledge-preserved (smallest) modes. */
+  public static final String CORDA_IPM_INIT = "corda_ipm";
+  public static final String CORDA_KPM_INIT = "corda_kpm";
 
   @Override
   public String id() {
@@ -58,8 +61,10 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
         AdapterOption.number("dropout", 0, 0, 1, "dropout probability on the adapter's input in training"),
         AdapterOption.bool("rslora", false, "rank-stabilized scaling alpha / sqrt(r)"),
         AdapterOption.bool("dora", false, "DoRA: a trainable magnitude per output column rescales the updated weight"),
-        AdapterOption.choice("init", DEFAULT_INIT, List.of(DEFAULT_INIT, PISSA_INIT),
-            "initial A and B: default (kaiming-uniform A, zero B) or pissa (principal factors of the host weight)"));
+        AdapterOption.choice("init", DEFAULT_INIT, List.of(DEFAULT_INIT, PISSA_INIT, CORDA_IPM_INIT, CORDA_KPM_INIT),
+            "initial A and B: default (kaiming-uniform A, zero B), pissa (principal factors of the host weight),"
+                + " corda_ipm or corda_kpm (CorDA: the largest or smallest factors of the host weight times the input"
+                + " covariance, from AdapterModel.calibrate)"));
   }
 
   /**
@@ -101,7 +106,13 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
   /** Plain LoRA composes; DoRA rescales the whole output and PiSSA reads the host weight, so they are placed alone. */
   @Override
   public boolean composable(AdapterSpec spec) {
-    return !spec.boolOption("dora") && !spec.stringOption("init").equals(PISSA_INIT);
+    return !spec.boolOption("dora") && spec.stringOption("init").equals(DEFAULT_INIT);
+  }
+
+  /** Whether {@code spec} starts from CorDA's factors ({@code init = "corda_ipm"} or {@code "corda_kpm"}). */
+  public static boolean corda(AdapterSpec spec) {
+    String init = spec.stringOption("init");
+    return init.equals(CORDA_IPM_INIT) || init.equals(CORDA_KPM_INIT);
   }
 
   /**
@@ -158,7 +169,10 @@ public final class LoraKind implements ComposableKind, LinearUpdateKind {
 
   @Override
   public boolean peftConfig(AdapterSpec spec, List<? extends Site> sites, JsonObject c) {
-    boolean pissa = spec.stringOption("init").equals(PISSA_INIT);
-    return PeftTargets.lora(spec, sites, c, spec.boolOption("dora"), pissa ? new JsonPrimitive(PISSA_INIT) : new JsonPrimitive(true));
+    String init = spec.stringOption("init");
+    // PEFT writes CorDA's adapters with init_lora_weights "corda" (both modes: corda_config names the mode).
+    JsonPrimitive value = init.equals(PISSA_INIT) ? new JsonPrimitive(PISSA_INIT)
+        : corda(spec) ? new JsonPrimitive("corda") : new JsonPrimitive(true);
+    return PeftTargets.lora(spec, sites, c, spec.boolOption("dora"), value);
   }
 }

@@ -26,6 +26,10 @@ import org.jspecify.annotations.Nullable;
  *       Init#PISSA_B}); frozen copies A0, B0 of them keep the residual {@code W − s·A0·B0} that
  *       the host weight would hold in PEFT: {@code y' = g·(x·W − s·x·A0·B0 + s·x_d·A·B)}, where
  *       {@code x_d} is x after the adapter's dropout. At the start {@code y' = y}.
+ *   <li>CorDA ({@code init = "corda_ipm"} / {@code "corda_kpm"}): as PiSSA, but A, B, A0 and B0
+ *       start at zero ({@link Init#CORDA_A}, {@link Init#CORDA_B}) and the run time's calibration
+ *       sets them to the factors of W times the input covariance of the site (recorded on each
+ *       parameter as {@code covariance_input}), the largest (IPM) or smallest (KPM) ones.
  *   <li>DoRA: a magnitude m {@code [out]} (initially the column norms of W) rescales each output
  *       column of the updated weight {@code W' = W + s·A·B} (PiSSA: {@code + s·(A·B − A0·B0)}):
  *       {@code y' = g·(m / ‖W'‖_col) ⊙ (x·W')}, the host bias added after it. With dropout in
@@ -45,13 +49,14 @@ final class LoraVariants {
   /** The sites a DoRA or PiSSA declaration cannot take, and a PiSSA rank above a weight's rank. */
   static List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
     boolean dora = spec.boolOption("dora");
-    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    boolean corda = LoraKind.corda(spec);
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT) || corda;
     List<Diagnostic> out = new ArrayList<>();
     if (!dora && !pissa) {
       return out;
     }
     String option = dora ? "dora" : "init";
-    String what = dora ? "with dora = true" : "with init = \"pissa\"";
+    String what = dora ? "with dora = true" : "with init = \"" + spec.stringOption("init") + "\"";
     int rank = spec.intOption("rank");
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
@@ -69,9 +74,13 @@ final class LoraVariants {
       } else if (dora && node.opType().equals("Gemm") && node.inputs().size() > 2 && !node.input(2).isEmpty()) {
         out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
             site.node(), "the Gemm adds its C input inside the node, and DoRA must rescale the weight term alone"));
+      } else if (corda && node.opType().equals("Gemm") && node.attrInt("transA", 0) == 1) {
+        out.add(Diagnostic.of(ErrorCode.LORA_FAMILY_SITE_UNSUPPORTED, spec.source(), option, "LoRA", what,
+            site.node(), "the Gemm reads its input transposed (transA=1), and CorDA's calibration collects the"
+                + " covariance of input rows; choose MatMul sites"));
       } else if (pissa && rank > Math.min(site.in(), site.out())) {
-        out.add(Diagnostic.of(ErrorCode.PISSA_RANK_TOO_LARGE, spec.source(), "rank", rank, site.node(),
-            site.in(), site.out(), Math.min(site.in(), site.out())));
+        out.add(Diagnostic.of(corda ? ErrorCode.CORDA_RANK_TOO_LARGE : ErrorCode.PISSA_RANK_TOO_LARGE, spec.source(),
+            "rank", rank, site.node(), site.in(), site.out(), Math.min(site.in(), site.out())));
       }
     }
     return out;
@@ -82,7 +91,10 @@ final class LoraVariants {
     double s = LoraKind.scaling(spec);
     double dropout = spec.doubleOption("dropout");
     boolean dora = spec.boolOption("dora");
-    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    boolean corda = LoraKind.corda(spec);
+    boolean smallest = spec.stringOption("init").equals(LoraKind.CORDA_KPM_INIT);
+    // PiSSA and CorDA both start A, B at factors of the host weight and keep frozen copies A0, B0.
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT) || corda;
     boolean dropped = placement.variant().trains() && dropout > 0;
     Graph g = placement.graph();
     for (Site each : sites) {
@@ -93,7 +105,11 @@ final class LoraVariants {
           .exportRankAxis(1);
       Placement.ParameterBuilder pb = placement.parameter(site, "lora_B", rank, site.out()).role(ParameterRole.LORA_B)
           .exportRankAxis(0);
-      if (pissa) {
+      String covarianceInput = site.input(g);
+      if (corda) {
+        pa.initFromCovariance(Init.CORDA_A, site.weight(), s, covarianceInput, smallest);
+        pb.initFromCovariance(Init.CORDA_B, site.weight(), s, covarianceInput, smallest);
+      } else if (pissa) {
         pa.initFromHost(Init.PISSA_A, site.weight(), s);
         pb.initFromHost(Init.PISSA_B, site.weight(), s);
       } else {
@@ -104,7 +120,12 @@ final class LoraVariants {
       String b = pb.saveTransposed(Placement.peftKey(site, "lora_B.weight")).add();
       @Nullable String a0 = null;
       @Nullable String b0 = null;
-      if (pissa) {
+      if (corda) {
+        a0 = placement.parameter(site, "lora_A0", site.in(), rank).exportRankAxis(1)
+            .initFromCovariance(Init.CORDA_A, site.weight(), s, covarianceInput, smallest).frozen().add();
+        b0 = placement.parameter(site, "lora_B0", rank, site.out()).exportRankAxis(0)
+            .initFromCovariance(Init.CORDA_B, site.weight(), s, covarianceInput, smallest).frozen().add();
+      } else if (pissa) {
         a0 = placement.parameter(site, "lora_A0", site.in(), rank).exportRankAxis(1).initFromHost(Init.PISSA_A, site.weight(), s)
             .frozen().add();
         b0 = placement.parameter(site, "lora_B0", rank, site.out()).exportRankAxis(0).initFromHost(Init.PISSA_B, site.weight(), s)
@@ -168,7 +189,7 @@ final class LoraVariants {
   static LinearUpdateKind.WeightUpdate weightUpdate(AdapterSpec spec, LinearSite site, Graph g,
       LinearUpdateKind.SiteTensors tensors) {
     double s = LoraKind.scaling(spec);
-    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT);
+    boolean pissa = spec.stringOption("init").equals(LoraKind.PISSA_INIT) || LoraKind.corda(spec);
     int elem = g.typeOrThrow(tensors.hostWeight()).elemType();
     String base = LinearAdapters.base(site, "lora") + "/delta";
     String delta = g.op(base + "/MatMul_AB", "MatMul", List.of(tensors.parameter("lora_A"), tensors.parameter("lora_B")));
@@ -200,7 +221,7 @@ final class LoraVariants {
     String base = LinearAdapters.base(site, "lora") + "/factors";
     String a = tensors.parameter("lora_A");
     String b = tensors.parameter("lora_B");
-    if (spec.stringOption("init").equals(LoraKind.PISSA_INIT)) {
+    if (spec.stringOption("init").equals(LoraKind.PISSA_INIT) || LoraKind.corda(spec)) {
       a = g.op(base + "/Concat_A", "Concat", List.of(a, tensors.parameter("lora_A0")), Node.attr("axis", 1L));
       b = g.op(base + "/Concat_B", "Concat", List.of(b, g.op(base + "/Neg_B0", "Neg", List.of(tensors.parameter("lora_B0")))),
           Node.attr("axis", 0L));
