@@ -25,7 +25,7 @@ public @interface EarthAdapter {
    */
   String target() default "";
 
-  /** Low-pass cutoff as a normalized frequency radius in [0, 2]; 1 is the grid's Nyquist frequency per axis. */
+  /** Low-pass cutoff as a normalized frequency radius in [0, 2); 1 is the grid's Nyquist frequency per axis. */
   double cutoff() default 0.5;
 
   /** The mask's shape: {@code radial} or {@code square}. */
