@@ -370,6 +370,11 @@ public final class Graft {
     return adapter("multi_head_routing", target, configure);
   }
 
+  /** Earth-Adapter with its defaults on each layer's feed-forward output dense. */
+  public Graft earthAdapter() {
+    return earthAdapter("", o -> {});
+  }
+
   /**
    * Earth-Adapter (a mixture of frequency adaptation) on the outputs of the linear layers matching
    * {@code target} (empty: each layer's feed-forward output dense) of a vision transformer whose
