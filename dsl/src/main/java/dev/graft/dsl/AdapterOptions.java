@@ -495,4 +495,69 @@ public final class AdapterOptions {
   public void setSharePieces(boolean value) {
     sharePieces(value);
   }
+
+  /** Earth-Adapter: the low-pass cutoff, a normalized frequency radius in [0, 2). */
+  public AdapterOptions cutoff(double value) {
+    return set("cutoff", value);
+  }
+
+  public double getCutoff() {
+    return doubleValue("cutoff");
+  }
+
+  public void setCutoff(double value) {
+    cutoff(value);
+  }
+
+  /** Earth-Adapter: the low-pass mask, "radial" or "square". */
+  public AdapterOptions mask(String value) {
+    return set("mask", value);
+  }
+
+  public String getMask() {
+    return stringValue("mask");
+  }
+
+  public void setMask(String value) {
+    mask(value);
+  }
+
+  /** Earth-Adapter: patch grid rows; 0 infers a square grid. */
+  public AdapterOptions gridHeight(int value) {
+    return set("gridHeight", value);
+  }
+
+  public int getGridHeight() {
+    return intValue("gridHeight");
+  }
+
+  public void setGridHeight(int value) {
+    gridHeight(value);
+  }
+
+  /** Earth-Adapter: patch grid columns; 0 infers a square grid. */
+  public AdapterOptions gridWidth(int value) {
+    return set("gridWidth", value);
+  }
+
+  public int getGridWidth() {
+    return intValue("gridWidth");
+  }
+
+  public void setGridWidth(int value) {
+    gridWidth(value);
+  }
+
+  /** Earth-Adapter: tokens before the grid (a class token); -1 infers 1, then 0. */
+  public AdapterOptions extraTokens(int value) {
+    return set("extraTokens", value);
+  }
+
+  public int getExtraTokens() {
+    return intValue("extraTokens");
+  }
+
+  public void setExtraTokens(int value) {
+    extraTokens(value);
+  }
 }

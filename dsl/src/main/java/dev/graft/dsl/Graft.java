@@ -370,6 +370,21 @@ public final class Graft {
     return adapter("multi_head_routing", target, configure);
   }
 
+  /** Earth-Adapter with its defaults on each layer's feed-forward output dense. */
+  public Graft earthAdapter() {
+    return earthAdapter("", o -> {});
+  }
+
+  /**
+   * Earth-Adapter (a mixture of frequency adaptation) on the outputs of the linear layers matching
+   * {@code target} (empty: each layer's feed-forward output dense) of a vision transformer whose
+   * tokens are a patch grid; options: cutoff, mask, reduction, nonlinearity, initWeights,
+   * gridHeight, gridWidth, extraTokens, layers, name.
+   */
+  public Graft earthAdapter(String target, Configure<AdapterOptions> configure) {
+    return adapter("earth", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -129,7 +129,20 @@ public enum ErrorCode {
   VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
       + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens"),
   /** CorDA at a rank above the site weight's (args: rank, node, in, out, limit). */
-  CORDA_RANK_TOO_LARGE(340, "CorDA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d");
+  CORDA_RANK_TOO_LARGE(340, "CorDA rank %d exceeds the rank of the weight of %s [%d, %d]; use rank <= %d"),
+  /**
+   * An Earth-Adapter site whose value is not a patch grid (args: kind, site node, its shape, what
+   * grid was asked for).
+   */
+  EARTH_NO_PATCH_GRID(360, "%s at %s: the value %s is not [batch, tokens, width] with tokens = h·w or 1 + h·w"
+      + " (a patch grid, optionally after a class token)%s; put it on a vision transformer layer, or give"
+      + " gridHeight, gridWidth and extraTokens that fit"),
+  /**
+   * An Earth-Adapter cutoff that keeps every frequency of the grid, so the high-frequency part
+   * would be zero and its adapter never trained (args: kind, cutoff, mask, grid, the largest cutoff that leaves one).
+   */
+  EARTH_CUTOFF_KEEPS_ALL(361, "%s cutoff %s (%s mask) keeps every frequency of the %s patch grid, so the"
+      + " high-frequency part is zero and its adapter would never train; use a cutoff below %s");
 
   private final int number;
   private final String template;

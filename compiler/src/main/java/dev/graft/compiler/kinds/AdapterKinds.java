@@ -3,6 +3,7 @@ package dev.graft.compiler.kinds;
 import dev.graft.compiler.kinds.bottleneck.BottleneckKind;
 import dev.graft.compiler.kinds.bottleneck.HydraKind;
 import dev.graft.compiler.kinds.bottleneck.ParallelAdapterKind;
+import dev.graft.compiler.kinds.frequency.EarthAdapterKind;
 import dev.graft.compiler.kinds.host.FullTuningKind;
 import dev.graft.compiler.kinds.host.HostTensorKind;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
@@ -72,6 +73,7 @@ public final class AdapterKinds {
     kinds.add(new PrefixTuningKind());
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
+    kinds.add(new EarthAdapterKind());
     return kinds;
   }
 

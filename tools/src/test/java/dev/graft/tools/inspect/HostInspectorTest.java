@@ -110,7 +110,7 @@ class HostInspectorTest {
     assertEquals(row("1", "/encoder/layer.1/attention/self/query/MatMul", "[8, 8]", "encoder.layer.1.attention.self.query"),
         linear.get(6));
 
-    List<Map<String, String>> outputs = table(r.out(), "linear output sites · 12 in layers 0..1 · kinds bottleneck");
+    List<Map<String, String>> outputs = table(r.out(), "linear output sites · 12 in layers 0..1 · kinds bottleneck, earth");
     assertEquals("16", outputs.get(4).get("width"));
     assertEquals("/encoder/layer.0/intermediate/dense/Add_output_0", outputs.get(4).get("output value"));
 

@@ -18,22 +18,22 @@ import java.util.List;
  */
 public final class Bottlenecks {
   /** The nonlinearities a bottleneck takes (AdapterHub's names; swish is x·sigmoid(x), gelu the erf form). */
-  static final List<String> NONLINEARITIES = List.of("relu", "gelu", "tanh", "swish");
+  public static final List<String> NONLINEARITIES = List.of("relu", "gelu", "tanh", "swish");
   /** AdapterHub's {@code init_weights} choices. */
   static final List<String> INITS = List.of("mam_adapter", "bert", "houlsby");
 
   private Bottlenecks() {}
 
-  static AdapterOption reduction(int defaultValue) {
+  public static AdapterOption reduction(int defaultValue) {
     return AdapterOption.integer("reduction", defaultValue, 1, 65536,
         "reduction factor: the bottleneck has max(1, floor(size / reduction)) units");
   }
 
-  static AdapterOption nonlinearity(String defaultValue, List<String> choices) {
+  public static AdapterOption nonlinearity(String defaultValue, List<String> choices) {
     return AdapterOption.choice("nonlinearity", defaultValue, choices, "activation between down and up projection");
   }
 
-  static AdapterOption initWeights() {
+  public static AdapterOption initWeights() {
     return AdapterOption.choice("initWeights", "mam_adapter", INITS,
         "mam_adapter: down kaiming-uniform, up zero (the adapter starts as the identity); bert: both normal(0, 0.02);"
             + " houlsby: both normal(0, 0.01); biases zero");
@@ -54,7 +54,7 @@ public final class Bottlenecks {
    * {@code adapter_down.0.weight} [w, in], {@code adapter_down.0.bias}, {@code adapter_up.weight}
    * [out, w], {@code adapter_up.bias} (AdapterHub's module layout, torch's [out, in] weights).
    */
-  static String branch(Placement placement, Site site, String name, String key, String v, long in, long out,
+  public static String branch(Placement placement, Site site, String name, String key, String v, long in, long out,
       AdapterSpec spec, String nonlinearity) {
     long w = width(in, spec);
     String init = spec.stringOption("initWeights");

@@ -1,0 +1,208 @@
+package dev.graft.compiler.kinds.frequency;
+
+import static dev.graft.compiler.ir.Node.attr;
+
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.ComposableKind;
+import dev.graft.compiler.kinds.OutputSite;
+import dev.graft.compiler.kinds.Placement;
+import dev.graft.compiler.kinds.Site;
+import dev.graft.compiler.kinds.bottleneck.Bottlenecks;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.spec.manifest.Init;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Earth-Adapter (Hu et al., "Earth-Adapter: Bridge the Geospatial Domain Gaps with Mixture of
+ * Frequency Adaptation", 2025): a mixture of frequency adaptation on the patch tokens of a vision
+ * transformer layer. The layer output's tokens {@code x [batch, T, D]} (T = extra tokens + an
+ * {@code h×w} patch grid) are split by a fixed 2-D DFT low-pass over the grid ({@link PatchFilter})
+ * into {@code low = IDFT2(M ⊙ DFT2(x))} and {@code high = x − low}; three bottleneck adapters take
+ * the whole features, the low and the high part, and a per-token router mixes them:
+ *
+ * <pre>
+ *   g = softmax(x·W_r + b_r)                         [batch, T, 3]
+ *   x' = x + g_0·A_spatial(x) + g_1·A_low(low) + g_2·A_high(high),   A(z) = up(act(down(z)))
+ * </pre>
+ *
+ * <p>No DFT op is emitted: the filter is a constant {@code [T, T]} matrix ({@link
+ * PatchFilter#tokenMatrix}, the identity on the extra tokens, which pass unfiltered to every
+ * adapter) applied by one MatMul over the token axis. The site is a linear layer's output (bias
+ * included); the default is each layer's feed-forward output dense, whose output the layer adds to
+ * its residual stream, so {@code x'} adds the mixture to the layer's output (reading the
+ * feed-forward part of it). Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
+ * {down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
+ * <module>.earth_adapter.router.{weight,bias}} ({@code [D, 3]}, {@code [3]}, zero: the experts
+ * start equally mixed).
+ */
+public final class EarthAdapterKind implements ComposableKind {
+  static final String NAME = "earth_adapter";
+  /** The feed-forward output dense of each transformer layer (a ViT's {@code /vit/encoder/layer.N/output/dense/MatMul}). */
+  static final String DEFAULT_TARGET = ".*/layer\\.\\d+/output/dense/MatMul";
+  /** The experts, in router order. */
+  static final List<String> EXPERTS = List.of("spatial", "low", "high");
+
+  @Override
+  public String id() {
+    return "earth";
+  }
+
+  @Override
+  public String displayName() {
+    return "Earth-Adapter";
+  }
+
+  @Override
+  public String annotation() {
+    return "dev.graft.annotations.EarthAdapter";
+  }
+
+  @Override
+  public List<AdapterOption> options() {
+    return List.of(
+        AdapterOption.number("cutoff", 0.5, 0, 2,
+            "low-pass cutoff as a normalized frequency radius (1 is the grid's Nyquist frequency on each axis)"),
+        AdapterOption.choice("mask", "radial", PatchFilter.MASKS,
+            "radial keeps √((2fy/h)² + (2fx/w)²) ≤ cutoff, square keeps max(2fy/h, 2fx/w) ≤ cutoff"),
+        Bottlenecks.reduction(16),
+        Bottlenecks.nonlinearity("relu", Bottlenecks.NONLINEARITIES),
+        Bottlenecks.initWeights(),
+        AdapterOption.integer("gridHeight", 0, 0, 4096, "patch grid rows h; 0 infers a square grid"),
+        AdapterOption.integer("gridWidth", 0, 0, 4096, "patch grid columns w; 0 infers a square grid"),
+        AdapterOption.integer("extraTokens", -1, -1, 4096,
+            "tokens before the grid (class token) that pass unfiltered; -1 infers 1 + h·w, then h·w"));
+  }
+
+  @Override
+  public String siteDescription() {
+    return "linear output";
+  }
+
+  @Override
+  public List<OutputSite> candidates(Graph graph) {
+    return OutputSite.find(graph);
+  }
+
+  @Override
+  public String defaultTarget(AdapterSpec spec) {
+    return DEFAULT_TARGET;
+  }
+
+  @Override
+  public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
+    List<Diagnostic> errors = new ArrayList<>();
+    for (Site s : sites) {
+      OutputSite site = (OutputSite) s;
+      Optional<PatchFilter> grid = filter(spec, graph, site);
+      if (grid.isEmpty()) {
+        errors.add(Diagnostic.of(ErrorCode.EARTH_NO_PATCH_GRID, spec.source(), "target", displayName(), site.node(),
+            typeOf(graph, site), asked(spec)));
+        continue;
+      }
+      PatchFilter f = grid.get();
+      double cutoff = spec.doubleOption("cutoff");
+      String mask = spec.stringOption("mask");
+      if (f.kept(cutoff, mask) == f.patches()) {
+        errors.add(Diagnostic.of(ErrorCode.EARTH_CUTOFF_KEEPS_ALL, spec.source(), "cutoff", displayName(), cutoff, mask,
+            f.height() + "×" + f.width(), largestLeavingOne(f, mask)));
+      }
+    }
+    return errors.stream().distinct().toList();
+  }
+
+  /** The grid of a site's value {@code [batch, T, D]}: T static and a grid as the options ask; empty otherwise. */
+  static Optional<PatchFilter> filter(AdapterSpec spec, Graph graph, OutputSite site) {
+    TensorType t = graph.types().get(site.value());
+    if (t == null || !t.hasRank() || t.rank() != 3) {
+      return Optional.empty();
+    }
+    Dim tokens = t.dim(1);
+    if (!tokens.isKnown()) {
+      return Optional.empty();
+    }
+    return PatchFilter.of(tokens.size(), spec.intOption("extraTokens"), spec.intOption("gridHeight"),
+        spec.intOption("gridWidth"));
+  }
+
+  private static String typeOf(Graph graph, OutputSite site) {
+    TensorType t = graph.types().get(site.value());
+    return "'" + site.value() + "' " + (t == null ? "of unknown shape" : t.toString());
+  }
+
+  private static String asked(AdapterSpec spec) {
+    int h = spec.intOption("gridHeight");
+    int w = spec.intOption("gridWidth");
+    int e = spec.intOption("extraTokens");
+    if (h == 0 && w == 0 && e < 0) {
+      return "";
+    }
+    return " (asked for grid " + (h == 0 ? "?" : h) + "×" + (w == 0 ? "?" : w) + " after "
+        + (e < 0 ? "0 or 1" : e) + " extra tokens)";
+  }
+
+  /** The largest radius below which some frequency of the grid lies outside the mask: where high stops being empty. */
+  private static String largestLeavingOne(PatchFilter f, String mask) {
+    double most = 0;
+    for (int ky = 0; ky < f.height(); ky++) {
+      for (int kx = 0; kx < f.width(); kx++) {
+        double y = 2.0 * Math.min(ky, f.height() - ky) / f.height();
+        double x = 2.0 * Math.min(kx, f.width() - kx) / f.width();
+        most = Math.max(most, mask.equals("square") ? Math.max(y, x) : Math.sqrt(x * x + y * y));
+      }
+    }
+    return String.format(java.util.Locale.ROOT, "%.4g", most);
+  }
+
+  @Override
+  public String apply(AdapterSpec spec, Site s, String value, long width, Placement placement) {
+    if (!(s instanceof OutputSite site)) {
+      throw new IllegalArgumentException(displayName() + " goes on a linear layer's output; got site " + s);
+    }
+    Graph g = placement.graph();
+    PatchFilter f = filter(spec, g, site).orElseThrow(() -> new IllegalArgumentException(
+        displayName() + " at " + site.node() + ": no patch grid (checked by diagnose)"));
+    double cutoff = spec.doubleOption("cutoff");
+    String mask = spec.stringOption("mask");
+    String base = "/" + site.modulePath().replace('.', '/') + "/" + NAME;
+    List<Long> dims = List.of((long) f.tokens(), (long) f.tokens());
+    String lowFilter = g.constant(base + "/low_pass", Tensors.floats("low_pass", placement.elemType(), dims,
+        f.tokenMatrix(cutoff, mask, false)));
+    String highFilter = g.constant(base + "/high_pass", Tensors.floats("high_pass", placement.elemType(), dims,
+        f.tokenMatrix(cutoff, mask, true)));
+    String low = g.op(base + "/low/Filter", "MatMul", List.of(lowFilter, value));
+    String high = g.op(base + "/high/Filter", "MatMul", List.of(highFilter, value));
+    String nonlinearity = spec.stringOption("nonlinearity");
+    String key = NAME + ".";
+    List<String> experts = List.of(
+        Bottlenecks.branch(placement, site, key + "spatial", key + "spatial", value, width, width, spec, nonlinearity),
+        Bottlenecks.branch(placement, site, key + "low", key + "low", low, width, width, spec, nonlinearity),
+        Bottlenecks.branch(placement, site, key + "high", key + "high", high, width, width, spec, nonlinearity));
+
+    long n = EXPERTS.size();
+    String routerW = placement.parameter(site, key + "router.weight", width, n).init(Init.ZEROS, 0)
+        .saveTransposed(Placement.peftKey(site, key + "router.weight")).add();
+    String routerB = placement.parameter(site, key + "router.bias", n).init(Init.ZEROS, 0).noDecay()
+        .save(Placement.peftKey(site, key + "router.bias")).add();
+    String logits = g.op(base + "/router/Add", "Add",
+        List.of(g.op(base + "/router/MatMul", "MatMul", List.of(value, routerW)), routerB));
+    String weights = g.op(base + "/router/Softmax", "Softmax", List.of(logits), attr("axis", -1L));
+    String axis = g.longs(base + "/router/axis", List.of(-1L));
+    String sum = null;
+    for (int k = 0; k < n; k++) {
+      String e = EXPERTS.get(k);
+      String gk = g.op(base + "/router/Slice_" + e, "Slice", List.of(weights,
+          g.longs(base + "/router/start_" + e, List.of((long) k)), g.longs(base + "/router/end_" + e, List.of(k + 1L)), axis));
+      String term = g.op(base + "/" + e + "/Mul", "Mul", List.of(gk, experts.get(k)));
+      sum = sum == null ? term : g.op(base + "/Sum_" + e, "Add", List.of(sum, term));
+    }
+    return g.op(base + "/Add", "Add", List.of(value, sum));
+  }
+}

@@ -1,0 +1,166 @@
+package dev.graft.compiler;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OrtException;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.diag.GraftCompileException;
+import dev.graft.compiler.ir.Dim;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.ShapeInference;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.kinds.frequency.PatchFilter;
+import dev.graft.compiler.spec.AdapterSpec;
+import dev.graft.compiler.spec.ClassificationSpec;
+import dev.graft.dsl.Graft;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import dev.graft.testing.Adapters;
+import dev.graft.testing.Feed;
+import dev.graft.testing.TinyBertHost;
+import dev.graft.testing.WholeStepCheck;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Earth-Adapter: the whole training step against central differences on a float64 host whose
+ * tokens are a class token and a 3×3 grid (tight), and on the float32 torch-exported ViT fixture
+ * (class token + 4×4 patches, as users run it); the filter constants in the compiled graph; the
+ * coded errors for a host without a patch grid and a cutoff that leaves no high frequency.
+ */
+class EarthAdapterTest {
+  /**
+   * A float64 host {@code tokens [batch, 10, 8]} (a class token and a 3×3 grid) →
+   * {@code /layer.0/output/dense/MatMul} + bias → Tanh → {@code last_hidden_state}.
+   */
+  private static Graph gridHost() {
+    Graph g = new Graph();
+    int d = TensorType.DOUBLE;
+    g.addInput("tokens", TensorType.of(d, List.of(Dim.symbol("batch"), Dim.of(10), Dim.of(8))));
+    Random r = new Random(5);
+    double[] w = new double[64];
+    double[] b = new double[8];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = r.nextGaussian() * 0.4;
+    }
+    for (int i = 0; i < b.length; i++) {
+      b[i] = r.nextGaussian() * 0.1;
+    }
+    g.addInitializer(Tensors.floats("layer.0.output.dense.weight", d, List.of(8L, 8L), w), false);
+    g.addInitializer(Tensors.floats("layer.0.output.dense.bias", d, List.of(8L), b), false);
+    String h = g.op("/layer.0/output/dense/MatMul", "MatMul", List.of("tokens", "layer.0.output.dense.weight"));
+    String hb = g.op("/layer.0/output/dense/Add", "Add", List.of(h, "layer.0.output.dense.bias"));
+    g.outputs().add(g.opTo("last_hidden_state", "/layer.0/Tanh", "Tanh", List.of(hb)));
+    ShapeInference.run(g);
+    return g;
+  }
+
+  private static Feed randomTokens(long seed, int batch) {
+    Random r = new Random(seed);
+    double[] v = new double[batch * 10 * 8];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = r.nextGaussian();
+    }
+    return Feed.reals(v, batch, 10, 8);
+  }
+
+  @Test
+  void wholeStepMatchesCentralDifferencesOnAFloat64GridHost() throws OrtException {
+    AdapterSpec earth = Adapters.of("earth", "", Map.of("reduction", 4, "nonlinearity", "tanh"));
+    try (WholeStepCheck c = WholeStepCheck.classification(gridHost(), earth)) {
+      c.batch.clear();
+      c.batch.put("tokens", randomTokens(3, 2));
+      c.batch.put("labels", Feed.longs(new long[] {1, 0}, 2));
+      List<String> names = c.params.stream().map(p -> p.getName()).toList();
+      assertTrue(names.containsAll(List.of("layer.0.output.dense.earth_adapter.spatial.down.weight",
+          "layer.0.output.dense.earth_adapter.low.up.weight", "layer.0.output.dense.earth_adapter.high.down.bias",
+          "layer.0.output.dense.earth_adapter.router.weight", "layer.0.output.dense.earth_adapter.router.bias")), names.toString());
+      WholeStepCheck.Result r = c.assertGradientsMatch(WholeStepCheck.Tolerance.of(1e-6, 1e-8, 1e-6).relativeL2(1e-6));
+      System.out.printf("earth float64 grid host: max abs error %.3e, max relative L2 %.3e%n", r.maxError(), r.maxRelativeL2());
+      assertTrue(r.maxError() < 1e-7, "max error " + r.maxError());
+    }
+  }
+
+  @Test
+  void theCompiledFiltersAreTheDftLowPassAndItsComplement() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(gridHost(), Adapters.of("earth", "", Map.of("cutoff", 0.7)))) {
+      var inits = c.graft.inference().getGraph().getInitializerList();
+      TensorProto low = inits.stream().filter(t -> t.getName().contains("earth_adapter/low_pass")).findFirst().orElseThrow();
+      TensorProto high = inits.stream().filter(t -> t.getName().contains("earth_adapter/high_pass")).findFirst().orElseThrow();
+      assertEquals(List.of(10L, 10L), low.getDimsList());
+      double[] want = new PatchFilter(1, 3, 3).tokenMatrix(0.7, "radial", false);
+      double[] got = Tensors.readDoubles(low);
+      double[] gotHigh = Tensors.readDoubles(high);
+      for (int i = 0; i < want.length; i++) {
+        assertEquals(want[i], got[i], 1e-15, "low[" + i + "]");
+        int row = i / 10;
+        int col = i % 10;
+        double identity = row == col ? 1 : 0;
+        assertEquals(row == 0 ? identity : identity - want[i], gotHigh[i], 1e-15, "high[" + i + "]");
+      }
+    }
+  }
+
+  @Test
+  void wholeStepOnTheTorchVitMatchesCentralDifferencesInFloat32() throws Exception {
+    JsonObject ref = JsonParser.parseString(new String(resource("vit_opset17.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+    Graph host = GraftCompiler.imported(HostModel.of("vit", dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(resource("vit_opset17.onnx"))));
+    ClassificationSpec task = new ClassificationSpec(3, ClassificationSpec.Pooling.FIRST_TOKEN, "last_hidden_state", null);
+    try (WholeStepCheck c = WholeStepCheck.of(host, task, Adapters.of("earth", "", Map.of("reduction", 8)))) {
+      c.randomize(11, p -> 0, p -> 0.2);
+      JsonObject pixels = ref.getAsJsonObject("inputs").getAsJsonObject("pixel_values");
+      c.batch.clear();
+      c.batch.put("pixel_values", Feed.reals(TorchExportHostsTest.doubles(pixels.getAsJsonArray("values")), 2, 3, 16, 16));
+      c.batch.put("labels", Feed.longs(new long[] {2, 0}, 2));
+      assertEquals(2 * (3 * (32 * 4 + 4 + 4 * 32 + 32) + 32 * 3 + 3) + 32 * 3 + 3, c.params.stream()
+          .mapToInt(WholeStepCheck::size).sum(), "two layers of three 32→4→32 bottlenecks and a router, and the head");
+      WholeStepCheck.Result r = c.assertGradientsMatch(WholeStepCheck.Tolerance.of(1e-2, 2e-3, 5e-2).relativeL2(2e-2));
+      System.out.printf("earth float32 ViT: max abs error %.3e, max relative L2 %.3e%n", r.maxError(), r.maxRelativeL2());
+    }
+  }
+
+  @Test
+  void aHostWithoutAPatchGridAndACutoffKeepingEverythingAreCodedErrors() {
+    // Tiny BERT's value [batch, sequence, 8] has no static token count.
+    GraftCompileException noGrid = assertThrows(GraftCompileException.class,
+        () -> Graft.host(TinyBertHost.host(3)).earthAdapter("", o -> {}).classification(2).compile());
+    Diagnostic d = noGrid.diagnostics().get(0);
+    assertEquals(ErrorCode.EARTH_NO_PATCH_GRID, d.code());
+    assertTrue(d.message().startsWith("[GRAFT360] Earth-Adapter at /encoder/layer.0/output/dense/MatMul: the value"), d.message());
+
+    // 10 tokens without a class token are no square grid.
+    GraftCompileException noExtra = assertThrows(GraftCompileException.class,
+        () -> Graft.host(TinyBertHost.host(gridHost())).earthAdapter("", o -> o.set("extraTokens", 0)).classification(2)
+            .compile());
+    assertTrue(noExtra.diagnostics().get(0).message().contains("(asked for grid ?×? after 0 extra tokens)"),
+        noExtra.diagnostics().get(0).message());
+    // A 2×5 grid after no extra token fits.
+    assertTrue(Graft.host(TinyBertHost.host(gridHost())).earthAdapter("", o -> o.set("extraTokens", 0).set("gridHeight", 2))
+        .classification(2).compile().manifest().getParametersCount() > 0);
+
+    GraftCompileException all = assertThrows(GraftCompileException.class,
+        () -> Graft.host(TinyBertHost.host(gridHost())).earthAdapter("", o -> o.set("cutoff", 1.0)).classification(2).compile());
+    assertEquals(ErrorCode.EARTH_CUTOFF_KEEPS_ALL, all.diagnostics().get(0).code());
+    assertEquals("[GRAFT361] Earth-Adapter cutoff 1.0 (radial mask) keeps every frequency of the 3×3 patch grid, so the"
+        + " high-frequency part is zero and its adapter would never train; use a cutoff below 0.9428",
+        all.diagnostics().get(0).message());
+  }
+
+  private static byte[] resource(String file) throws IOException {
+    try (InputStream in = EarthAdapterTest.class.getResourceAsStream("/hosts/torch/" + file)) {
+      assertNotNull(in, file);
+      return in.readAllBytes();
+    }
+  }
+}
