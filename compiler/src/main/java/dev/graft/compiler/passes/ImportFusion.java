@@ -360,6 +360,11 @@ public final class ImportFusion {
           || !onlyReadBy(addEps.output(0), sqrt)) {
         return null;
       }
+      Node centred = producer(f, "Sub");
+      if (centred != null && producers.get(centred.input(1)) != null
+          && producers.get(centred.input(1)).opType().equals("ReduceMean")) {
+        return null; // a LayerNorm's x − mean: layerNorm fuses it
+      }
       Set<Node> removed = new HashSet<>(List.of(square, var, addEps, sqrt));
       // f · r, with r = Reciprocal(sqrt) or 1 / sqrt; or f / sqrt.
       Node normalize = soleUser(sqrt.output(0), "Div");
@@ -379,14 +384,13 @@ public final class ImportFusion {
       if (normalize == null || !normalize.inputs().contains(f)) {
         return null;
       }
-      List<Node> fUsers = users.getOrDefault(f, List.of()).stream().distinct().toList();
-      if (outputs.contains(f) || fUsers.size() != 2 || !fUsers.contains(square) || !fUsers.contains(normalize)) {
-        return null;
-      }
       removed.add(normalize);
       String x = f;
+      // An identity Cast into the pattern goes with it when only the pattern reads its output.
+      List<Node> fUsers = users.getOrDefault(f, List.of()).stream().distinct().toList();
+      boolean fInside = !outputs.contains(f) && fUsers.size() == 2 && fUsers.contains(square) && fUsers.contains(normalize);
       Node castIn = identityCast(producers.get(f));
-      if (castIn != null) {
+      if (castIn != null && fInside) {
         removed.add(castIn);
         x = castIn.input(0);
       }
