@@ -105,7 +105,11 @@ public enum RuntimeErrorCode {
       + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
       + " wrong, or over the frame limit); names the peer and the step"),
   TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
-      + " checkpointed step it last resumed from and the last failure)");
+      + " checkpointed step it last resumed from and the last failure)"),
+  /** The CUDA execution provider is in the ONNX Runtime on the classpath but its libraries did not load. */
+  CUDA_LIBRARIES(370, "the CUDA execution provider is in the ONNX Runtime on the classpath (`onnxruntime_gpu`) but"
+      + " did not load: names the libraries the loader reported missing and the CUDA 12 and cuDNN 9 libraries it needs"
+      + " on the library path");
 
   private final int number;
   private final String summary;
