@@ -236,11 +236,14 @@ public final class SpeedBenchmark {
     System.out.println("peak_rss_kib=" + peakRssKib());
   }
 
+  /** The child JVM's thread stack: ONNX Runtime's session set-up overflows the default one (the child crashes). */
+  private static final String CHILD_STACK = "-Xss64m";
+
   /** Runs this program as a child JVM for one configuration and returns its peak RSS in MiB. */
   private static long childPeak(String what, Path graphs, int batch, int length, int threads, Device device)
       throws IOException, InterruptedException {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = List.of(java, "-cp", classPath(), SpeedBenchmark.class.getName(), "--child", what,
+    List<String> command = List.of(java, CHILD_STACK, "-cp", classPath(), SpeedBenchmark.class.getName(), "--child", what,
         "--graphs", graphs.toString(), "--batch", Integer.toString(batch), "--lengths", Integer.toString(length), "--threads", Integer.toString(threads), "--device", device.name());
     Process p = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
     String peak = null;
