@@ -180,15 +180,17 @@ class DecoderTrainStepTest {
     List<String> constant;
     if (host == Host.GPT2) {
       expected = List.of("/transformer/h.0/attn/Where", "/transformer/h.0/attn/Slice", "/transformer/h.0/attn/Slice_1",
-          "/transformer/h.0/attn/Slice_2", "/transformer/h.0/mlp/act/Tanh",
-          // LayerNorms: fused at import, named after their last node.
+          "/transformer/h.0/attn/Slice_2",
+          // LayerNorms and tanh-GELUs: fused at import, named after their last node.
+          "/transformer/h.0/mlp/act/Mul_3",
           "/transformer/h.1/ln_1/Add_1", "/transformer/ln_f/Add_1", "/transformer/h.1/attn/Softmax");
       constant = List.of("/transformer/Range", "/transformer/wpe/Gather", "/transformer/wte/Gather", "/transformer/Add",
           "/transformer/h.0/attn/Slice_3", "/transformer/Mul", "/transformer/h.0/ln_1/Add_1", "/transformer/h.0/attn/c_attn/MatMul");
     } else {
       expected = List.of("/model/layers.0/self_attn/Neg", "/model/layers.0/self_attn/Concat",
           "/model/layers.0/self_attn/Mul_rope", "/model/layers.0/self_attn/Slice_1_1", "/model/layers.0/mlp/act_fn/Sigmoid",
-          "/model/layers.1/input_layernorm/Reciprocal", "/model/norm/Mul_1");
+          // RMSNorms: fused at import, named after their last node.
+          "/model/layers.1/input_layernorm/Mul_1", "/model/norm/Mul_1");
       constant = List.of("/model/Range", "/model/rotary_emb/MatMul", "/model/rotary_emb/Cos", "/model/rotary_emb/Sin",
           "/model/Unsqueeze_1", "/model/Trilu", "/model/ConstantOfShape", "/model/Where", "/model/embed_tokens/Gather",
           "/model/layers.0/input_layernorm/Mul_1", "/model/layers.0/self_attn/q_proj/MatMul");

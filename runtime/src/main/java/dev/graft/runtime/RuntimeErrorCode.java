@@ -109,7 +109,11 @@ public enum RuntimeErrorCode {
   CALIBRATION_REQUIRED(340, "a graft whose adapters start from calibration (LoRA init corda_ipm / corda_kpm) was"
       + " trained before AdapterModel.calibrate set its factors (names the parameters still at zero)"),
   CALIBRATION_DATA(341, "calibration got no data, or data whose site inputs give no usable covariance (all zero or"
-      + " not finite; names the site input and the batch)");
+      + " not finite; names the site input and the batch)"),
+  /** The CUDA execution provider is in the ONNX Runtime on the classpath but its libraries did not load. */
+  CUDA_LIBRARIES(370, "the CUDA execution provider is in the ONNX Runtime on the classpath (`onnxruntime_gpu`) but"
+      + " did not load: names the libraries the loader reported missing and the CUDA 12 and cuDNN 9 libraries it needs"
+      + " on the library path");
 
   private final int number;
   private final String summary;

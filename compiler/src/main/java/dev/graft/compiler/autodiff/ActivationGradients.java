@@ -33,6 +33,28 @@ final class ActivationGradients {
     return List.of(c.mul(g.get(0), derivative));
   }
 
+  /**
+   * com.microsoft FastGelu (the fused tanh-GELU, no bias input), y = ½·x·(1 + tanh(u)) with
+   * u = √(2/π)·(x + 0.044715·x³): dy/dx = ½·(1 + t) + ½·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)
+   * with t = tanh(u); reads only x (the forward's tanh is inside the fused kernel, so the
+   * backward computes it once more: cheaper than saving it).
+   */
+  static List<@Nullable String> fastGelu(Node n, List<@Nullable String> g, Grad c) {
+    if (n.inputs().size() > 1 && !n.input(1).isEmpty()) {
+      throw new MissingGradientException(n, "FastGelu with a bias input has no gradient rule (import fusion writes none)");
+    }
+    String x = n.input(0);
+    double k = Math.sqrt(2 / Math.PI);
+    String x2 = c.mul(x, x);
+    String t = c.op("Tanh", List.of(c.mul(c.mul(x, c.op("Add", List.of(c.mul(x2, c.scalar(0.044715, x)),
+        c.scalar(1, x)))), c.scalar(k, x))));
+    String du = c.op("Add", List.of(c.mul(x2, c.scalar(3 * 0.044715 * k, x)), c.scalar(k, x)));
+    String sech2 = c.op("Sub", List.of(c.scalar(1, x), c.mul(t, t)));
+    String derivative = c.mul(c.op("Add", List.of(c.op("Add", List.of(t, c.scalar(1, x))), c.mul(c.mul(x, sech2), du))),
+        c.scalar(0.5, x));
+    return List.of(c.mul(g.get(0), derivative));
+  }
+
   static List<@Nullable String> sigmoid(Node n, List<@Nullable String> g, Grad c) {
     String y = n.output(0);
     return List.of(c.mul(g.get(0), c.mul(y, c.op("Sub", List.of(c.scalar(1, y), y)))));

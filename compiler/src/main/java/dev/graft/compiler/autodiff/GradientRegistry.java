@@ -53,6 +53,7 @@ public final class GradientRegistry {
       Map.entry("Relu", ActivationGradients::relu),
       Map.entry("LeakyRelu", ActivationGradients::leakyRelu),
       Map.entry(MS + "Gelu", ActivationGradients::gelu),
+      Map.entry(MS + "FastGelu", ActivationGradients::fastGelu),
       Map.entry("Softmax", ActivationGradients::softmax),
       Map.entry("LogSoftmax", ActivationGradients::logSoftmax),
       Map.entry("Dropout", ActivationGradients::dropout),
@@ -81,6 +82,7 @@ public final class GradientRegistry {
       Map.entry("Gemm", ConvGradients::gemm),
       // Normalization.
       Map.entry("LayerNormalization", NormalizationGradients::layerNorm),
+      Map.entry("SimplifiedLayerNormalization", NormalizationGradients::simplifiedLayerNorm),
       Map.entry("BatchNormalization", ConvGradients::batchNormalization),
       // Convolution and pooling.
       Map.entry("Conv", ConvGradients::conv),

@@ -10,7 +10,7 @@ import java.util.List;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Gradient rule of LayerNormalization (BatchNormalization, inference mode, is in {@link
+ * Gradient rules of LayerNormalization and SimplifiedLayerNormalization (BatchNormalization, inference mode, is in {@link
  * ConvGradients}).
  */
 final class NormalizationGradients {
@@ -71,5 +71,50 @@ final class NormalizationGradients {
       r.set(2, c.unbroadcast(gy, out, n.input(2)));
     }
     return r.subList(0, n.inputs().size());
+  }
+
+  /**
+   * SimplifiedLayerNormalization (RMSNorm) over axes {@code [axis, rank)}: y = scale·x·r with
+   * r = 1/√(mean(x²) + ε); with x̂ = x·r and ĝ = g·scale, dx = r·(ĝ − x̂·mean(ĝ·x̂)) and dscale
+   * = Σ g·x̂. Uses the node's inv_std_var output (r) when present in the input's precision, else
+   * recomputes it.
+   */
+  static List<@Nullable String> simplifiedLayerNorm(Node n, List<@Nullable String> g, Grad c) {
+    if (g.size() > 1 && g.get(1) != null) {
+      throw new MissingGradientException(n, "only output Y of SimplifiedLayerNormalization can carry a gradient "
+          + "(inv_std_var feeds the loss here)");
+    }
+    String x = n.input(0);
+    TensorType tx = c.type(x);
+    if (!tx.hasRank()) {
+      throw new MissingGradientException(n, "SimplifiedLayerNormalization gradient needs the input rank");
+    }
+    int rank = tx.rank();
+    long axis = n.attrInt("axis", -1);
+    List<Long> axes = new ArrayList<>();
+    for (long i = axis < 0 ? axis + rank : axis; i < rank; i++) {
+      axes.add(i);
+    }
+    String inv;
+    if (n.outputs().size() > 1 && !n.output(1).isEmpty() && c.type(n.output(1)).elemType() == tx.elemType()) {
+      inv = n.output(1);
+    } else {
+      String ms = c.op("ReduceMean", List.of(c.mul(x, x)), attr("axes", axes));
+      String eps = c.scalar(n.attrFloat("epsilon", 1e-5f), x);
+      inv = c.op("Reciprocal", List.of(c.op("Sqrt", List.of(c.op("Add", List.of(ms, eps))))));
+    }
+    String xhat = c.mul(x, inv);
+    String gy = g.get(0);
+    TensorType out = c.type(n.output(0));
+    List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null));
+    if (c.needs(0)) {
+      String gh = c.mul(gy, n.input(1));
+      String m = c.op("ReduceMean", List.of(c.mul(gh, xhat)), attr("axes", axes));
+      r.set(0, c.unbroadcast(c.mul(inv, c.op("Sub", List.of(gh, c.mul(xhat, m)))), out, x));
+    }
+    if (c.needs(1)) {
+      r.set(1, c.unbroadcast(c.mul(gy, xhat), out, n.input(1)));
+    }
+    return r;
   }
 }

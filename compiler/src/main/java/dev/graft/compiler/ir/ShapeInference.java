@@ -158,7 +158,7 @@ public final class ShapeInference {
     r.add(t);
     switch (n.opType()) {
       case "Dropout" -> r.add(t.withElemType(TensorType.BOOL));
-      case "LayerNormalization" -> {
+      case "LayerNormalization", "SimplifiedLayerNormalization" -> {
         if (t.hasRank()) {
           int a = axis(n.attrInt("axis", -1), t.rank());
           List<Dim> s = new ArrayList<>(t.dims());
@@ -168,7 +168,9 @@ public final class ShapeInference {
           // Mean and InvStdDev have the stash type (float unless stated), not X's.
           TensorType stat = TensorType.of((int) n.attrInt("stash_type", TensorType.FLOAT), s);
           r.add(stat);
-          r.add(stat);
+          if (n.opType().equals("LayerNormalization")) {
+            r.add(stat);
+          }
         }
       }
       case "MaxPool" -> r.add(t.withElemType(TensorType.INT64));
@@ -245,7 +247,7 @@ public final class ShapeInference {
         return TensorType.of(TensorType.INT64);
       case "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",
           "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Sin", "Cos", "Softmax", "LogSoftmax",
-          "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization",
+          "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization", "SimplifiedLayerNormalization",
           "ScatterElements", "ScatterND", "Trilu", "EyeLike", "ms:Gelu", "ms:FastGelu",
           // Elementwise ops without a gradient rule: typed, so that autodiff names them (GRAFT030).
           "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "HardSigmoid", "HardSwish", "ThresholdedRelu",

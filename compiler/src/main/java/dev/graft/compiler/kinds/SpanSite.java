@@ -105,9 +105,9 @@ public record SpanSite(String node, String modulePath, OptionalInt layer, String
       return true;
     }
     Node n = producers.get(value);
-    // com.microsoft Gelu: the import fuses an erf-GELU into it.
+    // com.microsoft Gelu and FastGelu: the import fuses an erf-GELU and a tanh-GELU into them.
     boolean elementwise = n != null && (n.domain().isEmpty() && ELEMENTWISE.contains(n.opType())
-        || n.domain().equals(Graph.MS_DOMAIN) && n.opType().equals("Gelu"));
+        || n.domain().equals(Graph.MS_DOMAIN) && (n.opType().equals("Gelu") || n.opType().equals("FastGelu")));
     if (!elementwise) {
       return false;
     }

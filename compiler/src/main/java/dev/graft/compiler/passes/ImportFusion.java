@@ -15,8 +15,8 @@ import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Import fusion pass: rewrites the decomposed forms that exporters write for a LayerNorm and an
- * erf-GELU into one op each, so that the forward pass runs one kernel instead of five to nine and
+ * Import fusion pass: rewrites the decomposed forms that exporters write for a LayerNorm, an
+ * RMSNorm, an erf-GELU and a tanh-GELU into one op each, so that the forward pass runs one kernel instead of five to nine and
  * the backward pass is one compact rule that reads few saved values, instead of the rules of
  * every piece reading every intermediate (which also keeps ONNX Runtime from fusing them itself in
  * a training graph).
@@ -60,6 +60,8 @@ public final class ImportFusion {
       Fusion f = switch (n.opType()) {
         case "Div" -> n.domain().isEmpty() ? m.layerNorm(n) : null;
         case "Erf" -> n.domain().isEmpty() ? m.gelu(n) : null;
+        case "Sqrt" -> n.domain().isEmpty() ? m.rmsNorm(n) : null;
+        case "Tanh" -> n.domain().isEmpty() ? m.tanhGelu(n) : null;
         default -> null;
       };
       if (f != null && f.removed().stream().noneMatch(taken::contains)) {
@@ -92,7 +94,7 @@ public final class ImportFusion {
   }
 
   /**
-   * Removes the constants only the fused patterns read (ε, the exponent 2, the GELU's ½, 1 and √2:
+   * Removes the constants only the fused patterns read (ε, the exponents, the GELUs' ½, 1, √2 and coefficients:
    * initializers, and the Constant/Cast/CastLike nodes that made them), so no unused value is left.
    */
   private static void removeDeadConstants(Graph graph, Set<Node> removed) {
@@ -306,6 +308,175 @@ public final class ImportFusion {
       }
       removed.add(last);
       Node fused = new Node(last.name(), "Gelu", Graph.MS_DOMAIN, List.of(x), List.of(last.output(0)), Node.attrs());
+      return new Fusion(removed, last, fused);
+    }
+
+    /** The node producing {@code value} when it is an ai.onnx binary {@code op} with a scalar {@code c} operand. */
+    @Nullable Node byScalar(String value, String op, double c) {
+      Node p = producer(value, op);
+      return p != null && p.inputs().size() == 2 && (isScalar(p.input(0), c) || isScalar(p.input(1), c)) ? p : null;
+    }
+
+    /** The operand of a binary node {@link #byScalar} found, the one that is not the scalar. */
+    String nonScalar(Node n, double c) {
+      return isScalar(n.input(1), c) ? n.input(0) : n.input(1);
+    }
+
+    /** A Cast of {@code value} to its own element type (an identity at float32), else null. */
+    @Nullable Node identityCast(@Nullable Node cast) {
+      if (cast == null || !cast.opType().equals("Cast") || !cast.domain().isEmpty()) {
+        return null;
+      }
+      TensorType in = graph.type(cast.input(0));
+      return in != null && cast.attrInt("to", -1) == in.elemType() ? cast : null;
+    }
+
+    /** The RMSNorm whose {@code Sqrt(mean(f²) + ε)} is {@code sqrt}, or null. */
+    @Nullable Fusion rmsNorm(Node sqrt) {
+      Node addEps = producer(sqrt.input(0), "Add");
+      if (addEps == null || addEps.inputs().size() != 2) {
+        return null;
+      }
+      Node var = producer(addEps.input(0), "ReduceMean");
+      String epsValue = addEps.input(1);
+      if (var == null) {
+        var = producer(addEps.input(1), "ReduceMean");
+        epsValue = addEps.input(0);
+      }
+      Double eps = scalar(epsValue);
+      if (var == null || eps == null || eps <= 0 || !meanOverLastAxis(var, var.input(0))) {
+        return null;
+      }
+      Node square = producers.get(var.input(0));
+      if (square == null || !square.domain().isEmpty()) {
+        return null;
+      }
+      String f = square.input(0);
+      boolean squares = square.opType().equals("Pow") && isScalar(square.input(1), 2)
+          || square.opType().equals("Mul") && square.input(1).equals(f);
+      TensorType tf = graph.type(f);
+      if (!squares || tf == null || !tf.hasRank() || tf.rank() < 1 || tf.elemType() != TensorType.FLOAT
+          || !onlyReadBy(square.output(0), var) || !onlyReadBy(var.output(0), addEps)
+          || !onlyReadBy(addEps.output(0), sqrt)) {
+        return null;
+      }
+      Node centred = producer(f, "Sub");
+      if (centred != null && producers.get(centred.input(1)) != null
+          && producers.get(centred.input(1)).opType().equals("ReduceMean")) {
+        return null; // a LayerNorm's x − mean: layerNorm fuses it
+      }
+      Set<Node> removed = new HashSet<>(List.of(square, var, addEps, sqrt));
+      // f · r, with r = Reciprocal(sqrt) or 1 / sqrt; or f / sqrt.
+      Node normalize = soleUser(sqrt.output(0), "Div");
+      if (normalize != null && normalize.input(1).equals(sqrt.output(0)) && isScalar(normalize.input(0), 1)) {
+        removed.add(normalize);
+        normalize = soleUser(normalize.output(0), "Mul");
+      } else if (normalize == null) {
+        Node reciprocal = soleUser(sqrt.output(0), "Reciprocal");
+        if (reciprocal == null) {
+          return null;
+        }
+        removed.add(reciprocal);
+        normalize = soleUser(reciprocal.output(0), "Mul");
+      } else if (!normalize.input(0).equals(f) || !normalize.input(1).equals(sqrt.output(0))) {
+        return null;
+      }
+      if (normalize == null || !normalize.inputs().contains(f)) {
+        return null;
+      }
+      removed.add(normalize);
+      String x = f;
+      // An identity Cast into the pattern goes with it when only the pattern reads its output.
+      List<Node> fUsers = users.getOrDefault(f, List.of()).stream().distinct().toList();
+      boolean fInside = !outputs.contains(f) && fUsers.size() == 2 && fUsers.contains(square) && fUsers.contains(normalize);
+      Node castIn = identityCast(producers.get(f));
+      if (castIn != null && fInside) {
+        removed.add(castIn);
+        x = castIn.input(0);
+      }
+      String normed = normalize.output(0);
+      Node castOut = identityCast(soleUser(normed, "Cast"));
+      if (castOut != null) {
+        removed.add(castOut);
+        normed = castOut.output(0);
+      }
+      Node scale = soleUser(normed, "Mul");
+      String weight = scale == null ? null : other(scale, normed);
+      if (weight == null || weight.equals(normed) || !vectorOf(weight, tf)) {
+        return null;
+      }
+      removed.add(scale);
+      List<String> outs = List.of(scale.output(0), graph.freshValue(scale.name() + "_inv_std_var"));
+      Node fused = new Node(scale.name(), "SimplifiedLayerNormalization", "", List.of(x, weight), outs,
+          Node.attrs(Node.attr("axis", -1L), Node.attr("epsilon", (float) (double) eps)));
+      return new Fusion(removed, scale, fused);
+    }
+
+    /** The tanh-GELU around {@code tanh}, or null. */
+    @Nullable Fusion tanhGelu(Node tanh) {
+      Node scaled = byScalar(tanh.input(0), "Mul", Math.sqrt(2 / Math.PI));
+      Node poly = scaled == null ? null : producer(nonScalar(scaled, Math.sqrt(2 / Math.PI)), "Add");
+      if (poly == null || poly.inputs().size() != 2 || !onlyReadBy(scaled.output(0), tanh)
+          || !onlyReadBy(poly.output(0), scaled)) {
+        return null;
+      }
+      Set<Node> removed = new HashSet<>(List.of(tanh, scaled, poly));
+      String x = null;
+      for (int k = 0; k < 2 && x == null; k++) {
+        Node term = byScalar(poly.input(1 - k), "Mul", 0.044715);
+        Node cube = term == null ? null : producers.get(nonScalar(term, 0.044715));
+        String base = poly.input(k);
+        if (cube == null || !cube.domain().isEmpty() || !onlyReadBy(term.output(0), poly)
+            || !onlyReadBy(cube.output(0), term)) {
+          continue;
+        }
+        if (cube.opType().equals("Pow") && cube.input(0).equals(base) && isScalar(cube.input(1), 3)) {
+          removed.addAll(List.of(term, cube));
+          x = base;
+        } else if (cube.opType().equals("Mul") && cube.inputs().contains(base)) {
+          Node square = producer(other(cube, base), "Mul");
+          if (square != null && square.input(0).equals(base) && square.input(1).equals(base)
+              && onlyReadBy(square.output(0), cube)) {
+            removed.addAll(List.of(term, cube, square));
+            x = base;
+          }
+        }
+      }
+      TensorType tx = x == null ? null : graph.type(x);
+      if (tx == null || tx.elemType() != TensorType.FLOAT) {
+        return null;
+      }
+      Node onePlus = soleUser(tanh.output(0), "Add");
+      String one = onePlus == null ? null : other(onePlus, tanh.output(0));
+      if (one == null || !isScalar(one, 1)) {
+        return null;
+      }
+      Node product = soleUser(onePlus.output(0), "Mul");
+      String partner = product == null ? null : other(product, onePlus.output(0));
+      if (partner == null) {
+        return null;
+      }
+      removed.addAll(List.of(onePlus, product));
+      Node last;
+      if (partner.equals(x)) {
+        // (x · (1 + tanh)) · ½
+        last = soleUser(product.output(0), "Mul");
+        String half = last == null ? null : other(last, product.output(0));
+        if (half == null || !isScalar(half, 0.5)) {
+          return null;
+        }
+      } else {
+        // (½ · x) · (1 + tanh), as GPT-2's export and the import's decomposition write it
+        Node halfX = producer(partner, "Mul");
+        String half = halfX == null ? null : other(halfX, x);
+        if (half == null || !isScalar(half, 0.5) || !onlyReadBy(partner, product)) {
+          return null;
+        }
+        removed.add(halfX);
+        last = product;
+      }
+      removed.add(last);
+      Node fused = new Node(last.name(), "FastGelu", Graph.MS_DOMAIN, List.of(x), List.of(last.output(0)), Node.attrs());
       return new Fusion(removed, last, fused);
     }
   }

@@ -445,6 +445,21 @@ class GradientRulesBreadthTest {
             Node.attrs(attr("axis", -1L))).get(0));
   }
 
+  /**
+   * SimplifiedLayerNormalization (the fused RMSNorm), float32 with and without its inv_std_var
+   * output (the rule reads it, or recomputes it): h = 1e-2, |analytic − numeric| ≤ 2e-3 +
+   * 2e-2·|numeric|.
+   */
+  @ParameterizedTest(name = "outputs {0}")
+  @ValueSource(ints = {1, 2})
+  @GradientOf("SimplifiedLayerNormalization")
+  void simplifiedLayerNormalizationFloat32(int outputs) {
+    GradCheck.float32(126 + outputs).step(1e-2).tolerance(2e-3, 2e-2).param("x", s(2, 3, 8), -2, 2)
+        .param("scale", s(8), 0.5, 1.5)
+        .check("SimplifiedLayerNormalization", g -> g.add("rms", "SimplifiedLayerNormalization", "",
+            List.of("x", "scale"), outputs, Node.attrs(attr("axis", -1L), attr("epsilon", 1e-3f))).get(0));
+  }
+
   // ---- Gelu (opset 20 and torch's decompositions) ------------------------------------------
 
   /**

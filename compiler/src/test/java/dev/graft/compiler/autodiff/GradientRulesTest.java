@@ -178,6 +178,18 @@ class GradientRulesTest {
             dev.graft.compiler.ir.Node.attrs()).get(0));
   }
 
+  /**
+   * com.microsoft FastGelu (the fused tanh-GELU): float32 only on CPU, so the tolerances of {@link
+   * #erfFloat32}; inputs over [−4, 4] cover both tails and the bend.
+   */
+  @Test
+  @GradientOf(GradientRegistry.MS + "FastGelu")
+  void fusedTanhGeluFloat32() {
+    GradCheck.float32(15).step(1e-2).tolerance(2e-3, 2e-2).param("x", s(2, 3, 4), -4, 4)
+        .check("FastGelu", g -> g.add("gelu", "FastGelu", dev.graft.compiler.ir.Graph.MS_DOMAIN, List.of("x"), 1,
+            dev.graft.compiler.ir.Node.attrs()).get(0));
+  }
+
   @Test
   @GradientOf("Erf")
   void erfGeluFloat32() {

@@ -13,6 +13,8 @@ import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.session.Device;
+import dev.graft.runtime.session.NodePlacement;
 import dev.graft.spec.manifest.HostInput;
 import java.io.BufferedReader;
 import java.io.File;
@@ -51,7 +53,9 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Arguments (all optional): {@code --lengths 64,128}, {@code --batch 32}, {@code --runs N}
  * (timed runs per configuration, default 7), {@code --warmup N} (default 2), {@code --threads N}
- * (ONNX Runtime intra-op threads; default its own), {@code --no-rss}, {@code --no-profile}.
+ * (ONNX Runtime intra-op threads; default its own), {@code --no-rss}, {@code --no-profile},
+ * {@code --device cpu|cuda} (default cpu; cuda needs {@code onnxruntime_gpu}, {@code -Pcuda}, and
+ * runs the bare forward on CUDA too; the profile then lists the nodes that fell back to the CPU).
  */
 public final class SpeedBenchmark {
   private static final float LEARNING_RATE = 1e-3f;
@@ -71,6 +75,7 @@ public final class SpeedBenchmark {
     int runs = 7;
     int warmup = 2;
     int threads = 0;
+    Device device = Device.CPU;
     boolean rss = true;
     boolean profile = true;
     String child = null;
@@ -82,18 +87,19 @@ public final class SpeedBenchmark {
         case "--runs" -> runs = Integer.parseInt(value(args, ++i));
         case "--warmup" -> warmup = Integer.parseInt(value(args, ++i));
         case "--threads" -> threads = Integer.parseInt(value(args, ++i));
+        case "--device" -> device = Device.valueOf(value(args, ++i).toUpperCase(Locale.ROOT));
         case "--no-rss" -> rss = false;
         case "--no-profile" -> profile = false;
         case "--child" -> child = value(args, ++i);
         case "--graphs" -> graphs = Path.of(value(args, ++i));
         default -> throw new IllegalArgumentException("unknown argument '" + args[i]
-            + "'; expected --lengths L,L, --batch N, --runs N, --warmup N, --threads N, --no-rss or --no-profile");
+            + "'; expected --lengths L,L, --batch N, --runs N, --warmup N, --threads N, --device cpu|cuda, --no-rss or --no-profile");
       }
     }
     if (runs < 1 || batch < 1 || lengths.length == 0 || Arrays.stream(lengths).anyMatch(l -> l < 2 || l > 512)) {
       throw new IllegalArgumentException("--runs and --batch must be at least 1, --lengths in 2..512");
     }
-    ModelOptions options = ModelOptions.defaults().withIntraOpThreads(threads);
+    ModelOptions options = ModelOptions.defaults().withIntraOpThreads(threads).withDevice(device);
     if (child != null) {
       child(child, graphs, options, batch, lengths[0], threads, warmup);
       return;
@@ -111,6 +117,9 @@ public final class SpeedBenchmark {
       try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
         if (threads > 0) {
           so.setIntraOpNumThreads(threads);
+        }
+        if (device == Device.CUDA) {
+          so.addCUDA(0);
         }
         try (OrtSession bare = env.createSession(host.model().toByteArray(), so);
             AdapterModel model = AdapterModel.open(Graft.graphs(graft), options)) {
@@ -147,7 +156,7 @@ public final class SpeedBenchmark {
     }
     System.out.println();
     System.out.printf(Locale.ROOT, "all-MiniLM-L6-v2, LoRA r8 on query and value + 2-class head, AdamW; %d timed runs"
-        + " (medians), %d warm-up; CPU, %d cores%n%n", runs, warmup, Runtime.getRuntime().availableProcessors());
+        + " (medians), %d warm-up; %s, %d cores%n%n", runs, warmup, device, Runtime.getRuntime().availableProcessors());
     System.out.println("| batch×tokens | bare ORT forward | Graft forward | Graft train step | train / bare forward"
         + " | train / Graft forward | first losses |");
     System.out.println("|---|---:|---:|---:|---:|---:|---|");
@@ -160,7 +169,7 @@ public final class SpeedBenchmark {
       System.out.println("|---|---:|---:|");
       for (int length : lengths) {
         System.out.printf(Locale.ROOT, "| %d×%d | %,d MiB | %,d MiB |%n", batch, length,
-            childPeak("bare", dir, batch, length, threads), childPeak("train", dir, batch, length, threads));
+            childPeak("bare", dir, batch, length, threads, device), childPeak("train", dir, batch, length, threads, device));
       }
     }
     if (profile) {
@@ -190,6 +199,9 @@ public final class SpeedBenchmark {
         try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
           if (threads > 0) {
             so.setIntraOpNumThreads(threads);
+          }
+          if (options.device() == Device.CUDA) {
+            so.addCUDA(options.cudaDeviceId());
           }
           try (OrtSession bare = env.createSession(model, so)) {
             model = null;
@@ -224,12 +236,15 @@ public final class SpeedBenchmark {
     System.out.println("peak_rss_kib=" + peakRssKib());
   }
 
+  /** The child JVM's thread stack: ONNX Runtime's session set-up overflows the default one (the child crashes). */
+  private static final String CHILD_STACK = "-Xss64m";
+
   /** Runs this program as a child JVM for one configuration and returns its peak RSS in MiB. */
-  private static long childPeak(String what, Path graphs, int batch, int length, int threads)
+  private static long childPeak(String what, Path graphs, int batch, int length, int threads, Device device)
       throws IOException, InterruptedException {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = List.of(java, "-cp", classPath(), SpeedBenchmark.class.getName(), "--child", what,
-        "--graphs", graphs.toString(), "--batch", Integer.toString(batch), "--lengths", Integer.toString(length), "--threads", Integer.toString(threads));
+    List<String> command = List.of(java, CHILD_STACK, "-cp", classPath(), SpeedBenchmark.class.getName(), "--child", what,
+        "--graphs", graphs.toString(), "--batch", Integer.toString(batch), "--lengths", Integer.toString(length), "--threads", Integer.toString(threads), "--device", device.name());
     Process p = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
     String peak = null;
     try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
@@ -306,6 +321,15 @@ public final class SpeedBenchmark {
       }
     }
     double total = micros.values().stream().mapToDouble(Double::doubleValue).sum();
+    NodePlacement placement = NodePlacement.fromProfile(trace);
+    List<String> offCuda = placement.notOn(NodePlacement.CUDA);
+    System.out.printf(Locale.ROOT, "%nnode placement of the training step: %s", placement.countByProvider());
+    if (options.device() == Device.CUDA) {
+      System.out.printf(Locale.ROOT, "; %d nodes not on CUDA%s%n", offCuda.size(), offCuda.isEmpty() ? ""
+          : ":\n  " + String.join("\n  ", offCuda));
+    } else {
+      System.out.println();
+    }
     int runsSeen = steps;
     System.out.printf(Locale.ROOT, "%nprofile of the training step at %d×%d: %d kernels, %.1f ms kernel time per step"
         + " (mean of %d runs, the first a warm-up)%n%n", batch, length, nodes.size(), total / 1000 / runsSeen, runsSeen);

@@ -4,6 +4,7 @@ import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtProvider;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
 import ai.onnxruntime.ValueInfo;
@@ -248,7 +249,9 @@ public final class Sessions implements AutoCloseable {
   /**
    * Session options for {@code options}' intra-op threads, device, profiling and optimized-model
    * dump (files named after {@code graphName}, its {@code .onnx} suffix dropped); CUDA where the
-   * ONNX Runtime on the class path cannot use it is an {@link ExecutionProviderException}. A
+   * ONNX Runtime on the class path cannot use it is an {@link ExecutionProviderException}, and where
+   * it has the CUDA provider but that does not load (CUDA or cuDNN libraries missing) a {@code
+   * GRAFT-R370} naming them ({@link CudaLibraries}). A
    * training step's session ({@code training}) runs without ONNX Runtime's memory patterns: they
    * pre-plan one arena block per shape seen, which for a graph that holds its activations until
    * the backward pass raises the peak by about a third and saves no time. The caller closes them.
@@ -277,6 +280,9 @@ public final class Sessions implements AutoCloseable {
         try {
           so.addCUDA(options.cudaDeviceId());
         } catch (OrtException e) {
+          if (OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
+            throw new GraftException(RuntimeErrorCode.CUDA_LIBRARIES, CudaLibraries.message(String.valueOf(e.getMessage())), e);
+          }
           throw new ExecutionProviderException(
               "CUDA was asked for but the ONNX Runtime on the classpath cannot use it (" + e.getCode() + ": "
                   + e.getMessage() + "). Depend on com.microsoft.onnxruntime:onnxruntime_gpu (CUDA 12, cuDNN 9)"
