@@ -127,7 +127,16 @@ public enum ErrorCode {
    * virtual tokens, positions, input, the most virtual tokens that leave one).
    */
   VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
-      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens");
+      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens"),
+  /** Quantized adapters: bits that are not 1, 2, 4 or 8 (args: kind, bits given). */
+  QUANTIZE_BITS_INVALID(300, "%s quantize_bits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
+  /** Quantized adapters: a kind whose trained tensors are the host's own (args: kind, why). */
+  QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantize_bits applies to an adapter's own weight tensors"),
+  /** Quantized adapters: a declaration with no tensor to quantize (args: kind, bits, what it trains). */
+  QUANTIZE_NOTHING(302, "%s with quantize_bits = %d quantizes nothing: it trains %s, and only trainable weight"
+      + " tensors of two or more axes are quantized (vectors and biases stay full precision)"),
+  /** Quantized adapters: a graph that reads an adapter's weights directly (args: adapter, graph, why). */
+  QUANTIZE_UNSUPPORTED(303, "quantized adapter %s cannot be compiled into the %s graph: %s");
 
   private final int number;
   private final String template;
