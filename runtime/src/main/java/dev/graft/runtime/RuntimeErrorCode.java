@@ -105,7 +105,12 @@ public enum RuntimeErrorCode {
       + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
       + " wrong, or over the frame limit); names the peer and the step"),
   TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
-      + " checkpointed step it last resumed from and the last failure)");
+      + " checkpointed step it last resumed from and the last failure)"),
+  QUANTIZED_NOT_QUANTIZED(300, "a bit-packed (quantized) adapter was saved or loaded for a graft none of whose"
+      + " parameters is quantized (compile it with `quantize_bits`)"),
+  QUANTIZED_FILE_INVALID(301, "a bit-packed adapter file does not match the graft or is malformed: its format, a"
+      + " tensor's bits, shape, packed length, padding bits, mean or standard deviation (names the tensor, expected"
+      + " and given)");
 
   private final int number;
   private final String summary;

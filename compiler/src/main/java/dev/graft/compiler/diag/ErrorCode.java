@@ -134,9 +134,7 @@ public enum ErrorCode {
   QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantize_bits applies to an adapter's own weight tensors"),
   /** Quantized adapters: a declaration with no tensor to quantize (args: kind, bits, what it trains). */
   QUANTIZE_NOTHING(302, "%s with quantize_bits = %d quantizes nothing: it trains %s, and only trainable weight"
-      + " tensors of two or more axes are quantized (vectors and biases stay full precision)"),
-  /** Quantized adapters: a graph that reads an adapter's weights directly (args: adapter, graph, why). */
-  QUANTIZE_UNSUPPORTED(303, "quantized adapter %s cannot be compiled into the %s graph: %s");
+      + " tensors of two or more axes are quantized (vectors and biases stay full precision)");
 
   private final int number;
   private final String template;
