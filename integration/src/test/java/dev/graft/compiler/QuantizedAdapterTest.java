@@ -115,6 +115,34 @@ class QuantizedAdapterTest {
   }
 
   @Test
+  void stopGradientInTheOpDslPassesValuesAndNoGradient() throws OrtException {
+    String target = ".*/layer.0/attention/self/query/MatMul";
+    try (WholeStepCheck detached = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
+             Adapters.of("test_detached_lora", target, Map.of("rank", 2, "alpha", 4)));
+         WholeStepCheck twice = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
+             Adapters.of("test_dsl_lora", target, Map.of("rank", 2, "alpha", 8)))) {
+      // The same values under each kind's names (A, B, the head's weight and bias, in order).
+      for (int i = 0; i < detached.params.size(); i++) {
+        twice.values.put(twice.params.get(i).getName(), detached.values.get(detached.params.get(i).getName()));
+      }
+      String a = detached.params.get(0).getName();
+      String a2 = twice.params.get(0).getName();
+      assertTrue(a.endsWith(".A") && a2.endsWith(".A"), a + ", " + a2);
+      Map<String, double[]> d = detached.run(Map.of(), Set.of("loss", a + GraftCompiler.GRADIENT_SUFFIX));
+      Map<String, double[]> t = twice.run(Map.of(), Set.of("loss", a2 + GraftCompiler.GRADIENT_SUFFIX));
+      assertEquals(t.get("loss")[0], d.get("loss")[0], 1e-13, "forward: u + stopGradient(u) = 2u");
+      double[] gd = d.get(a + GraftCompiler.GRADIENT_SUFFIX);
+      double[] gt = t.get(a2 + GraftCompiler.GRADIENT_SUFFIX);
+      double norm = 0;
+      for (int i = 0; i < gd.length; i++) {
+        assertEquals(gt[i] / 2, gd[i], 1e-13, "backward: only u's gradient, element " + i);
+        norm += gd[i] * gd[i];
+      }
+      assertTrue(norm > 1e-12, "a gradient to compare: " + norm);
+    }
+  }
+
+  @Test
   void bitsOtherThanOneTwoFourOrEightAreAnError() {
     GraftCompileException e = assertThrows(GraftCompileException.class, () -> Graft.host(TinyBertHost.host(3))
         .lora(QV, l -> l.rank(2).quantizeBits(3)).classification(2).compile());

@@ -133,6 +133,27 @@ class QuantizedAdapterModelTest {
   }
 
   @Test
+  void theAdapterFolderKeepsTheLatentWeightsInGraftsFormatAndReloadsBitIdentically(@TempDir Path dir) throws Exception {
+    CompiledGraft graft = graft(1);
+    try (AdapterModel model = open(graft)) {
+      for (int i = 0; i < 5; i++) {
+        model.trainStep(inputs(), LABELS, 0.02f);
+      }
+      model.saveAdapter(dir);
+      JsonObject config = JsonParser.parseString(Files.readString(dir.resolve(PeftAdapters.CONFIG_FILE))).getAsJsonObject();
+      assertEquals("GRAFT", config.get("peft_type").getAsString(), "not PEFT's LORA: PEFT would read the latent weights");
+      try (AdapterModel fresh = open(graft)) {
+        fresh.loadAdapter(dir);
+        float[][] a = model.predict(inputs());
+        float[][] b = fresh.predict(inputs());
+        for (int i = 0; i < a.length; i++) {
+          assertArrayEquals(a[i], b[i], 0f, "bit-identical: the latent weights are restored");
+        }
+      }
+    }
+  }
+
+  @Test
   void aGraftWithoutQuantizedParametersIsR300(@TempDir Path dir) {
     try (AdapterModel model = open(Graft.host(TinyBertHost.host(1)).lora("", l -> l.rank(4)).classification(2).compile())) {
       GraftException e = assertThrows(GraftException.class, () -> model.saveQuantizedAdapter(dir.resolve("x")));
