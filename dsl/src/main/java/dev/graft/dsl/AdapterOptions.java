@@ -560,4 +560,24 @@ public final class AdapterOptions {
   public void setExtraTokens(int value) {
     extraTokens(value);
   }
+
+  /**
+   * Quantized adapter (Jie et al., ICCV 2023), for any kind: its trainable weight tensors of two or
+   * more axes are read in the forward pass as {@code μ + σ·Q((w − μ)/σ)}, Q the Lloyd-Max quantizer
+   * of N(0, 1) at {@code bits} (1, 2, 4 or 8; 0 for full precision), μ and σ the tensor's own mean
+   * and standard deviation, with a straight-through gradient; vectors and biases stay full precision.
+   */
+  public AdapterOptions quantizeBits(int bits) {
+    return set("quantize_bits", bits);
+  }
+
+  /** The bits set by {@link #quantizeBits} (0, full precision, when not set). */
+  public int getQuantizeBits() {
+    Object v = values.get("quantize_bits");
+    return v instanceof Number n ? n.intValue() : 0;
+  }
+
+  public void setQuantizeBits(int bits) {
+    quantizeBits(bits);
+  }
 }

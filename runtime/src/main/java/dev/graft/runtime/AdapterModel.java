@@ -21,6 +21,7 @@ import dev.graft.runtime.io.OnnxAdapterFile;
 import dev.graft.runtime.io.OnnxAdapters;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.PeftLayout;
+import dev.graft.runtime.io.QuantizedAdapters;
 import dev.graft.runtime.merge.AdapterDelta;
 import dev.graft.runtime.session.CalibrationGraph;
 import dev.graft.runtime.session.ElementType;
@@ -286,6 +287,26 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    */
   public List<String> loadOnnxAdapter(Path file) {
     return lifecycle.write(() -> OnnxAdapters.load(state, file));
+  }
+
+  /**
+   * Saves a quantized adapter's parameters bit-packed ({@link QuantizedAdapters}: b bits per
+   * quantized weight with its tensor's mean and deviation, the rest float32) to {@code file}, the
+   * file replaced atomically.
+   *
+   * @throws GraftException {@code GRAFT-R300} when the graft quantizes no parameter
+   */
+  public void saveQuantizedAdapter(Path file) {
+    lifecycle.read(() -> QuantizedAdapters.save(state, file));
+  }
+
+  /**
+   * Loads a bit-packed file saved by {@link #saveQuantizedAdapter} for this graft into the
+   * parameters; nothing changes unless the whole file is valid ({@code GRAFT-R301} names what is
+   * wrong).
+   */
+  public void loadQuantizedAdapter(Path file) {
+    lifecycle.write(() -> QuantizedAdapters.load(state, file));
   }
 
   // ---------------------------------------------------------------- named adapters

@@ -201,4 +201,25 @@ public final class CustomKinds {
       return d.value();
     }
   }
+
+  /**
+   * LoRA's update counted twice, once through {@code stopGradient}: {@code v + u + stopGradient(u)},
+   * {@code u = (alpha/r)·x·A·B}. Its forward pass is {@link DslLora}'s at twice alpha, its gradient
+   * half of that one's.
+   */
+  public static final class DetachedLora extends TestKind {
+    @Override
+    public String id() {
+      return "test_detached_lora";
+    }
+
+    @Override
+    protected Tensor define(Definition d) {
+      long r = d.option("rank");
+      Param a = d.param("A", d.inWidth(), r).init(Init.KAIMING_UNIFORM).saveTransposed("lora_A.weight");
+      Param b = d.param("B", r, d.outWidth()).zeros().saveTransposed("lora_B.weight");
+      Tensor u = d.input().matmul(a).matmul(b).times(d.doubleOption("alpha") / r);
+      return d.value().plus(u).plus(u.stopGradient());
+    }
+  }
 }

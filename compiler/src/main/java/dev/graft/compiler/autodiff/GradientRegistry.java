@@ -99,7 +99,9 @@ public final class GradientRegistry {
       // Piecewise-constant functions.
       "ArgMax", "ArgMin", "Floor", "Ceil", "Round", "Sign", "Hardmax",
       // Random draws.
-      "Bernoulli", "RandomNormalLike", "RandomUniformLike", "Multinomial")));
+      "Bernoulli", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+      // Graft's own stop-gradient (dev.graft:StopGradient, written as an Identity): no gradient by definition.
+      Graph.STOP_GRADIENT)));
 
   /** Ops whose rules accept a missing gradient for their first output (others get zeros). */
   private static final Set<String> ANY_OUTPUT_GRADIENT = Set.of("Split");

@@ -142,7 +142,14 @@ public enum ErrorCode {
    * would be zero and its adapter never trained (args: kind, cutoff, mask, grid, the largest cutoff that leaves one).
    */
   EARTH_CUTOFF_KEEPS_ALL(361, "%s cutoff %s (%s mask) keeps every frequency of the %s patch grid, so the"
-      + " high-frequency part is zero and its adapter would never train; use a cutoff below %s");
+      + " high-frequency part is zero and its adapter would never train; use a cutoff below %s"),
+  /** Quantized adapters: bits that are not 1, 2, 4 or 8 (args: kind, bits given). */
+  QUANTIZE_BITS_INVALID(300, "%s quantize_bits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
+  /** Quantized adapters: a kind whose trained tensors are the host's own (args: kind, why). */
+  QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantize_bits applies to an adapter's own weight tensors"),
+  /** Quantized adapters: a declaration with no tensor to quantize (args: kind, bits, what it trains). */
+  QUANTIZE_NOTHING(302, "%s with quantize_bits = %d quantizes nothing: it trains %s, and only trainable weight"
+      + " tensors of two or more axes are quantized (vectors and biases stay full precision)");
 
   private final int number;
   private final String template;

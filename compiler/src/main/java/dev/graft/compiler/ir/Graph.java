@@ -28,6 +28,16 @@ public final class Graph {
 
   public static final String MS_DOMAIN = "com.microsoft";
 
+  /**
+   * The domain of Graft's own ops, which exist only in the IR: {@code dev.graft:StopGradient}
+   * (the identity whose output carries no gradient) is written to ONNX as an ai.onnx {@code
+   * Identity} ({@link OnnxExport}).
+   */
+  public static final String GRAFT_DOMAIN = "dev.graft";
+
+  /** The op type of Graft's stop-gradient op (domain {@link #GRAFT_DOMAIN}). */
+  public static final String STOP_GRADIENT = "StopGradient";
+
   private final List<Node> nodes = new ArrayList<>();
   private final Map<String, TensorProto> initializers = new LinkedHashMap<>();
   private final Set<String> external = new LinkedHashSet<>();
@@ -190,6 +200,14 @@ public final class Graph {
     }
     nodes.add(new Node(nodeName, opType, domain, in, out, attributes));
     return out;
+  }
+
+  /**
+   * Appends {@code dev.graft:StopGradient(in)}: the identity on values, through which autodiff
+   * passes no gradient (a straight-through estimator is {@code w + stopGradient(q − w)}).
+   */
+  public String stopGradient(String name, String in) {
+    return add(name, STOP_GRADIENT, GRAFT_DOMAIN, List.of(in), 1, Node.attrs()).get(0);
   }
 
   /** Appends a single-output ai.onnx node; returns its output. */

@@ -21,6 +21,10 @@ public final class OnnxExport {
 
   private OnnxExport() {}
 
+  private static boolean isStopGradient(Node n) {
+    return n.domain().equals(Graph.GRAFT_DOMAIN) && n.opType().equals(Graph.STOP_GRADIENT);
+  }
+
   public static ModelProto write(Graph graph, String name) {
     GraphProto.Builder g = GraphProto.newBuilder().setName(name);
     boolean usesMicrosoft = false;
@@ -29,8 +33,9 @@ public final class OnnxExport {
       g.addNode(
           NodeProto.newBuilder()
               .setName(n.name())
-              .setOpType(n.opType())
-              .setDomain(n.domain())
+              // Graft's stop-gradient is the identity once written: ONNX Runtime runs an Identity.
+              .setOpType(isStopGradient(n) ? "Identity" : n.opType())
+              .setDomain(isStopGradient(n) ? "" : n.domain())
               .addAllInput(n.inputs())
               .addAllOutput(n.outputs())
               .addAllAttribute(n.attributes().values()));

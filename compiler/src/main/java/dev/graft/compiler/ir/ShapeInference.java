@@ -249,6 +249,7 @@ public final class ShapeInference {
           "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Sin", "Cos", "Softmax", "LogSoftmax",
           "Clip", "Gelu", "Floor", "Ceil", "Round", "Sign", "LayerNormalization", "SimplifiedLayerNormalization",
           "ScatterElements", "ScatterND", "Trilu", "EyeLike", "ms:Gelu", "ms:FastGelu",
+          Graph.GRAFT_DOMAIN + ":" + Graph.STOP_GRADIENT,
           // Elementwise ops without a gradient rule: typed, so that autodiff names them (GRAFT030).
           "Softplus", "Softsign", "Elu", "Selu", "Celu", "Mish", "HardSigmoid", "HardSwish", "ThresholdedRelu",
           "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh": {

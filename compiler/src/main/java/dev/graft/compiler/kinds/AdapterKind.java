@@ -27,6 +27,14 @@ public interface AdapterKind {
   /** Every option, with its default; annotation members and builder properties of the same names. */
   List<AdapterOption> options();
 
+  /**
+   * Why this kind's declarations may not take {@code quantize_bits} (quantized adapters), or null
+   * when they may: the trainable weight tensors of two or more axes it adds are then quantized.
+   */
+  default @org.jspecify.annotations.Nullable String quantizationRefused() {
+    return null;
+  }
+
   /** What a site of this kind is, for messages: {@code "linear"}, {@code "embedding"} …. */
   default String siteDescription() {
     return "linear";

@@ -36,6 +36,10 @@ public final class Placement {
   private String adapterName = "";
   /** Whether the current declaration's parameters are frozen (a named adapter the step does not train). */
   private boolean adapterFrozen;
+  /** The current declaration's quantization bits (0: full precision), see {@link #quantize}. */
+  private int quantizeBits;
+  /** How many parameters the current declaration has quantized so far. */
+  private int quantized;
 
   public Placement(Graph graph, GraphVariant variant, int elemType) {
     this.graph = graph;
@@ -119,6 +123,24 @@ public final class Placement {
     declaration(index, "", false);
   }
 
+  /**
+   * Quantizes the following parameters of the current declaration at {@code bits} (0: none; else
+   * 1, 2, 4 or 8): each trainable parameter of two or more axes is read through {@link
+   * QuantizedWeights#straightThrough} (vectors, e.g. scaling vectors, magnitudes and biases, and
+   * frozen parameters stay as they are). Reset by {@link #declaration}.
+   */
+  public void quantize(int bits) {
+    if (bits != 0 && !LloydMax.supported(bits)) {
+      throw new IllegalArgumentException("quantized adapters take 1, 2, 4 or 8 bits, got " + bits);
+    }
+    quantizeBits = bits;
+  }
+
+  /** How many parameters of the current declaration are quantized ({@link #quantize}). */
+  public int quantizedParameters() {
+    return quantized;
+  }
+
   /** The prefix of gate inputs: a named adapter's gate is {@code gate.<name>}. */
   public static final String GATE_PREFIX = "gate.";
 
@@ -131,6 +153,8 @@ public final class Placement {
     this.adapter = index + 1;
     this.adapterName = name;
     this.adapterFrozen = frozen;
+    this.quantizeBits = 0;
+    this.quantized = 0;
   }
 
   /**
@@ -297,14 +321,29 @@ public final class Placement {
       return this;
     }
 
-    /** Adds it as a graph input of the host's element type and returns its name. */
+    /**
+     * Adds it as a graph input of the host's element type and returns the value to read: its name,
+     * or its straight-through quantized value when the declaration is {@linkplain #quantize
+     * quantized} and it is a trainable tensor of two or more axes.
+     */
     public String add() {
       p.setAdapter(adapter);
+      long[] shape = p.getShapeList().stream().mapToLong(Long::longValue).toArray();
+      boolean quantize = quantizeBits > 0 && shape.length >= 2 && !p.getFrozen() && p.getInit() != Init.HOST_COPY;
+      if (quantize) {
+        p.setQuantizeBits(quantizeBits);
+        for (double level : LloydMax.levels(quantizeBits)) {
+          p.addQuantizeLevels(level);
+        }
+      }
       Parameter built = p.build();
-      graph.addInput(built.getName(), TensorType.of(elemType,
-          built.getShapeList().stream().mapToLong(Long::longValue).toArray()));
+      graph.addInput(built.getName(), TensorType.of(elemType, shape));
       parameters.add(built);
-      return built.getName();
+      if (!quantize) {
+        return built.getName();
+      }
+      quantized++;
+      return QuantizedWeights.straightThrough(graph, built.getName(), shape, quantizeBits, elemType);
     }
   }
 

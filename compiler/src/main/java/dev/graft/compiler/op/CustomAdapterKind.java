@@ -253,6 +253,9 @@ public abstract class CustomAdapterKind implements ComposableKind {
             .setRawData(com.google.protobuf.ByteString.copyFrom(new byte[] {1})).build());
         return graph.add(base + "/Dropout", "Dropout", "", List.of(in.get(0), ratio, mode), 2, Node.attrs()).get(0);
       }
+      if (t.op.equals(Graph.STOP_GRADIENT)) {
+        return graph.stopGradient(base + "/" + t.op, in.get(0));
+      }
       return graph.add(base + "/" + t.op, t.op, "", in, 1, Node.attrs(t.attributes.toArray(new AttributeProto[0])))
           .get(0);
     }

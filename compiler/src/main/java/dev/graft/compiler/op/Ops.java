@@ -63,4 +63,8 @@ public final class Ops {
   public static Tensor transpose(Tensor x) {
     return x.transpose();
   }
+
+  public static Tensor stopGradient(Tensor x) {
+    return x.stopGradient();
+  }
 }

@@ -284,6 +284,15 @@ public sealed class Tensor permits Param {
         Node.attr("epsilon", (float) epsilon));
   }
 
+  /**
+   * The same values, through which training passes no gradient: the straight-through estimator of
+   * a rounding {@code q(w)} is {@code w.plus(q.minus(w).stopGradient())}, which is {@code q} forward
+   * and passes {@code w}'s gradient unchanged.
+   */
+  public Tensor stopGradient() {
+    return unary(dev.graft.compiler.ir.Graph.STOP_GRADIENT);
+  }
+
   /** Dropout with probability {@code ratio} in the training graph; the identity in the inference graph. */
   public Tensor dropout(double ratio) {
     if (!(ratio >= 0 && ratio < 1)) {

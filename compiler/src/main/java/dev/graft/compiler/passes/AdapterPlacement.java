@@ -1,10 +1,14 @@
 package dev.graft.compiler.passes;
 
 import dev.graft.compiler.GraphVariant;
+import dev.graft.compiler.diag.Diagnostic;
+import dev.graft.compiler.diag.ErrorCode;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.plan.CompositionPlan;
 import dev.graft.compiler.plan.PlannedAdapter;
+import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.spec.manifest.Parameter;
 import java.util.List;
 
@@ -36,7 +40,7 @@ public final class AdapterPlacement {
         continue;
       }
       placement.declaration(i, a.spec().name(), compositions.frozen().contains(a.spec().name()));
-      a.kind().place(a.spec(), a.sites(), placement);
+      placeQuantized(a, placement);
     }
     CompositionPlacement.place(graph, plan, compositions, placement);
     graph.sortTopologically();
@@ -75,11 +79,30 @@ public final class AdapterPlacement {
             declared.hostSources());
       } else {
         placement.declaration(i, a.spec().name(), frozen);
-        a.kind().place(a.spec(), a.sites(), placement);
+        placeQuantized(a, placement);
       }
     }
     CompositionPlacement.place(graph, plan, compositions, placement);
     graph.sortTopologically();
     return placement;
+  }
+
+  /**
+   * Places declaration {@code a} (its {@link Placement#declaration} set), quantized at its {@code
+   * quantize_bits} when given.
+   *
+   * @throws GraftCompileException GRAFT302 when a quantized declaration has no tensor to quantize
+   */
+  static void placeQuantized(PlannedAdapter a, Placement placement) {
+    int bits = a.spec().quantizeBits();
+    placement.quantize(bits);
+    int before = placement.parameters().size();
+    a.kind().place(a.spec(), a.sites(), placement);
+    if (bits > 0 && placement.quantizedParameters() == 0) {
+      List<String> trained = placement.parameters().subList(before, placement.parameters().size()).stream()
+          .map(p -> p.getName() + " " + p.getShapeList() + (p.getFrozen() ? " (frozen)" : "")).toList();
+      throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.QUANTIZE_NOTHING, a.spec().source(),
+          AdapterSpec.QUANTIZE_BITS, a.kind().displayName(), bits, trained.isEmpty() ? "no tensor" : trained)));
+    }
   }
 }

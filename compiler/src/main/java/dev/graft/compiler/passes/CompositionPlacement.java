@@ -107,6 +107,7 @@ public final class CompositionPlacement {
     if (part instanceof CompositionPlan.Leaf l) {
       String name = l.adapter().spec().name();
       placement.declaration(l.index(), name, plan.frozen().contains(name));
+      placement.quantize(l.adapter().spec().quantizeBits());
       Site site = siteAt(l.adapter(), node);
       String adapted = l.kind().apply(l.adapter().spec(), site, v, width, placement);
       return g.op(base(site) + "/" + name + "/gate", "Where", List.of(placement.gate(name), adapted, v));

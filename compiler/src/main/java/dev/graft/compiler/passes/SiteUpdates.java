@@ -171,6 +171,10 @@ public final class SiteUpdates {
     if (!(a.kind() instanceof LinearUpdateKind)) {
       return a.kind().displayName() + " (" + a.kind().id() + ") is not a change of the layer's weight";
     }
+    if (a.spec().quantizeBits() > 0) {
+      return "its weights are quantized in the forward pass (quantize_bits = " + a.spec().quantizeBits()
+          + "), which the update's factors would not be; save the adapter (bit-packed) or export it unmerged";
+    }
     if (CompositionPlacement.placesHere(a)) {
       return "the named adapter '" + a.spec().name() + "' is placed by a composition behind its gate";
     }

@@ -18,7 +18,8 @@ import java.util.Objects;
 /**
  * The {@code adapter_config.json} saved beside an adapter's weights. Where every declaration's
  * kind is one PEFT type and PEFT's config can express them together, it is PEFT's config (PEFT
- * loads the folder); otherwise it is Graft's: {@code "peft_type": "GRAFT"} with the declarations
+ * loads the folder); otherwise, and for a quantized declaration (whose saved weights are its
+ * full-precision latent ones, which PEFT would take for the adapter's), it is Graft's: {@code "peft_type": "GRAFT"} with the declarations
  * themselves ({@code graft_adapters}: kind, target, layers, options). Read by PEFT 0.13 and later:
  * no entry a PEFT of that age refuses ({@code exclude_modules} is not written), and {@code
  * base_model_name_or_path} null for the user to set (PEFT takes it for a Hub id or a local
@@ -38,7 +39,9 @@ public final class AdapterConfig {
     boolean peft = type != null
         && adapters.stream().allMatch(a -> Objects.equals(a.kind().peftType(a.spec()), type))
         // Named adapters and composition: several named adapters saved together are Graft's own format.
-        && (adapters.size() == 1 || adapters.stream().noneMatch(a -> a.spec().isNamed()));
+        && (adapters.size() == 1 || adapters.stream().noneMatch(a -> a.spec().isNamed()))
+        // Quantized adapters: PEFT would read the saved full-precision latent weights as the adapter's own.
+        && adapters.stream().allMatch(a -> a.spec().quantizeBits() == 0);
     JsonObject c = common(peft ? type : GRAFT_TYPE, task, head);
     if (peft && adapters.isEmpty()) {
       // A head alone: an empty LoRA, so PEFT still loads the head as a module to save.

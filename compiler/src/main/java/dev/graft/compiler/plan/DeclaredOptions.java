@@ -2,6 +2,7 @@ package dev.graft.compiler.plan;
 
 import dev.graft.compiler.kinds.AdapterKind;
 import dev.graft.compiler.kinds.AdapterOption;
+import dev.graft.compiler.kinds.LloydMax;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.spec.AdapterSpec;
@@ -38,6 +39,10 @@ public final class DeclaredOptions {
     Map<String, Object> options = new TreeMap<>();
     List<String> names = kind.options().stream().map(AdapterOption::name).toList();
     for (var e : declared.options().entrySet()) {
+      if (e.getKey().equals(AdapterSpec.QUANTIZE_BITS)) {
+        quantizeBits(kind, declared, e.getValue(), options, errors);
+        continue;
+      }
       AdapterOption option = kind.options().stream().filter(o -> o.name().equals(e.getKey())).findFirst().orElse(null);
       Object value = option == null ? null : option.coerce(e.getValue());
       if (option == null || value == null) {
@@ -57,4 +62,25 @@ public final class DeclaredOptions {
     }
     return new Checked(declared.withOptions(options), errors);
   }
+
+  /** The option every kind takes ({@link AdapterSpec#QUANTIZE_BITS}): 0, 1, 2, 4 or 8, on a kind that allows it. */
+  private static void quantizeBits(AdapterKind kind, AdapterSpec declared, Object given, Map<String, Object> options,
+      List<Diagnostic> errors) {
+    Object value = QUANTIZE_BITS.coerce(given);
+    if (!(value instanceof Integer bits) || bits != 0 && !LloydMax.supported(bits)) {
+      errors.add(Diagnostic.of(ErrorCode.QUANTIZE_BITS_INVALID, declared.source(), AdapterSpec.QUANTIZE_BITS,
+          kind.displayName(), AdapterOption.text(given)));
+      return;
+    }
+    String refused = kind.quantizationRefused();
+    if (bits != 0 && refused != null) {
+      errors.add(Diagnostic.of(ErrorCode.QUANTIZE_KIND_REFUSED, declared.source(), AdapterSpec.QUANTIZE_BITS,
+          kind.displayName(), refused));
+      return;
+    }
+    options.put(AdapterSpec.QUANTIZE_BITS, bits);
+  }
+
+  private static final AdapterOption QUANTIZE_BITS = AdapterOption.integer(AdapterSpec.QUANTIZE_BITS, 0, 0, 8,
+      "bits of a quantized adapter's weights (1, 2, 4 or 8); 0 for full precision");
 }

@@ -53,6 +53,18 @@ public record AdapterSpec(
     return !name.isEmpty();
   }
 
+  /**
+   * The option every kind takes: the bits of a quantized adapter (Jie et al., ICCV 2023), 1, 2, 4
+   * or 8; absent or 0 for full precision.
+   */
+  public static final String QUANTIZE_BITS = "quantize_bits";
+
+  /** The declaration's {@link #QUANTIZE_BITS} (checked by the compiler); 0 when not given. */
+  public int quantizeBits() {
+    Object v = options.get(QUANTIZE_BITS);
+    return v instanceof Number n ? n.intValue() : 0;
+  }
+
   /** An integer option (which the compiler has checked and defaulted). */
   public int intOption(String name) {
     return ((Number) option(name)).intValue();

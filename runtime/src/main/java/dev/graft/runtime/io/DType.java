@@ -11,7 +11,9 @@ public enum DType {
   /** IEEE half precision; read as float32 exactly. */
   F16(2),
   I64(8),
-  I32(4);
+  I32(4),
+  /** Unsigned bytes: the bit-packed codes of a quantized adapter ({@link QuantizedAdapters}). */
+  U8(1);
 
   private final int size;
 

@@ -22,6 +22,11 @@ import java.util.List;
  */
 public final class FullTuningKind implements AdapterKind {
   @Override
+  public String quantizationRefused() {
+    return "it trains the host's own weights, which the host's exports and merges read in full precision";
+  }
+
+  @Override
   public String id() {
     return "full";
   }

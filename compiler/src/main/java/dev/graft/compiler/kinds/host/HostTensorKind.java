@@ -46,6 +46,11 @@ public final class HostTensorKind implements AdapterKind {
   }
 
   @Override
+  public String quantizationRefused() {
+    return "it trains the host's own tensors (biases, layer-norm scales), which are vectors";
+  }
+
+  @Override
   public String id() {
     return id;
   }
