@@ -370,6 +370,22 @@ public final class Graft {
     return adapter("multi_head_routing", target, configure);
   }
 
+  /** MoSA with default options (4 modules, 1 active per step) after each feed-forward output. */
+  public Graft mosa() {
+    return mosa("", o -> {});
+  }
+
+  /**
+   * MoSA, a mixture of sparse adapters: a sequential bottleneck on the outputs of the linear sites
+   * whose node names match {@code target} (empty: the sites of option config) whose entries are
+   * split into disjoint random modules, a few of them trained each step; inference uses the merged
+   * (whole) adapter. Options: config, reduction, nonlinearity, initWeights, modules, active,
+   * partitionSeed.
+   */
+  public Graft mosa(String target, Configure<AdapterOptions> configure) {
+    return adapter("mosa", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

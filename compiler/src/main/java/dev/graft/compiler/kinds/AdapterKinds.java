@@ -2,6 +2,7 @@ package dev.graft.compiler.kinds;
 
 import dev.graft.compiler.kinds.bottleneck.BottleneckKind;
 import dev.graft.compiler.kinds.bottleneck.HydraKind;
+import dev.graft.compiler.kinds.bottleneck.MosaKind;
 import dev.graft.compiler.kinds.bottleneck.ParallelAdapterKind;
 import dev.graft.compiler.kinds.host.FullTuningKind;
 import dev.graft.compiler.kinds.host.HostTensorKind;
@@ -72,6 +73,7 @@ public final class AdapterKinds {
     kinds.add(new PrefixTuningKind());
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
+    kinds.add(new MosaKind());
     return kinds;
   }
 
