@@ -386,6 +386,16 @@ public final class Graft {
     return adapter("mosa", target, configure);
   }
 
+  /**
+   * LT-SFT's sparse fine-tuning of the linear weights whose node names match {@code target} in
+   * full (empty: every linear layer): each weight is read as {@code W + Δ}, Δ trained where the
+   * runtime's update mask is true ({@code dev.graft.runtime.train.SparseFineTuning} drives the two
+   * phases). No options.
+   */
+  public Graft sparseFineTuning(String target) {
+    return adapter("ltsft", target, o -> {});
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -105,7 +105,16 @@ public enum RuntimeErrorCode {
       + " timeout, closed its connection, or sent a frame other than the one expected (magic, step, sender or length"
       + " wrong, or over the frame limit); names the peer and the step"),
   TRAINING_STAGE_FAILED(162, "a data-parallel training stage failed more often than allowed (names the attempts, the"
-      + " checkpointed step it last resumed from and the last failure)");
+      + " checkpointed step it last resumed from and the last failure)"),
+  /** A sparse difference (LT-SFT) applied to a model whose parameter is missing or of another shape. */
+  SPARSE_DIFF_SHAPE(330, "a sparse difference names a parameter the model lacks or gives it another shape (names the"
+      + " parameter, the expected and the given shape)"),
+  /** A sparse difference file that is not one. */
+  SPARSE_DIFF_FILE(331, "a sparse difference file is malformed: a parameter without its indices, values or shape, a"
+      + " shape not positive, indices out of range, not increasing or not as many as the values, a value not finite"),
+  /** Sparse fine-tuning asked of a graft with no fed update masks. */
+  NO_SPARSE_PARAMETERS(332, "sparse fine-tuning was asked of a graft with no parameter its training step takes an update"
+      + " mask for (declare `ltsft` / `@SparseFineTuning`), or of K outside 1..the number of such entries");
 
   private final int number;
   private final String summary;

@@ -6,6 +6,7 @@ import dev.graft.compiler.kinds.bottleneck.MosaKind;
 import dev.graft.compiler.kinds.bottleneck.ParallelAdapterKind;
 import dev.graft.compiler.kinds.host.FullTuningKind;
 import dev.graft.compiler.kinds.host.HostTensorKind;
+import dev.graft.compiler.kinds.host.SparseFineTuningKind;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.compiler.kinds.lora.LoHaKind;
@@ -74,6 +75,7 @@ public final class AdapterKinds {
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
     kinds.add(new MosaKind());
+    kinds.add(new SparseFineTuningKind());
     return kinds;
   }
 

@@ -108,7 +108,7 @@ public final class AdamWUpdate {
         continue;
       }
       String mask = param.getUpdateMask();
-      if (!mask.isEmpty() && graph.producer(mask) == null) {
+      if (!mask.isEmpty() && graph.producer(mask) == null && !graph.inputs().containsKey(mask)) {
         throw new IllegalArgumentException(p + "'s update mask " + mask + " is not a value of this graph"
             + " (sparse training has no data-parallel apply graph)");
       }
