@@ -113,7 +113,7 @@ class MosaKindTest {
 
   /**
    * For each seed the training graph's loss is a plain bottleneck's with every entry outside the
-   * seed's active modules zeroed; seeds drawing different modules give different losses.
+   * seed's active modules zeroed and the others scaled by modules / active; seeds drawing different modules give different losses.
    */
   @Test
   void theTrainingGraphUsesTheModulesTheSeedDraws() throws OrtException {
@@ -129,7 +129,7 @@ class MosaKindTest {
           if (p.getName().contains(".mosa.")) {
             int[] module = MosaKind.partition(p.getName(), v.length, 4, 3);
             for (int i = 0; i < v.length; i++) {
-              v[i] = on[module[i]] ? v[i] : 0;
+              v[i] = on[module[i]] ? v[i] * 2 : 0; // modules / active = 4 / 2
             }
           }
           masked.put(p.getName().replace(".mosa.", ".adapter."), v);

@@ -28,11 +28,12 @@ import org.jspecify.annotations.Nullable;
  * size by at most one entry.
  *
  * <p>Each training step activates {@code active} of the modules, drawn from the step's seed
- * ({@link #activeModules}); the step reads every parameter as {@code θ ⊙ mask} (the entries of
- * inactive modules contribute nothing) and AdamW updates only the active entries (the others and
- * their moments are kept: the parameter's {@code update_mask}). The inference graph reads the
- * parameters whole: the merged adapter, the union of the modules, is the trained tensors
- * themselves, saved under the bottleneck's AdapterHub keys.
+ * ({@link #activeModules}); the step reads every parameter as {@code θ ⊙ mask · modules/active}
+ * (the entries of inactive modules contribute nothing; the scaling, as inverted dropout's, keeps
+ * each entry's expected value θ, so the training and inference outputs agree in scale) and AdamW
+ * updates only the active entries (the others and their moments are kept: the parameter's {@code
+ * update_mask}). The inference graph reads the parameters whole: the merged adapter, the union of
+ * the modules, is the trained tensors themselves, saved under the bottleneck's AdapterHub keys.
  */
 public final class MosaKind implements ComposableKind {
   /** The kind's id. */
@@ -194,7 +195,7 @@ public final class MosaKind implements ComposableKind {
 
   /**
    * Adds the parameter with its update mask {@code <name>.update_mask}; in the training graph
-   * returns {@code θ ⊙ mask} (the mask gathered from the step's active modules by the entries'
+   * returns {@code θ ⊙ mask · modules/active} (the mask gathered from the step's active modules by the entries'
    * fixed modules), elsewhere θ itself.
    */
   private static String sparse(AdapterSpec spec, Placement placement, Placement.ParameterBuilder builder, String base,
@@ -219,7 +220,9 @@ public final class MosaKind implements ComposableKind {
     String p = base + "/" + param.substring(param.lastIndexOf(".mosa.") + 6).replace('.', '_');
     String module = g.constant(p + "/module", Tensors.longs(p + "/module", dims, assigned));
     g.opTo(mask, p + "/Gather_mask", "Gather", List.of(active, module), Node.attr("axis", 0L));
-    String scale = g.op(p + "/Cast_mask", "Cast", List.of(mask), Node.attr("to", (long) placement.elemType()));
+    String kept = g.op(p + "/Cast_mask", "Cast", List.of(mask), Node.attr("to", (long) placement.elemType()));
+    String scale = g.op(p + "/Mul_scale", "Mul", List.of(kept, placement.scalar(p + "/modules_per_active",
+        (double) spec.intOption("modules") / spec.intOption("active"))));
     return g.op(p + "/Mul_mask", "Mul", List.of(param, scale));
   }
 
