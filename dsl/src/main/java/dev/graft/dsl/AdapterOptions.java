@@ -580,4 +580,43 @@ public final class AdapterOptions {
   public void setQuantizeBits(int bits) {
     quantizeBits(bits);
   }
+
+  /** MoSA: the number of disjoint sparse modules the adapter is split into. */
+  public AdapterOptions modules(int value) {
+    return set("modules", value);
+  }
+
+  public int getModules() {
+    return intValue("modules");
+  }
+
+  public void setModules(int value) {
+    modules(value);
+  }
+
+  /** MoSA: the modules trained each step. */
+  public AdapterOptions active(int value) {
+    return set("active", value);
+  }
+
+  public int getActive() {
+    return intValue("active");
+  }
+
+  public void setActive(int value) {
+    active(value);
+  }
+
+  /** MoSA: the seed of the fixed random split into modules. */
+  public AdapterOptions partitionSeed(int value) {
+    return set("partitionSeed", value);
+  }
+
+  public int getPartitionSeed() {
+    return intValue("partitionSeed");
+  }
+
+  public void setPartitionSeed(int value) {
+    partitionSeed(value);
+  }
 }

@@ -385,6 +385,32 @@ public final class Graft {
     return adapter("earth", target, configure);
   }
 
+  /** MoSA with default options (4 modules, 1 active per step) after each feed-forward output. */
+  public Graft mosa() {
+    return mosa("", o -> {});
+  }
+
+  /**
+   * MoSA, a mixture of sparse adapters: a sequential bottleneck on the outputs of the linear sites
+   * whose node names match {@code target} (empty: the sites of option config) whose entries are
+   * split into disjoint random modules, a few of them trained each step; inference uses the merged
+   * (whole) adapter. Options: config, reduction, nonlinearity, initWeights, modules, active,
+   * partitionSeed.
+   */
+  public Graft mosa(String target, Configure<AdapterOptions> configure) {
+    return adapter("mosa", target, configure);
+  }
+
+  /**
+   * LT-SFT's sparse fine-tuning of the linear weights whose node names match {@code target} in
+   * full (empty: every linear layer): each weight is read as {@code W + Δ}, Δ trained where the
+   * runtime's update mask is true ({@code dev.graft.runtime.train.SparseFineTuning} drives the two
+   * phases). No options.
+   */
+  public Graft sparseFineTuning(String target) {
+    return adapter("ltsft", target, o -> {});
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -7,6 +7,7 @@ import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.feed.Gates;
+import dev.graft.runtime.feed.UpdateMasks;
 import dev.graft.runtime.feed.HostInputs;
 import dev.graft.runtime.feed.PastKeyValues;
 import dev.graft.runtime.feed.TaskLabels;
@@ -81,6 +82,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   private final Sessions sessions;
   private final TaskLabels labels;
   private final Gates gates;
+  private final UpdateMasks updateMasks;
   private final Lifecycle lifecycle = new Lifecycle("the adapter model");
   private final ModelOptions options;
   private @Nullable GradientStep halves;
@@ -110,6 +112,8 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       state.close();
       throw e;
     }
+    OrtSession training = sessions.training();
+    this.updateMasks = new UpdateMasks(manifest, training == null ? Set.of() : training.getInputNames());
     try {
       this.labels = new TaskLabels(manifest, sessions.labelType(), graphs.name() + AdapterGraphs.TRAIN_SUFFIX);
     } catch (RuntimeException e) {
@@ -436,6 +440,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
     owned.put(ts.getLabels(), batchLabels.make(env, HostInputs.batchSize(hostInputs)));
     owned.putAll(gates.tensors(env));
+    owned.putAll(updateMasks.tensors(env));
     ElementType seedType = sessions.seedType();
     if (seedType != null) {
       owned.put(ts.getSeed(), HostInputs.seed(env, ts.getSeed(), seedType, seed * 1_000_003L + state.step() + 1));
@@ -827,6 +832,29 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
   /** A copy of an AdamW moment of parameter {@code name} (first or second), as it is now. */
   float[] optimizerState(String name, boolean second) {
     return lifecycle.read(() -> state.moment(name, second));
+  }
+
+  /**
+   * The parameters whose training step takes an update mask (sparse fine-tuning), in manifest
+   * order; empty for a graft without them or a model opened for inference only.
+   */
+  public Set<String> getUpdateMaskParameters() {
+    return lifecycle.read(updateMasks::parameters);
+  }
+
+  /**
+   * Restricts the training step's changes to parameter {@code name} to the entries where {@code
+   * mask} (row-major) is true; the others, and their optimizer moments, are kept. All true at first.
+   *
+   * @throws GraftException (GRAFT-R007) for a parameter without an update mask or a mask of another size
+   */
+  public void setUpdateMask(String name, boolean[] mask) {
+    lifecycle.write(() -> updateMasks.set(name, mask));
+  }
+
+  /** A copy of parameter {@code name}'s update mask. */
+  public boolean[] getUpdateMask(String name) {
+    return lifecycle.read(() -> updateMasks.get(name));
   }
 
   /** Sets every parameter to its initial value (seeded) and the optimizer state and step count to zero. */

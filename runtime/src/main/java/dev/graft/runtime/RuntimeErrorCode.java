@@ -118,7 +118,16 @@ public enum RuntimeErrorCode {
       + " parameters is quantized (compile it with `quantize_bits`)"),
   QUANTIZED_FILE_INVALID(301, "a bit-packed adapter file does not match the graft or is malformed: its format, a"
       + " tensor's bits, shape, packed length, padding bits, mean or standard deviation (names the tensor, expected"
-      + " and given)");
+      + " and given)"),
+  /** A sparse difference (LT-SFT) applied to a model whose parameter is missing or of another shape. */
+  SPARSE_DIFF_SHAPE(330, "a sparse difference names a parameter the model lacks or gives it another shape (names the"
+      + " parameter, the expected and the given shape)"),
+  /** A sparse difference file that is not one. */
+  SPARSE_DIFF_FILE(331, "a sparse difference file is malformed: a parameter without its indices, values or shape, a"
+      + " shape not positive, indices out of range, not increasing or not as many as the values, a value not finite"),
+  /** Sparse fine-tuning asked of a graft with no fed update masks. */
+  NO_SPARSE_PARAMETERS(332, "sparse fine-tuning was asked of a graft with no parameter its training step takes an update"
+      + " mask for (declare `ltsft` / `@SparseFineTuning`), or of K outside 1..the number of such entries");
 
   private final int number;
   private final String summary;

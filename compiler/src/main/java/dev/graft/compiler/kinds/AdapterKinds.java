@@ -2,10 +2,12 @@ package dev.graft.compiler.kinds;
 
 import dev.graft.compiler.kinds.bottleneck.BottleneckKind;
 import dev.graft.compiler.kinds.bottleneck.HydraKind;
+import dev.graft.compiler.kinds.bottleneck.MosaKind;
 import dev.graft.compiler.kinds.bottleneck.ParallelAdapterKind;
 import dev.graft.compiler.kinds.frequency.EarthAdapterKind;
 import dev.graft.compiler.kinds.host.FullTuningKind;
 import dev.graft.compiler.kinds.host.HostTensorKind;
+import dev.graft.compiler.kinds.host.SparseFineTuningKind;
 import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.compiler.kinds.lora.LoHaKind;
@@ -74,6 +76,8 @@ public final class AdapterKinds {
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
     kinds.add(new EarthAdapterKind());
+    kinds.add(new MosaKind());
+    kinds.add(new SparseFineTuningKind());
     return kinds;
   }
 

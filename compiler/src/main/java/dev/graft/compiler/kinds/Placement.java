@@ -290,6 +290,15 @@ public final class Placement {
       return this;
     }
 
+    /**
+     * Updated by the training step only where the bool tensor {@code mask} (the parameter's shape,
+     * a value of the training graph) is true; elsewhere the parameter and its moments are kept.
+     */
+    public ParameterBuilder updateMask(String mask) {
+      p.setUpdateMask(mask);
+      return this;
+    }
+
     /** Not decayed by AdamW. */
     public ParameterBuilder noDecay() {
       p.setNoDecay(true);

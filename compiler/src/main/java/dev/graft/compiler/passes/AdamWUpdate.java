@@ -20,8 +20,9 @@ import java.util.Map;
  * {@code m' = β1·m + (1-β1)·g}, {@code v' = β2·v + (1-β2)·g²}, {@code p' = p - lr·(m'/(1-β1^t) /
  * (sqrt(v'/(1-β2^t)) + ε) + λ·p)}, with t the step input (1-based) and λ the weight decay,
  * applied to weights but not to biases or parameters marked {@code no_decay}. Frozen parameters
- * and their moments pass through unchanged. Adds the step, learning-rate and state inputs and the
- * updated outputs named by {@link #NAMES}.
+ * and their moments pass through unchanged; a parameter with an update mask (sparse training) is
+ * updated where the mask is true and kept, with its moments, elsewhere. Adds the step,
+ * learning-rate and state inputs and the updated outputs named by {@link #NAMES}.
  *
  * <p>Last, the finite guard: a bool scalar output, true exactly when the loss and every updated
  * parameter and moment are finite. Each tensor x contributes {@code ReduceSum(x - x)}, which is 0
@@ -106,12 +107,19 @@ public final class AdamWUpdate {
         guarded.addAll(List.of(p + suffix, m + suffix, v + suffix));
         continue;
       }
-      String m2 = graph.opTo(m + suffix, base + "/m", "Add", List.of(
-          graph.op(base + "/m_decay", "Mul", List.of(m, b1)),
-          graph.op(base + "/m_grad", "Mul", List.of(g, c1))));
-      String v2 = graph.opTo(v + suffix, base + "/v", "Add", List.of(
-          graph.op(base + "/v_decay", "Mul", List.of(v, b2)),
-          graph.op(base + "/v_grad", "Mul", List.of(graph.op(base + "/g2", "Mul", List.of(g, g)), c2))));
+      String mask = param.getUpdateMask();
+      if (!mask.isEmpty() && graph.producer(mask) == null && !graph.inputs().containsKey(mask)) {
+        throw new IllegalArgumentException(p + "'s update mask " + mask + " is not a value of this graph"
+            + " (sparse training has no data-parallel apply graph)");
+      }
+      List<String> m2In = List.of(graph.op(base + "/m_decay", "Mul", List.of(m, b1)),
+          graph.op(base + "/m_grad", "Mul", List.of(g, c1)));
+      List<String> v2In = List.of(graph.op(base + "/v_decay", "Mul", List.of(v, b2)),
+          graph.op(base + "/v_grad", "Mul", List.of(graph.op(base + "/g2", "Mul", List.of(g, g)), c2)));
+      String m2 = mask.isEmpty() ? graph.opTo(m + suffix, base + "/m", "Add", m2In)
+          : graph.opTo(m + suffix, base + "/m_kept", "Where", List.of(mask, graph.op(base + "/m", "Add", m2In), m));
+      String v2 = mask.isEmpty() ? graph.opTo(v + suffix, base + "/v", "Add", v2In)
+          : graph.opTo(v + suffix, base + "/v_kept", "Where", List.of(mask, graph.op(base + "/v", "Add", v2In), v));
       String mhat = graph.op(base + "/m_hat", "Div", List.of(m2, bc1));
       String vhat = graph.op(base + "/v_hat", "Div", List.of(v2, bc2));
       String denom = graph.op(base + "/denom", "Add", List.of(graph.op(base + "/sqrt", "Sqrt", List.of(vhat)), eps));
@@ -121,7 +129,10 @@ public final class AdamWUpdate {
         update = graph.op(base + "/decayed", "Add", List.of(update, graph.op(base + "/wd", "Mul", List.of(p, wd))));
       }
       String delta = graph.op(base + "/delta", "Mul", List.of(update, lr));
-      graph.outputs().addAll(List.of(graph.opTo(p + suffix, base + "/next", "Sub", List.of(p, delta)), m2, v2));
+      String next = mask.isEmpty() ? graph.opTo(p + suffix, base + "/next", "Sub", List.of(p, delta))
+          : graph.opTo(p + suffix, base + "/next_kept", "Where",
+              List.of(mask, graph.op(base + "/next", "Sub", List.of(p, delta)), p));
+      graph.outputs().addAll(List.of(next, m2, v2));
       guarded.addAll(List.of(p + suffix, m2, v2));
     }
     addFiniteGuard(graph, guarded);

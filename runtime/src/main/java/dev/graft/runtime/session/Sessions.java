@@ -328,6 +328,10 @@ public final class Sessions implements AutoCloseable {
         expectedOut.add(p.getName() + ts.getUpdatedSuffix());
         expectedOut.add(p.getName() + ts.getFirstMomentSuffix() + ts.getUpdatedSuffix());
         expectedOut.add(p.getName() + ts.getSecondMomentSuffix() + ts.getUpdatedSuffix());
+        // A fed update mask (sparse fine-tuning); one the graph computes itself (MoSA) is no input.
+        if (!p.getUpdateMask().isEmpty() && session.getInputNames().contains(p.getUpdateMask())) {
+          expectedIn.add(p.getUpdateMask());
+        }
       }
     }
     // Named adapters and composition: every gate is an input of both graphs.

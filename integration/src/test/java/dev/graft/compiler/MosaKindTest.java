@@ -1,0 +1,236 @@
+package dev.graft.compiler;
+
+import dev.graft.testing.Adapters;
+import dev.graft.testing.TinyBertHost;
+import dev.graft.testing.WholeStepCheck;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OrtException;
+import dev.graft.compiler.diag.GraftCompileException;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.kinds.bottleneck.MosaKind;
+import dev.graft.dsl.Graft;
+import dev.graft.spec.manifest.Manifest;
+import dev.graft.spec.manifest.Parameter;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+/**
+ * MoSA on the float64 tiny BERT: the fixed partition into modules, the step's drawn modules, the
+ * whole step against central differences at a fixed seed (so a fixed mask), the training graph's
+ * mask against a plain bottleneck with masked values, updates confined to the active modules, and
+ * the inference graph as the merged adapter (the union of the modules).
+ */
+class MosaKindTest {
+  private static final Graph HOST = TinyBertHost.graph(11, TensorType.DOUBLE);
+  private static final Map<String, Object> OPTIONS = Map.of("reduction", 2, "modules", 4, "active", 2, "partitionSeed", 3);
+
+  // ---------------------------------------------------------------- the partition and the draw
+
+  @Test
+  void modulesPartitionEveryTensorIntoBalancedDisjointSets() {
+    for (int entries : new int[] {1, 7, 64, 1000}) {
+      for (int modules : new int[] {2, 3, 4, 64}) {
+        int[] module = MosaKind.partition("p.mosa.down.weight", entries, modules, 3);
+        int[] counts = new int[modules];
+        for (int m : module) {
+          assertTrue(m >= 0 && m < modules, "module " + m + " of " + modules);
+          counts[m]++;
+        }
+        for (int c : counts) {
+          assertTrue(c == entries / modules || c == (entries + modules - 1) / modules,
+              entries + " entries in " + modules + " modules: " + java.util.Arrays.toString(counts));
+        }
+        assertArrayEquals(module, MosaKind.partition("p.mosa.down.weight", entries, modules, 3), "deterministic");
+      }
+    }
+    assertNotEquals(java.util.Arrays.toString(MosaKind.partition("a", 64, 4, 3)),
+        java.util.Arrays.toString(MosaKind.partition("a", 64, 4, 4)), "the seed changes the partition");
+  }
+
+  @Test
+  void eachStepActivatesExactlyActiveModulesUniformly() {
+    for (int[] nk : new int[][] {{2, 1}, {4, 1}, {4, 2}, {8, 3}}) {
+      int[] counts = new int[nk[0]];
+      int steps = 6000;
+      for (long seed = 5_000_000L; seed < 5_000_000L + steps; seed++) {
+        boolean[] on = MosaKind.activeModules(seed, nk[0], nk[1]);
+        int active = 0;
+        for (int i = 0; i < on.length; i++) {
+          if (on[i]) {
+            active++;
+            counts[i]++;
+          }
+        }
+        assertEquals(nk[1], active, "seed " + seed);
+      }
+      double expected = (double) steps * nk[1] / nk[0];
+      for (int c : counts) {
+        assertEquals(expected, c, 0.1 * expected, nk[0] + " modules, " + nk[1] + " active: " + java.util.Arrays.toString(counts));
+      }
+    }
+    assertArrayEquals(MosaKind.activeModules(-9, 4, 2), MosaKind.activeModules(-9 + 2_147_483_646L, 4, 2), "floor mod");
+  }
+
+  // ---------------------------------------------------------------- the training step
+
+  @Test
+  void wholeStepMatchesCentralDifferencesAtAFixedMask() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", OPTIONS))) {
+      double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
+      System.out.printf("mosa %s seed %d: max FD error %.3g%n", OPTIONS, c.seed, worst);
+      assertTrue(worst < 1e-7, "max error " + worst);
+      // Inactive entries get no gradient, active ones do (somewhere).
+      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
+      int inactiveZero = 0;
+      int activeNonZero = 0;
+      for (Parameter p : adapterParams(c)) {
+        String g = p.getName() + GraftCompiler.GRADIENT_SUFFIX;
+        double[] grad = c.run(Map.of(), Set.of(g)).get(g);
+        int[] module = MosaKind.partition(p.getName(), grad.length, 4, 3);
+        for (int i = 0; i < grad.length; i++) {
+          if (!on[module[i]]) {
+            assertTrue(grad[i] == 0, p.getName() + "[" + i + "] is in an inactive module: " + grad[i]);
+            inactiveZero++;
+          } else if (grad[i] != 0) {
+            activeNonZero++;
+          }
+        }
+      }
+      assertTrue(inactiveZero > 0 && activeNonZero > 0, inactiveZero + " inactive, " + activeNonZero + " active non-zero");
+    }
+  }
+
+  /**
+   * For each seed the training graph's loss is a plain bottleneck's with every entry outside the
+   * seed's active modules zeroed and the others scaled by modules / active; seeds drawing different modules give different losses.
+   */
+  @Test
+  void theTrainingGraphUsesTheModulesTheSeedDraws() throws OrtException {
+    try (WholeStepCheck mosa = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", OPTIONS));
+        WholeStepCheck plain = WholeStepCheck.classification(HOST, Adapters.of("bottleneck", "", Map.of("reduction", 2)))) {
+      Set<Double> losses = new LinkedHashSet<>();
+      for (long seed = -3; seed < 12; seed++) {
+        mosa.seed = seed;
+        boolean[] on = MosaKind.activeModules(seed, 4, 2);
+        Map<String, double[]> masked = new HashMap<>();
+        for (Parameter p : mosa.params) {
+          double[] v = mosa.values.get(p.getName()).clone();
+          if (p.getName().contains(".mosa.")) {
+            int[] module = MosaKind.partition(p.getName(), v.length, 4, 3);
+            for (int i = 0; i < v.length; i++) {
+              v[i] = on[module[i]] ? v[i] * 2 : 0; // modules / active = 4 / 2
+            }
+          }
+          masked.put(p.getName().replace(".mosa.", ".adapter."), v);
+        }
+        double loss = mosa.loss(Map.of());
+        assertEquals(plain.loss(masked), loss, 1e-12 * Math.abs(loss), "seed " + seed);
+        losses.add(loss);
+      }
+      assertTrue(losses.size() > 3, "different draws give different losses: " + losses);
+    }
+  }
+
+  /** One step from random moments changes only the active modules' entries and moments. */
+  @Test
+  void aStepUpdatesOnlyTheActiveModules() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", OPTIONS))) {
+      c.seed = 77;
+      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
+      Random r = new Random(1);
+      Map<String, double[]> m = new HashMap<>();
+      Map<String, double[]> v = new HashMap<>();
+      Set<String> outputs = new LinkedHashSet<>();
+      for (Parameter p : c.params) {
+        double[] mp = new double[WholeStepCheck.size(p)];
+        double[] vp = new double[mp.length];
+        for (int i = 0; i < mp.length; i++) {
+          mp[i] = 0.01 * r.nextGaussian();
+          vp[i] = 1e-4 * (1 + r.nextDouble());
+        }
+        m.put(p.getName(), mp);
+        v.put(p.getName(), vp);
+        outputs.addAll(Set.of(p.getName() + ".next", p.getName() + ".adam_m.next", p.getName() + ".adam_v.next"));
+      }
+      Map<String, double[]> out = c.run(c.batch, new WholeStepCheck.State(c.values, m, v), 3, 0.01, outputs);
+      int kept = 0;
+      int moved = 0;
+      for (Parameter p : adapterParams(c)) {
+        String n = p.getName();
+        int[] module = MosaKind.partition(n, WholeStepCheck.size(p), 4, 3);
+        for (int i = 0; i < module.length; i++) {
+          boolean same = out.get(n + ".next")[i] == c.values.get(n)[i] && out.get(n + ".adam_m.next")[i] == m.get(n)[i]
+              && out.get(n + ".adam_v.next")[i] == v.get(n)[i];
+          assertEquals(!on[module[i]], same, n + "[" + i + "] in module " + module[i]);
+          kept += same ? 1 : 0;
+          moved += same ? 0 : 1;
+        }
+      }
+      System.out.printf("mosa step at seed 77: %d entries moved, %d kept%n", moved, kept);
+    }
+  }
+
+  // ---------------------------------------------------------------- the merged adapter
+
+  /**
+   * The inference graph is the merged adapter: its logits are a plain bottleneck's with the same
+   * tensors, which are the sum (the union) of their modules' disjoint parts.
+   */
+  @Test
+  void inferenceUsesTheUnionOfTheModules() throws OrtException {
+    try (WholeStepCheck mosa = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", OPTIONS));
+        WholeStepCheck plain = WholeStepCheck.classification(HOST, Adapters.of("bottleneck", "", Map.of("reduction", 2)))) {
+      for (Parameter p : mosa.params) {
+        double[] whole = mosa.values.get(p.getName());
+        if (p.getName().contains(".mosa.")) {
+          int[] module = MosaKind.partition(p.getName(), whole.length, 4, 3);
+          double[] union = new double[whole.length];
+          for (int k = 0; k < 4; k++) {
+            for (int i = 0; i < whole.length; i++) {
+              union[i] += module[i] == k ? whole[i] : 0;
+            }
+          }
+          assertArrayEquals(whole, union, 0, p.getName());
+        }
+        plain.values.put(p.getName().replace(".mosa.", ".adapter."), whole.clone());
+      }
+      double[] merged = mosa.inference();
+      assertArrayEquals(plain.inference(), merged, 1e-12);
+      assertTrue(Math.abs(merged[0] - merged[1]) > 1e-6, "non-trivial logits " + merged[0] + ", " + merged[1]);
+    }
+  }
+
+  // ---------------------------------------------------------------- declaration
+
+  @Test
+  void savesBottleneckKeysWithAnUpdateMaskPerParameter() {
+    Manifest m = Graft.host(TinyBertHost.host(3)).mosa("", o -> o.set("reduction", 2)).classification(2).compile().manifest();
+    assertEquals("mosa", m.getAdapters(0).getKind());
+    Parameter down = m.getParametersList().stream().filter(p -> p.getName().endsWith("mosa.down.weight")).findFirst().orElseThrow();
+    assertEquals(down.getName() + MosaKind.MASK_SUFFIX, down.getUpdateMask());
+    assertEquals("base_model.model.encoder.layer.0.output.dense.adapters.default.adapter_down.0.weight", down.getSaveKey());
+  }
+
+  @Test
+  void everyModuleActiveIsAnError() {
+    GraftCompileException e = assertThrows(GraftCompileException.class, () -> Graft.host(TinyBertHost.host(3))
+        .mosa("", o -> o.set("modules", 3).set("active", 3)).classification(2).compile());
+    assertTrue(e.getMessage().contains("GRAFT061") && e.getMessage().contains("active (3) must be less than modules (3)"),
+        e.getMessage());
+  }
+
+  private static java.util.List<Parameter> adapterParams(WholeStepCheck c) {
+    return c.params.stream().filter(p -> p.getName().contains(".mosa.")).toList();
+  }
+}

@@ -1,0 +1,92 @@
+package dev.graft.compiler;
+
+import dev.graft.testing.Adapters;
+import dev.graft.testing.Feed;
+import dev.graft.testing.TinyBertHost;
+import dev.graft.testing.WholeStepCheck;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OrtException;
+import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.TensorType;
+import dev.graft.spec.manifest.Parameter;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+/**
+ * LT-SFT's parameterization {@code W + Δ} on the float64 tiny BERT: the phase-2 step (a sparse
+ * update mask fed) against central differences, and one step from random moments changing only
+ * the masked entries of Δ and their moments.
+ */
+class SparseFineTuningKindTest {
+  private static final Graph HOST = TinyBertHost.graph(11, TensorType.DOUBLE);
+  private static final String TARGET = ".*layer\\.[0-9]+/output/dense/MatMul";
+
+  /** A random mask of about a quarter of each Δ's entries, fed to the step. */
+  private static Map<String, boolean[]> feedMasks(WholeStepCheck c) {
+    Random r = new Random(4);
+    Map<String, boolean[]> masks = new HashMap<>();
+    for (Parameter p : c.params) {
+      if (!p.getUpdateMask().isEmpty()) {
+        boolean[] m = new boolean[WholeStepCheck.size(p)];
+        for (int i = 0; i < m.length; i++) {
+          m[i] = r.nextInt(4) == 0;
+        }
+        masks.put(p.getName(), m);
+        c.batch.put(p.getUpdateMask(), Feed.bools(m, WholeStepCheck.shape(p)));
+      }
+    }
+    return masks;
+  }
+
+  @Test
+  void phaseTwoStepMatchesCentralDifferences() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("ltsft", TARGET, Map.of()))) {
+      Map<String, boolean[]> masks = feedMasks(c);
+      assertEquals(2, masks.size(), "one Δ per feed-forward output: " + masks.keySet());
+      double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
+      System.out.printf("ltsft phase-2 step: max FD error %.3g%n", worst);
+      assertTrue(worst < 1e-7, "max error " + worst);
+    }
+  }
+
+  @Test
+  void aPhaseTwoStepChangesOnlyTheMaskedEntries() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("ltsft", TARGET, Map.of()))) {
+      Map<String, boolean[]> masks = feedMasks(c);
+      Random r = new Random(2);
+      Map<String, double[]> m = new HashMap<>();
+      Map<String, double[]> v = new HashMap<>();
+      Set<String> outputs = new LinkedHashSet<>();
+      for (Parameter p : c.params) {
+        double[] mp = new double[WholeStepCheck.size(p)];
+        double[] vp = new double[mp.length];
+        for (int i = 0; i < mp.length; i++) {
+          mp[i] = 0.01 * r.nextGaussian();
+          vp[i] = 1e-4 * (1 + r.nextDouble());
+        }
+        m.put(p.getName(), mp);
+        v.put(p.getName(), vp);
+        outputs.addAll(Set.of(p.getName() + ".next", p.getName() + ".adam_m.next", p.getName() + ".adam_v.next"));
+      }
+      Map<String, double[]> out = c.run(c.batch, new WholeStepCheck.State(c.values, m, v), 2, 0.01, outputs);
+      int moved = 0;
+      for (Map.Entry<String, boolean[]> e : masks.entrySet()) {
+        String n = e.getKey();
+        for (int i = 0; i < e.getValue().length; i++) {
+          boolean same = out.get(n + ".next")[i] == c.values.get(n)[i] && out.get(n + ".adam_m.next")[i] == m.get(n)[i]
+              && out.get(n + ".adam_v.next")[i] == v.get(n)[i];
+          assertEquals(!e.getValue()[i], same, n + "[" + i + "]");
+          moved += same ? 0 : 1;
+        }
+      }
+      System.out.printf("ltsft phase-2 step: %d masked entries moved%n", moved);
+    }
+  }
+}
