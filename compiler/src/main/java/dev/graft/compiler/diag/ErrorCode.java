@@ -127,7 +127,15 @@ public enum ErrorCode {
    * virtual tokens, positions, input, the most virtual tokens that leave one).
    */
   VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
-      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens");
+      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens"),
+  /** SEMA: poolPerLayer or frozenPerLayer on a site without a layer index (args: kind, node). */
+  SEMA_SITE_WITHOUT_LAYER(350, "%s poolPerLayer and frozenPerLayer need a layer index on every site, but %s has none"),
+  /** SEMA: a per-layer option whose length is not the number of selected layers (args: kind, option, entries, layers, which). */
+  SEMA_PER_LAYER_LENGTH(351,
+      "%s %s has %d entries, but the declaration selects %d layers %s; give one entry per layer, in layer order"),
+  /** SEMA: more frozen adapters than the pool holds at a layer (args: kind, frozen, layer, pool). */
+  SEMA_FROZEN_EXCEEDS_POOL(352, "%s frozenPerLayer asks for %d frozen adapters at layer %d, but its pool holds %d;"
+      + " use frozenPerLayer <= poolPerLayer");
 
   private final int number;
   private final String template;

@@ -13,6 +13,7 @@ import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.kinds.lora.VeraKind;
 import dev.graft.compiler.kinds.mixture.MixtureOfLoraKind;
 import dev.graft.compiler.kinds.mixture.MultiHeadRoutingKind;
+import dev.graft.compiler.kinds.mixture.SemaKind;
 import dev.graft.compiler.kinds.tokens.PrefixTuningKind;
 import dev.graft.compiler.kinds.tokens.PromptTuningKind;
 
@@ -72,6 +73,7 @@ public final class AdapterKinds {
     kinds.add(new PrefixTuningKind());
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
+    kinds.add(new SemaKind());
     return kinds;
   }
 
