@@ -105,7 +105,7 @@ public final class Sema implements AutoCloseable {
         .sema(options.target, o -> o.reduction(options.reduction).layers(options.layers).poolPerLayer(pool)
             .frozenPerLayer(frozen))
         .classification(options.labels).compile();
-    AdapterModel next = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(options.seed));
+    AdapterModel next = AdapterModel.open(Graft.graphs(graft), options.modelOptions.withSeed(options.seed));
     if (model != null) {
       Map<String, float[]> earlier = model.getParameterValues();
       for (var p : next.getParameters()) {
@@ -199,6 +199,7 @@ public final class Sema implements AutoCloseable {
     private long seed = 42;
     private Trainer trainer = Trainer.builder().build();
     private @Nullable PrintStream progress = System.err;
+    private ModelOptions modelOptions = ModelOptions.defaults();
 
     private Builder(HostModel host) {
       this.host = Objects.requireNonNull(host, "host");
@@ -270,6 +271,12 @@ public final class Sema implements AutoCloseable {
     /** Where the per-task line goes (default standard error; null: nowhere). */
     public Builder progress(@Nullable PrintStream value) {
       progress = value;
+      return this;
+    }
+
+    /** How each task's model is opened (the host file, the device); its seed is replaced by {@link #seed}. */
+    public Builder modelOptions(ModelOptions value) {
+      modelOptions = Objects.requireNonNull(value, "modelOptions");
       return this;
     }
 

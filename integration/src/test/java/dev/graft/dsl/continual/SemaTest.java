@@ -4,15 +4,21 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.graft.compiler.HostModel;
+import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.testing.TinyBertHost;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** SEMA's detection (descriptor z-scores), expansion and freezing across tasks on a tiny host. */
 class SemaTest {
@@ -60,14 +66,18 @@ class SemaTest {
     return out;
   }
 
-  private static Sema sema() {
-    return Sema.builder(TinyBertHost.host(5)).layers(List.of(0, 1)).reduction(2).descriptorRank(2).threshold(1.0)
+  @TempDir static Path hostDir;
+
+  private static Sema sema() throws IOException {
+    Path hostFile = hostDir.resolve("tiny.onnx");
+    Files.write(hostFile, TinyBertHost.host(5).model().toByteArray());
+    return Sema.builder(HostModel.read(hostFile)).modelOptions(ModelOptions.defaults().withHost(hostFile)).layers(List.of(0, 1)).reduction(2).descriptorRank(2).threshold(1.0)
         .trainer(Trainer.builder().batchSize(8).epochs(2).learningRate(0.01f).seed(1).progress(null).build())
         .build();
   }
 
   @Test
-  void aShiftedTaskExpandsEveryLayerAndLeavesTheEarlierAdaptersBitForBit() {
+  void aShiftedTaskExpandsEveryLayerAndLeavesTheEarlierAdaptersBitForBit() throws IOException {
     try (Sema s = sema()) {
       Sema.TaskReport first = s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
       assertEquals(List.of(0, 1), first.expanded());
@@ -99,7 +109,7 @@ class SemaTest {
   }
 
   @Test
-  void aTaskFromTheSameDistributionDoesNotExpand() {
+  void aTaskFromTheSameDistributionDoesNotExpand() throws IOException {
     try (Sema s = sema()) {
       s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
       Sema.TaskReport again = s.learn("low ids again", task(96, 1, 5), task(32, 1, 6));
