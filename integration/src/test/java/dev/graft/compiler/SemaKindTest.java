@@ -1,6 +1,5 @@
 package dev.graft.compiler;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -74,5 +73,16 @@ class SemaKindTest {
         .sema("", o -> o.poolPerLayer(1, 2).frozenPerLayer(1, 3)).classification(2).compile());
     assertTrue(e.getMessage().contains("[GRAFT352]"), e.getMessage());
     assertTrue(e.getMessage().contains("3 frozen adapters at layer 1, but its pool holds 2"), e.getMessage());
+  }
+
+  @Test
+  void perLayerOptionsOnASiteWithoutALayerAreRejected() {
+    var site = new dev.graft.compiler.kinds.SpanSite("/pooler/dense/MatMul", "pooler", java.util.OptionalInt.empty(),
+        "x", "y", 8, 8);
+    var errors = new dev.graft.compiler.kinds.mixture.SemaKind().diagnose(
+        Adapters.of("sema", "", Map.of("poolPerLayer", List.of(2))), List.of(site), HOST);
+    assertEquals(1, errors.size(), errors.toString());
+    assertEquals(dev.graft.compiler.diag.ErrorCode.SEMA_SITE_WITHOUT_LAYER, errors.get(0).code());
+    assertTrue(errors.get(0).message().contains("/pooler/dense/MatMul has none"), errors.get(0).message());
   }
 }

@@ -8,6 +8,7 @@ import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -64,9 +65,10 @@ public final class Sema implements AutoCloseable {
    * @param pools the pool size of each chosen layer after the task
    * @param trainedParameters the values the task trained (new adapters, their router columns, the head)
    * @param heldOutAccuracy the accuracy on the task's held-out examples after training
+   * @param stepsPerSecond the task's training steps per second (the trainer's figure)
    */
   public record TaskReport(String task, List<List<Double>> zScores, List<Integer> expanded, List<Integer> pools,
-      long trainedParameters, double heldOutAccuracy) {
+      long trainedParameters, double heldOutAccuracy, double stepsPerSecond) {
     public TaskReport {
       zScores = zScores.stream().map(List::copyOf).toList();
       expanded = List.copyOf(expanded);
@@ -117,7 +119,7 @@ public final class Sema implements AutoCloseable {
       model.close();
     }
     model = next;
-    options.trainer.fit(next, train, heldOut);
+    TrainingResult training = options.trainer.fit(next, train, heldOut);
     float[][] after = embed(next, train);
     for (int i = 0; i < pools.length; i++) {
       if (expanded.contains(options.layers.get(i))) {
@@ -125,7 +127,7 @@ public final class Sema implements AutoCloseable {
       }
     }
     TaskReport report = new TaskReport(task, z, expanded, pool, next.getParameterCount(),
-        options.trainer.evaluate(next, heldOut));
+        options.trainer.evaluate(next, heldOut), training.stepsPerSecond());
     reports.add(report);
     if (options.progress != null) {
       options.progress.printf(Locale.ROOT, "sema task %d '%s': z-scores %s, expanded layers %s, pools %s (layers %s),"
