@@ -34,7 +34,8 @@ import static dev.graft.compiler.ir.Node.attr;
  *
  * <p>Parameters at a site: {@code <module>.sema.<i>.down.weight}, {@code .down.bias}, {@code
  * .up.weight}, {@code .up.bias}, {@code .router} — names that do not change when the pool grows, so
- * the loop loads the earlier adapters' values by name.
+ * the loop loads the earlier adapters' values by name. Saved (frozen ones too, so a folder holds the
+ * whole pool) as is under {@code base_model.model.<module>.sema.<i>.…}.
  */
 public final class SemaKind implements ComposableKind {
   public static final int MAX_POOL = 64;
@@ -161,15 +162,16 @@ public final class SemaKind implements ComposableKind {
       String name = NAME + "." + i;
       String b = base + "/" + i;
       boolean freeze = i < frozen;
-      String downW = frozen(placement.parameter(site, name + ".down.weight", in, w).init(Init.KAIMING_UNIFORM, in), freeze).add();
-      String downB = frozen(placement.parameter(site, name + ".down.bias", w).init(Init.ZEROS, 0).noDecay(), freeze).add();
-      String upW = frozen(placement.parameter(site, name + ".up.weight", w, width).init(Init.ZEROS, 0), freeze).add();
-      String upB = frozen(placement.parameter(site, name + ".up.bias", width).init(Init.ZEROS, 0).noDecay(), freeze).add();
+      String key = Placement.PEFT_PREFIX + site.modulePath() + "." + name + ".";
+      String downW = frozen(placement.parameter(site, name + ".down.weight", in, w).init(Init.KAIMING_UNIFORM, in).save(key + "down.weight"), freeze).add();
+      String downB = frozen(placement.parameter(site, name + ".down.bias", w).init(Init.ZEROS, 0).noDecay().save(key + "down.bias"), freeze).add();
+      String upW = frozen(placement.parameter(site, name + ".up.weight", w, width).init(Init.ZEROS, 0).save(key + "up.weight"), freeze).add();
+      String upB = frozen(placement.parameter(site, name + ".up.bias", width).init(Init.ZEROS, 0).noDecay().save(key + "up.bias"), freeze).add();
       String d = g.op(b + "/down/Add", "Add", List.of(g.op(b + "/down/MatMul", "MatMul", List.of(x, downW)), downB));
       String r = g.op(b + "/Relu", "Relu", List.of(d));
       branches.add(g.op(b + "/up/Add", "Add", List.of(g.op(b + "/up/MatMul", "MatMul", List.of(r, upW)), upB)));
       if (pool > 1) {
-        String column = frozen(placement.parameter(site, name + ".router", in, 1).init(Init.ZEROS, 0), freeze).add();
+        String column = frozen(placement.parameter(site, name + ".router", in, 1).init(Init.ZEROS, 0).save(key + "router"), freeze).add();
         // logit i placed in column i of [.., P] by the constant one-hot row e_i [1, P]
         String placed = g.op(b + "/router/place", "MatMul", List.of(g.op(b + "/router/MatMul", "MatMul",
             List.of(x, column)), g.constant(b + "/router/e", oneHot(placement.elemType(), pool, i, true))));
