@@ -619,4 +619,40 @@ public final class AdapterOptions {
   public void setPartitionSeed(int value) {
     partitionSeed(value);
   }
+
+  /** SEMA: adapters in each selected layer's pool, in ascending layer order (empty: one per layer). */
+  public AdapterOptions poolPerLayer(Integer... value) {
+    return poolPerLayer(List.of(value));
+  }
+
+  public AdapterOptions poolPerLayer(List<Integer> value) {
+    return set("poolPerLayer", List.copyOf(value));
+  }
+
+  @SuppressWarnings("unchecked")
+  public List<Integer> getPoolPerLayer() {
+    return (List<Integer>) get("poolPerLayer");
+  }
+
+  public void setPoolPerLayer(List<Integer> value) {
+    poolPerLayer(value);
+  }
+
+  /** SEMA: frozen leading adapters of each selected layer's pool, in ascending layer order (empty: none). */
+  public AdapterOptions frozenPerLayer(Integer... value) {
+    return frozenPerLayer(List.of(value));
+  }
+
+  public AdapterOptions frozenPerLayer(List<Integer> value) {
+    return set("frozenPerLayer", List.copyOf(value));
+  }
+
+  @SuppressWarnings("unchecked")
+  public List<Integer> getFrozenPerLayer() {
+    return (List<Integer>) get("frozenPerLayer");
+  }
+
+  public void setFrozenPerLayer(List<Integer> value) {
+    frozenPerLayer(value);
+  }
 }

@@ -411,6 +411,16 @@ public final class Graft {
     return adapter("ltsft", target, o -> {});
   }
 
+  /**
+   * SEMA's mixture of adapters beside the feed-forward blocks whose last linear node matches {@code
+   * target} (empty: every layer's): a pool of parallel adapters per layer mixed by a softmax router;
+   * options: reduction, poolPerLayer, frozenPerLayer, layers. The continual-learning loop that grows
+   * the pools is {@link dev.graft.dsl.continual.Sema}.
+   */
+  public Graft sema(String target, Configure<AdapterOptions> configure) {
+    return adapter("sema", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -149,7 +149,15 @@ public enum ErrorCode {
   QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantize_bits applies to an adapter's own weight tensors"),
   /** Quantized adapters: a declaration with no tensor to quantize (args: kind, bits, what it trains). */
   QUANTIZE_NOTHING(302, "%s with quantize_bits = %d quantizes nothing: it trains %s, and only trainable weight"
-      + " tensors of two or more axes are quantized (vectors and biases stay full precision)");
+      + " tensors of two or more axes are quantized (vectors and biases stay full precision)"),
+  /** SEMA: poolPerLayer or frozenPerLayer on a site without a layer index (args: kind, node). */
+  SEMA_SITE_WITHOUT_LAYER(350, "%s poolPerLayer and frozenPerLayer need a layer index on every site, but %s has none"),
+  /** SEMA: a per-layer option whose length is not the number of selected layers (args: kind, option, entries, layers, which). */
+  SEMA_PER_LAYER_LENGTH(351,
+      "%s %s has %d entries, but the declaration selects %d layers %s; give one entry per layer, in layer order"),
+  /** SEMA: more frozen adapters than the pool holds at a layer (args: kind, frozen, layer, pool). */
+  SEMA_FROZEN_EXCEEDS_POOL(352, "%s frozenPerLayer asks for %d frozen adapters at layer %d, but its pool holds %d;"
+      + " use frozenPerLayer <= poolPerLayer");
 
   private final int number;
   private final String template;

@@ -16,6 +16,7 @@ import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.kinds.lora.VeraKind;
 import dev.graft.compiler.kinds.mixture.MixtureOfLoraKind;
 import dev.graft.compiler.kinds.mixture.MultiHeadRoutingKind;
+import dev.graft.compiler.kinds.mixture.SemaKind;
 import dev.graft.compiler.kinds.tokens.PrefixTuningKind;
 import dev.graft.compiler.kinds.tokens.PromptTuningKind;
 
@@ -78,6 +79,7 @@ public final class AdapterKinds {
     kinds.add(new EarthAdapterKind());
     kinds.add(new MosaKind());
     kinds.add(new SparseFineTuningKind());
+    kinds.add(new SemaKind());
     return kinds;
   }
 
