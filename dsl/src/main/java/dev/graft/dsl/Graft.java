@@ -370,6 +370,19 @@ public final class Graft {
     return adapter("multi_head_routing", target, configure);
   }
 
+  /** SoKA with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft soka(String target) {
+    return soka(target, o -> {});
+  }
+
+  /**
+   * SoKA (the principal Kronecker-product SVD terms of each host weight train, the residual stays)
+   * on the sites {@code target} matches; options: inFactor, outFactor, rule, energy, maxTerms.
+   */
+  public Graft soka(String target, Configure<AdapterOptions> configure) {
+    return adapter("soka", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -127,7 +127,13 @@ public enum ErrorCode {
    * virtual tokens, positions, input, the most virtual tokens that leave one).
    */
   VIRTUAL_TOKENS_FILL_POSITIONS(210, "the graft puts %d virtual tokens (prompt tuning) before the caller's, but the"
-      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens");
+      + " host's position table holds %d positions, so no token of '%s' would fit; use at most %d virtual tokens"),
+  // 310..329: SoKA and SketchTune.
+  /** A SoKA Kronecker factor that does not divide a site's width (args: option, factor, side, width, node, width). */
+  SOKA_FACTOR_MISMATCH(310, "SoKA %s %d does not divide the %s width %d of %s; use a divisor of %d, or -1 for the"
+      + " near-square split"),
+  /** A site whose weight SoKA cannot decompose at compile time (args: node, why). */
+  SOKA_SITE_UNSUPPORTED(311, "SoKA cannot go on %s: %s");
 
   private final int number;
   private final String template;
