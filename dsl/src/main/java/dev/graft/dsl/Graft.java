@@ -383,6 +383,19 @@ public final class Graft {
     return adapter("soka", target, configure);
   }
 
+  /** SketchTune with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft sketchTune(String target) {
+    return sketchTune(target, o -> {});
+  }
+
+  /**
+   * SketchTune (each host weight replaced by 4-bit indices into trainable 16-value codebooks per
+   * group of output channels) on the sites {@code target} matches; options: groupSize, iterations.
+   */
+  public Graft sketchTune(String target, Configure<AdapterOptions> configure) {
+    return adapter("sketchtune", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

@@ -305,6 +305,12 @@ class WeightDeltaTest {
     check("SoKA", spec("soka", THREE_SITES, Map.of("energy", 0.99)));
   }
 
+  /** SketchTune at three site shapes: the merged weight is the decoded sketch (codebook offsets random). */
+  @Test
+  void sketchTune() throws OrtException {
+    check("SketchTune", spec("sketchtune", THREE_SITES, Map.of("groupSize", 4)));
+  }
+
   @Test
   void ia3() throws OrtException {
     check("IA³", spec("ia3", ".*/layer\\.0/(attention/self/key|intermediate/dense|output/dense)/MatMul", Map.of()));

@@ -9,6 +9,7 @@ import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.compiler.kinds.lora.LoHaKind;
 import dev.graft.compiler.kinds.lora.LoKrKind;
+import dev.graft.compiler.kinds.lora.SketchTuneKind;
 import dev.graft.compiler.kinds.lora.SokaKind;
 import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.kinds.lora.VeraKind;
@@ -74,6 +75,7 @@ public final class AdapterKinds {
     kinds.add(new MixtureOfLoraKind());
     kinds.add(new MultiHeadRoutingKind());
     kinds.add(new SokaKind());
+    kinds.add(new SketchTuneKind());
     return kinds;
   }
 

@@ -131,9 +131,9 @@ public final class SokaKind implements LinearUpdateKind {
   }
 
   /** Why the compiler cannot read the dense float weight of {@code site}, or null when it can. */
-  private static @Nullable String unreadable(Graph graph, LinearSite site) {
+  static @Nullable String unreadable(Graph graph, LinearSite site) {
     if (site.int8() != null) {
-      return "its weight '" + site.weight() + "' is int8 (MatMulInteger) and SoKA decomposes the dense weight";
+      return "its weight '" + site.weight() + "' is int8 (MatMulInteger) and the kind reads the dense weight";
     }
     TensorProto t = graph.initializers().get(site.weight());
     if (t == null) {
@@ -141,7 +141,7 @@ public final class SokaKind implements LinearUpdateKind {
     }
     int elem = t.getDataType();
     if (elem != TensorType.FLOAT && elem != TensorType.DOUBLE) {
-      return "its weight '" + site.weight() + "' is " + TensorType.elemTypeName(elem) + ", SoKA reads float32 or float64";
+      return "its weight '" + site.weight() + "' is " + TensorType.elemTypeName(elem) + ", the kind reads float32 or float64";
     }
     long count = Tensors.elementCount(t);
     long stored = t.hasRawData() ? t.getRawData().size() / (elem == TensorType.FLOAT ? 4 : 8)
