@@ -25,7 +25,7 @@ public final class PapersBenchmark {
 
   /** Every row, the reference first. A new method adds one line here. */
   static List<PaperMethod> methods() {
-    return List.of(new LoraBaseline(), new SokaMethod());
+    return List.of(new LoraBaseline(), new SokaMethod(), new SketchTuneMethod());
   }
 
   public static void main(String[] args) throws Exception {
