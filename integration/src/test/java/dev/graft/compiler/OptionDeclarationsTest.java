@@ -41,7 +41,7 @@ class OptionDeclarationsTest {
 
   @Test
   void theWalkCoversEveryBuiltInKindAndTheServiceKinds() {
-    assertEquals(16, builtIns().size(), builtIns().toString());
+    assertEquals(18, builtIns().size(), builtIns().toString());
     assertTrue(AdapterKinds.all().size() > builtIns().size(), "no service kinds registered");
   }
 
