@@ -655,4 +655,95 @@ public final class AdapterOptions {
   public void setFrozenPerLayer(List<Integer> value) {
     frozenPerLayer(value);
   }
+
+  /** SoKA: i1, the input side of each A_k (-1: the near-square split). */
+  public AdapterOptions inFactor(int value) {
+    return set("inFactor", value);
+  }
+
+  public int getInFactor() {
+    return intValue("inFactor");
+  }
+
+  public void setInFactor(int value) {
+    inFactor(value);
+  }
+
+  /** SoKA: o1, the output side of each A_k (-1: the near-square split). */
+  public AdapterOptions outFactor(int value) {
+    return set("outFactor", value);
+  }
+
+  public int getOutFactor() {
+    return intValue("outFactor");
+  }
+
+  public void setOutFactor(int value) {
+    outFactor(value);
+  }
+
+  /** SoKA: how many Kronecker terms, "energy" or "elbow". */
+  public AdapterOptions rule(String value) {
+    return set("rule", value);
+  }
+
+  public String getRule() {
+    return stringValue("rule");
+  }
+
+  public void setRule(String value) {
+    rule(value);
+  }
+
+  /** SoKA: the share of Σσ² the kept terms hold (rule energy), in [0, 1). */
+  public AdapterOptions energy(double value) {
+    return set("energy", value);
+  }
+
+  public double getEnergy() {
+    return doubleValue("energy");
+  }
+
+  public void setEnergy(double value) {
+    energy(value);
+  }
+
+  /** SoKA: the most Kronecker terms a site keeps. */
+  public AdapterOptions maxTerms(int value) {
+    return set("maxTerms", value);
+  }
+
+  public int getMaxTerms() {
+    return intValue("maxTerms");
+  }
+
+  public void setMaxTerms(int value) {
+    maxTerms(value);
+  }
+
+  /** SketchTune: output channels sharing one 16-value codebook. */
+  public AdapterOptions groupSize(int value) {
+    return set("groupSize", value);
+  }
+
+  public int getGroupSize() {
+    return intValue("groupSize");
+  }
+
+  public void setGroupSize(int value) {
+    groupSize(value);
+  }
+
+  /** SketchTune: the most Lloyd rounds of each group's k-means. */
+  public AdapterOptions iterations(int value) {
+    return set("iterations", value);
+  }
+
+  public int getIterations() {
+    return intValue("iterations");
+  }
+
+  public void setIterations(int value) {
+    iterations(value);
+  }
 }

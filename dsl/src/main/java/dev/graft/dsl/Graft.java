@@ -421,6 +421,32 @@ public final class Graft {
     return adapter("sema", target, configure);
   }
 
+  /** SoKA with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft soka(String target) {
+    return soka(target, o -> {});
+  }
+
+  /**
+   * SoKA (the principal Kronecker-product SVD terms of each host weight train, the residual stays)
+   * on the sites {@code target} matches; options: inFactor, outFactor, rule, energy, maxTerms.
+   */
+  public Graft soka(String target, Configure<AdapterOptions> configure) {
+    return adapter("soka", target, configure);
+  }
+
+  /** SketchTune with default options on the sites {@code target} matches (empty: query and value). */
+  public Graft sketchTune(String target) {
+    return sketchTune(target, o -> {});
+  }
+
+  /**
+   * SketchTune (each host weight replaced by 4-bit indices into trainable 16-value codebooks per
+   * group of output channels) on the sites {@code target} matches; options: groupSize, iterations.
+   */
+  public Graft sketchTune(String target, Configure<AdapterOptions> configure) {
+    return adapter("sketchtune", target, configure);
+  }
+
 
   /** A classification head with mean pooling over the host's first output. */
   public Graft classification(int labels) {

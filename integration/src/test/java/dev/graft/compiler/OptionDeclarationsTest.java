@@ -41,7 +41,7 @@ class OptionDeclarationsTest {
 
   @Test
   void theWalkCoversEveryBuiltInKindAndTheServiceKinds() {
-    assertEquals(20, builtIns().size(), builtIns().toString());
+    assertEquals(22, builtIns().size(), builtIns().toString());
     assertTrue(AdapterKinds.all().size() > builtIns().size(), "no service kinds registered");
   }
 

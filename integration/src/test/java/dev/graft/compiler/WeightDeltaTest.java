@@ -299,6 +299,18 @@ class WeightDeltaTest {
   }
 
   /** Key scales its output (bias too: Δb), intermediate dense likewise, the feed-forward output dense its input. */
+  /** SoKA at three site shapes, K from the energy threshold (principal factors as constants, offsets random). */
+  @Test
+  void soka() throws OrtException {
+    check("SoKA", spec("soka", THREE_SITES, Map.of("energy", 0.99)));
+  }
+
+  /** SketchTune at three site shapes: the merged weight is the decoded sketch (codebook offsets random). */
+  @Test
+  void sketchTune() throws OrtException {
+    check("SketchTune", spec("sketchtune", THREE_SITES, Map.of("groupSize", 4)));
+  }
+
   @Test
   void ia3() throws OrtException {
     check("IA³", spec("ia3", ".*/layer\\.0/(attention/self/key|intermediate/dense|output/dense)/MatMul", Map.of()));

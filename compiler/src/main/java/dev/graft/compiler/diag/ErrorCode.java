@@ -157,7 +157,17 @@ public enum ErrorCode {
       "%s %s has %d entries, but the declaration selects %d layers %s; give one entry per layer, in layer order"),
   /** SEMA: more frozen adapters than the pool holds at a layer (args: kind, frozen, layer, pool). */
   SEMA_FROZEN_EXCEEDS_POOL(352, "%s frozenPerLayer asks for %d frozen adapters at layer %d, but its pool holds %d;"
-      + " use frozenPerLayer <= poolPerLayer");
+      + " use frozenPerLayer <= poolPerLayer"),
+  // 310..329: SoKA and SketchTune.
+  /** A SoKA Kronecker factor that does not divide a site's width (args: option, factor, side, width, node, width). */
+  SOKA_FACTOR_MISMATCH(310, "SoKA %s %d does not divide the %s width %d of %s; use a divisor of %d, or -1 for the"
+      + " near-square split"),
+  /** A site whose weight SoKA cannot decompose at compile time (args: node, why). */
+  SOKA_SITE_UNSUPPORTED(311, "SoKA cannot go on %s: %s"),
+  /** A SketchTune group size that does not divide a site's output channels (args: group size, channels, node). */
+  SKETCHTUNE_GROUP_MISMATCH(320, "SketchTune groupSize %d does not divide the %d output channels of %s; use a divisor"),
+  /** A site whose weight SketchTune cannot sketch at compile time (args: node, why). */
+  SKETCHTUNE_SITE_UNSUPPORTED(321, "SketchTune cannot go on %s: %s");
 
   private final int number;
   private final String template;

@@ -12,6 +12,8 @@ import dev.graft.compiler.kinds.lora.DyLoraKind;
 import dev.graft.compiler.kinds.lora.Ia3Kind;
 import dev.graft.compiler.kinds.lora.LoHaKind;
 import dev.graft.compiler.kinds.lora.LoKrKind;
+import dev.graft.compiler.kinds.lora.SketchTuneKind;
+import dev.graft.compiler.kinds.lora.SokaKind;
 import dev.graft.compiler.kinds.lora.LoraKind;
 import dev.graft.compiler.kinds.lora.VeraKind;
 import dev.graft.compiler.kinds.mixture.MixtureOfLoraKind;
@@ -80,6 +82,8 @@ public final class AdapterKinds {
     kinds.add(new MosaKind());
     kinds.add(new SparseFineTuningKind());
     kinds.add(new SemaKind());
+    kinds.add(new SokaKind());
+    kinds.add(new SketchTuneKind());
     return kinds;
   }
 

@@ -1,0 +1,45 @@
+package dev.graft.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Repeatable;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * SketchTune on the linear sites whose node name matches {@link #target()} in full: each host
+ * weight is replaced by 4-bit indices (built by 1-D k-means at compile time) into codebooks of 16
+ * values, one per group of {@link #groupSize()} output channels; only the codebooks train.
+ */
+@Documented
+@Retention(RetentionPolicy.SOURCE)
+@Target(ElementType.TYPE)
+@Repeatable(SketchTune.List.class)
+public @interface SketchTune {
+  /**
+   * Regular expression that must match a whole host node name; empty (the default) takes
+   * the attention query and value projections ({@code query}, {@code value}, {@code q_proj}, {@code v_proj}).
+   */
+  String target() default "";
+
+  /** Output channels sharing one codebook; must divide every site's output width. */
+  int groupSize() default 8;
+
+  /** The most Lloyd rounds of each group's k-means, 1..1000. */
+  int iterations() default 20;
+
+  /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
+  int[] layers() default {};
+
+  /** The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. */
+  String name() default "";
+
+  /** Container for repeated {@link SketchTune} annotations. */
+  @Documented
+  @Retention(RetentionPolicy.SOURCE)
+  @Target(ElementType.TYPE)
+  @interface List {
+    SketchTune[] value();
+  }
+}
