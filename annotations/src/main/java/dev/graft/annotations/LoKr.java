@@ -45,6 +45,13 @@ public @interface LoKr {
   int[] layers() default {};
 
   /**
+   * Quantized adapter (Jie et al., ICCV 2023): this adapter's weight tensors of two or more axes
+   * trained at 1, 2, 4 or 8 bits (the Lloyd-Max levels of N(0, 1) after per-tensor
+   * standardization, straight-through gradient); 0, the default, keeps full precision.
+   */
+  int quantizeBits() default 0;
+
+  /**
    * The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. A named
    * adapter's parameters are named {@code <name>.<module>.<suffix>}; it can be composed ({@link
    * Compose}), trained or frozen ({@link Graft#train()}), activated, saved and loaded by name.

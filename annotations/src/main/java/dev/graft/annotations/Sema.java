@@ -33,6 +33,13 @@ public @interface Sema {
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};
 
+  /**
+   * Quantized adapter (Jie et al., ICCV 2023): this adapter's weight tensors of two or more axes
+   * trained at 1, 2, 4 or 8 bits (the Lloyd-Max levels of N(0, 1) after per-tensor
+   * standardization, straight-through gradient); 0, the default, keeps full precision.
+   */
+  int quantizeBits() default 0;
+
   /** Container for repeated {@link Sema} annotations. */
   @Documented
   @Retention(RetentionPolicy.SOURCE)

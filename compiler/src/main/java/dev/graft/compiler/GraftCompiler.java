@@ -289,6 +289,12 @@ public final class GraftCompiler {
     }
     Map<String, String> grads = gradients.values();
     if (halves != null) {
+      List<String> masked = forward.parameters().stream().filter(p -> !p.getUpdateMask().isEmpty())
+          .map(Parameter::getName).toList();
+      if (!masked.isEmpty()) {
+        throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.DATA_PARALLEL_UPDATE_MASK, spec.source(), null,
+            masked.size(), masked.get(0))));
+      }
       Graph gradient = train.copy();
       gradient.outputs().clear();
       gradient.outputs().add(TaskPass.LOSS);

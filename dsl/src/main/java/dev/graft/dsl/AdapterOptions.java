@@ -568,12 +568,12 @@ public final class AdapterOptions {
    * and standard deviation, with a straight-through gradient; vectors and biases stay full precision.
    */
   public AdapterOptions quantizeBits(int bits) {
-    return set("quantize_bits", bits);
+    return set("quantizeBits", bits);
   }
 
   /** The bits set by {@link #quantizeBits} (0, full precision, when not set). */
   public int getQuantizeBits() {
-    Object v = values.get("quantize_bits");
+    Object v = values.get("quantizeBits");
     return v instanceof Number n ? n.intValue() : 0;
   }
 

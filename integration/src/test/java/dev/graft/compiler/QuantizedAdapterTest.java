@@ -27,7 +27,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
 
 /**
- * Quantized adapters ({@code quantize_bits}) on the float64 tiny BERT. The straight-through step
+ * Quantized adapters ({@code quantizeBits}) on the float64 tiny BERT. The straight-through step
  * is checked as follows: its forward pass must be the full-precision graft's at the dequantized
  * weights q = μ + σ·Q((w − μ)/σ) (computed here in Java from the manifest's levels), and its
  * gradient at w must be the full-precision graft's gradient at q, which central differences of the
@@ -73,7 +73,7 @@ class QuantizedAdapterTest {
   void straightThroughStepIsTheFullPrecisionStepAtTheDequantizedWeights(int bits) throws OrtException {
     Map<String, Object> options = Map.of("rank", 2, "alpha", 4);
     Map<String, Object> quantized = new HashMap<>(options);
-    quantized.put("quantize_bits", bits);
+    quantized.put("quantizeBits", bits);
     try (WholeStepCheck q = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE), lora(quantized));
          WholeStepCheck f = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE), lora(options))) {
       f.values.putAll(q.values);
@@ -148,8 +148,8 @@ class QuantizedAdapterTest {
         .lora(QV, l -> l.rank(2).quantizeBits(3)).classification(2).compile());
     Diagnostic d = e.diagnostics().get(0);
     assertEquals(ErrorCode.QUANTIZE_BITS_INVALID, d.code());
-    assertEquals("quantize_bits", d.attribute());
-    assertEquals("[GRAFT300] LoRA quantize_bits must be 1, 2, 4 or 8 (or 0 for full precision), got 3", d.message());
+    assertEquals("quantizeBits", d.attribute());
+    assertEquals("[GRAFT300] LoRA quantizeBits must be 1, 2, 4 or 8 (or 0 for full precision), got 3", d.message());
   }
 
   @Test
@@ -167,13 +167,13 @@ class QuantizedAdapterTest {
         .adapter("ia3", "", a -> a.quantizeBits(4)).classification(2).compile());
     Diagnostic d = e.diagnostics().get(0);
     assertEquals(ErrorCode.QUANTIZE_NOTHING, d.code(), d.message());
-    assertTrue(d.message().startsWith("[GRAFT302] IA³ with quantize_bits = 4 quantizes nothing: it trains ["), d.message());
+    assertTrue(d.message().startsWith("[GRAFT302] IA³ with quantizeBits = 4 quantizes nothing: it trains ["), d.message());
   }
 
   @Test
   void levelsInTheManifestAreTheQuantizers() throws OrtException {
     try (WholeStepCheck q = WholeStepCheck.classification(TinyBertHost.graph(11, TensorType.DOUBLE),
-        lora(Map.of("rank", 2, "quantize_bits", 2)))) {
+        lora(Map.of("rank", 2, "quantizeBits", 2)))) {
       Parameter a = q.params.get(0);
       assertEquals(List.of(-1.5104, -0.4528, 0.4528, 1.5104), a.getQuantizeLevelsList().stream()
           .map(x -> Math.round(x * 1e4) / 1e4).toList());

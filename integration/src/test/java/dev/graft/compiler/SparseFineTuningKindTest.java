@@ -6,9 +6,11 @@ import dev.graft.testing.TinyBertHost;
 import dev.graft.testing.WholeStepCheck;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.onnxruntime.OrtException;
+import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.spec.manifest.Parameter;
@@ -88,5 +90,13 @@ class SparseFineTuningKindTest {
       }
       System.out.printf("ltsft phase-2 step: %d masked entries moved%n", moved);
     }
+  }
+
+  @Test
+  void dataParallelGraphsAreRefusedWithACode() {
+    HostModel host = HostModel.of("tiny", dev.graft.compiler.ir.OnnxExport.write(TinyBertHost.graph(7), "tiny"));
+    GraftCompileException e = assertThrows(GraftCompileException.class, () -> dev.graft.dsl.Graft.host(host)
+        .name("SparseDp").sparseFineTuning(TARGET).classification(2).compile(GraphVariant.GRADIENT));
+    assertTrue(e.getMessage().contains("[GRAFT330] data-parallel training"), e.getMessage());
   }
 }

@@ -112,4 +112,36 @@ class LoraFamilyProcessorTest {
     assertThat(compilation).hadErrorContaining("[GRAFT012] DyLoRA rank must be in 1..4096, got 0")
         .inFile(src).onLineContaining("rank = 0");
   }
+
+  @Test
+  void quantizeBitsIsReadFromTheAnnotationAndQuantizesTheLoraFactors() throws IOException {
+    JavaFileObject src = JavaFileObjects.forSourceLines("test.OneBit",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
+        "@dev.graft.annotations.Lora(layers = {0}, quantizeBits = 1)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface OneBit {}");
+    Compilation compilation = JAVAC.compile(src);
+    assertThat(compilation).succeededWithoutWarnings();
+    Manifest m = manifest(compilation, "OneBit");
+    Parameter a = m.getParametersList().stream()
+        .filter(p -> p.getName().equals("encoder.layer.0.attention.self.query.lora_A")).findFirst().orElseThrow();
+    assertEquals(1, a.getQuantizeBits());
+    assertEquals(2, a.getQuantizeLevelsCount());
+    assertEquals(-Math.sqrt(2 / Math.PI), a.getQuantizeLevels(0), 1e-9);
+  }
+
+  @Test
+  void quantizeBitsOutsideTheWidthsPointsAtTheMember() {
+    JavaFileObject src = JavaFileObjects.forSourceLines("test.ThreeBits",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"all-minilm-l6-v2.onnx\")",
+        "@dev.graft.annotations.Lora(layers = {0},",
+        "    quantizeBits = 3)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface ThreeBits {}");
+    Compilation compilation = JAVAC.compile(src);
+    assertThat(compilation).hadErrorContaining("[GRAFT300] LoRA quantizeBits must be 1, 2, 4 or 8 (or 0 for full"
+        + " precision), got 3").inFile(src).onLineContaining("quantizeBits = 3");
+  }
 }

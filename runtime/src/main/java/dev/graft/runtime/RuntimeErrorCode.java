@@ -115,7 +115,7 @@ public enum RuntimeErrorCode {
       + " did not load: names the libraries the loader reported missing and the CUDA 12 and cuDNN 9 libraries it needs"
       + " on the library path"),
   QUANTIZED_NOT_QUANTIZED(300, "a bit-packed (quantized) adapter was saved or loaded for a graft none of whose"
-      + " parameters is quantized (compile it with `quantize_bits`)"),
+      + " parameters is quantized (compile it with `quantizeBits`)"),
   QUANTIZED_FILE_INVALID(301, "a bit-packed adapter file does not match the graft or is malformed: its format, a"
       + " tensor's bits, shape, packed length, padding bits, mean or standard deviation (names the tensor, expected"
       + " and given)"),

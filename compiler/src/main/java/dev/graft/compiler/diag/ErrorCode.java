@@ -144,12 +144,19 @@ public enum ErrorCode {
   EARTH_CUTOFF_KEEPS_ALL(361, "%s cutoff %s (%s mask) keeps every frequency of the %s patch grid, so the"
       + " high-frequency part is zero and its adapter would never train; use a cutoff below %s"),
   /** Quantized adapters: bits that are not 1, 2, 4 or 8 (args: kind, bits given). */
-  QUANTIZE_BITS_INVALID(300, "%s quantize_bits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
+  QUANTIZE_BITS_INVALID(300, "%s quantizeBits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
   /** Quantized adapters: a kind whose trained tensors are the host's own (args: kind, why). */
-  QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantize_bits applies to an adapter's own weight tensors"),
+  QUANTIZE_KIND_REFUSED(301, "%s cannot be quantized: %s; quantizeBits applies to an adapter's own weight tensors"),
   /** Quantized adapters: a declaration with no tensor to quantize (args: kind, bits, what it trains). */
-  QUANTIZE_NOTHING(302, "%s with quantize_bits = %d quantizes nothing: it trains %s, and only trainable weight"
+  QUANTIZE_NOTHING(302, "%s with quantizeBits = %d quantizes nothing: it trains %s, and only trainable weight"
       + " tensors of two or more axes are quantized (vectors and biases stay full precision)"),
+  /**
+   * Data-parallel graphs (GraphVariant.GRADIENT/APPLY) asked of a graft whose step trains parameters under a fed
+   * update mask, LT-SFT's (args: how many such parameters, the first).
+   */
+  DATA_PARALLEL_UPDATE_MASK(330, "data-parallel training (GraphVariant.GRADIENT and APPLY) is not available for"
+      + " parameters trained under an update mask (LT-SFT's sparse phase): %d such parameters, e.g. %s; train this"
+      + " graft on one replica"),
   /** SEMA: poolPerLayer or frozenPerLayer on a site without a layer index (args: kind, node). */
   SEMA_SITE_WITHOUT_LAYER(350, "%s poolPerLayer and frozenPerLayer need a layer index on every site, but %s has none"),
   /** SEMA: a per-layer option whose length is not the number of selected layers (args: kind, option, entries, layers, which). */

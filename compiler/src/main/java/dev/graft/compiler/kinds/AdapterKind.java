@@ -28,7 +28,7 @@ public interface AdapterKind {
   List<AdapterOption> options();
 
   /**
-   * Why this kind's declarations may not take {@code quantize_bits} (quantized adapters), or null
+   * Why this kind's declarations may not take {@code quantizeBits} (quantized adapters), or null
    * when they may: the trainable weight tensors of two or more axes it adds are then quantized.
    */
   default @org.jspecify.annotations.Nullable String quantizationRefused() {

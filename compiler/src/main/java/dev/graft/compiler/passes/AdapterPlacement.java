@@ -89,7 +89,7 @@ public final class AdapterPlacement {
 
   /**
    * Places declaration {@code a} (its {@link Placement#declaration} set), quantized at its {@code
-   * quantize_bits} when given.
+   * quantizeBits} when given.
    *
    * @throws GraftCompileException GRAFT302 when a quantized declaration has no tensor to quantize
    */

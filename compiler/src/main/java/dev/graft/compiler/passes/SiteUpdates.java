@@ -172,7 +172,7 @@ public final class SiteUpdates {
       return a.kind().displayName() + " (" + a.kind().id() + ") is not a change of the layer's weight";
     }
     if (a.spec().quantizeBits() > 0) {
-      return "its weights are quantized in the forward pass (quantize_bits = " + a.spec().quantizeBits()
+      return "its weights are quantized in the forward pass (quantizeBits = " + a.spec().quantizeBits()
           + "), which the update's factors would not be; save the adapter (bit-packed) or export it unmerged";
     }
     if (CompositionPlacement.placesHere(a)) {

@@ -78,7 +78,9 @@ public final class DeclaredOptions {
           kind.displayName(), refused));
       return;
     }
-    options.put(AdapterSpec.QUANTIZE_BITS, bits);
+    if (bits != 0) {
+      options.put(AdapterSpec.QUANTIZE_BITS, bits);
+    }
   }
 
   private static final AdapterOption QUANTIZE_BITS = AdapterOption.integer(AdapterSpec.QUANTIZE_BITS, 0, 0, 8,

@@ -57,7 +57,7 @@ public record AdapterSpec(
    * The option every kind takes: the bits of a quantized adapter (Jie et al., ICCV 2023), 1, 2, 4
    * or 8; absent or 0 for full precision.
    */
-  public static final String QUANTIZE_BITS = "quantize_bits";
+  public static final String QUANTIZE_BITS = "quantizeBits";
 
   /** The declaration's {@link #QUANTIZE_BITS} (checked by the compiler); 0 when not given. */
   public int quantizeBits() {

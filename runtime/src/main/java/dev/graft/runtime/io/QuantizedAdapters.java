@@ -18,7 +18,7 @@ import java.util.TreeSet;
 
 /**
  * A quantized adapter's parameters bit-packed in a safetensors file: each parameter the manifest
- * quantizes ({@code quantize_bits} b &gt; 0) as its codes, b bits per weight (code i at bits {@code
+ * quantizes ({@code quantizeBits} b &gt; 0) as its codes, b bits per weight (code i at bits {@code
  * i·b … i·b + b − 1} counted from the least significant bit of byte 0, the last byte's unused
  * bits zero), a U8 tensor {@code <name>} of {@code ceil(n·b / 8)} bytes, with its bits, shape, mean
  * μ and standard deviation σ in the metadata entry {@code <name>} ({@code {"bits":b,"shape":[…],
@@ -276,7 +276,7 @@ public final class QuantizedAdapters {
   private static void requireQuantized(Manifest m) {
     if (m.getParametersList().stream().noneMatch(p -> p.getQuantizeBits() > 0)) {
       throw new GraftException(RuntimeErrorCode.QUANTIZED_NOT_QUANTIZED, "graft '" + m.getName()
-          + "' quantizes no parameter; a bit-packed adapter needs one compiled with quantize_bits");
+          + "' quantizes no parameter; a bit-packed adapter needs one compiled with quantizeBits");
     }
   }
 
