@@ -1,8 +1,13 @@
 package dev.graft.examples.papers;
 
+import dev.graft.compiler.CompiledGraft;
+import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.train.LearningRate;
 import dev.graft.runtime.train.Trainer;
+import dev.graft.runtime.train.TrainingResult;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -82,6 +87,21 @@ public final class PapersBenchmark {
   static Trainer trainer(int epochs, float learningRate) {
     return Trainer.builder().batchSize(16).epochs(epochs).learningRate(LearningRate.linear(learningRate, 0.1)).seed(1)
         .build();
+  }
+
+  /**
+   * The usual row: opens {@code graft}, trains it with {@link #trainer} at {@code learningRate}, saves its adapter
+   * into {@code saved} and reports it as {@code name}, with {@code extra} printed after the table.
+   */
+  static PaperResult trainAndSave(String name, CompiledGraft graft, float learningRate, PaperMethod.Context context,
+      Path saved, String extra) {
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
+      TrainingResult result = trainer(context.epochs(), learningRate)
+          .fit(model, context.data().train(), context.data().heldOut());
+      model.saveAdapter(saved);
+      return new PaperResult(name, model.getParameterCount(), bytes(saved), result.finalAccuracy(),
+          result.stepsPerSecond(), extra);
+    }
   }
 
   /** The bytes of every file under {@code dir}. */

@@ -2,9 +2,6 @@ package dev.graft.examples.papers;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.dsl.Graft;
-import dev.graft.runtime.AdapterModel;
-import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.train.TrainingResult;
 import java.nio.file.Path;
 
 /**
@@ -28,12 +25,6 @@ final class SketchTuneMethod implements PaperMethod {
     CompiledGraft graft = Graft.host(context.host()).name("PapersSketchTune")
         .sketchTune(".*/attention/self/(query|value)/MatMul", o -> o.set("groupSize", 8))
         .classification(2).compile();
-    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
-      TrainingResult result = PapersBenchmark.trainer(context.epochs(), 2e-3f)
-          .fit(model, context.data().train(), context.data().heldOut());
-      model.saveAdapter(saved);
-      return new PaperResult(name(), model.getParameterCount(), PapersBenchmark.bytes(saved),
-          result.finalAccuracy(), result.stepsPerSecond(), "");
-    }
+    return PapersBenchmark.trainAndSave(name(), graft, 2e-3f, context, saved, "");
   }
 }

@@ -2,9 +2,6 @@ package dev.graft.examples.papers;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.dsl.Graft;
-import dev.graft.runtime.AdapterModel;
-import dev.graft.runtime.ModelOptions;
-import dev.graft.runtime.train.TrainingResult;
 import dev.graft.spec.manifest.Parameter;
 import java.nio.file.Path;
 
@@ -38,12 +35,6 @@ final class SokaMethod implements PaperMethod {
         sites++;
       }
     }
-    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
-      TrainingResult result = PapersBenchmark.trainer(context.epochs(), 2e-3f)
-          .fit(model, context.data().train(), context.data().heldOut());
-      model.saveAdapter(saved);
-      return new PaperResult(name(), model.getParameterCount(), PapersBenchmark.bytes(saved),
-          result.finalAccuracy(), result.stepsPerSecond(), "terms=" + terms + "/" + sites + "_sites");
-    }
+    return PapersBenchmark.trainAndSave(name(), graft, 2e-3f, context, saved, "terms=" + terms + "/" + sites + "_sites");
   }
 }
