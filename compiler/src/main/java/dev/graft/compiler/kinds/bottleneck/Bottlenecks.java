@@ -57,10 +57,29 @@ public final class Bottlenecks {
   public static String branch(Placement placement, Site site, String name, String key, String v, long in, long out,
       AdapterSpec spec, String nonlinearity) {
     long w = width(in, spec);
-    String init = spec.stringOption("initWeights");
     String keyBase = site.modulePath() + "." + key + ".";
     Placement.ParameterBuilder down = placement.parameter(site, name + ".down.weight", in, w).exportRankAxis(1);
     Placement.ParameterBuilder up = placement.parameter(site, name + ".up.weight", w, out).exportRankAxis(0);
+    initialize(spec.stringOption("initWeights"), down, up, in);
+    String downW = down.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.weight").add();
+    String downB = placement.parameter(site, name + ".down.bias", w).exportRankAxis(0).init(Init.ZEROS, 0).noDecay()
+        .save(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.bias").add();
+    String upW = up.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_up.weight").add();
+    String upB = placement.parameter(site, name + ".up.bias", out).init(Init.ZEROS, 0).noDecay()
+        .save(Placement.PEFT_PREFIX + keyBase + "adapter_up.bias").add();
+    Graph g = placement.graph();
+    String base = "/" + site.modulePath().replace('.', '/') + "/" + name.replace('.', '/');
+    String d = g.op(base + "/down/Add", "Add", List.of(g.op(base + "/down/MatMul", "MatMul", List.of(v, downW)), downB));
+    String a = activation(placement, base, d, nonlinearity);
+    return g.op(base + "/up/Add", "Add", List.of(g.op(base + "/up/MatMul", "MatMul", List.of(a, upW)), upB));
+  }
+
+  /**
+   * Initializes a bottleneck's down [in, w] and up [w, out] projections as option {@code initWeights}
+   * asks: mam_adapter (down kaiming-uniform over {@code in}, up zero), bert (both N(0, 0.02)) or
+   * houlsby (both N(0, 0.01)).
+   */
+  static void initialize(String init, Placement.ParameterBuilder down, Placement.ParameterBuilder up, long in) {
     switch (init) {
       case "mam_adapter" -> {
         down.init(Init.KAIMING_UNIFORM, in);
@@ -76,17 +95,6 @@ public final class Bottlenecks {
       }
       default -> throw new IllegalArgumentException("unknown initWeights '" + init + "'");
     }
-    String downW = down.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.weight").add();
-    String downB = placement.parameter(site, name + ".down.bias", w).exportRankAxis(0).init(Init.ZEROS, 0).noDecay()
-        .save(Placement.PEFT_PREFIX + keyBase + "adapter_down.0.bias").add();
-    String upW = up.saveTransposed(Placement.PEFT_PREFIX + keyBase + "adapter_up.weight").add();
-    String upB = placement.parameter(site, name + ".up.bias", out).init(Init.ZEROS, 0).noDecay()
-        .save(Placement.PEFT_PREFIX + keyBase + "adapter_up.bias").add();
-    Graph g = placement.graph();
-    String base = "/" + site.modulePath().replace('.', '/') + "/" + name.replace('.', '/');
-    String d = g.op(base + "/down/Add", "Add", List.of(g.op(base + "/down/MatMul", "MatMul", List.of(v, downW)), downB));
-    String a = activation(placement, base, d, nonlinearity);
-    return g.op(base + "/up/Add", "Add", List.of(g.op(base + "/up/MatMul", "MatMul", List.of(a, upW)), upB));
   }
 
   /** {@code act(x)}: relu, tanh, swish {@code x·sigmoid(x)}, gelu {@code x·(1 + erf(x/√2))/2}, identity. */

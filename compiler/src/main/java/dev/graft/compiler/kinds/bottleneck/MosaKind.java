@@ -156,25 +156,10 @@ public final class MosaKind implements ComposableKind {
   public String apply(AdapterSpec spec, Site site, String value, long width, Placement placement) {
     Graph g = placement.graph();
     long w = Bottlenecks.width(width, spec);
-    String init = spec.stringOption("initWeights");
     String keyBase = Placement.PEFT_PREFIX + site.modulePath() + ".adapters.default.";
     Placement.ParameterBuilder down = placement.parameter(site, "mosa.down.weight", width, w).exportRankAxis(1);
     Placement.ParameterBuilder up = placement.parameter(site, "mosa.up.weight", w, width).exportRankAxis(0);
-    switch (init) {
-      case "mam_adapter" -> {
-        down.init(Init.KAIMING_UNIFORM, width);
-        up.init(Init.ZEROS, 0);
-      }
-      case "bert" -> {
-        down.init(Init.NORMAL, 0.02);
-        up.init(Init.NORMAL, 0.02);
-      }
-      case "houlsby" -> {
-        down.init(Init.NORMAL, 0.01);
-        up.init(Init.NORMAL, 0.01);
-      }
-      default -> throw new IllegalArgumentException("unknown initWeights '" + init + "'");
-    }
+    Bottlenecks.initialize(spec.stringOption("initWeights"), down, up, width);
     down.saveTransposed(keyBase + "adapter_down.0.weight");
     up.saveTransposed(keyBase + "adapter_up.weight");
     Placement.ParameterBuilder downBias = placement.parameter(site, "mosa.down.bias", w).exportRankAxis(0)
