@@ -277,8 +277,18 @@ public final class ImportFusion {
       if (!byRoot2 || tx == null || tx.elemType() != TensorType.FLOAT || !onlyReadBy(scaled.output(0), erf)) {
         return null;
       }
-      Node onePlus = soleUser(erf.output(0), "Add");
-      String one = onePlus == null ? null : other(onePlus, erf.output(0));
+      return halfTimesOnePlus(erf, x, new HashSet<>(List.of(scaled, erf)), "Gelu");
+    }
+
+    /**
+     * The tail both GELUs share, {@code ½·x·(1 + inner)} in either association (torch's {@code (x·(1 +
+     * inner))·½} or the import's and GPT-2's {@code (½·x)·(1 + inner)}), after {@code inner} (the Erf or Tanh
+     * node) of {@code x}: the fusion into com.microsoft {@code fusedOp}, removing {@code removed} and the
+     * tail, or null.
+     */
+    @Nullable Fusion halfTimesOnePlus(Node inner, String x, Set<Node> removed, String fusedOp) {
+      Node onePlus = soleUser(inner.output(0), "Add");
+      String one = onePlus == null ? null : other(onePlus, inner.output(0));
       if (one == null || !isScalar(one, 1)) {
         return null;
       }
@@ -287,17 +297,15 @@ public final class ImportFusion {
       if (partner == null) {
         return null;
       }
+      removed.addAll(List.of(onePlus, product));
       Node last;
-      Set<Node> removed = new HashSet<>(List.of(scaled, erf, onePlus, product));
       if (partner.equals(x)) {
-        // torch: (x · (1 + erf)) · ½
         last = soleUser(product.output(0), "Mul");
         String half = last == null ? null : other(last, product.output(0));
         if (half == null || !isScalar(half, 0.5)) {
           return null;
         }
       } else {
-        // the import's: (x · ½) · (1 + erf)
         Node halfX = producer(partner, "Mul");
         String half = halfX == null ? null : other(halfX, x);
         if (half == null || !isScalar(half, 0.5) || !onlyReadBy(partner, product)) {
@@ -307,7 +315,7 @@ public final class ImportFusion {
         last = product;
       }
       removed.add(last);
-      Node fused = new Node(last.name(), "Gelu", Graph.MS_DOMAIN, List.of(x), List.of(last.output(0)), Node.attrs());
+      Node fused = new Node(last.name(), fusedOp, Graph.MS_DOMAIN, List.of(x), List.of(last.output(0)), Node.attrs());
       return new Fusion(removed, last, fused);
     }
 
@@ -446,38 +454,7 @@ public final class ImportFusion {
       if (tx == null || tx.elemType() != TensorType.FLOAT) {
         return null;
       }
-      Node onePlus = soleUser(tanh.output(0), "Add");
-      String one = onePlus == null ? null : other(onePlus, tanh.output(0));
-      if (one == null || !isScalar(one, 1)) {
-        return null;
-      }
-      Node product = soleUser(onePlus.output(0), "Mul");
-      String partner = product == null ? null : other(product, onePlus.output(0));
-      if (partner == null) {
-        return null;
-      }
-      removed.addAll(List.of(onePlus, product));
-      Node last;
-      if (partner.equals(x)) {
-        // (x · (1 + tanh)) · ½
-        last = soleUser(product.output(0), "Mul");
-        String half = last == null ? null : other(last, product.output(0));
-        if (half == null || !isScalar(half, 0.5)) {
-          return null;
-        }
-      } else {
-        // (½ · x) · (1 + tanh), as GPT-2's export and the import's decomposition write it
-        Node halfX = producer(partner, "Mul");
-        String half = halfX == null ? null : other(halfX, x);
-        if (half == null || !isScalar(half, 0.5) || !onlyReadBy(partner, product)) {
-          return null;
-        }
-        removed.add(halfX);
-        last = product;
-      }
-      removed.add(last);
-      Node fused = new Node(last.name(), "FastGelu", Graph.MS_DOMAIN, List.of(x), List.of(last.output(0)), Node.attrs());
-      return new Fusion(removed, last, fused);
+      return halfTimesOnePlus(tanh, x, removed, "FastGelu");
     }
   }
 }
