@@ -11,12 +11,6 @@ import com.google.gson.JsonParser;
 import dev.graft.dsl.Graft;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
-import dev.graft.compiler.ir.Dim;
-import dev.graft.compiler.ir.Graph;
-import dev.graft.compiler.ir.OnnxExport;
-import dev.graft.compiler.ir.ShapeInference;
-import dev.graft.compiler.ir.TensorType;
-import dev.graft.compiler.ir.Tensors;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.io.TensorData;
@@ -27,7 +21,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,8 +33,7 @@ import org.junit.jupiter.api.io.TempDir;
  * reloads, DyLoRA's truncation and its export as a plain LoRA; and the default sites on MiniLM.
  */
 class LoraFamilyModelTest {
-  private static final int VOCAB = 30;
-  private static final int HIDDEN = 16;
+  private static final int HIDDEN = QueryValueHost.HIDDEN;
   private static final long[][] IDS = {{1, 5, 9, 3, 7, 2}, {2, 4, 6, 8, 0, 0}, {11, 12, 13, 14, 15, 16}, {21, 3, 3, 9, 1, 1}};
   private static final long[][] MASK = {{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 1}};
   private static final long[] LABELS = {1, 0, 1, 0};
@@ -52,47 +44,7 @@ class LoraFamilyModelTest {
 
   @BeforeAll
   static void writeHost() throws Exception {
-    Graph g = new Graph();
-    List<Dim> bs = List.of(Dim.symbol("batch"), Dim.symbol("sequence"));
-    g.addInput("input_ids", TensorType.of(TensorType.INT64, bs));
-    g.addInput("attention_mask", TensorType.of(TensorType.INT64, bs));
-    Random r = new Random(1);
-    String h = g.op("/embeddings/word_embeddings/Gather", "Gather",
-        List.of(weight(g, r, "embeddings.word_embeddings.weight", 1, VOCAB, HIDDEN), "input_ids"));
-    for (int layer = 0; layer < 2; layer++) {
-      String prefix = "/encoder/layer." + layer + "/attention/self/";
-      String q = linear(g, r, prefix + "query", "encoder.layer." + layer + ".attention.self.query", h);
-      String v = linear(g, r, prefix + "value", "encoder.layer." + layer + ".attention.self.value", h);
-      String sum = g.op(prefix + "Add", "Add", List.of(q, v));
-      h = layer == 1 ? g.opTo("last_hidden_state", prefix + "Tanh", "Tanh", List.of(sum)) : g.op(prefix + "Tanh", "Tanh", List.of(sum));
-    }
-    g.outputs().add(h);
-    ShapeInference.run(g);
-    host = hostDir.resolve("tiny-bert-host.onnx");
-    Files.write(host, OnnxExport.write(g, "tiny-bert-host").toByteArray());
-  }
-
-  private static String linear(Graph g, Random r, String node, String module, String x) {
-    String w = weight(g, r, module + ".weight", 1 / Math.sqrt(HIDDEN), HIDDEN, HIDDEN);
-    String b = weight(g, r, module + ".bias", 0.1, HIDDEN);
-    return g.op(node + "/Add", "Add", List.of(g.op(node + "/MatMul", "MatMul", List.of(x, w)), b));
-  }
-
-  private static String weight(Graph g, Random r, String name, double scale, long... dims) {
-    int n = 1;
-    for (long d : dims) {
-      n *= (int) d;
-    }
-    double[] v = new double[n];
-    float[] f = new float[n];
-    for (int i = 0; i < n; i++) {
-      v[i] = scale * r.nextGaussian();
-      f[i] = (float) v[i];
-    }
-    WEIGHTS.put(name, f);
-    List<Long> shape = java.util.Arrays.stream(dims).boxed().toList();
-    g.addInitializer(Tensors.floats(name, TensorType.FLOAT, shape, v), false);
-    return name;
+    host = QueryValueHost.write(hostDir, WEIGHTS);
   }
 
   private static AdapterModel open(CompiledGraft graft) {
