@@ -205,6 +205,43 @@ public final class WholeStepCheck implements AutoCloseable {
     return new State(values, m, v);
   }
 
+  /**
+   * {@link #values} with random moments from {@code seed}, as after some steps: per parameter and entry,
+   * {@code m ~ 0.01·N(0, 1)} and {@code v ~ 1e-4·U[1, 2)}.
+   */
+  public State randomMoments(long seed) {
+    Random r = new Random(seed);
+    Map<String, double[]> m = new HashMap<>();
+    Map<String, double[]> v = new HashMap<>();
+    for (Parameter p : params) {
+      double[] mp = new double[size(p)];
+      double[] vp = new double[mp.length];
+      for (int i = 0; i < mp.length; i++) {
+        mp[i] = 0.01 * r.nextGaussian();
+        vp[i] = 1e-4 * (1 + r.nextDouble());
+      }
+      m.put(p.getName(), mp);
+      v.put(p.getName(), vp);
+    }
+    return new State(values, m, v);
+  }
+
+  /** Every parameter's updated value and moments: {@code <p>.next}, {@code <p>.adam_m.next}, {@code <p>.adam_v.next}. */
+  public Set<String> updateOutputs() {
+    Set<String> outputs = new LinkedHashSet<>();
+    for (Parameter p : params) {
+      outputs.addAll(Set.of(p.getName() + ".next", p.getName() + ".adam_m.next", p.getName() + ".adam_v.next"));
+    }
+    return outputs;
+  }
+
+  /** Whether entry {@code i} of parameter {@code name} and both its moments are the same in {@code out} as in {@code before}. */
+  public static boolean unchanged(Map<String, double[]> out, State before, String name, int i) {
+    return out.get(name + ".next")[i] == before.values().get(name)[i]
+        && out.get(name + ".adam_m.next")[i] == before.m().get(name)[i]
+        && out.get(name + ".adam_v.next")[i] == before.v().get(name)[i];
+  }
+
   /** The training step's output names. */
   public Set<String> trainOutputs() throws OrtException {
     return train.outputNames();
