@@ -33,6 +33,11 @@ import org.jspecify.annotations.Nullable;
  * into the other set ({@link #trainOutputs}, pinned outputs); {@link #commit(OrtSession.Result)}
  * then exchanges their roles. On CPU a step copies no parameter or optimizer state. A step whose loss or updated state
  * is not finite is not committed: the sets are not swapped, so the state is the one before it.
+ *
+ * <p>A quantized parameter's frozen {@code [μ, σ]} companion ({@code Init.QUANTIZE_STATS}) is
+ * recomputed from the parameter ({@link QuantizedStats}) on {@link #initialize}, after every
+ * committed step and on every {@link #setParameter} of the parameter; setting the companion itself
+ * (a bit-packed load, after the parameter) stores the given values.
  */
 public final class ParameterState implements ParameterStore, AutoCloseable {
   private final Manifest manifest;
