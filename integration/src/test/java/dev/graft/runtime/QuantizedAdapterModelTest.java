@@ -10,6 +10,7 @@ import com.google.gson.JsonParser;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.dsl.Graft;
+import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.io.DType;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.QuantizedAdapters;
@@ -138,6 +139,24 @@ class QuantizedAdapterModelTest {
             + " reload bit-identical%n", bits, first, last, packed, fp32);
         assertTrue(packed < fp32, packed + " vs " + fp32);
       }
+    }
+  }
+
+  @Test
+  void theMergedExportReadsTheStoredStatisticsInABareOnnxRuntime(@TempDir Path dir) throws Exception {
+    CompiledGraft graft = graft(2);
+    try (AdapterModel model = open(graft)) {
+      for (int i = 0; i < 5; i++) {
+        model.trainStep(inputs(), LABELS, 0.02f);
+      }
+      float[][] trained = model.predict(inputs());
+      Path merged = dir.resolve("merged");
+      model.exportMerged(merged, ExportOptions.defaults());
+      float[][] bare = ExportFixtures.bareRun(merged.resolve("model.onnx"), inputs(), dir)
+          .rows(graft.manifest().getLogits(), 2);
+      double worst = maxDiff(trained, bare);
+      System.out.printf("quant 2 bits, merged export in a bare ONNX Runtime: max |logit diff| %.3g%n", worst);
+      assertTrue(worst < 1e-5, "the quantized site, placed unmerged, reads the exported mu, sigma: " + worst);
     }
   }
 
