@@ -79,15 +79,6 @@ public final class QuantizedAdapters {
     return t;
   }
 
-  /** {@code μ + σ·level(c)} of each code in float32: the weight the forward pass reads. */
-  public static float[] dequantize(Packed p, double[] levels) {
-    float[] out = new float[p.codes().length];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = p.mean() + p.std() * (float) levels[p.codes()[i]];
-    }
-    return out;
-  }
-
   /** The codes at {@code bits} each, packed from the least significant bit of byte 0; unused bits zero. */
   public static byte[] pack(int[] codes, int bits) {
     byte[] out = new byte[Math.toIntExact(((long) codes.length * bits + 7) / 8)];
