@@ -12,6 +12,7 @@ import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.LloydMax;
 import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.dsl.Graft;
+import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.testing.Adapters;
 import dev.graft.testing.TinyBertHost;
@@ -29,7 +30,8 @@ import org.junit.jupiter.api.Test;
 /**
  * Quantized adapters ({@code quantizeBits}) on the float64 tiny BERT. The straight-through step
  * is checked as follows: its forward pass must be the full-precision graft's at the dequantized
- * weights q = μ + σ·Q((w − μ)/σ) (computed here in Java from the manifest's levels), and its
+ * weights q = μ + σ·Q((w − μ)/(σ + ε)) (computed here in Java from the manifest's levels, with
+ * μ, σ fed as the frozen companion parameter the run time keeps), and its
  * gradient at w must be the full-precision graft's gradient at q, which central differences of the
  * full-precision loss at q check in turn. (Central differences of the quantized loss in w are
  * zero almost everywhere and would not test the estimator.)
@@ -41,8 +43,8 @@ class QuantizedAdapterTest {
     return Adapters.of("lora", QV, options);
   }
 
-  /** μ + σ·Q((w − μ)/σ) with the levels the manifest records. */
-  static double[] dequantized(double[] w, Parameter p) {
+  /** [μ, σ] of {@code w}: its mean and sample standard deviation (n − 1, as torch.std). */
+  static double[] stats(double[] w) {
     double mean = 0;
     for (double x : w) {
       mean += x;
@@ -52,11 +54,17 @@ class QuantizedAdapterTest {
     for (double x : w) {
       var += (x - mean) * (x - mean);
     }
-    double std = Math.sqrt(var / w.length);
+    return new double[] {mean, Math.sqrt(var / (w.length - 1))};
+  }
+
+  /** μ + σ·Q((w − μ)/(σ + ε)) with the levels and ε the manifest records. */
+  static double[] dequantized(double[] w, double[] stats, Parameter p) {
+    double mean = stats[0];
+    double std = stats[1];
     double[] levels = p.getQuantizeLevelsList().stream().mapToDouble(Double::doubleValue).toArray();
     double[] q = new double[w.length];
     for (int i = 0; i < w.length; i++) {
-      double z = (w[i] - mean) / std;
+      double z = (w[i] - mean) / (std + p.getQuantizeEpsilon());
       int code = 0;
       for (int k = 0; k + 1 < levels.length; k++) {
         if (z > (levels[k] + levels[k + 1]) / 2) {
@@ -84,7 +92,16 @@ class QuantizedAdapterTest {
         assertEquals(weight ? bits : 0, p.getQuantizeBits(), p.getName());
         if (p.getQuantizeBits() > 0) {
           assertEquals(1 << bits, p.getQuantizeLevelsCount());
-          double[] dq = dequantized(q.values.get(p.getName()), p);
+          assertEquals(1e-5, p.getQuantizeEpsilon());
+          // Its frozen companion holds the [μ, σ] the forward pass reads; the run time keeps it.
+          Parameter companion = q.params.get(q.params.indexOf(p) + 1);
+          assertEquals(p.getName(), companion.getQuantizeStatsOf());
+          assertEquals(List.of(2L), companion.getShapeList());
+          assertTrue(companion.getFrozen() && companion.getInit() == Init.QUANTIZE_STATS, companion.toString());
+          double[] stats = stats(q.values.get(p.getName()));
+          q.values.put(companion.getName(), stats);
+          f.values.remove(companion.getName());
+          double[] dq = dequantized(q.values.get(p.getName()), stats, p);
           for (int i = 0; i < dq.length; i++) {
             moved = Math.max(moved, Math.abs(dq[i] - q.values.get(p.getName())[i]));
           }

@@ -10,11 +10,13 @@ import com.google.gson.JsonParser;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
 import dev.graft.dsl.Graft;
+import dev.graft.runtime.export.ExportOptions;
 import dev.graft.runtime.io.DType;
 import dev.graft.runtime.io.PeftAdapters;
 import dev.graft.runtime.io.QuantizedAdapters;
 import dev.graft.runtime.io.Safetensors;
 import dev.graft.runtime.io.TensorData;
+import dev.graft.runtime.state.QuantizedStats;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.testing.TinyBertHost;
 import java.nio.file.Files;
@@ -39,6 +41,7 @@ class QuantizedAdapterModelTest {
   private static final String A = "encoder.layer.0.attention.self.query.lora_A";
   /** lora_A of the tiny host's hidden width 8 at rank 4. */
   private static final int A_SIZE = 8 * 4;
+  private static final String STATS = ".quant_stats";
 
   @TempDir static Path hostDir;
   private static HostModel host;
@@ -93,8 +96,8 @@ class QuantizedAdapterModelTest {
   }
 
   @ParameterizedTest
-  @ValueSource(ints = {1, 4})
-  void trainsSavesBitPackedAndReloads(int bits, @TempDir Path dir) throws Exception {
+  @ValueSource(ints = {1, 2, 4, 8})
+  void trainsSavesBitPackedAndReloadsBitIdentically(int bits, @TempDir Path dir) throws Exception {
     CompiledGraft graft = graft(bits);
     try (AdapterModel model = open(graft)) {
       float first = model.trainStep(inputs(), LABELS, 0.02f);
@@ -109,26 +112,81 @@ class QuantizedAdapterModelTest {
       model.saveAdapter(dir.resolve("fp32"));
       long packed = Files.size(file);
       long fp32 = Files.size(dir.resolve("fp32").resolve(PeftAdapters.WEIGHTS_FILE));
-      Map<String, TensorData> saved = Safetensors.read(file).tensors();
-      assertEquals(DType.U8, saved.get(A).dtype());
-      assertArrayEquals(new long[] {(A_SIZE * bits + 7) / 8}, saved.get(A).shape());
+      Safetensors.Contents saved = Safetensors.read(file);
+      assertEquals(DType.U8, saved.tensors().get(A).dtype());
+      assertArrayEquals(new long[] {(A_SIZE * bits + 7) / 8}, saved.tensors().get(A).shape());
+      JsonObject meta = JsonParser.parseString(saved.metadata().get(A)).getAsJsonObject();
+      float[] stats = model.getParameter(A + STATS);
+      assertEquals(stats[0], meta.get("mean").getAsFloat(), 0f, "the mean the forward pass read, exactly");
+      assertEquals(stats[1], meta.get("std").getAsFloat(), 0f);
+      assertTrue(saved.tensors().keySet().stream().noneMatch(n -> n.endsWith(STATS)), "mu, sigma are metadata");
       try (AdapterModel fresh = open(graft)) {
         fresh.loadQuantizedAdapter(file);
         float[][] after = fresh.predict(inputs());
-        double diff = maxDiff(before, after);
-        // Same codes again: saving the reloaded model gives the same packed bytes.
-        fresh.saveQuantizedAdapter(dir.resolve("again.safetensors"));
-        Map<String, TensorData> again = Safetensors.read(dir.resolve("again.safetensors")).tensors();
-        for (Parameter p : graft.manifest().getParametersList()) {
-          if (p.getQuantizeBits() > 0) {
-            assertArrayEquals(saved.get(p.getName()).data(), again.get(p.getName()).data(), p.getName());
-          }
+        for (int i = 0; i < before.length; i++) {
+          assertArrayEquals(before[i], after[i], 0f, "bit-identical logits after reload, row " + i);
         }
+        assertArrayEquals(stats, fresh.getParameter(A + STATS), 0f, "mu, sigma restored, not recomputed");
+        assertTrue(maxDiff(new float[][] {model.getParameter(A)}, new float[][] {fresh.getParameter(A)}) > 0,
+            "the latent weights are their cells' centres, not the saved model's");
+        Path again = dir.resolve("again.safetensors");
+        fresh.saveQuantizedAdapter(again);
+        assertArrayEquals(Files.readAllBytes(file), Files.readAllBytes(again), "saving the reloaded model: the same bytes");
+        // Training on from the reload recomputes mu and sigma from the weights.
+        fresh.trainStep(inputs(), LABELS, 0.02f);
+        assertArrayEquals(QuantizedStats.of(fresh.getParameter(A)), fresh.getParameter(A + STATS), 0f);
         System.out.printf("quant %d bits: loss %.4f -> %.4f; saved %d bytes bit-packed vs %d fp32 PEFT;"
-            + " reload max |logit diff| %.3g%n", bits, first, last, packed, fp32, diff);
-        assertTrue(diff < 1e-5, "reloaded predictions within float rounding of mu and sigma: " + diff);
+            + " reload bit-identical%n", bits, first, last, packed, fp32);
         assertTrue(packed < fp32, packed + " vs " + fp32);
       }
+    }
+  }
+
+  @Test
+  void theMergedExportReadsTheStoredStatisticsInABareOnnxRuntime(@TempDir Path dir) throws Exception {
+    CompiledGraft graft = graft(2);
+    try (AdapterModel model = open(graft)) {
+      for (int i = 0; i < 5; i++) {
+        model.trainStep(inputs(), LABELS, 0.02f);
+      }
+      float[][] trained = model.predict(inputs());
+      Path merged = dir.resolve("merged");
+      model.exportMerged(merged, ExportOptions.defaults());
+      float[][] bare = ExportFixtures.bareRun(merged.resolve("model.onnx"), inputs(), dir)
+          .rows(graft.manifest().getLogits(), 2);
+      double worst = maxDiff(trained, bare);
+      System.out.printf("quant 2 bits, merged export in a bare ONNX Runtime: max |logit diff| %.3g%n", worst);
+      assertTrue(worst < 1e-5, "the quantized site, placed unmerged, reads the exported mu, sigma: " + worst);
+    }
+  }
+
+  @Test
+  void theStatisticsFollowTheWeightsAfterEveryStepAndEveryWrite() {
+    try (AdapterModel model = open(graft(2))) {
+      float[] initial = model.getParameter(A);
+      assertArrayEquals(QuantizedStats.of(initial), model.getParameter(A + STATS), 0f, "after initialization");
+      model.trainStep(inputs(), LABELS, 0.05f);
+      float[] stepped = model.getParameter(A);
+      float[] stats = model.getParameter(A + STATS);
+      assertArrayEquals(QuantizedStats.of(stepped), stats, 0f, "after a step");
+      assertTrue(stats[0] != QuantizedStats.of(initial)[0], "the step moved the mean");
+      float[] scaled = stepped.clone();
+      for (int i = 0; i < scaled.length; i++) {
+        scaled[i] = 3 * scaled[i] + 1;
+      }
+      model.setParameter(A, scaled);
+      assertArrayEquals(QuantizedStats.of(scaled), model.getParameter(A + STATS), 0f, "after a write");
+      // Sample deviation (n − 1), as the reference code's torch.std.
+      double mean = 0;
+      for (float x : scaled) {
+        mean += x;
+      }
+      mean /= scaled.length;
+      double ss = 0;
+      for (float x : scaled) {
+        ss += (x - mean) * (x - mean);
+      }
+      assertEquals(Math.sqrt(ss / (scaled.length - 1)), model.getParameter(A + STATS)[1], 1e-6);
     }
   }
 
@@ -179,9 +237,11 @@ class QuantizedAdapterModelTest {
       Safetensors.write(bad, tensors, metadata);
       try (AdapterModel other = open(graft)) {
         float[] a = other.getParameter(A);
+        float[] stats = other.getParameter(A + STATS);
         float[][] p = other.predict(inputs());
         GraftException e = assertThrows(GraftException.class, () -> other.loadQuantizedAdapter(bad));
         assertArrayEquals(a, other.getParameter(A), "a failed load changes nothing");
+        assertArrayEquals(stats, other.getParameter(A + STATS), "nor mu, sigma");
         assertArrayEquals(p[0], other.predict(inputs())[0]);
         return e;
       }
@@ -218,12 +278,25 @@ class QuantizedAdapterModelTest {
     assertR301(hostile(dir, t -> t.remove(A), m -> {}), "a tensor '" + A + "'");
     GraftException extra = hostile(dir, t -> t.put("extra", TensorData.ofFloats(new long[] {1}, new float[] {1})), m -> {});
     assertEquals(RuntimeErrorCode.UNKNOWN_NAME, extra.getErrorCode(), extra.getMessage());
+    GraftException stats = hostile(dir, t -> t.put(A + STATS, TensorData.ofFloats(new long[] {2}, new float[] {0, 1})), m -> {});
+    assertEquals(RuntimeErrorCode.UNKNOWN_NAME, stats.getErrorCode(), "mu, sigma come from the metadata only");
     // One byte more than the codes need.
     assertR301(hostile(dir, t -> {
       byte[] codes = t.get("encoder.layer.0.attention.self.query.lora_B").data().clone();
       t.put("encoder.layer.0.attention.self.query.lora_B", new TensorData(DType.U8, new long[] {codes.length + 1},
           java.util.Arrays.copyOf(codes, codes.length + 1)));
     }, m -> {}), "packed length");
+  }
+
+  @Test
+  void codesFloat32CannotTellApartAreR303AndChangeNothing(@TempDir Path dir) {
+    GraftException e = hostile(dir, t -> {}, m -> m.put(A, edit(m.get(A), o -> {
+      o.addProperty("mean", 1e8);
+      o.addProperty("std", 1e-3);
+    })));
+    assertEquals(RuntimeErrorCode.QUANTIZED_CODES_UNREPRODUCIBLE, e.getErrorCode(), e.getMessage());
+    assertTrue(e.getMessage().startsWith("[GRAFT-R303] ") && e.getMessage().contains("tensor '" + A + "' code "),
+        e.getMessage());
   }
 
   @Test

@@ -295,8 +295,8 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /**
    * Saves a quantized adapter's parameters bit-packed ({@link QuantizedAdapters}: b bits per
-   * quantized weight with its tensor's mean and deviation, the rest float32) to {@code file}, the
-   * file replaced atomically.
+   * quantized weight with the mean and deviation its forward pass reads, the rest float32) to
+   * {@code file}, the file replaced atomically.
    *
    * @throws GraftException {@code GRAFT-R300} when the graft quantizes no parameter
    */
@@ -306,8 +306,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /**
    * Loads a bit-packed file saved by {@link #saveQuantizedAdapter} for this graft into the
-   * parameters; nothing changes unless the whole file is valid ({@code GRAFT-R301} names what is
-   * wrong).
+   * parameters, restoring each tensor's mean and deviation exactly: the model then predicts what
+   * the saving model predicted, bit for bit. Nothing changes unless the whole file is valid
+   * ({@code GRAFT-R301} names what is wrong, {@code GRAFT-R303} codes float32 cannot reproduce).
    */
   public void loadQuantizedAdapter(Path file) {
     lifecycle.write(() -> QuantizedAdapters.load(state, file));

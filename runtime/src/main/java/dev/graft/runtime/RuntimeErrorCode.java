@@ -119,6 +119,9 @@ public enum RuntimeErrorCode {
   QUANTIZED_FILE_INVALID(301, "a bit-packed adapter file does not match the graft or is malformed: its format, a"
       + " tensor's bits, shape, packed length, padding bits, mean or standard deviation (names the tensor, expected"
       + " and given)"),
+  QUANTIZED_CODES_UNREPRODUCIBLE(303, "a bit-packed tensor's codes cannot be given float32 weights that standardize"
+      + " back to them with its mean and standard deviation (a mean some 10^6 deviations from zero; names the tensor,"
+      + " the index and the code)"),
   /** A sparse difference (LT-SFT) applied to a model whose parameter is missing or of another shape. */
   SPARSE_DIFF_SHAPE(330, "a sparse difference names a parameter the model lacks or gives it another shape (names the"
       + " parameter, the expected and the given shape)"),

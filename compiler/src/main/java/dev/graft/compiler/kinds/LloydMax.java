@@ -5,15 +5,71 @@ import java.util.Arrays;
 /**
  * Lloyd-Max quantizers of the standard normal N(0, 1) at 1, 2, 4 and 8 bits: the 2^b levels
  * minimizing the mean squared error, found by the Lloyd-Max iteration (each threshold the
- * midpoint of its two levels, each level the conditional mean of its cell) from uniform levels to
- * convergence, once per width on first use (8 bits takes some 70,000 iterations, seconds). 1 bit gives ±√(2/π); 2 bits ±0.4528, ±1.5104 with
- * thresholds 0, ±0.9816 (Max, "Quantizing for minimum distortion", IRE Trans. IT 1960).
+ * midpoint of its two levels, each level the conditional mean of its cell) to convergence
+ * ({@link #solve}), and kept as constants that a test solves again. 1 bit gives ±√(2/π); 2 bits
+ * ±0.4528, ±1.5104 with thresholds 0, ±0.9816 (Max, "Quantizing for minimum distortion", IRE
+ * Trans. IT 1960).
  */
 public final class LloydMax {
   /** The bit widths a quantized adapter may use. */
   public static final int[] BITS = {1, 2, 4, 8};
 
-  private static final double[][] LEVELS = new double[9][];
+  /**
+   * The positive half of each width's levels, ascending (the negative half is its mirror), as
+   * {@link #solve} computes them; written out once so that no compilation waits for the iteration
+   * (8 bits: some 70,000 iterations, seconds). {@code LloydMaxTest} solves again and compares.
+   */
+  private static final double[][] POSITIVE = {
+    null,
+    {
+      0.7978845608028654
+    },
+    {
+      0.45278003468968925, 1.5104176086089323
+    },
+    null,
+    {
+      0.12839503021934634, 0.3880483005680186, 0.6567591202411777, 0.9423404587023358,
+      1.2562311999078548, 1.6180463887391225, 2.069017229194688, 2.732589573352632
+    },
+    null,
+    null,
+    null,
+    {
+      0.008446195864868099, 0.025339391024869665, 0.04223499701070327, 0.05913462282410418,
+      0.0760398801468388, 0.09295238441914234, 0.10987375592478249, 0.12680562088440664,
+      0.143749612559337, 0.16070737236754423, 0.1776805510139925, 0.1946708096372588,
+      0.2116798209746769, 0.2287092705479445, 0.2457608578717213, 0.2628362976872468,
+      0.27993732122360654, 0.29706567748890217, 0.3142231345943189, 0.33141148111317675,
+      0.3486325274785402, 0.36588810742177, 0.38318007945558946, 0.40051032840447126,
+      0.4178807669864546, 0.4352933374494881, 0.45275001326635783, 0.4702528008926728,
+      0.48780374159149753, 0.5054049133301775, 0.5230584327534262, 0.5407664572385439,
+      0.5585311870379907, 0.5763548675154938, 0.5942397914817615, 0.6121883016370482,
+      0.6302027931274938, 0.6482857162232022, 0.6664395791263981, 0.6846669509188646,
+      0.7029704646579606, 0.7213528206321941, 0.7398167897869895, 0.7583652173333817,
+      0.777001026552164, 0.7957272228081653, 0.8145468977895673, 0.8334632339892717,
+      0.8524795094455075, 0.8715991027627747, 0.8908254984322658, 0.9101622924768348,
+      0.9296131984443671, 0.9491820537773701, 0.9688728265895137, 0.9886896228798735,
+      1.0086366942237264, 1.02871844597585, 1.0489394460320294, 1.0693044341946376,
+      1.0898183321950312, 1.1104862544301846, 1.1313135194755364, 1.1523056624466872,
+      1.1734684482840962, 1.1948078860487739, 1.2163302443231558, 1.2380420678236812,
+      1.2599501953411036, 1.282061779142421, 1.304384305978405, 1.3269256198637847,
+      1.349693946812887, 1.3726979217368869, 1.395946617738411, 1.4194495780648373,
+      1.4432168510191552, 1.4672590281628073, 1.4915872862001245, 1.5162134329726844,
+      1.5411499580695867, 1.5664100886183492, 1.5920078509162903, 1.6179581386513107,
+      1.6442767885882406, 1.6709806647226888, 1.6980877520786755, 1.7256172615117928,
+      1.7535897471169604, 1.7820272381149993, 1.8109533874279027, 1.8403936395598886,
+      1.8703754208901426, 1.9009283560902235, 1.932084515118437, 1.9638786961467403,
+      1.9963487509384659, 2.0295359605738845, 2.063485471256875, 2.098246802149634,
+      2.133874440117852, 2.1704285399541803, 2.207975753494982, 2.246590217356177,
+      2.2863547373646282, 2.3273622189160985, 2.369717407552993, 2.413539024664501,
+      2.4589624116737303, 2.5061428362036446, 2.5552596707271387, 2.6065217372106932,
+      2.6601742336938763, 2.7165078436648593, 2.7758709146863234, 2.838686045463941,
+      2.9054731588746114, 2.9768823851790396, 3.0537422636634046, 3.137132774927885,
+      3.2285004491828557, 3.329848703578741, 3.444071906311178, 3.5755881944487276,
+      3.7316664773881634, 3.9256379901116913, 4.186595639040871, 4.603535793353637
+    },
+  };
 
   private LloydMax() {}
 
@@ -24,20 +80,19 @@ public final class LloydMax {
 
   /** The 2^bits levels, ascending. */
   public static double[] levels(int bits) {
-    return table(bits).clone();
-  }
-
-  private static synchronized double[] table(int bits) {
     check(bits);
-    if (LEVELS[bits] == null) {
-      LEVELS[bits] = solve(1 << bits);
+    double[] half = POSITIVE[bits];
+    double[] y = new double[2 * half.length];
+    for (int i = 0; i < half.length; i++) {
+      y[half.length + i] = half[i];
+      y[half.length - 1 - i] = -half[i];
     }
-    return LEVELS[bits];
+    return y;
   }
 
   /** The 2^bits − 1 thresholds, ascending: the midpoints of adjacent levels. */
   public static double[] thresholds(int bits) {
-    return midpoints(table(bits));
+    return midpoints(levels(bits));
   }
 
   private static void check(int bits) {

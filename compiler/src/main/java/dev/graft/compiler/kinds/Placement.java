@@ -345,6 +345,9 @@ public final class Placement {
           p.addQuantizeLevels(level);
         }
       }
+      if (quantize) {
+        p.setQuantizeEpsilon(QuantizedWeights.EPSILON);
+      }
       Parameter built = p.build();
       graph.addInput(built.getName(), TensorType.of(elemType, shape));
       parameters.add(built);
@@ -352,7 +355,13 @@ public final class Placement {
         return built.getName();
       }
       quantized++;
-      return QuantizedWeights.straightThrough(graph, built.getName(), shape, quantizeBits, elemType);
+      Parameter stats = Parameter.newBuilder().setName(built.getName() + QuantizedWeights.STATS_SUFFIX)
+          .setSite(built.getSite()).setSiteNode(built.getSiteNode()).setRole(ParameterRole.ADAPTER)
+          .setAdapter(adapter).addShape(2).setFrozen(true).setNoDecay(true).setInit(Init.QUANTIZE_STATS)
+          .setQuantizeStatsOf(built.getName()).setExportDefault(ExportDefault.EXPORT_DEFAULT_CURRENT).build();
+      graph.addInput(stats.getName(), TensorType.of(elemType, new long[] {2}));
+      parameters.add(stats);
+      return QuantizedWeights.straightThrough(graph, built.getName(), stats.getName(), shape, quantizeBits, elemType);
     }
   }
 

@@ -22,15 +22,16 @@ import java.util.TreeSet;
  * i·b … i·b + b − 1} counted from the least significant bit of byte 0, the last byte's unused
  * bits zero), a U8 tensor {@code <name>} of {@code ceil(n·b / 8)} bytes, with its bits, shape, mean
  * μ and standard deviation σ in the metadata entry {@code <name>} ({@code {"bits":b,"shape":[…],
- * "mean":μ,"std":σ}}); the others (the head, vectors, biases) as F32. Metadata {@code format} is
- * {@value #FORMAT}, {@code graft} the graft's name.
+ * "mean":μ,"std":σ}}, μ and σ float32 values written exactly); the others (the head, vectors,
+ * biases) as F32. The {@code [μ, σ]} companions ({@code Init.QUANTIZE_STATS}) are not tensors of
+ * the file: they are the metadata's μ and σ. Metadata {@code format} is {@value #FORMAT}, {@code
+ * graft} the graft's name.
  *
- * <p>The codes are those of the forward pass, {@code c = #\{thresholds < (w − μ)/σ\}} with μ, σ
- * the mean and population standard deviation of the float32 values (in double) and the
- * thresholds the midpoints of the manifest's levels; a load gives each weight {@code μ + σ·z}
- * with z the tensor's levels standardized to mean 0 and deviation 1 (each still in its code's
- * cell), so the forward pass, which standardizes again, reads {@code μ + σ·level(c)} up to
- * float rounding of μ and σ.
+ * <p>The codes are those the forward pass computes, {@code c = #\{t_k < (w − μ)/(σ + ε)\}} in
+ * float32 with the companion's μ, σ and the float32 thresholds (midpoints of the manifest's
+ * levels). A load restores μ and σ exactly and gives each weight {@code μ + (σ + ε)·level(c)} (the
+ * centre of its code's cell), so the forward pass reads {@code μ + σ·level(c)} with the same codes,
+ * μ and σ: the saved model's value, bit for bit.
  *
  * <p>A load reads and checks everything (format, every name, bits, shape, packed length, padding
  * bits, finite μ and σ ≥ 0, finite values) before it sets anything.
@@ -43,28 +44,24 @@ public final class QuantizedAdapters {
 
   private QuantizedAdapters() {}
 
-  /** One quantized tensor: its codes, bits, mean and standard deviation. */
-  public record Packed(int bits, int[] codes, double mean, double std) {}
+  /** One quantized tensor: its codes, bits, and the float32 mean and standard deviation it was standardized with. */
+  public record Packed(int bits, int[] codes, float mean, float std) {}
 
-  /** Codes of {@code w} at {@code levels} (2^b, ascending), with its mean and population standard deviation. */
-  public static Packed quantize(float[] w, double[] levels) {
+  /**
+   * The codes of {@code w} standardized with {@code mean}, {@code std} and {@code epsilon} against
+   * the thresholds of {@code levels} (2^b, ascending), in the float32 arithmetic of the forward
+   * pass: {@code z = (w − μ) / (σ + ε)}, code = how many thresholds z exceeds.
+   */
+  public static Packed quantize(float[] w, float mean, float std, double epsilon, double[] levels) {
     int bits = Integer.numberOfTrailingZeros(levels.length);
-    double mean = 0;
-    for (float x : w) {
-      mean += x;
-    }
-    mean /= w.length;
-    double var = 0;
-    for (float x : w) {
-      var += (x - mean) * (x - mean);
-    }
-    double std = Math.sqrt(var / w.length);
+    float[] t = thresholds(levels);
+    float denominator = std + (float) epsilon;
     int[] codes = new int[w.length];
     for (int i = 0; i < w.length; i++) {
-      double z = (w[i] - mean) / std;
+      float z = (w[i] - mean) / denominator;
       int c = 0;
-      for (int k = 0; k + 1 < levels.length; k++) {
-        if (z > (levels[k] + levels[k + 1]) / 2) {
+      for (float tk : t) {
+        if (z > tk) {
           c++;
         }
       }
@@ -73,13 +70,13 @@ public final class QuantizedAdapters {
     return new Packed(bits, codes, mean, std);
   }
 
-  /** {@code μ + σ·level(c)} of each code, as float32. */
-  public static float[] dequantize(Packed p, double[] levels) {
-    float[] out = new float[p.codes().length];
-    for (int i = 0; i < out.length; i++) {
-      out[i] = (float) (p.mean() + p.std() * levels[p.codes()[i]]);
+  /** The float32 thresholds of the forward pass: midpoints of adjacent levels, rounded. */
+  private static float[] thresholds(double[] levels) {
+    float[] t = new float[levels.length - 1];
+    for (int k = 0; k < t.length; k++) {
+      t[k] = (float) ((levels[k] + levels[k + 1]) / 2);
     }
-    return out;
+    return t;
   }
 
   /** The codes at {@code bits} each, packed from the least significant bit of byte 0; unused bits zero. */
@@ -133,12 +130,16 @@ public final class QuantizedAdapters {
     metadata.put("graft", m.getName());
     for (Parameter p : m.getParametersList()) {
       long[] shape = shape(p);
+      if (!p.getQuantizeStatsOf().isEmpty()) {
+        continue;
+      }
       float[] w = store.getParameter(p.getName());
       if (p.getQuantizeBits() == 0) {
         tensors.put(p.getName(), TensorData.ofFloats(shape, w));
         continue;
       }
-      Packed q = quantize(w, levels(p));
+      float[] stats = store.getParameter(statsOf(m).get(p.getName()));
+      Packed q = quantize(w, stats[0], stats[1], p.getQuantizeEpsilon(), levels(p));
       byte[] packed = pack(q.codes(), q.bits());
       tensors.put(p.getName(), new TensorData(DType.U8, new long[] {packed.length}, packed));
       JsonObject meta = new JsonObject();
@@ -170,6 +171,9 @@ public final class QuantizedAdapters {
     Map<String, float[]> values = new LinkedHashMap<>();
     for (Parameter p : m.getParametersList()) {
       String name = p.getName();
+      if (!p.getQuantizeStatsOf().isEmpty()) {
+        continue;
+      }
       TensorData t = c.tensors().get(name);
       if (t == null) {
         throw invalid(src, name, "a tensor '" + name + "'", "none");
@@ -197,19 +201,20 @@ public final class QuantizedAdapters {
       if (given == null || !Arrays.equals(shape, given)) {
         throw invalid(src, name, "shape " + Arrays.toString(shape), given == null ? String.valueOf(dims) : Arrays.toString(given));
       }
-      double mean = number(src, name, meta, "mean");
-      double std = number(src, name, meta, "std");
-      if (!Double.isFinite(mean) || !(std >= 0) || !Double.isFinite(std)) {
-        throw invalid(src, name, "a finite mean and a finite std >= 0", "mean " + mean + ", std " + std);
+      float mean = (float) number(src, name, meta, "mean");
+      float std = (float) number(src, name, meta, "std");
+      if (!Float.isFinite(mean) || !(std >= 0) || !Float.isFinite(std)) {
+        throw invalid(src, name, "a finite float32 mean and a finite float32 std >= 0", "mean " + mean + ", std " + std);
       }
       if (t.dtype() != DType.U8 || t.shape().length != 1) {
         throw invalid(src, name, "U8 packed codes [bytes]", t.dtype() + Arrays.toString(t.shape()));
       }
-      int[] codes = unpack(src, name, t.data(), n, bits);
-      values.put(name, latent(new Packed(bits, codes, mean, std), levels(p)));
+      Packed packed = new Packed(bits, unpack(src, name, t.data(), n, bits), mean, std);
+      values.put(name, latent(src, name, packed, p.getQuantizeEpsilon(), levels(p)));
+      values.put(statsOf(m).get(name), new float[] {mean, std});
     }
     TreeSet<String> extra = new TreeSet<>(c.tensors().keySet());
-    m.getParametersList().forEach(p -> extra.remove(p.getName()));
+    m.getParametersList().stream().filter(p -> p.getQuantizeStatsOf().isEmpty()).forEach(p -> extra.remove(p.getName()));
     if (!extra.isEmpty()) {
       throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, src + " holds tensors graft '" + m.getName()
           + "' does not have: " + extra);
@@ -218,59 +223,36 @@ public final class QuantizedAdapters {
   }
 
   /**
-   * The values a load gives a quantized tensor: {@code μ + σ·z}, z its codes' levels standardized
-   * to mean 0 and deviation 1 (so that the forward pass's own standardization finds μ, σ and the
-   * same codes again); a tensor of one code (σ = 0 or all alike) gets {@link #dequantize}.
+   * The values a load gives a quantized tensor: {@code μ + (σ + ε)·level(c)} in float32, whose
+   * standardized value is its level, the centre of its code's cell; the codes are checked to come
+   * out again (they could not only where μ is some 10⁶ times σ and float32 cannot tell the cells
+   * apart).
+   *
+   * @throws GraftException {@code GRAFT-R303} when a code does not come out again
    */
-  static float[] latent(Packed p, double[] levels) {
-    int n = p.codes().length;
-    double[] z = new double[n];
-    double mean = 0;
-    for (int i = 0; i < n; i++) {
-      z[i] = levels[p.codes()[i]];
-      mean += z[i];
+  static float[] latent(String src, String name, Packed p, double epsilon, double[] levels) {
+    float denominator = p.std() + (float) epsilon;
+    float[] out = new float[p.codes().length];
+    for (int i = 0; i < out.length; i++) {
+      out[i] = p.mean() + denominator * (float) levels[p.codes()[i]];
     }
-    mean /= n;
-    double var = 0;
-    for (double x : z) {
-      var += (x - mean) * (x - mean);
-    }
-    double std = Math.sqrt(var / n);
-    if (!(std > 0) || p.std() == 0) {
-      return dequantize(p, levels);
-    }
-    for (int i = 0; i < n; i++) {
-      z[i] = (z[i] - mean) / std;
-    }
-    // Standardizing can move a value across a threshold of a skewed tensor: pull such values back
-    // into their cells and standardize again until every code is its own.
-    double[] t = new double[levels.length - 1];
-    for (int k = 0; k < t.length; k++) {
-      t[k] = (levels[k] + levels[k + 1]) / 2;
-    }
-    for (int iter = 0; iter < 100; iter++) {
-      float[] out = new float[n];
-      for (int i = 0; i < n; i++) {
-        out[i] = (float) (p.mean() + p.std() * z[i]);
-      }
-      int[] again = quantize(out, levels).codes();
-      if (Arrays.equals(again, p.codes())) {
-        return out;
-      }
-      for (int i = 0; i < n; i++) {
-        int c = p.codes()[i];
-        double lo = c == 0 ? Double.NEGATIVE_INFINITY : t[c - 1];
-        double hi = c == t.length ? Double.POSITIVE_INFINITY : t[c];
-        z[i] = Math.min(Math.max(z[i], lo + 1e-3 * (levels[c] - lo)), hi - 1e-3 * (hi - levels[c]));
-      }
-      double m2 = Arrays.stream(z).average().orElse(0);
-      double v2 = Arrays.stream(z).map(x -> (x - m2) * (x - m2)).sum() / n;
-      for (int i = 0; i < n; i++) {
-        z[i] = (z[i] - m2) / Math.sqrt(v2);
+    int[] again = quantize(out, p.mean(), p.std(), epsilon, levels).codes();
+    for (int i = 0; i < out.length; i++) {
+      if (again[i] != p.codes()[i]) {
+        throw new GraftException(RuntimeErrorCode.QUANTIZED_CODES_UNREPRODUCIBLE, src + ": tensor '" + name
+            + "' code " + p.codes()[i] + " at index " + i + " cannot be given a float32 weight that standardizes back"
+            + " to it (mean " + p.mean() + ", std " + p.std() + ")");
       }
     }
-    throw new GraftException(RuntimeErrorCode.QUANTIZED_FILE_INVALID, "the codes of a bit-packed tensor cannot be"
-        + " given values whose own mean and deviation reproduce them (a tensor of " + n + " codes of " + p.bits() + " bits)");
+    return out;
+  }
+
+  /** Each quantized parameter's {@code [μ, σ]} companion, by the quantized parameter's name. */
+  private static Map<String, String> statsOf(Manifest m) {
+    Map<String, String> out = new LinkedHashMap<>();
+    m.getParametersList().stream().filter(p -> !p.getQuantizeStatsOf().isEmpty())
+        .forEach(p -> out.put(p.getQuantizeStatsOf(), p.getName()));
+    return out;
   }
 
   private static void requireQuantized(Manifest m) {

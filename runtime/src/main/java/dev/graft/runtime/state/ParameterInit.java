@@ -82,6 +82,8 @@ public final class ParameterInit {
       case PISSA_A, PISSA_B -> pissa(p, size, host, v);
       // Zeros until AdapterModel.calibrate sets them (see Calibration); training refuses them before.
       case CORDA_A, CORDA_B -> {}
+      // Filled from its quantized parameter by ParameterState.
+      case QUANTIZE_STATS -> {}
       case HOST_ROWS -> {
         HostWeights.Weight w = hostWeight(p, host);
         if (w.dims().length != 2 || w.dims()[0] < 1 || size % w.dims()[1] != 0) {

@@ -11,6 +11,7 @@ import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.session.DirectBuffers;
 import dev.graft.runtime.session.HostWeights;
+import dev.graft.spec.manifest.Init;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
 import dev.graft.spec.manifest.TrainStep;
@@ -32,6 +33,11 @@ import org.jspecify.annotations.Nullable;
  * into the other set ({@link #trainOutputs}, pinned outputs); {@link #commit(OrtSession.Result)}
  * then exchanges their roles. On CPU a step copies no parameter or optimizer state. A step whose loss or updated state
  * is not finite is not committed: the sets are not swapped, so the state is the one before it.
+ *
+ * <p>A quantized parameter's frozen {@code [μ, σ]} companion ({@code Init.QUANTIZE_STATS}) is
+ * recomputed from the parameter ({@link QuantizedStats}) on {@link #initialize}, after every
+ * committed step and on every {@link #setParameter} of the parameter; setting the companion itself
+ * (a bit-packed load, after the parameter) stores the given values.
  */
 public final class ParameterState implements ParameterStore, AutoCloseable {
   private final Manifest manifest;
@@ -39,6 +45,8 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
   private final Map<String, Integer> index = new HashMap<>();
   private final long[][] shapes;
   private final int[] sizes;
+  /** Per parameter: the index of its {@code QUANTIZE_STATS} companion, or −1 when it is not quantized. */
+  private final int[] stats;
   private final @Nullable TrainStep train;
   private StateSet current;
   private StateSet spare;
@@ -118,6 +126,32 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
       }
       sizes[i] = Math.toIntExact(count);
     }
+    this.stats = new int[parameters.size()];
+    Arrays.fill(stats, -1);
+    for (int i = 0; i < parameters.size(); i++) {
+      Parameter p = parameters.get(i);
+      String of = p.getQuantizeStatsOf();
+      if (of.isEmpty() != (p.getInit() != Init.QUANTIZE_STATS)) {
+        throw new FormatException(manifest.getName(), "parameter '" + p.getName() + "' has init " + p.getInit()
+            + " and quantize_stats_of '" + of + "': a QUANTIZE_STATS parameter names its quantized parameter, no other does");
+      }
+      if (of.isEmpty()) {
+        continue;
+      }
+      Integer target = index.get(of);
+      if (target == null || parameters.get(target).getQuantizeBits() == 0 || stats[target] >= 0
+          || !p.getFrozen() || sizes[i] != 2) {
+        throw new FormatException(manifest.getName(), "parameter '" + p.getName() + "' must be frozen, of two values,"
+            + " and the only statistics of a quantized parameter; quantize_stats_of names '" + of + "'");
+      }
+      stats[target] = i;
+    }
+    for (int i = 0; i < parameters.size(); i++) {
+      if (parameters.get(i).getQuantizeBits() > 0 && stats[i] < 0) {
+        throw new FormatException(manifest.getName(), "quantized parameter '" + parameters.get(i).getName()
+            + "' has no QUANTIZE_STATS parameter");
+      }
+    }
     StateSet a = null;
     try {
       a = new StateSet(env, parameters, shapes, sizes, train);
@@ -174,6 +208,22 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
   public void setParameter(String name, float[] values) {
     int i = indexOf(name);
     copyIn(name, i, current.value[i], values);
+    refreshStats(i);
+  }
+
+  /** Recomputes the {@code [μ, σ]} companion of parameter {@code i} from its current values, when it is quantized. */
+  private void refreshStats(int i) {
+    if (stats[i] >= 0) {
+      FloatBuffer b = current.value[stats[i]].duplicate();
+      b.clear();
+      b.put(QuantizedStats.of(copyOut(current.value[i])));
+    }
+  }
+
+  private void refreshAllStats() {
+    for (int i = 0; i < parameters.size(); i++) {
+      refreshStats(i);
+    }
   }
 
   /** All parameters by name (copies), in manifest order. */
@@ -244,6 +294,7 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
       current.value[i].clear();
       current.value[i].put(v).clear();
     }
+    refreshAllStats();
     resetOptimizer();
   }
 
@@ -320,6 +371,7 @@ public final class ParameterState implements ParameterStore, AutoCloseable {
     current = spare;
     spare = t;
     step++;
+    refreshAllStats();
   }
 
   /**
