@@ -47,7 +47,9 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.SortedMap;
 import java.util.SortedSet;
+import java.util.TreeMap;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -482,11 +484,36 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
         state.setParameter(p.getName(), new float[state.getParameter(p.getName()).length]);
       }
     }
-    String source = graphs.name() + ".calibration.onnx";
-    byte[] graph = CalibrationGraph.withOutputs(source, graphs.inferenceGraph(), inputs);
+    Calibration.Accumulator sums = new Calibration.Accumulator();
+    passWithOutputs("calibration", "the covariance", System.Logger.Level.INFO, batches, inputs, (i, input, t, mask) -> {
+      boolean isDouble = t.getInfo().type == ai.onnxruntime.OnnxJavaType.DOUBLE;
+      sums.add(input, t.getInfo().getShape(), isDouble ? null : t.getFloatBuffer(),
+          isDouble ? t.getDoubleBuffer() : null, mask, "calibration batch " + (i + 1));
+    });
+    Calibration result = sums.finish(inputs);
+    result.parameterValues(manifest, sessions.host()).forEach(state::setParameter);
+    state.resetOptimizer();
+    return result;
+  }
+
+  /** Reads one batch's value of one extra output of {@link #passWithOutputs}. */
+  private interface OutputConsumer {
+    void accept(int batch, String tensor, OnnxTensor value, long @Nullable [][] mask);
+  }
+
+  /**
+   * Runs {@code batches} through the inference graph with {@code tensors} made outputs as well
+   * ({@link CalibrationGraph}), with the current parameters, and hands each batch's value of each
+   * tensor to {@code consumer} with the batch's attention mask (null where the host has none).
+   * {@code pass} names the pass in the graph's name, errors and progress lines (logged at {@code
+   * level}, one per tenth of the batches); {@code purpose} what the tensors are read for.
+   */
+  private void passWithOutputs(String pass, String purpose, System.Logger.Level level, List<Batch> batches,
+      SortedSet<String> tensors, OutputConsumer consumer) {
+    String source = graphs.name() + "." + pass + ".onnx";
+    byte[] graph = CalibrationGraph.withOutputs(source, graphs.inferenceGraph(), tensors, purpose);
     String mask = manifest.getInputsList().stream().filter(HostInput::getMask).map(HostInput::getName)
         .findFirst().orElse("");
-    Calibration.Accumulator sums = new Calibration.Accumulator();
     try (Sessions.Extra extra = Sessions.openGraphs(graphs, options, List.of(source), List.of(graph))) {
       OrtSession session = extra.sessions().get(0);
       for (int i = 0; i < batches.size(); i++) {
@@ -497,28 +524,102 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
           owned.putAll(gates.tensors(env));
           Map<String, OnnxTensorLike> feed = new HashMap<>(owned);
           feed.putAll(state.inferenceInputs());
-          try (OrtSession.Result r = session.run(feed, inputs)) {
-            for (String input : inputs) {
-              OnnxTensor t = (OnnxTensor) r.get(input).orElseThrow();
-              boolean isDouble = t.getInfo().type == ai.onnxruntime.OnnxJavaType.DOUBLE;
-              sums.add(input, t.getInfo().getShape(), isDouble ? null : t.getFloatBuffer(),
-                  isDouble ? t.getDoubleBuffer() : null, hostInputs.get(mask), "calibration batch " + (i + 1));
+          try (OrtSession.Result r = session.run(feed, tensors)) {
+            for (String tensor : tensors) {
+              consumer.accept(i, tensor, (OnnxTensor) r.get(tensor).orElseThrow(), hostInputs.get(mask));
             }
           }
         } catch (OrtException e) {
-          throw Sessions.failure("calibration batch " + (i + 1) + " failed", e);
+          throw Sessions.failure(pass + " batch " + (i + 1) + " failed", e);
         } finally {
           owned.values().forEach(OnnxTensor::close);
         }
         if ((i + 1) % Math.max(1, batches.size() / 10) == 0 || i + 1 == batches.size()) {
-          LOG.log(System.Logger.Level.INFO, "calibration of " + graphs.name() + ": batch " + (i + 1) + "/" + batches.size());
+          LOG.log(level, pass + " of " + graphs.name() + ": batch " + (i + 1) + "/" + batches.size());
         }
       }
-      Calibration result = sums.finish(inputs);
-      result.parameterValues(manifest, sessions.host()).forEach(state::setParameter);
-      state.resetOptimizer();
-      return result;
     }
+  }
+
+  // ---------------------------------------------------------------- site features
+
+  /**
+   * Each example's features at inner tensors of the inference graph, with the current parameters:
+   * for each of {@code tensors} (a value {@code [batch, width]} or {@code [batch, sequence, width]},
+   * e.g. a site input that manifest parameters record as {@code site_input}: what SEMA's
+   * representation descriptors read), one row {@code [width]} per example of {@code batches}, in
+   * order: the mean over the positions the attention mask keeps (all positions where the host has
+   * no mask), summed in float64. Changes nothing.
+   *
+   * @throws GraftException {@code GRAFT-R007} for no tensors or no batches, {@code GRAFT-R353} for a
+   *     value that is not finite, of another rank or width than the first batch's, or an example
+   *     whose mask keeps no position
+   * @throws FormatException when no node of the inference graph produces one of {@code tensors}
+   */
+  public SortedMap<String, float[][]> siteFeatures(List<Batch> batches, SortedSet<String> tensors) {
+    if (tensors.isEmpty() || batches.isEmpty()) {
+      throw new GraftException(RuntimeErrorCode.ARGUMENT, "site features of '" + graphs.name()
+          + "' need at least one tensor and one batch, got " + tensors.size() + " tensors and " + batches.size()
+          + " batches");
+    }
+    return lifecycle.read(() -> {
+      SortedMap<String, List<float[]>> rows = new TreeMap<>();
+      SortedMap<String, Integer> widths = new TreeMap<>();
+      passWithOutputs("features", "the site features", System.Logger.Level.DEBUG, batches, tensors, (i, tensor, t, mask) -> {
+        long[] shape = t.getInfo().getShape();
+        String where = "'" + tensor + "' in features batch " + (i + 1);
+        int batch = HostInputs.batchSize(batches.get(i).inputs());
+        if (shape.length < 2 || shape.length > 3 || shape[0] != batch
+            || t.getInfo().type != ai.onnxruntime.OnnxJavaType.FLOAT && t.getInfo().type != ai.onnxruntime.OnnxJavaType.DOUBLE) {
+          throw new GraftException(RuntimeErrorCode.SITE_FEATURES, where + " has shape " + Arrays.toString(shape)
+              + " of " + t.getInfo().type + "; expected float values [" + batch + ", width] or [" + batch
+              + ", sequence, width]");
+        }
+        int width = (int) shape[shape.length - 1];
+        Integer known = widths.putIfAbsent(tensor, width);
+        if (known != null && known != width) {
+          throw new GraftException(RuntimeErrorCode.SITE_FEATURES, where + " has width " + width + ", the first batch "
+              + known);
+        }
+        int positions = shape.length == 3 ? (int) shape[1] : 1;
+        boolean masked = mask != null && shape.length == 3 && mask.length == batch && mask[0].length == positions;
+        FloatBuffer floats = t.getInfo().type == ai.onnxruntime.OnnxJavaType.FLOAT ? t.getFloatBuffer() : null;
+        java.nio.DoubleBuffer doubles = floats == null ? t.getDoubleBuffer() : null;
+        List<float[]> out = rows.computeIfAbsent(tensor, k -> new java.util.ArrayList<>());
+        double[] sum = new double[width];
+        for (int b = 0; b < batch; b++) {
+          Arrays.fill(sum, 0);
+          int kept = 0;
+          for (int p = 0; p < positions; p++) {
+            if (masked && mask[b][p] == 0) {
+              continue;
+            }
+            kept++;
+            int at = (b * positions + p) * width;
+            for (int j = 0; j < width; j++) {
+              double x = floats != null ? floats.get(at + j) : doubles.get(at + j);
+              if (!Double.isFinite(x)) {
+                throw new GraftException(RuntimeErrorCode.SITE_FEATURES, where + " holds " + x + " in example " + b
+                    + " (position " + p + ", feature " + j + ")");
+              }
+              sum[j] += x;
+            }
+          }
+          if (kept == 0) {
+            throw new GraftException(RuntimeErrorCode.SITE_FEATURES, "example " + b + " of features batch " + (i + 1)
+                + " has no position its attention mask keeps, so " + tensor + " has no mean");
+          }
+          float[] row = new float[width];
+          for (int j = 0; j < width; j++) {
+            row[j] = (float) (sum[j] / kept);
+          }
+          out.add(row);
+        }
+      });
+      SortedMap<String, float[][]> result = new TreeMap<>();
+      rows.forEach((k, v) -> result.put(k, v.toArray(float[][]::new)));
+      return result;
+    });
   }
 
   /** A graft with calibrated parameters trains only once they are set ({@code GRAFT-R340}). */

@@ -110,6 +110,9 @@ public enum RuntimeErrorCode {
       + " trained before AdapterModel.calibrate set its factors (names the parameters still at zero)"),
   CALIBRATION_DATA(341, "calibration got no data, or data whose site inputs give no usable covariance (all zero or"
       + " not finite; names the site input and the batch)"),
+  SITE_FEATURES(353, "site features (AdapterModel.siteFeatures, SEMA's descriptors) cannot be read: a value not"
+      + " finite, of another rank or width than expected, or an example whose attention mask keeps no position"
+      + " (names the tensor, the batch and the example)"),
   /** The CUDA execution provider is in the ONNX Runtime on the classpath but its libraries did not load. */
   CUDA_LIBRARIES(370, "the CUDA execution provider is in the ONNX Runtime on the classpath (`onnxruntime_gpu`) but"
       + " did not load: names the libraries the loader reported missing and the CUDA 12 and cuDNN 9 libraries it needs"

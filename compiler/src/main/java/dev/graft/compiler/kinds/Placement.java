@@ -262,6 +262,15 @@ public final class Placement {
       return this;
     }
 
+    /**
+     * Records {@code tensor}, the inference graph's value of the site's input, for the run time to
+     * read the site's features ({@code AdapterModel.siteFeatures}).
+     */
+    public ParameterBuilder siteInput(String tensor) {
+      p.setSiteInput(tensor);
+      return this;
+    }
+
     /** Never updated by the training step. */
     public ParameterBuilder frozen() {
       p.setFrozen(true);

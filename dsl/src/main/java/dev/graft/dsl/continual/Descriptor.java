@@ -5,18 +5,22 @@ import java.util.Random;
 /**
  * A representation descriptor of SEMA: an autoencoder of the features one task's data gives, with
  * the mean μ and standard deviation σ of its reconstruction error over those features. Data is new
- * to the descriptor when the mean z-score {@code (e(x) − μ) / σ} of its errors is high.
+ * to the descriptor when the mean z-score {@code |e(x) − μ| / σ} of its errors is high (the
+ * reference code's {@code AdapterModule.get_z_score_deviation}, which takes the magnitude).
  *
  * <p>The autoencoder is linear, {@code x̂ = m + Q·Qᵀ·(x − m)} with m the features' mean and Q the
  * {@code [d, k]} top-k principal directions (found by subspace iteration on the covariance from a
  * seeded start): the minimizer of a k-unit linear autoencoder's squared reconstruction error,
  * computed in closed form rather than by gradient descent. The error is the mean squared residual
- * {@code e(x) = |x − x̂|² / d}.
+ * {@code e(x) = |x − x̂|² / d} (the reference's {@code AE.compute_reconstruction_loss}: the mean
+ * squared error of the token-mean feature). The reference's AE ({@code sema_components.AE}) is the
+ * same linear encoder and decoder with biases, trained by SGD rather than solved.
  *
  * @param mean the features' mean m, length d
  * @param basis Q, {@code basis[j]} the j-th direction (unit length, mutually orthogonal), k of them
  * @param errorMean μ, the mean error over the fitting features
- * @param errorStd σ, their standard deviation (population), at least {@link #MIN_STD}
+ * @param errorStd σ, their sample standard deviation (divided by n − 1, as the reference's {@code
+ *     torch.var}), at least {@link #MIN_STD}
  */
 public record Descriptor(double[] mean, double[][] basis, double errorMean, double errorStd) {
   /** The smallest σ kept, so that features reconstructed exactly do not divide by zero. */
@@ -109,7 +113,7 @@ public record Descriptor(double[] mean, double[][] basis, double errorMean, doub
     for (double v : e) {
       var += (v - mu) * (v - mu);
     }
-    return new Descriptor(m, q, mu, Math.max(MIN_STD, Math.sqrt(var / n)));
+    return new Descriptor(m, q, mu, Math.max(MIN_STD, Math.sqrt(var / (n - 1))));
   }
 
   /** Gram–Schmidt in place; a vector that vanishes against the earlier ones becomes zero. */
@@ -167,11 +171,20 @@ public record Descriptor(double[] mean, double[][] basis, double errorMean, doub
     return out;
   }
 
-  /** The mean z-score {@code (e(x) − μ) / σ} over the rows of {@code features}. */
+  /** The z-score {@code |e(x) − μ| / σ} of each row of {@code features}. */
+  public double[] zScores(float[][] features) {
+    double[] z = errors(features);
+    for (int i = 0; i < z.length; i++) {
+      z[i] = Math.abs(z[i] - errorMean) / errorStd;
+    }
+    return z;
+  }
+
+  /** The mean z-score {@code |e(x) − μ| / σ} over the rows of {@code features}. */
   public double zScore(float[][] features) {
     double sum = 0;
-    for (double e : errors(features)) {
-      sum += (e - errorMean) / errorStd;
+    for (double z : zScores(features)) {
+      sum += z;
     }
     return sum / features.length;
   }

@@ -2,6 +2,7 @@ package dev.graft.dsl.continual;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
@@ -9,6 +10,7 @@ import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.runtime.train.TrainingResult;
+import dev.graft.spec.manifest.Parameter;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -16,26 +18,32 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
+import java.util.OptionalInt;
+import java.util.TreeSet;
 import org.jspecify.annotations.Nullable;
 
 /**
  * SEMA's continual-learning loop (Wang et al., "Self-Expansion of Pre-trained Models with Mixture
- * of Adapters for Continual Learning", CVPR 2025) over the {@code sema} kind: tasks arrive one at a
- * time; the first adds one adapter to the pool of every chosen layer; each later one first runs a
- * detection pass over its training data, and at each layer where <em>every</em> descriptor's mean
- * z-score exceeds {@code threshold} adds one adapter (and its router column). The graft is then
- * recompiled with the larger pools, every earlier parameter loaded by name, the earlier adapters and
- * router columns frozen ({@code frozenPerLayer}), and trained on the task with the trainer; the
- * classification head trains on every task. Each added adapter gets a {@link Descriptor} fitted to
- * the task's features after its training.
+ * of Adapters for Continual Learning", CVPR 2025; reference code {@code huiyiwang01/SEMA-CL},
+ * {@code models/sema.py}) over the {@code sema} kind: tasks arrive one at a time. The first adds one
+ * adapter to the pool of every chosen layer and trains them together. Each later one first freezes
+ * every earlier adapter and router column, then runs detection passes over its training data: the
+ * data in shuffled batches of {@code detectBatchSize}, and for each batch in turn and each layer in
+ * ascending order, the mean z-score of each of the layer's descriptors over the batch; the first
+ * layer (not yet expanded in this task) where <em>every</em> descriptor's batch mean exceeds {@code
+ * threshold} gets one adapter and one router column, which are then trained (the graft recompiled
+ * with the larger pool, every earlier parameter loaded by name, all else frozen by {@code
+ * frozenPerLayer}), and a new pass starts on the model so changed, until a pass expands nothing. A
+ * task that expands nothing trains only the classification head, which trains on every task.
  *
- * <p>Features: the adapted host's pooled embedding ({@link AdapterModel#embed}), the same for every
- * layer's descriptors. (The paper's descriptor at a layer reads that layer's input; the graft's
- * graphs expose only the pooled embedding, so here the layers differ only by which tasks their
- * descriptors were fitted on.)
+ * <p>Features: a layer's descriptors read that layer's own pool-site input x (the feed-forward
+ * block's input), each example's mean over the tokens its attention mask keeps, read with {@link
+ * AdapterModel#siteFeatures} from the tensor each pool's down projection records as its manifest
+ * {@code site_input}. Each added adapter gets a {@link Descriptor} fitted on its layer's features
+ * of the task's training data after its training.
  *
- * <p>Each task prints one progress line (the z-scores per layer, the layers expanded, the pool sizes,
- * the trained parameters). A {@code Sema} holds the current model; close it when done.
+ * <p>Each task prints one progress line (the z-scores per layer, the layers expanded in order, the
+ * pool sizes, the trained parameters). A {@code Sema} holds the current model; close it when done.
  */
 public final class Sema implements AutoCloseable {
   private final Builder options;
@@ -59,53 +67,177 @@ public final class Sema implements AutoCloseable {
    * What one task did.
    *
    * @param task the task's name
-   * @param zScores per chosen layer, the mean z-score of each of its descriptors on the task's data
-   *     (empty lists for the first task)
-   * @param expanded the layers that got an adapter
+   * @param zScores per chosen layer, the mean z-score of each of its descriptors over the whole
+   *     training data, in the detection pass that decided the layer (the one that expanded it, else
+   *     the last); empty lists for the first task
+   * @param detectionScores per chosen layer, the largest over that pass's batches of the smallest of
+   *     its descriptors' batch means: what is compared with the threshold (NaN for the first task)
+   * @param expanded the layers that got an adapter, in the order they got it
    * @param pools the pool size of each chosen layer after the task
-   * @param trainedParameters the values the task trained (new adapters, their router columns, the head)
+   * @param trainedParameters the values the task trained, summed over its trainings (new adapters,
+   *     their router columns, the head)
    * @param heldOutAccuracy the accuracy on the task's held-out examples after training
-   * @param stepsPerSecond the task's training steps per second (the trainer's figure)
+   * @param stepsPerSecond the training steps per second, the mean over the task's trainings
    */
-  public record TaskReport(String task, List<List<Double>> zScores, List<Integer> expanded, List<Integer> pools,
-      long trainedParameters, double heldOutAccuracy, double stepsPerSecond) {
+  public record TaskReport(String task, List<List<Double>> zScores, List<Double> detectionScores,
+      List<Integer> expanded, List<Integer> pools, long trainedParameters, double heldOutAccuracy,
+      double stepsPerSecond) {
     public TaskReport {
       zScores = zScores.stream().map(List::copyOf).toList();
+      detectionScores = List.copyOf(detectionScores);
       expanded = List.copyOf(expanded);
       pools = List.copyOf(pools);
     }
   }
 
-  /** Learns one task: detection, expansion, recompilation with earlier adapters frozen, training. */
+  /** What one detection pass found at one layer. */
+  private record Detection(List<Double> means, double score, int firstBatch) {}
+
+  /** Learns one task: detection, expansion one layer at a time with earlier adapters frozen, training. */
   public TaskReport learn(String task, List<Example> train, List<Example> heldOut) {
     if (train.size() < 2) {
       throw new IllegalArgumentException("task '" + task + "' needs at least 2 training examples, got " + train.size());
     }
+    int n = pools.length;
     List<List<Double>> z = new ArrayList<>();
+    List<Double> scores = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      z.add(List.of());
+      scores.add(Double.NaN);
+    }
     List<Integer> expanded = new ArrayList<>();
-    float[][] before = model == null ? null : embed(model, train);
-    for (int i = 0; i < pools.length; i++) {
-      List<Double> scores = new ArrayList<>();
-      if (before != null) {
-        for (Descriptor d : descriptors.get(i)) {
-          scores.add(d.zScore(before));
-        }
-      }
-      z.add(scores);
-      if (scores.stream().allMatch(s -> s > options.threshold)) {
+    long trained = 0;
+    double steps = 0;
+    int trainings = 0;
+    if (model == null) {
+      Arrays.fill(pools, 1);
+      TrainingResult r = trainWith(new int[n], train, heldOut);
+      trained += model.getParameterCount();
+      steps += r.stepsPerSecond();
+      trainings++;
+      float[][][] after = features(train);
+      for (int i = 0; i < n; i++) {
+        descriptors.get(i).add(fit(after[i]));
         expanded.add(options.layers.get(i));
       }
-    }
-    List<Integer> frozen = Arrays.stream(pools).boxed().toList();
-    for (int i = 0; i < pools.length; i++) {
-      if (expanded.contains(options.layers.get(i))) {
-        pools[i]++;
+    } else {
+      reopen(pools.clone());
+      boolean[] done = new boolean[n];
+      float[][][] features = features(train);
+      for (int pass = 0; ; pass++) {
+        int[] order = shuffled(train.size(), options.seed * 1_000_003L + reports.size() * 1_009L + pass);
+        int next = -1;
+        int nextBatch = Integer.MAX_VALUE;
+        for (int i = 0; i < n; i++) {
+          if (done[i]) {
+            continue;
+          }
+          Detection d = detect(descriptors.get(i), features[i], order);
+          z.set(i, d.means());
+          scores.set(i, d.score());
+          // the reference's forward stops at the first layer that expands in a batch: the earliest batch wins, then the lowest layer
+          if (d.firstBatch() < nextBatch) {
+            next = i;
+            nextBatch = d.firstBatch();
+          }
+        }
+        if (next < 0) {
+          break;
+        }
+        done[next] = true;
+        expanded.add(options.layers.get(next));
+        int[] frozen = pools.clone();
+        pools[next]++;
+        TrainingResult r = trainWith(frozen, train, heldOut);
+        trained += model.getParameterCount();
+        steps += r.stepsPerSecond();
+        trainings++;
+        features = features(train);
+        descriptors.get(next).add(fit(features[next]));
+      }
+      if (expanded.isEmpty()) {
+        TrainingResult r = options.trainer.fit(model, train, heldOut);
+        trained += model.getParameterCount();
+        steps += r.stepsPerSecond();
+        trainings++;
       }
     }
     List<Integer> pool = Arrays.stream(pools).boxed().toList();
+    TaskReport report = new TaskReport(task, z, scores, expanded, pool, trained,
+        options.trainer.evaluate(model, heldOut), steps / trainings);
+    reports.add(report);
+    if (options.progress != null) {
+      options.progress.printf(Locale.ROOT, "sema task %d '%s': z-scores %s, detection %s (threshold %.2f), expanded"
+              + " layers %s, pools %s (layers %s), trained %d values, held-out accuracy %.4f%n", reports.size(), task,
+          format(z), scores.stream().map(v -> String.format(Locale.ROOT, "%.2f", v)).toList(), options.threshold,
+          expanded, pool, options.layers, report.trainedParameters(), report.heldOutAccuracy());
+    }
+    return report;
+  }
+
+  /**
+   * Detection at one layer over the batches {@code order} gives: the mean z-score of each descriptor
+   * over all rows, the largest over batches of the smallest descriptor's batch mean, and the first
+   * batch at which that exceeds the threshold ({@code Integer.MAX_VALUE} where none does; a layer
+   * without descriptors never expands).
+   */
+  private Detection detect(List<Descriptor> layer, float[][] features, int[] order) {
+    if (layer.isEmpty()) {
+      return new Detection(List.of(), Double.NaN, Integer.MAX_VALUE);
+    }
+    double[][] rowZ = new double[layer.size()][];
+    List<Double> means = new ArrayList<>();
+    for (int d = 0; d < layer.size(); d++) {
+      rowZ[d] = layer.get(d).zScores(features);
+      means.add(Arrays.stream(rowZ[d]).average().orElseThrow());
+    }
+    double best = Double.NEGATIVE_INFINITY;
+    int first = Integer.MAX_VALUE;
+    for (int b = 0, at = 0; at < order.length; b++, at += options.detectBatchSize) {
+      int end = Math.min(order.length, at + options.detectBatchSize);
+      double smallest = Double.POSITIVE_INFINITY;
+      for (double[] zs : rowZ) {
+        double sum = 0;
+        for (int k = at; k < end; k++) {
+          sum += zs[order[k]];
+        }
+        smallest = Math.min(smallest, sum / (end - at));
+      }
+      best = Math.max(best, smallest);
+      if (smallest > options.threshold && first == Integer.MAX_VALUE) {
+        first = b;
+      }
+    }
+    return new Detection(means, best, first);
+  }
+
+  private static int[] shuffled(int n, long seed) {
+    List<Integer> order = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      order.add(i);
+    }
+    java.util.Collections.shuffle(order, new java.util.Random(seed));
+    return order.stream().mapToInt(Integer::intValue).toArray();
+  }
+
+  private Descriptor fit(float[][] features) {
+    long fitted = descriptors.stream().mapToLong(List::size).sum();
+    return Descriptor.fit(features, options.descriptorRank, options.seed + fitted);
+  }
+
+  /** Recompiles with the current pools and {@code frozen}, loads every earlier value, and trains on the task. */
+  private TrainingResult trainWith(int[] frozen, List<Example> train, List<Example> heldOut) {
+    reopen(frozen);
+    return options.trainer.fit(model, train, heldOut);
+  }
+
+  /** Replaces the model by one compiled with the current pools and {@code frozen} leading adapters per layer, every parameter it shares with the old one loaded by name. */
+  private void reopen(int[] frozen) {
+    List<Integer> pool = Arrays.stream(pools).boxed().toList();
+    List<Integer> fixed = Arrays.stream(frozen).boxed().toList();
     CompiledGraft graft = Graft.host(options.host).name(options.name)
         .sema(options.target, o -> o.reduction(options.reduction).layers(options.layers).poolPerLayer(pool)
-            .frozenPerLayer(frozen))
+            .frozenPerLayer(fixed))
         .classification(options.labels).compile();
     AdapterModel next = AdapterModel.open(Graft.graphs(graft), options.modelOptions.withSeed(options.seed));
     if (model != null) {
@@ -119,22 +251,45 @@ public final class Sema implements AutoCloseable {
       model.close();
     }
     model = next;
-    TrainingResult training = options.trainer.fit(next, train, heldOut);
-    float[][] after = embed(next, train);
-    for (int i = 0; i < pools.length; i++) {
-      if (expanded.contains(options.layers.get(i))) {
-        descriptors.get(i).add(Descriptor.fit(after, options.descriptorRank, options.seed + reports.size()));
+  }
+
+  /** Each chosen layer's features of {@code examples} ({@code [layer][example][width]}) under the current model. */
+  private float[][][] features(List<Example> examples) {
+    AdapterModel m = current();
+    String[] tensors = siteInputs(m);
+    List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+    List<Batch> batches = new ArrayList<>();
+    for (int i = 0; i < examples.size(); i += 64) {
+      batches.add(Batch.of(examples.subList(i, Math.min(examples.size(), i + 64)), names));
+    }
+    Map<String, float[][]> read = m.siteFeatures(batches, new TreeSet<>(Arrays.asList(tensors)));
+    float[][][] out = new float[tensors.length][][];
+    for (int i = 0; i < tensors.length; i++) {
+      out[i] = read.get(tensors[i]);
+    }
+    return out;
+  }
+
+  /** The site input tensor of each chosen layer's pool: the {@code site_input} its first down projection records. */
+  private String[] siteInputs(AdapterModel m) {
+    String[] out = new String[options.layers.size()];
+    for (Parameter p : m.getManifest().getParametersList()) {
+      if (!p.getSiteInput().isEmpty() && p.getName().endsWith(".sema.0.down.weight")) {
+        OptionalInt layer = LinearSite.layerOf(p.getSiteNode());
+        int i = layer.isPresent() ? options.layers.indexOf(layer.getAsInt()) : -1;
+        if (i < 0 || out[i] != null) {
+          throw new IllegalStateException("SEMA pool at " + p.getSiteNode() + " is not one of the chosen layers "
+              + options.layers + ", or a second pool of its layer");
+        }
+        out[i] = p.getSiteInput();
       }
     }
-    TaskReport report = new TaskReport(task, z, expanded, pool, next.getParameterCount(),
-        options.trainer.evaluate(next, heldOut), training.stepsPerSecond());
-    reports.add(report);
-    if (options.progress != null) {
-      options.progress.printf(Locale.ROOT, "sema task %d '%s': z-scores %s, expanded layers %s, pools %s (layers %s),"
-              + " trained %d values, held-out accuracy %.4f%n", reports.size(), task, format(z), expanded, pool,
-          options.layers, report.trainedParameters(), report.heldOutAccuracy());
+    for (int i = 0; i < out.length; i++) {
+      if (out[i] == null) {
+        throw new IllegalStateException("no SEMA pool records its site input at layer " + options.layers.get(i));
+      }
     }
-    return report;
+    return out;
   }
 
   private static String format(List<List<Double>> z) {
@@ -178,16 +333,6 @@ public final class Sema implements AutoCloseable {
     }
   }
 
-  private static float[][] embed(AdapterModel m, List<Example> examples) {
-    List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
-    List<float[]> rows = new ArrayList<>();
-    for (int i = 0; i < examples.size(); i += 64) {
-      Batch batch = Batch.of(examples.subList(i, Math.min(examples.size(), i + 64)), names);
-      rows.addAll(Arrays.asList(m.embed(batch.inputs())));
-    }
-    return rows.toArray(float[][]::new);
-  }
-
   /** Options of the loop. */
   public static final class Builder {
     private final HostModel host;
@@ -195,7 +340,8 @@ public final class Sema implements AutoCloseable {
     private String target = "";
     private List<Integer> layers = List.of();
     private int reduction = 16;
-    private double threshold = 1.0;
+    private double threshold = 2.0;
+    private int detectBatchSize = 128;
     private int descriptorRank = 8;
     private int labels = 2;
     private long seed = 42;
@@ -234,12 +380,29 @@ public final class Sema implements AutoCloseable {
       return this;
     }
 
-    /** The z-score every descriptor of a layer must exceed for the layer to expand (default 1.0). */
+    /**
+     * The z-score every descriptor of a layer must exceed, as its mean over a detection batch, for
+     * the layer to expand (default 2, the {@code exp_threshold} of the reference's default
+     * configuration {@code exps/sema_inr_10task.json}, and of its CIFAR-100 and ImageNet-R ones; its
+     * VTAB and ImageNet-A ones use 1).
+     */
     public Builder threshold(double value) {
       if (!(value > 0) || Double.isInfinite(value)) {
         throw new IllegalArgumentException("SEMA threshold must be positive and finite, got " + value);
       }
       threshold = value;
+      return this;
+    }
+
+    /**
+     * Examples per detection batch (default 128, the reference's {@code detect_batch_size}); a layer
+     * expands when some batch's mean z-scores all exceed the threshold.
+     */
+    public Builder detectBatchSize(int value) {
+      if (value < 1) {
+        throw new IllegalArgumentException("SEMA detection batch size must be at least 1, got " + value);
+      }
+      detectBatchSize = value;
       return this;
     }
 

@@ -2,9 +2,22 @@ package dev.graft.dsl.continual;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtSession;
+import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.dsl.Graft;
+import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.GraftException;
+import dev.graft.runtime.RuntimeErrorCode;
+import dev.graft.runtime.data.Batch;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.TypeProto;
+import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
@@ -37,13 +50,23 @@ class SemaTest {
   @Test
   void descriptorScoresSameDistributionNearZeroAndShiftedDataHigh() {
     Descriptor d = Descriptor.fit(gaussian(400, 6, 0, 1), 2, 7);
+    double own = d.zScore(gaussian(400, 6, 0, 1));
     double same = d.zScore(gaussian(400, 6, 0, 2));
     double shifted = d.zScore(gaussian(400, 6, 1.5, 3));
-    System.out.printf("descriptor z-score: same distribution %.3f, shifted %.3f%n", same, shifted);
-    assertTrue(Math.abs(same) < 0.3, "same-distribution z " + same);
+    System.out.printf("descriptor mean |z|: fitting data %.3f, same distribution %.3f, shifted %.3f%n", own, same,
+        shifted);
+    // |z| of the fitting data averages below 1 (the mean absolute deviation over the standard deviation)
+    assertTrue(own > 0.3 && own < 1.0, "fitting data's mean |z| " + own);
+    assertEquals(own, same, 0.2, "same-distribution mean |z|");
     assertTrue(shifted > 5, "shifted z " + shifted);
-    // the fitting data's own z-scores average to 0 exactly (up to rounding)
-    assertEquals(0, d.zScore(gaussian(400, 6, 0, 1)), 1e-9);
+    // μ is the fitting data's mean error, σ their sample standard deviation
+    double[] e = d.errors(gaussian(400, 6, 0, 1));
+    double mu = java.util.Arrays.stream(e).average().orElseThrow();
+    double var = java.util.Arrays.stream(e).map(v -> (v - mu) * (v - mu)).sum() / (e.length - 1);
+    assertEquals(mu, d.errorMean(), 1e-12);
+    assertEquals(Math.sqrt(var), d.errorStd(), 1e-12);
+    double[] z = d.zScores(gaussian(400, 6, 1.5, 3));
+    assertEquals(Math.abs(d.errors(gaussian(400, 6, 1.5, 3))[7] - mu) / d.errorStd(), z[7], 1e-12);
     // the basis is the two widest axes (0 and 1): a residual lives on axes 2..5
     assertTrue(Math.abs(d.basis()[0][0]) > 0.95, "first direction " + java.util.Arrays.toString(d.basis()[0]));
   }
@@ -71,9 +94,14 @@ class SemaTest {
   private static Sema sema() throws IOException {
     Path hostFile = hostDir.resolve("tiny.onnx");
     Files.write(hostFile, TinyBertHost.host(5).model().toByteArray());
-    return Sema.builder(HostModel.read(hostFile)).modelOptions(ModelOptions.defaults().withHost(hostFile)).layers(List.of(0, 1)).reduction(2).descriptorRank(2).threshold(1.0)
-        .trainer(Trainer.builder().batchSize(8).epochs(2).learningRate(0.01f).seed(1).progress(null).build())
-        .build();
+    return semaBuilder().build();
+  }
+
+  private static Sema.Builder semaBuilder() throws IOException {
+    Path hostFile = hostDir.resolve("tiny.onnx");
+    Files.write(hostFile, TinyBertHost.host(5).model().toByteArray());
+    return Sema.builder(HostModel.read(hostFile)).modelOptions(ModelOptions.defaults().withHost(hostFile)).layers(List.of(0, 1)).reduction(2).descriptorRank(2)
+        .trainer(Trainer.builder().batchSize(8).epochs(2).learningRate(0.01f).seed(1).progress(null).build());
   }
 
   @Test
@@ -85,7 +113,8 @@ class SemaTest {
       Map<String, float[]> before = s.current().getParameterValues();
       Sema.TaskReport second = s.learn("high ids", task(96, 30, 3), task(32, 30, 4));
       System.out.println("shifted task: " + second);
-      second.zScores().forEach(z -> assertTrue(z.get(0) > 1.0, "z " + z));
+      second.zScores().forEach(z -> assertTrue(z.get(0) > 2.0, "z " + z));
+      second.detectionScores().forEach(z -> assertTrue(z > 2.0, "detection " + z));
       assertEquals(List.of(0, 1), second.expanded());
       assertEquals(List.of(2, 2), s.pools());
       Map<String, float[]> after = s.current().getParameterValues();
@@ -114,9 +143,194 @@ class SemaTest {
       s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
       Sema.TaskReport again = s.learn("low ids again", task(96, 1, 5), task(32, 1, 6));
       System.out.println("same-distribution task: " + again);
-      again.zScores().forEach(z -> assertTrue(z.get(0) < 1.0, "z " + z));
+      again.zScores().forEach(z -> assertTrue(z.get(0) < 2.0, "z " + z));
+      again.detectionScores().forEach(z -> assertTrue(z < 2.0, "detection " + z));
       assertEquals(List.of(), again.expanded());
       assertEquals(List.of(1, 1), s.pools());
+    }
+  }
+
+  /** Examples of {@link #task} with the last {@code padded} tokens of every other one masked out. */
+  private static List<Example> padded(List<Example> examples, int padded) {
+    List<Example> out = new ArrayList<>();
+    for (int i = 0; i < examples.size(); i++) {
+      Map<String, long[]> f = new HashMap<>(examples.get(i).features());
+      long[] mask = f.get("attention_mask").clone();
+      if (i % 2 == 1) {
+        for (int t = mask.length - padded; t < mask.length; t++) {
+          mask[t] = 0;
+        }
+      }
+      f.put("attention_mask", mask);
+      out.add(new Example(f, examples.get(i).label()));
+    }
+    return out;
+  }
+
+  /**
+   * The plain host's value of each of {@code tensors} (its inner tensors, made outputs here by hand),
+   * averaged over the tokens each example's mask keeps, in double: features computed without Graft.
+   */
+  private static Map<String, double[][]> hostFeatures(List<Example> examples, List<String> tensors) throws Exception {
+    ModelProto.Builder host = TinyBertHost.host(5).model().toBuilder();
+    for (String t : tensors) {
+      host.getGraphBuilder().addOutput(ValueInfoProto.newBuilder().setName(t).setType(TypeProto.newBuilder()
+          .setTensorType(TypeProto.Tensor.newBuilder().setElemType(1))));
+    }
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
+    Map<String, double[][]> out = new HashMap<>();
+    try (OrtSession s = env.createSession(host.build().toByteArray(), new OrtSession.SessionOptions())) {
+      Map<String, OnnxTensor> feed = new HashMap<>();
+      long[][] mask = examples.stream().map(e -> e.features().get("attention_mask")).toArray(long[][]::new);
+      for (String name : s.getInputNames()) {
+        feed.put(name, OnnxTensor.createTensor(env, examples.stream().map(e -> e.features().get(name))
+            .toArray(long[][]::new)));
+      }
+      try (OrtSession.Result r = s.run(feed, new java.util.HashSet<>(tensors))) {
+        for (String t : tensors) {
+          float[][][] h = (float[][][]) r.get(t).orElseThrow().getValue();
+          double[][] mean = new double[h.length][h[0][0].length];
+          for (int i = 0; i < h.length; i++) {
+            int kept = 0;
+            for (int p = 0; p < h[i].length; p++) {
+              if (mask[i][p] == 1) {
+                kept++;
+                for (int j = 0; j < mean[i].length; j++) {
+                  mean[i][j] += h[i][p][j];
+                }
+              }
+            }
+            for (int j = 0; j < mean[i].length; j++) {
+              mean[i][j] /= kept;
+            }
+          }
+          out.put(t, mean);
+        }
+      } finally {
+        feed.values().forEach(OnnxTensor::close);
+      }
+    }
+    return out;
+  }
+
+  private static AdapterModel tinySemaModel() throws IOException {
+    Path hostFile = hostDir.resolve("tiny.onnx");
+    Files.write(hostFile, TinyBertHost.host(5).model().toByteArray());
+    CompiledGraft graft = Graft.host(HostModel.read(hostFile)).name("SemaFeatures")
+        .sema("", o -> o.reduction(2).layers(List.of(0, 1))).classification(2).compile();
+    return AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withHost(hostFile).withSeed(3));
+  }
+
+  /** The site input each layer's pool records, in layer order. */
+  private static List<String> siteInputs(AdapterModel m) {
+    return m.getManifest().getParametersList().stream().filter(p -> p.getName().endsWith(".sema.0.down.weight"))
+        .sorted(java.util.Comparator.comparing(p -> p.getName())).map(p -> p.getSiteInput()).toList();
+  }
+
+  @Test
+  void siteFeaturesAreEachLayersOwnInputAveragedOverKeptTokensAsThePlainHostComputesThem() throws Exception {
+    List<Example> examples = padded(task(12, 1, 7), 2);
+    try (AdapterModel m = tinySemaModel()) {
+      List<String> tensors = siteInputs(m);
+      assertEquals(2, tensors.size());
+      assertTrue(tensors.get(0).contains("layer.0") && tensors.get(1).contains("layer.1"), "site inputs " + tensors);
+      List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+      // two batches, so rows come back in example order across batches
+      Map<String, float[][]> read = m.siteFeatures(List.of(Batch.of(examples.subList(0, 5), names),
+          Batch.of(examples.subList(5, 12), names)), new java.util.TreeSet<>(tensors));
+      // the pools add nothing at the start (up projections zero), so each layer's input is the plain host's
+      Map<String, double[][]> expected = hostFeatures(examples, tensors);
+      double between = 0;
+      for (String t : tensors) {
+        assertEquals(12, read.get(t).length);
+        for (int i = 0; i < 12; i++) {
+          for (int j = 0; j < TinyBertHost.HIDDEN; j++) {
+            assertEquals(expected.get(t)[i][j], read.get(t)[i][j], 1e-5, t + " example " + i + " feature " + j);
+          }
+        }
+      }
+      for (int i = 0; i < 12; i++) {
+        for (int j = 0; j < TinyBertHost.HIDDEN; j++) {
+          between = Math.max(between, Math.abs(read.get(tensors.get(0))[i][j] - read.get(tensors.get(1))[i][j]));
+        }
+      }
+      assertTrue(between > 0.1, "layers 0 and 1 read the same features (largest difference " + between + ")");
+      // a masked-out token counts: the padded examples' means differ from the unpadded means of the same tokens
+      Map<String, double[][]> unpadded = hostFeatures(task(12, 1, 7), tensors);
+      assertTrue(Math.abs(unpadded.get(tensors.get(0))[1][0] - read.get(tensors.get(0))[1][0]) > 1e-4);
+    }
+  }
+
+  @Test
+  void eachLayersDescriptorIsFittedOnItsOwnFeaturesAndScoresANewTaskFromThem() throws Exception {
+    List<Example> first = task(96, 1, 1);
+    List<Example> second = task(96, 5, 8);
+    try (Sema s = sema()) {
+      s.learn("low ids", first, task(32, 1, 2));
+      List<String> tensors = siteInputs(s.current());
+      // layer 0's input comes before any adapter, so the plain host gives it even after training
+      double[][] own = hostFeatures(first, tensors.subList(0, 1)).get(tensors.get(0));
+      float[][] ownF = new float[own.length][];
+      for (int i = 0; i < own.length; i++) {
+        ownF[i] = new float[own[i].length];
+        for (int j = 0; j < own[i].length; j++) {
+          ownF[i][j] = (float) own[i][j];
+        }
+      }
+      Descriptor independent = Descriptor.fit(ownF, 2, 42);
+      Descriptor layer0 = s.descriptors().get(0).get(0);
+      Descriptor layer1 = s.descriptors().get(1).get(0);
+      assertEquals(independent.errorMean(), layer0.errorMean(), 1e-6 * independent.errorMean());
+      assertEquals(independent.errorStd(), layer0.errorStd(), 1e-5 * independent.errorStd());
+      assertTrue(Math.abs(layer0.mean()[0] - layer1.mean()[0]) > 1e-3, "the layers' descriptors have one mean");
+      double[][] next = hostFeatures(second, tensors.subList(0, 1)).get(tensors.get(0));
+      float[][] nextF = new float[next.length][];
+      for (int i = 0; i < next.length; i++) {
+        nextF[i] = new float[next[i].length];
+        for (int j = 0; j < next[i].length; j++) {
+          nextF[i][j] = (float) next[i][j];
+        }
+      }
+      Sema.TaskReport r = s.learn("overlapping ids", second, task(32, 5, 9));
+      System.out.println("overlapping task: " + r);
+      assertEquals(independent.zScore(nextF), r.zScores().get(0).get(0), 1e-4, "layer 0's z-score");
+      assertTrue(Math.abs(r.zScores().get(0).get(0) - r.zScores().get(1).get(0)) > 0.05,
+          "both layers scored alike: " + r.zScores());
+    }
+  }
+
+  @Test
+  void aThresholdBetweenTheLayersScoresExpandsOnlyTheLayerAboveIt() throws Exception {
+    List<Double> scores;
+    try (Sema s = sema()) {
+      s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
+      scores = s.learn("overlapping ids", task(96, 5, 8), task(32, 5, 9)).detectionScores();
+    }
+    int higher = scores.get(0) > scores.get(1) ? 0 : 1;
+    double threshold = (scores.get(0) + scores.get(1)) / 2;
+    System.out.println("detection scores " + scores + ", threshold " + threshold);
+    assertTrue(Math.abs(scores.get(0) - scores.get(1)) > 0.1, "scores too close to split: " + scores);
+    try (Sema s = semaBuilder().threshold(threshold).build()) {
+      s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
+      Sema.TaskReport r = s.learn("overlapping ids", task(96, 5, 8), task(32, 5, 9));
+      assertEquals(List.of(higher), r.expanded());
+      assertEquals(higher == 0 ? List.of(2, 1) : List.of(1, 2), s.pools());
+    }
+  }
+
+  @Test
+  void nonFiniteSiteFeaturesAreR353() throws Exception {
+    try (AdapterModel m = tinySemaModel()) {
+      List<String> tensors = siteInputs(m);
+      String down = "encoder.layer.0.output.sema.0.down.weight";
+      float[] nan = new float[m.getParameterValues().get(down).length];
+      java.util.Arrays.fill(nan, Float.NaN);
+      m.setParameter(down, nan);
+      List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+      GraftException e = assertThrows(GraftException.class,
+          () -> m.siteFeatures(List.of(Batch.of(task(4, 1, 3), names)), new java.util.TreeSet<>(tensors)));
+      assertEquals(RuntimeErrorCode.SITE_FEATURES, e.getErrorCode());
+      assertTrue(e.getMessage().contains("[GRAFT-R353]") && e.getMessage().contains(tensors.get(1)), e.getMessage());
     }
   }
 }

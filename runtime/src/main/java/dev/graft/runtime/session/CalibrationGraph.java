@@ -12,16 +12,18 @@ import java.util.Set;
 
 /**
  * An inference graph with some of its inner tensors made graph outputs as well (ONNX Runtime
- * returns only graph outputs): what a calibration pass runs to read each site's input.
+ * returns only graph outputs): what a calibration pass runs to read each site's input (CorDA's
+ * covariances), and what {@code AdapterModel.siteFeatures} runs (SEMA's descriptors).
  */
 public final class CalibrationGraph {
   private CalibrationGraph() {}
 
   /**
    * {@code inference} (serialized ONNX, named {@code source} in errors) with {@code tensors}, each
-   * the output of one of its nodes, added as float outputs of unknown shape.
+   * the output of one of its nodes, added as float outputs of unknown shape; {@code purpose} says in
+   * errors what the manifest wants them for (e.g. "the covariance").
    */
-  public static byte[] withOutputs(String source, byte[] inference, Collection<String> tensors) {
+  public static byte[] withOutputs(String source, byte[] inference, Collection<String> tensors, String purpose) {
     ModelProto model;
     try {
       CodedInputStream in = CodedInputStream.newInstance(inference);
@@ -37,7 +39,7 @@ public final class CalibrationGraph {
     ModelProto.Builder b = model.toBuilder();
     for (String t : tensors) {
       if (!produced.contains(t)) {
-        throw new FormatException(source, "the manifest asks for the covariance of '" + t
+        throw new FormatException(source, "the manifest asks for " + purpose + " of '" + t
             + "', which no node of the inference graph produces");
       }
       if (outputs.contains(t)) {

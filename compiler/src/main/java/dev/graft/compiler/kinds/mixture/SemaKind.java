@@ -35,7 +35,8 @@ import static dev.graft.compiler.ir.Node.attr;
  * <p>Parameters at a site: {@code <module>.sema.<i>.down.weight}, {@code .down.bias}, {@code
  * .up.weight}, {@code .up.bias}, {@code .router} — names that do not change when the pool grows, so
  * the loop loads the earlier adapters' values by name. Saved (frozen ones too, so a folder holds the
- * whole pool) as is under {@code base_model.model.<module>.sema.<i>.…}.
+ * whole pool) as is under {@code base_model.model.<module>.sema.<i>.…}. Each down projection records
+ * the site's input x as its manifest {@code site_input}, which the loop's descriptors read.
  */
 public final class SemaKind implements ComposableKind {
   public static final int MAX_POOL = 64;
@@ -163,7 +164,7 @@ public final class SemaKind implements ComposableKind {
       String b = base + "/" + i;
       boolean freeze = i < frozen;
       String key = Placement.PEFT_PREFIX + site.modulePath() + "." + name + ".";
-      String downW = frozen(placement.parameter(site, name + ".down.weight", in, w).init(Init.KAIMING_UNIFORM, in).save(key + "down.weight"), freeze).add();
+      String downW = frozen(placement.parameter(site, name + ".down.weight", in, w).init(Init.KAIMING_UNIFORM, in).siteInput(x).save(key + "down.weight"), freeze).add();
       String downB = frozen(placement.parameter(site, name + ".down.bias", w).init(Init.ZEROS, 0).noDecay().save(key + "down.bias"), freeze).add();
       String upW = frozen(placement.parameter(site, name + ".up.weight", w, width).init(Init.ZEROS, 0).save(key + "up.weight"), freeze).add();
       String upB = frozen(placement.parameter(site, name + ".up.bias", width).init(Init.ZEROS, 0).noDecay().save(key + "up.bias"), freeze).add();
