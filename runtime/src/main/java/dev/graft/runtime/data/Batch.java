@@ -9,16 +9,38 @@ import java.util.Map;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Examples stacked into {@code [batch, sequence]} arrays, padded with 0 to the longest sequence
+ * A training batch: its host inputs ({@link HostFeed}, of any element type and rank the manifest
+ * declares: token rows, float pixels, …) and what it is trained towards. {@link #of} stacks
+ * tokenized examples into {@code [batch, sequence]} rows, padded with 0 to the longest sequence
  * in the batch (not to the tokenizer's maximum).
  *
- * @param inputs host input name → {@code [batch][sequence]}
+ * @param feed the host inputs by name
  * @param labels {@code [batch]}
  * @param targets {@code [batch][outputs]} when the examples carry float targets, else null
  */
-public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable [][] targets) {
+public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) {
+  /** A classified batch of host inputs of any type. */
+  public Batch(HostFeed feed, long[] labels) {
+    this(feed, labels, null);
+  }
+
+  /** A batch of token rows {@code [batch][sequence]} per host input name. */
+  public Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable [][] targets) {
+    this(HostFeed.ofRows(inputs), labels, targets);
+  }
+
+  /** A classified batch of token rows {@code [batch][sequence]} per host input name. */
   public Batch(Map<String, long[][]> inputs, long[] labels) {
-    this(inputs, labels, null);
+    this(HostFeed.ofRows(inputs), labels, null);
+  }
+
+  /**
+   * The host inputs as token rows {@code [batch][sequence]} by name (copies), for batches whose
+   * inputs are all integer rows of rank 2; a batch with another input (float pixels) is {@code
+   * GRAFT-R383}: read {@link #feed} instead.
+   */
+  public Map<String, long[][]> inputs() {
+    return feed.rows();
   }
 
   /** Stacks examples, padding every feature with 0 to the batch's longest sequence. */
