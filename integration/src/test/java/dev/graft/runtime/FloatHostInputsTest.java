@@ -174,7 +174,7 @@ class FloatHostInputsTest {
         () -> HostFeed.ofRows(Map.of("input_ids", new long[][] {{1, 2}, {3}})));
     assertCode(RuntimeErrorCode.TENSOR_MISMATCH, "array [1, 0] has 2 values, the first of its level 3",
         () -> HostTensor.ofArray(new float[][][] {{{1, 2, 3}}, {{1, 2}}}));
-    assertCode(RuntimeErrorCode.HOST_TENSOR_KIND, "reading int64 elements needs a int64 host tensor, given float32[2, 3, 16, 16]",
+    assertCode(RuntimeErrorCode.HOST_TENSOR_KIND, "reading int64 elements needs a host tensor of int64, given float32[2, 3, 16, 16]",
         pixels::longs);
     assertCode(RuntimeErrorCode.HOST_TENSOR_KIND, "host input 'pixel_values': token rows need an int64 or int32 host tensor",
         () -> new Batch(HostFeed.of("pixel_values", pixels), labels).inputs());

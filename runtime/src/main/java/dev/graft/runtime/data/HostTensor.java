@@ -271,7 +271,7 @@ public final class HostTensor {
   private Object elements(Kind wanted) {
     if (kind != wanted) {
       throw new GraftException(RuntimeErrorCode.HOST_TENSOR_KIND, String.format(Locale.ROOT,
-          "reading %s elements needs a %s host tensor, given %s", wanted.onnxName, wanted.onnxName, describe()));
+          "reading %s elements needs a host tensor of %s, given %s", wanted.onnxName, wanted.onnxName, describe()));
     }
     return data;
   }
