@@ -2,6 +2,7 @@ package dev.graft.runtime.data;
 
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -43,12 +44,20 @@ public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) 
     return feed.rows();
   }
 
-  /** Stacks examples, padding every feature with 0 to the batch's longest sequence. */
+  /** Stacks examples, padding every feature with 0 to the batch's longest sequence and stacking every tensor. */
   public static Batch of(List<Example> examples) {
-    return of(examples, examples.isEmpty() ? List.of() : examples.get(0).features().keySet());
+    if (examples.isEmpty()) {
+      return of(examples, List.of());
+    }
+    List<String> names = new ArrayList<>(examples.get(0).features().keySet());
+    names.addAll(examples.get(0).tensors().keySet());
+    return of(examples, names);
   }
 
-  /** Stacks the named features of examples (others are left out), padding with 0 to the longest sequence. */
+  /**
+   * Stacks the named inputs of examples (others are left out): features padded with 0 to the
+   * longest sequence, tensors (all of one shape and type) stacked along a new first dimension.
+   */
   public static Batch of(List<Example> examples, Collection<String> names) {
     if (examples.isEmpty()) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "a batch needs at least one example");
@@ -57,8 +66,21 @@ public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) 
     for (Example e : examples) {
       longest = Math.max(longest, e.length());
     }
-    Map<String, long[][]> inputs = new LinkedHashMap<>();
+    Map<String, HostTensor> inputs = new LinkedHashMap<>();
     for (String name : names) {
+      if (examples.get(0).tensors().containsKey(name)) {
+        List<HostTensor> parts = new ArrayList<>();
+        for (int i = 0; i < examples.size(); i++) {
+          HostTensor t = examples.get(i).tensors().get(name);
+          if (t == null) {
+            throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "example " + i + " of the batch has no tensor '"
+                + name + "'");
+          }
+          parts.add(t);
+        }
+        inputs.put(name, HostTensor.stack(name, parts));
+        continue;
+      }
       long[][] rows = new long[examples.size()][longest];
       for (int i = 0; i < examples.size(); i++) {
         long[] v = examples.get(i).features().get(name);
@@ -67,7 +89,7 @@ public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) 
         }
         System.arraycopy(v, 0, rows[i], 0, v.length);
       }
-      inputs.put(name, rows);
+      inputs.put(name, HostTensor.of(rows));
     }
     long[] labels = new long[examples.size()];
     for (int i = 0; i < labels.length; i++) {
@@ -86,7 +108,7 @@ public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) 
         targets[i] = t.clone();
       }
     }
-    return new Batch(inputs, labels, targets);
+    return new Batch(new HostFeed(inputs), labels, targets);
   }
 
   public int size() {

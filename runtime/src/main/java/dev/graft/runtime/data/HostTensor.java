@@ -145,6 +145,29 @@ public final class HostTensor {
     return new HostTensor(kind, shape, flat);
   }
 
+  /**
+   * The tensors of {@code parts} (examples of host input {@code name}, all of one type and shape)
+   * stacked along a new first dimension: {@code [parts.size(), ...shape]}.
+   */
+  static HostTensor stack(String name, List<HostTensor> parts) {
+    HostTensor first = parts.get(0);
+    for (int i = 1; i < parts.size(); i++) {
+      HostTensor t = parts.get(i);
+      if (t.kind != first.kind || !Arrays.equals(t.shape, first.shape)) {
+        throw new TensorMismatchException(name, first.describe() + " (as example 0)", t.describe() + " in example " + i);
+      }
+    }
+    long[] shape = new long[first.shape.length + 1];
+    shape[0] = parts.size();
+    System.arraycopy(first.shape, 0, shape, 1, first.shape.length);
+    int each = first.size();
+    Object data = Array.newInstance(first.kind.element, Math.multiplyExact(each, parts.size()));
+    for (int i = 0; i < parts.size(); i++) {
+      System.arraycopy(parts.get(i).data, 0, data, i * each, each);
+    }
+    return new HostTensor(first.kind, shape, data);
+  }
+
   private static void flatten(Object level, long[] shape, int depth, Object flat, int[] at, List<Integer> index,
       String name) {
     int length = Array.getLength(level);
