@@ -12,6 +12,13 @@ import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.HostFeed;
 import dev.graft.runtime.data.HostTensor;
+import dev.graft.spec.onnx.Onnx.AttributeProto;
+import dev.graft.spec.onnx.Onnx.GraphProto;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.NodeProto;
+import dev.graft.spec.onnx.Onnx.TensorProto;
+import dev.graft.spec.onnx.Onnx.TypeProto;
+import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import dev.graft.testing.ProcessorCompiler;
 import java.io.IOException;
 import java.io.InputStream;
@@ -31,7 +38,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Hosts with float inputs through javac: {@code @Lora} and {@code @EarthAdapter} on the torch ViT
  * fixture (float32 {@code pixel_values [batch, 3, 16, 16]}) compile, the generated class takes the
  * pixels as {@code float[][][][]}, and driving it trains exactly as the runtime fed the same pixels
- * as a {@link HostFeed} does.
+ * as a {@link HostFeed} does; a host input of a type the runtime does not feed is GRAFT380.
  */
 class FloatHostDeclarationTest {
   private static final String VIT = "vit_opset17.onnx";
@@ -70,6 +77,32 @@ class FloatHostDeclarationTest {
       assertTrue(java.contains("public float[][] predict(float[][][][] pixelValues)"), java);
       assertTrue(java.contains("hostInputs.put(\"pixel_values\", HostTensor.ofArray(pixelValues))"), java);
     }
+  }
+
+  @Test
+  void aHostInputTheRuntimeDoesNotFeedIsGraft380OnTheHost() throws IOException {
+    // tiny-sin with its float input x fed by Cast from a uint8 input 'pixels' [batch, sequence, 4]
+    ModelProto tiny = TestHosts.tiny(17);
+    GraphProto.Builder g = tiny.getGraph().toBuilder();
+    ValueInfoProto x = g.getInput(0);
+    TypeProto.Tensor.Builder uint8 = x.getType().getTensorType().toBuilder().setElemType(TensorProto.DataType.UINT8_VALUE);
+    g.setInput(0, x.toBuilder().setName("pixels").setType(TypeProto.newBuilder().setTensorType(uint8)));
+    java.util.List<NodeProto> nodes = new java.util.ArrayList<>(g.getNodeList());
+    nodes.add(0, NodeProto.newBuilder().setName("/pixels/Cast").setOpType("Cast").addInput("pixels").addOutput("x")
+        .addAttribute(AttributeProto.newBuilder().setName("to").setType(AttributeProto.AttributeType.INT)
+            .setI(TensorProto.DataType.FLOAT_VALUE)).build());
+    g.clearNode().addAllNode(nodes);
+    Files.write(hosts.resolve("tiny-uint8.onnx"), tiny.toBuilder().setGraph(g).build().toByteArray());
+    JavaFileObject src = ProcessorCompiler.source("Bytes",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"tiny-uint8.onnx\")",
+        "@dev.graft.annotations.Lora(target = \".*dense/MatMul\", rank = 2)",
+        "@dev.graft.annotations.Classification(labels = 2, output = \"y\")",
+        "interface Bytes {}");
+    Compilation c = VIT_HOSTS.compile(src);
+    assertThat(c).hadErrorContaining("[GRAFT380] host input 'pixels' is uint8, which the generated class and the"
+        + " runtime do not feed").inFile(src).onLineContaining("tiny-uint8.onnx");
+    assertThat(c).hadErrorCount(1);
   }
 
   @Test
