@@ -512,9 +512,9 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       OrtSession session = extra.sessions().get(0);
       for (int i = 0; i < batches.size(); i++) {
         HostFeed hostInputs = batches.get(i).feed();
-        long[][] maskRows = mask.isEmpty() ? null : hostInputs.get(mask).rows();
         Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
         try {
+          long[][] maskRows = mask.isEmpty() ? null : hostInputs.get(mask).rows();
           owned.putAll(PastKeyValues.empty(env, manifest, hostInputs.batchSize()));
           owned.putAll(gates.tensors(env));
           Map<String, OnnxTensorLike> feed = new HashMap<>(owned);
