@@ -3,6 +3,8 @@ package test;
 
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.data.HostFeed;
+import dev.graft.runtime.data.HostTensor;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -91,12 +93,12 @@ public final class SentimentLoraGraft implements AutoCloseable {
     model.close();
   }
 
-  private static Map<String, long[][]> hostInputs(long[][] inputIds, long[][] attentionMask,
+  private static HostFeed hostInputs(long[][] inputIds, long[][] attentionMask,
       long[][] tokenTypeIds) {
-    Map<String, long[][]> hostInputs = new LinkedHashMap<>();
-    hostInputs.put("input_ids", inputIds);
-    hostInputs.put("attention_mask", attentionMask);
-    hostInputs.put("token_type_ids", tokenTypeIds);
-    return hostInputs;
+    Map<String, HostTensor> hostInputs = new LinkedHashMap<>();
+    hostInputs.put("input_ids", HostTensor.ofArray(inputIds));
+    hostInputs.put("attention_mask", HostTensor.ofArray(attentionMask));
+    hostInputs.put("token_type_ids", HostTensor.ofArray(tokenTypeIds));
+    return new HostFeed(hostInputs);
   }
 }

@@ -93,7 +93,7 @@ class AdapterModelTest {
               () -> model.predict(Map.of("input_ids", new long[][] {{1, 2}}, "attention_mask", new long[][] {{1, 1, 1}})));
       assertEquals("attention_mask", seq.getTensorName());
       assertTrue(seq.getExpected().contains("sequence = 2"), seq.getExpected());
-      assertEquals("[1, 3]", seq.getGiven());
+      assertEquals("int64[1, 3]", seq.getGiven());
 
       TensorMismatchException labels =
           assertThrows(

@@ -123,6 +123,11 @@ public final class GraftProcessor extends AbstractProcessor {
       return; // the rest compiles, but what did not parse is missing from it
     }
     CompiledGraft graft = result.orThrow();
+    List<Diagnostic> unfed = ProcessorDiagnostics.unfedInputs(spec.source(), graft.manifest());
+    if (!unfed.isEmpty()) {
+      unfed.forEach(d -> reporter.error(d, element));
+      return;
+    }
     write(type, spec, graft);
     reporter.note(spec.name() + ": the training step keeps " + SavedActivations.perExample(
         graft.manifest().getSavedActivationsList(), batchSymbol(graft)) + " for its backward pass", element);

@@ -10,9 +10,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * {@code @EarthAdapter} through javac: on all-MiniLM-L6-v2 (a text host, no static patch grid) GRAFT360
- * lands on the annotation. (A float-image host compiles, but the typed trainer the processor writes for
- * float inputs calls an AdapterModel method the runtime does not have: the runtime feeds integer host
- * inputs only, so a success case through javac waits for float host inputs in the runtime.)
+ * lands on the annotation. The success case on a float-image host (the ViT fixture) is in {@link
+ * FloatHostDeclarationTest}.
  */
 class EarthAdapterDeclarationTest {
   private static final ProcessorCompiler MINILM = ProcessorCompiler.withHostDir(GraftProcessor::new, TestHosts::dir);

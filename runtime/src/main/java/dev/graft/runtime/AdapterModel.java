@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import dev.graft.runtime.data.Batch;
+import dev.graft.runtime.data.HostFeed;
 import dev.graft.runtime.feed.Gates;
 import dev.graft.runtime.feed.UpdateMasks;
 import dev.graft.runtime.feed.HostInputs;
@@ -351,15 +352,21 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
 
   /**
    * Runs one training step of a classification graft: forward, backward and the AdamW update, on
-   * a batch of host inputs ({@code [batch, sequence]} per host input name) and class labels
-   * ({@code [batch]}, each in {@code [0, num_labels)} or the ignore index). The learning rate must
-   * be in {@code [0, 1]}. Every training step throws {@link NonFiniteStepException}, committing
-   * nothing, when its loss or updated state is not finite.
+   * a batch of host inputs (each of the element type and shape the manifest declares, e.g. float
+   * pixels {@code [batch, 3, 224, 224]}; checked as {@link HostInputs#tensors} says) and class
+   * labels ({@code [batch]}, each in {@code [0, num_labels)} or the ignore index). The learning
+   * rate must be in {@code [0, 1]}. Every training step throws {@link NonFiniteStepException},
+   * committing nothing, when its loss or updated state is not finite.
    *
    * @return the batch loss before the update
    */
-  public float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate) {
+  public float trainStep(HostFeed hostInputs, long[] labels, float learningRate) {
     return step(hostInputs, learningRate, this.labels.classes(labels));
+  }
+
+  /** {@link #trainStep(HostFeed, long[], float)} on token rows ({@code [batch, sequence]} per host input name). */
+  public float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate) {
+    return trainStep(HostFeed.ofRows(hostInputs), labels, learningRate);
   }
 
   /**
@@ -368,8 +375,13 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    *
    * @return the batch loss before the update
    */
-  public float trainStep(Map<String, long[][]> hostInputs, float[][] targets, float learningRate) {
+  public float trainStep(HostFeed hostInputs, float[][] targets, float learningRate) {
     return step(hostInputs, learningRate, labels.targets(targets));
+  }
+
+  /** {@link #trainStep(HostFeed, float[][], float)} on token rows ({@code [batch, sequence]} per host input name). */
+  public float trainStep(Map<String, long[][]> hostInputs, float[][] targets, float learningRate) {
+    return trainStep(HostFeed.ofRows(hostInputs), targets, learningRate);
   }
 
   /**
@@ -378,8 +390,13 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    *
    * @return the batch loss before the update
    */
-  public float trainStep(Map<String, long[][]> hostInputs, float learningRate) {
+  public float trainStep(HostFeed hostInputs, float learningRate) {
     return step(hostInputs, learningRate, labels.tokens(hostInputs));
+  }
+
+  /** {@link #trainStep(HostFeed, float)} on token rows ({@code [batch, sequence]} per host input name). */
+  public float trainStep(Map<String, long[][]> hostInputs, float learningRate) {
+    return trainStep(HostFeed.ofRows(hostInputs), learningRate);
   }
 
   /**
@@ -391,8 +408,13 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    *
    * @return the batch loss before the update
    */
-  public float trainStep(Map<String, long[][]> hostInputs, long[][] labels, float learningRate) {
+  public float trainStep(HostFeed hostInputs, long[][] labels, float learningRate) {
     return step(hostInputs, learningRate, this.labels.tokens(hostInputs, labels));
+  }
+
+  /** {@link #trainStep(HostFeed, long[][], float)} on token rows ({@code [batch, sequence]} per host input name). */
+  public float trainStep(Map<String, long[][]> hostInputs, long[][] labels, float learningRate) {
+    return trainStep(HostFeed.ofRows(hostInputs), labels, learningRate);
   }
 
   /**
@@ -400,14 +422,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * targets, or (causal LM) none — the labels are the batch's {@code input_ids}.
    */
   public float trainStep(Batch batch, float learningRate) {
-    return step(batch.inputs(), learningRate, labels.of(batch));
+    return step(batch.feed(), learningRate, labels.of(batch));
   }
 
-  private float step(Map<String, long[][]> hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
+  private float step(HostFeed hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
     return lifecycle.write(() -> runStep(hostInputs, learningRate, batchLabels));
   }
 
-  private float runStep(Map<String, long[][]> hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
+  private float runStep(HostFeed hostInputs, float learningRate, TaskLabels.Labels batchLabels) {
     OrtSession session = sessions.training();
     if (session == null) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "this model was opened for inference only; it cannot train");
@@ -436,12 +458,12 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * them, also when this throws): host inputs, an empty key/value past, labels, gates and the
    * step's dropout seed.
    */
-  private void batchTensors(Map<String, long[][]> hostInputs, TaskLabels.Labels batchLabels,
+  private void batchTensors(HostFeed hostInputs, TaskLabels.Labels batchLabels,
       Map<String, OnnxTensor> owned) throws OrtException {
     TrainStep ts = manifest.getTrain();
     owned.putAll(HostInputs.tensors(env, manifest, hostInputs));
-    owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
-    owned.put(ts.getLabels(), batchLabels.make(env, HostInputs.batchSize(hostInputs)));
+    owned.putAll(PastKeyValues.empty(env, manifest, hostInputs.batchSize()));
+    owned.put(ts.getLabels(), batchLabels.make(env, hostInputs.batchSize()));
     owned.putAll(gates.tensors(env));
     owned.putAll(updateMasks.tensors(env));
     ElementType seedType = sessions.seedType();
@@ -517,16 +539,17 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
     try (Sessions.Extra extra = Sessions.openGraphs(graphs, options, List.of(source), List.of(graph))) {
       OrtSession session = extra.sessions().get(0);
       for (int i = 0; i < batches.size(); i++) {
-        Map<String, long[][]> hostInputs = batches.get(i).inputs();
+        HostFeed hostInputs = batches.get(i).feed();
         Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
         try {
-          owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
+          long[][] maskRows = mask.isEmpty() ? null : hostInputs.get(mask).rows();
+          owned.putAll(PastKeyValues.empty(env, manifest, hostInputs.batchSize()));
           owned.putAll(gates.tensors(env));
           Map<String, OnnxTensorLike> feed = new HashMap<>(owned);
           feed.putAll(state.inferenceInputs());
           try (OrtSession.Result r = session.run(feed, tensors)) {
             for (String tensor : tensors) {
-              consumer.accept(i, tensor, (OnnxTensor) r.get(tensor).orElseThrow(), hostInputs.get(mask));
+              consumer.accept(i, tensor, (OnnxTensor) r.get(tensor).orElseThrow(), maskRows);
             }
           }
         } catch (OrtException e) {
@@ -655,10 +678,10 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
       requireCalibrated();
       Map<String, OnnxTensor> owned = new HashMap<>();
       try {
-        batchTensors(batch.inputs(), batchLabels, owned);
+        batchTensors(batch.feed(), batchLabels, owned);
         Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
         inputs.putAll(state.inferenceInputs());
-        return step.gradients(inputs, HostInputs.batchSize(batch.inputs()));
+        return step.gradients(inputs, batch.feed().batchSize());
       } catch (OrtException e) {
         throw Sessions.failure("cannot create the batch tensors", e);
       } finally {
@@ -738,9 +761,14 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * {@code [batch][num_labels]} (classification, multi-label) or predictions {@code
    * [batch][targets]} (regression). A causal LM's logits come from {@link #predictSequence}.
    */
-  public float[][] predict(Map<String, long[][]> hostInputs) {
+  public float[][] predict(HostFeed hostInputs) {
     labels.requirePrediction(false);
     return infer(hostInputs, manifest.getLogits(), "num_labels", AdapterModel::rows);
+  }
+
+  /** {@link #predict(HostFeed)} of token rows ({@code [batch, sequence]} per host input name). */
+  public float[][] predict(Map<String, long[][]> hostInputs) {
+    return predict(HostFeed.ofRows(hostInputs));
   }
 
   /**
@@ -753,7 +781,7 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * @throws GraftException {@code GRAFT-R007} for a graft without a pooled head (causal LM, token
    *     classification) or one compiled before embeddings were recorded
    */
-  public float[][] embed(Map<String, long[][]> hostInputs) {
+  public float[][] embed(HostFeed hostInputs) {
     String output = manifest.getTask().getEmbeddingOutput();
     if (output.isEmpty()) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "graft '" + manifest.getName() + "' (loss "
@@ -766,6 +794,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
           + "] (manifest)", "[" + out.length + ", " + out[0].length + "]", "graph output");
     }
     return out;
+  }
+
+  /** {@link #embed(HostFeed)} of token rows ({@code [batch, sequence]} per host input name). */
+  public float[][] embed(Map<String, long[][]> hostInputs) {
+    return embed(HostFeed.ofRows(hostInputs));
   }
 
   private static float[][] rows(FloatBuffer values, long[] shape) {
@@ -782,6 +815,11 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * of a token-classification graft.
    */
   public float[][][] predictSequence(Map<String, long[][]> hostInputs) {
+    return predictSequence(HostFeed.ofRows(hostInputs));
+  }
+
+  /** {@link #predictSequence(Map)} of host inputs of any type the manifest declares. */
+  public float[][][] predictSequence(HostFeed hostInputs) {
     labels.requirePrediction(true);
     return infer(hostInputs, manifest.getLogits(), "sequence, vocab", (fb, shape) -> {
       float[][][] out = new float[(int) shape[0]][(int) shape[1]][(int) shape[2]];
@@ -842,22 +880,22 @@ public final class AdapterModel implements ParameterStore, AutoCloseable {
    * Runs the inference graph on a batch and reads its output {@code name}, checked to be {@code
    * [batch, <trailing>]} (trailing names the dimensions after the batch, one per comma).
    */
-  private <T> T infer(Map<String, long[][]> hostInputs, String name, String trailing, OutputReader<T> reader) {
+  private <T> T infer(HostFeed hostInputs, String name, String trailing, OutputReader<T> reader) {
     return lifecycle.read(() -> runInference(hostInputs, name, trailing, reader));
   }
 
-  private <T> T runInference(Map<String, long[][]> hostInputs, String name, String trailing,
+  private <T> T runInference(HostFeed hostInputs, String name, String trailing,
       OutputReader<T> reader) {
     Map<String, OnnxTensor> owned = HostInputs.tensors(env, manifest, hostInputs);
     try {
-      owned.putAll(PastKeyValues.empty(env, manifest, HostInputs.batchSize(hostInputs)));
+      owned.putAll(PastKeyValues.empty(env, manifest, hostInputs.batchSize()));
       owned.putAll(gates.tensors(env));
       Map<String, OnnxTensorLike> inputs = new HashMap<>(owned);
       inputs.putAll(state.inferenceInputs());
       try (OrtSession.Result r = sessions.inference().run(inputs, Set.of(name))) {
         OnnxTensor output = (OnnxTensor) r.get(name).orElseThrow();
         long[] shape = output.getInfo().getShape();
-        int batch = HostInputs.batchSize(hostInputs);
+        int batch = hostInputs.batchSize();
         if (shape.length != 1 + trailing.split(",").length || shape[0] != batch) {
           throw new TensorMismatchException(
               name, "[" + batch + ", " + trailing + "]", Arrays.toString(shape), "graph output");

@@ -133,7 +133,19 @@ public enum RuntimeErrorCode {
       + " shape not positive, indices out of range, not increasing or not as many as the values, a value not finite"),
   /** Sparse fine-tuning asked of a graft with no fed update masks. */
   NO_SPARSE_PARAMETERS(332, "sparse fine-tuning was asked of a graft with no parameter its training step takes an update"
-      + " mask for (declare `ltsft` / `@SparseFineTuning`), or of K outside 1..the number of such entries");
+      + " mask for (declare `ltsft` / `@SparseFineTuning`), or of K outside 1..the number of such entries"),
+  /** A host input given with another element type than the manifest's. */
+  HOST_INPUT_TYPE(380, "a host input was given with another element type than the manifest declares (names the input,"
+      + " the expected and the given type; int64 values may feed an int32 input)"),
+  /** A float host input holds NaN or an infinity. */
+  HOST_INPUT_NOT_FINITE(381, "a float host input holds NaN or an infinity (names the input and the element's index)"),
+  /** A host tensor whose shape does not hold its values. */
+  HOST_TENSOR_SHAPE(382, "a host tensor's shape does not hold its values: a negative size, more elements than a Java"
+      + " array holds, a count other than the shape's, nested arrays not of a primitive"
+      + " element type"),
+  /** A host tensor read as what it is not. */
+  HOST_TENSOR_KIND(383, "a host tensor was read as another element type or form than it has (float pixels as token"
+      + " rows, e.g. `Batch.inputs()` of a batch with float inputs: use `Batch.feed()`)");
 
   private final int number;
   private final String summary;

@@ -143,6 +143,13 @@ public enum ErrorCode {
    */
   EARTH_CUTOFF_KEEPS_ALL(361, "%s cutoff %s (%s mask) keeps every frequency of the %s patch grid, so the"
       + " high-frequency part is zero and its adapter would never train; use a cutoff below %s"),
+  /**
+   * A host input of an element type the generated class and the runtime do not feed (args: the
+   * input, its ONNX element type).
+   */
+  HOST_INPUT_TYPE_UNFED(380, "host input '%s' is %s, which the generated class and the runtime do not feed (they"
+      + " feed float32, float64, int64, int32 and bool host inputs); export the host with this input as one of"
+      + " those, e.g. float pixels in place of uint8 ones"),
   /** Quantized adapters: bits that are not 1, 2, 4 or 8 (args: kind, bits given). */
   QUANTIZE_BITS_INVALID(300, "%s quantizeBits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
   /** Quantized adapters: a kind whose trained tensors are the host's own (args: kind, why). */

@@ -7,14 +7,9 @@ import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.Example;
+import dev.graft.runtime.data.HostTensor;
 import dev.graft.runtime.train.TrainingResult;
-import dev.graft.spec.onnx.Onnx.AttributeProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
-import dev.graft.spec.onnx.Onnx.NodeProto;
-import dev.graft.spec.onnx.Onnx.TensorProto;
-import dev.graft.spec.onnx.Onnx.TensorShapeProto;
-import dev.graft.spec.onnx.Onnx.TypeProto;
-import dev.graft.spec.onnx.Onnx.ValueInfoProto;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -22,16 +17,15 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
-import java.util.function.Function;
 
 /**
  * Earth-Adapter (Hu et al. 2025, mixture of frequency adaptation) on the torch-exported ViT fixture (2 layers ×
  * 32, 16×16 RGB images in 4×4 patches: a class token and a 4×4 grid), beside LoRA r8 on the same ViT's query and
  * value, on a synthetic task: classify an image by the dominant spatial frequency of a coloured grating (1, 3 or
  * 6–7 cycles across the image, random orientation, phase and colour, plus noise). The images are generated
- * deterministically here and fed as 8-bit pixel values: the graft's host is the ViT behind {@code Cast → (p −
- * 127.5) / 64 → Reshape [batch, 3, 16, 16]}, since the runtime feeds integer host inputs. The sentiment host of
- * the other rows is not used; this row's LoRA reference is its own, reported in the row's extra.
+ * deterministically here, quantized to 8-bit values p and fed to the ViT as float pixels {@code (p − 127.5) / 64}
+ * {@code [3, 16, 16]} per image. The sentiment host of the other rows is not used; this row's LoRA reference is
+ * its own, reported in the row's extra.
  */
 final class EarthMethod implements PaperMethod {
   static final String VIT = "integration/src/test/resources/hosts/torch/vit_opset17.onnx";
@@ -50,11 +44,8 @@ final class EarthMethod implements PaperMethod {
 
   @Override
   public PaperResult run(Context context, Path saved) throws Exception {
-    ModelProto pixelModel = pixelHost(ModelProto.parseFrom(Files.readAllBytes(find(VIT))));
-    HostModel vit = HostModel.of("vit_pixels", pixelModel);
-    // The runtime opens the host from a file: the wrapped ViT is written beside the saved adapters' folder.
-    Path hostFile = saved.resolveSibling(id() + "-host.onnx");
-    Files.write(hostFile, pixelModel.toByteArray());
+    Path hostFile = find(VIT);
+    HostModel vit = HostModel.of("vit", ModelProto.parseFrom(Files.readAllBytes(hostFile)));
     List<Example> train = images(600, 11);
     List<Example> heldOut = images(300, 12);
     int epochs = context.epochs();
@@ -88,7 +79,7 @@ final class EarthMethod implements PaperMethod {
   /**
    * {@code n} images, labels 0 (1 cycle across the image), 1 (3 cycles), 2 (6 or 7 cycles) in turn: a grating
    * {@code cos(2π(fy·y + fx·x)/16 + φ)} along a random one of four orientations, each channel scaled by a random
-   * colour weight, plus Gaussian noise (σ 0.35), quantized to 0..255.
+   * colour weight, plus Gaussian noise (σ 0.35), quantized to 0..255 and normalized to {@code (p − 127.5) / 64}.
    */
   static List<Example> images(int n, long seed) {
     Random r = new Random(seed);
@@ -103,57 +94,21 @@ final class EarthMethod implements PaperMethod {
       };
       int[] d = directions[r.nextInt(directions.length)];
       double phase = r.nextDouble() * 2 * Math.PI;
-      long[] pixels = new long[PIXELS];
+      float[] pixels = new float[PIXELS];
       for (int c = 0; c < 3; c++) {
         double colour = 0.3 + 0.7 * r.nextDouble();
         for (int y = 0; y < SIDE; y++) {
           for (int x = 0; x < SIDE; x++) {
             double v = colour * Math.cos(2 * Math.PI * cycles * (d[0] * y + d[1] * x) / SIDE + phase)
                 + 0.35 * r.nextGaussian();
-            pixels[(c * SIDE + y) * SIDE + x] = Math.max(0, Math.min(255, Math.round(127.5 + 80 * v)));
+            long p = Math.max(0, Math.min(255, Math.round(127.5 + 80 * v)));
+            pixels[(c * SIDE + y) * SIDE + x] = (p - 127.5f) / 64;
           }
         }
       }
-      out.add(new Example(Map.of("pixel_ids", pixels), label));
+      out.add(Example.ofTensors(Map.of("pixel_values", HostTensor.floats(new long[] {3, SIDE, SIDE}, pixels)), label));
     }
     return out;
-  }
-
-  /**
-   * The ViT behind an int64 input {@code pixel_ids [batch_size, 768]}: {@code pixel_values = Reshape((Cast(p) −
-   * 127.5) / 64, [-1, 3, 16, 16])}.
-   */
-  static ModelProto pixelHost(ModelProto vit) {
-    var graph = vit.getGraph().toBuilder();
-    ValueInfoProto pixels = graph.getInputList().stream().filter(i -> i.getName().equals("pixel_values")).findFirst()
-        .orElseThrow(() -> new IllegalStateException(VIT + " has no input pixel_values"));
-    graph.removeInput(graph.getInputList().indexOf(pixels));
-    TensorShapeProto shape = TensorShapeProto.newBuilder()
-        .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("batch_size"))
-        .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(PIXELS)).build();
-    graph.addInput(ValueInfoProto.newBuilder().setName("pixel_ids").setType(TypeProto.newBuilder().setTensorType(
-        TypeProto.Tensor.newBuilder().setElemType(TensorProto.DataType.INT64_VALUE).setShape(shape))));
-    graph.addInitializer(TensorProto.newBuilder().setName("pixel_ids/mean").setDataType(TensorProto.DataType.FLOAT_VALUE)
-        .addFloatData(127.5f));
-    graph.addInitializer(TensorProto.newBuilder().setName("pixel_ids/scale").setDataType(TensorProto.DataType.FLOAT_VALUE)
-        .addFloatData(1 / 64f));
-    graph.addInitializer(TensorProto.newBuilder().setName("pixel_ids/shape").setDataType(TensorProto.DataType.INT64_VALUE)
-        .addDims(4).addAllInt64Data(List.of(-1L, 3L, (long) SIDE, (long) SIDE)));
-    Function<String, NodeProto.Builder> node = name -> NodeProto.newBuilder().setName("/pixel_ids/" + name);
-    List<NodeProto> prologue = List.of(
-        node.apply("Cast").setOpType("Cast").addInput("pixel_ids").addOutput("/pixel_ids/Cast_output_0")
-            .addAttribute(AttributeProto.newBuilder().setName("to").setType(AttributeProto.AttributeType.INT)
-                .setI(TensorProto.DataType.FLOAT_VALUE)).build(),
-        node.apply("Sub").setOpType("Sub").addInput("/pixel_ids/Cast_output_0").addInput("pixel_ids/mean")
-            .addOutput("/pixel_ids/Sub_output_0").build(),
-        node.apply("Mul").setOpType("Mul").addInput("/pixel_ids/Sub_output_0").addInput("pixel_ids/scale")
-            .addOutput("/pixel_ids/Mul_output_0").build(),
-        node.apply("Reshape").setOpType("Reshape").addInput("/pixel_ids/Mul_output_0").addInput("pixel_ids/shape")
-            .addOutput("pixel_values").build());
-    List<NodeProto> nodes = new ArrayList<>(prologue);
-    nodes.addAll(graph.getNodeList());
-    graph.clearNode().addAllNode(nodes);
-    return vit.toBuilder().setGraph(graph).build();
   }
 
   /** {@code relative} under the working directory or the nearest folder above it that has it. */

@@ -39,7 +39,6 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
   private final String declaration;
   private final List<HostInput> inputs;
   private final List<TypeName> inputTypes;
-  private final TypeName mapValue;
   private final TaskKind task;
   private final TaskKind.Labels labels;
   private final long outputs;
@@ -54,7 +53,6 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     this.manifest = manifest;
     this.inputs = manifest.getInputsList();
     this.inputTypes = inputs.stream().map(HostInputs::javaType).toList();
-    this.mapValue = RuntimeApi.inputMapValue(inputTypes);
     // Manifests without a task (or an unknown loss) are classification.
     this.task = TaskKind.of(manifest.getTask().getLoss())
         .orElseGet(() -> TaskKind.of(Loss.SOFTMAX_CROSS_ENTROPY).orElseThrow());
@@ -245,19 +243,21 @@ public final class GraftClassWriter extends GeneratedSourceWriter {
     return m.build();
   }
 
-  /** The map the runtime takes, keyed by the host's real input names. */
+  /** The host feed the runtime takes: each typed input as a tensor, keyed by the host's real input names. */
   private MethodSpec hostInputs() {
     NameAllocator names = new NameAllocator();
     MethodSpec.Builder m = MethodSpec.methodBuilder("hostInputs")
         .addModifiers(Modifier.PRIVATE, Modifier.STATIC)
-        .returns(ParameterizedTypeName.get(ClassName.get(Map.class), ClassName.get(String.class), mapValue));
+        .returns(RuntimeApi.HOST_FEED);
     List<String> args = inputParameters(m, names, false);
     String map = names.newName("hostInputs", "map");
-    m.addStatement("$T<$T, $T> $N = new $T<>()", Map.class, String.class, mapValue, map, LinkedHashMap.class);
+    m.addStatement("$T<$T, $T> $N = new $T<>()", Map.class, String.class, RuntimeApi.HOST_TENSOR, map,
+        LinkedHashMap.class);
     for (int i = 0; i < inputs.size(); i++) {
-      m.addStatement("$N.put($S, $N)", map, inputs.get(i).getName(), args.get(i));
+      m.addStatement("$N.put($S, $T.$L($N))", map, inputs.get(i).getName(), RuntimeApi.HOST_TENSOR,
+          RuntimeApi.OF_ARRAY, args.get(i));
     }
-    m.addStatement("return $N", map);
+    m.addStatement("return new $T($N)", RuntimeApi.HOST_FEED, map);
     return m.build();
   }
 

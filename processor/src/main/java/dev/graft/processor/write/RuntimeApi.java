@@ -3,7 +3,6 @@ package dev.graft.processor.write;
 import com.palantir.javapoet.ArrayTypeName;
 import com.palantir.javapoet.ClassName;
 import com.palantir.javapoet.TypeName;
-import java.util.List;
 
 /**
  * What the generated class calls in {@code graft-runtime}, in one place so that a change of the
@@ -13,19 +12,26 @@ import java.util.List;
  * final class AdapterModel implements AutoCloseable {
  *   static AdapterModel load(Class<?> anchor, String name);     // resources from anchor's package
  *   static AdapterModel load(Class<?> anchor, String name, ModelOptions options);
- *   float trainStep(Map<String, long[][]> hostInputs, long[] labels, float learningRate);     // classification
- *   float trainStep(Map<String, long[][]> hostInputs, float[][] targets, float learningRate); // regression, multi-label
- *   float trainStep(Map<String, long[][]> hostInputs, float learningRate);                   // causal LM
- *   float trainStep(Map<String, long[][]> hostInputs, long[][] labels, float learningRate);   // causal LM
- *   float[][] predict(Map<String, long[][]> hostInputs);
- *   float[][][] predictSequence(Map<String, long[][]> hostInputs);                            // causal LM
+ *   float trainStep(HostFeed hostInputs, long[] labels, float learningRate);     // classification
+ *   float trainStep(HostFeed hostInputs, float[][] targets, float learningRate); // regression, multi-label
+ *   float trainStep(HostFeed hostInputs, float learningRate);                   // causal LM
+ *   float trainStep(HostFeed hostInputs, long[][] labels, float learningRate);   // causal LM, token classes
+ *   float[][] predict(HostFeed hostInputs);
+ *   float[][][] predictSequence(HostFeed hostInputs);                            // causal LM, token classes
  *   void close();
+ * }
+ * record HostFeed(Map<String, HostTensor> tensors) {}
+ * final class HostTensor {
+ *   static HostTensor ofArray(Object nestedPrimitiveArray);   // float[][][][] → float32 [b, c, h, w]
  * }
  * }</pre>
  */
 final class RuntimeApi {
   static final ClassName ADAPTER_MODEL = ClassName.get("dev.graft.runtime", "AdapterModel");
   static final ClassName MODEL_OPTIONS = ClassName.get("dev.graft.runtime", "ModelOptions");
+  static final ClassName HOST_FEED = ClassName.get("dev.graft.runtime.data", "HostFeed");
+  static final ClassName HOST_TENSOR = ClassName.get("dev.graft.runtime.data", "HostTensor");
+  static final String OF_ARRAY = "ofArray";
   static final String LOAD = "load";
   static final String TRAIN_STEP = "trainStep";
   static final String PREDICT = "predict";
@@ -50,13 +56,4 @@ final class RuntimeApi {
   static final TypeName LOGITS = ArrayTypeName.of(ArrayTypeName.of(TypeName.FLOAT));
 
   private RuntimeApi() {}
-
-  /**
-   * The value type of the host-input map: the inputs' Java type when they all share it
-   * ({@code long[][]} for BERT-style hosts), else {@code Object}.
-   */
-  static TypeName inputMapValue(List<TypeName> inputTypes) {
-    TypeName first = inputTypes.isEmpty() ? ClassName.OBJECT : inputTypes.get(0);
-    return inputTypes.stream().allMatch(first::equals) ? first.box() : ClassName.OBJECT;
-  }
 }

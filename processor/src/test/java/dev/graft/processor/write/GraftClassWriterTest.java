@@ -39,7 +39,7 @@ class GraftClassWriterTest {
   }
 
   @Test
-  void clashingNamesAreAllocatedAndMixedTypesUseAnObjectMap() {
+  void clashingNamesAreAllocatedAndMixedTypesFeedOneHostFeed() {
     Manifest manifest = Manifest.newBuilder()
         .setName("Odd")
         .setHost("odd.onnx")
@@ -53,8 +53,10 @@ class GraftClassWriterTest {
     assertTrue(code.contains("public float trainStep(int[][] labels, float[][][] input1, long[][] class_, "
         + "long[] labels_, float learningRate)"), text);
     assertTrue(code.contains("public float[][] predict(int[][] labels, float[][][] input1, long[][] class_)"), code);
-    assertTrue(code.contains("private static Map<String, Object> hostInputs("), code);
-    assertTrue(code.contains("hostInputs_.put(\"input.1\", input1);") || code.contains("hostInputs.put(\"input.1\", input1);"), code);
+    assertTrue(code.contains("private static HostFeed hostInputs(int[][] labels, float[][][] input1, long[][] class_)"), code);
+    assertTrue(code.contains("hostInputs.put(\"labels\", HostTensor.ofArray(labels));"), code);
+    assertTrue(code.contains("hostInputs.put(\"input.1\", HostTensor.ofArray(input1));"), code);
+    assertTrue(code.contains("return new HostFeed(hostInputs);"), code);
     assertTrue(code.contains("public static final int NUM_LABELS = 3;"), code);
     assertTrue(code.contains("INPUT_NAMES = List.of(\"labels\", \"input.1\", \"class\");"), code);
     assertTrue(code.contains("@Generated(\"dev.graft.processor.GraftProcessor\")"), code);

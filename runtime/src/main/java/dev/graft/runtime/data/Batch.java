@@ -2,6 +2,7 @@ package dev.graft.runtime.data;
 
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -9,24 +10,54 @@ import java.util.Map;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Examples stacked into {@code [batch, sequence]} arrays, padded with 0 to the longest sequence
+ * A training batch: its host inputs ({@link HostFeed}, of any element type and rank the manifest
+ * declares: token rows, float pixels, …) and what it is trained towards. {@link #of} stacks
+ * tokenized examples into {@code [batch, sequence]} rows, padded with 0 to the longest sequence
  * in the batch (not to the tokenizer's maximum).
  *
- * @param inputs host input name → {@code [batch][sequence]}
+ * @param feed the host inputs by name
  * @param labels {@code [batch]}
  * @param targets {@code [batch][outputs]} when the examples carry float targets, else null
  */
-public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable [][] targets) {
+public record Batch(HostFeed feed, long[] labels, float @Nullable [][] targets) {
+  /** A classified batch of host inputs of any type. */
+  public Batch(HostFeed feed, long[] labels) {
+    this(feed, labels, null);
+  }
+
+  /** A batch of token rows {@code [batch][sequence]} per host input name. */
+  public Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable [][] targets) {
+    this(HostFeed.ofRows(inputs), labels, targets);
+  }
+
+  /** A classified batch of token rows {@code [batch][sequence]} per host input name. */
   public Batch(Map<String, long[][]> inputs, long[] labels) {
-    this(inputs, labels, null);
+    this(HostFeed.ofRows(inputs), labels, null);
   }
 
-  /** Stacks examples, padding every feature with 0 to the batch's longest sequence. */
+  /**
+   * The host inputs as token rows {@code [batch][sequence]} by name (copies), for batches whose
+   * inputs are all integer rows of rank 2; a batch with another input (float pixels) is {@code
+   * GRAFT-R383}: read {@link #feed} instead.
+   */
+  public Map<String, long[][]> inputs() {
+    return feed.rows();
+  }
+
+  /** Stacks examples, padding every feature with 0 to the batch's longest sequence and stacking every tensor. */
   public static Batch of(List<Example> examples) {
-    return of(examples, examples.isEmpty() ? List.of() : examples.get(0).features().keySet());
+    if (examples.isEmpty()) {
+      return of(examples, List.of());
+    }
+    List<String> names = new ArrayList<>(examples.get(0).features().keySet());
+    names.addAll(examples.get(0).tensors().keySet());
+    return of(examples, names);
   }
 
-  /** Stacks the named features of examples (others are left out), padding with 0 to the longest sequence. */
+  /**
+   * Stacks the named inputs of examples (others are left out): features padded with 0 to the
+   * longest sequence, tensors (all of one shape and type) stacked along a new first dimension.
+   */
   public static Batch of(List<Example> examples, Collection<String> names) {
     if (examples.isEmpty()) {
       throw new GraftException(RuntimeErrorCode.ARGUMENT, "a batch needs at least one example");
@@ -35,8 +66,21 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
     for (Example e : examples) {
       longest = Math.max(longest, e.length());
     }
-    Map<String, long[][]> inputs = new LinkedHashMap<>();
+    Map<String, HostTensor> inputs = new LinkedHashMap<>();
     for (String name : names) {
+      if (examples.get(0).tensors().containsKey(name)) {
+        List<HostTensor> parts = new ArrayList<>();
+        for (int i = 0; i < examples.size(); i++) {
+          HostTensor t = examples.get(i).tensors().get(name);
+          if (t == null) {
+            throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "example " + i + " of the batch has no tensor '"
+                + name + "'");
+          }
+          parts.add(t);
+        }
+        inputs.put(name, HostTensor.stack(name, parts));
+        continue;
+      }
       long[][] rows = new long[examples.size()][longest];
       for (int i = 0; i < examples.size(); i++) {
         long[] v = examples.get(i).features().get(name);
@@ -45,7 +89,7 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
         }
         System.arraycopy(v, 0, rows[i], 0, v.length);
       }
-      inputs.put(name, rows);
+      inputs.put(name, HostTensor.of(rows));
     }
     long[] labels = new long[examples.size()];
     for (int i = 0; i < labels.length; i++) {
@@ -64,7 +108,7 @@ public record Batch(Map<String, long[][]> inputs, long[] labels, float @Nullable
         targets[i] = t.clone();
       }
     }
-    return new Batch(inputs, labels, targets);
+    return new Batch(new HostFeed(inputs), labels, targets);
   }
 
   public int size() {

@@ -1,17 +1,23 @@
 package dev.graft.runtime.feed;
 
+import ai.onnxruntime.OnnxJavaType;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
+import dev.graft.runtime.data.HostFeed;
+import dev.graft.runtime.data.HostTensor;
 import dev.graft.runtime.session.DirectBuffers;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.runtime.session.Sessions;
 import dev.graft.spec.manifest.Dim;
 import dev.graft.spec.manifest.HostInput;
 import dev.graft.spec.manifest.Manifest;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
 import java.nio.IntBuffer;
 import java.nio.LongBuffer;
 import java.util.Arrays;
@@ -21,7 +27,10 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 
-/** The host inputs of a batch ({@code [batch, sequence]} per name), checked against the manifest and made tensors. */
+/**
+ * The host inputs of a batch ({@link HostFeed}: any element type and rank the manifest declares),
+ * checked against the manifest and made tensors.
+ */
 public final class HostInputs {
   private HostInputs() {}
 
@@ -30,13 +39,19 @@ public final class HostInputs {
     return hostInputs.values().iterator().next().length;
   }
 
+  /** {@link #tensors(OrtEnvironment, Manifest, HostFeed)} of integer token rows {@code [batch][sequence]} per name. */
+  public static Map<String, OnnxTensor> tensors(OrtEnvironment env, Manifest manifest, Map<String, long[][]> given) {
+    return tensors(env, manifest, HostFeed.ofRows(given));
+  }
+
   /**
-   * Validates host inputs against the manifest (names, rank, fixed sizes, symbols shared between
-   * inputs, element type, an attention mask's values being 0 or 1, ids within the table they
-   * index, the sequence within the host's positions) and makes tensors over direct
+   * Validates host inputs against the manifest (names, element type, rank, fixed sizes, symbols
+   * shared between inputs, floats finite, an attention mask's values being 0 or 1, ids within the
+   * table they index, the sequence within the host's positions) and makes tensors over direct
    * buffers; the caller closes them.
    */
-  public static Map<String, OnnxTensor> tensors(OrtEnvironment env, Manifest manifest, Map<String, long[][]> given) {
+  public static Map<String, OnnxTensor> tensors(OrtEnvironment env, Manifest manifest, HostFeed feed) {
+    Map<String, HostTensor> given = feed.tensors();
     Set<String> expected = new TreeSet<>();
     for (HostInput in : manifest.getInputsList()) {
       expected.add(in.getName());
@@ -51,66 +66,45 @@ public final class HostInputs {
     }
     Map<String, Long> symbols = new HashMap<>();
     Map<String, String> symbolSource = new HashMap<>();
+    for (HostInput in : manifest.getInputsList()) {
+      HostTensor t = given.get(in.getName());
+      checkType(in, t);
+      long[] actual = t.shape();
+      if (in.getShapeCount() != actual.length) {
+        throw new TensorMismatchException(in.getName(), describe(in), "rank " + actual.length + " " + t.describe());
+      }
+      if (t.size() == 0) {
+        throw new TensorMismatchException(in.getName(), describe(in), t.describe(), "empty batch");
+      }
+      for (int d = 0; d < actual.length; d++) {
+        Dim dim = in.getShape(d);
+        if (dim.hasSize() && dim.getSize() > 0 && dim.getSize() != actual[d]) {
+          throw new TensorMismatchException(in.getName(), describe(in), t.describe());
+        }
+        if (dim.hasSymbol() && !dim.getSymbol().isEmpty()) {
+          Long prior = symbols.putIfAbsent(dim.getSymbol(), actual[d]);
+          if (prior != null && prior != actual[d]) {
+            throw new TensorMismatchException(
+                in.getName(), describe(in) + " with " + dim.getSymbol() + " = " + prior + " (from "
+                    + symbolSource.get(dim.getSymbol()) + ")",
+                t.describe());
+          }
+          symbolSource.putIfAbsent(dim.getSymbol(), in.getName());
+        }
+      }
+      if (t.kind() == HostTensor.Kind.FLOAT32 || t.kind() == HostTensor.Kind.FLOAT64) {
+        checkFinite(in.getName(), t);
+      } else if (t.kind().isInteger()) {
+        if (in.getMask()) {
+          checkMask(in.getName(), t);
+        }
+        checkLimits(in, t);
+      }
+    }
     Map<String, OnnxTensor> out = new LinkedHashMap<>();
     try {
       for (HostInput in : manifest.getInputsList()) {
-        long[][] rows = given.get(in.getName());
-        int batch = rows.length;
-        int seq = batch == 0 ? 0 : rows[0].length;
-        for (int r = 1; r < batch; r++) {
-          if (rows[r].length != seq) {
-            throw new TensorMismatchException(
-                in.getName(), "rectangular [batch, sequence] (pad the batch)",
-                "row 0 has " + seq + " values, row " + r + " has " + rows[r].length);
-          }
-        }
-        long[] actual = {batch, seq};
-        if (batch == 0 || seq == 0) {
-          throw new TensorMismatchException(in.getName(), describe(in), Arrays.toString(actual), "empty batch");
-        }
-        if (in.getShapeCount() != 2) {
-          throw new TensorMismatchException(in.getName(), describe(in), "rank 2 " + Arrays.toString(actual));
-        }
-        for (int d = 0; d < 2; d++) {
-          Dim dim = in.getShape(d);
-          if (dim.hasSize() && dim.getSize() > 0 && dim.getSize() != actual[d]) {
-            throw new TensorMismatchException(in.getName(), describe(in), Arrays.toString(actual));
-          }
-          if (dim.hasSymbol() && !dim.getSymbol().isEmpty()) {
-            Long prior = symbols.putIfAbsent(dim.getSymbol(), actual[d]);
-            if (prior != null && prior != actual[d]) {
-              throw new TensorMismatchException(
-                  in.getName(), describe(in) + " with " + dim.getSymbol() + " = " + prior + " (from "
-                      + symbolSource.get(dim.getSymbol()) + ")",
-                  Arrays.toString(actual));
-            }
-            symbolSource.putIfAbsent(dim.getSymbol(), in.getName());
-          }
-        }
-        if (in.getMask()) {
-          checkMask(in.getName(), rows);
-        }
-        checkLimits(in, rows, seq);
-        if (in.getElemType() == ElementType.INT64.onnx) {
-          LongBuffer buf = DirectBuffers.longs(batch * seq);
-          for (long[] row : rows) {
-            buf.put(row);
-          }
-          buf.clear();
-          out.put(in.getName(), OnnxTensor.createTensor(env, buf, actual));
-        } else if (in.getElemType() == ElementType.INT32.onnx) {
-          IntBuffer buf = DirectBuffers.ints(batch * seq);
-          for (long[] row : rows) {
-            for (long x : row) {
-              buf.put(Math.toIntExact(x));
-            }
-          }
-          buf.clear();
-          out.put(in.getName(), OnnxTensor.createTensor(env, buf, actual));
-        } else {
-          throw new TensorMismatchException(
-              in.getName(), "an integer host input", ElementType.describe(in.getElemType()), "unsupported by this API");
-        }
+        out.put(in.getName(), tensor(env, in, given.get(in.getName())));
       }
       return out;
     } catch (OrtException e) {
@@ -120,6 +114,65 @@ public final class HostInputs {
       out.values().forEach(OnnxTensor::close);
       throw e;
     }
+  }
+
+  /** The element types that may feed each other: the manifest's exactly, or integer values of either width. */
+  private static void checkType(HostInput in, HostTensor t) {
+    ElementType want = ElementType.ofOnnx(in.getElemType());
+    boolean fits = want != null && switch (want) {
+      case FLOAT -> t.kind() == HostTensor.Kind.FLOAT32;
+      case DOUBLE -> t.kind() == HostTensor.Kind.FLOAT64;
+      case INT64, INT32 -> t.kind().isInteger();
+      case BOOL -> t.kind() == HostTensor.Kind.BOOL;
+      default -> false;
+    };
+    if (!fits) {
+      boolean fed = want == ElementType.FLOAT || want == ElementType.DOUBLE || want == ElementType.INT64
+          || want == ElementType.INT32 || want == ElementType.BOOL;
+      throw new GraftException(RuntimeErrorCode.HOST_INPUT_TYPE, "host input '" + in.getName() + "': expected "
+          + describe(in) + ", given " + t.describe()
+          + (fed ? "" : " (this runtime feeds host inputs of float32, float64, int64, int32 and bool)"));
+    }
+  }
+
+  private static OnnxTensor tensor(OrtEnvironment env, HostInput in, HostTensor t) throws OrtException {
+    long[] shape = t.shape();
+    int n = t.size();
+    ElementType type = ElementType.ofOnnx(in.getElemType());
+    return switch (type) {
+      case FLOAT -> OnnxTensor.createTensor(env, DirectBuffers.floats(n).put(t.floats()).clear(), shape);
+      case DOUBLE -> {
+        DoubleBuffer buf = ByteBuffer.allocateDirect(n * 8).order(ByteOrder.nativeOrder()).asDoubleBuffer();
+        yield OnnxTensor.createTensor(env, buf.put(t.doubles()).clear(), shape);
+      }
+      case INT64 -> {
+        LongBuffer buf = DirectBuffers.longs(n);
+        for (int i = 0; i < n; i++) {
+          buf.put(t.longAt(i));
+        }
+        yield OnnxTensor.createTensor(env, buf.clear(), shape);
+      }
+      case INT32 -> {
+        IntBuffer buf = DirectBuffers.ints(n);
+        for (int i = 0; i < n; i++) {
+          long v = t.longAt(i);
+          if (v != (int) v) {
+            throw new GraftException(RuntimeErrorCode.ARGUMENT, "host input '" + in.getName() + "' is int32: value "
+                + v + " at " + index(shape, i) + " does not fit");
+          }
+          buf.put((int) v);
+        }
+        yield OnnxTensor.createTensor(env, buf.clear(), shape);
+      }
+      case BOOL -> {
+        ByteBuffer buf = ByteBuffer.allocateDirect(n).order(ByteOrder.nativeOrder());
+        for (boolean b : t.booleans()) {
+          buf.put((byte) (b ? 1 : 0));
+        }
+        yield OnnxTensor.createTensor(env, buf.clear(), shape, OnnxJavaType.BOOL);
+      }
+      default -> throw new IllegalStateException("checked by checkType: " + type);
+    };
   }
 
   /**
@@ -136,14 +189,24 @@ public final class HostInputs {
     };
   }
 
+  /** A float input holds no NaN or infinity: one would turn the loss and every gradient into NaN. */
+  private static void checkFinite(String name, HostTensor t) {
+    for (int i = 0; i < t.size(); i++) {
+      double v = t.doubleAt(i);
+      if (!Double.isFinite(v)) {
+        throw new GraftException(RuntimeErrorCode.HOST_INPUT_NOT_FINITE, "host input '" + name + "' must be finite,"
+            + " got " + v + " at " + index(t.shape(), i));
+      }
+    }
+  }
+
   /** An attention mask (the manifest marks it) holds only 0 and 1: any other value would scale, not mask. */
-  private static void checkMask(String name, long[][] rows) {
-    for (int r = 0; r < rows.length; r++) {
-      for (int c = 0; c < rows[r].length; c++) {
-        if (rows[r][c] != 0 && rows[r][c] != 1) {
-          throw new GraftException(RuntimeErrorCode.ARGUMENT, "host input '" + name + "' is an attention mask: values"
-              + " must be 0 or 1, got " + rows[r][c] + " at [" + r + ", " + c + "]");
-        }
+  private static void checkMask(String name, HostTensor t) {
+    for (int i = 0; i < t.size(); i++) {
+      long v = t.longAt(i);
+      if (v != 0 && v != 1) {
+        throw new GraftException(RuntimeErrorCode.ARGUMENT, "host input '" + name + "' is an attention mask: values"
+            + " must be 0 or 1, got " + v + " at " + index(t.shape(), i));
       }
     }
   }
@@ -151,9 +214,10 @@ public final class HostInputs {
   /**
    * The limits the compiler found in the host: values that index a table must be rows of it (ONNX's
    * Gather would wrap a negative one around, or fail in ONNX Runtime with its own message), and no
-   * sequence may be longer than the position table.
+   * sequence (the second dimension) may be longer than the position table.
    */
-  private static void checkLimits(HostInput in, long[][] rows, int seq) {
+  private static void checkLimits(HostInput in, HostTensor t) {
+    long seq = t.rank() < 2 ? 0 : t.dim(1);
     if (in.getMaxSequence() > 0 && seq > in.getMaxSequence()) {
       long virtual = in.getVirtualTokens();
       throw new GraftException(RuntimeErrorCode.SEQUENCE_TOO_LONG, "host input '" + in.getName() + "' has sequence"
@@ -166,16 +230,25 @@ public final class HostInputs {
     if (limit <= 0) {
       return;
     }
-    for (int r = 0; r < rows.length; r++) {
-      for (int c = 0; c < rows[r].length; c++) {
-        long v = rows[r][c];
-        if (v < 0 || v >= limit) {
-          throw new GraftException(RuntimeErrorCode.INDEX_OUT_OF_RANGE, "host input '" + in.getName() + "' indexes a"
-              + " host table of " + limit + " rows: values must be in [0, " + limit + "), got "
-              + v + " at [" + r + ", " + c + "]");
-        }
+    for (int i = 0; i < t.size(); i++) {
+      long v = t.longAt(i);
+      if (v < 0 || v >= limit) {
+        throw new GraftException(RuntimeErrorCode.INDEX_OUT_OF_RANGE, "host input '" + in.getName() + "' indexes a"
+            + " host table of " + limit + " rows: values must be in [0, " + limit + "), got "
+            + v + " at " + index(t.shape(), i));
       }
     }
+  }
+
+  /** Row-major element {@code flat} of {@code shape} as an index, e.g. {@code [1, 0, 3, 2]}. */
+  private static String index(long[] shape, int flat) {
+    long[] at = new long[shape.length];
+    long rest = flat;
+    for (int d = shape.length - 1; d >= 0; d--) {
+      at[d] = rest % shape[d];
+      rest /= shape[d];
+    }
+    return Arrays.toString(at);
   }
 
   private static String describe(HostInput in) {

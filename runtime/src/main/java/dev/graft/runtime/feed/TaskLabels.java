@@ -7,6 +7,8 @@ import dev.graft.runtime.GraftException;
 import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.TensorMismatchException;
 import dev.graft.runtime.data.Batch;
+import dev.graft.runtime.data.HostFeed;
+import dev.graft.runtime.data.HostTensor;
 import dev.graft.runtime.session.DirectBuffers;
 import dev.graft.runtime.session.ElementType;
 import dev.graft.spec.manifest.Loss;
@@ -15,8 +17,6 @@ import dev.graft.spec.manifest.Task;
 import java.nio.FloatBuffer;
 import java.nio.IntBuffer;
 import java.nio.LongBuffer;
-import java.util.Map;
-import java.util.TreeSet;
 import org.jspecify.annotations.Nullable;
 
 /**
@@ -112,7 +112,7 @@ public final class TaskLabels {
         }
         yield targets(batch.targets());
       }
-      case CAUSAL_LM_CROSS_ENTROPY -> tokens(batch.inputs());
+      case CAUSAL_LM_CROSS_ENTROPY -> tokens(batch.feed());
       case TOKEN_CROSS_ENTROPY -> throw new GraftException(RuntimeErrorCode.ARGUMENT,
           "this graft's loss is " + loss + ": its labels are one class per token, which a Batch does not hold; call "
               + "trainStep(hostInputs, long[][] labels, learningRate)");
@@ -182,15 +182,15 @@ public final class TaskLabels {
   }
 
   /** A causal LM's labels taken from the host input the task names ({@code input_ids}). */
-  public Labels tokens(Map<String, long[][]> hostInputs) {
+  public Labels tokens(HostFeed hostInputs) {
     require("trainStep(hostInputs, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY);
     String input = manifest.getTask().getLabelsInput();
-    long[][] ids = hostInputs.get(input);
+    HostTensor ids = hostInputs.tensors().get(input);
     if (ids == null) {
       throw new GraftException(RuntimeErrorCode.UNKNOWN_NAME, "the causal LM loss takes its labels from host input '"
-          + input + "', which is missing; given " + new TreeSet<>(hostInputs.keySet()));
+          + input + "', which is missing; given " + hostInputs.names());
     }
-    return tokens(hostInputs, ids);
+    return tokens(hostInputs, ids.rows());
   }
 
   /**
@@ -198,14 +198,14 @@ public final class TaskLabels {
    * token id in {@code [0, vocab)} or the ignore index; a token classification's, each a class in
    * {@code [0, num_labels)} or the ignore index.
    */
-  public Labels tokens(Map<String, long[][]> hostInputs, long[][] labels) {
+  public Labels tokens(HostFeed hostInputs, long[][] labels) {
     require("trainStep(hostInputs, long[][] labels, learningRate)", Loss.CAUSAL_LM_CROSS_ENTROPY,
         Loss.TOKEN_CROSS_ENTROPY);
     String what = loss == Loss.TOKEN_CROSS_ENTROPY ? "classes" : "token ids";
     return (env, batch) -> {
       String name = manifest.getTrain().getLabels();
-      long[][] first = hostInputs.values().iterator().next();
-      int seq = first[0].length;
+      HostTensor first = hostInputs.tensors().values().iterator().next();
+      int seq = first.rank() < 2 ? 0 : Math.toIntExact(first.dim(1));
       long vocab = manifest.getTask().getNumOutputs();
       long ignore = manifest.getTask().getIgnoreIndex();
       if (labels.length != batch) {

@@ -359,7 +359,7 @@ public final class Trainer {
     long correct = 0;
     for (int i = 0; i < sorted.size(); i += evalBatchSize) {
       Batch batch = Batch.of(sorted.subList(i, Math.min(sorted.size(), i + evalBatchSize)), names);
-      float[][] logits = model.predict(batch.inputs());
+      float[][] logits = model.predict(batch.feed());
       for (int r = 0; r < logits.length; r++) {
         if (multiLabel) {
           for (int c = 0; c < logits[r].length; c++) {
