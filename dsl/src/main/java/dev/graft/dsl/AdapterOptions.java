@@ -444,6 +444,19 @@ public final class AdapterOptions {
     topK(value);
   }
 
+  /** LT-SFT: λ of the L1 pull toward the host weights (λ·Σ|Δ| / the host's parameter count). */
+  public AdapterOptions l1Reg(double value) {
+    return set("l1Reg", value);
+  }
+
+  public double getL1Reg() {
+    return doubleValue("l1Reg");
+  }
+
+  public void setL1Reg(double value) {
+    l1Reg(value);
+  }
+
   /** Mixture of LoRA experts: weight of each site's load-balancing loss (top_k router). */
   public AdapterOptions auxLossWeight(double value) {
     return set("auxLossWeight", value);
