@@ -509,7 +509,7 @@ public final class AdapterOptions {
     sharePieces(value);
   }
 
-  /** Earth-Adapter: the low-pass cutoff, a normalized frequency radius in [0, 2). */
+  /** Earth-Adapter: the low-pass cutoff in [0, 2) (box: the reference's cutoff_ratio; radial, square: a normalized radius). */
   public AdapterOptions cutoff(double value) {
     return set("cutoff", value);
   }
@@ -522,7 +522,7 @@ public final class AdapterOptions {
     cutoff(value);
   }
 
-  /** Earth-Adapter: the low-pass mask, "radial" or "square". */
+  /** Earth-Adapter: the low-pass mask, "box" (the reference's), "radial" or "square". */
   public AdapterOptions mask(String value) {
     return set("mask", value);
   }
