@@ -633,6 +633,32 @@ public final class AdapterOptions {
     partitionSeed(value);
   }
 
+  /** MoSA: the tensors split into modules, "up" (the reference's), "down", "both" (weights) or "all". */
+  public AdapterOptions split(String value) {
+    return set("split", value);
+  }
+
+  public String getSplit() {
+    return stringValue("split");
+  }
+
+  public void setSplit(String value) {
+    split(value);
+  }
+
+  /** MoSA: scale the active entries by modules / active in training (inverted dropout; not the reference's). */
+  public AdapterOptions rescale(boolean value) {
+    return set("rescale", value);
+  }
+
+  public boolean isRescale() {
+    return boolValue("rescale");
+  }
+
+  public void setRescale(boolean value) {
+    rescale(value);
+  }
+
   /** SEMA: adapters in each selected layer's pool, in ascending layer order (empty: one per layer). */
   public AdapterOptions poolPerLayer(Integer... value) {
     return poolPerLayer(List.of(value));

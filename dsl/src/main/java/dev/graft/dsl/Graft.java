@@ -395,7 +395,7 @@ public final class Graft {
    * whose node names match {@code target} (empty: the sites of option config) whose entries are
    * split into disjoint random modules, a few of them trained each step; inference uses the merged
    * (whole) adapter. Options: config, reduction, nonlinearity, initWeights, modules, active,
-   * partitionSeed.
+   * partitionSeed, split (up: the reference's), rescale.
    */
   public Graft mosa(String target, Configure<AdapterOptions> configure) {
     return adapter("mosa", target, configure);
