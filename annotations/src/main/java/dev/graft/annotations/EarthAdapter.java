@@ -25,11 +25,15 @@ public @interface EarthAdapter {
    */
   String target() default "";
 
-  /** Low-pass cutoff as a normalized frequency radius in [0, 2); 1 is the grid's Nyquist frequency per axis. */
-  double cutoff() default 0.5;
+  /**
+   * Low-pass cutoff in [0, 2): for {@code box} the reference's {@code cutoff_ratio} (signed
+   * frequencies −c..c−1 kept per axis, c = ⌊min(h, w)·cutoff / 2⌋); for {@code radial} and
+   * {@code square} a normalized frequency radius (1 is the grid's Nyquist frequency per axis).
+   */
+  double cutoff() default 0.3;
 
-  /** The mask's shape: {@code radial} or {@code square}. */
-  String mask() default "radial";
+  /** The mask's shape: {@code box} (the reference implementation's), {@code radial} or {@code square}. */
+  String mask() default "box";
 
   /** Bottleneck reduction factor: each adapter has max(1, width / reduction) units. */
   int reduction() default 16;

@@ -43,6 +43,15 @@ public @interface Mosa {
   /** Seed of the fixed random split of the entries into modules. */
   int partitionSeed() default 0;
 
+  /**
+   * Tensors split into modules: {@code up} (the up projection's weight; the reference's recipe),
+   * {@code down}, {@code both} weights, or {@code all} (weights and biases); the rest train whole.
+   */
+  String split() default "up";
+
+  /** Scale the active entries by modules / active in training (inverted dropout; not the reference's). */
+  boolean rescale() default false;
+
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};
 

@@ -25,6 +25,12 @@ public @interface SparseFineTuning {
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};
 
+  /**
+   * λ of the L1 pull toward the host weights: {@code λ · Σ|Δ| / (the host's parameter count)}
+   * is added to the training loss in both phases (composable-sft's {@code sparse_l1_reg}); 0: none.
+   */
+  double l1Reg() default 0;
+
   /** The adapter's name ({@code [a-z][a-z0-9_]*}, unique in the graft); empty: unnamed. */
   String name() default "";
 

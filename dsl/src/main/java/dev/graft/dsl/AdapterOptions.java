@@ -444,6 +444,19 @@ public final class AdapterOptions {
     topK(value);
   }
 
+  /** LT-SFT: λ of the L1 pull toward the host weights (λ·Σ|Δ| / the host's parameter count). */
+  public AdapterOptions l1Reg(double value) {
+    return set("l1Reg", value);
+  }
+
+  public double getL1Reg() {
+    return doubleValue("l1Reg");
+  }
+
+  public void setL1Reg(double value) {
+    l1Reg(value);
+  }
+
   /** Mixture of LoRA experts: weight of each site's load-balancing loss (top_k router). */
   public AdapterOptions auxLossWeight(double value) {
     return set("auxLossWeight", value);
@@ -496,7 +509,7 @@ public final class AdapterOptions {
     sharePieces(value);
   }
 
-  /** Earth-Adapter: the low-pass cutoff, a normalized frequency radius in [0, 2). */
+  /** Earth-Adapter: the low-pass cutoff in [0, 2) (box: the reference's cutoff_ratio; radial, square: a normalized radius). */
   public AdapterOptions cutoff(double value) {
     return set("cutoff", value);
   }
@@ -509,7 +522,7 @@ public final class AdapterOptions {
     cutoff(value);
   }
 
-  /** Earth-Adapter: the low-pass mask, "radial" or "square". */
+  /** Earth-Adapter: the low-pass mask, "box" (the reference's), "radial" or "square". */
   public AdapterOptions mask(String value) {
     return set("mask", value);
   }
@@ -618,6 +631,32 @@ public final class AdapterOptions {
 
   public void setPartitionSeed(int value) {
     partitionSeed(value);
+  }
+
+  /** MoSA: the tensors split into modules, "up" (the reference's), "down", "both" (weights) or "all". */
+  public AdapterOptions split(String value) {
+    return set("split", value);
+  }
+
+  public String getSplit() {
+    return stringValue("split");
+  }
+
+  public void setSplit(String value) {
+    split(value);
+  }
+
+  /** MoSA: scale the active entries by modules / active in training (inverted dropout; not the reference's). */
+  public AdapterOptions rescale(boolean value) {
+    return set("rescale", value);
+  }
+
+  public boolean isRescale() {
+    return boolValue("rescale");
+  }
+
+  public void setRescale(boolean value) {
+    rescale(value);
   }
 
   /** SEMA: adapters in each selected layer's pool, in ascending layer order (empty: one per layer). */

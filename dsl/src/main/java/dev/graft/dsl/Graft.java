@@ -395,7 +395,7 @@ public final class Graft {
    * whose node names match {@code target} (empty: the sites of option config) whose entries are
    * split into disjoint random modules, a few of them trained each step; inference uses the merged
    * (whole) adapter. Options: config, reduction, nonlinearity, initWeights, modules, active,
-   * partitionSeed.
+   * partitionSeed, split (up: the reference's), rescale.
    */
   public Graft mosa(String target, Configure<AdapterOptions> configure) {
     return adapter("mosa", target, configure);
@@ -405,10 +405,19 @@ public final class Graft {
    * LT-SFT's sparse fine-tuning of the linear weights whose node names match {@code target} in
    * full (empty: every linear layer): each weight is read as {@code W + Δ}, Δ trained where the
    * runtime's update mask is true ({@code dev.graft.runtime.train.SparseFineTuning} drives the two
-   * phases). No options.
+   * phases). No options: l1Reg 0.
    */
   public Graft sparseFineTuning(String target) {
     return adapter("ltsft", target, o -> {});
+  }
+
+  /**
+   * {@link #sparseFineTuning(String)} with options: l1Reg (λ of the L1 pull toward the host
+   * weights, λ·Σ|Δ| / the host's parameter count in the loss, as composable-sft's
+   * {@code sparse_l1_reg}), layers.
+   */
+  public Graft sparseFineTuning(String target, Configure<AdapterOptions> configure) {
+    return adapter("ltsft", target, configure);
   }
 
   /**

@@ -32,7 +32,11 @@ import org.junit.jupiter.api.Test;
  */
 class MosaKindTest {
   private static final Graph HOST = TinyBertHost.graph(11, TensorType.DOUBLE);
-  private static final Map<String, Object> OPTIONS = Map.of("reduction", 2, "modules", 4, "active", 2, "partitionSeed", 3);
+  /** Every tensor split, active entries scaled by modules / active: the tests below that use it. */
+  private static final Map<String, Object> OPTIONS = Map.of("reduction", 2, "modules", 4, "active", 2, "partitionSeed", 3,
+      "split", "all", "rescale", true);
+  /** The reference's recipe (split = up, no rescaling), the kind's defaults. */
+  private static final Map<String, Object> REFERENCE = Map.of("reduction", 2, "modules", 4, "active", 2, "partitionSeed", 3);
 
   // ---------------------------------------------------------------- the partition and the draw
 
@@ -165,6 +169,65 @@ class MosaKindTest {
     }
   }
 
+  /**
+   * The reference's recipe: only the up weight is split and the active entries are not scaled, so
+   * the loss at each seed is a plain bottleneck's with the up weight's inactive entries zeroed.
+   */
+  @Test
+  void byDefaultOnlyTheUpWeightIsSplitAndNothingIsScaled() throws OrtException {
+    try (WholeStepCheck mosa = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", REFERENCE));
+        WholeStepCheck plain = WholeStepCheck.classification(HOST, Adapters.of("bottleneck", "", Map.of("reduction", 2)))) {
+      Set<Double> losses = new LinkedHashSet<>();
+      for (long seed = -3; seed < 12; seed++) {
+        mosa.seed = seed;
+        boolean[] on = MosaKind.activeModules(seed, 4, 2);
+        Map<String, double[]> masked = new HashMap<>();
+        for (Parameter p : mosa.params) {
+          double[] v = mosa.values.get(p.getName()).clone();
+          if (p.getName().endsWith(".mosa.up.weight")) {
+            int[] module = MosaKind.partition(p.getName(), v.length, 4, 3);
+            for (int i = 0; i < v.length; i++) {
+              v[i] = on[module[i]] ? v[i] : 0;
+            }
+          }
+          masked.put(p.getName().replace(".mosa.", ".adapter."), v);
+        }
+        double loss = mosa.loss(Map.of());
+        assertEquals(plain.loss(masked), loss, 1e-12 * Math.abs(loss), "seed " + seed);
+        losses.add(loss);
+      }
+      assertTrue(losses.size() > 3, "different draws give different losses: " + losses);
+      for (Parameter p : adapterParams(mosa)) {
+        assertEquals(p.getName().endsWith(".mosa.up.weight"), !p.getUpdateMask().isEmpty(), p.getName());
+      }
+    }
+  }
+
+  @Test
+  void theReferenceRecipesStepMatchesCentralDifferencesAndMovesTheWholeDownProjection() throws OrtException {
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", REFERENCE))) {
+      double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
+      System.out.printf("mosa %s seed %d: max FD error %.3g%n", REFERENCE, c.seed, worst);
+      assertTrue(worst < 1e-7, "max error " + worst);
+      c.seed = 77;
+      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
+      WholeStepCheck.State before = c.randomMoments(1);
+      Map<String, double[]> out = c.run(c.batch, before, 3, 0.01, c.updateOutputs());
+      int keptUp = 0;
+      for (Parameter p : adapterParams(c)) {
+        String n = p.getName();
+        boolean split = n.endsWith(".mosa.up.weight");
+        int[] module = MosaKind.partition(n, WholeStepCheck.size(p), 4, 3);
+        for (int i = 0; i < module.length; i++) {
+          boolean same = WholeStepCheck.unchanged(out, before, n, i);
+          assertEquals(split && !on[module[i]], same, n + "[" + i + "] in module " + module[i]);
+          keptUp += same ? 1 : 0;
+        }
+      }
+      System.out.printf("mosa reference recipe, seed 77: %d up-weight entries kept, the rest moved%n", keptUp);
+    }
+  }
+
   // ---------------------------------------------------------------- the merged adapter
 
   /**
@@ -202,7 +265,9 @@ class MosaKindTest {
     Manifest m = Graft.host(TinyBertHost.host(3)).mosa("", o -> o.set("reduction", 2)).classification(2).compile().manifest();
     assertEquals("mosa", m.getAdapters(0).getKind());
     Parameter down = m.getParametersList().stream().filter(p -> p.getName().endsWith("mosa.down.weight")).findFirst().orElseThrow();
-    assertEquals(down.getName() + MosaKind.MASK_SUFFIX, down.getUpdateMask());
+    Parameter up = m.getParametersList().stream().filter(p -> p.getName().endsWith("mosa.up.weight")).findFirst().orElseThrow();
+    assertEquals("", down.getUpdateMask(), "split = up: the down projection trains whole");
+    assertEquals(up.getName() + MosaKind.MASK_SUFFIX, up.getUpdateMask());
     assertEquals("base_model.model.encoder.layer.0.output.dense.adapters.default.adapter_down.0.weight", down.getSaveKey());
   }
 

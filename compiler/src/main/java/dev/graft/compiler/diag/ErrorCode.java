@@ -150,6 +150,13 @@ public enum ErrorCode {
   HOST_INPUT_TYPE_UNFED(380, "host input '%s' is %s, which the generated class and the runtime do not feed (they"
       + " feed float32, float64, int64, int32 and bool host inputs); export the host with this input as one of"
       + " those, e.g. float pixels in place of uint8 ones"),
+  /**
+   * An Earth-Adapter box mask that keeps no frequency, c = ⌊min(h, w)·cutoff / 2⌋ = 0, so the
+   * low-frequency part would be zero (args: kind, cutoff, grid, the smallest cutoff that keeps one).
+   */
+  EARTH_BOX_KEEPS_NONE(390, "%s cutoff %s (box mask) keeps no frequency of the %s patch grid (c = ⌊min(h, w)"
+      + "·cutoff / 2⌋ = 0), so the low-frequency part is zero and its adapter would never train; use a cutoff of"
+      + " at least %s"),
   /** Quantized adapters: bits that are not 1, 2, 4 or 8 (args: kind, bits given). */
   QUANTIZE_BITS_INVALID(300, "%s quantizeBits must be 1, 2, 4 or 8 (or 0 for full precision), got %s"),
   /** Quantized adapters: a kind whose trained tensors are the host's own (args: kind, why). */

@@ -49,14 +49,14 @@ final class EarthMethod implements PaperMethod {
     List<Example> train = images(600, 11);
     List<Example> heldOut = images(300, 12);
     int epochs = context.epochs();
-    Row earth = train(Graft.host(vit).name("PapersEarth").earthAdapter("", o -> o.set("reduction", 8))
-        .classification(3, c -> c.pooling(ClassificationSpec.Pooling.FIRST_TOKEN)).compile(), epochs, 5e-3f, train,
+    Row earth = train(Graft.host(vit).name("PapersEarth").earthAdapter("", o -> o.set("reduction", 8).set("cutoff", 0.5))
+        .classification(3, c -> c.pooling(ClassificationSpec.Pooling.MEAN)).compile(), epochs, 5e-3f, train,
         heldOut, saved, hostFile);
     Path loraSaved = saved.resolve("lora-reference");
     Files.createDirectories(loraSaved);
     Row lora = train(Graft.host(vit).name("PapersEarthLora")
         .lora(".*/attention/attention/(query|value)/MatMul", o -> o.rank(8).alpha(16))
-        .classification(3, c -> c.pooling(ClassificationSpec.Pooling.FIRST_TOKEN)).compile(), epochs, 5e-3f, train,
+        .classification(3, c -> c.pooling(ClassificationSpec.Pooling.MEAN)).compile(), epochs, 5e-3f, train,
         heldOut, loraSaved, hostFile);
     String extra = String.format(Locale.ROOT, "ViT fixture, %d epochs, %d train / %d held-out images, 3 classes;"
         + " LoRA r8 (query, value) on the same ViT and data: params=%d accuracy=%.4f steps_per_s=%.2f",

@@ -25,6 +25,7 @@ final class MosaMethod implements PaperMethod {
     CompiledGraft graft = Graft.host(context.host()).name("PapersMosa").mosa("", o -> o.modules(4).active(1))
         .classification(2).compile();
     return PapersBenchmark.trainAndSave(name(), graft, 2e-3f, context, saved,
-        "each step trains about 1/4 of the adapter's entries");
+        "each step trains about 1/4 of the up projection (the reference's split);"
+            + " the down projection and biases train whole");
   }
 }

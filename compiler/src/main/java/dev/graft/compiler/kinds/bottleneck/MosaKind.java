@@ -22,18 +22,21 @@ import org.jspecify.annotations.Nullable;
 /**
  * MoSA, a mixture of sparse adapters (Zhang et al., <i>MoSA: Mixture of Sparse Adapters for
  * Visual Efficient Tuning</i>, arXiv 2312.02923, 2023): one sequential bottleneck {@code h' = h +
- * up(act(down(h)))} whose entries (both weights and both biases) are split into {@code modules}
- * disjoint sparse modules by a fixed random partition ({@link #partition}, from {@code
- * partitionSeed}): each entry belongs to exactly one module, the modules of a tensor differ in
- * size by at most one entry.
+ * up(act(down(h)))} whose tensors named by {@code split} are split into {@code modules} disjoint
+ * sparse modules by a fixed random partition ({@link #partition}, from {@code partitionSeed}):
+ * each entry belongs to exactly one module, the modules of a tensor differ in size by at most one
+ * entry. The default, {@code split = up}, is the reference implementation's recipe
+ * ({@code Theia-4869/MoSA}, its scripts' {@code SHARE "down"} with {@code ADAPTER.BIAS}: only the
+ * up projection's weight is split; the down projection and both biases train whole every step).
  *
  * <p>Each training step activates {@code active} of the modules, drawn from the step's seed
- * ({@link #activeModules}); the step reads every parameter as {@code θ ⊙ mask · modules/active}
- * (the entries of inactive modules contribute nothing; the scaling, as inverted dropout's, keeps
- * each entry's expected value θ, so the training and inference outputs agree in scale) and AdamW
- * updates only the active entries (the others and their moments are kept: the parameter's {@code
- * update_mask}). The inference graph reads the parameters whole: the merged adapter, the union of
- * the modules, is the trained tensors themselves, saved under the bottleneck's AdapterHub keys.
+ * ({@link #activeModules}); the step reads every split parameter as {@code θ ⊙ mask} (the entries
+ * of inactive modules contribute nothing; with {@code rescale}, {@code θ ⊙ mask · modules/active},
+ * as inverted dropout, which the reference does not do) and AdamW updates only the active entries
+ * (the others and their moments are kept: the parameter's {@code update_mask}). The inference graph
+ * reads the parameters whole: the merged adapter, the union of the modules (the reference's
+ * {@code merge("add")} of expert copies that each hold only their own module), is the trained
+ * tensors themselves, saved under the bottleneck's AdapterHub keys.
  */
 public final class MosaKind implements ComposableKind {
   /** The kind's id. */
@@ -69,7 +72,25 @@ public final class MosaKind implements ComposableKind {
         Bottlenecks.initWeights(),
         AdapterOption.integer("modules", 4, 2, 64, "number of disjoint sparse modules the adapter's entries are split into"),
         AdapterOption.integer("active", 1, 1, 63, "modules trained each step, drawn from the step's seed (fewer than modules)"),
-        AdapterOption.integer("partitionSeed", 0, 0, Integer.MAX_VALUE, "seed of the fixed random split into modules"));
+        AdapterOption.integer("partitionSeed", 0, 0, Integer.MAX_VALUE, "seed of the fixed random split into modules"),
+        AdapterOption.choice("split", "up", SPLITS,
+            "tensors split into modules: up (the reference's SHARE=down), down (SHARE=up), both weights (SHARE=none);"
+            + " all: the weights and both biases; the others train whole every step"),
+        AdapterOption.bool("rescale", false,
+            "scale the active entries by modules/active in training (inverted dropout); the reference does not"));
+  }
+
+  /** The {@code split} choices: which tensors are divided into modules. */
+  static final List<String> SPLITS = List.of("up", "down", "both", "all");
+
+  /** Whether {@code split} divides the tensor {@code role} ({@code down.weight}, {@code up.bias}, ...) into modules. */
+  static boolean splits(String split, String role) {
+    return switch (split) {
+      case "up" -> role.equals("up.weight");
+      case "down" -> role.equals("down.weight");
+      case "both" -> role.endsWith(".weight");
+      default -> true;
+    };
   }
 
   @Override
@@ -168,10 +189,10 @@ public final class MosaKind implements ComposableKind {
         .save(keyBase + "adapter_up.bias");
     String base = "/" + site.modulePath().replace('.', '/') + "/mosa";
     @Nullable String active = placement.variant().trains() ? activeGraph(spec, placement, base) : null;
-    String downW = sparse(spec, placement, down, base, active, width, w);
-    String downB = sparse(spec, placement, downBias, base, active, w);
-    String upW = sparse(spec, placement, up, base, active, w, width);
-    String upB = sparse(spec, placement, upBias, base, active, width);
+    String downW = sparse(spec, placement, down, "down.weight", base, active, width, w);
+    String downB = sparse(spec, placement, downBias, "down.bias", base, active, w);
+    String upW = sparse(spec, placement, up, "up.weight", base, active, w, width);
+    String upB = sparse(spec, placement, upBias, "up.bias", base, active, width);
     String d = g.op(base + "/down/Add", "Add", List.of(g.op(base + "/down/MatMul", "MatMul", List.of(value, downW)), downB));
     String a = Bottlenecks.activation(placement, base, d, spec.stringOption("nonlinearity"));
     String update = g.op(base + "/up/Add", "Add", List.of(g.op(base + "/up/MatMul", "MatMul", List.of(a, upW)), upB));
@@ -179,12 +200,16 @@ public final class MosaKind implements ComposableKind {
   }
 
   /**
-   * Adds the parameter with its update mask {@code <name>.update_mask}; in the training graph
-   * returns {@code θ ⊙ mask · modules/active} (the mask gathered from the step's active modules by the entries'
-   * fixed modules), elsewhere θ itself.
+   * Adds the parameter; where {@code split} divides {@code role}, with its update mask {@code
+   * <name>.update_mask}, and in the training graph returns {@code θ ⊙ mask} (the mask gathered from
+   * the step's active modules by the entries' fixed modules; times {@code modules/active} with
+   * {@code rescale}), elsewhere θ itself. A tensor not split is a plain parameter trained every step.
    */
-  private static String sparse(AdapterSpec spec, Placement placement, Placement.ParameterBuilder builder, String base,
-      @Nullable String active, long... shape) {
+  private static String sparse(AdapterSpec spec, Placement placement, Placement.ParameterBuilder builder, String role,
+      String base, @Nullable String active, long... shape) {
+    if (!splits(spec.stringOption("split"), role)) {
+      return builder.add();
+    }
     String mask = builder.name() + MASK_SUFFIX;
     String param = builder.updateMask(mask).add();
     if (active == null) {
@@ -206,9 +231,11 @@ public final class MosaKind implements ComposableKind {
     String module = g.constant(p + "/module", Tensors.longs(p + "/module", dims, assigned));
     g.opTo(mask, p + "/Gather_mask", "Gather", List.of(active, module), Node.attr("axis", 0L));
     String kept = g.op(p + "/Cast_mask", "Cast", List.of(mask), Node.attr("to", (long) placement.elemType()));
-    String scale = g.op(p + "/Mul_scale", "Mul", List.of(kept, placement.scalar(p + "/modules_per_active",
-        (double) spec.intOption("modules") / spec.intOption("active"))));
-    return g.op(p + "/Mul_mask", "Mul", List.of(param, scale));
+    if (spec.boolOption("rescale")) {
+      kept = g.op(p + "/Mul_scale", "Mul", List.of(kept, placement.scalar(p + "/modules_per_active",
+          (double) spec.intOption("modules") / spec.intOption("active"))));
+    }
+    return g.op(p + "/Mul_mask", "Mul", List.of(param, kept));
   }
 
   /** The graph of {@link #activeModules}: a bool [modules], true for the step's active modules. */

@@ -33,9 +33,12 @@ import java.util.Optional;
  *   x' = x + g_0·A_spatial(x) + g_1·A_low(low) + g_2·A_high(high),   A(z) = up(act(down(z)))
  * </pre>
  *
- * <p>No DFT op is emitted: the filter is a constant {@code [T, T]} matrix ({@link
- * PatchFilter#tokenMatrix}, the identity on the extra tokens, which pass unfiltered to every
- * adapter) applied by one MatMul over the token axis. The site is a linear layer's output (bias
+ * <p>As in the reference implementation ({@code VisionXLab/Earth-Adapter}, {@code
+ * earth_adapter.forward}) the extra tokens (the class token) are not adapted: the mixture is
+ * multiplied by a constant {@code [T, 1]} that is 0 on them, so they pass unchanged. No DFT op is
+ * emitted: the filter is a constant {@code [T, T]} matrix ({@link PatchFilter#tokenMatrix}, the
+ * identity on the extra tokens) applied by one MatMul over the token axis; the default mask is the
+ * reference's centred box with its {@code cutoff_ratio} default 0.3. The site is a linear layer's output (bias
  * included); the default is each layer's feed-forward output dense, whose output the layer adds to
  * its residual stream, so {@code x'} adds the mixture to the layer's output (reading the
  * feed-forward part of it). Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
@@ -68,10 +71,12 @@ public final class EarthAdapterKind implements ComposableKind {
   @Override
   public List<AdapterOption> options() {
     return List.of(
-        AdapterOption.number("cutoff", 0.5, 0, 2,
-            "low-pass cutoff as a normalized frequency radius (1 is the grid's Nyquist frequency on each axis)"),
-        AdapterOption.choice("mask", "radial", PatchFilter.MASKS,
-            "radial keeps √((2fy/h)² + (2fx/w)²) ≤ cutoff, square keeps max(2fy/h, 2fx/w) ≤ cutoff"),
+        AdapterOption.number("cutoff", 0.3, 0, 2,
+            "low-pass cutoff: box keeps signed frequencies −c..c−1 per axis, c = ⌊min(h, w)·cutoff/2⌋ (the reference's"
+            + " cutoff_ratio); radial and square take it as a normalized radius (1 is each axis's Nyquist frequency)"),
+        AdapterOption.choice("mask", "box", PatchFilter.MASKS,
+            "box: the reference's centred box, real part taken; radial keeps √((2fy/h)² + (2fx/w)²) ≤ cutoff,"
+            + " square keeps max(2fy/h, 2fx/w) ≤ cutoff"),
         Bottlenecks.reduction(16),
         Bottlenecks.nonlinearity("relu", Bottlenecks.NONLINEARITIES),
         Bottlenecks.initWeights(),
@@ -110,9 +115,13 @@ public final class EarthAdapterKind implements ComposableKind {
       PatchFilter f = grid.get();
       double cutoff = spec.doubleOption("cutoff");
       String mask = spec.stringOption("mask");
-      if (f.kept(cutoff, mask) == f.patches()) {
+      String size = f.height() + "×" + f.width();
+      if (f.kept(cutoff, mask) == 0) {
+        errors.add(Diagnostic.of(ErrorCode.EARTH_BOX_KEEPS_NONE, spec.source(), "cutoff", displayName(), cutoff, size,
+            String.format(java.util.Locale.ROOT, "%.4g", 2.0 / Math.min(f.height(), f.width()))));
+      } else if (f.keepsAll(cutoff, mask)) {
         errors.add(Diagnostic.of(ErrorCode.EARTH_CUTOFF_KEEPS_ALL, spec.source(), "cutoff", displayName(), cutoff, mask,
-            f.height() + "×" + f.width(), largestLeavingOne(f, mask)));
+            size, largestLeavingOne(f, cutoff, mask)));
       }
     }
     return errors.stream().distinct().toList();
@@ -148,8 +157,14 @@ public final class EarthAdapterKind implements ComposableKind {
         + (e < 0 ? "0 or 1" : e) + " extra tokens)";
   }
 
-  /** The largest radius below which some frequency of the grid lies outside the mask: where high stops being empty. */
-  private static String largestLeavingOne(PatchFilter f, String mask) {
+  /**
+   * Where high stops being empty: the largest radius below which some frequency lies outside the
+   * mask, or for the box the cutoff at which its half-width c reaches {@code cutoff}'s.
+   */
+  private static String largestLeavingOne(PatchFilter f, double cutoff, String mask) {
+    if (mask.equals("box")) {
+      return String.format(java.util.Locale.ROOT, "%.4g", 2.0 * f.boxHalfWidth(cutoff) / Math.min(f.height(), f.width()));
+    }
     double most = 0;
     for (int ky = 0; ky < f.height(); ky++) {
       for (int kx = 0; kx < f.width(); kx++) {
@@ -202,6 +217,13 @@ public final class EarthAdapterKind implements ComposableKind {
           g.longs(base + "/router/start_" + e, List.of((long) k)), g.longs(base + "/router/end_" + e, List.of(k + 1L)), axis));
       String term = g.op(base + "/" + e + "/Mul", "Mul", List.of(gk, experts.get(k)));
       sum = sum == null ? term : g.op(base + "/Sum_" + e, "Add", List.of(sum, term));
+    }
+    if (f.extraTokens() > 0) {
+      double[] patches = new double[f.tokens()];
+      java.util.Arrays.fill(patches, f.extraTokens(), patches.length, 1);
+      String onPatches = g.constant(base + "/patch_tokens", Tensors.floats("patch_tokens", placement.elemType(),
+          List.of((long) f.tokens(), 1L), patches));
+      sum = g.op(base + "/PatchTokens/Mul", "Mul", List.of(sum, onPatches));
     }
     return g.op(base + "/Add", "Add", List.of(value, sum));
   }

@@ -14,6 +14,19 @@ import org.junit.jupiter.api.Test;
  * the mask applied to the spectrum, the inverse DFT, on random grids.
  */
 class PatchFilterTest {
+  /**
+   * The reference implementation's box ({@code VisionXLab/Earth-Adapter}, {@code decompose_fft}),
+   * restated: in the fftshifted spectrum (frequency k of an axis of n at place (k + ⌊n/2⌋) mod n)
+   * the slice {@code [⌊n/2⌋ − c, ⌊n/2⌋ + c)} of each axis is 1, c = ⌊min(h, w)·cutoff / 2⌋.
+   * Not symmetric: the real part is taken after the inverse transform.
+   */
+  private static boolean inReferenceBox(PatchFilter f, int ky, int kx, double cutoff) {
+    int c = (int) Math.floor(Math.min(f.height(), f.width()) * cutoff / 2);
+    int sy = (ky + f.height() / 2) % f.height();
+    int sx = (kx + f.width() / 2) % f.width();
+    return sy >= f.height() / 2 - c && sy < f.height() / 2 + c && sx >= f.width() / 2 - c && sx < f.width() / 2 + c;
+  }
+
   /** low = IDFT2(M ⊙ DFT2(x)) computed directly (O(N²) sums of complex exponentials), real part. */
   private static double[] directLowPass(PatchFilter f, double[] x, double cutoff, String mask) {
     int h = f.height();
@@ -31,7 +44,7 @@ class PatchFilterTest {
             si += x[y * w + xx] * Math.sin(a);
           }
         }
-        boolean keep = f.keeps(ky, kx, cutoff, mask);
+        boolean keep = mask.equals("box") ? inReferenceBox(f, ky, kx, cutoff) : f.weight(ky, kx, cutoff, mask) == 1;
         re[ky * w + kx] = keep ? sr : 0;
         im[ky * w + kx] = keep ? si : 0;
       }
@@ -55,13 +68,16 @@ class PatchFilterTest {
         maxImag = Math.max(maxImag, Math.abs(si / (h * w)));
       }
     }
-    assertTrue(maxImag < 1e-9, "a symmetric mask gives a real result; imaginary part " + maxImag);
+    if (!mask.equals("box")) {
+      assertTrue(maxImag < 1e-9, "a symmetric mask gives a real result; imaginary part " + maxImag);
+    }
     return out;
   }
 
   @ParameterizedTest
   @CsvSource({"4, 4, 0.5, radial", "4, 4, 0.5, square", "5, 3, 0.7, radial", "6, 8, 0.3, square", "7, 7, 1.0, radial",
-      "2, 2, 0.0, radial"})
+      "2, 2, 0.0, radial", "4, 4, 0.5, box", "6, 6, 0.7, box", "5, 5, 0.9, box", "8, 6, 0.6, box", "7, 4, 1.0, box",
+      "32, 32, 0.3, box"})
   void matrixEqualsTheDirectDftLowPass(int h, int w, double cutoff, String mask) {
     PatchFilter f = new PatchFilter(1, h, w);
     int n = f.patches();
@@ -109,6 +125,23 @@ class PatchFilterTest {
       }
       assertEquals(1, rowLow, 1e-12);
     }
+  }
+
+  @Test
+  void theBoxHalvesTheFrequencyItKeepsOnOneSideOnly() {
+    // 6×6, cutoff 0.7: c = ⌊6·0.7/2⌋ = 2, signed frequencies −2..1 per axis kept.
+    PatchFilter f = new PatchFilter(0, 6, 6);
+    assertEquals(2, f.boxHalfWidth(0.7));
+    assertEquals(1, f.weight(0, 0, 0.7, "box"));
+    assertEquals(1, f.weight(1, 5, 0.7, "box"), "(1, −1): both kept");
+    assertEquals(0.5, f.weight(4, 0, 0.7, "box"), "−2 kept, +2 not: the real part halves it");
+    assertEquals(0.5, f.weight(2, 0, 0.7, "box"));
+    assertEquals(0.5, f.weight(4, 4, 0.7, "box"), "(−2, −2) kept, (2, 2) not");
+    assertEquals(0, f.weight(2, 4, 0.7, "box"), "(2, −2) and (−2, 2) both outside");
+    assertEquals(0, f.weight(3, 0, 0.7, "box"));
+    assertEquals(0, new PatchFilter(0, 4, 4).kept(0.3, "box"), "c = ⌊4·0.3/2⌋ = 0 keeps nothing");
+    assertTrue(new PatchFilter(0, 4, 4).keepsAll(1.0, "box"), "c = 2 = n/2 keeps the whole even axis");
+    assertTrue(!new PatchFilter(0, 5, 5).keepsAll(0.9, "box"), "c = 2 on 5 misses +2");
   }
 
   @Test
