@@ -20,17 +20,20 @@ final class ActivationGradients {
   }
 
   /**
-   * com.microsoft Gelu, y = x·Φ(x) with Φ the standard normal CDF: with t = x/√2,
-   * dy/dx = Φ(x) + x·φ(x) = ½·(1 + erf(t) + (2/√π)·t·exp(−t²)); reads only x (the forward's erf is
-   * inside the fused kernel, so the backward computes it once more: cheaper than saving it).
+   * com.microsoft Gelu, y = x·Φ(x) with Φ the standard normal CDF: dy/dx = Φ(x) + x·φ(x), written
+   * as {@code g·½ · (1 + erf(t) + √(2/π)·x·e^(−x²/2))} with t = x/√2 and −x²/2 = t·(−x/√2); reads
+   * only x (the forward's erf is inside the fused kernel, so the backward computes it once more:
+   * cheaper than saving it). Ten elementwise kernels; {@code g·½} comes first so
+   * that ONNX Runtime folds it into the alpha of the {@code FusedMatMul} that usually produced g.
    */
   static List<@Nullable String> gelu(Node n, List<@Nullable String> g, Grad c) {
     String x = n.input(0);
+    String half = c.mul(g.get(0), c.scalar(0.5, x));
     String t = c.mul(x, c.scalar(Math.sqrt(0.5), x));
-    String gauss = c.op("Exp", List.of(c.neg(c.mul(t, t))));
-    String slope = c.op("Add", List.of(c.op("Erf", List.of(t)), c.mul(c.mul(t, gauss), c.scalar(2 / Math.sqrt(Math.PI), x))));
-    String derivative = c.mul(c.op("Add", List.of(slope, c.scalar(1, x))), c.scalar(0.5, x));
-    return List.of(c.mul(g.get(0), derivative));
+    String erf = c.op("Erf", List.of(t));
+    String gauss = c.op("Exp", List.of(c.mul(t, c.mul(x, c.scalar(-Math.sqrt(0.5), x)))));
+    String density = c.mul(c.mul(x, c.scalar(Math.sqrt(2 / Math.PI), x)), gauss);
+    return List.of(c.mul(half, c.op("Sum", List.of(erf, density, c.scalar(1, x)))));
   }
 
   /**

@@ -73,13 +73,35 @@ final class ContractionGradients {
         String g2 = c.op("Reshape", List.of(gy, c.longs(List.of(-1L, m.size()))));
         db = c.op("Gemm", List.of(a2, g2), attr("transA", 1L));
       } else {
-        db = ta.elemType() == TensorType.FLOAT
-            ? c.msOp("FusedMatMul", List.of(a, gy), attr("transA", 1L))
-            : c.op("MatMul", List.of(transposeLast(c, a, ta.rank()), gy));
+        if (ta.elemType() != TensorType.FLOAT) {
+          db = c.op("MatMul", List.of(transposeLast(c, a, ta.rank()), gy));
+        } else if (lastDimLarger(ta, c.type(n.output(0)))) {
+          // aᵀ·g as (gᵀ·a)ᵀ, transposing the smaller operand (an attention's probabilities times
+          // its values: g, not the probabilities); the Transpose merges with the one that usually
+          // follows (the attention heads').
+          db = transposeLast(c, c.msOp("FusedMatMul", List.of(gy, a), attr("transA", 1L)), c.type(n.output(0)).rank());
+        } else {
+          db = c.msOp("FusedMatMul", List.of(a, gy), attr("transA", 1L));
+        }
         db = c.unbroadcast(db, withLast(c.type(n.output(0)), tb.dim(tb.rank() - 2), tb.dim(tb.rank() - 1)), b);
       }
     }
     return Arrays.asList(da, db);
+  }
+
+  /**
+   * Whether {@code a}'s last dim is larger than {@code g}'s: for {@code aᵀ·g} (a [M, K], g [M, N])
+   * ONNX Runtime's FusedMatMul copies its transposed A, so transposing g instead copies M·N
+   * rather than M·K elements. A symbolic dim (a batch or sequence size) is taken as larger than a
+   * known one (a head or hidden size); two symbolic dims, or unknown ones, as not larger.
+   */
+  private static boolean lastDimLarger(TensorType a, TensorType g) {
+    if (!a.hasRank() || !g.hasRank()) {
+      return false;
+    }
+    Dim k = a.dim(a.rank() - 1);
+    Dim n = g.dim(g.rank() - 1);
+    return k.isKnown() && n.isKnown() ? k.size() > n.size() : k.isSymbol() && n.isKnown();
   }
 
   static TensorType withLast(TensorType t, Dim second, Dim last) {

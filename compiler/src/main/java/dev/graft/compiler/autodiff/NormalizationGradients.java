@@ -20,6 +20,7 @@ final class NormalizationGradients {
    * LayerNormalization over axes {@code [axis, rank)}: with x̂ = (x − mean)·invstd and
    * ĝ = g·scale, dx = invstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), dscale = Σ g·x̂, dB = Σ g. Uses
    * the node's Mean/InvStdDev outputs when present in the input's precision, else recomputes them.
+   * Nine passes over x's shape for dx (the rest are per-row values).
    */
   static List<@Nullable String> layerNorm(Node n, List<@Nullable String> g, Grad c) {
     for (int k = 1; k < g.size(); k++) {
@@ -53,19 +54,22 @@ final class NormalizationGradients {
       String eps = c.scalar(n.attrFloat("epsilon", 1e-5f), x);
       inv = c.op("Reciprocal", List.of(c.op("Sqrt", List.of(c.op("Add", List.of(var, eps))))));
     }
-    String xhat = c.mul(c.op("Sub", List.of(x, mean)), inv);
+    String centred = c.op("Sub", List.of(x, mean));
     String gy = g.get(0);
     TensorType out = c.type(n.output(0));
     List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
     if (c.needs(0)) {
+      // x̂·mean(ĝ·x̂) = (x − mean)·invstd²·mean(ĝ·(x − mean)): the invstd factors are applied to the
+      // per-row means, so x̂ itself is not computed for dx.
       String gh = c.mul(gy, n.input(1));
       String m1 = c.op("ReduceMean", List.of(gh), attr("axes", axes));
-      String m2 = c.op("ReduceMean", List.of(c.mul(gh, xhat)), attr("axes", axes));
-      String centred = c.op("Sub", List.of(c.op("Sub", List.of(gh, m1)), c.mul(xhat, m2)));
-      r.set(0, c.unbroadcast(c.mul(inv, centred), out, x));
+      String m2 = c.op("ReduceMean", List.of(c.mul(gh, centred)), attr("axes", axes));
+      String k = c.mul(c.mul(inv, inv), m2);
+      String dx = c.mul(c.op("Sub", List.of(c.op("Sub", List.of(gh, m1)), c.mul(centred, k))), inv);
+      r.set(0, c.unbroadcast(dx, out, x));
     }
     if (c.needs(1)) {
-      r.set(1, c.unbroadcast(c.mul(gy, xhat), out, n.input(1)));
+      r.set(1, c.unbroadcast(c.mul(gy, c.mul(centred, inv)), out, n.input(1)));
     }
     if (c.needs(2)) {
       r.set(2, c.unbroadcast(gy, out, n.input(2)));

@@ -274,6 +274,28 @@ class GradientRulesTest {
         .check("MatMul", g -> g.op("mm", "MatMul", List.of("a", "b")));
   }
 
+  static Stream<Arguments> matmulFloat32Cases() {
+    return Stream.of(
+        Arguments.of(s(2, 3, 5, 2), s(2, 3, 2, 5)), // attention scores: B's gradient as FusedMatMul(A, g, transA)
+        Arguments.of(s(2, 3, 5, 5), s(2, 3, 5, 2)), // probabilities × values: A's last dim is larger than g's, so (gᵀ·A)ᵀ
+        Arguments.of(s(2, 1, 6, 4), s(1, 2, 4, 3)), // (gᵀ·A)ᵀ with batch dims broadcast both ways
+        Arguments.of(s(6, 4), s(2, 4, 3)));          // 2-D × 3-D, (gᵀ·A)ᵀ: A's gradient summed over the batch
+  }
+
+  /**
+   * The float32 path (FusedMatMul with transA/transB, and for B's gradient (gᵀ·A)ᵀ where A's
+   * last dim is larger than the result's): MatMul is linear in each operand, so central
+   * differences with h = 1e-2 are exact up to float32 rounding.
+   */
+  @ParameterizedTest(name = "{0} x {1}")
+  @MethodSource("matmulFloat32Cases")
+  @GradientOf("MatMul")
+  void matmulFloat32(long[] a, long[] b) {
+    GradCheck.float32(Arrays.hashCode(a) * 37L + Arrays.hashCode(b)).step(1e-2).tolerance(1e-3, 1e-2)
+        .param("a", a, -1, 1).param("b", b, -1, 1)
+        .check("MatMul", g -> g.op("mm", "MatMul", List.of("a", "b")));
+  }
+
   @Test
   @GradientOf("MatMul")
   void matmulWeightOnlyOfBatchedInput() {
