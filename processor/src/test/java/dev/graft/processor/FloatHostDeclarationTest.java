@@ -68,7 +68,7 @@ class FloatHostDeclarationTest {
   @Test
   void loraAndEarthAdapterOnTheVitCompileWithFloatPixelParameters() {
     for (String[] c : new String[][] {{"VitLora", "@dev.graft.annotations.Lora(rank = 4)"},
-        {"VitEarth", "@dev.graft.annotations.EarthAdapter"}}) {
+        {"VitEarth", "@dev.graft.annotations.EarthAdapter(cutoff = 0.5)"}}) {
       Compilation compilation = VIT_HOSTS.compile(declaration(c[0], c[1]));
       assertThat(compilation).succeededWithoutWarnings();
       String java = generatedClass(compilation, c[0]);
