@@ -5,7 +5,9 @@ import dev.graft.compiler.HostModel;
 import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
@@ -222,7 +224,8 @@ public final class Sema implements AutoCloseable {
 
   private Descriptor fit(float[][] features) {
     long fitted = descriptors.stream().mapToLong(List::size).sum();
-    return Descriptor.fit(features, options.descriptorRank, options.seed + fitted);
+    return Descriptor.fit(features, options.descriptorRank, options.descriptorFit, options.descriptorSchedule,
+        options.seed + fitted);
   }
 
   /** Recompiles with the current pools and {@code frozen}, loads every earlier value, and trains on the task. */
@@ -342,7 +345,9 @@ public final class Sema implements AutoCloseable {
     private int reduction = 16;
     private double threshold = 2.0;
     private int detectBatchSize = 128;
-    private int descriptorRank = 8;
+    private int descriptorRank = 128;
+    private Descriptor.Fit descriptorFit = Descriptor.Fit.SGD;
+    private Descriptor.Schedule descriptorSchedule = Descriptor.Schedule.REFERENCE;
     private int labels = 2;
     private long seed = 42;
     private Trainer trainer = Trainer.builder().build();
@@ -406,12 +411,28 @@ public final class Sema implements AutoCloseable {
       return this;
     }
 
-    /** The units k of each descriptor's linear autoencoder (default 8). */
+    /**
+     * The units k of each descriptor's linear autoencoder (default 128, the reference's {@code
+     * rd_dim}); capped at the feature width d (and, fitted in closed form, at n − 1), since more
+     * units than d add nothing.
+     */
     public Builder descriptorRank(int value) {
       if (value < 1) {
-        throw new IllegalArgumentException("descriptor rank must be at least 1, got " + value);
+        throw new GraftException(RuntimeErrorCode.DESCRIPTOR_OPTIONS, "SEMA descriptor rank must be at least 1, got " + value);
       }
       descriptorRank = value;
+      return this;
+    }
+
+    /** How each descriptor is fitted (default {@link Descriptor.Fit#SGD}, the reference's). */
+    public Builder descriptorFit(Descriptor.Fit value) {
+      descriptorFit = Objects.requireNonNull(value, "descriptorFit");
+      return this;
+    }
+
+    /** The SGD schedule of each descriptor (default {@link Descriptor.Schedule#REFERENCE}). */
+    public Builder descriptorSchedule(Descriptor.Schedule value) {
+      descriptorSchedule = Objects.requireNonNull(value, "descriptorSchedule");
       return this;
     }
 
