@@ -408,6 +408,104 @@ class SemaTest {
     }
   }
 
+  /** {@link #task} with labels 0, 1, 2: the first id's third of the range. */
+  private static List<Example> threeClasses(List<Example> examples, int from) {
+    return examples.stream().map(e -> new Example(e.features(), (e.features().get("input_ids")[0] - from) * 3 / 8))
+        .toList();
+  }
+
+  @Test
+  void eachTaskTrainsItsOwnHeadBlockAndEarlierBlocksStayFrozen() throws Exception {
+    try (Sema s = sema(Descriptor.Fit.CLOSED_FORM)) {
+      s.learn("low ids", task(96, 1, 1), task(32, 1, 2));
+      TaskHead.Block first = s.head().block("low ids");
+      List<Example> heldOut = threeClasses(task(32, 30, 4), 30);
+      Sema.TaskReport second = s.learn("high ids", threeClasses(task(96, 30, 3), 30), heldOut);
+      TaskHead.Block again = s.head().block("low ids");
+      assertArrayEquals(first.weight(), again.weight(), "the first task's rows changed");
+      assertArrayEquals(first.bias(), again.bias());
+      TaskHead.Block block = s.head().block("high ids");
+      assertEquals(List.of(2, 3), List.of(first.classes(), block.classes()));
+      assertEquals(List.of(0, 2), List.of(first.offset(), block.offset()));
+      AdapterModel m = s.current();
+      assertArrayEquals(block.weight(), m.getParameter("classifier.weight"), "the last block is the model's head");
+      // every block's logits through the graph: the model's head set to each block in turn
+      List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+      Map<String, long[][]> inputs = Batch.of(heldOut, names).inputs();
+      float[][] own = m.predict(inputs);
+      double[][] joined = s.head().logits(m.embed(inputs));
+      for (int r = 0; r < own.length; r++) {
+        for (int c = 0; c < 3; c++) {
+          assertEquals(own[r][c], joined[r][2 + c], 1e-5, "logit " + r + ", " + c);
+        }
+      }
+      List<Example> old = task(32, 1, 2);
+      Map<String, long[][]> oldInputs = Batch.of(old, names).inputs();
+      float[][] newHead = m.predict(oldInputs);
+      try (AdapterModel two = reopenedWithHead(s, first)) {
+        float[][] oldHead = two.predict(oldInputs);
+        int correct = 0;
+        int aware = 0;
+        for (int r = 0; r < old.size(); r++) {
+          float[] z = {oldHead[r][0], oldHead[r][1], newHead[r][0], newHead[r][1], newHead[r][2]};
+          int best = 0;
+          for (int c = 1; c < z.length; c++) {
+            best = z[c] > z[best] ? c : best;
+          }
+          correct += best == old.get(r).label() ? 1 : 0;
+          aware += (oldHead[r][1] > oldHead[r][0] ? 1 : 0) == old.get(r).label() ? 1 : 0;
+        }
+        System.out.printf("first task after the second: task-aware %.4f, class-incremental %.4f%n",
+            s.taskAccuracy("low ids", old), s.accuracy("low ids", old));
+        assertEquals((double) correct / old.size(), s.accuracy("low ids", old), 1e-12, "class-incremental");
+        assertEquals((double) aware / old.size(), s.taskAccuracy("low ids", old), 1e-12, "task-aware");
+      }
+      assertEquals(second.heldOutAccuracy(), s.taskAccuracy("high ids", heldOut), 1e-12);
+    }
+  }
+
+  /** A copy of the loop's current model (pools, adapters) with the head set to {@code block}'s two classes. */
+  private static AdapterModel reopenedWithHead(Sema s, TaskHead.Block block) throws IOException {
+    Path hostFile = hostDir.resolve("tiny.onnx");
+    CompiledGraft g = Graft.host(HostModel.read(hostFile)).name("Sema")
+        .sema("", o -> o.reduction(2).layers(List.of(0, 1)).poolPerLayer(s.pools())).classification(block.classes())
+        .compile();
+    AdapterModel m = AdapterModel.open(Graft.graphs(g), ModelOptions.defaults().withHost(hostFile));
+    Map<String, float[]> values = s.current().getParameterValues();
+    for (var p : m.getParameters()) {
+      if (!p.getName().startsWith("classifier.")) {
+        m.setParameter(p.getName(), values.get(p.getName()));
+      }
+    }
+    m.setParameter("classifier.weight", block.weight());
+    m.setParameter("classifier.bias", block.bias());
+    return m;
+  }
+
+  @Test
+  void badTaskNamesAndLabelsAreR355AndR356() throws Exception {
+    try (Sema s = sema(Descriptor.Fit.CLOSED_FORM)) {
+      List<Example> oneClass = task(8, 1, 1).stream().map(e -> new Example(e.features(), 0)).toList();
+      GraftException one = assertThrows(GraftException.class, () -> s.learn("one", oneClass, List.of()));
+      assertEquals(RuntimeErrorCode.SEMA_TASK_LABELS, one.getErrorCode());
+      assertTrue(one.getMessage().contains("has one class (label 0 only); expected at least 2"), one.getMessage());
+      List<Example> heldOut = List.of(new Example(task(1, 1, 2).get(0).features(), 2));
+      GraftException unknown = assertThrows(GraftException.class, () -> s.learn("t", task(16, 1, 1), heldOut));
+      assertEquals(RuntimeErrorCode.SEMA_TASK_LABELS, unknown.getErrorCode());
+      assertTrue(unknown.getMessage().contains("has classes 0..1") && unknown.getMessage().contains("labelled 2"),
+          unknown.getMessage());
+      s.learn("low ids", task(32, 1, 1), task(8, 1, 2));
+      GraftException repeated = assertThrows(GraftException.class, () -> s.learn("low ids", task(32, 1, 3), List.of()));
+      assertEquals(RuntimeErrorCode.SEMA_TASK_NAME, repeated.getErrorCode());
+      assertTrue(repeated.getMessage().contains("[GRAFT-R356]") && repeated.getMessage().contains("[low ids]"),
+          repeated.getMessage());
+      GraftException missing = assertThrows(GraftException.class, () -> s.accuracy("high ids", task(4, 1, 3)));
+      assertEquals(RuntimeErrorCode.SEMA_TASK_NAME, missing.getErrorCode());
+      GraftException label = assertThrows(GraftException.class, () -> s.taskAccuracy("low ids", heldOut));
+      assertEquals(RuntimeErrorCode.SEMA_TASK_LABELS, label.getErrorCode());
+    }
+  }
+
   @Test
   void nonFiniteSiteFeaturesAreR353() throws Exception {
     try (AdapterModel m = tinySemaModel()) {
