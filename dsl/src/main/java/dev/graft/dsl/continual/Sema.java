@@ -55,6 +55,7 @@ public final class Sema implements AutoCloseable {
   private final Builder options;
   private final int[] pools;
   private final List<List<Descriptor>> descriptors = new ArrayList<>();
+  private boolean rankCapWarned;
   private final List<TaskReport> reports = new ArrayList<>();
   private final TaskHead head = new TaskHead();
   /** The classes of the task being learned: the compiled head's outputs. */
@@ -250,6 +251,14 @@ public final class Sema implements AutoCloseable {
 
   private Descriptor fit(float[][] features) {
     long fitted = descriptors.stream().mapToLong(List::size).sum();
+    int width = features.length == 0 ? 0 : features[0].length;
+    if (!rankCapWarned && width > 0 && Descriptor.units(options.descriptorRank, width) < options.descriptorRank
+        && options.progress != null) {
+      options.progress.printf(Locale.ROOT, "sema: descriptorRank %d is above the feature width %d; descriptors get %d"
+          + " units (a wider linear autoencoder reconstructs no better)%n", options.descriptorRank, width,
+          Descriptor.units(options.descriptorRank, width));
+      rankCapWarned = true;
+    }
     return Descriptor.fit(features, options.descriptorRank, options.descriptorFit, options.descriptorSchedule,
         options.seed + fitted);
   }
