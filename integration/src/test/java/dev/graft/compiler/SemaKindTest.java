@@ -9,6 +9,7 @@ import ai.onnxruntime.OrtException;
 import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.dsl.Graft;
 import dev.graft.spec.manifest.Manifest;
 import dev.graft.spec.manifest.Parameter;
@@ -26,6 +27,24 @@ class SemaKindTest {
   /** Layer 0: pool of 2, first frozen; layer 1: pool of 3, first two frozen (the router's columns too). */
   private static final Map<String, Object> POOLS = Map.of("reduction", 2, "poolPerLayer", List.of(2, 3),
       "frozenPerLayer", List.of(1, 2));
+
+  /**
+   * A later task's training as the loop compiles it: every earlier adapter frozen, one new adapter at
+   * layer 1, and a fresh head block of the task's own three classes (dev.graft.dsl.continual.TaskHead).
+   */
+  @Test
+  void laterTaskStepWithAThreeClassHeadBlockMatchesCentralDifferences() throws OrtException {
+    Map<String, Object> pools = Map.of("reduction", 2, "poolPerLayer", List.of(1, 2), "frozenPerLayer", List.of(1, 1));
+    try (WholeStepCheck c = WholeStepCheck.of(HOST, new ClassificationSpec(3, ClassificationSpec.Pooling.MEAN, "", null),
+        Adapters.of("sema", "", pools))) {
+      c.randomize(5, p -> 0, p -> 0.5);
+      double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
+      System.out.printf("sema later task, 3-class head: max FD error %.3g%n", worst);
+      assertTrue(worst < 1e-7, "max error " + worst);
+      assertEquals(3L, c.params.stream().filter(p -> p.getName().equals("classifier.bias"))
+          .findFirst().orElseThrow().getShape(0));
+    }
+  }
 
   @Test
   void semaStepWithRouterAndFrozenAdaptersMatchesCentralDifferences() throws OrtException {

@@ -113,6 +113,14 @@ public enum RuntimeErrorCode {
   SITE_FEATURES(353, "site features (AdapterModel.siteFeatures, SEMA's descriptors) cannot be read: a value not"
       + " finite, of another rank or width than expected, or an example whose attention mask keeps no position"
       + " (names the tensor, the batch and the example)"),
+  DESCRIPTOR_OPTIONS(354, "a SEMA descriptor option or input is invalid: its rank, fewer than 2 feature rows, or a"
+      + " schedule value out of range (epochs, learning rate, momentum, weight decay, batch size, records; names"
+      + " the value expected and the one given)"),
+  SEMA_TASK_LABELS(355, "a SEMA task's labels are unusable: one class only, a negative label, or an evaluated"
+      + " example labelled outside the task's classes (labels are each task's own, 0, 1, …; names the task,"
+      + " the classes and the label given)"),
+  SEMA_TASK_NAME(356, "a SEMA task name is repeated in learn, or evaluated without having been learned (names the"
+      + " task and the tasks learned)"),
   /** The CUDA execution provider is in the ONNX Runtime on the classpath but its libraries did not load. */
   CUDA_LIBRARIES(370, "the CUDA execution provider is in the ONNX Runtime on the classpath (`onnxruntime_gpu`) but"
       + " did not load: names the libraries the loader reported missing and the CUDA 12 and cuDNN 9 libraries it needs"

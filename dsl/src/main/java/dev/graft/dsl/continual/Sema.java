@@ -5,12 +5,15 @@ import dev.graft.compiler.HostModel;
 import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.dsl.Graft;
 import dev.graft.runtime.AdapterModel;
+import dev.graft.runtime.GraftException;
 import dev.graft.runtime.ModelOptions;
+import dev.graft.runtime.RuntimeErrorCode;
 import dev.graft.runtime.data.Batch;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.runtime.train.TrainingResult;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.manifest.ParameterRole;
 import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -34,13 +37,16 @@ import org.jspecify.annotations.Nullable;
  * threshold} gets one adapter and one router column, which are then trained (the graft recompiled
  * with the larger pool, every earlier parameter loaded by name, all else frozen by {@code
  * frozenPerLayer}), and a new pass starts on the model so changed, until a pass expands nothing. A
- * task that expands nothing trains only the classification head, which trains on every task.
+ * task that expands nothing trains only its head block. Each task trains a head block of its own
+ * classes ({@link TaskHead}), fresh at the task's start and kept, frozen, after it; {@link
+ * #taskAccuracy} predicts within a task's block, {@link #accuracy} over every block (class-incremental).
  *
  * <p>Features: a layer's descriptors read that layer's own pool-site input x (the feed-forward
  * block's input), each example's mean over the tokens its attention mask keeps, read with {@link
  * AdapterModel#siteFeatures} from the tensor each pool's down projection records as its manifest
  * {@code site_input}. Each added adapter gets a {@link Descriptor} fitted on its layer's features
- * of the task's training data after its training.
+ * of the task's training data after its training ({@code descriptorFit}, by default SGD with the
+ * reference's schedule).
  *
  * <p>Each task prints one progress line (the z-scores per layer, the layers expanded in order, the
  * pool sizes, the trained parameters). A {@code Sema} holds the current model; close it when done.
@@ -49,7 +55,11 @@ public final class Sema implements AutoCloseable {
   private final Builder options;
   private final int[] pools;
   private final List<List<Descriptor>> descriptors = new ArrayList<>();
+  private boolean rankCapWarned;
   private final List<TaskReport> reports = new ArrayList<>();
+  private final TaskHead head = new TaskHead();
+  /** The classes of the task being learned: the compiled head's outputs. */
+  private int taskClasses;
   private @Nullable AdapterModel model;
 
   private Sema(Builder options) {
@@ -76,7 +86,8 @@ public final class Sema implements AutoCloseable {
    * @param pools the pool size of each chosen layer after the task
    * @param trainedParameters the values the task trained, summed over its trainings (new adapters,
    *     their router columns, the head)
-   * @param heldOutAccuracy the accuracy on the task's held-out examples after training
+   * @param heldOutAccuracy the task-aware accuracy on the task's held-out examples after training
+   *     (the prediction within the task's own classes)
    * @param stepsPerSecond the training steps per second, the mean over the task's trainings
    */
   public record TaskReport(String task, List<List<Double>> zScores, List<Double> detectionScores,
@@ -93,11 +104,27 @@ public final class Sema implements AutoCloseable {
   /** What one detection pass found at one layer. */
   private record Detection(List<Double> means, double score, int firstBatch) {}
 
-  /** Learns one task: detection, expansion one layer at a time with earlier adapters frozen, training. */
+  /**
+   * Learns one task: detection, expansion one layer at a time with earlier adapters frozen, training
+   * with a head block of the task's own (fresh) rows. Labels are the task's own classes {@code 0, 1, …}
+   * (as many as the training labels' largest plus one).
+   *
+   * @throws GraftException GRAFT-R356 for a name already learned, GRAFT-R355 for a task of one class, a
+   *     negative label or a held-out label outside the training labels' classes
+   */
   public TaskReport learn(String task, List<Example> train, List<Example> heldOut) {
     if (train.size() < 2) {
       throw new IllegalArgumentException("task '" + task + "' needs at least 2 training examples, got " + train.size());
     }
+    int classes = head.classesOf(task, train.stream().mapToLong(Example::label).toArray());
+    for (int i = 0; i < heldOut.size(); i++) {
+      long l = heldOut.get(i).label();
+      if (l < 0 || l >= classes) {
+        throw new GraftException(RuntimeErrorCode.SEMA_TASK_LABELS, "SEMA task '" + task + "' has classes 0.."
+            + (classes - 1) + " (its training labels); held-out example " + i + " is labelled " + l);
+      }
+    }
+    taskClasses = classes;
     int n = pools.length;
     List<List<Double>> z = new ArrayList<>();
     List<Double> scores = new ArrayList<>();
@@ -121,7 +148,7 @@ public final class Sema implements AutoCloseable {
         expanded.add(options.layers.get(i));
       }
     } else {
-      reopen(pools.clone());
+      reopen(pools.clone(), false);
       boolean[] done = new boolean[n];
       float[][][] features = features(train);
       for (int pass = 0; ; pass++) {
@@ -162,13 +189,15 @@ public final class Sema implements AutoCloseable {
         trainings++;
       }
     }
+    head.add(task, classes, model.getParameter(headParameter(ParameterRole.HEAD_WEIGHT)),
+        model.getParameter(headParameter(ParameterRole.HEAD_BIAS)));
     List<Integer> pool = Arrays.stream(pools).boxed().toList();
     TaskReport report = new TaskReport(task, z, scores, expanded, pool, trained,
         options.trainer.evaluate(model, heldOut), steps / trainings);
     reports.add(report);
     if (options.progress != null) {
       options.progress.printf(Locale.ROOT, "sema task %d '%s': z-scores %s, detection %s (threshold %.2f), expanded"
-              + " layers %s, pools %s (layers %s), trained %d values, held-out accuracy %.4f%n", reports.size(), task,
+              + " layers %s, pools %s (layers %s), trained %d values, held-out task-aware accuracy %.4f%n", reports.size(), task,
           format(z), scores.stream().map(v -> String.format(Locale.ROOT, "%.2f", v)).toList(), options.threshold,
           expanded, pool, options.layers, report.trainedParameters(), report.heldOutAccuracy());
     }
@@ -222,29 +251,49 @@ public final class Sema implements AutoCloseable {
 
   private Descriptor fit(float[][] features) {
     long fitted = descriptors.stream().mapToLong(List::size).sum();
-    return Descriptor.fit(features, options.descriptorRank, options.seed + fitted);
+    int width = features.length == 0 ? 0 : features[0].length;
+    if (!rankCapWarned && width > 0 && Descriptor.units(options.descriptorRank, width) < options.descriptorRank
+        && options.progress != null) {
+      options.progress.printf(Locale.ROOT, "sema: descriptorRank %d is above the feature width %d; descriptors get %d"
+          + " units (a wider linear autoencoder reconstructs no better)%n", options.descriptorRank, width,
+          Descriptor.units(options.descriptorRank, width));
+      rankCapWarned = true;
+    }
+    return Descriptor.fit(features, options.descriptorRank, options.descriptorFit, options.descriptorSchedule,
+        options.seed + fitted);
   }
 
   /** Recompiles with the current pools and {@code frozen}, loads every earlier value, and trains on the task. */
   private TrainingResult trainWith(int[] frozen, List<Example> train, List<Example> heldOut) {
-    reopen(frozen);
+    reopen(frozen, true);
     return options.trainer.fit(model, train, heldOut);
   }
 
-  /** Replaces the model by one compiled with the current pools and {@code frozen} leading adapters per layer, every parameter it shares with the old one loaded by name. */
-  private void reopen(int[] frozen) {
+  /** The name of the compiled head's parameter of {@code role}. */
+  private String headParameter(ParameterRole role) {
+    return current().getParameters().stream().filter(p -> p.getRole() == role).map(Parameter::getName).findFirst()
+        .orElseThrow(() -> new IllegalStateException("the SEMA model has no " + role + " parameter"));
+  }
+
+  /**
+   * Replaces the model by one compiled with the current pools, {@code frozen} leading adapters per
+   * layer and a head of the task's classes, every parameter it shares with the old one loaded by name
+   * (the head's only where {@code keepHead}: within one task).
+   */
+  private void reopen(int[] frozen, boolean keepHead) {
     List<Integer> pool = Arrays.stream(pools).boxed().toList();
     List<Integer> fixed = Arrays.stream(frozen).boxed().toList();
     CompiledGraft graft = Graft.host(options.host).name(options.name)
         .sema(options.target, o -> o.reduction(options.reduction).layers(options.layers).poolPerLayer(pool)
             .frozenPerLayer(fixed))
-        .classification(options.labels).compile();
+        .classification(taskClasses).compile();
     AdapterModel next = AdapterModel.open(Graft.graphs(graft), options.modelOptions.withSeed(options.seed));
     if (model != null) {
       Map<String, float[]> earlier = model.getParameterValues();
       for (var p : next.getParameters()) {
         float[] v = earlier.get(p.getName());
-        if (v != null) {
+        boolean isHead = p.getRole() == ParameterRole.HEAD_WEIGHT || p.getRole() == ParameterRole.HEAD_BIAS;
+        if (v != null && (keepHead || !isHead)) {
           next.setParameter(p.getName(), v);
         }
       }
@@ -297,9 +346,44 @@ public final class Sema implements AutoCloseable {
         .toList().toString();
   }
 
-  /** The accuracy of the current model on {@code examples}. */
-  public double accuracy(List<Example> examples) {
-    return options.trainer.evaluate(current(), examples);
+  /**
+   * The class-incremental accuracy on {@code examples} of {@code task} (labelled with its own classes):
+   * the prediction is the largest logit of every task's head block, right where it is the example's
+   * class in the task's block. GRAFT-R356 for a task not learned, GRAFT-R355 for a label outside its classes.
+   */
+  public double accuracy(String task, List<Example> examples) {
+    return accuracy(task, examples, false);
+  }
+
+  /**
+   * The task-aware accuracy on {@code examples} of {@code task}: the prediction is the largest logit of
+   * the task's own head block (task-incremental evaluation, where the task is known).
+   */
+  public double taskAccuracy(String task, List<Example> examples) {
+    return accuracy(task, examples, true);
+  }
+
+  private double accuracy(String task, List<Example> examples, boolean taskAware) {
+    head.block(task);
+    if (examples.isEmpty()) {
+      return Double.NaN;
+    }
+    AdapterModel m = current();
+    List<String> names = m.getManifest().getInputsList().stream().map(i -> i.getName()).toList();
+    int correct = 0;
+    for (int i = 0; i < examples.size(); i += 64) {
+      List<Example> part = examples.subList(i, Math.min(examples.size(), i + 64));
+      float[][] embeddings = m.embed(Batch.of(part, names).inputs());
+      for (boolean c : head.correct(task, embeddings, part.stream().mapToLong(Example::label).toArray(), taskAware)) {
+        correct += c ? 1 : 0;
+      }
+    }
+    return (double) correct / examples.size();
+  }
+
+  /** The head: every task's block of rows, in the order learned. */
+  public TaskHead head() {
+    return head;
   }
 
   /** The model after the last task. */
@@ -342,8 +426,9 @@ public final class Sema implements AutoCloseable {
     private int reduction = 16;
     private double threshold = 2.0;
     private int detectBatchSize = 128;
-    private int descriptorRank = 8;
-    private int labels = 2;
+    private int descriptorRank = 128;
+    private Descriptor.Fit descriptorFit = Descriptor.Fit.SGD;
+    private Descriptor.Schedule descriptorSchedule = Descriptor.Schedule.REFERENCE;
     private long seed = 42;
     private Trainer trainer = Trainer.builder().build();
     private @Nullable PrintStream progress = System.err;
@@ -406,18 +491,28 @@ public final class Sema implements AutoCloseable {
       return this;
     }
 
-    /** The units k of each descriptor's linear autoencoder (default 8). */
+    /**
+     * The units k of each descriptor's linear autoencoder (default 128, the reference's {@code
+     * rd_dim}); capped at the feature width d (and, fitted in closed form, at n − 1), since more
+     * units than d add nothing.
+     */
     public Builder descriptorRank(int value) {
       if (value < 1) {
-        throw new IllegalArgumentException("descriptor rank must be at least 1, got " + value);
+        throw new GraftException(RuntimeErrorCode.DESCRIPTOR_OPTIONS, "SEMA descriptor rank must be at least 1, got " + value);
       }
       descriptorRank = value;
       return this;
     }
 
-    /** Classes of the shared classification head (default 2); every task's labels must be below it. */
-    public Builder labels(int value) {
-      labels = value;
+    /** How each descriptor is fitted (default {@link Descriptor.Fit#SGD}, the reference's). */
+    public Builder descriptorFit(Descriptor.Fit value) {
+      descriptorFit = Objects.requireNonNull(value, "descriptorFit");
+      return this;
+    }
+
+    /** The SGD schedule of each descriptor (default {@link Descriptor.Schedule#REFERENCE}). */
+    public Builder descriptorSchedule(Descriptor.Schedule value) {
+      descriptorSchedule = Objects.requireNonNull(value, "descriptorSchedule");
       return this;
     }
 
