@@ -53,6 +53,13 @@ public @interface EarthAdapter {
   /** Tokens before the grid that pass unfiltered (a class token); -1 infers 1, then 0. */
   int extraTokens() default -1;
 
+  /**
+   * What the adapter reads and replaces: {@code block} (the reference's) the residual sum the
+   * target's output is added into, i.e. the block's output; {@code output} the target's output
+   * itself, bias included.
+   */
+  String input() default "block";
+
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};
 
