@@ -56,11 +56,14 @@ class EarthAdapterTest {
    * the residual sum) → Tanh → {@code last_hidden_state}.
    */
   private static Graph gridHost() {
-    return gridHost(true);
+    return gridHost(true, false);
   }
 
-  /** {@link #gridHost()}, or without the residual: the biased output goes straight into Tanh. */
-  private static Graph gridHost(boolean residual) {
+  /**
+   * {@link #gridHost()}, or without the residual (the biased output goes straight into Tanh), or
+   * with a layer scale (DINOv2's: the biased output times a constant vector before the residual Add).
+   */
+  private static Graph gridHost(boolean residual, boolean layerScale) {
     Graph g = new Graph();
     int d = TensorType.DOUBLE;
     g.addInput("tokens", TensorType.of(d, List.of(Dim.symbol("batch"), Dim.of(10), Dim.of(8))));
@@ -77,7 +80,13 @@ class EarthAdapterTest {
     g.addInitializer(Tensors.floats("layer.0.output.dense.bias", d, List.of(8L), b), false);
     String h = g.op("/layer.0/output/dense/MatMul", "MatMul", List.of("tokens", "layer.0.output.dense.weight"));
     String hb = g.op("/layer.0/output/dense/Add", "Add", List.of(h, "layer.0.output.dense.bias"));
-    String x = residual ? g.op("/layer.0/output/Add", "Add", List.of(hb, "tokens")) : hb;
+    String scaled = hb;
+    if (layerScale) {
+      g.addInitializer(Tensors.floats("layer.0.ls2.gamma", d, List.of(8L), new double[] {0.5, 1.5, 0.8, 1.2, 0.3, 2, 1, 0.7}),
+          false);
+      scaled = g.op("/layer.0/ls2/Mul", "Mul", List.of(hb, "layer.0.ls2.gamma"));
+    }
+    String x = residual ? g.op("/layer.0/output/Add", "Add", List.of(scaled, "tokens")) : hb;
     g.outputs().add(g.opTo("last_hidden_state", "/layer.0/Tanh", "Tanh", List.of(x)));
     ShapeInference.run(g);
     return g;
@@ -94,10 +103,18 @@ class EarthAdapterTest {
 
   @Test
   void wholeStepMatchesCentralDifferencesOnAFloat64GridHost() throws OrtException {
-    for (String input : List.of("block", "output")) {
+    // block on the plain residual and through a layer scale (the Add reads the biased output times a
+    // constant), output on the plain residual host.
+    for (String input : List.of("block", "block (layer scale)", "output")) {
       AdapterSpec earth = Adapters.of("earth", "", Map.of("reduction", 4, "nonlinearity", "tanh", "cutoff", 0.7,
-          "input", input));
-      try (WholeStepCheck c = WholeStepCheck.classification(gridHost(), earth)) {
+          "input", input.split(" ")[0]));
+      Graph host = gridHost(true, input.contains("scale"));
+      try (WholeStepCheck c = WholeStepCheck.classification(host, earth)) {
+        String siteInput = c.graft.inference().getGraph().getNodeList().stream()
+            .filter(n -> n.getName().equals("/layer/0/output/dense/earth_adapter/low/Filter")).findFirst().orElseThrow()
+            .getInput(1);
+        assertEquals(input.equals("output") ? "/layer.0/output/dense/Add_output_0" : "/layer.0/output/Add_output_0",
+            siteInput);
         c.batch.clear();
         c.batch.put("tokens", randomTokens(3, 2));
         c.batch.put("labels", Feed.longs(new long[] {1, 0}, 2));
@@ -335,7 +352,7 @@ class EarthAdapterTest {
   @Test
   void blockWithoutOneResidualSumAndBlockInACompositionAreCodedErrors() {
     GraftCompileException none = assertThrows(GraftCompileException.class,
-        () -> Graft.host(TinyBertHost.host(gridHost(false))).earthAdapter("", o -> o.cutoff(0.7)).classification(2).compile());
+        () -> Graft.host(TinyBertHost.host(gridHost(false, false))).earthAdapter("", o -> o.cutoff(0.7)).classification(2).compile());
     assertEquals(ErrorCode.EARTH_NO_RESIDUAL, none.diagnostics().get(0).code());
     assertEquals("[GRAFT362] Earth-Adapter at /layer.0/output/dense/MatMul with input = block: its output"
         + " '/layer.0/output/dense/Add_output_0' is not added to exactly one residual (an Add of it and a computed value"
@@ -343,7 +360,7 @@ class EarthAdapterTest {
         + " [/layer.0/Tanh (Tanh)]; target the linear layer whose output the block adds to its residual stream, or use"
         + " input = output", none.diagnostics().get(0).message());
     // The same host with input = output compiles.
-    assertTrue(Graft.host(TinyBertHost.host(gridHost(false))).earthAdapter("", o -> o.cutoff(0.7).input("output"))
+    assertTrue(Graft.host(TinyBertHost.host(gridHost(false, false))).earthAdapter("", o -> o.cutoff(0.7).input("output"))
         .classification(2).compile().manifest().getParametersCount() > 0);
 
     GraftCompileException composed = assertThrows(GraftCompileException.class,

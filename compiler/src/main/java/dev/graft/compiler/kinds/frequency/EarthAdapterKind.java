@@ -39,10 +39,13 @@ import java.util.Optional;
  * multiplied by a constant {@code [T, 1]} that is 0 on them, so they pass unchanged. No DFT op is
  * emitted: the filter is a constant {@code [T, T]} matrix ({@link PatchFilter#tokenMatrix}, the
  * identity on the extra tokens) applied by one MatMul over the token axis; the default mask is the
- * reference's centred box with its {@code cutoff_ratio} default 0.3. The site is a linear layer's output (bias
- * included); the default is each layer's feed-forward output dense, whose output the layer adds to
- * its residual stream, so {@code x'} adds the mixture to the layer's output (reading the
- * feed-forward part of it). Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
+ * reference's centred box with its {@code cutoff_ratio} default 0.3. Sites are linear layers (default:
+ * each layer's feed-forward output dense). With {@code input = block} (the default, the reference's
+ * {@code forward_features}: {@code x = blk(x)}, then the adapter) {@code x} is the block's output, the
+ * residual sum that the site's output (bias included, after a layer scale if any) is added into
+ * ({@link #residualSum}), and {@code x'} replaces it for all of its readers; such a declaration is
+ * placed alone, never in a composition block. With {@code input = output}, {@code x} is the site's
+ * output itself, composable as every {@link ComposableKind}. Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
  * {down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
  * <module>.earth_adapter.router.{weight,bias}} ({@code [D, 3]}, {@code [3]}, zero: the experts
  * start equally mixed).
@@ -149,17 +152,44 @@ public final class EarthAdapterKind implements ComposableKind {
 
   /**
    * Where {@code value} (a target's output, bias included) joins the residual stream: the output of
-   * the one {@code Add} that reads it beside a computed value (not an initializer or a Constant) and
-   * whose sum has the value's type. Empty when there is not exactly one such Add.
+   * the one {@code Add} that reads it (or its layer scale, {@link #scaled}) beside a computed value
+   * (not an initializer or a Constant) and whose sum has the value's type. Empty when there is not
+   * exactly one such Add.
    */
   static Optional<String> residualSum(Graph graph, String value) {
+    String v = scaled(graph, value);
     List<String> sums = new ArrayList<>();
     for (Node n : graph.nodes()) {
-      if (isResidualAdd(graph, n, value)) {
+      if (isResidualAdd(graph, n, v)) {
         sums.add(n.output(0));
       }
     }
     return sums.size() == 1 ? Optional.of(sums.get(0)) : Optional.empty();
+  }
+
+  /**
+   * {@code value} after its layer scale (DINOv2's {@code ls2}, the block the reference adapts): while
+   * its one reader is a {@code Mul} by an initializer or a Constant, that product; else {@code value}.
+   */
+  private static String scaled(Graph graph, String value) {
+    String v = value;
+    while (true) {
+      String current = v;
+      List<Node> readers = graph.nodes().stream().filter(n -> n.inputs().contains(current)).toList();
+      if (readers.size() != 1) {
+        return v;
+      }
+      Node n = readers.get(0);
+      if (!n.domain().isEmpty() || !n.opType().equals("Mul") || n.inputs().size() != 2) {
+        return v;
+      }
+      String other = n.input(0).equals(v) ? n.input(1) : n.input(0);
+      Node p = graph.producer(other);
+      if (!graph.initializers().containsKey(other) && (p == null || !p.opType().equals("Constant"))) {
+        return v;
+      }
+      v = n.output(0);
+    }
   }
 
   private static boolean isResidualAdd(Graph graph, Node n, String value) {
@@ -175,8 +205,9 @@ public final class EarthAdapterKind implements ComposableKind {
     return t != null && t.equals(graph.types().get(n.output(0)));
   }
 
-  /** What reads {@code value}, for GRAFT362: each reader's name and op, the residual Adds marked. */
-  private static String readers(Graph graph, String value) {
+  /** What reads {@code value} (after its layer scale), for GRAFT362: each reader's name and op, the residual Adds marked. */
+  private static String readers(Graph graph, String target) {
+    String value = scaled(graph, target);
     List<String> found = new ArrayList<>();
     long residuals = 0;
     for (Node n : graph.nodes()) {
