@@ -45,8 +45,8 @@ import java.util.Optional;
  * residual sum that the site's output (bias included, after a layer scale if any) is added into
  * ({@link #residualSum}), and {@code x'} replaces it for all of its readers; such a declaration is
  * placed alone, never in a composition block. With {@code input = output}, {@code x} is the site's
- * output itself, composable as every {@link ComposableKind}. Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
- * {down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
+ * output itself, composable as every {@link ComposableKind}. Parameters per site: {@code
+ * <module>.earth_adapter.<spatial|low|high>.{down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
  * <module>.earth_adapter.router.{weight,bias}} ({@code [D, 3]}, {@code [3]}, zero: the experts
  * start equally mixed).
  */
