@@ -8,11 +8,12 @@ import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 
 /**
- * Earth-Adapter (Hu et al. 2025), a mixture of frequency adaptation, on the output of the linear
- * layers whose node name matches {@link #target()} in full, for a vision transformer whose tokens
- * are a patch grid (after a class token or not): a fixed 2-D DFT low-pass over the grid splits the
- * tokens x into {@code low} and {@code high = x − low}; bottleneck adapters on x, low and high are
- * mixed per token by a learned softmax router and added to x.
+ * Earth-Adapter (Hu et al. 2025), a mixture of frequency adaptation, at the linear layers whose
+ * node name matches {@link #target()} in full, for a vision transformer whose tokens are a patch
+ * grid (after a class token or not): on the block output their output is added into ({@link
+ * #input()} {@code block}, the default) or on their output. A fixed 2-D DFT low-pass over the grid
+ * splits the tokens x into {@code low} and {@code high = x − low}; bottleneck adapters on x, low and
+ * high are mixed per token by a learned softmax router and added to x.
  */
 @Documented
 @Retention(RetentionPolicy.SOURCE)
@@ -52,6 +53,13 @@ public @interface EarthAdapter {
 
   /** Tokens before the grid that pass unfiltered (a class token); -1 infers 1, then 0. */
   int extraTokens() default -1;
+
+  /**
+   * What the adapter reads and replaces: {@code block} (the reference's) the residual sum the
+   * target's output is added into, i.e. the block's output; {@code output} the target's output
+   * itself, bias included.
+   */
+  String input() default "block";
 
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};

@@ -575,6 +575,22 @@ public final class AdapterOptions {
   }
 
   /**
+   * Earth-Adapter: what it reads and replaces, "block" (the residual sum the target's output joins,
+   * the reference's) or "output" (the target's output).
+   */
+  public AdapterOptions input(String value) {
+    return set("input", value);
+  }
+
+  public String getInput() {
+    return stringValue("input");
+  }
+
+  public void setInput(String value) {
+    input(value);
+  }
+
+  /**
    * Quantized adapter (Jie et al., ICCV 2023), for any kind: its trainable weight tensors of two or
    * more axes are read in the forward pass as {@code μ + σ·Q((w − μ)/σ)}, Q the Lloyd-Max quantizer
    * of N(0, 1) at {@code bits} (1, 2, 4 or 8; 0 for full precision), μ and σ the tensor's own mean

@@ -376,10 +376,11 @@ public final class Graft {
   }
 
   /**
-   * Earth-Adapter (a mixture of frequency adaptation) on the outputs of the linear layers matching
-   * {@code target} (empty: each layer's feed-forward output dense) of a vision transformer whose
-   * tokens are a patch grid; options: cutoff, mask, reduction, nonlinearity, initWeights,
-   * gridHeight, gridWidth, extraTokens, layers, name.
+   * Earth-Adapter (a mixture of frequency adaptation) at the linear layers matching {@code target}
+   * (empty: each layer's feed-forward output dense) of a vision transformer whose tokens are a patch
+   * grid: on the block output their output is added into ({@code input = "block"}, the default) or
+   * on their output ({@code "output"}); options: input, cutoff, mask, reduction, nonlinearity,
+   * initWeights, gridHeight, gridWidth, extraTokens, layers, name.
    */
   public Graft earthAdapter(String target, Configure<AdapterOptions> configure) {
     return adapter("earth", target, configure);

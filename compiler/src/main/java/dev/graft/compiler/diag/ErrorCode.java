@@ -144,6 +144,13 @@ public enum ErrorCode {
   EARTH_CUTOFF_KEEPS_ALL(361, "%s cutoff %s (%s mask) keeps every frequency of the %s patch grid, so the"
       + " high-frequency part is zero and its adapter would never train; use a cutoff below %s"),
   /**
+   * An Earth-Adapter with {@code input = block} whose target's output is not added to exactly one
+   * residual (args: kind, site node, the output value, what reads it).
+   */
+  EARTH_NO_RESIDUAL(362, "%s at %s with input = block: its output '%s' is not added to exactly one residual"
+      + " (an Add of it and a computed value of the same shape, whose sum the adapter reads and replaces); found %s;"
+      + " target the linear layer whose output the block adds to its residual stream, or use input = output"),
+  /**
    * A host input of an element type the generated class and the runtime do not feed (args: the
    * input, its ONNX element type).
    */

@@ -42,6 +42,14 @@ public interface ComposableKind extends AdapterKind {
     return true;
   }
 
+  /**
+   * Why a declaration {@link #composable} rejects cannot be in a composition block, for the
+   * error: after "'name' is …".
+   */
+  default String whyPlacedAlone(AdapterSpec spec) {
+    return displayName() + " with options " + spec.options() + ", a form that is placed alone";
+  }
+
   /** Applies the adapter at every site; every host consumer of the site's value reads the result. */
   @Override
   default void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {

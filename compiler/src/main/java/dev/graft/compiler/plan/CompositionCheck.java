@@ -269,8 +269,7 @@ final class CompositionCheck {
         return null;
       }
       if (!k.composable(a.spec())) {
-        error(ErrorCode.COMPOSITION_NOT_COMPOSABLE, c.expression(), name,
-            "is " + a.kind().displayName() + " with options " + a.spec().options() + ", a form that is placed alone");
+        error(ErrorCode.COMPOSITION_NOT_COMPOSABLE, c.expression(), name, "is " + k.whyPlacedAlone(a.spec()));
         return null;
       }
       return new CompositionPlan.Leaf(index, a, k);

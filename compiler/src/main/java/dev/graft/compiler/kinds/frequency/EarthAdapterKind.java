@@ -6,6 +6,7 @@ import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
 import dev.graft.compiler.kinds.AdapterOption;
@@ -38,11 +39,14 @@ import java.util.Optional;
  * multiplied by a constant {@code [T, 1]} that is 0 on them, so they pass unchanged. No DFT op is
  * emitted: the filter is a constant {@code [T, T]} matrix ({@link PatchFilter#tokenMatrix}, the
  * identity on the extra tokens) applied by one MatMul over the token axis; the default mask is the
- * reference's centred box with its {@code cutoff_ratio} default 0.3. The site is a linear layer's output (bias
- * included); the default is each layer's feed-forward output dense, whose output the layer adds to
- * its residual stream, so {@code x'} adds the mixture to the layer's output (reading the
- * feed-forward part of it). Parameters per site: {@code <module>.earth_adapter.<spatial|low|high>.
- * {down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
+ * reference's centred box with its {@code cutoff_ratio} default 0.3. Sites are linear layers (default:
+ * each layer's feed-forward output dense). With {@code input = block} (the default, the reference's
+ * {@code forward_features}: {@code x = blk(x)}, then the adapter) {@code x} is the block's output, the
+ * residual sum that the site's output (bias included, after a layer scale if any) is added into
+ * ({@link #residualSum}), and {@code x'} replaces it for all of its readers; such a declaration is
+ * placed alone, never in a composition block. With {@code input = output}, {@code x} is the site's
+ * output itself, composable as every {@link ComposableKind}. Parameters per site: {@code
+ * <module>.earth_adapter.<spatial|low|high>.{down,up}.{weight,bias}} (as {@link Bottlenecks#branch}) and {@code
  * <module>.earth_adapter.router.{weight,bias}} ({@code [D, 3]}, {@code [3]}, zero: the experts
  * start equally mixed).
  */
@@ -50,6 +54,11 @@ public final class EarthAdapterKind implements ComposableKind {
   static final String NAME = "earth_adapter";
   /** The feed-forward output dense of each transformer layer (a ViT's {@code /vit/encoder/layer.N/output/dense/MatMul}). */
   static final String DEFAULT_TARGET = ".*/layer\\.\\d+/output/dense/MatMul";
+  /** Placement {@code input = block}: on the residual sum the target's output joins (the default). */
+  static final String BLOCK = "block";
+  /** Placement {@code input = output}: on the target's output, bias included. */
+  static final String OUTPUT = "output";
+  static final List<String> INPUTS = List.of(BLOCK, OUTPUT);
   /** The experts, in router order. */
   static final List<String> EXPERTS = List.of("spatial", "low", "high");
 
@@ -83,7 +92,10 @@ public final class EarthAdapterKind implements ComposableKind {
         AdapterOption.integer("gridHeight", 0, 0, 4096, "patch grid rows h; 0 infers a square grid"),
         AdapterOption.integer("gridWidth", 0, 0, 4096, "patch grid columns w; 0 infers a square grid"),
         AdapterOption.integer("extraTokens", -1, -1, 4096,
-            "tokens before the grid (class token) that pass unfiltered; -1 infers 1 + h·w, then h·w"));
+            "tokens before the grid (class token) that pass unfiltered; -1 infers 1 + h·w, then h·w"),
+        AdapterOption.choice("input", BLOCK, INPUTS,
+            "block: the adapter reads the residual sum the target's output is added into (the block's output, as the"
+            + " reference) and replaces it; output: it reads the target's output (bias included) and replaces that"));
   }
 
   @Override
@@ -104,12 +116,23 @@ public final class EarthAdapterKind implements ComposableKind {
   @Override
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
     List<Diagnostic> errors = new ArrayList<>();
+    boolean block = spec.stringOption("input").equals(BLOCK);
     for (Site s : sites) {
       OutputSite site = (OutputSite) s;
-      Optional<PatchFilter> grid = filter(spec, graph, site);
+      String value = site.value();
+      if (block) {
+        Optional<String> sum = residualSum(graph, value);
+        if (sum.isEmpty()) {
+          errors.add(Diagnostic.of(ErrorCode.EARTH_NO_RESIDUAL, spec.source(), "input", displayName(), site.node(),
+              value, readers(graph, value)));
+          continue;
+        }
+        value = sum.get();
+      }
+      Optional<PatchFilter> grid = filter(spec, graph, value);
       if (grid.isEmpty()) {
         errors.add(Diagnostic.of(ErrorCode.EARTH_NO_PATCH_GRID, spec.source(), "target", displayName(), site.node(),
-            typeOf(graph, site), asked(spec)));
+            typeOf(graph, value), asked(spec)));
         continue;
       }
       PatchFilter f = grid.get();
@@ -127,9 +150,82 @@ public final class EarthAdapterKind implements ComposableKind {
     return errors.stream().distinct().toList();
   }
 
-  /** The grid of a site's value {@code [batch, T, D]}: T static and a grid as the options ask; empty otherwise. */
-  static Optional<PatchFilter> filter(AdapterSpec spec, Graph graph, OutputSite site) {
-    TensorType t = graph.types().get(site.value());
+  /**
+   * Where {@code value} (a target's output, bias included) joins the residual stream: the output of
+   * the one {@code Add} that reads it (or its layer scale, {@link #scaled}) beside a computed value
+   * (not an initializer or a Constant) and whose sum has the value's type. Empty when there is not
+   * exactly one such Add.
+   */
+  static Optional<String> residualSum(Graph graph, String value) {
+    String v = scaled(graph, value);
+    List<String> sums = new ArrayList<>();
+    for (Node n : graph.nodes()) {
+      if (isResidualAdd(graph, n, v)) {
+        sums.add(n.output(0));
+      }
+    }
+    return sums.size() == 1 ? Optional.of(sums.get(0)) : Optional.empty();
+  }
+
+  /**
+   * {@code value} after its layer scale (DINOv2's {@code ls2}, the block the reference adapts): while
+   * its one reader is a {@code Mul} by an initializer or a Constant, that product; else {@code value}.
+   */
+  private static String scaled(Graph graph, String value) {
+    String v = value;
+    while (true) {
+      String current = v;
+      List<Node> readers = graph.nodes().stream().filter(n -> n.inputs().contains(current)).toList();
+      if (readers.size() != 1) {
+        return v;
+      }
+      Node n = readers.get(0);
+      if (!n.domain().isEmpty() || !n.opType().equals("Mul") || n.inputs().size() != 2) {
+        return v;
+      }
+      String other = n.input(0).equals(v) ? n.input(1) : n.input(0);
+      Node p = graph.producer(other);
+      if (!graph.initializers().containsKey(other) && (p == null || !p.opType().equals("Constant"))) {
+        return v;
+      }
+      v = n.output(0);
+    }
+  }
+
+  private static boolean isResidualAdd(Graph graph, Node n, String value) {
+    if (!n.domain().isEmpty() || !n.opType().equals("Add") || n.inputs().size() != 2 || !n.inputs().contains(value)) {
+      return false;
+    }
+    String other = n.input(0).equals(value) ? n.input(1) : n.input(0);
+    Node p = graph.producer(other);
+    if (other.equals(value) || graph.initializers().containsKey(other) || (p != null && p.opType().equals("Constant"))) {
+      return false;
+    }
+    TensorType t = graph.types().get(value);
+    return t != null && t.equals(graph.types().get(n.output(0)));
+  }
+
+  /** What reads {@code value} (after its layer scale), for GRAFT362: each reader's name and op, the residual Adds marked. */
+  private static String readers(Graph graph, String target) {
+    String value = scaled(graph, target);
+    List<String> found = new ArrayList<>();
+    long residuals = 0;
+    for (Node n : graph.nodes()) {
+      if (n.inputs().contains(value)) {
+        boolean residual = isResidualAdd(graph, n, value);
+        residuals += residual ? 1 : 0;
+        found.add(n.name() + " (" + n.opType() + (residual ? ", a residual sum" : "") + ")");
+      }
+    }
+    if (found.isEmpty()) {
+      return "no node reads it";
+    }
+    return residuals + " residual sums among its readers " + found;
+  }
+
+  /** The grid of a value {@code [batch, T, D]}: T static and a grid as the options ask; empty otherwise. */
+  static Optional<PatchFilter> filter(AdapterSpec spec, Graph graph, String value) {
+    TensorType t = graph.types().get(value);
     if (t == null || !t.hasRank() || t.rank() != 3) {
       return Optional.empty();
     }
@@ -141,9 +237,9 @@ public final class EarthAdapterKind implements ComposableKind {
         spec.intOption("gridWidth"));
   }
 
-  private static String typeOf(Graph graph, OutputSite site) {
-    TensorType t = graph.types().get(site.value());
-    return "'" + site.value() + "' " + (t == null ? "of unknown shape" : t.toString());
+  private static String typeOf(Graph graph, String value) {
+    TensorType t = graph.types().get(value);
+    return "'" + value + "' " + (t == null ? "of unknown shape" : t.toString());
   }
 
   private static String asked(AdapterSpec spec) {
@@ -176,13 +272,56 @@ public final class EarthAdapterKind implements ComposableKind {
     return String.format(java.util.Locale.ROOT, "%.4g", most);
   }
 
+  /** {@code input = output} acts on the target's output as a function; {@code block} replaces the residual sum, placed alone. */
+  @Override
+  public boolean composable(AdapterSpec spec) {
+    return spec.stringOption("input").equals(OUTPUT);
+  }
+
+  @Override
+  public String whyPlacedAlone(AdapterSpec spec) {
+    return displayName() + " with input = block, which reads and replaces the residual sum its target's output joins,"
+        + " not that output; give it input = output to compose it";
+  }
+
+  /**
+   * {@code input = output}: as every composable kind, on the target's output. {@code block}: on the
+   * residual sum the target's output joins ({@link #residualSum}); every reader of that sum reads
+   * the adapted one.
+   */
+  @Override
+  public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
+    if (composable(spec)) {
+      ComposableKind.super.place(spec, sites, placement);
+      return;
+    }
+    Graph g = placement.graph();
+    for (Site s : sites) {
+      OutputSite site = (OutputSite) s;
+      String sum = residualSum(g, site.value()).orElseThrow(() -> new IllegalStateException(displayName() + " at "
+          + site.node() + ": '" + site.value() + "' no longer joins one residual sum (checked by diagnose on the host;"
+          + " an adapter placed before it rewired the output): " + readers(g, site.value())));
+      int first = g.nodes().size();
+      String out = mixture(spec, site, sum, sum, site.size(), placement);
+      Bottlenecks.rewire(g, sum, out, first);
+    }
+  }
+
   @Override
   public String apply(AdapterSpec spec, Site s, String value, long width, Placement placement) {
     if (!(s instanceof OutputSite site)) {
       throw new IllegalArgumentException(displayName() + " goes on a linear layer's output; got site " + s);
     }
+    return mixture(spec, site, site.value(), value, width, placement);
+  }
+
+  /**
+   * {@code x + P ⊙ mixture(x)} for {@code x = value}; {@code typed} is the host value whose type
+   * gives the grid ({@code value} itself, or what a composition block made of it).
+   */
+  private String mixture(AdapterSpec spec, OutputSite site, String typed, String value, long width, Placement placement) {
     Graph g = placement.graph();
-    PatchFilter f = filter(spec, g, site).orElseThrow(() -> new IllegalArgumentException(
+    PatchFilter f = filter(spec, g, typed).orElseThrow(() -> new IllegalArgumentException(
         displayName() + " at " + site.node() + ": no patch grid (checked by diagnose)"));
     double cutoff = spec.doubleOption("cutoff");
     String mask = spec.stringOption("mask");
