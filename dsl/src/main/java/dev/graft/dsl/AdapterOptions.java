@@ -659,6 +659,19 @@ public final class AdapterOptions {
     rescale(value);
   }
 
+  /** MoSA: how the active modules are drawn, "site" (each site independently; the default) or "step" (shared). */
+  public AdapterOptions draw(String value) {
+    return set("draw", value);
+  }
+
+  public String getDraw() {
+    return stringValue("draw");
+  }
+
+  public void setDraw(String value) {
+    draw(value);
+  }
+
   /** SEMA: adapters in each selected layer's pool, in ascending layer order (empty: one per layer). */
   public AdapterOptions poolPerLayer(Integer... value) {
     return poolPerLayer(List.of(value));
