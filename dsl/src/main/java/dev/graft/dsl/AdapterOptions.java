@@ -798,4 +798,17 @@ public final class AdapterOptions {
   public void setIterations(int value) {
     iterations(value);
   }
+
+  /** SketchTune: column groups along each output channel's inputs, each with its own codebook (the reference's GPR). */
+  public AdapterOptions groupsPerRow(int value) {
+    return set("groupsPerRow", value);
+  }
+
+  public int getGroupsPerRow() {
+    return intValue("groupsPerRow");
+  }
+
+  public void setGroupsPerRow(int value) {
+    groupsPerRow(value);
+  }
 }
