@@ -32,7 +32,8 @@ import org.jspecify.annotations.Nullable;
  * <p>Each training step activates {@code active} of the modules, drawn from the step's seed
  * ({@link #activeModules}) combined with a per-site factor ({@link #siteFactor}): with {@code draw
  * = site}, the default, each site draws independently (as the reference's blocks each draw their
- * own expert); with {@code draw = step} every site of a step uses the same draw. The step reads every split parameter as {@code θ ⊙ mask} (the entries
+ * own expert); with {@code draw = step} every site of a step uses the same draw. The step reads
+ * every split parameter as {@code θ ⊙ mask} (the entries
  * of inactive modules contribute nothing; with {@code rescale}, {@code θ ⊙ mask · modules/active},
  * as inverted dropout, which the reference does not do) and AdamW updates only the active entries
  * (the others and their moments are kept: the parameter's {@code update_mask}). The inference graph
