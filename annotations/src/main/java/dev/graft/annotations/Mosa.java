@@ -11,8 +11,9 @@ import java.lang.annotation.Target;
  * MoSA, a mixture of sparse adapters (Zhang et al., 2023): a sequential bottleneck {@code h' = h +
  * up(act(down(h)))} on the output of each linear layer whose node name matches {@link #target()},
  * its entries split into {@link #modules()} disjoint random sparse modules. Each training step
- * trains {@link #active()} of them, drawn from the step's seed (the others contribute nothing and
- * are not updated); inference and saved files use the merged adapter, the union of the modules.
+ * trains {@link #active()} of them, drawn from the step's seed at each site ({@link #draw()}; the
+ * others contribute nothing and are not updated); inference and saved files use the merged
+ * adapter, the union of the modules.
  */
 @Documented
 @Retention(RetentionPolicy.SOURCE)
@@ -51,6 +52,12 @@ public @interface Mosa {
 
   /** Scale the active entries by modules / active in training (inverted dropout; not the reference's). */
   boolean rescale() default false;
+
+  /**
+   * How the active modules are drawn each step: {@code site} (each adapted site draws its own,
+   * independently, as the reference's blocks do) or {@code step} (one draw shared by every site).
+   */
+  String draw() default "site";
 
   /** Layer indices to adapt (the {@code layer.N} part of node names); empty means all layers. */
   int[] layers() default {};

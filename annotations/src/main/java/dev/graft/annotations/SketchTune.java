@@ -10,7 +10,8 @@ import java.lang.annotation.Target;
 /**
  * SketchTune on the linear sites whose node name matches {@link #target()} in full: each host
  * weight is replaced by 4-bit indices (built by 1-D k-means at compile time) into codebooks of 16
- * values, one per group of {@link #groupSize()} output channels; only the codebooks train.
+ * values, one per group of {@link #groupSize()} output channels (and {@link #groupsPerRow()} column
+ * groups of their inputs); only the codebooks train.
  */
 @Documented
 @Retention(RetentionPolicy.SOURCE)
@@ -25,6 +26,13 @@ public @interface SketchTune {
 
   /** Output channels sharing one codebook; must divide every site's output width. */
   int groupSize() default 8;
+
+  /**
+   * Column groups along each output channel's inputs (the reference's GPR): each block of {@link
+   * #groupSize()} channels gets one codebook per contiguous run of {@code inputs / groupsPerRow}
+   * inputs; must be at least 1 and divide every site's input width.
+   */
+  int groupsPerRow() default 1;
 
   /** The most Lloyd rounds of each group's k-means, 1..1000. */
   int iterations() default 20;

@@ -675,6 +675,19 @@ public final class AdapterOptions {
     rescale(value);
   }
 
+  /** MoSA: how the active modules are drawn, "site" (each site independently; the default) or "step" (shared). */
+  public AdapterOptions draw(String value) {
+    return set("draw", value);
+  }
+
+  public String getDraw() {
+    return stringValue("draw");
+  }
+
+  public void setDraw(String value) {
+    draw(value);
+  }
+
   /** SEMA: adapters in each selected layer's pool, in ascending layer order (empty: one per layer). */
   public AdapterOptions poolPerLayer(Integer... value) {
     return poolPerLayer(List.of(value));
@@ -800,5 +813,18 @@ public final class AdapterOptions {
 
   public void setIterations(int value) {
     iterations(value);
+  }
+
+  /** SketchTune: column groups along each output channel's inputs, each with its own codebook (the reference's GPR). */
+  public AdapterOptions groupsPerRow(int value) {
+    return set("groupsPerRow", value);
+  }
+
+  public int getGroupsPerRow() {
+    return intValue("groupsPerRow");
+  }
+
+  public void setGroupsPerRow(int value) {
+    groupsPerRow(value);
   }
 }

@@ -396,7 +396,7 @@ public final class Graft {
    * whose node names match {@code target} (empty: the sites of option config) whose entries are
    * split into disjoint random modules, a few of them trained each step; inference uses the merged
    * (whole) adapter. Options: config, reduction, nonlinearity, initWeights, modules, active,
-   * partitionSeed, split (up: the reference's), rescale.
+   * partitionSeed, split (up: the reference's), rescale, draw (site: each site draws its own modules).
    */
   public Graft mosa(String target, Configure<AdapterOptions> configure) {
     return adapter("mosa", target, configure);
@@ -451,7 +451,8 @@ public final class Graft {
 
   /**
    * SketchTune (each host weight replaced by 4-bit indices into trainable 16-value codebooks per
-   * group of output channels) on the sites {@code target} matches; options: groupSize, iterations.
+   * group of output channels, or per column group of them) on the sites {@code target} matches;
+   * options: groupSize, groupsPerRow, iterations.
    */
   public Graft sketchTune(String target, Configure<AdapterOptions> configure) {
     return adapter("sketchtune", target, configure);

@@ -37,6 +37,8 @@ class MosaKindTest {
       "split", "all", "rescale", true);
   /** The reference's recipe (split = up, no rescaling), the kind's defaults. */
   private static final Map<String, Object> REFERENCE = Map.of("reduction", 2, "modules", 4, "active", 2, "partitionSeed", 3);
+  /** The {@code draw} choices: per site (the default) and once per step. */
+  private static final java.util.List<String> DRAWS = java.util.List.of("site", "step");
 
   // ---------------------------------------------------------------- the partition and the draw
 
@@ -64,28 +66,109 @@ class MosaKindTest {
   @Test
   void eachStepActivatesExactlyActiveModulesUniformly() {
     for (int[] nk : new int[][] {{2, 1}, {4, 1}, {4, 2}, {8, 3}}) {
-      int[] counts = new int[nk[0]];
-      int steps = 6000;
-      for (long seed = 5_000_000L; seed < 5_000_000L + steps; seed++) {
-        boolean[] on = MosaKind.activeModules(seed, nk[0], nk[1]);
-        int active = 0;
-        for (int i = 0; i < on.length; i++) {
-          if (on[i]) {
-            active++;
-            counts[i]++;
+      for (long factor : new long[] {1, MosaKind.siteFactor("site", "encoder.layer.1.output.dense")}) {
+        int[] counts = new int[nk[0]];
+        int steps = 6000;
+        for (long seed = 5_000_000L; seed < 5_000_000L + steps; seed++) {
+          boolean[] on = MosaKind.activeModules(seed, nk[0], nk[1], factor);
+          int active = 0;
+          for (int i = 0; i < on.length; i++) {
+            if (on[i]) {
+              active++;
+              counts[i]++;
+            }
           }
+          assertEquals(nk[1], active, "seed " + seed);
         }
-        assertEquals(nk[1], active, "seed " + seed);
-      }
-      double expected = (double) steps * nk[1] / nk[0];
-      for (int c : counts) {
-        assertEquals(expected, c, 0.1 * expected, nk[0] + " modules, " + nk[1] + " active: " + java.util.Arrays.toString(counts));
+        double expected = (double) steps * nk[1] / nk[0];
+        for (int c : counts) {
+          assertEquals(expected, c, 0.1 * expected, nk[0] + " modules, " + nk[1] + " active, factor " + factor + ": "
+              + java.util.Arrays.toString(counts));
+        }
       }
     }
-    assertArrayEquals(MosaKind.activeModules(-9, 4, 2), MosaKind.activeModules(-9 + 2_147_483_646L, 4, 2), "floor mod");
+    long factor = MosaKind.siteFactor("site", "encoder.layer.0.output.dense");
+    assertArrayEquals(MosaKind.activeModules(-9, 4, 2, factor), MosaKind.activeModules(-9 + 2_147_483_646L, 4, 2, factor),
+        "floor mod");
+  }
+
+  /**
+   * With {@code draw = site} two sites draw their modules independently: over 6000 seeds they
+   * agree about as often as two independent uniform draws of 2 of 4 modules (1/6); with {@code
+   * draw = step} the factor is 1 at every site, so they always agree.
+   */
+  @Test
+  void siteDrawsAreIndependentAndStepDrawsAreShared() {
+    String a = "encoder.layer.0.output.dense";
+    String b = "encoder.layer.1.output.dense";
+    assertEquals(1, MosaKind.siteFactor("step", a));
+    assertNotEquals(MosaKind.siteFactor("site", a), MosaKind.siteFactor("site", b));
+    int steps = 6000;
+    int agreeSite = 0;
+    for (long seed = 0; seed < steps; seed++) {
+      agreeSite += java.util.Arrays.equals(MosaKind.activeModules(seed, 4, 2, MosaKind.siteFactor("site", a)),
+          MosaKind.activeModules(seed, 4, 2, MosaKind.siteFactor("site", b))) ? 1 : 0;
+      assertArrayEquals(MosaKind.activeModules(seed, 4, 2, MosaKind.siteFactor("step", a)),
+          MosaKind.activeModules(seed, 4, 2, MosaKind.siteFactor("step", b)), "seed " + seed);
+    }
+    assertEquals(steps / 6.0, agreeSite, 0.15 * steps / 6.0, "draws of two sites that agree");
+    System.out.printf("mosa draw = site: two sites agree at %d of %d seeds (independent: %d)%n", agreeSite, steps, steps / 6);
+  }
+
+  /**
+   * The modules the training graph actually updates at each site (read off one step from random
+   * moments: a module is active where its entries moved) are the Java draw of that site; with
+   * {@code draw = site} the sites' modules differ at some seeds, with {@code draw = step} they are
+   * the same at every seed.
+   */
+  @Test
+  void theGraphDrawsPerSiteOrOncePerStep() throws OrtException {
+    for (String draw : DRAWS) {
+      Map<String, Object> options = new HashMap<>(REFERENCE);
+      options.put("draw", draw);
+      try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", options))) {
+        java.util.List<Parameter> ups = adapterParams(c).stream().filter(p -> p.getName().endsWith(".mosa.up.weight")).toList();
+        assertTrue(ups.size() >= 2, "sites " + ups.size());
+        int seedsWhereSitesDiffer = 0;
+        for (long seed = 0; seed < 8; seed++) {
+          c.seed = seed;
+          WholeStepCheck.State before = c.randomMoments(seed + 1);
+          Map<String, double[]> out = c.run(c.batch, before, 3, 0.01, c.updateOutputs());
+          Set<String> drawn = new LinkedHashSet<>();
+          for (Parameter p : ups) {
+            int[] module = MosaKind.partition(p.getName(), WholeStepCheck.size(p), 4, 3);
+            boolean[] moved = new boolean[4];
+            for (int i = 0; i < module.length; i++) {
+              moved[module[i]] |= !WholeStepCheck.unchanged(out, before, p.getName(), i);
+            }
+            assertArrayEquals(active(seed, p, draw), moved, draw + " draw, seed " + seed + ", " + p.getName());
+            drawn.add(java.util.Arrays.toString(moved));
+          }
+          if (draw.equals("step")) {
+            assertEquals(1, drawn.size(), "one draw per step at seed " + seed + ": " + drawn);
+          }
+          seedsWhereSitesDiffer += drawn.size() > 1 ? 1 : 0;
+        }
+        if (draw.equals("site")) {
+          assertTrue(seedsWhereSitesDiffer >= 3, "sites draw independently: they differ at " + seedsWhereSitesDiffer + " of 8 seeds");
+        }
+        System.out.printf("mosa draw = %s: the sites' modules differ at %d of 8 seeds%n", draw, seedsWhereSitesDiffer);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- the training step
+
+  @Test
+  void theStepDrawsStepMatchesCentralDifferences() throws OrtException {
+    Map<String, Object> options = new HashMap<>(REFERENCE);
+    options.put("draw", "step");
+    try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", options))) {
+      double worst = c.assertGradientsMatch(1e-6, 1e-7, 1e-5);
+      System.out.printf("mosa %s seed %d: max FD error %.3g%n", options, c.seed, worst);
+      assertTrue(worst < 1e-7, "max error " + worst);
+    }
+  }
 
   @Test
   void wholeStepMatchesCentralDifferencesAtAFixedMask() throws OrtException {
@@ -94,10 +177,10 @@ class MosaKindTest {
       System.out.printf("mosa %s seed %d: max FD error %.3g%n", OPTIONS, c.seed, worst);
       assertTrue(worst < 1e-7, "max error " + worst);
       // Inactive entries get no gradient, active ones do (somewhere).
-      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
       int inactiveZero = 0;
       int activeNonZero = 0;
       for (Parameter p : adapterParams(c)) {
+        boolean[] on = active(c.seed, p, "site");
         String g = p.getName() + GraftCompiler.GRADIENT_SUFFIX;
         double[] grad = c.run(Map.of(), Set.of(g)).get(g);
         int[] module = MosaKind.partition(p.getName(), grad.length, 4, 3);
@@ -125,11 +208,11 @@ class MosaKindTest {
       Set<Double> losses = new LinkedHashSet<>();
       for (long seed = -3; seed < 12; seed++) {
         mosa.seed = seed;
-        boolean[] on = MosaKind.activeModules(seed, 4, 2);
         Map<String, double[]> masked = new HashMap<>();
         for (Parameter p : mosa.params) {
           double[] v = mosa.values.get(p.getName()).clone();
           if (p.getName().contains(".mosa.")) {
+            boolean[] on = active(seed, p, "site");
             int[] module = MosaKind.partition(p.getName(), v.length, 4, 3);
             for (int i = 0; i < v.length; i++) {
               v[i] = on[module[i]] ? v[i] * 2 : 0; // modules / active = 4 / 2
@@ -150,13 +233,13 @@ class MosaKindTest {
   void aStepUpdatesOnlyTheActiveModules() throws OrtException {
     try (WholeStepCheck c = WholeStepCheck.classification(HOST, Adapters.of("mosa", "", OPTIONS))) {
       c.seed = 77;
-      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
       WholeStepCheck.State before = c.randomMoments(1);
       Map<String, double[]> out = c.run(c.batch, before, 3, 0.01, c.updateOutputs());
       int kept = 0;
       int moved = 0;
       for (Parameter p : adapterParams(c)) {
         String n = p.getName();
+        boolean[] on = active(c.seed, p, "site");
         int[] module = MosaKind.partition(n, WholeStepCheck.size(p), 4, 3);
         for (int i = 0; i < module.length; i++) {
           boolean same = WholeStepCheck.unchanged(out, before, n, i);
@@ -180,11 +263,11 @@ class MosaKindTest {
       Set<Double> losses = new LinkedHashSet<>();
       for (long seed = -3; seed < 12; seed++) {
         mosa.seed = seed;
-        boolean[] on = MosaKind.activeModules(seed, 4, 2);
         Map<String, double[]> masked = new HashMap<>();
         for (Parameter p : mosa.params) {
           double[] v = mosa.values.get(p.getName()).clone();
           if (p.getName().endsWith(".mosa.up.weight")) {
+            boolean[] on = active(seed, p, "site");
             int[] module = MosaKind.partition(p.getName(), v.length, 4, 3);
             for (int i = 0; i < v.length; i++) {
               v[i] = on[module[i]] ? v[i] : 0;
@@ -210,12 +293,12 @@ class MosaKindTest {
       System.out.printf("mosa %s seed %d: max FD error %.3g%n", REFERENCE, c.seed, worst);
       assertTrue(worst < 1e-7, "max error " + worst);
       c.seed = 77;
-      boolean[] on = MosaKind.activeModules(c.seed, 4, 2);
       WholeStepCheck.State before = c.randomMoments(1);
       Map<String, double[]> out = c.run(c.batch, before, 3, 0.01, c.updateOutputs());
       int keptUp = 0;
       for (Parameter p : adapterParams(c)) {
         String n = p.getName();
+        boolean[] on = active(c.seed, p, "site");
         boolean split = n.endsWith(".mosa.up.weight");
         int[] module = MosaKind.partition(n, WholeStepCheck.size(p), 4, 3);
         for (int i = 0; i < module.length; i++) {
@@ -277,6 +360,11 @@ class MosaKindTest {
         .mosa("", o -> o.set("modules", 3).set("active", 3)).classification(2).compile());
     assertTrue(e.getMessage().contains("GRAFT061") && e.getMessage().contains("active (3) must be less than modules (3)"),
         e.getMessage());
+  }
+
+  /** The modules {@code p}'s site trains at {@code seed} under {@code draw} (4 modules, 2 active), as the graph draws them. */
+  private static boolean[] active(long seed, Parameter p, String draw) {
+    return MosaKind.activeModules(seed, 4, 2, MosaKind.siteFactor(draw, p.getSite()));
   }
 
   private static java.util.List<Parameter> adapterParams(WholeStepCheck c) {

@@ -305,10 +305,14 @@ class WeightDeltaTest {
     check("SoKA", spec("soka", THREE_SITES, Map.of("energy", 0.99)));
   }
 
-  /** SketchTune at three site shapes: the merged weight is the decoded sketch (codebook offsets random). */
+  /**
+   * SketchTune at three site shapes, one and two column groups per row: the merged weight is the
+   * decoded sketch (codebook offsets random).
+   */
   @Test
   void sketchTune() throws OrtException {
     check("SketchTune", spec("sketchtune", THREE_SITES, Map.of("groupSize", 4)));
+    check("SketchTune groupsPerRow 2", spec("sketchtune", THREE_SITES, Map.of("groupSize", 4, "groupsPerRow", 2)));
   }
 
   @Test

@@ -195,7 +195,10 @@ public enum ErrorCode {
   /** A SketchTune group size that does not divide a site's output channels (args: group size, channels, node). */
   SKETCHTUNE_GROUP_MISMATCH(320, "SketchTune groupSize %d does not divide the %d output channels of %s; use a divisor"),
   /** A site whose weight SketchTune cannot sketch at compile time (args: node, why). */
-  SKETCHTUNE_SITE_UNSUPPORTED(321, "SketchTune cannot go on %s: %s");
+  SKETCHTUNE_SITE_UNSUPPORTED(321, "SketchTune cannot go on %s: %s"),
+  /** SketchTune groupsPerRow below 1 or not dividing a site's inputs per output channel (args: value, width, node, width). */
+  SKETCHTUNE_GROUPS_PER_ROW_MISMATCH(322, "SketchTune groupsPerRow %d must be at least 1 and divide the %d inputs of"
+      + " each output channel of %s; use a divisor of %d");
 
   private final int number;
   private final String template;

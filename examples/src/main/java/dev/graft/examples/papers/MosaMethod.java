@@ -6,8 +6,8 @@ import java.nio.file.Path;
 
 /**
  * MoSA (Zhang et al., arXiv 2312.02923, 2023) at its defaults: a Pfeiffer bottleneck (reduction
- * 16) after each feed-forward output, split into 4 sparse modules, 1 trained per step; learning
- * rate 2e-3 as the LoRA row. Saved: the merged adapter.
+ * 16) after each feed-forward output, split into 4 sparse modules, 1 trained per step at each site
+ * (each site its own draw); learning rate 2e-3 as the LoRA row. Saved: the merged adapter.
  */
 final class MosaMethod implements PaperMethod {
   @Override
@@ -25,7 +25,7 @@ final class MosaMethod implements PaperMethod {
     CompiledGraft graft = Graft.host(context.host()).name("PapersMosa").mosa("", o -> o.modules(4).active(1))
         .classification(2).compile();
     return PapersBenchmark.trainAndSave(name(), graft, 2e-3f, context, saved,
-        "each step trains about 1/4 of the up projection (the reference's split);"
-            + " the down projection and biases train whole");
+        "each step each site trains about 1/4 of its up projection (the reference's split), drawn"
+            + " independently per site (draw = site); the down projection and biases train whole");
   }
 }

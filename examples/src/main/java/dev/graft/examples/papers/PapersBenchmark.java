@@ -31,7 +31,8 @@ public final class PapersBenchmark {
   /** Every row, the reference first. A new method adds one line here. */
   static List<PaperMethod> methods() {
     return List.of(new LoraBaseline(), new QuantizedLoraMethod(), new CordaMethod(), new EarthMethod(),
-        new MosaMethod(), new LtsftMethod(), new SemaMethod(), new SokaMethod(), new SketchTuneMethod());
+        new MosaMethod(), new LtsftMethod(), new SemaMethod(), new SokaMethod(), SketchTuneMethod.groupsOf8(),
+        SketchTuneMethod.perChannelGpr4());
   }
 
   public static void main(String[] args) throws Exception {

@@ -30,7 +30,10 @@ import org.jspecify.annotations.Nullable;
  * up projection's weight is split; the down projection and both biases train whole every step).
  *
  * <p>Each training step activates {@code active} of the modules, drawn from the step's seed
- * ({@link #activeModules}); the step reads every split parameter as {@code θ ⊙ mask} (the entries
+ * ({@link #activeModules}) combined with a per-site factor ({@link #siteFactor}): with {@code draw
+ * = site}, the default, each site draws independently (as the reference's blocks each draw their
+ * own expert); with {@code draw = step} every site of a step uses the same draw. The step reads
+ * every split parameter as {@code θ ⊙ mask} (the entries
  * of inactive modules contribute nothing; with {@code rescale}, {@code θ ⊙ mask · modules/active},
  * as inverted dropout, which the reference does not do) and AdamW updates only the active entries
  * (the others and their moments are kept: the parameter's {@code update_mask}). The inference graph
@@ -77,8 +80,14 @@ public final class MosaKind implements ComposableKind {
             "tensors split into modules: up (the reference's SHARE=down), down (SHARE=up), both weights (SHARE=none);"
             + " all: the weights and both biases; the others train whole every step"),
         AdapterOption.bool("rescale", false,
-            "scale the active entries by modules/active in training (inverted dropout); the reference does not"));
+            "scale the active entries by modules/active in training (inverted dropout); the reference does not"),
+        AdapterOption.choice("draw", "site", DRAWS,
+            "site: each site draws its active modules independently (the reference's per-block draw);"
+            + " step: one draw shared by every site of a step"));
   }
+
+  /** The {@code draw} choices: a draw per site per step, or one per step shared by all sites. */
+  static final List<String> DRAWS = List.of("site", "step");
 
   /** The {@code split} choices: which tensors are divided into modules. */
   static final List<String> SPLITS = List.of("up", "down", "both", "all");
@@ -147,13 +156,35 @@ public final class MosaKind implements ComposableKind {
   }
 
   /**
-   * The modules a training step with per-step seed {@code seed} trains: {@code x} = two Lehmer
-   * (MINSTD) steps from {@code floorMod(seed, 2³¹−2) + 1} (never 0), module i's key {@code h_i =
+   * The factor the step's seed is combined with at the site {@code modulePath} under {@code draw}:
+   * 1 for {@code step} (every site draws alike), else a hash of the module path in 1..2³¹−2 (so
+   * the sites of one step draw independently). The training graph and {@link #activeModules}
+   * take it from here.
+   */
+  public static long siteFactor(String draw, String modulePath) {
+    if (draw.equals("step")) {
+      return 1;
+    }
+    // SplitMix64's finalizer over the path's String.hashCode (fixed by the Java language).
+    long z = modulePath.hashCode() * 0x9E3779B97F4A7C15L;
+    z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+    z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+    z ^= z >>> 31;
+    return Math.floorMod(z, MODULUS - 1) + 1;
+  }
+
+  /**
+   * The modules a training step with per-step seed {@code seed} trains at a site of {@link
+   * #siteFactor} {@code factor}: {@code x} = two Lehmer (MINSTD) steps from {@code
+   * (floorMod(seed, 2³¹−2) + 1)·factor mod (2³¹−1)} (never 0), module i's key {@code h_i =
    * x·48271^(i+1) mod (2³¹−1)} (distinct for distinct i), and the {@code active} modules of
    * smallest key are active. The training graph computes exactly this with int64 ops.
    */
-  public static boolean[] activeModules(long seed, int modules, int active) {
-    long x = Math.floorMod(seed, MODULUS - 1) + 1;
+  public static boolean[] activeModules(long seed, int modules, int active, long factor) {
+    if (factor < 1 || factor >= MODULUS) {
+      throw new IllegalArgumentException("a site factor is in 1.." + (MODULUS - 1) + ", got " + factor);
+    }
+    long x = (Math.floorMod(seed, MODULUS - 1) + 1) * factor % MODULUS;
     x = x * MULTIPLIER % MODULUS;
     x = x * MULTIPLIER % MODULUS;
     long[] h = new long[modules];
@@ -188,7 +219,8 @@ public final class MosaKind implements ComposableKind {
     Placement.ParameterBuilder upBias = placement.parameter(site, "mosa.up.bias", width).init(Init.ZEROS, 0).noDecay()
         .save(keyBase + "adapter_up.bias");
     String base = "/" + site.modulePath().replace('.', '/') + "/mosa";
-    @Nullable String active = placement.variant().trains() ? activeGraph(spec, placement, base) : null;
+    @Nullable String active = placement.variant().trains()
+        ? activeGraph(spec, placement, base, siteFactor(spec.stringOption("draw"), site.modulePath())) : null;
     String downW = sparse(spec, placement, down, "down.weight", base, active, width, w);
     String downB = sparse(spec, placement, downBias, "down.bias", base, active, w);
     String upW = sparse(spec, placement, up, "up.weight", base, active, w, width);
@@ -238,8 +270,8 @@ public final class MosaKind implements ComposableKind {
     return g.op(p + "/Mul_mask", "Mul", List.of(param, kept));
   }
 
-  /** The graph of {@link #activeModules}: a bool [modules], true for the step's active modules. */
-  private static String activeGraph(AdapterSpec spec, Placement placement, String base) {
+  /** The graph of {@link #activeModules} at {@code factor}: a bool [modules], true for the step's active modules. */
+  private static String activeGraph(AdapterSpec spec, Placement placement, String base, long factor) {
     Graph g = placement.graph();
     int n = spec.intOption("modules");
     String p = base + "/modules";
@@ -253,6 +285,8 @@ public final class MosaKind implements ComposableKind {
     }
     String h = g.op(p + "/Add_one", "Add", List.of(g.op(p + "/Mod_seed", "Mod",
         List.of(placement.seed(), int64(g, p + "/modulus_minus_one", MODULUS - 1))), int64(g, p + "/one", 1)));
+    h = g.op(p + "/Mod_site", "Mod", List.of(g.op(p + "/Mul_site", "Mul", List.of(h, int64(g, p + "/site_factor", factor))),
+        modulus));
     for (int i = 0; i < 2; i++) {
       h = g.op(p + "/Mod_step", "Mod", List.of(g.op(p + "/Mul_step", "Mul", List.of(h, multiplier)), modulus));
     }

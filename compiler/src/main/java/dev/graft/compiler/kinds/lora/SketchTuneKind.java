@@ -27,12 +27,13 @@ import org.jspecify.annotations.Nullable;
 /**
  * SketchTune (sketch to adapt, 2025) on a linear site: the host weight is replaced by a sketch,
  * 4-bit indices into small trainable codebooks. The output channels (the columns of {@code W [in,
- * out]}, the rows of a weight stored {@code [out, in]}) are split into groups of {@code groupSize};
+ * out]}, the rows of a weight stored {@code [out, in]}) are split into groups of {@code groupSize},
+ * and the inputs of each into {@code groupsPerRow} contiguous column groups (the reference's GPR);
  * each group has a codebook of 16 values, built here by 1-D k-means (Lloyd, {@code iterations}
  * rounds at most, started at the 16 quantiles {@code (2c + 1)/32} of the group's sorted values)
  * of the group's weights, each weight taking the index of its nearest centroid. The indices are
  * a constant of the graphs packed two per byte (low nibble first) and unpacked in the graph; the
- * decoded weight {@code Ŵ[r, c] = codebook[group(c)][index[r, c]]} is a {@code Gather} of the
+ * decoded weight {@code Ŵ[r, c] = codebook[group(r, c)][index[r, c]]} is a {@code Gather} of the
  * flattened codebooks, whose gradient scatters (adds) into the codebooks. Only the codebooks
  * train: the parameter is the offset {@code dC [groups, 16]} from the k-means centroids {@code
  * C0} (a constant), zero at the start, so the initial weight is the sketch of W.
@@ -62,6 +63,10 @@ public final class SketchTuneKind implements LinearUpdateKind {
   public List<AdapterOption> options() {
     return List.of(
         AdapterOption.integer("groupSize", 8, 1, Integer.MAX_VALUE, "output channels sharing one codebook of 16 values"),
+        // Any integer: one below 1 or not dividing a row is GRAFT322, which names the row width.
+        AdapterOption.integer("groupsPerRow", 1, Integer.MIN_VALUE, Integer.MAX_VALUE,
+            "column groups along each output channel's inputs, each group of groupSize channels × inputs/groupsPerRow"
+            + " with its own codebook (the reference's GPR)"),
         AdapterOption.integer("iterations", 20, 1, 1000, "the most Lloyd rounds of each group's 1-D k-means"));
   }
 
@@ -71,20 +76,39 @@ public final class SketchTuneKind implements LinearUpdateKind {
   }
 
   /**
-   * The sketch of one weight in its stored layout {@code [rows, cols]}.
+   * The sketch of one weight in its stored layout {@code [rows, cols]}: group {@code (ch / groupSize)
+   * · groupsPerRow + in / (inputs / groupsPerRow)} holds the weights of output channel {@code ch}
+   * and input {@code in}, so each block of {@code groupSize} channels has {@code groupsPerRow}
+   * codebooks, one per contiguous run of its inputs.
    *
    * @param centroids {@code [groups, 16]} row-major
    * @param codes one index in 0..15 per weight, row-major
    * @param channelsOnRows whether the output channels are the rows (a weight stored {@code [out, in]})
    */
-  public record Sketch(int rows, int cols, boolean channelsOnRows, int groupSize, double[] centroids, byte[] codes) {
+  public record Sketch(int rows, int cols, boolean channelsOnRows, int groupSize, int groupsPerRow, double[] centroids,
+      byte[] codes) {
     public int groups() {
-      return (channelsOnRows ? rows : cols) / groupSize;
+      return channels() / groupSize * groupsPerRow;
+    }
+
+    /** The output channels: the rows of a weight stored {@code [out, in]}, else the columns. */
+    public int channels() {
+      return channelsOnRows ? rows : cols;
+    }
+
+    /** The inputs of each output channel (the row width of the reference's {@code [out, in]} layout). */
+    public int inputs() {
+      return channelsOnRows ? cols : rows;
+    }
+
+    /** The group of the output channel {@code channel} at {@code input}. */
+    public int channelGroup(int channel, int input) {
+      return channel / groupSize * groupsPerRow + input / (inputs() / groupsPerRow);
     }
 
     /** The group of the weight at {@code (r, c)}. */
     public int group(int r, int c) {
-      return (channelsOnRows ? r : c) / groupSize;
+      return channelsOnRows ? channelGroup(r, c) : channelGroup(c, r);
     }
 
     /** The decoded weight {@code codebook[group][index]} from {@code centroids}, row-major. */
@@ -109,22 +133,24 @@ public final class SketchTuneKind implements LinearUpdateKind {
   }
 
   /** The k-means sketch of {@code w [rows, cols]} row-major. */
-  public static Sketch sketch(double[] w, int rows, int cols, boolean channelsOnRows, int groupSize, int iterations) {
-    int channels = channelsOnRows ? rows : cols;
-    int groups = channels / groupSize;
+  public static Sketch sketch(double[] w, int rows, int cols, boolean channelsOnRows, int groupSize, int groupsPerRow,
+      int iterations) {
+    Sketch layout = new Sketch(rows, cols, channelsOnRows, groupSize, groupsPerRow, new double[0], new byte[0]);
+    int groups = layout.groups();
+    int n = rows * cols / groups;
+    // The weights of each group, in row-major order.
+    int[][] members = new int[groups][n];
+    int[] filled = new int[groups];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        int gi = layout.group(r, c);
+        members[gi][filled[gi]++] = r * cols + c;
+      }
+    }
     double[] centroids = new double[groups * CODES];
     byte[] codes = new byte[rows * cols];
     for (int gi = 0; gi < groups; gi++) {
-      int n = rows * cols / groups;
-      int[] where = new int[n];
-      int k = 0;
-      for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < cols; c++) {
-          if ((channelsOnRows ? r : c) / groupSize == gi) {
-            where[k++] = r * cols + c;
-          }
-        }
-      }
+      int[] where = members[gi];
       double[] values = new double[n];
       for (int i = 0; i < n; i++) {
         values[i] = w[where[i]];
@@ -165,7 +191,7 @@ public final class SketchTuneKind implements LinearUpdateKind {
       }
       System.arraycopy(m, 0, centroids, gi * CODES, CODES);
     }
-    return new Sketch(rows, cols, channelsOnRows, groupSize, centroids, codes);
+    return new Sketch(rows, cols, channelsOnRows, groupSize, groupsPerRow, centroids, codes);
   }
 
   /** The index of the centroid nearest {@code x}, the first on a tie. */
@@ -186,6 +212,7 @@ public final class SketchTuneKind implements LinearUpdateKind {
   public List<Diagnostic> diagnose(AdapterSpec spec, List<? extends Site> sites, Graph graph) {
     List<Diagnostic> out = new ArrayList<>();
     int g = spec.intOption("groupSize");
+    int perRow = spec.intOption("groupsPerRow");
     for (Site s : sites) {
       LinearSite site = (LinearSite) s;
       @Nullable String why = SokaKind.unreadable(graph, site);
@@ -196,6 +223,10 @@ public final class SketchTuneKind implements LinearUpdateKind {
         out.add(Diagnostic.of(ErrorCode.SKETCHTUNE_SITE_UNSUPPORTED, spec.source(), null, site.node(), why));
       } else if (site.out() % g != 0) {
         out.add(Diagnostic.of(ErrorCode.SKETCHTUNE_GROUP_MISMATCH, spec.source(), "groupSize", g, site.out(), site.node()));
+      }
+      if (perRow < 1 || site.in() % perRow != 0) {
+        out.add(Diagnostic.of(ErrorCode.SKETCHTUNE_GROUPS_PER_ROW_MISMATCH, spec.source(), "groupsPerRow", perRow,
+            site.in(), site.node(), site.in()));
       }
     }
     return out;
@@ -208,12 +239,13 @@ public final class SketchTuneKind implements LinearUpdateKind {
       throw new IllegalStateException("no host weight '" + site.weight() + "' to sketch at " + site.node());
     }
     int groupSize = spec.intOption("groupSize");
+    int groupsPerRow = spec.intOption("groupsPerRow");
     int iterations = spec.intOption("iterations");
     return CACHE.computeIfAbsent(t, k -> new java.util.concurrent.ConcurrentHashMap<>()).computeIfAbsent(
-        groupSize + "/" + iterations, k -> {
+        groupSize + "/" + groupsPerRow + "/" + iterations, k -> {
           int rows = (int) t.getDims(0);
           int cols = (int) t.getDims(1);
-          return sketch(Tensors.readDoubles(t), rows, cols, site.outFirst(), groupSize, iterations);
+          return sketch(Tensors.readDoubles(t), rows, cols, site.outFirst(), groupSize, groupsPerRow, iterations);
         });
   }
 
@@ -231,14 +263,25 @@ public final class SketchTuneKind implements LinearUpdateKind {
         g.op(base + "/Unsqueeze_high", "Unsqueeze", List.of(high, one))), Node.attr("axis", 1L));
     String codes = g.op(base + "/Reshape_codes", "Reshape", List.of(pairs,
         g.longs(base + "/shape", List.of((long) s.rows(), (long) s.cols()))));
+    // 16 · group = 16 · (channel / groupSize · groupsPerRow) + 16 · (input / (inputs / groupsPerRow)), broadcast.
+    long channels = s.channels();
+    long inputs = s.inputs();
     List<Long> groupOffsets = new ArrayList<>();
-    int channels = s.channelsOnRows() ? s.rows() : s.cols();
     for (int c = 0; c < channels; c++) {
-      groupOffsets.add((long) (c / s.groupSize()) * CODES);
+      groupOffsets.add((long) s.channelGroup(c, 0) * CODES);
     }
     String offsets = g.constant(base + "/group_offsets", Tensors.longs("group_offsets",
-        s.channelsOnRows() ? List.of((long) channels, 1L) : List.of(1L, (long) channels), groupOffsets));
+        s.channelsOnRows() ? List.of(channels, 1L) : List.of(1L, channels), groupOffsets));
     String index = g.op(base + "/Add_offsets", "Add", List.of(codes, offsets));
+    if (s.groupsPerRow() > 1) {
+      List<Long> columnOffsets = new ArrayList<>();
+      for (int i = 0; i < inputs; i++) {
+        columnOffsets.add((long) s.channelGroup(0, i) * CODES);
+      }
+      String columns = g.constant(base + "/column_group_offsets", Tensors.longs("column_group_offsets",
+          s.channelsOnRows() ? List.of(1L, inputs) : List.of(inputs, 1L), columnOffsets));
+      index = g.op(base + "/Add_column_offsets", "Add", List.of(index, columns));
+    }
     String c0 = g.constant(base + "/C0", Tensors.floats("C0", elem, List.of((long) s.groups(), (long) CODES), s.centroids()));
     String codebooks = g.op(base + "/Add_C", "Add", List.of(c0, offset));
     String flat = g.op(base + "/Reshape_C", "Reshape", List.of(codebooks, g.longs(base + "/flat", List.of(-1L))));
