@@ -29,10 +29,16 @@ import org.jspecify.annotations.Nullable;
  * y = g·x·W} with {@code W [in, out]}, {@code in = i1·i2}, {@code out = o1·o2}: the compiler reads W
  * and takes its Kronecker-product SVD ({@link KroneckerSvd}), {@code W = Σ_k A0_k ⊗ B0_k} with
  * {@code A0_k = √σ_k U_k [i1, o1]}, {@code B0_k = √σ_k V_k [i2, o2]}; it keeps the first K terms, K
- * chosen by the energy threshold or the spectrum's elbow ({@code rule}), at most {@code maxTerms}.
- * As PiSSA does, the principal part trains and the residual {@code W − Σ A0_k ⊗ B0_k} stays frozen:
+ * chosen by the energy threshold, the spectrum's elbow or the fewer of the two ({@code rule}), at
+ * most {@code maxTerms}. As PiSSA does, the principal part trains and the residual {@code W_res = W
+ * − Σ A0_k ⊗ B0_k} stays frozen:
  *
- * <pre>y' = g·(x·W − x·Σ_k A0_k ⊗ B0_k + x·Σ_k A_k ⊗ B_k),   A_k = A0_k + dA_k,  B_k = B0_k + dB_k</pre>
+ * <pre>y' = g·(x·W_res + x·Σ_k A_k ⊗ B_k),   A_k = A0_k + dA_k,  B_k = B0_k + dB_k</pre>
+ *
+ * <p>Where the site's node is the only reader of W, {@code W_res} is computed here (in double
+ * precision) and takes W's place as a constant of the graph; where W has other readers (a tied
+ * weight), W stays and the principal part is subtracted from the output, {@code x·W − x·Σ A0_k ⊗
+ * B0_k}.
  *
  * <p>The principal factors are constants of the graphs (computed here from the host's values);
  * the parameters are the offsets {@code dA [K·i1, o1]} (row {@code k·i1 + a} is row a of {@code
