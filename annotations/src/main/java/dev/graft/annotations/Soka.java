@@ -30,10 +30,13 @@ public @interface Soka {
   /** o1, the output side of each A_k ({@code out = o1·o2}): -1 (the default) splits near the square root; else a divisor of every output width. */
   int outFactor() default -1;
 
-  /** How many terms K a site keeps: {@code "energy"} (the default; see {@link #energy()}) or {@code "elbow"} (the spectrum's knee). */
-  String rule() default "energy";
+  /**
+   * How many terms K a site keeps: {@code "both"} (the default: the fewer of the two counts below),
+   * {@code "energy"} (see {@link #energy()}) or {@code "elbow"} (the spectrum's knee).
+   */
+  String rule() default "both";
 
-  /** With rule {@code "energy"}: the smallest K whose terms hold this share of {@code Σ σ²}, in [0, 1). */
+  /** With rules {@code "energy"} and {@code "both"}: the smallest K whose terms hold this share of {@code Σ σ²}, in [0, 1). */
   double energy() default 0.9;
 
   /** The most terms K a site keeps, 1..4096. */

@@ -750,7 +750,7 @@ public final class AdapterOptions {
     outFactor(value);
   }
 
-  /** SoKA: how many Kronecker terms, "energy" or "elbow". */
+  /** SoKA: how many Kronecker terms, "both" (the fewer of energy and elbow; the default), "energy" or "elbow". */
   public AdapterOptions rule(String value) {
     return set("rule", value);
   }
@@ -763,7 +763,7 @@ public final class AdapterOptions {
     rule(value);
   }
 
-  /** SoKA: the share of Σσ² the kept terms hold (rule energy), in [0, 1). */
+  /** SoKA: the share of Σσ² the kept terms hold (rules energy and both), in [0, 1). */
   public AdapterOptions energy(double value) {
     return set("energy", value);
   }

@@ -17,15 +17,19 @@ import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.diag.GraftCompileException;
 import dev.graft.compiler.ir.Graph;
+import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.OnnxExport;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.kinds.LinearSite;
 import dev.graft.compiler.kinds.lora.KroneckerSvd;
 import dev.graft.compiler.kinds.lora.SokaKind;
 import dev.graft.dsl.Graft;
 import dev.graft.spec.manifest.Parameter;
+import dev.graft.spec.onnx.Onnx.ModelProto;
 import java.nio.DoubleBuffer;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -157,6 +161,25 @@ class SokaTest {
     assertEquals(1, KroneckerSvd.terms(new double[] {3, 2, 1}, KroneckerSvd.Rule.ELBOW, 0, 8), "a straight line: one term");
   }
 
+  /** Both (the default): the fewer of the energy and the elbow counts, then the cap. */
+  @Test
+  void bothKeepsTheFewerOfTheEnergyAndElbowCounts() {
+    double[] knee = {10, 9, 8, 1, 0.9, 0.8};  // elbow 3; σ² 100, 81, 64, 1, .81, .64: total 247.45
+    assertEquals(2, KroneckerSvd.terms(knee, KroneckerSvd.Rule.ENERGY, 0.5, 8));
+    assertEquals(2, KroneckerSvd.terms(knee, KroneckerSvd.Rule.BOTH, 0.5, 8), "energy 2 < elbow 3");
+    assertEquals(5, KroneckerSvd.terms(knee, KroneckerSvd.Rule.ENERGY, 0.995, 8));  // 246 / 247.45 = 0.9941
+    assertEquals(3, KroneckerSvd.terms(knee, KroneckerSvd.Rule.BOTH, 0.995, 8), "elbow 3 < energy 5");
+    assertEquals(2, KroneckerSvd.terms(knee, KroneckerSvd.Rule.BOTH, 0.995, 2), "capped by maxTerms");
+    // A spectrum falling in a straight line has its elbow at 1 term; energy 0.9 would keep 6 of 10.
+    double[] line = {5, 4.5, 4, 3.5, 3, 2.5, 2, 1.5, 1, 0.5};
+    assertEquals(6, KroneckerSvd.terms(line, KroneckerSvd.Rule.ENERGY, 0.9, 8));
+    assertEquals(1, KroneckerSvd.terms(line, KroneckerSvd.Rule.BOTH, 0.9, 8));
+    double[] spike = {10, 1, 0.9, 0.8, 0.7};  // elbow 1; energy 0.99 keeps 4 (101.81 / 102.94 = 0.989)
+    assertEquals(4, KroneckerSvd.terms(spike, KroneckerSvd.Rule.ENERGY, 0.99, 8));
+    assertEquals(1, KroneckerSvd.terms(spike, KroneckerSvd.Rule.BOTH, 0.99, 8));
+    assertEquals(0, KroneckerSvd.terms(new double[] {0, 0}, KroneckerSvd.Rule.BOTH, 0.9, 8), "nothing to keep");
+  }
+
   // ------------------------------------------------------------ the Kronecker apply
 
   /**
@@ -216,61 +239,103 @@ class SokaTest {
   // ------------------------------------------------------------ on the tiny BERT
 
   /**
+   * The tiny BERT with layer 0's key reading the query's weight: that weight has two readers, so
+   * SoKA on the query keeps W and subtracts its principal part, where every other site's weight
+   * (one reader) gives way to the folded residual.
+   */
+  private static Graph sharedQueryWeight() {
+    Graph g = TinyBertHost.graph(11, D);
+    List<LinearSite> sites = LinearSite.find(g);
+    LinearSite query = sites.stream().filter(s -> s.node().matches(".*/layer.0/attention/self/query/MatMul")).findFirst().orElseThrow();
+    LinearSite key = sites.stream().filter(s -> s.node().matches(".*/layer.0/attention/self/key/MatMul")).findFirst().orElseThrow();
+    Node node = g.nodes().stream().filter(n -> n.name().equals(key.node())).findFirst().orElseThrow();
+    List<String> inputs = new ArrayList<>(node.inputs());
+    inputs.set(inputs.indexOf(key.weight()), query.weight());
+    g.replaceNode(node, node.withInputs(inputs));
+    g.removeUnused();
+    return g;
+  }
+
+  /** The initializers named {@code …/W_res} and the nodes of the subtracted principal part ({@code …/kron0/…}) of a graph. */
+  private static long[] forms(ModelProto m) {
+    long folded = m.getGraph().getInitializerList().stream().filter(t -> t.getName().contains("/W_res")).count();
+    long subtracted = m.getGraph().getNodeList().stream().filter(n -> n.getName().contains("/kron0/MatMul_A")).count();
+    return new long[] {folded, subtracted};
+  }
+
+  /**
    * With the offsets at zero (their init) the logits are the host's with the same head (LoRA with
-   * B = 0 as the reference); an offset moved changes them.
+   * B = 0 as the reference), in both forms: every weight folded into its residual (float64, and
+   * float32 within 1e-5), and the shared query weight of {@link #sharedQueryWeight} kept with its
+   * principal part subtracted; an offset moved changes them.
    */
   @Test
   void atItsInitialValuesTheOutputIsTheHosts() throws OrtException {
-    Graph host = TinyBertHost.graph(11, D);
-    double[] reference;
-    Map<String, double[]> head = new HashMap<>();
-    try (WholeStepCheck lora = WholeStepCheck.classification(host, Adapters.of("lora", "", Map.of("rank", 1)))) {
-      for (Parameter p : lora.params) {
-        if (p.getSite().equals("classifier")) {
-          head.put(p.getName(), lora.values.get(p.getName()));
-        } else if (p.getName().endsWith("lora_B")) {
-          Arrays.fill(lora.values.get(p.getName()), 0);
+    for (String form : List.of("float64, all folded", "float64, shared query weight subtracted", "float32, all folded")) {
+      boolean shared = form.contains("shared");
+      boolean single = form.startsWith("float32");
+      Graph host = shared ? sharedQueryWeight() : TinyBertHost.graph(11, single ? TensorType.FLOAT : D);
+      double[] reference;
+      Map<String, double[]> head = new HashMap<>();
+      try (WholeStepCheck lora = WholeStepCheck.classification(host, Adapters.of("lora", "", Map.of("rank", 1)))) {
+        for (Parameter p : lora.params) {
+          if (p.getSite().equals("classifier")) {
+            head.put(p.getName(), lora.values.get(p.getName()));
+          } else if (p.getName().endsWith("lora_B")) {
+            Arrays.fill(lora.values.get(p.getName()), 0);
+          }
         }
+        reference = lora.inference();
       }
-      reference = lora.inference();
-    }
-    try (WholeStepCheck soka = WholeStepCheck.classification(host, Adapters.of("soka", "", Map.of()))) {
-      for (Parameter p : soka.params) {
-        if (p.getSite().equals("classifier")) {
-          soka.values.put(p.getName(), head.get(p.getName()));
-        } else {
-          Arrays.fill(soka.values.get(p.getName()), 0);
+      try (WholeStepCheck soka = WholeStepCheck.classification(host, Adapters.of("soka", "", Map.of()))) {
+        // Four sites (query and value of two layers): all folded, or all but the shared query.
+        assertArrayEquals(shared ? new long[] {3, 1} : new long[] {4, 0}, forms(soka.graft.inference()), "W_res, kron0");
+        assertArrayEquals(shared ? new long[] {3, 1} : new long[] {4, 0}, forms(soka.graft.train()), "W_res, kron0");
+        for (Parameter p : soka.params) {
+          if (p.getSite().equals("classifier")) {
+            soka.values.put(p.getName(), head.get(p.getName()));
+          } else {
+            Arrays.fill(soka.values.get(p.getName()), 0);
+          }
         }
+        double[] initial = soka.inference();
+        double worst = 0;
+        for (int i = 0; i < reference.length; i++) {
+          worst = Math.max(worst, Math.abs(reference[i] - initial[i]));
+        }
+        // float32: W_res is rounded once, the principal part of the kron path in float32 arithmetic.
+        assertTrue(worst < (single ? 1e-5 : 1e-12), form + ": initial logits vs the host's: " + worst);
+        System.out.printf("SokaTest initial logits vs the host's (%s): max |difference| %.3g (logits %s)%n",
+            form, worst, Arrays.toString(initial));
+        Parameter first = soka.params.stream().filter(p -> p.getName().endsWith("soka_dA")).findFirst().orElseThrow();
+        Arrays.fill(soka.values.get(first.getName()), 0.2);
+        double[] moved = soka.inference();
+        assertTrue(Math.abs(moved[0] - initial[0]) > 1e-6, "an offset changes the output");
       }
-      double[] initial = soka.inference();
-      double worst = 0;
-      for (int i = 0; i < reference.length; i++) {
-        worst = Math.max(worst, Math.abs(reference[i] - initial[i]));
-      }
-      assertTrue(worst < 1e-12, "initial logits vs the host's: " + worst);
-      System.out.printf("SokaTest initial logits vs the host's: max |difference| %.3g (logits %s)%n", worst,
-          Arrays.toString(initial));
-      Parameter first = soka.params.stream().filter(p -> p.getName().endsWith("soka_dA")).findFirst().orElseThrow();
-      Arrays.fill(soka.values.get(first.getName()), 0.2);
-      double[] moved = soka.inference();
-      assertTrue(Math.abs(moved[0] - initial[0]) > 1e-6, "an offset changes the output");
     }
   }
 
   /**
-   * Default sites (query, value; 8 → 8 split 2·4, 2·4, so R(W) is [4, 16]) at energy 0.9 and at
-   * the elbow; and the feed-forward 8 → 16 with a given split: the whole step's gradients match
-   * central differences.
+   * Default sites (query, value; 8 → 8 split 2·4, 2·4, so R(W) is [4, 16]) with the default rule
+   * (both), at the elbow and at energy 0.99, all weights folded into their residuals; the
+   * feed-forward 8 → 16 with a given split; and the host whose query weight has two readers (its
+   * principal part subtracted, the others folded): the whole step's gradients match central
+   * differences.
    */
   @Test
   void wholeStepMatchesCentralDifferences() throws OrtException {
     for (Map<String, Object> options : List.<Map<String, Object>>of(
         Map.of(),
         Map.of("rule", "elbow"),
-        Map.of("inFactor", 4, "outFactor", 2, "energy", 0.99))) {
+        Map.of("rule", "energy", "energy", 0.99),
+        Map.of("inFactor", 4, "outFactor", 2, "energy", 0.99),
+        Map.of("shared", true))) {
       String target = options.containsKey("inFactor") ? ".*/(query|intermediate/dense)/MatMul" : "";
-      try (WholeStepCheck check = WholeStepCheck.classification(TinyBertHost.graph(11, D),
-          Adapters.of("soka", target, options))) {
+      boolean shared = options.containsKey("shared");
+      Map<String, Object> declared = shared ? Map.of() : options;
+      try (WholeStepCheck check = WholeStepCheck.classification(shared ? sharedQueryWeight() : TinyBertHost.graph(11, D),
+          Adapters.of("soka", target, declared))) {
+        assertEquals(shared ? 1 : 0, forms(check.graft.train())[1], "sites with the principal part subtracted");
         StringBuilder shapes = new StringBuilder();
         for (Parameter p : check.params) {
           if (p.getName().endsWith("soka_dA")) {
@@ -305,7 +370,7 @@ class SokaTest {
   void aZeroWeightHasNothingToTrainAndIsReported() {
     Graph g = TinyBertHost.graph(3);
     String node = ".*/layer.0/attention/self/query/MatMul";
-    String weight = dev.graft.compiler.kinds.LinearSite.find(g).stream().filter(s -> s.node().matches(node))
+    String weight = LinearSite.find(g).stream().filter(s -> s.node().matches(node))
         .findFirst().orElseThrow().weight();
     var t = g.initializers().get(weight);
     g.initializers().put(weight, Tensors.floats(weight, t.getDataType(), t.getDimsList(), new double[(int) Tensors.elementCount(t)]));

@@ -302,7 +302,7 @@ class WeightDeltaTest {
   /** SoKA at three site shapes, K from the energy threshold (principal factors as constants, offsets random). */
   @Test
   void soka() throws OrtException {
-    check("SoKA", spec("soka", THREE_SITES, Map.of("energy", 0.99)));
+    check("SoKA", spec("soka", THREE_SITES, Map.of("rule", "energy", "energy", 0.99)));
   }
 
   /**

@@ -132,7 +132,9 @@ public final class KroneckerSvd {
      * number of terms before it (at least 1): for a spectrum that drops and then flattens, the
      * terms above the drop.
      */
-    ELBOW
+    ELBOW,
+    /** The fewer of the two: {@code min(}{@link #ENERGY}{@code , }{@link #ELBOW}{@code )}. */
+    BOTH
   }
 
   /**
@@ -147,38 +149,47 @@ public final class KroneckerSvd {
     if (n == 0) {
       return 0;
     }
-    int k;
-    if (rule == Rule.ENERGY) {
-      double total = 0;
-      for (int i = 0; i < n; i++) {
-        total += sigma[i] * sigma[i];
+    int k = switch (rule) {
+      case ENERGY -> energyTerms(sigma, n, energy);
+      case ELBOW -> elbowTerms(sigma, n);
+      case BOTH -> Math.min(energyTerms(sigma, n, energy), elbowTerms(sigma, n));
+    };
+    return Math.min(k, max);
+  }
+
+  /** The smallest K with {@code Σ_{k≤K} σ_k² ≥ energy·Σ σ_k²} over the first n (non-zero) values. */
+  private static int energyTerms(double[] sigma, int n, double energy) {
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+      total += sigma[i] * sigma[i];
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+      sum += sigma[i] * sigma[i];
+      if (sum >= energy * total * (1 - 1e-12)) {
+        return i + 1;
       }
-      double sum = 0;
-      k = n;
+    }
+    return n;
+  }
+
+  /** The number of terms before the knee of the first n (non-zero) values, at least 1. */
+  private static int elbowTerms(double[] sigma, int n) {
+    int k = 1;
+    if (n > 2) {
+      double dx = n - 1;
+      double dy = sigma[n - 1] - sigma[0];
+      double length = Math.hypot(dx, dy);
+      double best = -1;
       for (int i = 0; i < n; i++) {
-        sum += sigma[i] * sigma[i];
-        if (sum >= energy * total * (1 - 1e-12)) {
-          k = i + 1;
-          break;
-        }
-      }
-    } else {
-      k = 1;
-      if (n > 2) {
-        double dx = n - 1;
-        double dy = sigma[n - 1] - sigma[0];
-        double length = Math.hypot(dx, dy);
-        double best = -1;
-        for (int i = 0; i < n; i++) {
-          double distance = Math.abs(dy * i - dx * (sigma[i] - sigma[0])) / length;
-          if (distance > best + 1e-15) {
-            best = distance;
-            k = Math.max(1, i);
-          }
+        double distance = Math.abs(dy * i - dx * (sigma[i] - sigma[0])) / length;
+        if (distance > best + 1e-15) {
+          best = distance;
+          k = Math.max(1, i);
         }
       }
     }
-    return Math.min(k, max);
+    return k;
   }
 
   private static double dot(double[] x, double[] y) {

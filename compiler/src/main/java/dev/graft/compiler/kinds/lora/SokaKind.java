@@ -6,6 +6,7 @@ import dev.graft.compiler.kinds.LinearUpdateKind;
 import dev.graft.compiler.kinds.Placement;
 import dev.graft.compiler.kinds.Site;
 
+import dev.graft.compiler.GraphVariant;
 import dev.graft.compiler.diag.Diagnostic;
 import dev.graft.compiler.diag.ErrorCode;
 import dev.graft.compiler.ir.Graph;
@@ -28,10 +29,16 @@ import org.jspecify.annotations.Nullable;
  * y = g·x·W} with {@code W [in, out]}, {@code in = i1·i2}, {@code out = o1·o2}: the compiler reads W
  * and takes its Kronecker-product SVD ({@link KroneckerSvd}), {@code W = Σ_k A0_k ⊗ B0_k} with
  * {@code A0_k = √σ_k U_k [i1, o1]}, {@code B0_k = √σ_k V_k [i2, o2]}; it keeps the first K terms, K
- * chosen by the energy threshold or the spectrum's elbow ({@code rule}), at most {@code maxTerms}.
- * As PiSSA does, the principal part trains and the residual {@code W − Σ A0_k ⊗ B0_k} stays frozen:
+ * chosen by the energy threshold, the spectrum's elbow or the fewer of the two ({@code rule}), at
+ * most {@code maxTerms}. As PiSSA does, the principal part trains and the residual {@code W_res = W
+ * − Σ A0_k ⊗ B0_k} stays frozen:
  *
- * <pre>y' = g·(x·W − x·Σ_k A0_k ⊗ B0_k + x·Σ_k A_k ⊗ B_k),   A_k = A0_k + dA_k,  B_k = B0_k + dB_k</pre>
+ * <pre>y' = g·(x·W_res + x·Σ_k A_k ⊗ B_k),   A_k = A0_k + dA_k,  B_k = B0_k + dB_k</pre>
+ *
+ * <p>Where the site's node is the only reader of W, {@code W_res} is computed here (in double
+ * precision) and takes W's place as a constant of the graph; where W has other readers (a tied
+ * weight), W stays and the principal part is subtracted from the output, {@code x·W − x·Σ A0_k ⊗
+ * B0_k}.
  *
  * <p>The principal factors are constants of the graphs (computed here from the host's values);
  * the parameters are the offsets {@code dA [K·i1, o1]} (row {@code k·i1 + a} is row a of {@code
@@ -46,6 +53,8 @@ public final class SokaKind implements LinearUpdateKind {
   public static final String ENERGY = "energy";
   /** The rule choosing K at the spectrum's elbow. */
   public static final String ELBOW = "elbow";
+  /** The rule keeping the fewer of the energy and elbow counts (the default). */
+  public static final String BOTH = "both";
 
   /** Decompositions by host weight (the same immutable tensor in every variant's graph), then by split. */
   private static final Map<TensorProto, Map<String, KroneckerSvd.Decomposition>> CACHE =
@@ -73,9 +82,9 @@ public final class SokaKind implements LinearUpdateKind {
             "i1, the input side of A (in = i1·i2): -1 for the near-square split, else a divisor of every site's input width"),
         AdapterOption.integer("outFactor", -1, -1, Integer.MAX_VALUE,
             "o1, the output side of A (out = o1·o2): -1 for the near-square split, else a divisor of every site's output width"),
-        AdapterOption.choice("rule", ENERGY, List.of(ENERGY, ELBOW),
-            "how many Kronecker terms K: energy (smallest K keeping that share of Σσ²) or elbow (the spectrum's knee)"),
-        AdapterOption.number("energy", 0.9, 0, 1, "the share of the spectrum's energy Σσ² the kept terms hold (rule energy)"),
+        AdapterOption.choice("rule", BOTH, List.of(BOTH, ENERGY, ELBOW),
+            "how many Kronecker terms K: both (the fewer of energy and elbow), energy (smallest K keeping that share of Σσ²) or elbow (the spectrum's knee)"),
+        AdapterOption.number("energy", 0.9, 0, 1, "the share of the spectrum's energy Σσ² the kept terms hold (rules energy and both)"),
         AdapterOption.integer("maxTerms", 8, 1, 4096, "the most Kronecker terms K a site keeps"));
   }
 
@@ -203,6 +212,63 @@ public final class SokaKind implements LinearUpdateKind {
     }
   }
 
+  /**
+   * {@code W − Σ_{k<K} A0_k ⊗ B0_k} in the layout, type and shape of the host weight (its {@code [out,
+   * in]} transpose where the site reads it so), computed in double precision from the host's values.
+   */
+  static TensorProto residual(AdapterSpec spec, LinearSite site, Graph g, int k, String name) {
+    Split s = Split.of(spec, site);
+    KroneckerSvd.Decomposition d = decomposition(spec, site, g);
+    TensorProto host = g.initializers().get(site.weight());
+    double[] w = Tensors.readDoubles(host);
+    if (site.outFirst()) {
+      w = transpose(w, (int) site.out(), (int) site.in());
+    }
+    int out = s.o1() * s.o2();
+    for (int t = 0; t < k; t++) {
+      double[] at = d.a()[t];
+      double[] bt = d.b()[t];
+      for (int a = 0; a < s.i1(); a++) {
+        for (int c = 0; c < s.o1(); c++) {
+          double v = at[a * s.o1() + c];
+          for (int b = 0; b < s.i2(); b++) {
+            int row = (a * s.i2() + b) * out + c * s.o2();
+            for (int e = 0; e < s.o2(); e++) {
+              w[row + e] -= v * bt[b * s.o2() + e];
+            }
+          }
+        }
+      }
+    }
+    if (site.outFirst()) {
+      w = transpose(w, (int) site.in(), (int) site.out());
+    }
+    return Tensors.floats(name, host.getDataType(), host.getDimsList(), w);
+  }
+
+  /**
+   * Whether the site's node is the only reader of its host weight (and the weight is no graph
+   * output), so that weight can give way to the residual without changing any other output.
+   */
+  private static boolean soleReader(Graph g, LinearSite site) {
+    if (g.outputs().contains(site.weight())) {
+      return false;
+    }
+    Node node = LinearAdapters.node(g, site);
+    int readers = 0;
+    for (Node n : g.nodes()) {
+      for (String input : n.inputs()) {
+        if (input.equals(site.weight())) {
+          if (n != node) {
+            return false;
+          }
+          readers++;
+        }
+      }
+    }
+    return readers == 1;
+  }
+
   @Override
   public void place(AdapterSpec spec, List<? extends Site> sites, Placement placement) {
     Graph g = placement.graph();
@@ -217,12 +283,24 @@ public final class SokaKind implements LinearUpdateKind {
       String db = placement.parameter(site, "soka_dB", s.i2(), (long) k * s.o2()).init(Init.ZEROS, 0).save(key(site, "soka_dB")).add();
       String a = g.op(base + "/Add_A", "Add", List.of(p.a(), da));
       String b = g.op(base + "/Add_B", "Add", List.of(p.b(), db));
+      // The site's node the only reader of W: it reads the residual W − Σ A0⊗B0, folded here (no
+      // subtraction per step); else the principal part is subtracted from the output. The update
+      // graph keeps W: its outputs are ΔW alone, which reads W's decomposition after the forward
+      // part is pruned.
+      boolean folded = placement.variant() != GraphVariant.UPDATE && soleReader(g, site);
+      if (folded) {
+        String residual = g.freshValue(base + "/W_res");
+        g.addInitializer(residual(spec, site, g, k, residual), false);
+        g.replaceUses(site.weight(), residual, List.of());
+      }
       String y = site.output(g);
       int before = g.nodes().size();
       String shape = g.op(base + "/Shape", "Shape", List.of(y));
-      String trained = apply(g, base + "/kron", in.value(), a, b, s, k, shape);
-      String principal = apply(g, base + "/kron0", in.value(), p.a(), p.b(), s, k, shape);
-      String update = g.op(base + "/Sub", "Sub", List.of(trained, principal));
+      String update = apply(g, base + "/kron", in.value(), a, b, s, k, shape);
+      if (!folded) {
+        String principal = apply(g, base + "/kron0", in.value(), p.a(), p.b(), s, k, shape);
+        update = g.op(base + "/Sub", "Sub", List.of(update, principal));
+      }
       if (in.outputScale() != 1) {
         update = g.op(base + "/Mul", "Mul", List.of(update, placement.scalar(base + "/scaling", in.outputScale())));
       }
