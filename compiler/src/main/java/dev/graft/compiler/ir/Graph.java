@@ -225,6 +225,11 @@ public final class Graph {
     return output;
   }
 
+  /** The nodes reading {@code value} as an input, in graph order (a node reading it twice once). */
+  public List<Node> readers(String value) {
+    return nodes.stream().filter(n -> n.inputs().contains(value)).toList();
+  }
+
   public @Nullable Node producer(String value) {
     for (Node n : nodes) {
       if (n.outputs().contains(value)) {

@@ -147,7 +147,7 @@ public record LinearSite(String node, String modulePath, OptionalInt layer, Stri
    */
   public String biasedOutput(Graph graph) {
     String y = output(graph);
-    List<Node> users = graph.nodes().stream().filter(x -> x.inputs().contains(y)).toList();
+    List<Node> users = graph.readers(y);
     if (users.size() == 1 && users.get(0).opType().equals("Add") && users.get(0).inputs().size() == 2) {
       Node add = users.get(0);
       String other = add.input(0).equals(y) ? add.input(1) : add.input(0);

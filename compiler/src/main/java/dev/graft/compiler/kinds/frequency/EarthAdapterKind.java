@@ -174,8 +174,7 @@ public final class EarthAdapterKind implements ComposableKind {
   private static String scaled(Graph graph, String value) {
     String v = value;
     while (true) {
-      String current = v;
-      List<Node> readers = graph.nodes().stream().filter(n -> n.inputs().contains(current)).toList();
+      List<Node> readers = graph.readers(v);
       if (readers.size() != 1) {
         return v;
       }
@@ -210,12 +209,10 @@ public final class EarthAdapterKind implements ComposableKind {
     String value = scaled(graph, target);
     List<String> found = new ArrayList<>();
     long residuals = 0;
-    for (Node n : graph.nodes()) {
-      if (n.inputs().contains(value)) {
-        boolean residual = isResidualAdd(graph, n, value);
-        residuals += residual ? 1 : 0;
-        found.add(n.name() + " (" + n.opType() + (residual ? ", a residual sum" : "") + ")");
-      }
+    for (Node n : graph.readers(value)) {
+      boolean residual = isResidualAdd(graph, n, value);
+      residuals += residual ? 1 : 0;
+      found.add(n.name() + " (" + n.opType() + (residual ? ", a residual sum" : "") + ")");
     }
     if (found.isEmpty()) {
       return "no node reads it";

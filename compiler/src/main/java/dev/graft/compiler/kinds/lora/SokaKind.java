@@ -168,12 +168,15 @@ public final class SokaKind implements LinearUpdateKind {
     TensorProto t = graph.initializers().get(site.weight());
     Map<String, KroneckerSvd.Decomposition> bySplit = CACHE.computeIfAbsent(t, k -> new java.util.concurrent.ConcurrentHashMap<>());
     return bySplit.computeIfAbsent(split.key(), k -> {
-      double[] w = Tensors.readDoubles(t);
-      if (site.outFirst()) {
-        w = transpose(w, (int) site.out(), (int) site.in());
-      }
+      double[] w = weightInOut(site, t);
       return KroneckerSvd.decompose(w, split.i1(), split.i2(), split.o1(), split.o2());
     });
+  }
+
+  /** The site's host weight {@code t} as {@code [in, out]} doubles (transposed where the site reads it {@code [out, in]}). */
+  private static double[] weightInOut(LinearSite site, TensorProto t) {
+    double[] w = Tensors.readDoubles(t);
+    return site.outFirst() ? transpose(w, (int) site.out(), (int) site.in()) : w;
   }
 
   /** The number of terms the declaration keeps at {@code site}. */
@@ -220,10 +223,7 @@ public final class SokaKind implements LinearUpdateKind {
     Split s = Split.of(spec, site);
     KroneckerSvd.Decomposition d = decomposition(spec, site, g);
     TensorProto host = g.initializers().get(site.weight());
-    double[] w = Tensors.readDoubles(host);
-    if (site.outFirst()) {
-      w = transpose(w, (int) site.out(), (int) site.in());
-    }
+    double[] w = weightInOut(site, host);
     int out = s.o1() * s.o2();
     for (int t = 0; t < k; t++) {
       double[] at = d.a()[t];
@@ -255,18 +255,8 @@ public final class SokaKind implements LinearUpdateKind {
       return false;
     }
     Node node = LinearAdapters.node(g, site);
-    int readers = 0;
-    for (Node n : g.nodes()) {
-      for (String input : n.inputs()) {
-        if (input.equals(site.weight())) {
-          if (n != node) {
-            return false;
-          }
-          readers++;
-        }
-      }
-    }
-    return readers == 1;
+    List<Node> readers = g.readers(site.weight());
+    return readers.size() == 1 && readers.get(0) == node && Collections.frequency(node.inputs(), site.weight()) == 1;
   }
 
   @Override
