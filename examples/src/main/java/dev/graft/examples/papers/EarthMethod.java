@@ -8,6 +8,7 @@ import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.data.Example;
 import dev.graft.runtime.data.HostTensor;
+import dev.graft.runtime.data.Split;
 import dev.graft.runtime.train.TrainingResult;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import java.nio.file.Files;
@@ -57,7 +58,7 @@ final class EarthMethod implements PaperMethod {
     CompiledGraft loraGraft = Graft.host(vit).name("PapersEarthLora")
         .lora(".*/attention/attention/(query|value)/MatMul", o -> o.rank(8).alpha(16))
         .classification(3, c -> c.pooling(ClassificationSpec.Pooling.MEAN)).compile();
-    Split split = split(train, VALIDATION, VALIDATION_SEED);
+    Split<Example> split = Split.of(train, VALIDATION, VALIDATION_SEED);
     Choice earthLr = choose(earthGraft, epochs, split, hostFile);
     Choice loraLr = choose(loraGraft, epochs, split, hostFile);
     Row earth = train(earthGraft, epochs, earthLr.best(), train, heldOut, saved, hostFile);
@@ -68,7 +69,7 @@ final class EarthMethod implements PaperMethod {
         + " learning rates chosen on a validation split of the training images (%d of them, seed %d; trained on the"
         + " other %d), then trained on all %d: Earth-Adapter lr %s (validation %s); LoRA r8 (query, value) on the"
         + " same ViT and data: lr %s (validation %s), params=%d accuracy=%.4f steps_per_s=%.2f",
-        epochs, train.size(), heldOut.size(), split.validation().size(), VALIDATION_SEED, split.fit().size(),
+        epochs, train.size(), heldOut.size(), split.heldOut().size(), VALIDATION_SEED, split.train().size(),
         train.size(), earthLr.best(), earthLr.scores(), loraLr.best(), loraLr.scores(), lora.params(),
         lora.accuracy(), lora.stepsPerSecond());
     return new PaperResult(name(), earth.params(), PapersBenchmark.bytes(saved) - PapersBenchmark.bytes(loraSaved),
@@ -77,13 +78,11 @@ final class EarthMethod implements PaperMethod {
 
   /** The learning rates tried on the validation split, for each method alike. */
   static final List<Float> LEARNING_RATES = List.of(5e-3f, 1e-2f, 2e-2f, 5e-2f);
-  /** Training images held out of fitting to choose the learning rate (never the held-out test images). */
-  static final int VALIDATION = 120;
+  /** The share of the training images held out of fitting to choose the learning rate (never the held-out test images). */
+  static final double VALIDATION = 0.2;
   static final long VALIDATION_SEED = 13;
 
   record Row(long params, double accuracy, double stepsPerSecond) {}
-
-  record Split(List<Example> fit, List<Example> validation) {}
 
   /** The chosen learning rate and every rate's validation accuracy. */
   record Choice(float best, Map<Float, Double> accuracies) {
@@ -95,20 +94,13 @@ final class EarthMethod implements PaperMethod {
     }
   }
 
-  /** {@code n} of {@code examples} (a seeded shuffle) for validation, the rest for fitting. */
-  static Split split(List<Example> examples, int n, long seed) {
-    List<Example> shuffled = new ArrayList<>(examples);
-    java.util.Collections.shuffle(shuffled, new Random(seed));
-    return new Split(List.copyOf(shuffled.subList(n, shuffled.size())), List.copyOf(shuffled.subList(0, n)));
-  }
-
-  /** Trains {@code graft} on the split's fit part at each of {@link #LEARNING_RATES}; the best on validation (ties: the smaller). */
-  private static Choice choose(CompiledGraft graft, int epochs, Split split, Path host) throws Exception {
+  /** Trains {@code graft} on the split's training part at each of {@link #LEARNING_RATES}; the best on validation (ties: the smaller). */
+  private static Choice choose(CompiledGraft graft, int epochs, Split<Example> split, Path host) throws Exception {
     Map<Float, Double> scores = new java.util.LinkedHashMap<>();
     float best = Float.NaN;
     for (float lr : LEARNING_RATES) {
       try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42).withHost(host))) {
-        double accuracy = PapersBenchmark.trainer(epochs, lr).fit(model, split.fit(), split.validation()).finalAccuracy();
+        double accuracy = PapersBenchmark.trainer(epochs, lr).fit(model, split.train(), split.heldOut()).finalAccuracy();
         scores.put(lr, accuracy);
         if (Float.isNaN(best) || accuracy > scores.get(best)) {
           best = lr;
