@@ -29,4 +29,24 @@ public @interface Graft {
    * train.
    */
   String[] train() default {};
+
+  /**
+   * How the training step's backward pass goes through an int8 host's linear layers
+   * ({@code MatMulInteger} over int8 weights): {@link Int8Backward#DEQUANTIZED} (the default) or
+   * {@link Int8Backward#INTEGER}. Anything but the default on a graft whose gradient passes no int8
+   * layer is GRAFT201.
+   */
+  Int8Backward int8Backward() default Int8Backward.DEQUANTIZED;
+
+  /** The choices of {@link #int8Backward()}. */
+  enum Int8Backward {
+    /** The int8 weight dequantized at run time, the gradient's product in float32: the straight-through rule exactly. */
+    DEQUANTIZED,
+    /**
+     * The gradient scaled by the weight's column scales, quantized per tensor to uint8 and
+     * multiplied by the int8 weight in integer arithmetic: faster, with an error of about the
+     * gradient's range / 255 per element.
+     */
+    INTEGER
+  }
 }

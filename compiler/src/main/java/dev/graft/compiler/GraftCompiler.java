@@ -14,6 +14,7 @@ import dev.graft.compiler.emit.VariantGraph;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.OnnxImport;
+import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.Placement;
@@ -25,6 +26,7 @@ import dev.graft.compiler.passes.SavedActivations;
 import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.compiler.tasks.TaskPass;
 import dev.graft.spec.manifest.GatheredTensor;
 import dev.graft.spec.manifest.KeyValueCache;
@@ -281,7 +283,13 @@ public final class GraftCompiler {
     Set<String> forwardNodes = new HashSet<>();
     train.nodes().forEach(n -> forwardNodes.add(n.name()));
     List<Node> forwardGraph = List.copyOf(train.nodes());
-    Autodiff.Gradients gradients = Autodiff.backward(train, TaskPass.LOSS, trained);
+    Autodiff.Gradients gradients = Autodiff.backward(train, TaskPass.LOSS, trained, spec.int8Backward());
+    if (spec.int8Backward() != Int8Backward.DEQUANTIZED && gradients.int8Layers().isEmpty()) {
+      throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.INT8_BACKWARD_UNUSED, spec.source(), null,
+          spec.int8Backward(), QuantizedMatMul.find(forward.graph()).isEmpty()
+              ? "the host has none (a float host)"
+              : "the gradient passes none of the host's int8 layers (every trained parameter is after the last one)")));
+    }
     List<Diagnostic> unreached = UnreachedParameters.diagnose(spec, plan, forwardGraph, train, forward.parameters(),
         gradients.unreached(), TaskPass.LOSS);
     if (!unreached.isEmpty()) {

@@ -15,6 +15,7 @@ import dev.graft.compiler.spec.ClassificationSpec;
 import dev.graft.compiler.spec.Composition;
 import dev.graft.compiler.spec.CompositionBlock;
 import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.compiler.spec.MultiLabelSpec;
 import dev.graft.compiler.spec.RegressionSpec;
 import dev.graft.compiler.spec.TaskSpec;
@@ -23,6 +24,7 @@ import dev.graft.compiler.tasks.TaskKind;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Objects;
 import java.util.Set;
 import org.jspecify.annotations.Nullable;
 
@@ -46,6 +48,7 @@ public final class Graft {
   private AdamWSpec optimizer = AdamWSpec.DEFAULT;
   private final List<Composition> compositions = new ArrayList<>();
   private final List<String> train = new ArrayList<>();
+  private Int8Backward int8Backward = Int8Backward.DEQUANTIZED;
 
   private Graft(HostModel host) {
     this.host = host;
@@ -542,6 +545,17 @@ public final class Graft {
     return this;
   }
 
+  /**
+   * How the training step's backward pass goes through an int8 host's linear layers: {@link
+   * Int8Backward#DEQUANTIZED} (the default; float32 with the dequantized weight) or {@link
+   * Int8Backward#INTEGER} (the gradient quantized to uint8, an int8 product: faster, approximate).
+   * Anything but the default on a graft whose gradient passes no int8 layer is GRAFT201.
+   */
+  public Graft int8Backward(Int8Backward value) {
+    int8Backward = Objects.requireNonNull(value, "int8Backward");
+    return this;
+  }
+
   /** The declaration as the compiler sees it. */
   public GraftSpec spec() {
     if (task == null) {
@@ -549,7 +563,7 @@ public final class Graft {
           "declare a task first: .classification(2), .regression(1), .multiLabel(3), .causalLm() or "
               + ".tokenClassification(5)");
     }
-    return new GraftSpec(name, host.name(), adapters, task, optimizer, null, compositions, train);
+    return new GraftSpec(name, host.name(), adapters, task, optimizer, null, compositions, train, int8Backward);
   }
 
   /**

@@ -3,6 +3,7 @@ package dev.graft.compiler.autodiff;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.QuantizedMatMul;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
@@ -47,8 +48,10 @@ public final class Autodiff {
    * @param values each parameter's gradient value name, in the order of the parameters
    * @param unreached the parameters no gradient reached (no path to the loss through ops that pass
    *     one): their gradient is zeros, in the order of the parameters
+   * @param int8Layers the int8 linear layers ({@link QuantizedMatMul#matMul}) the backward pass
+   *     goes through, in backward order
    */
-  public record Gradients(Map<String, String> values, List<String> unreached) {}
+  public record Gradients(Map<String, String> values, List<String> unreached, List<String> int8Layers) {}
 
   /**
    * {@link #differentiate}, also telling which parameters no gradient reached.
@@ -57,6 +60,14 @@ public final class Autodiff {
    *     cannot apply to it
    */
   public static Gradients backward(Graph graph, String loss, List<String> parameters) {
+    return backward(graph, loss, parameters, Int8Backward.DEQUANTIZED);
+  }
+
+  /**
+   * {@link #backward(Graph, String, List)}, going through the host's int8 linear layers as {@code
+   * int8} says ({@link ContractionGradients#int8MatMul}).
+   */
+  public static Gradients backward(Graph graph, String loss, List<String> parameters, Int8Backward int8Backward) {
     List<Node> forward = new ArrayList<>(graph.nodes());
     // The int8 linear layers, by their output node, and their inner nodes.
     Map<String, QuantizedMatMul> int8 = new HashMap<>();
@@ -108,6 +119,7 @@ public final class Autodiff {
     }
     // 3. Walk backwards, accumulating gradient contributions per value.
     Map<String, List<String>> contributions = new HashMap<>();
+    List<String> int8Layers = new ArrayList<>();
     contributions.computeIfAbsent(loss, k -> new ArrayList<>())
         .add(graph.scalar("/grad/loss_seed", graph.typeOrThrow(loss).elemType(), 1.0));
     for (int i = forward.size() - 1; i >= 0; i--) {
@@ -120,7 +132,8 @@ public final class Autodiff {
         String gy = total(graph, n, q.y(), contributions);
         if (gy != null && needed.contains(q.x()) && dependent.contains(q.x())) {
           contributions.computeIfAbsent(q.x(), k -> new ArrayList<>())
-              .add(ContractionGradients.int8MatMul(q, gy, new Grad(graph, n, new boolean[] {true})));
+              .add(ContractionGradients.int8MatMul(q, gy, new Grad(graph, n, new boolean[] {true}), int8Backward));
+          int8Layers.add(q.matMul());
         }
         continue;
       }
@@ -174,7 +187,7 @@ public final class Autodiff {
       result.put(p, grad);
     }
     ShapeInference.run(graph);
-    return new Gradients(result, unreached);
+    return new Gradients(result, unreached, int8Layers);
   }
 
   private static @Nullable String total(Graph graph, Node n, String value, Map<String, List<String>> contributions) {

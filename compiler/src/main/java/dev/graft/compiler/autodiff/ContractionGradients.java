@@ -7,6 +7,7 @@ import dev.graft.compiler.ir.Dim;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.TensorType;
+import dev.graft.compiler.spec.Int8Backward;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -24,17 +25,31 @@ final class ContractionGradients {
   /**
    * The straight-through rule of an int8 linear layer {@code y ≈ x·W_deq} ({@link
    * QuantizedMatMul}), for its input only (its weight is frozen int8): {@code dL/dx = dL/dy ·
-   * W_deqᵀ}, where {@code W_deq = (Wq − wzp)·ws} (per output column) is computed at run time by
-   * {@code DequantizeLinear(Wq, ws, wzp, axis = 1)} from the int8 weight, so the graph holds the
-   * weight as int8 only (ONNX Runtime does not constant-fold DequantizeLinear). What is not
-   * differentiated: the rounding and clipping of x to uint8 and the int32 product are taken as
-   * exact (the activation's quantize/dequantize as identity), and x's scale and zero point, which
-   * depend on x's range, are taken as constants.
+   * W_deqᵀ}, where {@code W_deq = (Wq − wzp)·ws} (per output column). What is not differentiated:
+   * the rounding and clipping of x to uint8 and the int32 product are taken as exact (the
+   * activation's quantize/dequantize as identity), and x's scale and zero point, which depend on
+   * x's range, are taken as constants. Either way the graph holds the weight as int8 only.
+   *
+   * <ul>
+   *   <li>{@link Int8Backward#DEQUANTIZED}: {@code W_deq} is computed at run time by {@code
+   *       DequantizeLinear(Wq, ws, wzp, axis = 1)} (ONNX Runtime does not constant-fold it), then
+   *       one float {@code MatMul} of the gradient with its transpose.
+   *   <li>{@link Int8Backward#INTEGER}: with {@code ĝ = dL/dy ⊙ ws} (the column scales moved onto
+   *       the gradient, where they are the product's inner index), {@code dL/dx = ĝ·Wqᵀ − (ĝ·wzp)}:
+   *       {@code ĝ·Wqᵀ} is {@code com.microsoft:DynamicQuantizeMatMul} over the int8 transpose of
+   *       the weight (a {@code Transpose} of an initializer, folded by ONNX Runtime at load), which
+   *       quantizes ĝ per tensor to uint8; the zero-point term, a matrix-vector product, is left
+   *       out where every zero point is 0 (symmetric weights, as ONNX Runtime's dynamic
+   *       quantization writes them).
+   * </ul>
    *
    * @param gy the gradient of the layer's float output y
    * @param c the emitter of the layer's output node
    */
-  static String int8MatMul(QuantizedMatMul q, String gy, Grad c) {
+  static String int8MatMul(QuantizedMatMul q, String gy, Grad c, Int8Backward backward) {
+    if (backward == Int8Backward.INTEGER) {
+      return int8MatMulInteger(q, gy, c);
+    }
     List<String> in = new ArrayList<>(List.of(q.weight(), q.weightScale()));
     if (q.weightZeroPoint() != null) {
       in.add(q.weightZeroPoint());
@@ -42,6 +57,21 @@ final class ContractionGradients {
     String dequantized = c.op("DequantizeLinear", in, attr("axis", 1L));
     String transposed = c.op("Transpose", List.of(dequantized), attr("perm", List.of(1L, 0L)));
     return c.op("MatMul", List.of(gy, transposed));
+  }
+
+  private static String int8MatMulInteger(QuantizedMatMul q, String gy, Grad c) {
+    String scaled = c.op("Mul", List.of(gy, q.weightScale()));
+    String transposed = c.op("Transpose", List.of(q.weight()), attr("perm", List.of(1L, 0L)));
+    String product = c.msOp("DynamicQuantizeMatMul", List.of(scaled, transposed, c.scalar(1.0, q.weightScale())));
+    String zp = q.weightZeroPoint();
+    if (zp == null || c.allZero(zp)) {
+      return product;
+    }
+    String zeroPoint = c.op("Cast", List.of(zp), attr("to", (long) TensorType.FLOAT));
+    String shift = c.type(zp).rank() == 0
+        ? c.op("Mul", List.of(c.op("ReduceSum", List.of(scaled, c.longs(List.of(-1L))), attr("keepdims", 1L)), zeroPoint))
+        : c.op("MatMul", List.of(scaled, c.op("Unsqueeze", List.of(zeroPoint, c.longs(List.of(1L))))));
+    return c.op("Sub", List.of(product, shift));
   }
 
   static List<@Nullable String> matmul(Node n, List<@Nullable String> g, Grad c) {

@@ -97,6 +97,28 @@ public final class Grad {
     return Tensors.readLongs(t);
   }
 
+  /**
+   * Whether {@code value} is an initializer whose data this graph holds and whose every element is
+   * 0 (raw bytes or int32 data: the int8, uint8 and wider integer encodings alike).
+   */
+  public boolean allZero(String value) {
+    TensorProto t = graph.initializers().get(value);
+    if (t == null || graph.externalInitializers().contains(value)
+        || t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+      return false;
+    }
+    if (t.hasRawData()) {
+      for (byte b : t.getRawData().toByteArray()) {
+        if (b != 0) {
+          return false;
+        }
+      }
+      return true;
+    }
+    return t.getInt32DataList().stream().allMatch(v -> v == 0) && t.getInt64DataList().stream().allMatch(v -> v == 0)
+        && t.getFloatDataList().stream().allMatch(v -> v == 0) && t.getDoubleDataList().stream().allMatch(v -> v == 0);
+  }
+
   /** The value of a constant floating-point scalar (an initializer or a Constant node, one element), or null. */
   public @Nullable Double constScalar(String value) {
     if (value.isEmpty()) {

@@ -288,6 +288,8 @@ public final class ShapeInference {
       // Int8 hosts: MatMulInteger's int32 product, the quantize/dequantize pair around it.
       case "MatMulInteger":
         return matmul(n).withElemType(TensorType.INT32);
+      case "ms:DynamicQuantizeMatMul":
+        return matmul(n).withElemType(TensorType.FLOAT);
       case "DynamicQuantizeLinear":
         return type(n.input(0)).withElemType(TensorType.UINT8);
       case "QuantizeLinear":

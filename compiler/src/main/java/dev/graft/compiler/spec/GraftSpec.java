@@ -15,6 +15,7 @@ import org.jspecify.annotations.Nullable;
  * @param compositions the composition blocks of named adapters, in declaration order
  * @param train the named adapters the training step updates; empty: every one (unnamed adapters
  *     and the head always train)
+ * @param int8Backward how the backward pass goes through the host's int8 linear layers
  */
 public record GraftSpec(
     String name,
@@ -24,11 +25,18 @@ public record GraftSpec(
     AdamWSpec optimizer,
     @Nullable Object source,
     List<Composition> compositions,
-    List<String> train) {
+    List<String> train,
+    Int8Backward int8Backward) {
   public GraftSpec {
     adapters = List.copyOf(adapters);
     compositions = List.copyOf(compositions);
     train = List.copyOf(train);
+  }
+
+  /** A graft whose backward pass dequantizes int8 host layers ({@link Int8Backward#DEQUANTIZED}). */
+  public GraftSpec(String name, String host, List<AdapterSpec> adapters, TaskSpec task, AdamWSpec optimizer,
+      @Nullable Object source, List<Composition> compositions, List<String> train) {
+    this(name, host, adapters, task, optimizer, source, compositions, train, Int8Backward.DEQUANTIZED);
   }
 
   /** A graft without compositions that trains every adapter. */

@@ -16,6 +16,7 @@ import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.nio.FloatBuffer;
 import java.util.List;
@@ -42,14 +43,27 @@ class Int8LinearGradientTest {
   private final double[] scale = new double[OUT];
   private final double[] r = new double[2 * 3 * OUT];
 
-  /** The int8 layer on input x with loss Σ y ⊙ R; with {@code leak}, x's scale is also read outside the pattern. */
+  /** How the weight's zero point is given (SCALAR: with a scalar scale, as the pattern requires). */
+  private enum ZeroPoint { PER_COLUMN, ALL_ZERO, SCALAR }
+
   private Graph graph(boolean leak) {
+    return graph(leak, ZeroPoint.PER_COLUMN);
+  }
+
+  /** The int8 layer on input x with loss Σ y ⊙ R; with {@code leak}, x's scale is also read outside the pattern. */
+  private Graph graph(boolean leak, ZeroPoint zeroPoint) {
     for (int i = 0; i < wq.length; i++) {
       wq[i] = (byte) (random.nextInt(256) - 128);
     }
+    byte shared = (byte) (random.nextInt(21) - 10);
+    double sharedScale = (float) (0.001 + 0.01 * random.nextDouble());
     for (int j = 0; j < OUT; j++) {
-      zp[j] = (byte) (random.nextInt(21) - 10);
-      scale[j] = (float) (0.001 + 0.01 * random.nextDouble());
+      zp[j] = switch (zeroPoint) {
+        case PER_COLUMN -> (byte) (random.nextInt(21) - 10);
+        case ALL_ZERO -> 0;
+        case SCALAR -> shared;
+      };
+      scale[j] = zeroPoint == ZeroPoint.SCALAR ? sharedScale : (float) (0.001 + 0.01 * random.nextDouble());
     }
     for (int i = 0; i < r.length; i++) {
       r[i] = random.nextGaussian();
@@ -58,9 +72,16 @@ class Int8LinearGradientTest {
     g.addInput("x", TensorType.of(TensorType.FLOAT, X_SHAPE));
     g.addInitializer(TensorProto.newBuilder().setName("w_quantized").setDataType(TensorType.INT8).addDims(IN).addDims(OUT)
         .setRawData(ByteString.copyFrom(wq)).build(), false);
-    g.addInitializer(TensorProto.newBuilder().setName("w_zero_point").setDataType(TensorType.INT8).addDims(OUT)
-        .setRawData(ByteString.copyFrom(zp)).build(), false);
-    g.addInitializer(Tensors.floats("w_scale", TensorType.FLOAT, List.of((long) OUT), scale), false);
+    TensorProto.Builder zeroPoints = TensorProto.newBuilder().setName("w_zero_point").setDataType(TensorType.INT8);
+    if (zeroPoint == ZeroPoint.SCALAR) {
+      zeroPoints.setRawData(ByteString.copyFrom(new byte[] {shared}));
+    } else {
+      zeroPoints.addDims(OUT).setRawData(ByteString.copyFrom(zp));
+    }
+    g.addInitializer(zeroPoints.build(), false);
+    g.addInitializer(zeroPoint == ZeroPoint.SCALAR
+        ? Tensors.floats("w_scale", TensorType.FLOAT, List.of(), new double[] {sharedScale})
+        : Tensors.floats("w_scale", TensorType.FLOAT, List.of((long) OUT), scale), false);
     g.addInitializer(Tensors.floats("bias", TensorType.FLOAT, List.of((long) OUT), new double[] {0.1, -0.2, 0.3, 0}), false);
     g.addInitializer(Tensors.floats("r", TensorType.FLOAT, List.of(2L, 3L, (long) OUT), r), false);
     List<String> q = g.add("/fc/x_QuantizeLinear", "DynamicQuantizeLinear", "", List.of("x"), 3, Node.attrs());
@@ -127,6 +148,79 @@ class Int8LinearGradientTest {
       }
     }
     System.out.printf("int8 straight-through dL/dx vs R·W_deqT: worst relative error %.2e%n", worst);
+  }
+
+  /**
+   * {@link Int8Backward#INTEGER}: {@code dL/dx = ĝ·Wqᵀ − ĝ·zp} with {@code ĝ = R ⊙ scale}
+   * quantized per tensor to uint8 by ONNX Runtime's DynamicQuantizeMatMul. Its quantization step
+   * is {@code q = (max(ĝ, 0) − min(ĝ, 0)) / 255}, so each element of the result is within {@code
+   * q/2 · Σ_j |Wq[i, j] − zp[j]|} of the exact {@code R·W_deqᵀ}: the bound the test holds it to,
+   * for per-column, all-zero (no zero-point term emitted) and scalar zero points.
+   */
+  @Test
+  void theIntegerBackwardIsTheExactProductWithinTheGradientsQuantizationStep() throws Exception {
+    for (ZeroPoint zeroPoint : ZeroPoint.values()) {
+      Graph g = graph(false, zeroPoint);
+      String loss = g.outputs().get(0);
+      Autodiff.Gradients gradients = Autodiff.backward(g, loss, List.of("x"), Int8Backward.INTEGER);
+      assertEquals(List.of("/fc/MatMul_quant"), gradients.int8Layers());
+      String grad = gradients.values().get("x");
+      g.outputs().add(grad);
+      assertTrue(g.nodes().stream().anyMatch(n -> n.opType().equals("DynamicQuantizeMatMul")), "an integer product");
+      assertTrue(g.nodes().stream().noneMatch(n -> n.opType().equals("DequantizeLinear")), "nothing dequantized");
+      assertEquals(zeroPoint != ZeroPoint.ALL_ZERO,
+          g.nodes().stream().anyMatch(n -> n.name().startsWith("/grad/") && n.inputs().stream().anyMatch(
+              v -> v.contains("Cast") && g.producer(v) != null && g.producer(v).input(0).equals("w_zero_point"))),
+          zeroPoint + ": the zero-point term is emitted only where a zero point is not 0");
+      float[] x = new float[2 * 3 * IN];
+      for (int i = 0; i < x.length; i++) {
+        x[i] = (float) random.nextGaussian();
+      }
+      java.nio.file.Path optimized = dir.resolve("optimized-" + zeroPoint + ".onnx");
+      OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+      options.setOptimizedModelFilePath(optimized.toString());
+      float[] analytic;
+      try (options; OrtSession session = GradCheck.ENV.createSession(OnnxExport.write(g, "int8").toByteArray(), options);
+          OnnxTensor in = OnnxTensor.createTensor(GradCheck.ENV, FloatBuffer.wrap(x), X_SHAPE);
+          OrtSession.Result result = session.run(Map.of("x", in))) {
+        analytic = flatten((float[][][]) result.get(grad).orElseThrow().getValue());
+      }
+      dev.graft.spec.onnx.Onnx.ModelProto after = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(
+          java.nio.file.Files.readAllBytes(optimized));
+      assertTrue(after.getGraph().getInitializerList().stream()
+          .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT),
+          "ORT's optimized graph holds no float copy of the weight");
+      assertTrue(after.getGraph().getNodeList().stream().noneMatch(n -> n.getOpType().equals("Transpose")),
+          "ORT folds the int8 weight's transpose at load");
+      double lo = 0;
+      double hi = 0;
+      for (int row = 0; row < 6; row++) {
+        for (int j = 0; j < OUT; j++) {
+          double scaled = r[row * OUT + j] * (float) scale[j];
+          lo = Math.min(lo, scaled);
+          hi = Math.max(hi, scaled);
+        }
+      }
+      double step = (hi - lo) / 255;
+      double worst = 0;
+      for (int row = 0; row < 6; row++) {
+        for (int i = 0; i < IN; i++) {
+          double expected = 0;
+          double weightSum = 0;
+          for (int j = 0; j < OUT; j++) {
+            expected += r[row * OUT + j] * (float) ((wq[i * OUT + j] - zp[j]) * (float) scale[j]);
+            weightSum += Math.abs(wq[i * OUT + j] - zp[j]);
+          }
+          double bound = step / 2 * weightSum * (1 + 1e-5) + 1e-6 * Math.abs(expected);
+          double err = Math.abs(analytic[row * IN + i] - expected);
+          worst = Math.max(worst, err / bound);
+          assertTrue(err <= bound, zeroPoint + ": d loss/d x[" + row + ", " + i + "] = " + analytic[row * IN + i]
+              + ", expected R·W_deqT = " + expected + " within the quantization bound " + bound);
+        }
+      }
+      System.out.printf("int8 integer backward (%s zero point): worst error / quantization bound %.2f%n", zeroPoint,
+          worst);
+    }
   }
 
   @Test

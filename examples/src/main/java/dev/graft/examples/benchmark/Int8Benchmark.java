@@ -2,6 +2,7 @@ package dev.graft.examples.benchmark;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterModel;
@@ -19,10 +20,12 @@ import java.util.Locale;
  * by {@code DynamicQuantizeLinear}), side by side in one run: the same declaration (LoRA r8, alpha
  * 16, on the query and value projections, a 2-label head), data, batches, schedule and seeds as
  * {@code SentimentExample}. On the int8 host the weights stay int8 and the gradient passes its
- * int8 layers straight through (docs/int8-hosts.md).
+ * int8 layers straight through (docs/int8-hosts.md), once with each {@link Int8Backward}: the
+ * dequantized weight in float32 (the default) and the integer product of the quantized gradient.
  *
- * <p>Prints one line per host as it finishes and a Markdown table at the end: host, held-out
- * accuracy, training steps per second, and the int8 host's steps/s as a ratio to the float host's.
+ * <p>Prints one line per row as it finishes and a Markdown table at the end: host and backward,
+ * held-out accuracy, training steps per second, and each row's steps/s as a ratio to the float
+ * host's.
  *
  * <p>Arguments (all optional): {@code --epochs N} (default 1; the example's own default is 3).
  */
@@ -31,6 +34,8 @@ public final class Int8Benchmark {
   static final String QUERY_VALUE = ".*/attention/self/(query|value)/MatMul(_quant)?";
 
   record Result(String host, long params, long steps, double accuracy, double stepsPerSecond, double wallSeconds) {}
+
+  private record Row(String host, Int8Backward backward, String label) {}
 
   private Int8Benchmark() {}
 
@@ -46,40 +51,45 @@ public final class Int8Benchmark {
     long start = System.nanoTime();
     SentimentData data = SentimentData.load();
     List<Result> results = new ArrayList<>();
-    for (String host : List.of(SentimentData.HOST, SentimentData.INT8_HOST)) {
-      Result r = run(host, data, epochs);
+    for (Row row : List.of(new Row(SentimentData.HOST, Int8Backward.DEQUANTIZED, "float"),
+        new Row(SentimentData.INT8_HOST, Int8Backward.DEQUANTIZED, "int8, backward dequantized (default)"),
+        new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"))) {
+      Result r = run(row.host(), row.backward(), row.label(), data, epochs);
       results.add(r);
       System.out.printf(Locale.ROOT, "host: %s params=%d steps=%d accuracy=%.4f steps_per_s=%.3f wall_s=%.1f%n",
           r.host(), r.params(), r.steps(), r.accuracy(), r.stepsPerSecond(), r.wallSeconds());
     }
     Result f = results.get(0);
     Result q = results.get(1);
+    Result qi = results.get(2);
     System.out.println();
     System.out.printf(Locale.ROOT, "LoRA r8 (alpha 16) on query and value, %d epoch(s), batch 16, %d train / %d held-out"
         + " sentences, CPU, one run%n%n", epochs, data.train().size(), data.heldOut().size());
-    System.out.println("| host | trainable parameters | held-out accuracy | steps/s | steps/s vs float |");
+    System.out.println("| host, backward | trainable parameters | held-out accuracy | steps/s | steps/s vs float |");
     System.out.println("|---|---:|---:|---:|---:|");
     for (Result r : results) {
       System.out.printf(Locale.ROOT, "| %s | %,d | %.4f | %.2f | %.2fx |%n", r.host(), r.params(), r.accuracy(),
           r.stepsPerSecond(), r.stepsPerSecond() / f.stepsPerSecond());
     }
-    System.out.printf(Locale.ROOT, "%nresult: float_accuracy=%.4f int8_accuracy=%.4f float_steps_per_s=%.3f"
-        + " int8_steps_per_s=%.3f int8_speed_ratio=%.3f wall_s=%.1f%n", f.accuracy(), q.accuracy(), f.stepsPerSecond(),
-        q.stepsPerSecond(), q.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
+    System.out.printf(Locale.ROOT, "%nresult: float_accuracy=%.4f int8_accuracy=%.4f int8_integer_accuracy=%.4f"
+        + " float_steps_per_s=%.3f int8_steps_per_s=%.3f int8_integer_steps_per_s=%.3f int8_speed_ratio=%.3f"
+        + " int8_integer_speed_ratio=%.3f wall_s=%.1f%n", f.accuracy(), q.accuracy(), qi.accuracy(), f.stepsPerSecond(),
+        q.stepsPerSecond(), qi.stepsPerSecond(), q.stepsPerSecond() / f.stepsPerSecond(),
+        qi.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
   }
 
-  static Result run(String hostResource, SentimentData data, int epochs) {
-    System.err.println("== " + hostResource);
+  static Result run(String hostResource, Int8Backward backward, String label, SentimentData data, int epochs) {
+    System.err.println("== " + label);
     long start = System.nanoTime();
     HostModel host = SentimentData.readHost(hostResource);
     CompiledGraft graft = Graft.host(host).name("SentimentLora")
-        .lora(QUERY_VALUE, o -> o.rank(8).alpha(16)).classification(2).compile();
+        .lora(QUERY_VALUE, o -> o.rank(8).alpha(16)).classification(2).int8Backward(backward).compile();
     Trainer trainer = Trainer.builder()
         .batchSize(16).epochs(epochs).learningRate(LearningRate.linear(2e-3f, 0.1)).seed(1).build();
     try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
       long params = model.getParameterCount();
       TrainingResult result = trainer.fit(model, data.train(), data.heldOut());
-      return new Result(hostResource, params, result.steps(), result.finalAccuracy(), result.stepsPerSecond(),
+      return new Result(label, params, result.steps(), result.finalAccuracy(), result.stepsPerSecond(),
           (System.nanoTime() - start) / 1e9);
     }
   }

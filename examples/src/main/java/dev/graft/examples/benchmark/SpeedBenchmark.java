@@ -8,6 +8,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
 import dev.graft.runtime.AdapterGraphs;
@@ -54,8 +55,15 @@ import org.jspecify.annotations.Nullable;
  * <p>Arguments (all optional): {@code --lengths 64,128}, {@code --batch 32}, {@code --runs N}
  * (timed runs per configuration, default 7), {@code --warmup N} (default 2), {@code --threads N}
  * (ONNX Runtime intra-op threads; default its own), {@code --no-rss}, {@code --no-profile},
- * {@code --device cpu|cuda} (default cpu; cuda needs {@code onnxruntime_gpu}, {@code -Pcuda}, and
- * runs the bare forward on CUDA too; the profile then lists the nodes that fell back to the CPU).
+ * {@code --no-int8}, {@code --device cpu|cuda} (default cpu; cuda needs {@code onnxruntime_gpu},
+ * {@code -Pcuda}, and runs the bare forward on CUDA too; the profile then lists the nodes that fell
+ * back to the CPU).
+ *
+ * <p>On the CPU, unless {@code --no-int8}, the same rounds also time the int8 twin of the host
+ * (langchain4j's {@code -q} all-MiniLM-L6-v2) in a bare session and the same LoRA on it trained
+ * with {@code int8Backward = INTEGER} (reduced precision: int8 host products forward and backward,
+ * adapters, optimizer state and loss float32), and print their ratios to the float host's bare
+ * forward and to the int8 host's own.
  */
 public final class SpeedBenchmark {
   private static final float LEARNING_RATE = 1e-3f;
@@ -78,6 +86,7 @@ public final class SpeedBenchmark {
     Device device = Device.CPU;
     boolean rss = true;
     boolean profile = true;
+    boolean int8 = true;
     String child = null;
     Path graphs = null;
     for (int i = 0; i < args.length; i++) {
@@ -90,10 +99,11 @@ public final class SpeedBenchmark {
         case "--device" -> device = Device.valueOf(value(args, ++i).toUpperCase(Locale.ROOT));
         case "--no-rss" -> rss = false;
         case "--no-profile" -> profile = false;
+        case "--no-int8" -> int8 = false;
         case "--child" -> child = value(args, ++i);
         case "--graphs" -> graphs = Path.of(value(args, ++i));
         default -> throw new IllegalArgumentException("unknown argument '" + args[i]
-            + "'; expected --lengths L,L, --batch N, --runs N, --warmup N, --threads N, --device cpu|cuda, --no-rss or --no-profile");
+            + "'; expected --lengths L,L, --batch N, --runs N, --warmup N, --threads N, --device cpu|cuda, --no-rss, --no-profile or --no-int8");
       }
     }
     if (runs < 1 || batch < 1 || lengths.length == 0 || Arrays.stream(lengths).anyMatch(l -> l < 2 || l > 512)) {
@@ -106,6 +116,12 @@ public final class SpeedBenchmark {
     }
     HostModel host = SentimentData.readHost();
     CompiledGraft graft = Graft.host(host).name(NAME).lora("").classification(2).compile();
+    // The int8 rows (CPU): the same declaration on the int8 twin, the backward's products integer too.
+    int8 &= device == Device.CPU;
+    HostModel host8 = int8 ? SentimentData.readHost(SentimentData.INT8_HOST) : null;
+    CompiledGraft graft8 = host8 == null ? null
+        : Graft.host(host8).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
+    List<String> lines8 = new ArrayList<>();
     long start = System.nanoTime();
     OrtEnvironment env = OrtEnvironment.getEnvironment();
     List<String> lines = new ArrayList<>();
@@ -114,6 +130,7 @@ public final class SpeedBenchmark {
       long[] labels = labels(batch);
       Map<String, OnnxTensor> feeds = new HashMap<>();
       List<Float> losses = new ArrayList<>();
+      List<Float> losses8 = new ArrayList<>();
       try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
         if (threads > 0) {
           so.setIntraOpNumThreads(threads);
@@ -122,7 +139,9 @@ public final class SpeedBenchmark {
           so.addCUDA(0);
         }
         try (OrtSession bare = env.createSession(host.model().toByteArray(), so);
-            AdapterModel model = AdapterModel.open(Graft.graphs(graft), options)) {
+            AdapterModel model = AdapterModel.open(Graft.graphs(graft), options);
+            OrtSession bare8 = host8 == null ? null : env.createSession(host8.model().toByteArray(), so);
+            AdapterModel model8 = graft8 == null ? null : AdapterModel.open(Graft.graphs(graft8), options)) {
           for (var e : inputs.entrySet()) {
             feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
           }
@@ -134,6 +153,14 @@ public final class SpeedBenchmark {
           });
           configurations.put("forward", () -> model.predict(inputs));
           configurations.put("train", () -> losses.add(model.trainStep(inputs, labels, LEARNING_RATE)));
+          if (model8 != null) {
+            configurations.put("bare8", () -> {
+              try (OrtSession.Result r = bare8.run(feeds)) {
+                r.get(0);
+              }
+            });
+            configurations.put("train8", () -> losses8.add(model8.trainStep(inputs, labels, LEARNING_RATE)));
+          }
           Map<String, double[]> seconds = measure(configurations, warmup, runs);
           double[] b = seconds.get("bare");
           double[] f = seconds.get("forward");
@@ -147,8 +174,19 @@ public final class SpeedBenchmark {
           lines.add(String.format(Locale.ROOT,
               "| %d×%d | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %s |", batch, length, median(b), median(f), median(t),
               median(trainPerBare), median(trainPerForward),
-              losses.subList(0, Math.min(3, losses.size())).stream()
-                  .map(l -> String.format(Locale.ROOT, "%.6f", l)).toList()));
+              firstLosses(losses)));
+          if (model8 != null) {
+            double[] b8 = seconds.get("bare8");
+            double[] t8 = seconds.get("train8");
+            double[] perBare = new double[runs];
+            double[] perBare8 = new double[runs];
+            for (int r = 0; r < runs; r++) {
+              perBare[r] = t8[r] / b[r];
+              perBare8[r] = t8[r] / b8[r];
+            }
+            lines8.add(String.format(Locale.ROOT, "| %d×%d | %.3f s | %.3f s | %.2f | %.2f | %.2f | %s |", batch, length,
+                median(b8), median(t8), median(perBare), median(perBare8), median(trainPerBare), firstLosses(losses8)));
+          }
         } finally {
           feeds.values().forEach(OnnxTensor::close);
         }
@@ -161,15 +199,33 @@ public final class SpeedBenchmark {
         + " | train / Graft forward | first losses |");
     System.out.println("|---|---:|---:|---:|---:|---:|---|");
     lines.forEach(System.out::println);
+    if (graft8 != null) {
+      System.out.println();
+      System.out.println("int8 twin (langchain4j's -q all-MiniLM-L6-v2), the same LoRA, int8Backward = INTEGER; same rounds:");
+      System.out.println();
+      System.out.println("| batch×tokens | int8 bare ORT forward | int8 train step | int8 train / float bare forward"
+          + " | int8 train / int8 bare forward | float train / float bare forward | first losses |");
+      System.out.println("|---|---:|---:|---:|---:|---:|---|");
+      lines8.forEach(System.out::println);
+    }
     if (rss) {
       Path dir = Files.createTempDirectory("graft-speed-graphs");
       graft.writeTo(dir);
+      Path dir8 = null;
+      if (graft8 != null) {
+        dir8 = Files.createTempDirectory("graft-speed-graphs-int8");
+        graft8.writeTo(dir8);
+      }
       System.out.println();
-      System.out.println("| batch×tokens | peak RSS, bare ORT forward | peak RSS, Graft training |");
-      System.out.println("|---|---:|---:|");
+      System.out.println("| batch×tokens | peak RSS, bare ORT forward | peak RSS, Graft training"
+          + (dir8 == null ? " |" : " | peak RSS, int8 bare forward | peak RSS, int8 training |"));
+      System.out.println("|---|---:|---:|" + (dir8 == null ? "" : "---:|---:|"));
       for (int length : lengths) {
-        System.out.printf(Locale.ROOT, "| %d×%d | %,d MiB | %,d MiB |%n", batch, length,
-            childPeak("bare", dir, batch, length, threads, device), childPeak("train", dir, batch, length, threads, device));
+        System.out.printf(Locale.ROOT, "| %d×%d | %,d MiB | %,d MiB |%s%n", batch, length,
+            childPeak("bare", dir, batch, length, threads, device), childPeak("train", dir, batch, length, threads, device),
+            dir8 == null ? "" : String.format(Locale.ROOT, " %,d MiB | %,d MiB |",
+                childPeak("bare-int8", dir8, batch, length, threads, device),
+                childPeak("train", dir8, batch, length, threads, device)));
       }
     }
     if (profile) {
@@ -186,12 +242,13 @@ public final class SpeedBenchmark {
       int threads, int warmup) throws Exception {
     int runs = warmup + 3;
     switch (what) {
-      case "bare" -> {
+      case "bare", "bare-int8" -> {
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         byte[] model;
-        try (var in = SpeedBenchmark.class.getClassLoader().getResourceAsStream(SentimentData.HOST)) {
+        String resource = what.equals("bare") ? SentimentData.HOST : SentimentData.INT8_HOST;
+        try (var in = SpeedBenchmark.class.getClassLoader().getResourceAsStream(resource)) {
           if (in == null) {
-            throw new IllegalStateException(SentimentData.HOST + " is not on the class path");
+            throw new IllegalStateException(resource + " is not on the class path");
           }
           model = in.readAllBytes();
         }
@@ -231,7 +288,7 @@ public final class SpeedBenchmark {
           }
         }
       }
-      default -> throw new IllegalArgumentException("--child must be bare or train, got " + what);
+      default -> throw new IllegalArgumentException("--child must be bare, bare-int8 or train, got " + what);
     }
     System.out.println("peak_rss_kib=" + peakRssKib());
   }
@@ -407,6 +464,10 @@ public final class SpeedBenchmark {
       labels[i] = i % 2;
     }
     return labels;
+  }
+
+  private static List<String> firstLosses(List<Float> losses) {
+    return losses.subList(0, Math.min(3, losses.size())).stream().map(l -> String.format(Locale.ROOT, "%.6f", l)).toList();
   }
 
   private static String value(String[] args, int i) {

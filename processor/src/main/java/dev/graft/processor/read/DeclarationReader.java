@@ -9,6 +9,7 @@ import dev.graft.compiler.spec.AdapterSpec;
 import dev.graft.compiler.spec.Composition;
 import dev.graft.compiler.spec.CompositionParser;
 import dev.graft.compiler.spec.GraftSpec;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.compiler.spec.TaskSpec;
 import dev.graft.compiler.tasks.TaskKind;
 import java.util.ArrayList;
@@ -116,7 +117,16 @@ public final class DeclarationReader {
         // members the optimizer checks name.
         SourceRef.of(type, graft, adamW),
         compositions,
-        train);
+        train,
+        int8Backward(graft));
+  }
+
+  /** {@code @Graft(int8Backward)}, its default where not written. */
+  private Int8Backward int8Backward(AnnotationMirror graft) throws MalformedException {
+    if (value(graft, "int8Backward") instanceof VariableElement constant) {
+      return Int8Backward.valueOf(constant.getSimpleName().toString());
+    }
+    throw new MalformedException();
   }
 
   /**

@@ -1,0 +1,80 @@
+package dev.graft.processor;
+
+import static com.google.testing.compile.CompilationSubject.assertThat;
+import static dev.graft.testing.ProcessorCompiler.resource;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.testing.compile.Compilation;
+import dev.graft.spec.onnx.Onnx.ModelProto;
+import dev.graft.spec.onnx.Onnx.NodeProto;
+import dev.graft.testing.ProcessorCompiler;
+import dev.graft.testing.TinyBertHost;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import javax.tools.JavaFileObject;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code @Graft(int8Backward = INTEGER)} through javac: on an int8 host (the tiny int8 BERT) the
+ * train graph multiplies the gradient by the int8 weights and dequantizes none; the default
+ * dequantizes; on the float all-MiniLM it is GRAFT201 on the {@code @Graft} line.
+ */
+class Int8BackwardDeclarationTest {
+  private static final String INT8 = "tiny-int8-bert.onnx";
+
+  @TempDir static Path hosts;
+
+  private static final ProcessorCompiler HOSTS = ProcessorCompiler.withHostDir(GraftProcessor::new, () -> {
+    try {
+      Files.copy(TestHosts.dir().resolve(TestHosts.MINILM), hosts.resolve(TestHosts.MINILM),
+          StandardCopyOption.REPLACE_EXISTING);
+      Files.write(hosts.resolve(INT8), TinyBertHost.host(TinyBertHost.int8Graph(5)).model().toByteArray());
+      return hosts;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  });
+
+  private static JavaFileObject declaration(String name, String host, String int8Backward) {
+    return ProcessorCompiler.source(name,
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"" + host + "\"" + int8Backward + ")",
+        "@dev.graft.annotations.Lora(target = \".*/attention/self/(query|value)/MatMul(_quant)?\", rank = 2)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface " + name + " {}");
+  }
+
+  private static List<String> trainOps(Compilation compilation, String name) throws IOException {
+    return ModelProto.parseFrom(resource(compilation, name + ".train.onnx")).getGraph().getNodeList().stream()
+        .map(NodeProto::getOpType).toList();
+  }
+
+  @Test
+  void integerOnAnInt8HostMultipliesByTheInt8WeightsAndTheDefaultDequantizes() throws IOException {
+    Compilation integer = HOSTS.compile(declaration("Integer", INT8,
+        ", int8Backward = dev.graft.annotations.Graft.Int8Backward.INTEGER"));
+    assertThat(integer).succeededWithoutWarnings();
+    List<String> ops = trainOps(integer, "Integer");
+    assertTrue(ops.contains("DynamicQuantizeMatMul") && !ops.contains("DequantizeLinear"), ops.toString());
+
+    Compilation dequantized = HOSTS.compile(declaration("Dequantized", INT8, ""));
+    assertThat(dequantized).succeededWithoutWarnings();
+    ops = trainOps(dequantized, "Dequantized");
+    assertTrue(ops.contains("DequantizeLinear") && !ops.contains("DynamicQuantizeMatMul"), ops.toString());
+  }
+
+  @Test
+  void integerOnAFloatHostIsGraft201OnTheGraftAnnotation() {
+    JavaFileObject src = declaration("Float", TestHosts.MINILM,
+        ", int8Backward = dev.graft.annotations.Graft.Int8Backward.INTEGER");
+    assertThat(HOSTS.compile(src))
+        .hadErrorContaining("[GRAFT201] int8Backward = INTEGER applies to the host's int8 linear layers on the"
+            + " gradient's path, but the host has none (a float host)")
+        .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
+  }
+}
