@@ -10,6 +10,11 @@ import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.train.LearningRate;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.runtime.train.TrainingResult;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -39,22 +44,36 @@ public final class Int8Benchmark {
 
   private Int8Benchmark() {}
 
-  public static void main(String[] args) {
+  private static final List<Row> ROWS = List.of(new Row(SentimentData.HOST, Int8Backward.DEQUANTIZED, "float"),
+      new Row(SentimentData.INT8_HOST, Int8Backward.DEQUANTIZED, "int8, backward dequantized (default)"),
+      new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"));
+
+  public static void main(String[] args) throws IOException, InterruptedException {
     int epochs = 1;
+    int row = -1;
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--epochs") && i + 1 < args.length) {
         epochs = Integer.parseInt(args[++i]);
+      } else if (args[i].equals("--row") && i + 1 < args.length) {
+        row = Integer.parseInt(args[++i]);
       } else {
-        throw new IllegalArgumentException("unknown argument '" + args[i] + "'; expected --epochs N");
+        throw new IllegalArgumentException("unknown argument '" + args[i] + "'; expected --epochs N (--row N: one row, in this process)");
       }
+    }
+    if (row >= 0) {
+      Row r = ROWS.get(row);
+      Result result = run(r.host(), r.backward(), r.label(), SentimentData.load(), epochs);
+      System.out.printf(Locale.ROOT, "row_result=%d %d %.17g %.17g %.17g%n", result.params(), result.steps(),
+          result.accuracy(), result.stepsPerSecond(), result.wallSeconds());
+      return;
     }
     long start = System.nanoTime();
     SentimentData data = SentimentData.load();
     List<Result> results = new ArrayList<>();
-    for (Row row : List.of(new Row(SentimentData.HOST, Int8Backward.DEQUANTIZED, "float"),
-        new Row(SentimentData.INT8_HOST, Int8Backward.DEQUANTIZED, "int8, backward dequantized (default)"),
-        new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"))) {
-      Result r = run(row.host(), row.backward(), row.label(), data, epochs);
+    for (int i = 0; i < ROWS.size(); i++) {
+      // Each row in its own JVM: in one process a later run trains slower or faster by up to a
+      // third depending on what ran before it (measured), which would bias the steps/s column.
+      Result r = child(i, ROWS.get(i).label(), epochs);
       results.add(r);
       System.out.printf(Locale.ROOT, "host: %s params=%d steps=%d accuracy=%.4f steps_per_s=%.3f wall_s=%.1f%n",
           r.host(), r.params(), r.steps(), r.accuracy(), r.stepsPerSecond(), r.wallSeconds());
@@ -76,6 +95,28 @@ public final class Int8Benchmark {
         + " int8_integer_speed_ratio=%.3f wall_s=%.1f%n", f.accuracy(), q.accuracy(), qi.accuracy(), f.stepsPerSecond(),
         q.stepsPerSecond(), qi.stepsPerSecond(), q.stepsPerSecond() / f.stepsPerSecond(),
         qi.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
+  }
+
+  /** Runs row {@code i} in a child JVM (the same class path) and reads its result line. */
+  private static Result child(int i, String label, int epochs) throws IOException, InterruptedException {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    Process p = new ProcessBuilder(List.of(java, "-Xss64m", "-cp", SpeedBenchmark.classPath(),
+        Int8Benchmark.class.getName(), "--row", Integer.toString(i), "--epochs", Integer.toString(epochs)))
+        .redirectError(ProcessBuilder.Redirect.INHERIT).start();
+    String line = null;
+    try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+      for (String l = r.readLine(); l != null; l = r.readLine()) {
+        if (l.startsWith("row_result=")) {
+          line = l.substring("row_result=".length());
+        }
+      }
+    }
+    if (p.waitFor() != 0 || line == null) {
+      throw new IllegalStateException("the child for row '" + label + "' failed (exit " + p.exitValue() + ")");
+    }
+    String[] f = line.split(" ");
+    return new Result(label, Long.parseLong(f[0]), Long.parseLong(f[1]), Double.parseDouble(f[2]),
+        Double.parseDouble(f[3]), Double.parseDouble(f[4]));
   }
 
   static Result run(String hostResource, Int8Backward backward, String label, SentimentData data, int epochs) {

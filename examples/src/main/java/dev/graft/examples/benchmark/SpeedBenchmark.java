@@ -61,9 +61,9 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>On the CPU, unless {@code --no-int8}, the same rounds also time the int8 twin of the host
  * (langchain4j's {@code -q} all-MiniLM-L6-v2) in a bare session and the same LoRA on it trained
- * with {@code int8Backward = INTEGER} (reduced precision: int8 host products forward and backward,
- * adapters, optimizer state and loss float32), and print their ratios to the float host's bare
- * forward and to the int8 host's own.
+ * with {@code int8Backward = DEQUANTIZED} (the default) and {@code INTEGER} (reduced precision:
+ * int8 host products forward and backward; adapters, optimizer state and loss float32), and print
+ * their ratios to the float host's bare forward and to the int8 host's own.
  */
 public final class SpeedBenchmark {
   private static final float LEARNING_RATE = 1e-3f;
@@ -121,6 +121,7 @@ public final class SpeedBenchmark {
     HostModel host8 = int8 ? SentimentData.readHost(SentimentData.INT8_HOST) : null;
     CompiledGraft graft8 = host8 == null ? null
         : Graft.host(host8).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
+    CompiledGraft graft8d = host8 == null ? null : Graft.host(host8).name(NAME).lora("").classification(2).compile();
     List<String> lines8 = new ArrayList<>();
     long start = System.nanoTime();
     OrtEnvironment env = OrtEnvironment.getEnvironment();
@@ -141,7 +142,8 @@ public final class SpeedBenchmark {
         try (OrtSession bare = env.createSession(host.model().toByteArray(), so);
             AdapterModel model = AdapterModel.open(Graft.graphs(graft), options);
             OrtSession bare8 = host8 == null ? null : env.createSession(host8.model().toByteArray(), so);
-            AdapterModel model8 = graft8 == null ? null : AdapterModel.open(Graft.graphs(graft8), options)) {
+            AdapterModel model8 = graft8 == null ? null : AdapterModel.open(Graft.graphs(graft8), options);
+            AdapterModel model8d = graft8d == null ? null : AdapterModel.open(Graft.graphs(graft8d), options)) {
           for (var e : inputs.entrySet()) {
             feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
           }
@@ -160,6 +162,7 @@ public final class SpeedBenchmark {
               }
             });
             configurations.put("train8", () -> losses8.add(model8.trainStep(inputs, labels, LEARNING_RATE)));
+            configurations.put("train8d", () -> model8d.trainStep(inputs, labels, LEARNING_RATE));
           }
           Map<String, double[]> seconds = measure(configurations, warmup, runs);
           double[] b = seconds.get("bare");
@@ -178,14 +181,18 @@ public final class SpeedBenchmark {
           if (model8 != null) {
             double[] b8 = seconds.get("bare8");
             double[] t8 = seconds.get("train8");
+            double[] t8d = seconds.get("train8d");
             double[] perBare = new double[runs];
             double[] perBare8 = new double[runs];
+            double[] dequantizedPerBare = new double[runs];
             for (int r = 0; r < runs; r++) {
               perBare[r] = t8[r] / b[r];
               perBare8[r] = t8[r] / b8[r];
+              dequantizedPerBare[r] = t8d[r] / b[r];
             }
-            lines8.add(String.format(Locale.ROOT, "| %d×%d | %.3f s | %.3f s | %.2f | %.2f | %.2f | %s |", batch, length,
-                median(b8), median(t8), median(perBare), median(perBare8), median(trainPerBare), firstLosses(losses8)));
+            lines8.add(String.format(Locale.ROOT, "| %d×%d | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %.2f | %.2f | %s |",
+                batch, length, median(b8), median(t8d), median(t8), median(dequantizedPerBare), median(perBare),
+                median(perBare8), median(trainPerBare), firstLosses(losses8)));
           }
         } finally {
           feeds.values().forEach(OnnxTensor::close);
@@ -201,11 +208,13 @@ public final class SpeedBenchmark {
     lines.forEach(System.out::println);
     if (graft8 != null) {
       System.out.println();
-      System.out.println("int8 twin (langchain4j's -q all-MiniLM-L6-v2), the same LoRA, int8Backward = INTEGER; same rounds:");
+      System.out.println("int8 twin (langchain4j's -q all-MiniLM-L6-v2), the same LoRA, in the same rounds; int8 train"
+          + " steps with int8Backward = DEQUANTIZED (the default) and INTEGER:");
       System.out.println();
-      System.out.println("| batch×tokens | int8 bare ORT forward | int8 train step | int8 train / float bare forward"
-          + " | int8 train / int8 bare forward | float train / float bare forward | first losses |");
-      System.out.println("|---|---:|---:|---:|---:|---:|---|");
+      System.out.println("| batch×tokens | int8 bare ORT forward | int8 train, dequantized | int8 train, integer"
+          + " | dequantized / float bare forward | integer / float bare forward | integer / int8 bare forward"
+          + " | float train / float bare forward | first losses, integer |");
+      System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---|");
       lines8.forEach(System.out::println);
     }
     if (rss) {
@@ -319,7 +328,7 @@ public final class SpeedBenchmark {
   }
 
   /** The class path this program runs on: under {@code exec:java}, the context class loader's URLs. */
-  private static String classPath() {
+  static String classPath() {
     if (Thread.currentThread().getContextClassLoader() instanceof URLClassLoader u && u.getURLs().length > 0) {
       List<String> entries = new ArrayList<>();
       for (URL url : u.getURLs()) {
