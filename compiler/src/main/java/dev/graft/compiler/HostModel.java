@@ -82,6 +82,16 @@ public record HostModel(String name, ModelProto model, String sha256, @Nullable 
     }
   }
 
+  /**
+   * An int8 twin of this float host, its linear layers int8 as ONNX Runtime's dynamic quantization
+   * writes them ({@link dev.graft.compiler.ir.Int8Quantizer}); the result names the layers it
+   * quantized and those it left float, with why. Write {@code result.host().model()} to a file
+   * named {@code name} to open the grafts compiled against it.
+   */
+  public dev.graft.compiler.ir.Int8Quantizer.Result quantizeInt8(String name) {
+    return dev.graft.compiler.ir.Int8Quantizer.quantize(this, name);
+  }
+
   /** The same host with its file's folder (for the processor, which reads files as streams). */
   public HostModel inFolder(@Nullable Path value) {
     return new HostModel(name, model, sha256, value);

@@ -2,6 +2,7 @@ package dev.graft.examples.benchmark;
 
 import dev.graft.compiler.CompiledGraft;
 import dev.graft.compiler.HostModel;
+import dev.graft.compiler.ir.Int8Quantizer;
 import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.dsl.Graft;
 import dev.graft.examples.sentiment.SentimentData;
@@ -14,6 +15,7 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -26,7 +28,9 @@ import java.util.Locale;
  * 16, on the query and value projections, a 2-label head), data, batches, schedule and seeds as
  * {@code SentimentExample}. On the int8 host the weights stay int8 and the gradient passes its
  * int8 layers straight through (docs/int8-hosts.md), once with each {@link Int8Backward}: the
- * dequantized weight in float32 (the default) and the integer product of the quantized gradient.
+ * dequantized weight in float32 (the default) and the integer product of the quantized gradient;
+ * and on Graft's own int8 twin of the float host ({@code HostModel.quantizeInt8}, written to a
+ * temporary file) with the integer backward.
  *
  * <p>Prints one line per row as it finishes and a Markdown table at the end: host and backward,
  * held-out accuracy, training steps per second, and each row's steps/s as a ratio to the float
@@ -40,13 +44,19 @@ public final class Int8Benchmark {
 
   record Result(String host, long params, long steps, double accuracy, double stepsPerSecond, double wallSeconds) {}
 
-  private record Row(String host, Int8Backward backward, String label) {}
+  /** A row: the host resource, the backward, and whether Graft quantizes the (float) host first. */
+  private record Row(String host, Int8Backward backward, String label, boolean quantize) {
+    Row(String host, Int8Backward backward, String label) {
+      this(host, backward, label, false);
+    }
+  }
 
   private Int8Benchmark() {}
 
   private static final List<Row> ROWS = List.of(new Row(SentimentData.HOST, Int8Backward.DEQUANTIZED, "float"),
       new Row(SentimentData.INT8_HOST, Int8Backward.DEQUANTIZED, "int8, backward dequantized (default)"),
-      new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"));
+      new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"),
+      new Row(SentimentData.HOST, Int8Backward.INTEGER, "int8 twin by HostModel.quantizeInt8, backward integer", true));
 
   public static void main(String[] args) throws IOException, InterruptedException {
     int epochs = 1;
@@ -62,7 +72,7 @@ public final class Int8Benchmark {
     }
     if (row >= 0) {
       Row r = ROWS.get(row);
-      Result result = run(r.host(), r.backward(), r.label(), SentimentData.load(), epochs);
+      Result result = run(r, SentimentData.load(), epochs);
       System.out.printf(Locale.ROOT, "row_result=%d %d %.17g %.17g %.17g%n", result.params(), result.steps(),
           result.accuracy(), result.stepsPerSecond(), result.wallSeconds());
       return;
@@ -81,6 +91,7 @@ public final class Int8Benchmark {
     Result f = results.get(0);
     Result q = results.get(1);
     Result qi = results.get(2);
+    Result twin = results.get(3);
     System.out.println();
     System.out.printf(Locale.ROOT, "LoRA r8 (alpha 16) on query and value, %d epoch(s), batch 16, %d train / %d held-out"
         + " sentences, CPU, one run%n%n", epochs, data.train().size(), data.heldOut().size());
@@ -92,9 +103,10 @@ public final class Int8Benchmark {
     }
     System.out.printf(Locale.ROOT, "%nresult: float_accuracy=%.4f int8_accuracy=%.4f int8_integer_accuracy=%.4f"
         + " float_steps_per_s=%.3f int8_steps_per_s=%.3f int8_integer_steps_per_s=%.3f int8_speed_ratio=%.3f"
-        + " int8_integer_speed_ratio=%.3f wall_s=%.1f%n", f.accuracy(), q.accuracy(), qi.accuracy(), f.stepsPerSecond(),
-        q.stepsPerSecond(), qi.stepsPerSecond(), q.stepsPerSecond() / f.stepsPerSecond(),
-        qi.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
+        + " int8_integer_speed_ratio=%.3f twin_integer_accuracy=%.4f twin_integer_speed_ratio=%.3f wall_s=%.1f%n",
+        f.accuracy(), q.accuracy(), qi.accuracy(), f.stepsPerSecond(), q.stepsPerSecond(), qi.stepsPerSecond(),
+        q.stepsPerSecond() / f.stepsPerSecond(), qi.stepsPerSecond() / f.stepsPerSecond(), twin.accuracy(),
+        twin.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
   }
 
   /** Runs row {@code i} in a child JVM (the same class path) and reads its result line. */
@@ -119,15 +131,26 @@ public final class Int8Benchmark {
         Double.parseDouble(f[3]), Double.parseDouble(f[4]));
   }
 
-  static Result run(String hostResource, Int8Backward backward, String label, SentimentData data, int epochs) {
+  private static Result run(Row row, SentimentData data, int epochs) throws IOException {
+    String label = row.label();
     System.err.println("== " + label);
     long start = System.nanoTime();
-    HostModel host = SentimentData.readHost(hostResource);
+    HostModel host = SentimentData.readHost(row.host());
+    ModelOptions options = ModelOptions.defaults().withSeed(42);
+    if (row.quantize()) {
+      Int8Quantizer.Result q = host.quantizeInt8("all-minilm-l6-v2-int8.onnx");
+      System.err.println("quantized " + q.quantized().size() + " linear layers; left float: " + q.skipped());
+      Path file = Files.createTempDirectory("graft-int8-host").resolve("all-minilm-l6-v2-int8.onnx");
+      Files.write(file, q.host().model().toByteArray());
+      host = HostModel.read(file);
+      options = options.withHost(file);
+    }
+    Int8Backward backward = row.backward();
     CompiledGraft graft = Graft.host(host).name("SentimentLora")
         .lora(QUERY_VALUE, o -> o.rank(8).alpha(16)).classification(2).int8Backward(backward).compile();
     Trainer trainer = Trainer.builder()
         .batchSize(16).epochs(epochs).learningRate(LearningRate.linear(2e-3f, 0.1)).seed(1).build();
-    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), ModelOptions.defaults().withSeed(42))) {
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(graft), options)) {
       long params = model.getParameterCount();
       TrainingResult result = trainer.fit(model, data.train(), data.heldOut());
       return new Result(label, params, result.steps(), result.finalAccuracy(), result.stepsPerSecond(),
