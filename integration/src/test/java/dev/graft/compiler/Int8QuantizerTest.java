@@ -126,6 +126,20 @@ class Int8QuantizerTest {
     assertEquals(Map.of("/encoder/layer.0/attention/self/query/MatMul", "its weight " + weight
         + " is read by 2 nodes (tied): quantizing it would change them too"), r.skipped());
 
+    // A weight whose bytes do not fill its shape (a hostile file) is left float, saying so.
+    ModelProto.Builder shortBuilder = tiny.toBuilder();
+    dev.graft.spec.onnx.Onnx.GraphProto.Builder sg = shortBuilder.getGraphBuilder();
+    for (int i = 0; i < sg.getInitializerCount(); i++) {
+      if (sg.getInitializer(i).getName().equals(weight)) {
+        TensorProto w = sg.getInitializer(i);
+        sg.setInitializer(i, w.toBuilder().setRawData(w.getRawData().substring(0, 8)));
+      }
+    }
+    Int8Quantizer.Result shortened = Int8Quantizer.quantize(HostModel.of("short", shortBuilder.build()), "short-int8");
+    assertEquals(11, shortened.quantized().size());
+    assertEquals("its weight " + weight + " holds 2 values for its 8×8",
+        shortened.skipped().get("/encoder/layer.0/attention/self/query/MatMul"));
+
     ModelProto none = tiny.toBuilder().setGraph(tiny.getGraph().toBuilder().clearNode()
         .addAllNode(tiny.getGraph().getNodeList().stream().filter(n -> !n.getOpType().equals("MatMul")).toList()))
         .build();

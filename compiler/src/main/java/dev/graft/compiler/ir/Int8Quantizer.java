@@ -35,7 +35,8 @@ import java.util.Set;
  * the default LoRA targets match), and {@code y} keeps its name.
  *
  * <p>Left float, each with the reason in {@link Result#skipped}: a weight that other nodes read too
- * (tied weights), held as external data, not float32 or not 2-D, or with a NaN or infinite value;
+ * (tied weights), held as external data, not float32 or not 2-D, holding fewer or more values than
+ * its shape says, or with a NaN or infinite value;
  * {@code Gemm} layers and products of two activations (attention) are not linear layers here.
  */
 public final class Int8Quantizer {
@@ -143,8 +144,13 @@ public final class Int8Quantizer {
     if (w.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
       return "its weight " + w.getName() + " is external data";
     }
-    if (w.getDataType() != TensorType.FLOAT || w.getDimsCount() != 2) {
+    if (w.getDataType() != TensorType.FLOAT || w.getDimsCount() != 2 || w.getDims(0) < 1 || w.getDims(1) < 1) {
       return "its weight " + w.getName() + " is not a float32 matrix";
+    }
+    long count = w.getDims(0) * w.getDims(1);
+    long held = w.hasRawData() ? w.getRawData().size() / 4 : w.getFloatDataCount();
+    if (held != count || w.hasRawData() && w.getRawData().size() % 4 != 0) {
+      return "its weight " + w.getName() + " holds " + held + " values for its " + w.getDims(0) + "×" + w.getDims(1);
     }
     for (double v : Tensors.readDoubles(w)) {
       if (!Double.isFinite(v)) {
