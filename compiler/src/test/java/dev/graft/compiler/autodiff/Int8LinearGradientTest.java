@@ -115,23 +115,11 @@ class Int8LinearGradientTest {
     for (int i = 0; i < x.length; i++) {
       x[i] = (float) random.nextGaussian();
     }
-    float[] analytic;
-    java.nio.file.Path optimized = dir.resolve("optimized.onnx");
-    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-    options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-    options.setOptimizedModelFilePath(optimized.toString());
-    try (options; OrtSession session = GradCheck.ENV.createSession(OnnxExport.write(g, "int8").toByteArray(), options);
-        OnnxTensor in = OnnxTensor.createTensor(GradCheck.ENV, FloatBuffer.wrap(x), X_SHAPE);
-        OrtSession.Result result = session.run(Map.of("x", in))) {
-      analytic = flatten((float[][][]) result.get(grad).orElseThrow().getValue());
-    }
     // ONNX Runtime's optimizer (all levels) keeps the weight int8 too: it does not fold the
     // DequantizeLinear of the constant weight into a float initializer.
-    dev.graft.spec.onnx.Onnx.ModelProto after = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(
-        java.nio.file.Files.readAllBytes(optimized));
-    assertTrue(after.getGraph().getInitializerList().stream()
-        .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT),
-        "ORT's optimized graph holds no float copy of the weight");
+    Run run = run(g, grad, x, "optimized.onnx");
+    float[] analytic = run.gradient();
+    dev.graft.spec.onnx.Onnx.ModelProto after = run.optimized();
     assertTrue(after.getGraph().getNodeList().stream().anyMatch(n -> n.getOpType().equals("DequantizeLinear")),
         "ORT's optimized graph dequantizes at run time");
     double worst = 0;
@@ -176,20 +164,9 @@ class Int8LinearGradientTest {
       for (int i = 0; i < x.length; i++) {
         x[i] = (float) random.nextGaussian();
       }
-      java.nio.file.Path optimized = dir.resolve("optimized-" + zeroPoint + ".onnx");
-      OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-      options.setOptimizedModelFilePath(optimized.toString());
-      float[] analytic;
-      try (options; OrtSession session = GradCheck.ENV.createSession(OnnxExport.write(g, "int8").toByteArray(), options);
-          OnnxTensor in = OnnxTensor.createTensor(GradCheck.ENV, FloatBuffer.wrap(x), X_SHAPE);
-          OrtSession.Result result = session.run(Map.of("x", in))) {
-        analytic = flatten((float[][][]) result.get(grad).orElseThrow().getValue());
-      }
-      dev.graft.spec.onnx.Onnx.ModelProto after = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(
-          java.nio.file.Files.readAllBytes(optimized));
-      assertTrue(after.getGraph().getInitializerList().stream()
-          .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT),
-          "ORT's optimized graph holds no float copy of the weight");
+      Run run = run(g, grad, x, "optimized-" + zeroPoint + ".onnx");
+      float[] analytic = run.gradient();
+      dev.graft.spec.onnx.Onnx.ModelProto after = run.optimized();
       assertTrue(after.getGraph().getNodeList().stream().noneMatch(n -> n.getOpType().equals("Transpose")),
           "ORT folds the int8 weight's transpose at load");
       double lo = 0;
@@ -232,6 +209,32 @@ class Int8LinearGradientTest {
     assertEquals("DynamicQuantizeLinear", e.node().opType(), e.getMessage());
     assertTrue(e.getMessage().contains("an int8 linear layer is differentiated as a whole (straight through)"),
         e.getMessage());
+  }
+
+  /** The gradient {@code grad} of a run of {@code g} on {@code x}, and ONNX Runtime's optimized graph. */
+  private record Run(float[] gradient, dev.graft.spec.onnx.Onnx.ModelProto optimized) {}
+
+  /**
+   * Runs {@code g} on {@code x} with all of ONNX Runtime's optimizations, its optimized graph
+   * written to {@code file} in the test's folder; asserts that graph holds no float copy of the weight.
+   */
+  private Run run(Graph g, String grad, float[] x, String file) throws OrtException, java.io.IOException {
+    java.nio.file.Path optimized = dir.resolve(file);
+    OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+    options.setOptimizedModelFilePath(optimized.toString());
+    float[] gradient;
+    try (options; OrtSession session = GradCheck.ENV.createSession(OnnxExport.write(g, "int8").toByteArray(), options);
+        OnnxTensor in = OnnxTensor.createTensor(GradCheck.ENV, FloatBuffer.wrap(x), X_SHAPE);
+        OrtSession.Result result = session.run(Map.of("x", in))) {
+      gradient = flatten((float[][][]) result.get(grad).orElseThrow().getValue());
+    }
+    dev.graft.spec.onnx.Onnx.ModelProto after = dev.graft.spec.onnx.Onnx.ModelProto.parseFrom(
+        java.nio.file.Files.readAllBytes(optimized));
+    assertTrue(after.getGraph().getInitializerList().stream()
+        .noneMatch(t -> t.getDataType() == TensorType.FLOAT && Tensors.elementCount(t) == IN * OUT),
+        "ORT's optimized graph holds no float copy of the weight");
+    return new Run(gradient, after);
   }
 
   private static float[] flatten(float[][][] v) {

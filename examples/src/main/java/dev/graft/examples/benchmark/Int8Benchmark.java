@@ -11,10 +11,7 @@ import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.train.LearningRate;
 import dev.graft.runtime.train.Trainer;
 import dev.graft.runtime.train.TrainingResult;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -111,22 +108,8 @@ public final class Int8Benchmark {
 
   /** Runs row {@code i} in a child JVM (the same class path) and reads its result line. */
   private static Result child(int i, String label, int epochs) throws IOException, InterruptedException {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    Process p = new ProcessBuilder(List.of(java, "-Xss64m", "-cp", SpeedBenchmark.classPath(),
-        Int8Benchmark.class.getName(), "--row", Integer.toString(i), "--epochs", Integer.toString(epochs)))
-        .redirectError(ProcessBuilder.Redirect.INHERIT).start();
-    String line = null;
-    try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-      for (String l = r.readLine(); l != null; l = r.readLine()) {
-        if (l.startsWith("row_result=")) {
-          line = l.substring("row_result=".length());
-        }
-      }
-    }
-    if (p.waitFor() != 0 || line == null) {
-      throw new IllegalStateException("the child for row '" + label + "' failed (exit " + p.exitValue() + ")");
-    }
-    String[] f = line.split(" ");
+    String[] f = ChildJvm.run(Int8Benchmark.class, List.of("--row", Integer.toString(i), "--epochs",
+        Integer.toString(epochs)), "row_result=", "row '" + label + "'").split(" ");
     return new Result(label, Long.parseLong(f[0]), Long.parseLong(f[1]), Double.parseDouble(f[2]),
         Double.parseDouble(f[3]), Double.parseDouble(f[4]));
   }

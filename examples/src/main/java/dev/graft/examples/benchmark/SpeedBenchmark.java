@@ -17,13 +17,7 @@ import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.session.Device;
 import dev.graft.runtime.session.NodePlacement;
 import dev.graft.spec.manifest.HostInput;
-import java.io.BufferedReader;
-import java.io.File;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.net.URL;
-import java.net.URLClassLoader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -302,45 +296,12 @@ public final class SpeedBenchmark {
     System.out.println("peak_rss_kib=" + peakRssKib());
   }
 
-  /** The child JVM's thread stack: ONNX Runtime's session set-up overflows the default one (the child crashes). */
-  private static final String CHILD_STACK = "-Xss64m";
-
   /** Runs this program as a child JVM for one configuration and returns its peak RSS in MiB. */
   private static long childPeak(String what, Path graphs, int batch, int length, int threads, Device device)
       throws IOException, InterruptedException {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = List.of(java, CHILD_STACK, "-cp", classPath(), SpeedBenchmark.class.getName(), "--child", what,
-        "--graphs", graphs.toString(), "--batch", Integer.toString(batch), "--lengths", Integer.toString(length), "--threads", Integer.toString(threads), "--device", device.name());
-    Process p = new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-    String peak = null;
-    try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-      for (String line = r.readLine(); line != null; line = r.readLine()) {
-        if (line.startsWith("peak_rss_kib=")) {
-          peak = line.substring("peak_rss_kib=".length());
-        }
-      }
-    }
-    if (p.waitFor() != 0 || peak == null) {
-      throw new IllegalStateException("the " + what + " child at " + batch + "x" + length + " failed (exit "
-          + p.exitValue() + ")");
-    }
-    return Long.parseLong(peak) / 1024;
-  }
-
-  /** The class path this program runs on: under {@code exec:java}, the context class loader's URLs. */
-  static String classPath() {
-    if (Thread.currentThread().getContextClassLoader() instanceof URLClassLoader u && u.getURLs().length > 0) {
-      List<String> entries = new ArrayList<>();
-      for (URL url : u.getURLs()) {
-        try {
-          entries.add(Path.of(url.toURI()).toString());
-        } catch (java.net.URISyntaxException e) {
-          throw new IllegalStateException("class path entry " + url + " is not a file", e);
-        }
-      }
-      return String.join(File.pathSeparator, entries);
-    }
-    return System.getProperty("java.class.path");
+    return Long.parseLong(ChildJvm.run(SpeedBenchmark.class, List.of("--child", what, "--graphs", graphs.toString(),
+        "--batch", Integer.toString(batch), "--lengths", Integer.toString(length), "--threads", Integer.toString(threads),
+        "--device", device.name()), "peak_rss_kib=", "the " + what + " child at " + batch + "x" + length)) / 1024;
   }
 
   private static long peakRssKib() throws IOException {
