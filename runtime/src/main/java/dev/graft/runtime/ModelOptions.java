@@ -83,7 +83,10 @@ public record ModelOptions(
    * Allows a host other than the one the graft was compiled against: at open, the host file's
    * SHA-256 is compared with the manifest's {@code host_sha256}, and a difference is an error
    * ({@code GRAFT-R011}) unless this is set. For a host changed on purpose (re-exported, weights
-   * edited) whose initializers still have the names, types and shapes the graft reads.
+   * edited) whose initializers still have the names, types and shapes the graft reads. What the
+   * compiler derived from the compiled host's values stays as compiled: e.g. PiSSA's and CorDA's
+   * initial factors, SoKA's folded residual, and {@code int8Backward = INTEGER} leaving out the
+   * zero-point term of an int8 layer whose zero points were all 0.
    */
   public ModelOptions withHostChangeAllowed() {
     return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, true, profileDirectory,

@@ -99,12 +99,13 @@ public final class Grad {
 
   /**
    * Whether {@code value} is an initializer whose data this graph holds and whose every element is
-   * 0 (raw bytes or int32 data: the int8, uint8 and wider integer encodings alike).
+   * 0 (raw bytes or int32 data: the int8, uint8 and wider integer encodings alike). A frozen host
+   * initializer the runtime feeds counts by the compiled host's values: the runtime opens only that
+   * host unless told otherwise (its SHA-256, {@code GRAFT-R011}).
    */
   public boolean allZero(String value) {
     TensorProto t = graph.initializers().get(value);
-    if (t == null || graph.externalInitializers().contains(value)
-        || t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+    if (t == null || t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
       return false;
     }
     if (t.hasRawData()) {
