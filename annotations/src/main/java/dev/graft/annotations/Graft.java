@@ -31,21 +31,21 @@ public @interface Graft {
   String[] train() default {};
 
   /**
-   * How the training step's backward pass goes through an int8 host's linear layers
-   * ({@code MatMulInteger} over int8 weights): {@link Int8Backward#DEQUANTIZED} (the default) or
-   * {@link Int8Backward#INTEGER}. Anything but the default on a graft whose gradient passes no int8
-   * layer is GRAFT201.
+   * How the training step's backward pass multiplies by the host's frozen weights (int8 layers of
+   * an int8 host, float32 {@code MatMul} weights): {@link Int8Backward#DEQUANTIZED} (the default) or
+   * {@link Int8Backward#INTEGER}. The forward pass is the same either way. Anything but the default
+   * on a graft whose gradient multiplies by no frozen weight is GRAFT201.
    */
   Int8Backward int8Backward() default Int8Backward.DEQUANTIZED;
 
   /** The choices of {@link #int8Backward()}. */
   enum Int8Backward {
-    /** The int8 weight dequantized at run time, the gradient's product in float32: the straight-through rule exactly. */
+    /** The products in float32, exact (an int8 weight dequantized at run time first). */
     DEQUANTIZED,
     /**
-     * The gradient scaled by the weight's column scales, quantized per tensor to uint8 and
-     * multiplied by the int8 weight in integer arithmetic: faster, with an error of about the
-     * gradient's range / 255 per element.
+     * The gradient quantized per tensor to uint8 and multiplied by int8 weights (an int8 host's as
+     * they are, a float host's quantized per column at load): faster on the CPU, with an error of
+     * about the gradient's range / 255 per element.
      */
     INTEGER
   }

@@ -14,7 +14,6 @@ import dev.graft.compiler.emit.VariantGraph;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.OnnxImport;
-import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.kinds.Placement;
@@ -284,11 +283,9 @@ public final class GraftCompiler {
     train.nodes().forEach(n -> forwardNodes.add(n.name()));
     List<Node> forwardGraph = List.copyOf(train.nodes());
     Autodiff.Gradients gradients = Autodiff.backward(train, TaskPass.LOSS, trained, spec.int8Backward());
-    if (spec.int8Backward() != Int8Backward.DEQUANTIZED && gradients.int8Layers().isEmpty()) {
+    if (spec.int8Backward() != Int8Backward.DEQUANTIZED && gradients.integerProducts().isEmpty()) {
       throw new GraftCompileException(List.of(Diagnostic.of(ErrorCode.INT8_BACKWARD_UNUSED, spec.source(), null,
-          spec.int8Backward(), QuantizedMatMul.find(forward.graph()).isEmpty()
-              ? "the host has none (a float host)"
-              : "the gradient passes none of the host's int8 layers (every trained parameter is after the last one)")));
+          spec.int8Backward())));
     }
     List<Diagnostic> unreached = UnreachedParameters.diagnose(spec, plan, forwardGraph, train, forward.parameters(),
         gradients.unreached(), TaskPass.LOSS);

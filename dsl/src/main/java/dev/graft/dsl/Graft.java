@@ -546,10 +546,11 @@ public final class Graft {
   }
 
   /**
-   * How the training step's backward pass goes through an int8 host's linear layers: {@link
-   * Int8Backward#DEQUANTIZED} (the default; float32 with the dequantized weight) or {@link
-   * Int8Backward#INTEGER} (the gradient quantized to uint8, an int8 product: faster, approximate).
-   * Anything but the default on a graft whose gradient passes no int8 layer is GRAFT201.
+   * How the training step's backward pass multiplies by the host's frozen weights (int8 layers of
+   * an int8 host, float32 {@code MatMul} weights): {@link Int8Backward#DEQUANTIZED} (the default;
+   * float32, exact) or {@link Int8Backward#INTEGER} (the gradient quantized to uint8, int8
+   * products: faster on the CPU, approximate). The forward pass is the same either way. Anything but
+   * the default on a graft whose gradient multiplies by no frozen weight is GRAFT201.
    */
   public Graft int8Backward(Int8Backward value) {
     int8Backward = Objects.requireNonNull(value, "int8Backward");

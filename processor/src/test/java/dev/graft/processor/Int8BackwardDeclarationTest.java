@@ -22,7 +22,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * {@code @Graft(int8Backward = INTEGER)} through javac: on an int8 host (the tiny int8 BERT) the
  * train graph multiplies the gradient by the int8 weights and dequantizes none; the default
- * dequantizes; on the float all-MiniLM it is GRAFT201 on the {@code @Graft} line.
+ * dequantizes; on the float all-MiniLM its 33 frozen products on the gradient's path are integer;
+ * a head-only graft, whose gradient multiplies by no host weight, is GRAFT201 on the {@code @Graft}
+ * line.
  */
 class Int8BackwardDeclarationTest {
   private static final String INT8 = "tiny-int8-bert.onnx";
@@ -69,12 +71,22 @@ class Int8BackwardDeclarationTest {
   }
 
   @Test
-  void integerOnAFloatHostIsGraft201OnTheGraftAnnotation() {
-    JavaFileObject src = declaration("Float", TestHosts.MINILM,
-        ", int8Backward = dev.graft.annotations.Graft.Int8Backward.INTEGER");
-    assertThat(HOSTS.compile(src))
-        .hadErrorContaining("[GRAFT201] int8Backward = INTEGER applies to the host's int8 linear layers on the"
-            + " gradient's path, but the host has none (a float host)")
-        .inFile(src).onLineContaining("@dev.graft.annotations.Graft(");
+  void integerOnAFloatHostMultipliesByTheQuantizedWeightsAndAHeadOnlyGraftIsGraft201() throws IOException {
+    Compilation floatHost = HOSTS.compile(declaration("Float", TestHosts.MINILM,
+        ", int8Backward = dev.graft.annotations.Graft.Int8Backward.INTEGER"));
+    assertThat(floatHost).succeededWithoutWarnings();
+    List<String> ops = trainOps(floatHost, "Float");
+    assertTrue(ops.stream().filter("DynamicQuantizeMatMul"::equals).count() == 33, ops.toString());
+
+    JavaFileObject probe = ProcessorCompiler.source("Probe",
+        "package test;",
+        "@dev.graft.annotations.Graft(host = \"" + TestHosts.MINILM + "\","
+            + " int8Backward = dev.graft.annotations.Graft.Int8Backward.INTEGER)",
+        "@dev.graft.annotations.Classification(labels = 2)",
+        "interface Probe {}");
+    assertThat(HOSTS.compile(probe))
+        .hadErrorContaining("[GRAFT201] int8Backward = INTEGER applies to the backward pass's products with frozen"
+            + " host weights")
+        .inFile(probe).onLineContaining("@dev.graft.annotations.Graft(");
   }
 }

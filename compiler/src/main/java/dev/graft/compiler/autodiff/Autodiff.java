@@ -48,10 +48,11 @@ public final class Autodiff {
    * @param values each parameter's gradient value name, in the order of the parameters
    * @param unreached the parameters no gradient reached (no path to the loss through ops that pass
    *     one): their gradient is zeros, in the order of the parameters
-   * @param int8Layers the int8 linear layers ({@link QuantizedMatMul#matMul}) the backward pass
-   *     goes through, in backward order
+   * @param integerProducts the nodes whose backward product is integer under {@link
+   *     Int8Backward#INTEGER} (an int8 linear layer by its output node, a {@code MatMul} by a frozen
+   *     float weight by its own name), in backward order; empty under DEQUANTIZED
    */
-  public record Gradients(Map<String, String> values, List<String> unreached, List<String> int8Layers) {}
+  public record Gradients(Map<String, String> values, List<String> unreached, List<String> integerProducts) {}
 
   /**
    * {@link #differentiate}, also telling which parameters no gradient reached.
@@ -64,8 +65,9 @@ public final class Autodiff {
   }
 
   /**
-   * {@link #backward(Graph, String, List)}, going through the host's int8 linear layers as {@code
-   * int8} says ({@link ContractionGradients#int8MatMul}).
+   * {@link #backward(Graph, String, List)}, multiplying by the host's frozen weights (int8 linear
+   * layers, float32 {@code MatMul} weights) as {@code int8Backward} says ({@link
+   * ContractionGradients#int8MatMul}, {@link Grad#integerProduct}).
    */
   public static Gradients backward(Graph graph, String loss, List<String> parameters, Int8Backward int8Backward) {
     List<Node> forward = new ArrayList<>(graph.nodes());
@@ -119,7 +121,7 @@ public final class Autodiff {
     }
     // 3. Walk backwards, accumulating gradient contributions per value.
     Map<String, List<String>> contributions = new HashMap<>();
-    List<String> int8Layers = new ArrayList<>();
+    List<String> integerProducts = new ArrayList<>();
     contributions.computeIfAbsent(loss, k -> new ArrayList<>())
         .add(graph.scalar("/grad/loss_seed", graph.typeOrThrow(loss).elemType(), 1.0));
     for (int i = forward.size() - 1; i >= 0; i--) {
@@ -132,8 +134,8 @@ public final class Autodiff {
         String gy = total(graph, n, q.y(), contributions);
         if (gy != null && needed.contains(q.x()) && dependent.contains(q.x())) {
           contributions.computeIfAbsent(q.x(), k -> new ArrayList<>())
-              .add(ContractionGradients.int8MatMul(q, gy, new Grad(graph, n, new boolean[] {true}), int8Backward));
-          int8Layers.add(q.matMul());
+              .add(ContractionGradients.int8MatMul(q, gy,
+                  new Grad(graph, n, new boolean[] {true}, int8Backward, integerProducts), int8Backward));
         }
         continue;
       }
@@ -162,7 +164,8 @@ public final class Autodiff {
       if (outGrads.get(0) == null && !GradientRegistry.acceptsAnyOutputGradient(n.opType())) {
         throw new MissingGradientException(n, "only the first output of a node can carry a gradient");
       }
-      List<@Nullable String> inGrads = rule.backward(n, outGrads, new Grad(graph, n, needs));
+      List<@Nullable String> inGrads = rule.backward(n, outGrads, new Grad(graph, n, needs, int8Backward,
+          integerProducts));
       for (int k = 0; k < needs.length; k++) {
         String gk = k < inGrads.size() ? inGrads.get(k) : null;
         if (needs[k] && gk != null) {
@@ -187,7 +190,7 @@ public final class Autodiff {
       result.put(p, grad);
     }
     ShapeInference.run(graph);
-    return new Gradients(result, unreached, int8Layers);
+    return new Gradients(result, unreached, integerProducts);
   }
 
   private static @Nullable String total(Graph graph, Node n, String value, Map<String, List<String>> contributions) {

@@ -48,6 +48,7 @@ final class ContractionGradients {
    */
   static String int8MatMul(QuantizedMatMul q, String gy, Grad c, Int8Backward backward) {
     if (backward == Int8Backward.INTEGER) {
+      c.recordIntegerProduct();
       return int8MatMulInteger(q, gy, c);
     }
     List<String> in = new ArrayList<>(List.of(q.weight(), q.weightScale()));
@@ -86,7 +87,9 @@ final class ContractionGradients {
     String da = null;
     String db = null;
     if (c.needs(0)) {
-      da = ta.elemType() == TensorType.FLOAT
+      da = c.int8Backward() == Int8Backward.INTEGER && ta.elemType() == TensorType.FLOAT && c.isFrozenMatrix(b)
+          ? c.integerProduct(gy, b)
+          : ta.elemType() == TensorType.FLOAT
           ? c.msOp("FusedMatMul", List.of(gy, b), attr("transB", 1L))
           : c.op("MatMul", List.of(gy, transposeLast(c, b, tb.rank())));
       da = c.unbroadcast(da, withLast(c.type(n.output(0)), ta.dim(ta.rank() - 2), ta.dim(ta.rank() - 1)), a);

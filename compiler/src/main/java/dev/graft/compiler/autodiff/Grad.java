@@ -5,6 +5,7 @@ import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.spec.onnx.Onnx.AttributeProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
 import org.jspecify.annotations.Nullable;
@@ -20,11 +21,59 @@ public final class Grad {
   private final Graph graph;
   private final Node node;
   private final boolean[] needs;
+  private final Int8Backward int8Backward;
+  private final List<String> integerProducts;
 
   Grad(Graph graph, Node node, boolean[] needs) {
+    this(graph, node, needs, Int8Backward.DEQUANTIZED, new ArrayList<>());
+  }
+
+  /**
+   * @param integerProducts receives the name of each node whose backward product this emitter
+   *     makes integer ({@link #integerProduct})
+   */
+  Grad(Graph graph, Node node, boolean[] needs, Int8Backward int8Backward, List<String> integerProducts) {
     this.graph = graph;
     this.node = node;
     this.needs = needs;
+    this.int8Backward = int8Backward;
+    this.integerProducts = integerProducts;
+  }
+
+  /** How the backward multiplies by frozen weights ({@link Int8Backward}). */
+  public Int8Backward int8Backward() {
+    return int8Backward;
+  }
+
+  /** Whether {@code value} is a float32 matrix initializer: a frozen weight (parameters are graph inputs). */
+  public boolean isFrozenMatrix(String value) {
+    TensorProto t = graph.initializers().get(value);
+    return t != null && t.getDataType() == TensorType.FLOAT && t.getDimsCount() == 2;
+  }
+
+  /**
+   * {@code g · wᵀ} for a frozen float32 weight {@code w [in, out]} in integer arithmetic: {@code
+   * wᵀ} quantized to int8, symmetric per column (its scale {@code max_o |w[i, o]| / 127} for
+   * column i, at least the smallest normal float), by nodes on constants only, which ONNX Runtime
+   * folds at load; then one {@code com.microsoft:DynamicQuantizeMatMul}, which quantizes g per
+   * tensor to uint8. Records the node as one whose product is integer.
+   */
+  public String integerProduct(String g, String w) {
+    String transposed = op("Transpose", List.of(w), Node.attr("perm", List.of(1L, 0L)));
+    String max = op("ReduceMax", List.of(op("Abs", List.of(transposed))), Node.attr("axes", List.of(0L)),
+        Node.attr("keepdims", 0L));
+    String scale = op("Max", List.of(op("Div", List.of(max, scalar(127, w))), scalar(Float.MIN_NORMAL, w)));
+    long in = graph.initializers().get(w).getDims(0);
+    String zero = graph.constant(name("zero_point"), TensorProto.newBuilder().setDataType(TensorType.INT8).addDims(in)
+        .setRawData(com.google.protobuf.ByteString.copyFrom(new byte[Math.toIntExact(in)])).build());
+    String quantized = op("QuantizeLinear", List.of(transposed, scale, zero), Node.attr("axis", 1L));
+    integerProducts.add(node.name());
+    return msOp("DynamicQuantizeMatMul", List.of(g, quantized, scale));
+  }
+
+  /** Records {@link #node} as one whose backward product is integer (an int8 host layer's). */
+  void recordIntegerProduct() {
+    integerProducts.add(node.name());
   }
 
   /** Whether input {@code i} of the node needs a gradient. */

@@ -123,11 +123,12 @@ public enum ErrorCode {
   INT8_SITE_UNSUPPORTED(200, "%s %s cannot go on the int8 linear site %s: %s; LoRA and the other adapters that"
       + " only read the layer's input and add to its output can"),
   /**
-   * {@code int8Backward} other than DEQUANTIZED on a graft whose backward pass goes through no int8
-   * linear layer, so the option would change nothing (args: the value, why there is none).
+   * {@code int8Backward} other than DEQUANTIZED on a graft whose backward pass multiplies by no
+   * frozen host weight, so the option would change nothing (args: the value).
    */
-  INT8_BACKWARD_UNUSED(201, "int8Backward = %s applies to the host's int8 linear layers on the gradient's path,"
-      + " but %s; leave it at DEQUANTIZED (the default) or train on an int8 host (docs/int8-hosts.md)"),
+  INT8_BACKWARD_UNUSED(201, "int8Backward = %s applies to the backward pass's products with frozen host weights"
+      + " (int8 linear layers, float MatMul weights), but the gradient passes none: every trained parameter is"
+      + " after the host's last linear layer; leave it at DEQUANTIZED (the default)"),
   /**
    * Virtual tokens that leave no row of the host's position table to the caller's tokens (args:
    * virtual tokens, positions, input, the most virtual tokens that leave one).

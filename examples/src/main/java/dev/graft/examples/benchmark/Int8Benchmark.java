@@ -27,7 +27,8 @@ import java.util.Locale;
  * int8 layers straight through (docs/int8-hosts.md), once with each {@link Int8Backward}: the
  * dequantized weight in float32 (the default) and the integer product of the quantized gradient;
  * and on Graft's own int8 twin of the float host ({@code HostModel.quantizeInt8}, written to a
- * temporary file) with the integer backward.
+ * temporary file) with the integer backward, and on the float host itself with the integer
+ * backward (float32 forward, integer products with its frozen weights).
  *
  * <p>Prints one line per row as it finishes and a Markdown table at the end: host and backward,
  * held-out accuracy, training steps per second, and each row's steps/s as a ratio to the float
@@ -51,6 +52,7 @@ public final class Int8Benchmark {
   private Int8Benchmark() {}
 
   private static final List<Row> ROWS = List.of(new Row(SentimentData.HOST, Int8Backward.DEQUANTIZED, "float"),
+      new Row(SentimentData.HOST, Int8Backward.INTEGER, "float, backward integer"),
       new Row(SentimentData.INT8_HOST, Int8Backward.DEQUANTIZED, "int8, backward dequantized (default)"),
       new Row(SentimentData.INT8_HOST, Int8Backward.INTEGER, "int8, backward integer"),
       new Row(SentimentData.HOST, Int8Backward.INTEGER, "int8 twin by HostModel.quantizeInt8, backward integer", true));
@@ -86,9 +88,10 @@ public final class Int8Benchmark {
           r.host(), r.params(), r.steps(), r.accuracy(), r.stepsPerSecond(), r.wallSeconds());
     }
     Result f = results.get(0);
-    Result q = results.get(1);
-    Result qi = results.get(2);
-    Result twin = results.get(3);
+    Result fi = results.get(1);
+    Result q = results.get(2);
+    Result qi = results.get(3);
+    Result twin = results.get(4);
     System.out.println();
     System.out.printf(Locale.ROOT, "LoRA r8 (alpha 16) on query and value, %d epoch(s), batch 16, %d train / %d held-out"
         + " sentences, CPU, one run%n%n", epochs, data.train().size(), data.heldOut().size());
@@ -100,10 +103,12 @@ public final class Int8Benchmark {
     }
     System.out.printf(Locale.ROOT, "%nresult: float_accuracy=%.4f int8_accuracy=%.4f int8_integer_accuracy=%.4f"
         + " float_steps_per_s=%.3f int8_steps_per_s=%.3f int8_integer_steps_per_s=%.3f int8_speed_ratio=%.3f"
-        + " int8_integer_speed_ratio=%.3f twin_integer_accuracy=%.4f twin_integer_speed_ratio=%.3f wall_s=%.1f%n",
+        + " int8_integer_speed_ratio=%.3f twin_integer_accuracy=%.4f twin_integer_speed_ratio=%.3f"
+        + " float_integer_accuracy=%.4f float_integer_speed_ratio=%.3f wall_s=%.1f%n",
         f.accuracy(), q.accuracy(), qi.accuracy(), f.stepsPerSecond(), q.stepsPerSecond(), qi.stepsPerSecond(),
         q.stepsPerSecond() / f.stepsPerSecond(), qi.stepsPerSecond() / f.stepsPerSecond(), twin.accuracy(),
-        twin.stepsPerSecond() / f.stepsPerSecond(), (System.nanoTime() - start) / 1e9);
+        twin.stepsPerSecond() / f.stepsPerSecond(), fi.accuracy(), fi.stepsPerSecond() / f.stepsPerSecond(),
+        (System.nanoTime() - start) / 1e9);
   }
 
   /** Runs row {@code i} in a child JVM (the same class path) and reads its result line. */

@@ -58,8 +58,8 @@ import org.jspecify.annotations.Nullable;
  * with {@code int8Backward = DEQUANTIZED} (the default) and {@code INTEGER} (reduced precision:
  * int8 host products forward and backward; adapters, optimizer state and loss float32), and the
  * same LoRA with {@code INTEGER} on Graft's own int8 twin of the float host ({@code
- * HostModel.quantizeInt8}), and print their ratios to the float host's bare forward and to the
- * int8 host's own.
+ * HostModel.quantizeInt8}) and on the float host itself (float32 forward, integer backward
+ * products), and print their ratios to the float host's bare forward and to the int8 host's own.
  */
 public final class SpeedBenchmark {
   private static final float LEARNING_RATE = 1e-3f;
@@ -118,7 +118,10 @@ public final class SpeedBenchmark {
     CompiledGraft graft8 = host8 == null ? null
         : Graft.host(host8).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
     CompiledGraft graft8d = host8 == null ? null : Graft.host(host8).name(NAME).lora("").classification(2).compile();
-    // Graft's own int8 twin of the float host (HostModel.quantizeInt8), its file in a temporary folder.
+    // The float host with the integer backward, and Graft's own int8 twin of it (HostModel.quantizeInt8,
+    // its file in a temporary folder).
+    CompiledGraft floatInteger = !int8 ? null
+        : Graft.host(host).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
     CompiledGraft twin = null;
     ModelOptions twinOptions = options;
     if (int8) {
@@ -150,7 +153,9 @@ public final class SpeedBenchmark {
             OrtSession bare8 = host8 == null ? null : env.createSession(host8.model().toByteArray(), so);
             AdapterModel model8 = graft8 == null ? null : AdapterModel.open(Graft.graphs(graft8), options);
             AdapterModel model8d = graft8d == null ? null : AdapterModel.open(Graft.graphs(graft8d), options);
-            AdapterModel modelTwin = twin == null ? null : AdapterModel.open(Graft.graphs(twin), twinOptions)) {
+            AdapterModel modelTwin = twin == null ? null : AdapterModel.open(Graft.graphs(twin), twinOptions);
+            AdapterModel modelFloatInteger = floatInteger == null ? null
+                : AdapterModel.open(Graft.graphs(floatInteger), options)) {
           for (var e : inputs.entrySet()) {
             feeds.put(e.getKey(), OnnxTensor.createTensor(env, e.getValue()));
           }
@@ -171,6 +176,7 @@ public final class SpeedBenchmark {
             configurations.put("train8", () -> losses8.add(model8.trainStep(inputs, labels, LEARNING_RATE)));
             configurations.put("train8d", () -> model8d.trainStep(inputs, labels, LEARNING_RATE));
             configurations.put("twin", () -> modelTwin.trainStep(inputs, labels, LEARNING_RATE));
+            configurations.put("floatInteger", () -> modelFloatInteger.trainStep(inputs, labels, LEARNING_RATE));
           }
           Map<String, double[]> seconds = measure(configurations, warmup, runs);
           double[] b = seconds.get("bare");
@@ -193,18 +199,22 @@ public final class SpeedBenchmark {
             double[] perBare = new double[runs];
             double[] perBare8 = new double[runs];
             double[] tt = seconds.get("twin");
+            double[] tf = seconds.get("floatInteger");
             double[] dequantizedPerBare = new double[runs];
             double[] twinPerBare = new double[runs];
+            double[] floatIntegerPerBare = new double[runs];
             for (int r = 0; r < runs; r++) {
               perBare[r] = t8[r] / b[r];
               perBare8[r] = t8[r] / b8[r];
               dequantizedPerBare[r] = t8d[r] / b[r];
               twinPerBare[r] = tt[r] / b[r];
+              floatIntegerPerBare[r] = tf[r] / b[r];
             }
             lines8.add(String.format(Locale.ROOT,
-                "| %d×%d | %.3f s | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %.2f | %.2f | %.2f | %s |",
-                batch, length, median(b8), median(t8d), median(t8), median(tt), median(dequantizedPerBare),
-                median(perBare), median(twinPerBare), median(perBare8), median(trainPerBare), firstLosses(losses8)));
+                "| %d×%d | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |",
+                batch, length, median(b8), median(tf), median(t8d), median(t8), median(tt), median(floatIntegerPerBare),
+                median(dequantizedPerBare), median(perBare), median(twinPerBare), median(perBare8), median(trainPerBare),
+                firstLosses(losses8)));
           }
         } finally {
           feeds.values().forEach(OnnxTensor::close);
@@ -220,15 +230,15 @@ public final class SpeedBenchmark {
     lines.forEach(System.out::println);
     if (graft8 != null) {
       System.out.println();
-      System.out.println("int8 hosts, the same LoRA, in the same rounds: langchain4j's -q all-MiniLM-L6-v2 trained with"
-          + " int8Backward = DEQUANTIZED (the default) and INTEGER, and Graft's twin of the float host"
-          + " (HostModel.quantizeInt8) with INTEGER:");
+      System.out.println("Reduced precision, the same LoRA, in the same rounds: the float host with int8Backward ="
+          + " INTEGER; langchain4j's -q all-MiniLM-L6-v2 with DEQUANTIZED (the default) and INTEGER; Graft's int8"
+          + " twin of the float host (HostModel.quantizeInt8) with INTEGER:");
       System.out.println();
-      System.out.println("| batch×tokens | int8 bare ORT forward | int8 train, dequantized | int8 train, integer"
-          + " | Graft's twin train, integer | dequantized / float bare forward | integer / float bare forward"
-          + " | twin / float bare forward | integer / int8 bare forward | float train / float bare forward"
-          + " | first losses, integer |");
-      System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+      System.out.println("| batch×tokens | int8 bare ORT forward | float host train, integer | int8 train, dequantized"
+          + " | int8 train, integer | Graft's twin train, integer | float integer / float bare forward"
+          + " | int8 dequantized / float bare forward | int8 integer / float bare forward | twin / float bare forward"
+          + " | int8 integer / int8 bare forward | float train / float bare forward | first losses, int8 integer |");
+      System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
       lines8.forEach(System.out::println);
     }
     if (rss) {
