@@ -245,18 +245,22 @@ public final class SpeedBenchmark {
       Path dir = Files.createTempDirectory("graft-speed-graphs");
       graft.writeTo(dir);
       Path dir8 = null;
+      Path dirFloatInteger = null;
       if (graft8 != null) {
         dir8 = Files.createTempDirectory("graft-speed-graphs-int8");
         graft8.writeTo(dir8);
+        dirFloatInteger = Files.createTempDirectory("graft-speed-graphs-float-integer");
+        floatInteger.writeTo(dirFloatInteger);
       }
       System.out.println();
-      System.out.println("| batch×tokens | peak RSS, bare ORT forward | peak RSS, Graft training"
-          + (dir8 == null ? " |" : " | peak RSS, int8 bare forward | peak RSS, int8 training |"));
-      System.out.println("|---|---:|---:|" + (dir8 == null ? "" : "---:|---:|"));
+      System.out.println("| batch×tokens | peak RSS, bare ORT forward | peak RSS, Graft training" + (dir8 == null ? " |"
+          : " | peak RSS, float training, integer backward | peak RSS, int8 bare forward | peak RSS, int8 training |"));
+      System.out.println("|---|---:|---:|" + (dir8 == null ? "" : "---:|---:|---:|"));
       for (int length : lengths) {
         System.out.printf(Locale.ROOT, "| %d×%d | %,d MiB | %,d MiB |%s%n", batch, length,
             childPeak("bare", dir, batch, length, threads, device), childPeak("train", dir, batch, length, threads, device),
-            dir8 == null ? "" : String.format(Locale.ROOT, " %,d MiB | %,d MiB |",
+            dir8 == null ? "" : String.format(Locale.ROOT, " %,d MiB | %,d MiB | %,d MiB |",
+                childPeak("train", dirFloatInteger, batch, length, threads, device),
                 childPeak("bare-int8", dir8, batch, length, threads, device),
                 childPeak("train", dir8, batch, length, threads, device)));
       }
