@@ -41,6 +41,12 @@ class Int8HostTest {
     return WholeStepCheck.classification(host, adapter);
   }
 
+  /** {@code adapter} with the 2-label mean-pooled head of {@link #check}, trained with {@link Int8Backward#INTEGER}. */
+  static GraftSpec integerSpec(AdapterSpec adapter) {
+    return new GraftSpec("Tiny", "tiny", List.of(adapter), new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "",
+        null), AdamWSpec.DEFAULT, null, List.of(), List.of(), Int8Backward.INTEGER);
+  }
+
   /**
    * LoRA on query and value of both layers, the same parameter values on both hosts: the int8
    * host's gradients (straight through its int8 layers, activations quantized in the forward
@@ -81,8 +87,7 @@ class Int8HostTest {
   @Test
   void theIntegerBackwardStaysNearTheFloatTwinsGradients() throws OrtException {
     AdapterSpec lora = Adapters.lora(QV, 2, 4);
-    GraftSpec spec = new GraftSpec("Tiny", "tiny", List.of(lora), new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN,
-        "", null), AdamWSpec.DEFAULT, null, List.of(), List.of(), Int8Backward.INTEGER);
+    GraftSpec spec = integerSpec(lora);
     try (WholeStepCheck integer = WholeStepCheck.of(TinyBertHost.int8Graph(SEED), spec);
         WholeStepCheck exact = check(TinyBertHost.int8Graph(SEED), lora);
         WholeStepCheck twin = check(TinyBertHost.dequantizedGraph(SEED, TensorType.FLOAT), lora)) {
@@ -108,8 +113,7 @@ class Int8HostTest {
   @Test
   void theIntegerBackwardOnAFloatHostStaysNearItsExactGradients() throws OrtException {
     AdapterSpec lora = Adapters.lora(QV, 2, 4);
-    GraftSpec spec = new GraftSpec("Tiny", "tiny", List.of(lora), new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN,
-        "", null), AdamWSpec.DEFAULT, null, List.of(), List.of(), Int8Backward.INTEGER);
+    GraftSpec spec = integerSpec(lora);
     try (WholeStepCheck integer = WholeStepCheck.of(TinyBertHost.graph(SEED), spec);
         WholeStepCheck exact = check(TinyBertHost.graph(SEED), lora)) {
       assertEquals(9, integer.graft.train().getGraph().getNodeList().stream()
@@ -130,9 +134,7 @@ class Int8HostTest {
     record Case(Graph host, String target) {}
     for (Case c : List.of(new Case(TinyBertHost.graph(SEED), ".*/layer.1/output/dense/MatMul"),
         new Case(TinyBertHost.int8Graph(SEED), ".*/layer.1/output/dense/MatMul_quant"))) {
-      CompileResult r = GraftCompiler.compile(new GraftSpec("Tiny", "tiny", List.of(Adapters.lora(c.target(), 2, 4)),
-          new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null), AdamWSpec.DEFAULT, null, List.of(),
-          List.of(), Int8Backward.INTEGER), TinyBertHost.host(c.host()));
+      CompileResult r = GraftCompiler.compile(integerSpec(Adapters.lora(c.target(), 2, 4)), TinyBertHost.host(c.host()));
       assertFalse(r.ok(), c.toString());
       Diagnostic d = r.diagnostics().get(0);
       assertEquals(ErrorCode.INT8_BACKWARD_UNUSED, d.code(), d.message());
@@ -142,7 +144,7 @@ class Int8HostTest {
   }
 
   /** Prints each LoRA gradient's relative L2 difference between {@code a} and {@code b}; returns the largest. */
-  private static double relativeDifferences(String what, WholeStepCheck a, WholeStepCheck b) throws OrtException {
+  static double relativeDifferences(String what, WholeStepCheck a, WholeStepCheck b) throws OrtException {
     Set<String> outs = new LinkedHashSet<>();
     a.params.forEach(p -> outs.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
     Map<String, double[]> ga = a.run(Map.of(), outs);

@@ -12,11 +12,7 @@ import dev.graft.compiler.ir.Int8Quantizer;
 import dev.graft.compiler.ir.OnnxImport;
 import dev.graft.compiler.ir.QuantizedMatMul;
 import dev.graft.compiler.ir.Tensors;
-import dev.graft.compiler.spec.AdamWSpec;
 import dev.graft.compiler.spec.AdapterSpec;
-import dev.graft.compiler.spec.ClassificationSpec;
-import dev.graft.compiler.spec.GraftSpec;
-import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.spec.onnx.Onnx.NodeProto;
 import dev.graft.spec.onnx.Onnx.TensorProto;
@@ -89,22 +85,11 @@ class Int8QuantizerTest {
   void loraWithTheIntegerBackwardTrainsOnTheTwinNearTheFloatHostsGradients() throws OrtException {
     HostModel twin = Int8Quantizer.quantize(TinyBertHost.host(SEED), "tiny-int8").host();
     AdapterSpec lora = Adapters.lora(".*/attention/self/(query|value)/MatMul(_quant)?", 2, 4);
-    ClassificationSpec task = new ClassificationSpec(2, ClassificationSpec.Pooling.MEAN, "", null);
-    try (WholeStepCheck int8 = WholeStepCheck.of(OnnxImport.read(twin.model()), new GraftSpec("Tiny", "tiny",
-            List.of(lora), task, AdamWSpec.DEFAULT, null, List.of(), List.of(), Int8Backward.INTEGER));
+    try (WholeStepCheck int8 = WholeStepCheck.of(OnnxImport.read(twin.model()), Int8HostTest.integerSpec(lora));
         WholeStepCheck fp32 = WholeStepCheck.classification(TinyBertHost.graph(SEED), lora)) {
       assertEquals(fp32.values.keySet(), int8.values.keySet());
       int8.values.forEach((k, v) -> assertTrue(java.util.Arrays.equals(v, fp32.values.get(k)), k));
-      java.util.Set<String> outs = new java.util.LinkedHashSet<>();
-      int8.params.forEach(p -> outs.add(p.getName() + GraftCompiler.GRADIENT_SUFFIX));
-      Map<String, double[]> ga = int8.run(Map.of(), outs);
-      Map<String, double[]> gb = fp32.run(Map.of(), outs);
-      double worst = 0;
-      for (String n : outs) {
-        double rel = relativeL2(ga.get(n), gb.get(n));
-        System.out.printf("Graft's int8 twin, integer backward vs float host: %-50s relative L2 %.4f%n", n, rel);
-        worst = Math.max(worst, rel);
-      }
+      double worst = Int8HostTest.relativeDifferences("Graft's int8 twin, integer backward vs float host", int8, fp32);
       assertTrue(worst > 0 && worst < 0.15, "worst relative L2 " + worst);
       WholeStepCheck.Training t = int8.train(int8.batch, int8.values, 15, 0.02);
       assertTrue(t.lastLoss() < t.firstLoss(), t.firstLoss() + " -> " + t.lastLoss());

@@ -3,10 +3,10 @@ package dev.graft.compiler.autodiff;
 import dev.graft.compiler.ir.Graph;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.QuantizedMatMul;
-import dev.graft.compiler.spec.Int8Backward;
 import dev.graft.compiler.ir.ShapeInference;
 import dev.graft.compiler.ir.TensorType;
 import dev.graft.compiler.ir.Tensors;
+import dev.graft.compiler.spec.Int8Backward;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -135,7 +135,7 @@ public final class Autodiff {
         if (gy != null && needed.contains(q.x()) && dependent.contains(q.x())) {
           contributions.computeIfAbsent(q.x(), k -> new ArrayList<>())
               .add(ContractionGradients.int8MatMul(q, gy,
-                  new Grad(graph, n, new boolean[] {true}, int8Backward, integerProducts), int8Backward));
+                  new Grad(graph, n, new boolean[] {true}, int8Backward, integerProducts)));
         }
         continue;
       }

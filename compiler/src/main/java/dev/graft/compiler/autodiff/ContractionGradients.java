@@ -46,9 +46,8 @@ final class ContractionGradients {
    * @param gy the gradient of the layer's float output y
    * @param c the emitter of the layer's output node
    */
-  static String int8MatMul(QuantizedMatMul q, String gy, Grad c, Int8Backward backward) {
-    if (backward == Int8Backward.INTEGER) {
-      c.recordIntegerProduct();
+  static String int8MatMul(QuantizedMatMul q, String gy, Grad c) {
+    if (c.int8Backward() == Int8Backward.INTEGER) {
       return int8MatMulInteger(q, gy, c);
     }
     List<String> in = new ArrayList<>(List.of(q.weight(), q.weightScale()));
@@ -61,6 +60,7 @@ final class ContractionGradients {
   }
 
   private static String int8MatMulInteger(QuantizedMatMul q, String gy, Grad c) {
+    c.recordIntegerProduct();
     String scaled = c.op("Mul", List.of(gy, q.weightScale()));
     String transposed = c.op("Transpose", List.of(q.weight()), attr("perm", List.of(1L, 0L)));
     String product = c.msOp("DynamicQuantizeMatMul", List.of(scaled, transposed, c.scalar(1.0, q.weightScale())));

@@ -10,12 +10,14 @@ import dev.graft.spec.onnx.Onnx.TensorProto;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.jspecify.annotations.Nullable;
 
 /**
  * Makes an int8 twin of a float host: every linear layer {@code y = MatMul(x, W)} whose weight is
@@ -81,20 +83,25 @@ public final class Int8Quantizer {
     Map<String, String> skipped = new LinkedHashMap<>();
     int unnamed = 0;
     for (NodeProto n : graph.getNodeList()) {
-      String why = n.getOpType().equals("MatMul") && n.getDomain().isEmpty() && n.getInputCount() == 2
-          && initializers.containsKey(n.getInput(1)) && !initializers.containsKey(n.getInput(0))
-          ? whyNot(initializers.get(n.getInput(1)), readers.getOrDefault(n.getInput(1), 0))
-          : "not a linear layer";
+      boolean linear = n.getOpType().equals("MatMul") && n.getDomain().isEmpty() && n.getInputCount() == 2
+          && initializers.containsKey(n.getInput(1)) && !initializers.containsKey(n.getInput(0));
+      if (!linear) {
+        nodes.add(n);
+        continue;
+      }
       String nodeName = n.getName().isEmpty() ? "/int8/MatMul_" + unnamed++ : n.getName();
+      TensorProto w = initializers.get(n.getInput(1));
+      String why = whyNot(w, readers.getOrDefault(w.getName(), 0));
+      double[] values = why == null ? Tensors.readDoubles(w) : null;
+      if (why == null && Arrays.stream(values).anyMatch(v -> !Double.isFinite(v))) {
+        why = "its weight " + w.getName() + " has a NaN or infinite value";
+      }
       if (why != null) {
-        if (!why.equals("not a linear layer")) {
-          skipped.put(nodeName, why);
-        }
+        skipped.put(nodeName, why);
         nodes.add(n);
         continue;
       }
       String x = n.getInput(0);
-      TensorProto w = initializers.get(n.getInput(1));
       List<String> xq = quantizedInputs.get(x);
       if (xq == null) {
         String base = "/int8/" + x.replaceAll("[^A-Za-z0-9_./]", "_");
@@ -106,7 +113,7 @@ public final class Int8Quantizer {
       String q = nodeName + "_quant";
       String wq = w.getName() + "_quantized";
       String ws = w.getName() + "_scale";
-      added.addAll(quantizeColumns(w, wq, ws));
+      added.addAll(quantizeColumns(w, values, wq, ws));
       removed.add(w.getName());
       String y = n.getOutput(0);
       nodes.add(NodeProto.newBuilder().setName(q).setOpType("MatMulInteger")
@@ -135,8 +142,11 @@ public final class Int8Quantizer {
     return new Result(HostModel.of(name, out), List.copyOf(quantized), skipped);
   }
 
-  /** Why the weight {@code w} read by {@code readers} nodes stays float, or null when it can be quantized. */
-  private static String whyNot(TensorProto w, int readers) {
+  /**
+   * Why the weight {@code w} read by {@code readers} nodes stays float, judged by its metadata (its
+   * values are checked once read), or null when it can be quantized.
+   */
+  private static @Nullable String whyNot(TensorProto w, int readers) {
     if (readers != 1) {
       return "its weight " + w.getName() + " is read by " + readers
           + " nodes (tied): quantizing it would change them too";
@@ -152,19 +162,16 @@ public final class Int8Quantizer {
     if (held != count || w.hasRawData() && w.getRawData().size() % 4 != 0) {
       return "its weight " + w.getName() + " holds " + held + " values for its " + w.getDims(0) + "×" + w.getDims(1);
     }
-    for (double v : Tensors.readDoubles(w)) {
-      if (!Double.isFinite(v)) {
-        return "its weight " + w.getName() + " has a NaN or infinite value";
-      }
-    }
     return null;
   }
 
-  /** The int8 weight {@code [in, out]} and float scales {@code [out]} of {@code w}, symmetric per column. */
-  private static List<TensorProto> quantizeColumns(TensorProto w, String wqName, String wsName) {
+  /**
+   * The int8 weight {@code [in, out]} and float scales {@code [out]} of {@code w} (its values
+   * {@code v}), symmetric per column.
+   */
+  private static List<TensorProto> quantizeColumns(TensorProto w, double[] v, String wqName, String wsName) {
     int in = Math.toIntExact(w.getDims(0));
     int out = Math.toIntExact(w.getDims(1));
-    double[] v = Tensors.readDoubles(w);
     float[] scale = new float[out];
     for (int o = 0; o < out; o++) {
       double max = 0;

@@ -111,24 +111,25 @@ public final class SpeedBenchmark {
       return;
     }
     HostModel host = SentimentData.readHost();
-    CompiledGraft graft = Graft.host(host).name(NAME).lora("").classification(2).compile();
-    // The int8 rows (CPU): the same declaration on the int8 twin, the backward's products integer too.
+    CompiledGraft graft = lora(host, Int8Backward.DEQUANTIZED);
+    // The reduced-precision rows (CPU): the same declaration on the int8 twin with each backward, on
+    // the float host with the integer backward, and on Graft's own int8 twin of it
+    // (HostModel.quantizeInt8, its file in a temporary folder).
     int8 &= device == Device.CPU;
-    HostModel host8 = int8 ? SentimentData.readHost(SentimentData.INT8_HOST) : null;
-    CompiledGraft graft8 = host8 == null ? null
-        : Graft.host(host8).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
-    CompiledGraft graft8d = host8 == null ? null : Graft.host(host8).name(NAME).lora("").classification(2).compile();
-    // The float host with the integer backward, and Graft's own int8 twin of it (HostModel.quantizeInt8,
-    // its file in a temporary folder).
-    CompiledGraft floatInteger = !int8 ? null
-        : Graft.host(host).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER).compile();
+    CompiledGraft graft8 = null;
+    CompiledGraft graft8d = null;
+    CompiledGraft floatInteger = null;
     CompiledGraft twin = null;
+    HostModel host8 = null;
     ModelOptions twinOptions = options;
     if (int8) {
+      host8 = SentimentData.readHost(SentimentData.INT8_HOST);
+      graft8 = lora(host8, Int8Backward.INTEGER);
+      graft8d = lora(host8, Int8Backward.DEQUANTIZED);
+      floatInteger = lora(host, Int8Backward.INTEGER);
       Path file = Files.createTempDirectory("graft-speed-int8-twin").resolve("all-minilm-l6-v2-int8.onnx");
       Files.write(file, host.quantizeInt8(file.getFileName().toString()).host().model().toByteArray());
-      twin = Graft.host(HostModel.read(file)).name(NAME).lora("").classification(2).int8Backward(Int8Backward.INTEGER)
-          .compile();
+      twin = lora(HostModel.read(file), Int8Backward.INTEGER);
       twinOptions = options.withHost(file);
     }
     List<String> lines8 = new ArrayList<>();
@@ -468,6 +469,11 @@ public final class SpeedBenchmark {
       labels[i] = i % 2;
     }
     return labels;
+  }
+
+  /** The benchmark's declaration (LoRA at its default sites, a 2-class head) on {@code host}. */
+  private static CompiledGraft lora(HostModel host, Int8Backward backward) {
+    return Graft.host(host).name(NAME).lora("").classification(2).int8Backward(backward).compile();
   }
 
   private static List<String> firstLosses(List<Float> losses) {
