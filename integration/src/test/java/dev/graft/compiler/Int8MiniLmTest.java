@@ -134,6 +134,40 @@ class Int8MiniLmTest {
     }
   }
 
+  /** DoRA reads the dense host weight: GRAFT200 names the first int8 site and why. */
+  @Test
+  void doraOnTheInt8ProjectionsIsGraft200() {
+    CompileResult r = GraftCompiler.compile(Graft.host(host).lora(".*/attention/self/query/MatMul_quant", l -> l.dora(true))
+        .classification(2).spec(), host);
+    assertFalse(r.ok());
+    Diagnostic d = r.diagnostics().get(0);
+    assertEquals(ErrorCode.INT8_SITE_UNSUPPORTED, d.code(), d.message());
+    assertTrue(d.message().contains("[GRAFT200] LoRA with dora = true cannot go on the int8 linear site"
+        + " /encoder/layer.0/attention/self/query/MatMul_quant: DoRA rescales"), d.message());
+  }
+
+  @Test
+  void aHeadOnlyGraftCompilesAndTrains() {
+    CompiledGraft probe = Graft.host(host).classification(2).compile();
+    assertEquals(List.of("classifier.weight", "classifier.bias"),
+        probe.manifest().getParametersList().stream().map(p -> p.getName()).toList());
+    HostInput ids = probe.manifest().getInputsList().stream().filter(i -> i.getName().equals("input_ids")).findFirst()
+        .orElseThrow();
+    assertEquals(30522, ids.getIndexLimit(), "the int8 word embeddings' rows");
+    assertEquals(512, ids.getMaxSequence(), "the int8 position embeddings' rows");
+    try (AdapterModel model = AdapterModel.open(Graft.graphs(probe), ModelOptions.defaults().withSeed(7).withHost(hostFile))) {
+      Map<String, long[][]> inputs = batch();
+      long[] labels = labels();
+      float first = model.trainStep(inputs, labels, 1e-2f);
+      float last = first;
+      for (int s = 0; s < 30; s++) {
+        last = model.trainStep(inputs, labels, 1e-2f);
+      }
+      System.out.printf("int8 MiniLM probe: loss %.4f -> %.4f after 31 steps%n", first, last);
+      assertTrue(last < 0.5 * first, "loss " + first + " -> " + last);
+    }
+  }
+
   static long[] labels() {
     long[] labels = new long[8];
     for (int b = 0; b < 8; b++) {
@@ -143,7 +177,6 @@ class Int8MiniLmTest {
   }
 
   /** Two classes told apart by their first token: 8 sequences of 6 tokens. */
-  /** Eight 6-token sentences told apart by their second token, labels alternating. */
   static Map<String, long[][]> batch() {
     Random r = new Random(3);
     long[][] tokens = new long[8][6];
