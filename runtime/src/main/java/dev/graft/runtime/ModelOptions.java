@@ -23,6 +23,9 @@ import org.jspecify.annotations.Nullable;
  * @param optimizedModelDirectory where ONNX Runtime writes each session's graph as it runs it
  *     (after its graph optimizations), {@code <graph name>.optimized.onnx}, at open; {@code null}
  *     (the default) for none
+ * @param fusedKernels whether CPU sessions register Graft's native kernels for its fused backward
+ *     ops where they are available ({@link dev.graft.runtime.session.FusedKernels}; default true);
+ *     false runs the ops' standard-op bodies, the same values to float32 rounding, slower
  */
 public record ModelOptions(
     long seed,
@@ -33,7 +36,8 @@ public record ModelOptions(
     boolean training,
     boolean hostChangeAllowed,
     @Nullable Path profileDirectory,
-    @Nullable Path optimizedModelDirectory) {
+    @Nullable Path optimizedModelDirectory,
+    boolean fusedKernels) {
   /** The default seed of parameter initialization. */
   public static final long DEFAULT_SEED = 42L;
 
@@ -46,37 +50,37 @@ public record ModelOptions(
 
   /** CPU, seed 42, host from the manifest (refused if it is not the one compiled against), training session on. */
   public static ModelOptions defaults() {
-    return new ModelOptions(DEFAULT_SEED, null, Device.CPU, 0, 0, true, false, null, null);
+    return new ModelOptions(DEFAULT_SEED, null, Device.CPU, 0, 0, true, false, null, null, true);
   }
 
   public ModelOptions withSeed(long value) {
     return new ModelOptions(value, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   public ModelOptions withHost(@Nullable Path value) {
     return new ModelOptions(seed, value, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   public ModelOptions withDevice(Device value) {
     return new ModelOptions(seed, host, value, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   public ModelOptions withCudaDeviceId(int value) {
     return new ModelOptions(seed, host, device, value, intraOpThreads, training, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   public ModelOptions withIntraOpThreads(int value) {
     return new ModelOptions(seed, host, device, cudaDeviceId, value, training, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   public ModelOptions withTraining(boolean value) {
     return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, value, hostChangeAllowed,
-        profileDirectory, optimizedModelDirectory);
+        profileDirectory, optimizedModelDirectory, fusedKernels);
   }
 
   /**
@@ -90,7 +94,7 @@ public record ModelOptions(
    */
   public ModelOptions withHostChangeAllowed() {
     return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, true, profileDirectory,
-        optimizedModelDirectory);
+        optimizedModelDirectory, fusedKernels);
   }
 
   /**
@@ -100,7 +104,7 @@ public record ModelOptions(
    */
   public ModelOptions withProfiling(@Nullable Path directory) {
     return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed, directory,
-        optimizedModelDirectory);
+        optimizedModelDirectory, fusedKernels);
   }
 
   /**
@@ -110,6 +114,16 @@ public record ModelOptions(
    */
   public ModelOptions withOptimizedModelDump(@Nullable Path directory) {
     return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
-        profileDirectory, directory);
+        profileDirectory, directory, fusedKernels);
+  }
+
+  /**
+   * Whether CPU sessions run Graft's fused backward ops on its native kernels where they are
+   * available (the default), or on the ops' standard-op bodies ({@code false}: for comparing the
+   * two, or to rule the native library out).
+   */
+  public ModelOptions withFusedKernels(boolean value) {
+    return new ModelOptions(seed, host, device, cudaDeviceId, intraOpThreads, training, hostChangeAllowed,
+        profileDirectory, optimizedModelDirectory, value);
   }
 }

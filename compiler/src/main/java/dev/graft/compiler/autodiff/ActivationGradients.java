@@ -3,7 +3,9 @@ package dev.graft.compiler.autodiff;
 import static dev.graft.compiler.autodiff.RuleHelpers.nullsAfter;
 import static dev.graft.compiler.ir.Node.attr;
 
+import dev.graft.compiler.ir.FusedOps;
 import dev.graft.compiler.ir.Node;
+import dev.graft.compiler.ir.TensorType;
 import java.util.List;
 import org.jspecify.annotations.Nullable;
 
@@ -20,20 +22,14 @@ final class ActivationGradients {
   }
 
   /**
-   * com.microsoft Gelu, y = x·Φ(x) with Φ the standard normal CDF: dy/dx = Φ(x) + x·φ(x), written
-   * as {@code g·½ · (1 + erf(t) + √(2/π)·x·e^(−x²/2))} with t = x/√2 and −x²/2 = t·(−x/√2); reads
-   * only x (the forward's erf is inside the fused kernel, so the backward computes it once more:
-   * cheaper than saving it). Ten elementwise kernels; {@code g·½} comes first so
-   * that ONNX Runtime folds it into the alpha of the {@code FusedMatMul} that usually produced g.
+   * com.microsoft Gelu, y = x·Φ(x) with Φ the standard normal CDF: dy/dx = Φ(x) + x·φ(x), as one
+   * fused {@code dev.graft:GeluGrad(g, x)} ({@link FusedOps}): one kernel where the runtime
+   * registers Graft's, otherwise its function body of ten elementwise ai.onnx ops. Reads only x
+   * (the forward's erf is inside ONNX Runtime's Gelu kernel, so the backward computes it once more:
+   * cheaper than saving it).
    */
   static List<@Nullable String> gelu(Node n, List<@Nullable String> g, Grad c) {
-    String x = n.input(0);
-    String half = c.mul(g.get(0), c.scalar(0.5, x));
-    String t = c.mul(x, c.scalar(Math.sqrt(0.5), x));
-    String erf = c.op("Erf", List.of(t));
-    String gauss = c.op("Exp", List.of(c.mul(t, c.mul(x, c.scalar(-Math.sqrt(0.5), x)))));
-    String density = c.mul(c.mul(x, c.scalar(Math.sqrt(2 / Math.PI), x)), gauss);
-    return List.of(c.mul(half, c.op("Sum", List.of(erf, density, c.scalar(1, x)))));
+    return List.of(c.fusedOp(FusedOps.GELU_GRAD, List.of(g.get(0), n.input(0))));
   }
 
   /**
@@ -77,12 +73,22 @@ final class ActivationGradients {
     return List.of(c.op("Where", List.of(positive, g.get(0), leaky)));
   }
 
+  /**
+   * dx = y·(g − Σ g·y) over the softmax's axis; over the last axis of a float32 softmax as one
+   * fused {@code dev.graft:SoftmaxGrad(g, y)} ({@link FusedOps}).
+   */
   static List<@Nullable String> softmax(Node n, List<@Nullable String> g, Grad c) {
     String y = n.output(0);
-    String axes = c.longs(List.of(n.attrInt("axis", -1)));
+    TensorType ty = c.type(y);
+    long axis = n.attrInt("axis", -1);
+    if (ty.elemType() == TensorType.FLOAT && (axis == -1 || ty.hasRank() && axis == ty.rank() - 1)) {
+      return List.of(c.fusedOp(FusedOps.SOFTMAX_GRAD, List.of(g.get(0), y)));
+    }
+    String axes = c.longs(List.of(axis));
     String dot = c.op("ReduceSum", List.of(c.mul(g.get(0), y), axes), attr("keepdims", 1L));
     return List.of(c.mul(y, c.op("Sub", List.of(g.get(0), dot))));
   }
+
 
   static List<@Nullable String> logSoftmax(Node n, List<@Nullable String> g, Grad c) {
     String y = n.output(0);

@@ -96,6 +96,11 @@ public final class Grad {
     return graph.add(name(opType), opType, Graph.MS_DOMAIN, inputs, 1, Node.attrs(attributes)).get(0);
   }
 
+  /** A single-output node of one of Graft's {@link dev.graft.compiler.ir.FusedOps}. */
+  public String fusedOp(String opType, List<String> inputs) {
+    return graph.add(name(opType), opType, Graph.GRAFT_DOMAIN, inputs, 1, Node.attrs()).get(0);
+  }
+
   /** Emits an ai.onnx node with {@code outputs} outputs; returns their names. */
   public List<String> ops(String opType, List<String> inputs, int outputs, AttributeProto... attributes) {
     return graph.add(name(opType), opType, "", inputs, outputs, Node.attrs(attributes));

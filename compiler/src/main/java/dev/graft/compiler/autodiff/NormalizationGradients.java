@@ -2,6 +2,7 @@ package dev.graft.compiler.autodiff;
 
 import static dev.graft.compiler.ir.Node.attr;
 
+import dev.graft.compiler.ir.FusedOps;
 import dev.graft.compiler.ir.Node;
 import dev.graft.compiler.ir.TensorType;
 import java.util.ArrayList;
@@ -20,7 +21,9 @@ final class NormalizationGradients {
    * LayerNormalization over axes {@code [axis, rank)}: with x̂ = (x − mean)·invstd and
    * ĝ = g·scale, dx = invstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), dscale = Σ g·x̂, dB = Σ g. Uses
    * the node's Mean/InvStdDev outputs when present in the input's precision, else recomputes them.
-   * Nine passes over x's shape for dx (the rest are per-row values).
+   * Nine passes over x's shape for dx (the rest are per-row values); over the last axis of a
+   * float32 input with its statistics outputs and a 1-D scale, dx is one fused {@code
+   * dev.graft:LayerNormGrad} ({@link FusedOps}) instead.
    */
   static List<@Nullable String> layerNorm(Node n, List<@Nullable String> g, Grad c) {
     for (int k = 1; k < g.size(); k++) {
@@ -54,11 +57,17 @@ final class NormalizationGradients {
       String eps = c.scalar(n.attrFloat("epsilon", 1e-5f), x);
       inv = c.op("Reciprocal", List.of(c.op("Sqrt", List.of(c.op("Add", List.of(var, eps))))));
     }
-    String centred = c.op("Sub", List.of(x, mean));
     String gy = g.get(0);
     TensorType out = c.type(n.output(0));
     List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
-    if (c.needs(0)) {
+    TensorType scale = c.type(n.input(1));
+    boolean fused = stats && tx.elemType() == TensorType.FLOAT && axes.size() == 1 && scale.hasRank() && scale.rank() == 1;
+    if (c.needs(0) && fused) {
+      // One dev.graft:LayerNormGrad (FusedOps) over the last axis, from the saved statistics.
+      r.set(0, c.unbroadcast(c.fusedOp(FusedOps.LAYER_NORM_GRAD, List.of(gy, x, n.input(1), mean, inv)), out, x));
+    }
+    String centred = c.needs(1) || c.needs(0) && !fused ? c.op("Sub", List.of(x, mean)) : "";
+    if (c.needs(0) && !fused) {
       // x̂·mean(ĝ·x̂) = (x − mean)·invstd²·mean(ĝ·(x − mean)): the invstd factors are applied to the
       // per-row means, so x̂ itself is not computed for dx.
       String gh = c.mul(gy, n.input(1));

@@ -9,12 +9,15 @@ import dev.graft.spec.onnx.Onnx.TensorProto;
 import dev.graft.spec.onnx.Onnx.TensorShapeProto;
 import dev.graft.spec.onnx.Onnx.TypeProto;
 import dev.graft.spec.onnx.Onnx.ValueInfoProto;
+import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * Emit pass: writes the IR as an ONNX model (IR version 8, ai.onnx opset {@value
  * Graph#OPSET}). External initializers are written as declarations only (name, type, dims and
  * an external-data reference to {@link #EXTERNAL_LOCATION}, which does not exist): the runtime
- * supplies their data from the host model.
+ * supplies their data from the host model. A graph with {@link FusedOps} carries their ONNX
+ * functions, imports the {@value Graph#GRAFT_DOMAIN} opset and states their outputs' types.
  */
 public final class OnnxExport {
   public static final String EXTERNAL_LOCATION = "graft-host-weights.bin";
@@ -28,8 +31,18 @@ public final class OnnxExport {
   public static ModelProto write(Graph graph, String name) {
     GraphProto.Builder g = GraphProto.newBuilder().setName(name);
     boolean usesMicrosoft = false;
+    Set<String> fused = new TreeSet<>();
     for (Node n : graph.nodes()) {
       usesMicrosoft |= n.domain().equals(Graph.MS_DOMAIN);
+      if (FusedOps.isFused(n)) {
+        fused.add(n.opType());
+        // ONNX Runtime cannot infer a custom kernel's output type; its fusions around the node
+        // (a following scale folded into a MatMul) need it, so the graph states it.
+        TensorType like = graph.type(n.input(1));
+        if (like != null) {
+          g.addValueInfo(valueInfo(n.output(0), like));
+        }
+      }
       g.addNode(
           NodeProto.newBuilder()
               .setName(n.name())
@@ -58,6 +71,10 @@ public final class OnnxExport {
             .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET));
     if (usesMicrosoft) {
       m.addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(Graph.MS_DOMAIN).setVersion(1));
+    }
+    if (!fused.isEmpty()) {
+      m.addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(Graph.GRAFT_DOMAIN).setVersion(FusedOps.VERSION));
+      fused.forEach(op -> m.addFunctions(FusedOps.function(op)));
     }
     return m.build();
   }

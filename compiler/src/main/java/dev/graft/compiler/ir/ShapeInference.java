@@ -243,6 +243,9 @@ public final class ShapeInference {
         values.put(n.output(0), new ArrayList<>(v));
         return TensorType.of(TensorType.INT64, v.size());
       }
+      case Graph.GRAFT_DOMAIN + ":" + FusedOps.GELU_GRAD, Graph.GRAFT_DOMAIN + ":" + FusedOps.SOFTMAX_GRAD,
+          Graph.GRAFT_DOMAIN + ":" + FusedOps.LAYER_NORM_GRAD:
+        return type(n.input(1));
       case "Size":
         return TensorType.of(TensorType.INT64);
       case "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf",

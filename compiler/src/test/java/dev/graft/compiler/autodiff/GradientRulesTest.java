@@ -422,6 +422,19 @@ class GradientRulesTest {
         .check("Softmax", g -> g.op("sm", "Softmax", List.of("x"), attr("axis", axis)));
   }
 
+  /**
+   * Float32 over the last axis is the fused {@code dev.graft:SoftmaxGrad} (its function body here,
+   * ONNX Runtime running it without Graft's kernels), over another axis the standard-op rule:
+   * float32 tolerances of {@link #erfFloat32}.
+   */
+  @ParameterizedTest
+  @ValueSource(longs = {-1, 2, 1})
+  @GradientOf("Softmax")
+  void softmaxFloat32(long axis) {
+    GradCheck.float32(31 + axis).step(1e-2).tolerance(2e-3, 2e-2).param("x", s(2, 3, 4), -2, 2)
+        .check("Softmax", g -> g.op("sm", "Softmax", List.of("x"), attr("axis", axis)));
+  }
+
   @ParameterizedTest
   @ValueSource(longs = {-1, 1, 0})
   @GradientOf("LogSoftmax")

@@ -15,6 +15,7 @@ import dev.graft.runtime.AdapterGraphs;
 import dev.graft.runtime.AdapterModel;
 import dev.graft.runtime.ModelOptions;
 import dev.graft.runtime.session.Device;
+import dev.graft.runtime.session.FusedKernels;
 import dev.graft.runtime.session.NodePlacement;
 import dev.graft.spec.manifest.HostInput;
 import java.io.IOException;
@@ -38,7 +39,9 @@ import org.jspecify.annotations.Nullable;
  * 2-class head, AdamW, batch 32 at 64 and 128 tokens (random token ids, every position attended).
  * Per shape it times, in rounds (each round runs each configuration once, so that a change of the
  * machine's load falls on all alike): the bare host in a plain ONNX Runtime session (no Graft),
- * Graft's forward ({@code AdapterModel.predict}) and Graft's training step ({@code trainStep});
+ * Graft's forward ({@code AdapterModel.predict}), Graft's training step ({@code trainStep}) and
+ * the same step with its fused backward ops run as their standard-op bodies ({@code
+ * ModelOptions.withFusedKernels(false)}: what a session without Graft's native kernels runs);
  * it prints medians and the ratios train/bare-forward and train/graft-forward (medians of each
  * round's ratio, the two runs of a ratio being neighbours in time), the first losses
  * (to compare graphs across versions: they are deterministic), the peak resident memory of a
@@ -142,6 +145,7 @@ public final class SpeedBenchmark {
       Map<String, OnnxTensor> feeds = new HashMap<>();
       List<Float> losses = new ArrayList<>();
       List<Float> losses8 = new ArrayList<>();
+      List<Float> lossesPlain = new ArrayList<>();
       try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {
         if (threads > 0) {
           so.setIntraOpNumThreads(threads);
@@ -151,6 +155,7 @@ public final class SpeedBenchmark {
         }
         try (OrtSession bare = env.createSession(host.model().toByteArray(), so);
             AdapterModel model = AdapterModel.open(Graft.graphs(graft), options);
+            AdapterModel plain = AdapterModel.open(Graft.graphs(graft), options.withFusedKernels(false));
             OrtSession bare8 = host8 == null ? null : env.createSession(host8.model().toByteArray(), so);
             AdapterModel model8 = graft8 == null ? null : AdapterModel.open(Graft.graphs(graft8), options);
             AdapterModel model8d = graft8d == null ? null : AdapterModel.open(Graft.graphs(graft8d), options);
@@ -168,6 +173,7 @@ public final class SpeedBenchmark {
           });
           configurations.put("forward", () -> model.predict(inputs));
           configurations.put("train", () -> losses.add(model.trainStep(inputs, labels, LEARNING_RATE)));
+          configurations.put("plain", () -> lossesPlain.add(plain.trainStep(inputs, labels, LEARNING_RATE)));
           if (model8 != null) {
             configurations.put("bare8", () -> {
               try (OrtSession.Result r = bare8.run(feeds)) {
@@ -183,16 +189,19 @@ public final class SpeedBenchmark {
           double[] b = seconds.get("bare");
           double[] f = seconds.get("forward");
           double[] t = seconds.get("train");
+          double[] p = seconds.get("plain");
           double[] trainPerBare = new double[runs];
           double[] trainPerForward = new double[runs];
+          double[] plainPerBare = new double[runs];
           for (int r = 0; r < runs; r++) {
             trainPerBare[r] = t[r] / b[r];
             trainPerForward[r] = t[r] / f[r];
+            plainPerBare[r] = p[r] / b[r];
           }
           lines.add(String.format(Locale.ROOT,
-              "| %d×%d | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %s |", batch, length, median(b), median(f), median(t),
-              median(trainPerBare), median(trainPerForward),
-              firstLosses(losses)));
+              "| %d×%d | %.3f s | %.3f s | %.3f s | %.2f | %.2f | %.3f s | %.2f | %s | %s |", batch, length, median(b),
+              median(f), median(t), median(trainPerBare), median(trainPerForward), median(p), median(plainPerBare),
+              firstLosses(losses), firstLosses(lossesPlain)));
           if (model8 != null) {
             double[] b8 = seconds.get("bare8");
             double[] t8 = seconds.get("train8");
@@ -224,10 +233,13 @@ public final class SpeedBenchmark {
     }
     System.out.println();
     System.out.printf(Locale.ROOT, "all-MiniLM-L6-v2, LoRA r8 on query and value + 2-class head, AdamW; %d timed runs"
-        + " (medians), %d warm-up; %s, %d cores%n%n", runs, warmup, device, Runtime.getRuntime().availableProcessors());
+        + " (medians), %d warm-up; %s, %d cores; Graft's fused CPU kernels %s%n%n", runs, warmup, device,
+        Runtime.getRuntime().availableProcessors(), FusedKernels.available() ? "loaded"
+            : "not available (" + FusedKernels.unavailableReason() + ")");
     System.out.println("| batch×tokens | bare ORT forward | Graft forward | Graft train step | train / bare forward"
-        + " | train / Graft forward | first losses |");
-    System.out.println("|---|---:|---:|---:|---:|---:|---|");
+        + " | train / Graft forward | train step, fused ops as standard ops | its / bare forward | first losses"
+        + " | first losses, standard ops |");
+    System.out.println("|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
     lines.forEach(System.out::println);
     if (graft8 != null) {
       System.out.println();

@@ -1,0 +1,140 @@
+package dev.graft.compiler.ir;
+
+import dev.graft.spec.onnx.Onnx.AttributeProto;
+import dev.graft.spec.onnx.Onnx.FunctionProto;
+import dev.graft.spec.onnx.Onnx.NodeProto;
+import dev.graft.spec.onnx.Onnx.OperatorSetIdProto;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Graft's fused backward ops (domain {@value Graph#GRAFT_DOMAIN}, version {@value #VERSION}):
+ * single nodes for gradient pieces that standard ops spell as chains of elementwise kernels, each
+ * a full pass over its tensor. Every exported model that uses one carries its ONNX function (a
+ * body of ai.onnx ops, {@link #function}), so any ONNX Runtime runs it: where no Graft kernel is
+ * registered (CUDA, a platform without the runtime's native library, {@code
+ * ModelOptions.withFusedKernels(false)}) ONNX Runtime inlines the body; where the runtime registers
+ * its CPU kernels (the {@code graftkernels} library), the node runs as one kernel.
+ *
+ * <p>All three are float32, with {@code dy} of the shape of the forward input (output for the
+ * softmax) and {@code dx} of that shape:
+ *
+ * <ul>
+ *   <li>{@code GeluGrad(dy, x) → dx}: the gradient of the erf-GELU {@code x·Φ(x)}, {@code dx = dy ·
+ *       (Φ(x) + x·φ(x))}.
+ *   <li>{@code SoftmaxGrad(dy, y) → dx}: the gradient of a softmax over the last axis from its
+ *       output y, {@code dx = y·(dy − Σ dy·y)} (sum over the last axis).
+ *   <li>{@code LayerNormGrad(dy, x, scale, mean, inv_std) → dx}: the input gradient of a
+ *       LayerNormalization over the last axis from its saved statistics ({@code mean}, {@code
+ *       inv_std} of shape {@code [..., 1]}, {@code scale} of shape {@code [D]}): with ĝ = dy·scale
+ *       and c = x − mean, {@code dx = inv_std·(ĝ − mean(ĝ) − c·inv_std²·mean(ĝ·c))}.
+ * </ul>
+ */
+public final class FusedOps {
+  /** The version of the {@value Graph#GRAFT_DOMAIN} opset the fused ops belong to. */
+  public static final int VERSION = 1;
+
+  public static final String GELU_GRAD = "GeluGrad";
+  public static final String SOFTMAX_GRAD = "SoftmaxGrad";
+  public static final String LAYER_NORM_GRAD = "LayerNormGrad";
+
+  private static final Set<String> ALL = Set.of(GELU_GRAD, SOFTMAX_GRAD, LAYER_NORM_GRAD);
+
+  private FusedOps() {}
+
+  /** Whether {@code n} is one of the fused ops (and not, say, the IR-only stop-gradient). */
+  public static boolean isFused(Node n) {
+    return n.domain().equals(Graph.GRAFT_DOMAIN) && ALL.contains(n.opType());
+  }
+
+  /** The ONNX function of fused op {@code opType}: its body in ai.onnx ops. */
+  public static FunctionProto function(String opType) {
+    return switch (opType) {
+      case GELU_GRAD -> geluGrad();
+      case SOFTMAX_GRAD -> softmaxGrad();
+      case LAYER_NORM_GRAD -> layerNormGrad();
+      default -> throw new IllegalArgumentException("not a fused op: " + opType);
+    };
+  }
+
+  private static FunctionProto.Builder function(String opType, List<String> inputs) {
+    return FunctionProto.newBuilder()
+        .setName(opType)
+        .setDomain(Graph.GRAFT_DOMAIN)
+        .addAllInput(inputs)
+        .addOutput("dx")
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET));
+  }
+
+  /**
+   * ½·dy · (1 + erf(t) + √(2/π)·x·e^(−x²/2)), t = x/√2, −x²/2 = t·(−x/√2): ten kernels; dy·½
+   * first, so that ONNX Runtime folds it into the FusedMatMul that produced dy.
+   */
+  private static FunctionProto geluGrad() {
+    FunctionProto.Builder f = function(GELU_GRAD, List.of("dy", "x"));
+    f.addNode(constant("half", 0.5));
+    f.addNode(constant("inv_sqrt2", Math.sqrt(0.5)));
+    f.addNode(constant("neg_inv_sqrt2", -Math.sqrt(0.5)));
+    f.addNode(constant("sqrt_2_over_pi", Math.sqrt(2 / Math.PI)));
+    f.addNode(constant("one", 1));
+    f.addNode(node("Mul", List.of("dy", "half"), "dy_half"));
+    f.addNode(node("Mul", List.of("x", "inv_sqrt2"), "t"));
+    f.addNode(node("Erf", List.of("t"), "erf"));
+    f.addNode(node("Mul", List.of("x", "neg_inv_sqrt2"), "neg_t"));
+    f.addNode(node("Mul", List.of("t", "neg_t"), "neg_half_x2"));
+    f.addNode(node("Exp", List.of("neg_half_x2"), "gauss"));
+    f.addNode(node("Mul", List.of("x", "sqrt_2_over_pi"), "scaled_x"));
+    f.addNode(node("Mul", List.of("scaled_x", "gauss"), "density"));
+    f.addNode(node("Sum", List.of("erf", "density", "one"), "twice_derivative"));
+    f.addNode(node("Mul", List.of("dy_half", "twice_derivative"), "dx"));
+    return f.build();
+  }
+
+  /** y·(dy − ReduceSum(dy·y, last axis)): four kernels. */
+  private static FunctionProto softmaxGrad() {
+    FunctionProto.Builder f = function(SOFTMAX_GRAD, List.of("dy", "y"));
+    f.addNode(NodeProto.newBuilder().setOpType("Constant").addOutput("last_axis")
+        .addAttribute(AttributeProto.newBuilder().setName("value_ints").setType(AttributeProto.AttributeType.INTS)
+            .addInts(-1)));
+    f.addNode(node("Mul", List.of("dy", "y"), "dy_y"));
+    f.addNode(node("ReduceSum", List.of("dy_y", "last_axis"), "dot"));
+    f.addNode(node("Sub", List.of("dy", "dot"), "centred"));
+    f.addNode(node("Mul", List.of("y", "centred"), "dx"));
+    return f.build();
+  }
+
+  /**
+   * (ĝ − mean(ĝ) − c·(inv_std²·mean(ĝ·c)))·inv_std with ĝ = dy·scale, c = x − mean, means over the
+   * last axis: the invstd factors go onto the per-row means; nine passes over x's shape.
+   */
+  private static FunctionProto layerNormGrad() {
+    FunctionProto.Builder f = function(LAYER_NORM_GRAD, List.of("dy", "x", "scale", "mean", "inv_std"));
+    AttributeProto lastAxis = AttributeProto.newBuilder().setName("axes").setType(AttributeProto.AttributeType.INTS)
+        .addInts(-1).build();
+    f.addNode(node("Sub", List.of("x", "mean"), "c"));
+    f.addNode(node("Mul", List.of("dy", "scale"), "g"));
+    f.addNode(node("ReduceMean", List.of("g"), "mean_g").toBuilder().addAttribute(lastAxis));
+    f.addNode(node("Mul", List.of("g", "c"), "g_c"));
+    f.addNode(node("ReduceMean", List.of("g_c"), "mean_g_c").toBuilder().addAttribute(lastAxis));
+    f.addNode(node("Mul", List.of("inv_std", "inv_std"), "inv_var"));
+    f.addNode(node("Mul", List.of("inv_var", "mean_g_c"), "k"));
+    f.addNode(node("Sub", List.of("g", "mean_g"), "g_centred"));
+    f.addNode(node("Mul", List.of("c", "k"), "c_k"));
+    f.addNode(node("Sub", List.of("g_centred", "c_k"), "d"));
+    f.addNode(node("Mul", List.of("d", "inv_std"), "dx"));
+    return f.build();
+  }
+
+  private static NodeProto constant(String output, double value) {
+    return NodeProto.newBuilder()
+        .setOpType("Constant")
+        .addOutput(output)
+        .addAttribute(AttributeProto.newBuilder().setName("value_float").setType(AttributeProto.AttributeType.FLOAT)
+            .setF((float) value))
+        .build();
+  }
+
+  private static NodeProto node(String opType, List<String> inputs, String output) {
+    return NodeProto.newBuilder().setOpType(opType).addAllInput(inputs).addOutput(output).build();
+  }
+}
