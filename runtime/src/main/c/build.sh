@@ -15,7 +15,7 @@ if [[ -z "$compiler" ]]; then
   exit 0
 fi
 mkdir -p "$out"
-"$compiler" -std=c11 -O3 -fno-trapping-math -fno-math-errno -fPIC -shared -fvisibility=hidden \
+"$compiler" -std=c11 -O3 -fno-trapping-math -fno-math-errno -fopenmp-simd -fPIC -shared -fvisibility=hidden \
   -Wall -Wextra -Werror -o "$out/libgraftkernels.so.tmp" "$here/graftkernels.c" -lpthread
 mv "$out/libgraftkernels.so.tmp" "$out/libgraftkernels.so"
 echo "[graftkernels] built $out/libgraftkernels.so with $compiler"

@@ -244,18 +244,11 @@ static void gelu_grad_compute(void *kernel, OrtKernelContext *context) {
 
 /* ---------------------------------------------------------------- rows of the last axis */
 
-#define LANES 16
-
-/* Σ a·b over n floats in LANES independent partial sums (vectorized without reassociation). */
+/* Σ a·b over n floats, vectorized (the simd reduction lets the compiler split the sum into lanes). */
 static inline float dot(const float *restrict a, const float *restrict b, size_t n) {
-  float acc[LANES] = {0};
-  size_t i = 0;
-  for (; i + LANES <= n; i += LANES) {
-    for (size_t j = 0; j < LANES; j++) acc[j] += a[i + j] * b[i + j];
-  }
   float s = 0;
-  for (size_t j = 0; j < LANES; j++) s += acc[j];
-  for (; i < n; i++) s += a[i] * b[i];
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++) s += a[i] * b[i];
   return s;
 }
 
@@ -316,29 +309,16 @@ static void layer_norm_grad_rows(const void *args, size_t begin, size_t end) {
     float *restrict dx = a->dx + r * w;
     float mu = a->mean[r];
     float inv = a->inv_std[r];
-    float acc_g[LANES] = {0};
-    float acc_gc[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= w; i += LANES) {
-      for (size_t j = 0; j < LANES; j++) {
-        float gh = dy[i + j] * scale[i + j];
-        acc_g[j] += gh;
-        acc_gc[j] += gh * (x[i + j] - mu);
-      }
-    }
     float sum_g = 0, sum_gc = 0;
-    for (size_t j = 0; j < LANES; j++) {
-      sum_g += acc_g[j];
-      sum_gc += acc_gc[j];
-    }
-    for (; i < w; i++) {
+#pragma omp simd reduction(+ : sum_g, sum_gc)
+    for (size_t i = 0; i < w; i++) {
       float gh = dy[i] * scale[i];
       sum_g += gh;
       sum_gc += gh * (x[i] - mu);
     }
     float m1 = sum_g / (float) w;
     float k = inv * inv * (sum_gc / (float) w);
-    for (i = 0; i < w; i++) dx[i] = (dy[i] * scale[i] - m1 - (x[i] - mu) * k) * inv;
+    for (size_t i = 0; i < w; i++) dx[i] = (dy[i] * scale[i] - m1 - (x[i] - mu) * k) * inv;
   }
 }
 
