@@ -5,6 +5,8 @@
  * (dev.graft.compiler.ir.FusedOps), which ONNX Runtime runs wherever this library is not
  * registered; the kernels here compute the same values in one pass over their tensors.
  *
+ *   LayerNorm(x, scale, bias) -> (y, mean, inv_std), attribute epsilon
+ *                                                  rows of the last axis: y = (x − mean)·inv_std·scale + bias
  *   GeluGrad(dy, x) -> dx                          dx = dy·(Φ(x) + x·φ(x))
  *   SoftmaxGrad(dy, y) -> dx                       rows of the last axis: dx = y·(dy − Σ dy·y)
  *   LayerNormGrad(dy, x, scale, mean, inv_std) -> dx
@@ -20,8 +22,10 @@
  * of API version 8, which later runtimes keep accepting.
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -67,6 +71,7 @@ enum {
   SLOT_GET_DIMENSIONS = 62,
   SLOT_GET_TENSOR_SHAPE_ELEMENT_COUNT = 64,
   SLOT_GET_TENSOR_TYPE_AND_SHAPE = 65,
+  SLOT_KERNEL_INFO_GET_ATTRIBUTE_FLOAT = 85,
   SLOT_KERNEL_CONTEXT_GET_INPUT = 90,
   SLOT_KERNEL_CONTEXT_GET_OUTPUT = 91,
   SLOT_RELEASE_STATUS = 93,
@@ -82,6 +87,7 @@ typedef OrtStatus *(*GetDimensionsCountFn)(const OrtTensorTypeAndShapeInfo *, si
 typedef OrtStatus *(*GetDimensionsFn)(const OrtTensorTypeAndShapeInfo *, int64_t *, size_t);
 typedef OrtStatus *(*GetTensorShapeElementCountFn)(const OrtTensorTypeAndShapeInfo *, size_t *);
 typedef OrtStatus *(*GetTensorTypeAndShapeFn)(const OrtValue *, OrtTensorTypeAndShapeInfo **);
+typedef OrtStatus *(*KernelInfoGetAttributeFloatFn)(const OrtKernelInfo *, const char *, float *);
 typedef OrtStatus *(*KernelContextGetInputFn)(const OrtKernelContext *, size_t, const OrtValue **);
 typedef OrtStatus *(*KernelContextGetOutputFn)(OrtKernelContext *, size_t, const int64_t *, size_t, OrtValue **);
 typedef void (*ReleaseStatusFn)(OrtStatus *);
@@ -118,17 +124,25 @@ static int input(OrtKernelContext *context, size_t index, Tensor *t) {
   return ok;
 }
 
-/* Output 0 with the shape of `like`; returns its data, or NULL when ONNX Runtime refuses. */
-static float *output_like(OrtKernelContext *context, const Tensor *like) {
+/* Output `index` with the shape of `like`, its last dimension `last` when last >= 0; returns its
+ * data, or NULL when ONNX Runtime refuses. */
+static float *output_shaped(OrtKernelContext *context, size_t index, const Tensor *like, int64_t last) {
+  int64_t dims[MAX_RANK];
+  memcpy(dims, like->dims, like->rank * sizeof dims[0]);
+  if (last >= 0 && like->rank > 0) dims[like->rank - 1] = last;
   OrtValue *v = NULL;
   float *data = NULL;
-  OrtStatus *st = ((KernelContextGetOutputFn) SLOT(SLOT_KERNEL_CONTEXT_GET_OUTPUT))(context, 0, like->dims, like->rank, &v);
+  OrtStatus *st = ((KernelContextGetOutputFn) SLOT(SLOT_KERNEL_CONTEXT_GET_OUTPUT))(context, index, dims, like->rank, &v);
   if (!st) st = ((GetTensorMutableDataFn) SLOT(SLOT_GET_TENSOR_MUTABLE_DATA))(v, (void **) &data);
   if (st) {
     ((ReleaseStatusFn) SLOT(SLOT_RELEASE_STATUS))(st);
     return NULL;
   }
   return data;
+}
+
+static float *output_like(OrtKernelContext *context, const Tensor *like) {
+  return output_shaped(context, 0, like, -1);
 }
 
 static void fill_nan(float *out, size_t n) {
@@ -184,6 +198,72 @@ static void parallel_for(RangeFn fn, const void *args, size_t n, size_t grain) {
 }
 
 #define ELEMENT_GRAIN (1u << 16)
+
+/* ---------------------------------------------------------------- LayerNorm */
+
+typedef struct {
+  float epsilon;
+} LayerNormKernel;
+
+typedef struct {
+  const float *x;
+  const float *scale;
+  const float *bias;
+  float *y;
+  float *mean;
+  float *inv_std;
+  size_t width;
+  float epsilon;
+} LayerNormForwardArgs;
+
+/* Two passes over each row (it stays in L1): the mean, then the variance of x − mean, both in
+ * float64, and x − mean in float64 before the float32 scale and bias: a row whose mean is large
+ * against its spread keeps its digits (float32's E[x²] − mean² would lose them). */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void layer_norm_rows(const void *args, size_t begin, size_t end) {
+  const LayerNormForwardArgs *a = (const LayerNormForwardArgs *) args;
+  size_t w = a->width;
+  const float *restrict scale = a->scale;
+  const float *restrict bias = a->bias;
+  for (size_t r = begin; r < end; r++) {
+    const float *restrict x = a->x + r * w;
+    float *restrict y = a->y + r * w;
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (size_t i = 0; i < w; i++) sum += x[i];
+    double mu = sum / (double) w;
+    double var = 0;
+#pragma omp simd reduction(+ : var)
+    for (size_t i = 0; i < w; i++) {
+      double d = x[i] - mu;
+      var += d * d;
+    }
+    double inv = 1.0 / sqrt(var / (double) w + a->epsilon);
+    for (size_t i = 0; i < w; i++) y[i] = (float) ((x[i] - mu) * inv) * scale[i] + bias[i];
+    a->mean[r] = (float) mu;
+    a->inv_std[r] = (float) inv;
+  }
+}
+
+static void layer_norm_compute(void *kernel, OrtKernelContext *context) {
+  Tensor x, scale, bias;
+  if (!input(context, 0, &x) || !input(context, 1, &scale) || !input(context, 2, &bias)) return;
+  float *y = output_shaped(context, 0, &x, -1);
+  float *mean = output_shaped(context, 1, &x, 1);
+  float *inv_std = output_shaped(context, 2, &x, 1);
+  if (!y || !mean || !inv_std) return;
+  size_t width = x.rank > 0 ? (size_t) x.dims[x.rank - 1] : 1;
+  size_t rows = width ? x.count / width : 0;
+  if (width == 0 || scale.count != width || bias.count != width) {
+    fill_nan(y, x.count);
+    fill_nan(mean, rows);
+    fill_nan(inv_std, rows);
+    return;
+  }
+  LayerNormForwardArgs args = {x.data, scale.data, bias.data, y, mean, inv_std, width,
+                               ((const LayerNormKernel *) kernel)->epsilon};
+  parallel_for(layer_norm_rows, &args, rows, ELEMENT_GRAIN / width + 1);
+}
 
 /* ---------------------------------------------------------------- GeluGrad */
 
@@ -346,17 +426,36 @@ static void *create_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKe
   return (void *) op;
 }
 static void destroy_kernel(void *kernel) { (void) kernel; }
+
+/* LayerNorm's kernel holds its epsilon (1e-5, ONNX's default, when the node has none). */
+static void *create_layer_norm_kernel(const OrtCustomOp *op, const OrtApi *api, const OrtKernelInfo *info) {
+  (void) op; (void) api;
+  LayerNormKernel *k = malloc(sizeof *k);
+  if (!k) return NULL;
+  k->epsilon = 1e-5f;
+  OrtStatus *st = ((KernelInfoGetAttributeFloatFn) SLOT(SLOT_KERNEL_INFO_GET_ATTRIBUTE_FLOAT))(info, "epsilon", &k->epsilon);
+  if (st) {
+    ((ReleaseStatusFn) SLOT(SLOT_RELEASE_STATUS))(st);
+    k->epsilon = 1e-5f;
+  }
+  return k;
+}
+static void destroy_layer_norm_kernel(void *kernel) { free(kernel); }
 static const char *cpu_provider(const OrtCustomOp *op) { (void) op; return "CPUExecutionProvider"; }
 static int float_type(const OrtCustomOp *op, size_t index) { (void) op; (void) index; return ELEMENT_FLOAT; }
 static size_t one(const OrtCustomOp *op) { (void) op; return 1; }
 static size_t two(const OrtCustomOp *op) { (void) op; return 2; }
+static size_t three(const OrtCustomOp *op) { (void) op; return 3; }
 static size_t five(const OrtCustomOp *op) { (void) op; return 5; }
 static int required(const OrtCustomOp *op, size_t index) { (void) op; (void) index; return 0; }
+static const char *layer_norm_name(const OrtCustomOp *op) { (void) op; return "LayerNorm"; }
 static const char *gelu_grad_name(const OrtCustomOp *op) { (void) op; return "GeluGrad"; }
 static const char *softmax_grad_name(const OrtCustomOp *op) { (void) op; return "SoftmaxGrad"; }
 static const char *layer_norm_grad_name(const OrtCustomOp *op) { (void) op; return "LayerNormGrad"; }
 
 static const OrtCustomOp ops[] = {
+  {API_VERSION, create_layer_norm_kernel, layer_norm_name, cpu_provider, float_type, three, float_type, three,
+   layer_norm_compute, destroy_layer_norm_kernel, required, required},
   {API_VERSION, create_kernel, gelu_grad_name, cpu_provider, float_type, two, float_type, one,
    gelu_grad_compute, destroy_kernel, required, required},
   {API_VERSION, create_kernel, softmax_grad_name, cpu_provider, float_type, two, float_type, one,

@@ -22,6 +22,7 @@ import dev.graft.compiler.passes.AdapterPlacement;
 import dev.graft.compiler.passes.GatheredAdapters;
 import dev.graft.compiler.passes.ImportFusion;
 import dev.graft.compiler.passes.SavedActivations;
+import dev.graft.compiler.passes.TrainingFusion;
 import dev.graft.compiler.passes.SiteUpdates;
 import dev.graft.compiler.plan.Validation;
 import dev.graft.compiler.spec.GraftSpec;
@@ -49,7 +50,8 @@ import org.jspecify.annotations.Nullable;
  *   <li>per {@link GraphVariant}, on its own copy of the host: place adapters ({@link
  *       AdapterPlacement}) → add the task's head and loss ({@link TaskPass}) → infer shapes → for
  *       the training step: autodiff ({@link Autodiff}) → the check that it reached every trained
- *       parameter ({@link UnreachedParameters}) → saved activations ({@link SavedActivations}) →
+ *       parameter ({@link UnreachedParameters}) → the forward's fused LayerNorms ({@link
+ *       TrainingFusion}) → saved activations ({@link SavedActivations}) →
  *       optimizer ({@link AdamWUpdate}); for the update graph: the linear sites'
  *       weight updates ({@link SiteUpdates}); for the merged graph: placement of the adapters
  *       without a merged form, the others' sites reading merged tensors ({@link
@@ -292,6 +294,7 @@ public final class GraftCompiler {
     if (!unreached.isEmpty()) {
       throw new GraftCompileException(unreached);
     }
+    TrainingFusion.apply(train);
     Map<String, String> grads = gradients.values();
     if (halves != null) {
       List<String> masked = forward.parameters().stream().filter(p -> !p.getUpdateMask().isEmpty())

@@ -8,18 +8,22 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Graft's fused backward ops (domain {@value Graph#GRAFT_DOMAIN}, version {@value #VERSION}):
- * single nodes for gradient pieces that standard ops spell as chains of elementwise kernels, each
- * a full pass over its tensor. Every exported model that uses one carries its ONNX function (a
+ * Graft's fused ops of the training graph (domain {@value Graph#GRAFT_DOMAIN}, version {@value
+ * #VERSION}): single nodes for gradient pieces that standard ops spell as chains of elementwise
+ * kernels, each a full pass over its tensor, and for the forward's LayerNormalization, whose
+ * ONNX Runtime CPU kernel runs at a fraction of memory speed. Every exported model that uses one carries its ONNX function (a
  * body of ai.onnx ops, {@link #function}), so any ONNX Runtime runs it: where no Graft kernel is
  * registered (CUDA, a platform without the runtime's native library, {@code
  * ModelOptions.withFusedKernels(false)}) ONNX Runtime inlines the body; where the runtime registers
  * its CPU kernels (the {@code graftkernels} library), the node runs as one kernel.
  *
- * <p>All three are float32, with {@code dy} of the shape of the forward input (output for the
- * softmax) and {@code dx} of that shape:
+ * <p>All are float32; the gradients' {@code dy} has the shape of the forward input (output for the
+ * softmax) and {@code dx} that shape:
  *
  * <ul>
+ *   <li>{@code LayerNorm(x, scale, bias) → (y, mean, inv_std)}, attribute {@code epsilon}: a
+ *       LayerNormalization over the last axis with its statistics outputs (shape {@code [..., 1]});
+ *       its body is that one ai.onnx LayerNormalization.
  *   <li>{@code GeluGrad(dy, x) → dx}: the gradient of the erf-GELU {@code x·Φ(x)}, {@code dx = dy ·
  *       (Φ(x) + x·φ(x))}.
  *   <li>{@code SoftmaxGrad(dy, y) → dx}: the gradient of a softmax over the last axis from its
@@ -34,11 +38,12 @@ public final class FusedOps {
   /** The version of the {@value Graph#GRAFT_DOMAIN} opset the fused ops belong to. */
   public static final int VERSION = 1;
 
+  public static final String LAYER_NORM = "LayerNorm";
   public static final String GELU_GRAD = "GeluGrad";
   public static final String SOFTMAX_GRAD = "SoftmaxGrad";
   public static final String LAYER_NORM_GRAD = "LayerNormGrad";
 
-  private static final Set<String> ALL = Set.of(GELU_GRAD, SOFTMAX_GRAD, LAYER_NORM_GRAD);
+  private static final Set<String> ALL = Set.of(LAYER_NORM, GELU_GRAD, SOFTMAX_GRAD, LAYER_NORM_GRAD);
 
   private FusedOps() {}
 
@@ -50,6 +55,7 @@ public final class FusedOps {
   /** The ONNX function of fused op {@code opType}: its body in ai.onnx ops. */
   public static FunctionProto function(String opType) {
     return switch (opType) {
+      case LAYER_NORM -> layerNorm();
       case GELU_GRAD -> geluGrad();
       case SOFTMAX_GRAD -> softmaxGrad();
       case LAYER_NORM_GRAD -> layerNormGrad();
@@ -64,6 +70,25 @@ public final class FusedOps {
         .addAllInput(inputs)
         .addOutput("dx")
         .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET));
+  }
+
+  /** LayerNormalization(x, scale, bias, axis −1, epsilon from the node) with its Mean and InvStdDev outputs. */
+  private static FunctionProto layerNorm() {
+    return FunctionProto.newBuilder()
+        .setName(LAYER_NORM)
+        .setDomain(Graph.GRAFT_DOMAIN)
+        .addAllInput(List.of("x", "scale", "bias"))
+        .addAllOutput(List.of("y", "mean", "inv_std"))
+        .addAttribute("epsilon")
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET))
+        .addNode(NodeProto.newBuilder()
+            .setOpType("LayerNormalization")
+            .addAllInput(List.of("x", "scale", "bias"))
+            .addAllOutput(List.of("y", "mean", "inv_std"))
+            .addAttribute(AttributeProto.newBuilder().setName("axis").setType(AttributeProto.AttributeType.INT).setI(-1))
+            .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT)
+                .setRefAttrName("epsilon")))
+        .build();
   }
 
   /**

@@ -36,11 +36,13 @@ public final class OnnxExport {
       usesMicrosoft |= n.domain().equals(Graph.MS_DOMAIN);
       if (FusedOps.isFused(n)) {
         fused.add(n.opType());
-        // ONNX Runtime cannot infer a custom kernel's output type; its fusions around the node
-        // (a following scale folded into a MatMul) need it, so the graph states it.
-        TensorType like = graph.type(n.input(1));
-        if (like != null) {
-          g.addValueInfo(valueInfo(n.output(0), like));
+        // ONNX Runtime cannot infer a custom kernel's output types; its fusions around the node
+        // (a following scale folded into a MatMul) need them, so the graph states them.
+        for (String out : n.outputs()) {
+          TensorType t = graph.type(out);
+          if (t != null) {
+            g.addValueInfo(valueInfo(out, t));
+          }
         }
       }
       g.addNode(

@@ -158,7 +158,7 @@ public final class ShapeInference {
     r.add(t);
     switch (n.opType()) {
       case "Dropout" -> r.add(t.withElemType(TensorType.BOOL));
-      case "LayerNormalization", "SimplifiedLayerNormalization" -> {
+      case "LayerNormalization", "SimplifiedLayerNormalization", FusedOps.LAYER_NORM -> {
         if (t.hasRank()) {
           int a = axis(n.attrInt("axis", -1), t.rank());
           List<Dim> s = new ArrayList<>(t.dims());
@@ -168,7 +168,7 @@ public final class ShapeInference {
           // Mean and InvStdDev have the stash type (float unless stated), not X's.
           TensorType stat = TensorType.of((int) n.attrInt("stash_type", TensorType.FLOAT), s);
           r.add(stat);
-          if (n.opType().equals("LayerNormalization")) {
+          if (!n.opType().equals("SimplifiedLayerNormalization")) {
             r.add(stat);
           }
         }
@@ -243,6 +243,8 @@ public final class ShapeInference {
         values.put(n.output(0), new ArrayList<>(v));
         return TensorType.of(TensorType.INT64, v.size());
       }
+      case Graph.GRAFT_DOMAIN + ":" + FusedOps.LAYER_NORM:
+        return type(n.input(0));
       case Graph.GRAFT_DOMAIN + ":" + FusedOps.GELU_GRAD, Graph.GRAFT_DOMAIN + ":" + FusedOps.SOFTMAX_GRAD,
           Graph.GRAFT_DOMAIN + ":" + FusedOps.LAYER_NORM_GRAD:
         return type(n.input(1));

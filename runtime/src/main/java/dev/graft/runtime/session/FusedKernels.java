@@ -4,6 +4,7 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
+import dev.graft.spec.onnx.Onnx.AttributeProto;
 import dev.graft.spec.onnx.Onnx.GraphProto;
 import dev.graft.spec.onnx.Onnx.ModelProto;
 import dev.graft.spec.onnx.Onnx.NodeProto;
@@ -23,8 +24,8 @@ import java.util.Map;
 import org.jspecify.annotations.Nullable;
 
 /**
- * Graft's native CPU kernels for its fused backward ops (domain {@code dev.graft}: {@code
- * GeluGrad}), a custom-op library for ONNX Runtime built from {@code src/main/c} into this jar for
+ * Graft's native CPU kernels for the fused ops of its training graphs (domain {@code dev.graft}:
+ * {@code LayerNorm}, {@code GeluGrad}, {@code SoftmaxGrad}, {@code LayerNormGrad}), a custom-op library for ONNX Runtime built from {@code src/main/c} into this jar for
  * Linux x86-64. A training graph that uses a fused op carries the op's ONNX function too (standard
  * ops), so where the kernels are not registered (CUDA sessions, other platforms, a jar built
  * without a C compiler, {@code ModelOptions.withFusedKernels(false)}) ONNX Runtime runs that body
@@ -34,7 +35,7 @@ import org.jspecify.annotations.Nullable;
  * <p>The library is copied from the class path to a temporary file (deleted at exit) and loaded
  * into the JVM once ({@link System#load}), which keeps it loaded for the JVM's life; each session
  * then registers it with ONNX Runtime. Before first use, the kernels are checked once against
- * values computed here in float64 (a small graph of the three ops, without their function bodies,
+ * values computed here in float64 (a small graph of the four ops, without their function bodies,
  * so only the kernels can run it); kernels that fail the check are not used, and the warning says
  * why.
  */
@@ -152,12 +153,16 @@ public final class FusedKernels {
     for (String in : List.of("x", "dy", "y", "scale", "mean", "inv")) {
       g.addInput(floatValue(in));
     }
+    g.addNode(NodeProto.newBuilder().setOpType("LayerNorm").setDomain("dev.graft").addInput("x").addInput("scale")
+        .addInput("scale").addOutput("ln_y").addOutput("ln_mean").addOutput("ln_inv")
+        .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT)
+            .setF(1e-5f)));
     g.addNode(NodeProto.newBuilder().setOpType("GeluGrad").setDomain("dev.graft").addInput("dy").addInput("x").addOutput("gelu"));
     g.addNode(NodeProto.newBuilder().setOpType("SoftmaxGrad").setDomain("dev.graft").addInput("dy").addInput("y")
         .addOutput("softmax"));
     g.addNode(NodeProto.newBuilder().setOpType("LayerNormGrad").setDomain("dev.graft").addInput("dy").addInput("x")
         .addInput("scale").addInput("mean").addInput("inv").addOutput("layer_norm"));
-    for (String out : List.of("gelu", "softmax", "layer_norm")) {
+    for (String out : List.of("ln_y", "ln_mean", "ln_inv", "gelu", "softmax", "layer_norm")) {
       g.addOutput(floatValue(out));
     }
     byte[] model = ModelProto.newBuilder().setIrVersion(8).setGraph(g)
@@ -175,7 +180,11 @@ public final class FusedKernels {
           String gelu = differs("GeluGrad", out(r, "gelu"), geluGrad(dy, x), 2e-6);
           String softmax = differs("SoftmaxGrad", out(r, "softmax"), softmaxGrad(dy, y), 1e-5);
           String layerNorm = differs("LayerNormGrad", out(r, "layer_norm"), layerNormGrad(dy, x, scale, mean, inv), 1e-5);
-          return (gelu + softmax + layerNorm).trim();
+          double[][] forward = layerNorm(x, scale, scale);
+          String layerNormForward = differs("LayerNorm", out(r, "ln_y"), forward[0], 1e-5)
+              + differs("LayerNorm's mean", out(r, "ln_mean"), forward[1], 1e-5)
+              + differs("LayerNorm's inv_std", out(r, "ln_inv"), forward[2], 1e-5);
+          return (layerNormForward + gelu + softmax + layerNorm).trim();
         }
       }
     } catch (OrtException | RuntimeException e) {
@@ -212,6 +221,29 @@ public final class FusedKernels {
       }
     }
     return "";
+  }
+
+  /** y, mean and inv_std (epsilon 1e-5) over the rows. */
+  private static double[][] layerNorm(float[] x, float[] scale, float[] bias) {
+    double[][] out = {new double[x.length], new double[ROWS], new double[ROWS]};
+    for (int r = 0; r < ROWS; r++) {
+      double m = 0;
+      for (int i = 0; i < WIDTH; i++) {
+        m += x[r * WIDTH + i];
+      }
+      m /= WIDTH;
+      double v = 0;
+      for (int i = 0; i < WIDTH; i++) {
+        v += (x[r * WIDTH + i] - m) * (x[r * WIDTH + i] - m);
+      }
+      double inv = 1 / Math.sqrt(v / WIDTH + 1e-5);
+      for (int i = 0; i < WIDTH; i++) {
+        out[0][r * WIDTH + i] = (x[r * WIDTH + i] - m) * inv * scale[i] + bias[i];
+      }
+      out[1][r] = m;
+      out[2][r] = inv;
+    }
+    return out;
   }
 
   private static double[] geluGrad(float[] dy, float[] x) {
