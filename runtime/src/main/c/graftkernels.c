@@ -95,7 +95,7 @@ typedef void (*ReleaseTensorTypeAndShapeInfoFn)(OrtTensorTypeAndShapeInfo *);
 
 static const OrtApi *ort;
 
-#define MAX_RANK 16
+#define MAX_RANK 64
 
 /* A kernel's view of one tensor: data, element count, shape. */
 typedef struct {

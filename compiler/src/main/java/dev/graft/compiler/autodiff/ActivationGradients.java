@@ -89,7 +89,6 @@ final class ActivationGradients {
     return List.of(c.mul(y, c.op("Sub", List.of(g.get(0), dot))));
   }
 
-
   static List<@Nullable String> logSoftmax(Node n, List<@Nullable String> g, Grad c) {
     String y = n.output(0);
     String axes = c.longs(List.of(n.attrInt("axis", -1)));

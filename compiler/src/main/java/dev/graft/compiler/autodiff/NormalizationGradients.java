@@ -61,13 +61,13 @@ final class NormalizationGradients {
     TensorType out = c.type(n.output(0));
     List<@Nullable String> r = new ArrayList<>(Arrays.asList(null, null, null));
     TensorType scale = c.type(n.input(1));
-    boolean fused = stats && tx.elemType() == TensorType.FLOAT && axes.size() == 1 && scale.hasRank() && scale.rank() == 1;
+    boolean fused = stats && tx.elemType() == TensorType.FLOAT && axes.size() == 1 && scale.hasRank()
+        && scale.rank() == 1;
+    String centred = c.needs(1) || c.needs(0) && !fused ? c.op("Sub", List.of(x, mean)) : "";
     if (c.needs(0) && fused) {
       // One dev.graft:LayerNormGrad (FusedOps) over the last axis, from the saved statistics.
       r.set(0, c.unbroadcast(c.fusedOp(FusedOps.LAYER_NORM_GRAD, List.of(gy, x, n.input(1), mean, inv)), out, x));
-    }
-    String centred = c.needs(1) || c.needs(0) && !fused ? c.op("Sub", List.of(x, mean)) : "";
-    if (c.needs(0) && !fused) {
+    } else if (c.needs(0)) {
       // x̂·mean(ĝ·x̂) = (x − mean)·invstd²·mean(ĝ·(x − mean)): the invstd factors are applied to the
       // per-row means, so x̂ itself is not computed for dx.
       String gh = c.mul(gy, n.input(1));

@@ -10,12 +10,12 @@ import java.util.Set;
 /**
  * Graft's fused ops of the training graph (domain {@value Graph#GRAFT_DOMAIN}, version {@value
  * #VERSION}): single nodes for gradient pieces that standard ops spell as chains of elementwise
- * kernels, each a full pass over its tensor, and for the forward's LayerNormalization, whose
- * ONNX Runtime CPU kernel runs at a fraction of memory speed. Every exported model that uses one carries its ONNX function (a
- * body of ai.onnx ops, {@link #function}), so any ONNX Runtime runs it: where no Graft kernel is
- * registered (CUDA, a platform without the runtime's native library, {@code
- * ModelOptions.withFusedKernels(false)}) ONNX Runtime inlines the body; where the runtime registers
- * its CPU kernels (the {@code graftkernels} library), the node runs as one kernel.
+ * kernels, each a full pass over its tensor, and for the forward's LayerNormalization, whose ONNX
+ * Runtime CPU kernel runs at a fraction of memory speed. Every exported model that uses one
+ * carries its ONNX function (a body of ai.onnx ops, {@link #function}), so any ONNX Runtime runs
+ * it: where no Graft kernel is registered (CUDA, a platform without the runtime's native library,
+ * {@code ModelOptions.withFusedKernels(false)}) ONNX Runtime inlines the body; where the runtime
+ * registers its CPU kernels (the {@code graftkernels} library), the node runs as one kernel.
  *
  * <p>All are float32; the gradients' {@code dy} has the shape of the forward input (output for the
  * softmax) and {@code dx} that shape:
@@ -63,7 +63,8 @@ public final class FusedOps {
     };
   }
 
-  private static FunctionProto.Builder function(String opType, List<String> inputs) {
+  /** A gradient op's function: {@code inputs} to the one output {@code dx}. */
+  private static FunctionProto.Builder gradient(String opType, List<String> inputs) {
     return FunctionProto.newBuilder()
         .setName(opType)
         .setDomain(Graph.GRAFT_DOMAIN)
@@ -96,7 +97,7 @@ public final class FusedOps {
    * first, so that ONNX Runtime folds it into the FusedMatMul that produced dy.
    */
   private static FunctionProto geluGrad() {
-    FunctionProto.Builder f = function(GELU_GRAD, List.of("dy", "x"));
+    FunctionProto.Builder f = gradient(GELU_GRAD, List.of("dy", "x"));
     f.addNode(constant("half", 0.5));
     f.addNode(constant("inv_sqrt2", Math.sqrt(0.5)));
     f.addNode(constant("neg_inv_sqrt2", -Math.sqrt(0.5)));
@@ -117,7 +118,7 @@ public final class FusedOps {
 
   /** y·(dy − ReduceSum(dy·y, last axis)): four kernels. */
   private static FunctionProto softmaxGrad() {
-    FunctionProto.Builder f = function(SOFTMAX_GRAD, List.of("dy", "y"));
+    FunctionProto.Builder f = gradient(SOFTMAX_GRAD, List.of("dy", "y"));
     f.addNode(NodeProto.newBuilder().setOpType("Constant").addOutput("last_axis")
         .addAttribute(AttributeProto.newBuilder().setName("value_ints").setType(AttributeProto.AttributeType.INTS)
             .addInts(-1)));
@@ -133,7 +134,7 @@ public final class FusedOps {
    * last axis: the invstd factors go onto the per-row means; nine passes over x's shape.
    */
   private static FunctionProto layerNormGrad() {
-    FunctionProto.Builder f = function(LAYER_NORM_GRAD, List.of("dy", "x", "scale", "mean", "inv_std"));
+    FunctionProto.Builder f = gradient(LAYER_NORM_GRAD, List.of("dy", "x", "scale", "mean", "inv_std"));
     AttributeProto lastAxis = AttributeProto.newBuilder().setName("axes").setType(AttributeProto.AttributeType.INTS)
         .addInts(-1).build();
     f.addNode(node("Sub", List.of("x", "mean"), "c"));
