@@ -16,6 +16,6 @@ if [[ -z "$compiler" ]]; then
 fi
 mkdir -p "$out"
 "$compiler" -std=c11 -O3 -fno-trapping-math -fno-math-errno -fopenmp-simd -fPIC -shared -fvisibility=hidden \
-  -Wall -Wextra -Werror -o "$out/libgraftkernels.so.tmp" "$here/graftkernels.c" -lpthread
+  -Wall -Wextra -Werror -o "$out/libgraftkernels.so.tmp" "$here/graftkernels.c" -lpthread -lm
 mv "$out/libgraftkernels.so.tmp" "$out/libgraftkernels.so"
 echo "[graftkernels] built $out/libgraftkernels.so with $compiler"

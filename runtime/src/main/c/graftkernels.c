@@ -97,6 +97,14 @@ static const OrtApi *ort;
 
 #define MAX_RANK 64
 
+/* The hot loops, compiled for AVX-512, AVX2 and baseline x86-64, the variant picked at load;
+ * -DGRAFT_SINGLE_TARGET builds one variant for the compiler's -march (to test each). */
+#ifdef GRAFT_SINGLE_TARGET
+#define CLONED
+#else
+#define CLONED __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+
 /* A kernel's view of one tensor: data, element count, shape. */
 typedef struct {
   float *data;
@@ -219,7 +227,7 @@ typedef struct {
 /* Two passes over each row (it stays in L1): the mean, then the variance of x − mean, both in
  * float64, and x − mean in float64 before the float32 scale and bias: a row whose mean is large
  * against its spread keeps its digits (float32's E[x²] − mean² would lose them). */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+CLONED
 static void layer_norm_rows(const void *args, size_t begin, size_t end) {
   const LayerNormForwardArgs *a = (const LayerNormForwardArgs *) args;
   size_t w = a->width;
@@ -288,7 +296,7 @@ typedef struct {
 
 /* Φ through erfc(|t|) = q(s)·e^(−t²), t = x/√2, s = 1/(1 + p|t|) (Abramowitz and Stegun 7.1.26,
  * |error| <= 1.5e-7), whose e^(−t²) is also φ's. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+CLONED
 static void gelu_grad_range(const void *args, size_t begin, size_t end) {
   const GeluArgs *a = (const GeluArgs *) args;
   const float *restrict dy = a->dy;
@@ -339,7 +347,7 @@ typedef struct {
   size_t width;
 } SoftmaxArgs;
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+CLONED
 static void softmax_grad_rows(const void *args, size_t begin, size_t end) {
   const SoftmaxArgs *a = (const SoftmaxArgs *) args;
   size_t w = a->width;
@@ -378,7 +386,7 @@ typedef struct {
   size_t width;
 } LayerNormArgs;
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+CLONED
 static void layer_norm_grad_rows(const void *args, size_t begin, size_t end) {
   const LayerNormArgs *a = (const LayerNormArgs *) args;
   size_t w = a->width;
