@@ -25,8 +25,8 @@ import org.jspecify.annotations.Nullable;
 
 /**
  * Graft's native CPU kernels for the fused ops of its training graphs (domain {@code dev.graft}:
- * {@code LayerNorm}, {@code GeluGrad}, {@code SoftmaxGrad}, {@code LayerNormGrad}), a custom-op library for ONNX Runtime built from {@code src/main/c} into this jar for
- * Linux x86-64. A training graph that uses a fused op carries the op's ONNX function too (standard
+ * {@code LayerNorm}, {@code GeluGrad}, {@code SoftmaxGrad}, {@code LayerNormGrad}), a custom-op
+ * library for ONNX Runtime built from {@code src/main/c} into this jar for Linux x86-64. A training graph that uses a fused op carries the op's ONNX function too (standard
  * ops), so where the kernels are not registered (CUDA sessions, other platforms, a jar built
  * without a C compiler, {@code ModelOptions.withFusedKernels(false)}) ONNX Runtime runs that body
  * instead: the same values to float32 rounding, only slower. Which of the two a JVM gets is logged
@@ -113,7 +113,7 @@ public final class FusedKernels {
   private static final int ROWS = 3;
   private static final int WIDTH = 37;
 
-  /** Runs the three kernels on fixed inputs; {@code ""} when they agree with float64 values, else what differed. */
+  /** Runs the four kernels on fixed inputs; {@code ""} when they agree with float64 values, else what differed. */
   private static String selfCheck(Path library) {
     int n = ROWS * WIDTH;
     float[] x = new float[n];
