@@ -1,5 +1,5 @@
 /*
- * graftkernels: CPU kernels for Graft's fused backward ops (domain dev.graft, version 1), loaded by
+ * graftkernels: CPU kernels for Graft's fused training-graph ops (domain dev.graft, version 1), loaded by
  * the runtime into ONNX Runtime as a custom-op library (dev.graft.runtime.session.FusedKernels).
  * Every op also has an ONNX function body of standard ops in the graphs that use it
  * (dev.graft.compiler.ir.FusedOps), which ONNX Runtime runs wherever this library is not
@@ -153,6 +153,11 @@ static float *output_like(OrtKernelContext *context, const Tensor *like) {
   return output_shaped(context, 0, like, -1);
 }
 
+/* The length of the last axis (1 for a scalar): the rows' width of the row-wise kernels. */
+static size_t last_dim(const Tensor *t) {
+  return t->rank > 0 ? (size_t) t->dims[t->rank - 1] : 1;
+}
+
 static void fill_nan(float *out, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = __builtin_nanf("");
 }
@@ -260,7 +265,7 @@ static void layer_norm_compute(void *kernel, OrtKernelContext *context) {
   float *mean = output_shaped(context, 1, &x, 1);
   float *inv_std = output_shaped(context, 2, &x, 1);
   if (!y || !mean || !inv_std) return;
-  size_t width = x.rank > 0 ? (size_t) x.dims[x.rank - 1] : 1;
+  size_t width = last_dim(&x);
   size_t rows = width ? x.count / width : 0;
   if (width == 0 || scale.count != width || bias.count != width) {
     fill_nan(y, x.count);
@@ -366,7 +371,7 @@ static void softmax_grad_compute(void *kernel, OrtKernelContext *context) {
   if (!input(context, 0, &dy) || !input(context, 1, &y)) return;
   float *dx = output_like(context, &y);
   if (!dx) return;
-  size_t width = y.rank > 0 ? (size_t) y.dims[y.rank - 1] : 1;
+  size_t width = last_dim(&y);
   if (dy.count != y.count || width == 0) {
     fill_nan(dx, y.count);
     return;
@@ -417,7 +422,7 @@ static void layer_norm_grad_compute(void *kernel, OrtKernelContext *context) {
       || !input(context, 3, &mean) || !input(context, 4, &inv_std)) return;
   float *dx = output_like(context, &x);
   if (!dx) return;
-  size_t width = x.rank > 0 ? (size_t) x.dims[x.rank - 1] : 1;
+  size_t width = last_dim(&x);
   size_t rows = width ? x.count / width : 0;
   if (dy.count != x.count || width == 0 || scale.count != width || mean.count != rows || inv_std.count != rows) {
     fill_nan(dx, x.count);

@@ -42,7 +42,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Graft's fused backward ops ({@link FusedOps}) on the runtime's native kernels ({@link
+ * Graft's fused training-graph ops ({@link FusedOps}) on the runtime's native kernels ({@link
  * FusedKernels}) against the ops' own ONNX function bodies (what ONNX Runtime runs without the
  * kernels, each checked by finite differences in the compiler's gradient-rule tests), on inputs
  * that include the extremes; the profile shows which of the two ran; shapes the graphs never
@@ -374,6 +374,8 @@ class FusedKernelsTest {
         functions);
     assertTrue(graft.inference().getGraph().getNodeList().stream().noneMatch(n -> n.getDomain().equals(Graph.GRAFT_DOMAIN)),
         "the inference graph keeps standard ops");
+    assertTrue(FusedKernels.usedBy(graft.train()), "the training session registers the kernels");
+    assertFalse(FusedKernels.usedBy(graft.inference()), "the inference session does not");
     ModelOptions options = ModelOptions.defaults().withSeed(7);
     float[] withKernels = Int8MiniLmTest.losses(graft, options);
     float[] withBodies = Int8MiniLmTest.losses(graft, options.withFusedKernels(false));

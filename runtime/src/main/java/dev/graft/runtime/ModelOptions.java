@@ -118,7 +118,7 @@ public record ModelOptions(
   }
 
   /**
-   * Whether CPU sessions run Graft's fused backward ops on its native kernels where they are
+   * Whether CPU sessions run Graft's fused training-graph ops on its native kernels where they are
    * available (the default), or on the ops' standard-op bodies ({@code false}: for comparing the
    * two, or to rule the native library out).
    */

@@ -63,25 +63,25 @@ public final class FusedOps {
     };
   }
 
-  /** A gradient op's function: {@code inputs} to the one output {@code dx}. */
-  private static FunctionProto.Builder gradient(String opType, List<String> inputs) {
+  /** Fused op {@code opType}'s function, {@code inputs} to {@code outputs}, its body still to add. */
+  private static FunctionProto.Builder function(String opType, List<String> inputs, List<String> outputs) {
     return FunctionProto.newBuilder()
         .setName(opType)
         .setDomain(Graph.GRAFT_DOMAIN)
         .addAllInput(inputs)
-        .addOutput("dx")
+        .addAllOutput(outputs)
         .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET));
+  }
+
+  /** A gradient op's function: {@code inputs} to the one output {@code dx}. */
+  private static FunctionProto.Builder gradient(String opType, List<String> inputs) {
+    return function(opType, inputs, List.of("dx"));
   }
 
   /** LayerNormalization(x, scale, bias, axis −1, epsilon from the node) with its Mean and InvStdDev outputs. */
   private static FunctionProto layerNorm() {
-    return FunctionProto.newBuilder()
-        .setName(LAYER_NORM)
-        .setDomain(Graph.GRAFT_DOMAIN)
-        .addAllInput(List.of("x", "scale", "bias"))
-        .addAllOutput(List.of("y", "mean", "inv_std"))
+    return function(LAYER_NORM, List.of("x", "scale", "bias"), List.of("y", "mean", "inv_std"))
         .addAttribute("epsilon")
-        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(Graph.OPSET))
         .addNode(NodeProto.newBuilder()
             .setOpType("LayerNormalization")
             .addAllInput(List.of("x", "scale", "bias"))

@@ -40,7 +40,7 @@ import org.jspecify.annotations.Nullable;
  * Per shape it times, in rounds (each round runs each configuration once, so that a change of the
  * machine's load falls on all alike): the bare host in a plain ONNX Runtime session (no Graft),
  * Graft's forward ({@code AdapterModel.predict}), Graft's training step ({@code trainStep}) and
- * the same step with its fused backward ops run as their standard-op bodies ({@code
+ * the same step with its fused ops run as their standard-op bodies ({@code
  * ModelOptions.withFusedKernels(false)}: what a session without Graft's native kernels runs);
  * it prints medians and the ratios train/bare-forward and train/graft-forward (medians of each
  * round's ratio, the two runs of a ratio being neighbours in time), the first losses

@@ -33,13 +33,17 @@ import org.jspecify.annotations.Nullable;
  * once (INFO when the kernels load, WARNING with the reason when they do not).
  *
  * <p>The library is copied from the class path to a temporary file (deleted at exit) and loaded
- * into the JVM once ({@link System#load}), which keeps it loaded for the JVM's life; each session
- * then registers it with ONNX Runtime. Before first use, the kernels are checked once against
- * values computed here in float64 (a small graph of the four ops, without their function bodies,
- * so only the kernels can run it); kernels that fail the check are not used, and the warning says
- * why.
+ * into the JVM once ({@link System#load}), which keeps it loaded for the JVM's life; the runtime
+ * then registers it with every CPU session of a graph that uses fused ops ({@link #usedBy}),
+ * unless {@code ModelOptions.withFusedKernels(false)}. Before first use, the kernels are checked
+ * once against values computed here in float64 (a small graph of the four ops, without their
+ * function bodies, so only the kernels can run it); kernels that fail the check are not used, and
+ * the warning says why.
  */
 public final class FusedKernels {
+  /** The domain of the fused ops (the compiler's {@code Graph.GRAFT_DOMAIN}). */
+  public static final String DOMAIN = "dev.graft";
+
   /** The class-path resource of the library for Linux x86-64. */
   public static final String RESOURCE = "native/linux-x86_64/libgraftkernels.so";
 
@@ -62,6 +66,15 @@ public final class FusedKernels {
   /** Why the kernels are not available ({@code ""} when they are). */
   public static String unavailableReason() {
     return Holder.LOADED.file() == null ? Holder.LOADED.reason() : "";
+  }
+
+  /**
+   * Whether {@code model} uses fused ops: a graph that does carries their functions (domain
+   * {@value #DOMAIN}). Only such graphs need the kernels, so only their sessions load and register
+   * them; an inference graph or an export does not.
+   */
+  public static boolean usedBy(ModelProto model) {
+    return model.getFunctionsList().stream().anyMatch(f -> f.getDomain().equals(DOMAIN));
   }
 
   /**
@@ -153,21 +166,21 @@ public final class FusedKernels {
     for (String in : List.of("x", "dy", "y", "scale", "mean", "inv")) {
       g.addInput(floatValue(in));
     }
-    g.addNode(NodeProto.newBuilder().setOpType("LayerNorm").setDomain("dev.graft").addInput("x").addInput("scale")
+    g.addNode(NodeProto.newBuilder().setOpType("LayerNorm").setDomain(DOMAIN).addInput("x").addInput("scale")
         .addInput("scale").addOutput("ln_y").addOutput("ln_mean").addOutput("ln_inv")
         .addAttribute(AttributeProto.newBuilder().setName("epsilon").setType(AttributeProto.AttributeType.FLOAT)
             .setF(1e-5f)));
-    g.addNode(NodeProto.newBuilder().setOpType("GeluGrad").setDomain("dev.graft").addInput("dy").addInput("x").addOutput("gelu"));
-    g.addNode(NodeProto.newBuilder().setOpType("SoftmaxGrad").setDomain("dev.graft").addInput("dy").addInput("y")
+    g.addNode(NodeProto.newBuilder().setOpType("GeluGrad").setDomain(DOMAIN).addInput("dy").addInput("x").addOutput("gelu"));
+    g.addNode(NodeProto.newBuilder().setOpType("SoftmaxGrad").setDomain(DOMAIN).addInput("dy").addInput("y")
         .addOutput("softmax"));
-    g.addNode(NodeProto.newBuilder().setOpType("LayerNormGrad").setDomain("dev.graft").addInput("dy").addInput("x")
+    g.addNode(NodeProto.newBuilder().setOpType("LayerNormGrad").setDomain(DOMAIN).addInput("dy").addInput("x")
         .addInput("scale").addInput("mean").addInput("inv").addOutput("layer_norm"));
     for (String out : List.of("ln_y", "ln_mean", "ln_inv", "gelu", "softmax", "layer_norm")) {
       g.addOutput(floatValue(out));
     }
     byte[] model = ModelProto.newBuilder().setIrVersion(8).setGraph(g)
         .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(17))
-        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("dev.graft").setVersion(1)).build().toByteArray();
+        .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(DOMAIN).setVersion(1)).build().toByteArray();
     OrtEnvironment env = OrtEnvironment.getEnvironment();
     Map<String, OnnxTensor> feed = new LinkedHashMap<>();
     try (OrtSession.SessionOptions so = new OrtSession.SessionOptions()) {

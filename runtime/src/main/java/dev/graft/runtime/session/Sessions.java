@@ -239,6 +239,10 @@ public final class Sessions implements AutoCloseable {
       external.add(init.getName());
     }
     try (OrtSession.SessionOptions so = sessionOptions(options, source, training)) {
+      // Graft's fused CPU kernels, for a graph that uses fused ops (the training graphs).
+      if (options.device() == Device.CPU && options.fusedKernels() && FusedKernels.usedBy(proto)) {
+        FusedKernels.register(so);
+      }
       if (!external.isEmpty()) {
         so.addExternalInitializers(host.subset(external));
       }
@@ -254,9 +258,7 @@ public final class Sessions implements AutoCloseable {
    * GRAFT-R370} naming them ({@link CudaLibraries}). A
    * training step's session ({@code training}) runs without ONNX Runtime's memory patterns: they
    * pre-plan one arena block per shape seen, which for a graph that holds its activations until
-   * the backward pass raises the peak by about a third and saves no time. CPU sessions register
-   * Graft's fused kernels ({@link FusedKernels}) unless {@code options.fusedKernels()} is false.
-   * The caller closes them.
+   * the backward pass raises the peak by about a third and saves no time. The caller closes them.
    */
   public static OrtSession.SessionOptions sessionOptions(ModelOptions options, String graphName, boolean training)
       throws OrtException {
@@ -277,9 +279,6 @@ public final class Sessions implements AutoCloseable {
       Path dumps = options.optimizedModelDirectory();
       if (dumps != null) {
         so.setOptimizedModelFilePath(directory(dumps, "optimized-model").resolve(stem + ".optimized.onnx").toString());
-      }
-      if (options.device() == Device.CPU && options.fusedKernels()) {
-        FusedKernels.register(so);
       }
       if (options.device() == Device.CUDA) {
         try {
